@@ -1,0 +1,254 @@
+"""The LatBench dataset file: one Parquet file per device configuration (DESIGN §6).
+
+Columns and types are fixed by :data:`SCHEMA`; file-level metadata is one JSON object
+stored under the Parquet key-value key ``latbench``. Reads validate the schema and
+raise :class:`DatasetError` naming the file and the problem; writes are atomic (a
+temporary file in the target directory, fsync'd, then renamed over the target).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "COLUMNS",
+    "METADATA_KEY",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "DatasetError",
+    "arch_table",
+    "atomic_path",
+    "read_dataset",
+    "read_metadata",
+    "skeleton_frame",
+    "to_table",
+    "write_dataset",
+]
+
+SCHEMA_VERSION = 1
+METADATA_KEY = b"latbench"
+STATUSES = ("ok", "invalid", "failed", "missing")
+
+SCHEMA = pa.schema(
+    [
+        pa.field("arch_id", pa.int32(), nullable=False),
+        pa.field("arch_str", pa.string(), nullable=False),
+        pa.field("nb201_index", pa.int32(), nullable=True),
+        pa.field("graph_key", pa.string(), nullable=False),
+        pa.field("valid", pa.bool_(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string(), nullable=True),
+        pa.field("latency_ms", pa.float64(), nullable=True),
+        pa.field("latency_std_ms", pa.float64(), nullable=True),
+        pa.field("runs", pa.int32(), nullable=False),
+        pa.field("timed_arch_id", pa.int32(), nullable=True),
+        pa.field("flops", pa.int64(), nullable=False),
+        pa.field("params", pa.int64(), nullable=False),
+    ]
+)
+"""Arrow schema of a dataset file."""
+
+COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
+
+_PANDAS_TYPES = {pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}
+_NULLABLE_INTS = tuple(f.name for f in SCHEMA if f.nullable and pa.types.is_integer(f.type))
+
+
+class DatasetError(ValueError):
+    """A dataset file or frame that does not follow the LatBench format."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it over ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+        with contextlib.suppress(OSError):  # directory fsync is not available everywhere
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def to_table(df: pd.DataFrame, metadata: Mapping[str, Any] | None = None) -> pa.Table:
+    """Validate ``df`` against :data:`SCHEMA` and convert it, attaching ``metadata``."""
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise DatasetError(f"frame is missing column(s): {', '.join(missing)}")
+    bad = sorted(set(df["status"].dropna()) - set(STATUSES))
+    if bad or df["status"].isna().any():
+        raise DatasetError(f"unknown status value(s) {bad or [None]}; allowed: {STATUSES}")
+    if df["arch_id"].duplicated().any():
+        dup = df.loc[df["arch_id"].duplicated(), "arch_id"].iloc[0]
+        raise DatasetError(f"arch_id {dup} appears more than once")
+    try:
+        table = pa.Table.from_pandas(df[list(COLUMNS)], schema=SCHEMA, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        raise DatasetError(f"frame does not match the LatBench schema: {exc}") from exc
+    meta = {"schema_version": SCHEMA_VERSION, **dict(metadata or {})}
+    return table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, default=str).encode()})
+
+
+def write_dataset(
+    df: pd.DataFrame, path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``df`` atomically as a LatBench Parquet file; returns the path."""
+    table = to_table(df.sort_values("arch_id", kind="stable"), metadata)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return path
+
+
+def _open(path: Path) -> pq.ParquetFile:
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file")
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DatasetError(
+            f"{path}: not a readable Parquet file (corrupt or truncated?): {exc}"
+        ) from exc
+
+
+def _metadata(path: Path, schema: pa.Schema) -> dict[str, Any]:
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        raise DatasetError(f"{path}: no LatBench metadata (key {METADATA_KEY.decode()!r})")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: LatBench metadata is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: LatBench metadata must be a JSON object")
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise DatasetError(
+            f"{path}: schema version {version!r}, this LatBench reads {SCHEMA_VERSION}"
+        )
+    return meta
+
+
+def _check_schema(path: Path, schema: pa.Schema) -> None:
+    problems = []
+    for field in SCHEMA:
+        if field.name not in schema.names:
+            problems.append(f"missing column {field.name!r}")
+        elif not schema.field(field.name).type.equals(field.type):
+            got = schema.field(field.name).type
+            problems.append(f"column {field.name!r} has type {got}, expected {field.type}")
+    if problems:
+        raise DatasetError(f"{path}: " + "; ".join(problems))
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The file-level metadata of a dataset file, validated, without reading rows."""
+    path = Path(path)
+    schema = _open(path).schema_arrow
+    return _metadata(path, schema)
+
+
+def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read and validate a dataset file.
+
+    Returns one row per architecture with the :data:`COLUMNS`; the metadata dict is
+    in ``df.attrs["metadata"]``.
+    """
+    path = Path(path)
+    pf = _open(path)
+    schema = pf.schema_arrow
+    meta = _metadata(path, schema)
+    _check_schema(path, schema)
+    try:
+        table = pf.read(columns=list(COLUMNS))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DatasetError(f"{path}: cannot read rows (corrupt or truncated?): {exc}") from exc
+    df = table.to_pandas()
+    for name in _NULLABLE_INTS:  # keep nullable ints as ints, not floats with NaN
+        df[name] = table.column(name).to_pandas(types_mapper=_PANDAS_TYPES.get)
+    df.attrs["metadata"] = meta
+    df.attrs["path"] = str(path)
+    return df
+
+
+@cache
+def _arch_table() -> pd.DataFrame:
+    from latbench.graph import prune
+    from latbench.network import costs
+    from latbench.space import N_ARCHS, format_arch, from_id, is_valid
+
+    vectors = [from_id(i) for i in range(N_ARCHS)]
+    graphs = [prune(v) for v in vectors]
+    keyed: dict[str, tuple[int, int]] = {}
+    flops = np.empty(N_ARCHS, dtype=np.int64)
+    params = np.empty(N_ARCHS, dtype=np.int64)
+    for i, g in enumerate(graphs):
+        c = keyed.get(g.key)
+        if c is None:
+            cc = costs(g)
+            c = keyed[g.key] = (cc.flops, cc.params)
+        flops[i], params[i] = c
+    return pd.DataFrame(
+        {
+            "arch_id": pd.array(np.arange(N_ARCHS), dtype="int32"),
+            "arch_str": [format_arch(v) for v in vectors],
+            "graph_key": [g.key for g in graphs],
+            "iso_key": [g.iso_key for g in graphs],
+            "valid": np.array([is_valid(v) for v in vectors]),
+            "flops": flops,
+            "params": params,
+        }
+    )
+
+
+def arch_table() -> pd.DataFrame:
+    """Static facts of all 15,625 architectures, in ``arch_id`` order (cached).
+
+    Columns: ``arch_id``, ``arch_str``, ``graph_key``, ``iso_key``, ``valid``,
+    ``flops``, ``params``. Invalid architectures get the cost of the cell-less skeleton.
+    """
+    return _arch_table().copy()
+
+
+def skeleton_frame() -> pd.DataFrame:
+    """A schema-complete frame of all architectures with no measurement yet.
+
+    Valid rows have ``status="missing"``, invalid ones ``status="invalid"``.
+    """
+    df = arch_table().drop(columns="iso_key")
+    n = len(df)
+    df["nb201_index"] = pd.array([pd.NA] * n, dtype="Int32")
+    df["status"] = np.where(df["valid"], "missing", "invalid")
+    df["error"] = pd.Series([None] * n, dtype="object")
+    df["latency_ms"] = np.nan
+    df["latency_std_ms"] = np.nan
+    df["runs"] = pd.array(np.zeros(n), dtype="int32")
+    df["timed_arch_id"] = pd.array([pd.NA] * n, dtype="Int32")
+    return df[list(COLUMNS)]

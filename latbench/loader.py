@@ -1,0 +1,186 @@
+"""Find and load datasets: bundled ``data/`` first, then the user data home.
+
+``load(key)`` returns one row per architecture (DESIGN §6 columns) with the file's
+metadata in ``df.attrs["metadata"]``. The data home is, in order: the ``data_home``
+argument, ``$LATBENCH_HOME``, or the platform's user data directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from latbench.catalog import CATALOG, Dataset, UnknownDatasetError, normalize_key, resolve
+from latbench.dataset import read_dataset, read_metadata
+
+__all__ = [
+    "DatasetNotFoundError",
+    "bundled_dir",
+    "data_home",
+    "dataset_path",
+    "devices",
+    "load",
+    "load_wide",
+]
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A catalog dataset whose file is not present locally."""
+
+
+def data_home(data_home: str | os.PathLike[str] | None = None) -> Path:
+    """The user data directory where imported and measured datasets live."""
+    if data_home is not None:
+        return Path(data_home).expanduser()
+    env = os.environ.get("LATBENCH_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("latbench", appauthor=False))
+
+
+def bundled_dir() -> Path:
+    """Directory of the datasets shipped inside the package."""
+    return Path(str(resources.files("latbench.data")))
+
+
+def _search_dirs(home: str | os.PathLike[str] | None) -> list[Path]:
+    return [bundled_dir(), data_home(home)]
+
+
+def _local_keys(home: str | os.PathLike[str] | None) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in reversed(_search_dirs(home)):  # bundled wins: inserted last
+        if d.is_dir():
+            for p in d.glob("*.parquet"):
+                if not p.name.endswith(".layers.parquet") and not p.name.startswith("."):
+                    found[p.stem] = p
+    return found
+
+
+def dataset_path(key: str, data_home: str | os.PathLike[str] | None = None) -> Path:
+    """Path of the file for ``key`` (a catalog key, alias or measured key).
+
+    Raises :class:`~latbench.catalog.UnknownDatasetError` with close matches for an
+    unknown key and :class:`DatasetNotFoundError` naming the import command for a
+    known dataset that is not present.
+    """
+    local = _local_keys(data_home)
+    for candidate in (key, normalize_key(key)):
+        if candidate in local:
+            return local[candidate]
+    canonical = resolve(key)
+    if canonical is None:
+        raise UnknownDatasetError(key, sorted({*CATALOG, *local, *_alias_names()}))
+    if canonical in local:
+        return local[canonical]
+    entry = CATALOG[canonical]
+    where = ", ".join(str(d) for d in _search_dirs(data_home))
+    raise DatasetNotFoundError(
+        f"dataset {canonical!r} ({entry.name}) is not available locally (looked in {where}). "
+        f"Import it with:\n    {entry.import_command}"
+    )
+
+
+def _alias_names() -> list[str]:
+    return [normalize_key(a) for d in CATALOG.values() for a in d.aliases]
+
+
+@lru_cache(maxsize=64)
+def _read_cached(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    return read_dataset(path)
+
+
+def load(key: str, *, data_home: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Load one dataset as a DataFrame (one row per architecture, ``arch_id`` order).
+
+    >>> df = latbench.load("jetson_nano")            # doctest: +SKIP
+    >>> df.loc[df.status == "ok", ["arch_str", "latency_ms", "flops"]]  # doctest: +SKIP
+    """
+    path = dataset_path(key, data_home)
+    st = path.stat()
+    df = _read_cached(str(path), st.st_mtime_ns, st.st_size)
+    out = df.copy()
+    out.attrs = {"metadata": dict(df.attrs["metadata"]), "path": str(path)}
+    return out
+
+
+def load_wide(
+    keys: Iterable[str] | None = None,
+    *,
+    value: str = "latency_ms",
+    data_home: str | os.PathLike[str] | None = None,
+) -> pd.DataFrame:
+    """Architectures x datasets table of ``value`` (default latency), ``arch_id`` index.
+
+    ``keys=None`` takes every dataset available locally. Entries that are not
+    ``status="ok"`` are NaN.
+    """
+    if keys is None:
+        keys = sorted(_local_keys(data_home))
+    cols = {}
+    for key in keys:
+        df = load(key, data_home=data_home)
+        series = df[value].where(df["status"] == "ok").astype("float64")
+        series.index = df["arch_id"].to_numpy()
+        cols[key] = series
+    wide = pd.DataFrame(cols)
+    wide.index.name = "arch_id"
+    return wide
+
+
+def _measured_entry(key: str, path: Path) -> Dataset:
+    try:
+        meta = read_metadata(path)
+    except ValueError:
+        meta = {}
+    dev = meta.get("device", {}) if isinstance(meta.get("device"), dict) else {}
+    rt = meta.get("runtime", {}) if isinstance(meta.get("runtime"), dict) else {}
+    return Dataset(
+        key=key,
+        name=str(dev.get("name", key)),
+        device_class=str(dev.get("class", "")),
+        hardware=str(dev.get("hardware", "")),
+        runtime=" ".join(str(x) for x in (rt.get("name", ""), rt.get("version", "")) if x),
+        precision=str(meta.get("precision", "")),
+        source=str(meta.get("source", "measured")),
+        citation=str(meta.get("citation", "")),
+        license=str(meta.get("license", "")),
+    )
+
+
+def devices(data_home: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Every known dataset: catalog entries plus datasets found on disk.
+
+    Columns: key, name, class, hardware, runtime, precision, source, aliases,
+    available, path.
+    """
+    local = _local_keys(data_home)
+    entries = dict(CATALOG)
+    for key, path in local.items():
+        if resolve(key) is None and key not in entries:
+            entries[key] = _measured_entry(key, path)
+    rows = []
+    for key, d in entries.items():
+        path = local.get(key)
+        rows.append(
+            {
+                "key": key,
+                "name": d.name,
+                "class": d.device_class,
+                "hardware": d.hardware,
+                "runtime": d.runtime,
+                "precision": d.precision,
+                "source": d.source,
+                "aliases": ", ".join(d.aliases),
+                "available": path is not None,
+                "path": str(path) if path else None,
+            }
+        )
+    return pd.DataFrame(rows)
