@@ -1,0 +1,197 @@
+"""``latbench-measure``: measure a LatBench dataset on a device profile.
+
+    latbench-measure --device cpu-onnxruntime                 # default 20-arch sample
+    latbench-measure --device cpu-tflite --limit 200 --runs 100 --group-size 10
+    latbench-measure --device cpu-tflite --all --shard 2/4    # one of four shards
+    latbench-measure merge OUT/key.shard*of4.parquet -o OUT/key.parquet
+    latbench-measure --list-devices
+    latbench-measure --device gpu-tf --check
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+__all__ = ["main"]
+
+log = logging.getLogger("latbench.measure")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="latbench-measure",
+        description="Build, time and record NAS-Bench-201 architectures on a device profile "
+        "(DESIGN §5 protocol: R = G x g timed runs, two-stage quartile filter). "
+        "Rerun the same command after a crash to resume. "
+        "Use 'latbench-measure merge --help' to combine shards.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--device", "-d", default="cpu-onnxruntime",
+                   help="device profile name or path to a profile .toml (default: cpu-onnxruntime)")
+    sel = p.add_mutually_exclusive_group()
+    sel.add_argument("--all", action="store_true", help="all 15,625 architectures")
+    sel.add_argument("--limit", type=int, metavar="N",
+                     help="seeded random sample of N valid architectures (default: 20)")
+    sel.add_argument("--archs", type=Path, metavar="FILE",
+                     help="file with one NAS-Bench-201 string (or arch_id) per line")
+    p.add_argument("--shard", metavar="I/N", help="measure shard I of N (split by pruned graph)")
+    p.add_argument("--runs", "-R", type=int, help="timed runs per model (overrides the profile)")
+    p.add_argument("--group-size", "-g", type=int, help="runs per group g (G = R / g)")
+    p.add_argument("--warmup", type=int, help="warm-up runs per model (overrides the profile)")
+    p.add_argument("--threads", type=int, help="runtime threads (overrides the profile)")
+    p.add_argument("--seed", type=int, default=0, help="seed for sampling, weights and inputs")
+    p.add_argument("--out", "-o", type=Path,
+                   help="output folder (default: the LatBench data home, where latbench.load looks)")
+    p.add_argument("--key", help="dataset key (default: <host>-<profile>)")
+    p.add_argument("--layers", action="store_true",
+                   help="also time every distinct layer alone -> <key>.layers.parquet")
+    p.add_argument("--build-workers", type=int, metavar="N",
+                   help="processes converting artifacts (default: cores - 1)")
+    p.add_argument("--cache", type=Path, help="artifact cache folder (default: <data home>/cache)")
+    p.add_argument("--pipeline", action="store_true",
+                   help="time while later artifacts build (default only for non-host devices)")
+    p.add_argument("--flush-every", type=int, default=8, metavar="N",
+                   help="make results durable every N graphs (default: 8; also every 10 s)")
+    p.add_argument("--fresh", action="store_true", help="discard stored parts of an earlier run")
+    p.add_argument("--list-devices", action="store_true", help="list device profiles and exit")
+    p.add_argument("--check", action="store_true",
+                   help="probe the profile (runtime, device, one tiny model) and exit")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    return p  # fmt: skip
+
+
+def _merge_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="latbench-measure merge",
+        description="Combine shard datasets of one profile and protocol into one dataset. "
+        "Refuses to mix profiles, runtimes, precisions or protocols; warns when the "
+        "shards come from hosts with different fingerprints.",
+    )
+    p.add_argument("shards", nargs="+", type=Path, help="shard .parquet files")
+    p.add_argument("--out", "-o", type=Path, required=True, help="merged .parquet file")
+    return p
+
+
+def _list_devices() -> int:
+    from latbench.harness.profiles import list_profiles
+
+    for prof in list_profiles():
+        print(f"{prof.name:24s} {prof.runtime:14s} {prof.precision:6s} {prof.description}")
+    return 0
+
+
+def _check(profile) -> int:
+    from latbench.harness.check import check_profile
+
+    report = check_profile(profile)
+    for line in report.lines:
+        print(line)
+    return 0 if report.ok else 1
+
+
+def _merge(argv: list[str]) -> int:
+    from latbench.harness.merge import merge_datasets
+
+    args = _merge_parser().parse_args(argv)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = merge_datasets(args.shards, args.out)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    from latbench.dataset import read_dataset
+
+    df = read_dataset(path)
+    counts = df["status"].value_counts().to_dict()
+    print(f"merged {len(args.shards)} shard(s) into {path}: {len(df)} rows {counts}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from latbench.harness.plan import make_plan, parse_shard, read_arch_file, select_archs
+    from latbench.harness.profiles import load_profile
+    from latbench.harness.session import measure, measure_layers
+    from latbench.loader import data_home
+
+    profile = load_profile(args.device)
+    if args.runs is not None or args.group_size is not None or args.warmup is not None:
+        profile = profile.with_protocol(runs=args.runs, group_size=args.group_size, warmup=args.warmup)
+    if args.threads is not None:
+        profile = profile.with_threads(args.threads)
+    if args.check:
+        return _check(profile)
+
+    archs = read_arch_file(args.archs) if args.archs else None
+    selection = select_archs(all=args.all, limit=args.limit, archs=archs, seed=args.seed)
+    shard = parse_shard(args.shard) if args.shard else (1, 1)
+    plan = make_plan(selection, shard)
+
+    from latbench.harness.artifacts import ArtifactCache
+    from latbench.harness.host import host_name
+
+    out = args.out or data_home()
+    key = args.key or f"{host_name()}-{profile.name}"
+    cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
+    summary = measure(
+        profile,
+        plan,
+        out_dir=out,
+        key=key,
+        seed=args.seed,
+        cache=cache,
+        build_workers=args.build_workers,
+        prebuild=False if args.pipeline else None,
+        fresh=args.fresh,
+        flush_every=max(1, args.flush_every),
+        progress=not args.quiet,
+        extra_metadata={"selection": _describe_selection(args)},
+    )
+    for line in summary.lines():
+        print(line)
+    if args.layers:
+        path = measure_layers(
+            profile, out_dir=out, key=key, seed=args.seed, cache=cache,
+            build_workers=args.build_workers, progress=not args.quiet,
+        )  # fmt: skip
+        print(f"wrote {path}")
+    if summary.dataset is not None and shard == (1, 1) and args.out is None:
+        print(f"load it with: latbench.load({key!r})")
+    return 0
+
+
+def _describe_selection(args: argparse.Namespace) -> str:
+    if args.all:
+        return "all"
+    if args.archs:
+        return f"archs file {args.archs}"
+    return f"random sample of {args.limit or 'default'} valid architectures, seed {args.seed}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``latbench-measure``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        if argv[:1] == ["merge"]:
+            return _merge(argv[1:])
+        args = _parser().parse_args(argv)
+        if args.quiet:
+            logging.getLogger("latbench").setLevel(logging.WARNING)
+        if args.list_devices:
+            return _list_devices()
+        return _run(args)
+    except KeyboardInterrupt:
+        print("interrupted: results so far are stored; rerun the same command to resume",
+              file=sys.stderr)  # fmt: skip
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"latbench-measure: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

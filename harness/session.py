@@ -1,0 +1,346 @@
+"""One measurement run: build artifacts, time them, store results, write the dataset.
+
+The system under test (a :class:`~latbench.harness.runners.base.Runner`) is kept apart
+from scheduling (this module) and statistics (:mod:`latbench.harness.timing`), as in
+MLPerf LoadGen. Artifacts come from a process pool; on a host-CPU profile they are all
+built *before* timing starts so that converter processes do not steal cycles from the
+model being timed, while profiles that time on another device overlap the two.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latbench.harness.host import host_fingerprint
+from latbench.harness.plan import GraphWork, Plan
+from latbench.harness.store import GraphResult, RunStore
+
+__all__ = ["RunSummary", "dataset_metadata", "measure", "measure_layers"]
+
+log = logging.getLogger("latbench.measure")
+
+SOFTWARE_CITATION = "LatBench: latency datasets and measurement harness for NAS-Bench-201 (software)."
+PAPER_CITATION = (
+    "Dudziak, L., Chau, T., Abdelfattah, M. S., Lee, R., Kim, H., Lane, N. D. "
+    "BRP-NAS: Prediction-based NAS using GCNs. NeurIPS 2020."
+)
+
+
+@dataclass
+class RunSummary:
+    """What a run did, for the final report."""
+
+    key: str
+    dataset: Path | None
+    timed: int = 0
+    reused: int = 0
+    failed: int = 0
+    invalid: int = 0
+    n_archs: int = 0
+    wall_s: float = 0.0
+    build_s: float = 0.0
+    inference_s: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def median_ms(self) -> float | None:
+        return statistics.median(self.latencies_ms) if self.latencies_ms else None
+
+    def lines(self) -> list[str]:
+        """Human-readable summary lines."""
+        med = f"{self.median_ms:.3f} ms" if self.median_ms is not None else "n/a"
+        out = [
+            f"dataset {self.key}: {self.n_archs} architectures "
+            f"({self.invalid} invalid), {self.timed} graphs timed now, "
+            f"{self.reused} reused from earlier parts, {self.failed} failed",
+            f"median latency {med}; wall time {self.wall_s:.1f} s "
+            f"(artifact builds {self.build_s:.1f} s, timed inference {self.inference_s:.1f} s)",
+        ]
+        out += [f"  failed: {f}" for f in self.failures[:10]]
+        out += [f"wrote {p}" for p in self.files]
+        return out
+
+
+def dataset_metadata(
+    profile: Any, runner_info: dict[str, Any], key: str, seed: int, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """File-level metadata (DESIGN §6) for a dataset this harness measured."""
+    import latbench
+
+    host = host_fingerprint()
+    prof = profile.to_metadata()
+    dev = dict(prof.get("device", {}))
+    if dev.get("hardware") in (None, "", "auto"):
+        dev["hardware"] = host["cpu_model"] if profile.target == "cpu" else dev.get("hardware")
+    return {
+        "device": {"key": key, "profile": profile.name, **dev},
+        "runtime": runner_info,
+        "precision": profile.precision,
+        "batch": 1,
+        "input_shape": [1, 32, 32, 3],
+        "input_layout": "NHWC",
+        "protocol": prof.get("protocol", {}),
+        "harness_version": latbench.__version__,
+        "host": host,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": f"measured with latbench-measure --device {profile.name}",
+        "command": " ".join(sys.argv),
+        "seed": seed,
+        "citation": f"{SOFTWARE_CITATION} {PAPER_CITATION}",
+        "license": "CC-BY-4.0",
+        **extra,
+    }
+
+
+def _run_config(profile: Any, seed: int) -> dict[str, Any]:
+    prof = profile.to_metadata()
+    return {
+        "profile": profile.name,
+        "runtime": profile.runtime,
+        "artifact_format": profile.artifact_format,
+        "precision": profile.precision,
+        "protocol": prof.get("protocol"),
+        "threads": prof.get("threads"),
+        "seed": seed,
+    }
+
+
+class _Progress:
+    """tqdm bar on a terminal, a log line every ~5% otherwise."""
+
+    def __init__(self, total: int, desc: str, enabled: bool):
+        self.total, self.desc, self.n = total, desc, 0
+        self.t0 = time.perf_counter()
+        self.bar = None
+        if enabled and total and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="model", dynamic_ncols=True)
+        self.enabled = enabled
+        self.step = max(1, total // 20)
+
+    def update(self, note: str = "") -> None:
+        self.n += 1
+        if self.bar is not None:
+            self.bar.set_postfix_str(note, refresh=False)
+            self.bar.update()
+        elif self.enabled and (self.n % self.step == 0 or self.n == self.total):
+            dt = time.perf_counter() - self.t0
+            rate = self.n / dt if dt > 0 else 0.0
+            eta = (self.total - self.n) / rate if rate > 0 else 0.0
+            log.info("%s %d/%d (%.2f/s, ETA %.0f s) %s", self.desc, self.n, self.total, rate, eta, note)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _builds(
+    cache: Any, work: list[GraphWork], fmt: str, seed: int, workers: int | None, prebuild: bool,
+    progress: bool,
+) -> Iterator[tuple[Any, Any]]:  # fmt: skip
+    stream = cache.build_many([w.graph for w in work], fmt, seed, workers=workers)
+    if not prebuild:
+        yield from stream
+        return
+    bar = _Progress(len(work), "building", progress)
+    done = []
+    for item in stream:
+        done.append(item)
+        bar.update()
+    bar.close()
+    order = {w.key: i for i, w in enumerate(work)}
+    yield from sorted(done, key=lambda it: order[it[0].key])
+
+
+def measure(
+    profile: Any,
+    plan: Plan,
+    *,
+    out_dir: Path,
+    key: str,
+    seed: int = 0,
+    cache: Any = None,
+    build_workers: int | None = None,
+    prebuild: bool | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+    flush_every: int = 8,
+    flush_seconds: float = 10.0,
+    extra_metadata: dict[str, Any] | None = None,
+    on_result: Callable[[GraphResult], None] | None = None,
+) -> RunSummary:
+    """Time every graph of ``plan`` not already stored and write ``<key>.parquet``.
+
+    Results are made durable every ``flush_every`` graphs or ``flush_seconds``;
+    rerunning with the same arguments resumes. Failures of single models are recorded
+    as ``status="failed"`` with the reason and the run goes on.
+    """
+    from latbench.harness.artifacts import ArtifactCache
+    from latbench.harness.runners import make_runner
+    from latbench.harness.timing import time_runner
+
+    t_start = time.perf_counter()
+    stem = key if plan.shard == (1, 1) else f"{key}.shard{plan.shard[0]}of{plan.shard[1]}"
+    store = RunStore(out_dir, stem, _run_config(profile, seed))
+    done = store.open(fresh=fresh)
+    todo = [w for w in plan.work if not (w.key in done and done[w.key].status == "ok")]
+    summary = RunSummary(key=stem, dataset=None, n_archs=plan.n_archs, invalid=len(plan.invalid))
+    summary.reused = len(plan.work) - len(todo)
+    if todo:
+        log.info(
+            "%s: %d graphs to time (%d architectures, %d already stored)",
+            profile.name, len(todo), plan.n_archs, summary.reused,
+        )  # fmt: skip
+    runner = make_runner(profile)
+    cache = cache if cache is not None else ArtifactCache()
+    if prebuild is None:
+        prebuild = getattr(profile, "target", "cpu") == "cpu"
+    by_key = {w.key: w for w in todo}
+    bar = _Progress(len(todo), f"timing {profile.name}", progress)
+    last_flush = time.perf_counter()
+    t_build = time.perf_counter()
+    try:
+        stream = _builds(cache, todo, profile.artifact_format, seed, build_workers, prebuild, progress)
+        for graph, artifact in stream:
+            if summary.timed + summary.failed == 0:
+                summary.build_s = time.perf_counter() - t_build
+            w = by_key[graph.key]
+            result = _time_one(runner, w, artifact, profile, seed, time_runner, summary)
+            store.add(result)
+            if on_result is not None:
+                on_result(result)
+            bar.update(f"{result.latency_ms:.3f} ms" if result.latency_ms else result.status)
+            if store._buffer and (
+                len(store._buffer) >= flush_every or time.perf_counter() - last_flush > flush_seconds
+            ):
+                store.flush()
+                last_flush = time.perf_counter()
+        store.flush()
+        info = runner.info()
+    finally:
+        bar.close()
+        store.flush()
+        runner.close()
+    meta = dataset_metadata(
+        profile,
+        info,
+        key,
+        seed,
+        {
+            "shard": f"{plan.shard[0]}/{plan.shard[1]}",
+            "selection_digest": plan.selection_digest,
+            "artifact_format": profile.artifact_format,
+            **(extra_metadata or {}),
+        },
+    )
+    summary.dataset = store.finalize(plan, meta)
+    summary.files = [summary.dataset] + ([store.raw_path] if store.raw_path.exists() else [])
+    final = store.results
+    summary.latencies_ms = [
+        final[w.key].latency_ms for w in plan.work if w.key in final and final[w.key].status == "ok"
+    ]
+    summary.wall_s = time.perf_counter() - t_start
+    return summary
+
+
+def _time_one(
+    runner: Any, w: GraphWork, artifact: Any, profile: Any, seed: int, time_runner: Callable,
+    summary: RunSummary,
+) -> GraphResult:  # fmt: skip
+    if isinstance(artifact, BaseException):
+        summary.failed += 1
+        msg = f"artifact build failed: {type(artifact).__name__}: {artifact}"
+        summary.failures.append(f"{w.key}: {msg}")
+        return GraphResult(w.key, w.timed_arch_id, "failed", error=msg)
+    try:
+        runner.prepare(Path(artifact), seed)
+        t = time_runner(runner, profile.protocol)
+    except Exception as exc:  # one model failing must not stop the campaign
+        summary.failed += 1
+        msg = f"timing failed: {type(exc).__name__}: {exc}"
+        summary.failures.append(f"{w.key}: {msg}")
+        log.warning("%s (arch %d): %s", w.key, w.timed_arch_id, msg)
+        return GraphResult(w.key, w.timed_arch_id, "failed", error=msg)
+    summary.timed += 1
+    summary.inference_s += float(np.sum(t.raw_ns)) / 1e9
+    return GraphResult(
+        w.key, w.timed_arch_id, "ok", float(t.latency_ms), float(t.latency_std_ms),
+        int(t.runs), raw_ns=np.asarray(t.raw_ns, np.int64),
+    )  # fmt: skip
+
+
+def measure_layers(
+    profile: Any,
+    *,
+    out_dir: Path,
+    key: str,
+    seed: int = 0,
+    cache: Any = None,
+    build_workers: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Time every distinct layer alone (same protocol); write ``<key>.layers.parquet``."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from latbench.dataset import atomic_path
+    from latbench.harness.artifacts import ArtifactCache
+    from latbench.harness.runners import make_runner
+    from latbench.harness.timing import time_runner
+    from latbench.network import distinct_layers
+
+    layers = distinct_layers()
+    cache = cache if cache is not None else ArtifactCache()
+    runner = make_runner(profile)
+    rows = []
+    bar = _Progress(len(layers), f"layers {profile.name}", progress)
+    built = dict(
+        (layer.signature, art)
+        for layer, art in cache.build_many(layers, profile.artifact_format, seed, workers=build_workers)
+    )
+    try:
+        for layer in layers:
+            art = built[layer.signature]
+            row = {
+                "signature": layer.signature, "kind": layer.kind, "cin": layer.cin,
+                "cout": layer.cout, "h": layer.h, "kernel": layer.kernel, "stride": layer.stride,
+                "n_inputs": layer.n_inputs, "flops": layer.flops, "params": layer.params,
+                "status": "ok", "error": None, "latency_ms": None, "latency_std_ms": None, "runs": 0,
+            }  # fmt: skip
+            try:
+                if isinstance(art, BaseException):
+                    raise art
+                runner.prepare(Path(art), seed)
+                t = time_runner(runner, profile.protocol)
+                row.update(latency_ms=t.latency_ms, latency_std_ms=t.latency_std_ms, runs=t.runs)
+            except Exception as exc:  # record and go on
+                row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            rows.append(row)
+            bar.update(layer.signature)
+        info = runner.info()
+    finally:
+        bar.close()
+        runner.close()
+    meta = dataset_metadata(profile, info, key, seed, {"table": "layers"})
+    table = pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False)
+    import json
+
+    table = table.replace_schema_metadata({b"latbench": json.dumps(meta, default=str).encode()})
+    path = Path(out_dir) / f"{key}.layers.parquet"
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return path

@@ -1,0 +1,221 @@
+"""Crash-safe storage of a run's results, and the final dataset file.
+
+While a run goes on, each timed graph's result (figure, spread, raw timings or the
+failure reason) is appended to ``<stem>.parts/`` in small Parquet *parts*, each
+written to a temporary file and renamed into place, so a ``kill -9`` loses at most
+the unflushed graphs and never leaves a half-written part. Rerunning reads the parts
+and times only what is not done. :meth:`RunStore.finalize` expands graph results to
+architecture rows (DESIGN §6) and writes ``<stem>.parquet`` and ``<stem>.raw.h5``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from latbench.dataset import COLUMNS, atomic_path, skeleton_frame, write_dataset
+from latbench.harness.plan import Plan
+
+__all__ = ["GraphResult", "RunConfigMismatch", "RunStore"]
+
+log = logging.getLogger(__name__)
+
+PART_SCHEMA = pa.schema(
+    [
+        pa.field("graph_key", pa.string(), nullable=False),
+        pa.field("timed_arch_id", pa.int32(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+        pa.field("latency_ms", pa.float64()),
+        pa.field("latency_std_ms", pa.float64()),
+        pa.field("runs", pa.int32(), nullable=False),
+        pa.field("raw_ns", pa.list_(pa.int64())),
+    ]
+)
+
+
+class RunConfigMismatch(ValueError):
+    """The output folder holds parts of a run with different settings."""
+
+
+@dataclass(frozen=True)
+class GraphResult:
+    """The outcome of timing one pruned graph."""
+
+    graph_key: str
+    timed_arch_id: int
+    status: str  # "ok" or "failed"
+    latency_ms: float | None = None
+    latency_std_ms: float | None = None
+    runs: int = 0
+    error: str | None = None
+    raw_ns: np.ndarray | None = None
+
+
+class RunStore:
+    """Durable results of one run in ``out_dir`` under file stem ``stem``.
+
+    ``config`` (profile, protocol, seed, artifact format) is stored with the parts;
+    reopening with a different config raises :class:`RunConfigMismatch` so figures
+    from different protocols are never mixed.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str], stem: str, config: dict[str, Any]):
+        self.out_dir = Path(out_dir)
+        self.stem = stem
+        self.config = json.loads(json.dumps(config, default=str))
+        self.parts_dir = self.out_dir / f"{stem}.parts"
+        self._buffer: list[GraphResult] = []
+        self._results: dict[str, GraphResult] = {}
+
+    @property
+    def dataset_path(self) -> Path:
+        return self.out_dir / f"{self.stem}.parquet"
+
+    @property
+    def raw_path(self) -> Path:
+        return self.out_dir / f"{self.stem}.raw.h5"
+
+    def open(self, fresh: bool = False) -> dict[str, GraphResult]:
+        """Create or reopen the parts folder; returns results already stored, by graph key."""
+        cfg_path = self.parts_dir / "run.json"
+        if fresh and self.parts_dir.exists():
+            for p in [*self.parts_dir.glob("part-*.parquet"), cfg_path]:
+                p.unlink(missing_ok=True)
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        if cfg_path.exists():
+            stored = json.loads(cfg_path.read_text())
+            diff = sorted(k for k in {*stored, *self.config} if stored.get(k) != self.config.get(k))
+            if diff:
+                details = "; ".join(
+                    f"{k}: stored {stored.get(k)!r}, now {self.config.get(k)!r}" for k in diff
+                )
+                raise RunConfigMismatch(
+                    f"{self.parts_dir} holds a run with different settings ({details}). "
+                    "Use another --out or --key, or --fresh to discard the stored parts."
+                )
+        else:
+            with atomic_path(cfg_path) as tmp:
+                tmp.write_text(json.dumps(self.config, indent=2, sort_keys=True))
+        self._results = self._read_parts()
+        return dict(self._results)
+
+    def _read_parts(self) -> dict[str, GraphResult]:
+        results: dict[str, GraphResult] = {}
+        for part in sorted(self.parts_dir.glob("part-*.parquet")):
+            try:
+                table = pq.read_table(part, schema=PART_SCHEMA)
+            except (pa.ArrowInvalid, OSError) as exc:
+                # Parts are renamed into place whole, so this is outside damage:
+                # keep the file for inspection and time its graphs again.
+                log.warning("ignoring unreadable part %s (%s); its graphs will be re-timed", part, exc)
+                continue
+            for row in table.to_pylist():
+                raw = row.pop("raw_ns")
+                res = GraphResult(**row, raw_ns=None if raw is None else np.asarray(raw, np.int64))
+                prev = results.get(res.graph_key)
+                if prev is None or (prev.status != "ok" and res.status == "ok"):
+                    results[res.graph_key] = res
+        return results
+
+    def add(self, result: GraphResult) -> None:
+        """Buffer one graph's result; call :meth:`flush` to make it durable."""
+        self._buffer.append(result)
+        prev = self._results.get(result.graph_key)
+        if prev is None or prev.status != "ok":
+            self._results[result.graph_key] = result
+
+    def flush(self) -> Path | None:
+        """Write buffered results as one new part (atomic); returns its path."""
+        if not self._buffer:
+            return None
+        rows = [
+            {
+                "graph_key": r.graph_key,
+                "timed_arch_id": int(r.timed_arch_id),
+                "status": r.status,
+                "error": r.error,
+                "latency_ms": r.latency_ms,
+                "latency_std_ms": r.latency_std_ms,
+                "runs": int(r.runs),
+                "raw_ns": None if r.raw_ns is None else np.asarray(r.raw_ns, np.int64).tolist(),
+            }
+            for r in self._buffer
+        ]
+        table = pa.Table.from_pylist(rows, schema=PART_SCHEMA)
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        path = self.parts_dir / name
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
+        self._buffer.clear()
+        return path
+
+    @property
+    def results(self) -> dict[str, GraphResult]:
+        return dict(self._results)
+
+    def frame(self, plan: Plan) -> pd.DataFrame:
+        """Architecture rows (DESIGN §6) of ``plan`` filled from the stored results."""
+        base = skeleton_frame()
+        df = base[base["arch_id"].isin(plan.arch_ids)].reset_index(drop=True)
+        res = pd.DataFrame(
+            [
+                {
+                    "graph_key": r.graph_key,
+                    "_status": r.status,
+                    "_error": r.error,
+                    "_lat": r.latency_ms,
+                    "_std": r.latency_std_ms,
+                    "_runs": r.runs,
+                    "_timed": r.timed_arch_id,
+                }
+                for r in self._results.values()
+            ],
+            columns=["graph_key", "_status", "_error", "_lat", "_std", "_runs", "_timed"],
+        )
+        df = df.merge(res, on="graph_key", how="left")
+        hit = df["valid"] & df["_status"].notna()
+        df.loc[hit, "status"] = df.loc[hit, "_status"]
+        df.loc[hit, "error"] = df.loc[hit, "_error"]
+        df.loc[hit, "latency_ms"] = df.loc[hit, "_lat"].astype("float64")
+        df.loc[hit, "latency_std_ms"] = df.loc[hit, "_std"].astype("float64")
+        df.loc[hit, "runs"] = df.loc[hit, "_runs"].astype("int32")
+        df.loc[hit, "timed_arch_id"] = df.loc[hit, "_timed"].astype("Int32")
+        return df[list(COLUMNS)]
+
+    def finalize(self, plan: Plan, metadata: dict[str, Any]) -> Path:
+        """Flush, then write the dataset and its raw timings; returns the dataset path."""
+        self.flush()
+        df = self.frame(plan)
+        self._write_raw(plan, metadata.get("protocol", {}))
+        return write_dataset(df, self.dataset_path, metadata)
+
+    def _write_raw(self, plan: Plan, protocol: dict[str, Any]) -> None:
+        keys = {w.key for w in plan.work}
+        rows = [r for k, r in sorted(self._results.items()) if k in keys and r.raw_ns is not None]
+        if not rows:
+            return
+        import h5py  # harness extra: only needed when there are raw timings
+
+        width = max(len(r.raw_ns) for r in rows)
+        timings = np.full((len(rows), width), -1, dtype=np.int64)
+        for i, r in enumerate(rows):
+            timings[i, : len(r.raw_ns)] = r.raw_ns
+        with atomic_path(self.raw_path) as tmp, h5py.File(tmp, "w") as h5:
+            h5.create_dataset("graph_key", data=[r.graph_key for r in rows], dtype=h5py.string_dtype())
+            h5.create_dataset("arch_id", data=np.array([r.timed_arch_id for r in rows], np.int32))
+            h5.create_dataset("timings_ns", data=timings, compression="gzip")
+            h5.attrs["protocol"] = json.dumps(protocol)
+            h5.attrs["units"] = "ns"
+            h5.attrs["fill"] = -1
