@@ -1,0 +1,99 @@
+"""Importers: turn published latency files into LatBench datasets in the data home.
+
+>>> from latbench.importers import import_path
+>>> import_path("eagle", "~/Downloads/LatBench")          # doctest: +SKIP
+
+Every importer parses and validates all the files it was given before anything is
+written, and each dataset file is written atomically, so a bad source leaves the data
+home as it was.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from latbench.dataset import write_dataset
+from latbench.importers.common import Imported, ImportFormatError
+from latbench.importers.eagle import read_eagle
+from latbench.importers.help import read_help
+from latbench.loader import data_home as _data_home
+
+__all__ = [
+    "IMPORTERS",
+    "ImportFormatError",
+    "ImportReport",
+    "Imported",
+    "import_datasets",
+    "import_path",
+    "read_source",
+]
+
+Reader = Callable[[str | os.PathLike[str], Collection[str] | None], list[Imported]]
+
+IMPORTERS: dict[str, Reader] = {"eagle": read_eagle, "help": read_help}
+"""Importer name -> reader ``(path, keys) -> [Imported]``."""
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What one import wrote: dataset key, output file, source and rows per status."""
+
+    key: str
+    path: Path
+    source: Path
+    counts: dict[str, int]
+
+
+def read_source(
+    importer: str, path: str | os.PathLike[str], keys: Collection[str] | None = None
+) -> list[Imported]:
+    """Parse ``path`` with the named importer without writing anything."""
+    try:
+        reader = IMPORTERS[importer]
+    except KeyError:
+        raise ValueError(
+            f"unknown importer {importer!r}; known: {', '.join(sorted(IMPORTERS))}"
+        ) from None
+    return reader(Path(path).expanduser(), keys)
+
+
+def import_datasets(
+    importer: str,
+    path: str | os.PathLike[str],
+    data_home: str | os.PathLike[str] | None = None,
+    keys: Collection[str] | None = None,
+    overwrite: bool = False,
+) -> list[ImportReport]:
+    """Import ``path`` into ``<data_home>/<key>.parquet`` files; one report per dataset.
+
+    Raises :class:`FileExistsError` (before writing anything) when a target exists
+    and ``overwrite`` is false.
+    """
+    parsed = read_source(importer, path, keys)
+    home = _data_home(data_home)
+    targets = [home / f"{item.key}.parquet" for item in parsed]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"dataset file(s) already exist: {', '.join(existing)}; pass overwrite=True"
+            " (--overwrite) to replace them"
+        )
+    reports = []
+    for item, target in zip(parsed, targets, strict=True):
+        write_dataset(item.frame, target, item.metadata)
+        reports.append(ImportReport(item.key, target, item.source, item.counts()))
+    return reports
+
+
+def import_path(
+    importer: str,
+    path: str | os.PathLike[str],
+    data_home: str | os.PathLike[str] | None = None,
+    keys: Collection[str] | None = None,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Import ``path`` with the named importer; returns the dataset files written."""
+    return [r.path for r in import_datasets(importer, path, data_home, keys, overwrite)]

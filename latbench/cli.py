@@ -1,0 +1,385 @@
+"""The ``latbench`` command: list, inspect, import, fetch and export datasets.
+
+Every subcommand has ``--help``. Errors are printed as one line on stderr with exit
+status 2; nothing already written is replaced unless ``--overwrite`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["build_parser", "main", "parse_arch_arg", "summary"]
+
+_PROG = "latbench"
+
+
+def parse_arch_arg(text: str) -> Any:
+    """An :class:`~latbench.space.Arch` from a NAS-Bench-201 string, an id or a vector.
+
+    Vectors are six op indices separated by commas or spaces, e.g. ``3,3,4,1,3,1``.
+    """
+    from latbench.space import Arch, ArchError
+
+    s = text.strip()
+    if s.isdigit():
+        return Arch.from_id(int(s))
+    if "|" in s or "~" in s:
+        return Arch.from_str(s)
+    parts = [p for p in re.split(r"[\s,]+", s.strip("()[] ")) if p]
+    if parts and all(re.fullmatch(r"-?\d+", p) for p in parts):
+        return Arch.from_vector([int(p) for p in parts])
+    raise ArchError(
+        f"{text!r} is neither an architecture string ('|op~0|+|op~0|op~1|+...'),"
+        " an arch_id (0..15624) nor a vector of six op indices ('3,3,4,1,3,1')"
+    )
+
+
+def _print_table(df: pd.DataFrame) -> None:
+    if df.empty:
+        print("(none)")
+        return
+    print(df.to_string(index=False, na_rep="-"))
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from latbench.loader import devices
+
+    df = devices(args.data_home)
+    if args.available:
+        df = df[df["available"]]
+    if args.json:
+        print(json.dumps(df.to_dict(orient="records"), indent=2))
+        return 0
+    _print_table(df[["key", "class", "precision", "available", "name"]])
+    n_avail = int(df["available"].sum())
+    print(f"\n{len(df)} dataset(s), {n_avail} available locally")
+    return 0
+
+
+def summary(df: pd.DataFrame) -> dict[str, Any]:
+    """Counts by status, latency statistics and cost correlations of ``status == ok`` rows."""
+    counts = {k: int(v) for k, v in df["status"].value_counts().sort_index().items()}
+    ok = df[df["status"] == "ok"]
+    out: dict[str, Any] = {"rows": len(df), "status": counts, "latency_ms": None}
+    if len(ok):
+        lat = ok["latency_ms"].astype("float64")
+        out["latency_ms"] = {
+            "min": float(lat.min()),
+            "median": float(lat.median()),
+            "mean": float(lat.mean()),
+            "max": float(lat.max()),
+        }
+    if len(ok) > 2:
+        lat = ok["latency_ms"].astype("float64")
+        out["correlation"] = {
+            cost: {
+                method: float(lat.corr(ok[cost].astype("float64"), method=method))
+                for method in ("pearson", "spearman")
+            }
+            for cost in ("flops", "params")
+        }
+    return out
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from latbench.loader import load
+
+    df = load(args.key, data_home=args.data_home)
+    meta = df.attrs.get("metadata", {})
+    stats = summary(df)
+    if args.json:
+        print(json.dumps({"path": df.attrs.get("path"), "metadata": meta, "summary": stats}))
+        return 0
+    dev = meta.get("device") if isinstance(meta.get("device"), dict) else {}
+    rt = meta.get("runtime") if isinstance(meta.get("runtime"), dict) else {}
+    lines = [
+        ("key", meta.get("key", args.key)),
+        ("name", dev.get("name")),
+        ("class", dev.get("class")),
+        ("hardware", dev.get("hardware")),
+        ("runtime", " ".join(str(v) for v in (rt.get("name"), rt.get("version")) if v)),
+        ("precision", meta.get("precision")),
+        ("batch", meta.get("batch")),
+        ("protocol", json.dumps(meta.get("protocol")) if meta.get("protocol") else None),
+        ("source", meta.get("source")),
+        ("citation", meta.get("citation")),
+        ("license", meta.get("license")),
+        ("created", meta.get("created")),
+        ("file", df.attrs.get("path")),
+    ]
+    for name, value in lines:
+        if value not in (None, ""):
+            print(f"{name:<11}{value}")
+    print(f"{'rows':<11}{stats['rows']}")
+    print(f"{'status':<11}" + ", ".join(f"{k} {v}" for k, v in stats["status"].items()))
+    if stats["latency_ms"]:
+        s = stats["latency_ms"]
+        print(
+            f"{'latency':<11}min {s['min']:.4g}  median {s['median']:.4g}"
+            f"  mean {s['mean']:.4g}  max {s['max']:.4g} ms"
+        )
+    for cost, r in stats.get("correlation", {}).items():
+        print(f"{'vs ' + cost:<11}pearson {r['pearson']:.3f}  spearman {r['spearman']:.3f}")
+    return 0
+
+
+def _print_reports(reports: Sequence[Any]) -> None:
+    for r in reports:
+        c = r.counts
+        print(
+            f"wrote {r.key}: ok {c['ok']}, invalid {c['invalid']}, missing {c['missing']}"
+            f" -> {r.path}"
+        )
+    print(f"{len(reports)} dataset(s) imported")
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from latbench.importers import import_datasets
+
+    reports = import_datasets(args.importer, args.path, args.data_home, args.only, args.overwrite)
+    _print_reports(reports)
+    return 0
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from latbench.importers.fetch import HELP_BASE_URL, fetch_help, fetch_urls, url_file_name
+
+    if args.source == "help":
+        if args.urls or args.name or args.sha256:
+            raise ValueError("fetch help takes no URLs, --name or --sha256 (use --base-url)")
+        reports = fetch_help(
+            args.data_home,
+            args.only,
+            args.overwrite,
+            base_url=args.base_url or HELP_BASE_URL,
+            timeout=args.timeout,
+        )
+    else:
+        if not args.urls:
+            raise ValueError(
+                "fetch eagle needs the URL(s) of release files; the release is on Google"
+                " Drive (see the Eagle README), or download it and use `latbench import eagle`"
+            )
+        if args.base_url:
+            raise ValueError("--base-url is for fetch help only")
+        if (args.name or args.sha256) and len(args.urls) != 1:
+            raise ValueError("--name and --sha256 apply to a single URL")
+        urls: Any = {args.name: args.urls[0]} if args.name else args.urls
+        sha = None
+        if args.sha256:
+            sha = {args.name or url_file_name(args.urls[0]): args.sha256}
+        reports = fetch_urls(
+            "eagle",
+            urls,
+            args.data_home,
+            args.only,
+            args.overwrite,
+            sha256=sha,
+            timeout=args.timeout,
+        )
+    _print_reports(reports)
+    return 0
+
+
+def _cmd_arch(args: argparse.Namespace) -> int:
+    from latbench.network import costs
+
+    arch = parse_arch_arg(args.arch)
+    g = arch.graph
+    c = costs(g)
+    info = {
+        "arch_str": arch.str,
+        "arch_id": arch.id,
+        "vector": list(arch.vector),
+        "valid": arch.valid,
+        "graph_key": g.key,
+        "iso_key": g.iso_key,
+        "flops": c.flops,
+        "params": c.params,
+    }
+    if args.latencies:
+        info["latencies"] = _latencies(arch.id, args.data_home)
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    for name, value in info.items():
+        if name != "latencies":
+            print(f"{name:<10}{value}")
+    for row in info.get("latencies", []):
+        lat = "-" if row["latency_ms"] is None else f"{row['latency_ms']:.4g} ms"
+        print(f"  {row['key']:<40}{lat:>12}  {row['status']}")
+    return 0
+
+
+def _latencies(aid: int, home: str | None) -> list[dict[str, Any]]:
+    from latbench.loader import devices, load
+
+    out = []
+    for key in devices(home).query("available")["key"]:
+        row = load(key, data_home=home).set_index("arch_id").loc[aid]
+        lat = row["latency_ms"]
+        out.append(
+            {
+                "key": key,
+                "status": row["status"],
+                "latency_ms": None if pd.isna(lat) else float(lat),
+            }
+        )
+    return out
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from latbench.dataset import atomic_path, write_dataset
+    from latbench.loader import load
+
+    out = Path(args.output)
+    fmt = args.format or {".csv": "csv", ".parquet": "parquet"}.get(out.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot tell the format from {out.name!r}; pass --format csv|parquet")
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    df = load(args.key, data_home=args.data_home)
+    if fmt == "parquet":
+        write_dataset(df, out, df.attrs.get("metadata"))
+    else:
+        with atomic_path(out) as tmp:
+            df.to_csv(tmp, index=False)
+    print(f"wrote {len(df)} rows of {args.key} -> {out}")
+    return 0
+
+
+def _add_data_home(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-home",
+        metavar="DIR",
+        help="dataset folder (default: $LATBENCH_HOME or the user data directory)",
+    )
+
+
+def _add_import_options(p: argparse.ArgumentParser) -> None:
+    _add_data_home(p)
+    p.add_argument(
+        "--only", nargs="+", metavar="KEY", help="import only these dataset keys or aliases"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing dataset files")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``latbench`` command."""
+    from latbench import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description="LatBench: latency datasets of the 15,625 NAS-Bench-201 architectures.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "devices",
+        help="list known datasets",
+        description="List every known dataset (catalog and local files) and whether it is"
+        " available.",
+    )
+    _add_data_home(p)
+    p.add_argument("--available", action="store_true", help="only datasets present locally")
+    p.add_argument("--json", action="store_true", help="print JSON records")
+    p.set_defaults(func=_cmd_devices)
+
+    p = sub.add_parser(
+        "info",
+        help="metadata and summary statistics of a dataset",
+        description="Show a dataset's metadata, row counts by status, latency"
+        " statistics and correlation of latency with FLOPs and params.",
+    )
+    p.add_argument("key", help="dataset key or alias (see `latbench devices`)")
+    _add_data_home(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser(
+        "import",
+        help="import published latency files",
+        description="Parse published files (validated, pickles read with a"
+        " restricted unpickler) and write one dataset file per device.",
+    )
+    p.add_argument("importer", choices=["eagle", "help"], help="source format")
+    p.add_argument("path", help="a file or a folder of files (eagle: *.pickle, help: *.pt)")
+    _add_import_options(p)
+    p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser(
+        "fetch",
+        help="download published files and import them",
+        description="Download published files to a temporary folder, check"
+        " their SHA-256 and import them like `latbench import`.",
+    )
+    p.add_argument("source", choices=["eagle", "help"], help="which publication")
+    p.add_argument("urls", nargs="*", metavar="URL", help="file URLs (eagle only)")
+    p.add_argument("--base-url", help="mirror folder URL for help (checksums still apply)")
+    p.add_argument("--name", help="release file name for a URL whose path has none")
+    p.add_argument("--sha256", help="expected SHA-256 of a single URL")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    _add_import_options(p)
+    p.set_defaults(func=_cmd_fetch)
+
+    p = sub.add_parser(
+        "arch",
+        help="describe one architecture",
+        description="Print an architecture's string, id, vector, validity,"
+        " pruned-graph keys, FLOPs and params.",
+    )
+    p.add_argument("arch", help="NAS-Bench-201 string, arch_id, or vector like 3,3,4,1,3,1")
+    p.add_argument("--latencies", action="store_true", help="also its latency in local datasets")
+    _add_data_home(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_arch)
+
+    p = sub.add_parser(
+        "export",
+        help="write a dataset as CSV or Parquet",
+        description="Write a dataset to a CSV or Parquet file.",
+    )
+    p.add_argument("key", help="dataset key or alias")
+    p.add_argument("-o", "--output", required=True, help="output file")
+    p.add_argument("--format", choices=["csv", "parquet"], help="default: from -o's suffix")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    _add_data_home(p)
+    p.set_defaults(func=_cmd_export)
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``latbench`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away; silence the flush at interpreter exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except (ValueError, KeyError, OSError) as exc:
+        print(f"{_PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{_PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

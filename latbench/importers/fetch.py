@@ -1,0 +1,211 @@
+"""Download published latency files and import them with the regular importers.
+
+Files are downloaded into a temporary folder (checked against a SHA-256 where one is
+known), then handed to :func:`latbench.importers.import_datasets` exactly as a local
+folder would be, so fetched and imported data go through the same parsing code.
+HELP's files are pinned to a commit with known checksums; the LatBench release lives
+on Google Drive behind no stable direct link, so it is fetched from URLs you give.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+
+from latbench.catalog import CATALOG
+from latbench.dataset import atomic_path
+from latbench.importers import ImportReport, import_datasets
+from latbench.importers.common import canonical_key
+from latbench.importers.eagle import SUFFIXES as EAGLE_SUFFIXES
+from latbench.importers.help import INDEX_FILE
+
+__all__ = [
+    "HELP_BASE_URL",
+    "HELP_SHA256",
+    "ChecksumError",
+    "FetchError",
+    "download",
+    "fetch_help",
+    "fetch_urls",
+    "url_file_name",
+]
+
+HELP_COMMIT = "45f70eb92d0d735970a33b608d1544ad3c52f285"
+HELP_BASE_URL = f"https://github.com/HayeonLee/HELP/raw/{HELP_COMMIT}/data/nasbench201/"
+"""Folder URL of HELP's NAS-Bench-201 files at the pinned commit."""
+
+HELP_SHA256: Mapping[str, str] = {
+    "1080ti_1.pt": "4028f52b2c2441da126932e3827ae11a7f76d39818c4374c1b9ab9df236e23f4",
+    "1080ti_256.pt": "435af0ccfab01f5dc55dc9f2e8b90ca37b396b2656e327bba5ee0b6eb9c24464",
+    "1080ti_32.pt": "affce4fcdcf6f28622365995ef2ec018bb07d448add59f80633c0978c393cdea",
+    "2080ti_1.pt": "38cf0e8f698abf8696c69b41a358fe9ddedf5d54cb1ae6f85b04dd8a8f89a1b3",
+    "2080ti_256.pt": "daee655c44c46955d8318ddf0fa39254e70bab1ae723a6abc53d7b7e4e1561ae",
+    "2080ti_32.pt": "ebc603ad325850663fc56c8e0fde52fadea28e585a8405864baa20f986eaf29d",
+    "essential_ph_1.pt": "a97165c8669a216b9ca046041c83a07352bd07f2a42e2d8fea8b51e7ddbcabf0",
+    "eyeriss.pt": "6f1dd2f8c0442289a09ab78e63e49bde96489f6d455cc33d5fa5aed37edb5d03",
+    "fpga.pt": "6a0333c1476a3ab039d8c39e5d42ac99efe9e7f3ff521289569013fa84233b28",
+    "gold_6226.pt": "6a00f63d14f67f8007ec04519f638a90aa6ed5357cf5c0e60c391df37f186c99",
+    "gold_6240.pt": "ac6dd41f183de69bba21dec3954ac73333b7dec871e0defbcce0572d82536890",
+    "pixel2.pt": "051845ddefc2bc138f21e2217f6c7827fe280c78375cbfb4b5bd252a888cb950",
+    "pixel3.pt": "cf1387da12e06b1d4541ce85f3ca4869d551084e09daf4acf024b6e21a80d465",
+    "raspi4.pt": "2fae425c50bcaef7aacc5391244cd0af98bfc7fba689a8741e461cb18192f57c",
+    "samsung_a50.pt": "0872cb4ec8ecc7ea1b3bd8c98dd705f2d0f6e4940f3af833b313e484de39b155",
+    "samsung_s7.pt": "dbae32364b882022adb044b2aa1af77b66f43a180930d9be4d4c13532429f0ea",
+    "silver_4114.pt": "0cce9dc9ba62ad81c21275298a88cb0e4534db6474a878f089df0abb13293421",
+    "silver_4210r.pt": "f976049bda39abde94b8f8cac90140cb78a5069fc145c462d6d6bc2f8450727a",
+    "str_arch2idx.pt": "e1d7b7cc7cf51d7c3cd6f9e726e7395bea87d7ba674e26202fb8633f963aef0d",
+    "titan_rtx_1.pt": "a854dac331e2a37d7dcd6ee1f63d1bc6d73ead3aeb0a86f803f45ea1b294859e",
+    "titan_rtx_256.pt": "cff1fba40b1743d3716cfb74c86ac2463d0682c146f356fa9095ac0d02dfb2a5",
+    "titan_rtx_32.pt": "1258bee5501fe191530b9898a4f55a122ab30beec9c6ea74598c47a0173babed",
+    "titanx_1.pt": "3461cc686263bd0ce4d4cd915bfc2fe067deb139cc68da387741bd6443434cb0",
+    "titanx_256.pt": "04ddb80719515687bd3d722235cd5da821b50bd453a9e580b1e9d321dfb92941",
+    "titanx_32.pt": "9c4ca69131e34451fb1e104caa47efbe12ffec3cc47bf051613674d7af044ff2",
+    "titanxp_1.pt": "935aa0041c6592bed90f2f94ff3b4d40e892c066467864b704e6583682a57b20",
+    "titanxp_256.pt": "9f03206bc62b0dcfc882820de07f55dc1fb7f43f57dfc977e4f0f4b019cb5041",
+    "titanxp_32.pt": "4b6db63c7a9fb55177aa2649d70031dd86d2ed1609467ef5803dc1089a73cb1b",
+}
+"""SHA-256 of each HELP file at :data:`HELP_COMMIT`."""
+
+MAX_BYTES = 256 << 20
+"""Largest download accepted (the biggest published file is about 2 MB)."""
+
+
+class FetchError(OSError):
+    """A download that failed: unreachable URL, HTTP error or oversized response."""
+
+
+class ChecksumError(ValueError):
+    """A downloaded file whose SHA-256 differs from the expected one."""
+
+
+def download(
+    url: str,
+    dest: str | os.PathLike[str],
+    sha256: str | None = None,
+    *,
+    timeout: float = 60.0,
+    max_bytes: int = MAX_BYTES,
+) -> Path:
+    """Download ``url`` to the file ``dest`` atomically, checking ``sha256`` if given.
+
+    On any failure ``dest`` is left as it was.
+    """
+    dest = Path(dest)
+    digest = hashlib.sha256()
+    size = 0
+    with atomic_path(dest) as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
+                for block in iter(lambda: resp.read(1 << 16), b""):
+                    size += len(block)
+                    if size > max_bytes:
+                        raise FetchError(f"{url}: larger than {max_bytes} bytes; refusing it")
+                    digest.update(block)
+                    out.write(block)
+        except urllib.error.HTTPError as exc:
+            raise FetchError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise FetchError(f"cannot download {url}: {reason}") from None
+        if sha256 is not None and digest.hexdigest() != sha256.lower():
+            raise ChecksumError(
+                f"{url}: SHA-256 {digest.hexdigest()} does not match the expected {sha256}"
+                " (changed upstream or corrupted in transit); nothing was imported"
+            )
+    return dest
+
+
+def _help_files(keys: Collection[str] | None) -> list[str]:
+    by_key = {
+        e.key: f"{e.files[0]}.pt" for e in CATALOG.values() if e.importer == "help" and e.files
+    }
+    if keys is None:
+        return sorted(by_key.values())
+    names = []
+    for k in keys:
+        key = canonical_key(k)
+        if key not in by_key:
+            raise ValueError(f"{k!r} is not a HELP dataset; known: {', '.join(sorted(by_key))}")
+        names.append(by_key[key])
+    return sorted(set(names))
+
+
+def fetch_help(
+    data_home: str | os.PathLike[str] | None = None,
+    keys: Collection[str] | None = None,
+    overwrite: bool = False,
+    *,
+    base_url: str = HELP_BASE_URL,
+    timeout: float = 60.0,
+) -> list[ImportReport]:
+    """Download HELP's files (all, or those of ``keys``) and import them.
+
+    Every file is checked against :data:`HELP_SHA256`, also when ``base_url`` points
+    at a mirror.
+    """
+    names = [*_help_files(keys), INDEX_FILE]
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    with tempfile.TemporaryDirectory(prefix="latbench-fetch-") as tmp:
+        for name in names:
+            url = urllib.parse.urljoin(base, name)
+            download(url, Path(tmp, name), HELP_SHA256[name], timeout=timeout)
+        return import_datasets("help", tmp, data_home, keys, overwrite)
+
+
+def url_file_name(url: str) -> str:
+    """The file name at the end of a URL's path."""
+    name = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name
+    if not name or name in (".", ".."):
+        raise ValueError(f"{url}: cannot tell the file name from the URL; give it a name")
+    return name
+
+
+def _local_name(importer: str, name: str) -> str:
+    # A folder import picks release files by suffix; Drive links often lack one.
+    if importer == "eagle" and Path(name).suffix not in EAGLE_SUFFIXES:
+        return name + ".pickle"
+    return name
+
+
+def fetch_urls(
+    importer: str,
+    urls: Sequence[str] | Mapping[str, str],
+    data_home: str | os.PathLike[str] | None = None,
+    keys: Collection[str] | None = None,
+    overwrite: bool = False,
+    *,
+    sha256: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> list[ImportReport]:
+    """Download files and import them with ``importer`` as one folder.
+
+    ``urls`` is a list of URLs (file name taken from each URL) or a mapping of file
+    name -> URL, for links whose path carries no name (the release file name selects
+    the dataset key). ``sha256`` maps file names to expected checksums.
+    """
+    if isinstance(urls, Mapping):
+        named = dict(urls)
+    else:
+        named = {url_file_name(u): u for u in urls}
+        if len(named) != len(urls):
+            raise ValueError("two URLs end in the same file name; give names explicitly")
+    if not named:
+        raise ValueError("no URLs to fetch")
+    for name in named:
+        if Path(name).name != name or name in (".", ".."):
+            raise ValueError(f"file name {name!r} must be a plain name, not a path")
+    checks = dict(sha256 or {})
+    unknown = sorted(set(checks) - set(named))
+    if unknown:
+        raise ValueError(f"checksum given for unknown file name(s): {', '.join(unknown)}")
+    with tempfile.TemporaryDirectory(prefix="latbench-fetch-") as tmp:
+        for name, url in named.items():
+            target = Path(tmp, _local_name(importer, name))
+            download(url, target, checks.get(name), timeout=timeout)
+        return import_datasets(importer, tmp, data_home, keys, overwrite)

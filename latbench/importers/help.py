@@ -1,0 +1,175 @@
+"""Import HELP's NAS-Bench-201 latency files (HayeonLee/HELP ``data/nasbench201``).
+
+Each ``<device>.pt`` is a ``torch.save`` zip of a list of 15,625 latencies in
+milliseconds, position = official NAS-Bench-201 index; ``str_arch2idx.pt`` maps
+architecture strings to those indices. Both are read without PyTorch by
+:func:`~latbench.safepickle.load_torch_zip`, which refuses every global.
+
+HELP measured every architecture, including the 341 whose output is unreachable (on
+networks that were not pruned). Those rows keep ``status="invalid"`` but also keep the
+measured ``latency_ms``, so nothing published is dropped; ``load_wide`` and other
+``status == "ok"`` views ignore them. HELP publishes no run counts, so ``runs`` is 0.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from latbench.catalog import CATALOG, HELP_CITATION, Dataset, normalize_key
+from latbench.dataset import skeleton_frame
+from latbench.importers.common import (
+    Imported,
+    ImportFormatError,
+    catalog_metadata,
+    select_keys,
+    sha256_file,
+)
+from latbench.safepickle import load_torch_zip
+from latbench.space import N_ARCHS, ArchError, arch_id, parse_arch
+
+__all__ = ["INDEX_FILE", "help_key", "help_latencies", "nb201_to_arch_id", "read_help"]
+
+INDEX_FILE = "str_arch2idx.pt"
+"""HELP's file mapping NAS-Bench-201 strings to official indices."""
+
+_PROTOCOL = {
+    "runs": None,
+    "note": "as published by HELP; per-architecture run counts are not published",
+    "reference": "HELP (NeurIPS 2021), HayeonLee/HELP data/nasbench201",
+}
+
+
+def help_key(stem: str) -> str:
+    """Dataset key of a HELP file name: its catalog entry, else ``help-<stem>``."""
+    for entry in CATALOG.values():
+        if entry.importer == "help" and stem in entry.files:
+            return entry.key
+    return normalize_key(f"help-{stem}")
+
+
+def nb201_to_arch_id(mapping: Any, what: str = INDEX_FILE) -> np.ndarray:
+    """``arch_id`` per NAS-Bench-201 index from HELP's ``str_arch2idx`` dict.
+
+    Raises :class:`ImportFormatError` unless the dict maps every architecture
+    string once to a distinct index 0..15624.
+    """
+    if not isinstance(mapping, dict):
+        raise ImportFormatError(
+            f"{what}: expected a dict of architecture strings to indices,"
+            f" got {type(mapping).__name__}"
+        )
+    if len(mapping) != N_ARCHS:
+        raise ImportFormatError(f"{what}: {len(mapping)} entries, expected {N_ARCHS}")
+    out = np.full(N_ARCHS, -1, dtype=np.int64)
+    for arch_str, index in mapping.items():
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < N_ARCHS:
+            raise ImportFormatError(f"{what}: index {index!r} of {arch_str!r} is not 0..15624")
+        if out[index] >= 0:
+            raise ImportFormatError(f"{what}: index {index} is given to two architectures")
+        try:
+            out[index] = arch_id(parse_arch(arch_str))
+        except ArchError as exc:
+            raise ImportFormatError(f"{what}: {exc}") from None
+    # distinct indices for N_ARCHS entries cover 0..N-1; strings must be distinct too
+    if len(np.unique(out)) != N_ARCHS:
+        raise ImportFormatError(f"{what}: two strings name the same architecture")
+    return out
+
+
+def help_latencies(values: Any, what: str = "HELP file") -> np.ndarray:
+    """Validate a HELP latency list; float64 milliseconds by NAS-Bench-201 index."""
+    if not isinstance(values, list):
+        raise ImportFormatError(
+            f"{what}: expected a list of latencies, got {type(values).__name__}"
+        )
+    if len(values) != N_ARCHS:
+        raise ImportFormatError(f"{what}: {len(values)} latencies, expected {N_ARCHS}")
+    for i, v in enumerate(values):
+        if type(v) not in (int, float) or not (math.isfinite(v) and v > 0):
+            raise ImportFormatError(
+                f"{what}: entry {i} is {v!r}, not a positive finite number of milliseconds"
+            )
+    return np.asarray(values, dtype=np.float64)
+
+
+def _frame(ms_by_index: np.ndarray, to_arch: np.ndarray) -> pd.DataFrame:
+    df = skeleton_frame()
+    n = len(to_arch)
+    latency = np.empty(n)
+    latency[to_arch] = ms_by_index
+    df["latency_ms"] = latency
+    nb201 = np.empty(n, dtype=np.int64)
+    nb201[to_arch] = np.arange(n)
+    df["nb201_index"] = pd.array(nb201, dtype="Int32")
+    df["status"] = np.where(df["valid"], "ok", "invalid")
+    df["timed_arch_id"] = df["arch_id"].astype("Int32")
+    return df
+
+
+def _fallback(key: str, stem: str) -> Dataset:
+    return Dataset(
+        key=key,
+        name=f"{stem} (HELP)",
+        device_class="unknown",
+        hardware="unknown",
+        runtime="unknown",
+        precision="fp32",
+        source="HELP file not in the catalog",
+        citation=HELP_CITATION,
+        license="MIT",
+        importer="help",
+    )
+
+
+def _latency_files(path: Path) -> tuple[dict[str, Path], Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.glob("*.pt") if p.name != INDEX_FILE)
+        index = path / INDEX_FILE
+        if not files:
+            raise ImportFormatError(f"{path}: no HELP latency files (*.pt) here")
+    elif path.is_file():
+        if path.name == INDEX_FILE:
+            raise ImportFormatError(f"{path} is the index file; give a latency file or folder")
+        files, index = [path], path.with_name(INDEX_FILE)
+    else:
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    if not index.is_file():
+        raise ImportFormatError(
+            f"{index} not found: HELP latency files need their {INDEX_FILE} alongside"
+        )
+    return {help_key(f.stem): f for f in files}, index
+
+
+def read_help(path: str | os.PathLike[str], keys: Collection[str] | None = None) -> list[Imported]:
+    """Parse a HELP ``.pt`` latency file, or every one in a folder, into datasets.
+
+    The folder (or the file's folder) must hold ``str_arch2idx.pt``; ``nb201_index``
+    is filled from it for every row. ``keys`` restricts a folder import.
+    """
+    path = Path(path)
+    available, index_path = _latency_files(path)
+    selected = select_keys(available, keys, path)
+    to_arch = nb201_to_arch_id(load_torch_zip(index_path), str(index_path))
+    index_sha = sha256_file(index_path)
+    out = []
+    for key, f in selected.items():
+        ms = help_latencies(load_torch_zip(f), str(f))
+        meta = catalog_metadata(
+            key,
+            f,
+            "help",
+            fallback=_fallback(key, f.stem),
+            protocol=_PROTOCOL,
+            input_shape=[CATALOG[key].batch if key in CATALOG else 1, 3, 32, 32],
+            extra={"index_file": INDEX_FILE, "index_sha256": index_sha},
+        )
+        meta["invalid_rows"] = "status 'invalid' rows keep HELP's measured latency_ms"
+        out.append(Imported(key, _frame(ms, to_arch), meta, f))
+    return out
