@@ -80,7 +80,7 @@ def _list_devices() -> int:
     from latbench.harness.profiles import list_profiles
 
     for prof in list_profiles():
-        print(f"{prof.name:24s} {prof.runtime:14s} {prof.precision:6s} {prof.description}")
+        print(prof.summary())
     return 0
 
 

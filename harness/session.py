@@ -112,7 +112,7 @@ def _run_config(profile: Any, seed: int) -> dict[str, Any]:
         "artifact_format": profile.artifact_format,
         "precision": profile.precision,
         "protocol": prof.get("protocol"),
-        "threads": prof.get("threads"),
+        "threads": prof.get("runtime", {}).get("threads"),
         "seed": seed,
     }
 

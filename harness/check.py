@@ -1,0 +1,117 @@
+"""``latbench-measure --check``: can this profile run here, and does one tiny model time?
+
+The check goes step by step and stops at the first step that fails: the runtime is
+importable and the device reachable (:meth:`Runner.check`), a tiny network (the
+NAS-Bench-201 skeleton with identity cells) builds in the profile's artifact format,
+and it runs and times under a short protocol. Every problem names what is missing
+and how to get it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from latbench.harness.profiles import Profile
+from latbench.harness.runners import runner_class
+from latbench.harness.timing import Protocol, time_runner
+
+__all__ = ["CHECK_PROTOCOL", "TINY_ARCH", "CheckReport", "check_profile"]
+
+TINY_ARCH = "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"
+"""Cells that prune to the identity: the smallest network of the space."""
+
+CHECK_PROTOCOL = Protocol(runs=20, group_size=10, warmup=3)
+"""The short protocol the check times with."""
+
+
+@dataclass
+class CheckReport:
+    """Outcome of :func:`check_profile`; ``lines`` is what ``--check`` prints."""
+
+    profile: str
+    ok: bool = False
+    problems: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    latency_ms: float | None = None
+    runner_info: dict[str, Any] = field(default_factory=dict)
+
+    def _fail(self, step: str, problems: list[str]) -> CheckReport:
+        self.problems.extend(problems)
+        self.lines.append(f"  {step}: FAILED")
+        self.lines.extend(f"    - {p}" for p in problems)
+        self.lines.append(f"{self.profile}: not usable here")
+        return self
+
+
+def _build_tiny(profile: Profile, directory: Path, seed: int) -> Path:
+    try:
+        from latbench.harness.artifacts import ArtifactCache
+    except ImportError as exc:
+        raise RuntimeError(
+            f"the artifact builders (latbench.harness.artifacts) cannot be imported: {exc}; "
+            f"install the harness extra: pip install 'latbench[harness]'"
+        ) from exc
+    from latbench.graph import prune
+    from latbench.space import parse_arch
+
+    cache = ArtifactCache(directory)
+    return Path(cache.build(prune(parse_arch(TINY_ARCH)), profile.artifact_format, seed))
+
+
+def check_profile(
+    profile: Profile,
+    tiny_model_dir: str | os.PathLike[str] | None = None,
+    *,
+    artifact: str | os.PathLike[str] | None = None,
+    protocol: Protocol = CHECK_PROTOCOL,
+    seed: int = 0,
+) -> CheckReport:
+    """Probe ``profile`` here: runtime, device, then one tiny model built and timed.
+
+    The tiny model is built into ``tiny_model_dir`` (a temporary directory when None)
+    unless ``artifact`` names a ready one of the profile's format.
+    """
+    rep = CheckReport(profile.name)
+    rep.lines.append(
+        f"{profile.name}: runtime {profile.runtime}, {profile.precision}, target "
+        f"{profile.target}, artifact {profile.artifact_format}"
+    )
+    try:
+        cls = runner_class(profile.runtime)
+        problems = cls.check(profile)
+    except (KeyError, ImportError) as exc:
+        return rep._fail("runtime", [str(exc).strip("'\"")])
+    if problems:
+        return rep._fail("runtime and device", problems)
+    rep.lines.append("  runtime and device: ok")
+
+    with tempfile.TemporaryDirectory(prefix="latbench-check-") as tmp:
+        if artifact is None:
+            try:
+                path = _build_tiny(profile, Path(tiny_model_dir or tmp), seed)
+            except Exception as exc:
+                return rep._fail(f"build tiny {profile.artifact_format} model", [str(exc)])
+            rep.lines.append(f"  build tiny {profile.artifact_format} model: ok ({path.name})")
+        else:
+            path = Path(artifact)
+        runner = cls(profile)
+        try:
+            runner.prepare(path, seed)
+            timing = time_runner(runner, protocol)
+            rep.runner_info = runner.info()
+        except Exception as exc:
+            return rep._fail("run and time", [f"{type(exc).__name__}: {exc}"])
+        finally:
+            runner.close()
+    rep.latency_ms = timing.latency_ms
+    rep.ok = True
+    rep.lines.append(
+        f"  run and time: ok ({timing.latency_ms:.4f} ms +- {timing.latency_std_ms:.4f}, "
+        f"R={protocol.runs}, {rep.runner_info.get('name')} {rep.runner_info.get('version')})"
+    )
+    rep.lines.append(f"{profile.name}: ready")
+    return rep

@@ -1,0 +1,212 @@
+"""Raw per-run timings in HDF5, one row per timed graph, so anyone can re-filter.
+
+Layout of ``<key>.raw.h5``:
+
+- ``graph_key``  (n,)   utf-8 strings, the pruned-graph key that was timed
+- ``arch_id``    (n,)   int32, the architecture whose graph was timed (``timed_arch_id``)
+- ``timings_ns`` (n, R) int64, per-run times in run order
+- file attributes: ``runs``, ``groups``, ``group_size``, ``warmup``, ``filter`` and any
+  extra string attributes given to :class:`RawWriter`.
+
+Rows are appended and flushed one at a time; a crash loses at most the row being
+written, and reopening the file trims any partly written row and appends after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from latbench.harness.timing import Protocol, two_stage_filter
+
+__all__ = ["RawFormatError", "RawWriter", "read_raw", "refilter"]
+
+_PROTOCOL_ATTRS = ("runs", "groups", "group_size", "warmup", "filter")
+
+
+class RawFormatError(ValueError):
+    """A raw-timings file does not match the protocol or layout expected."""
+
+
+def _h5py() -> Any:
+    try:
+        import h5py
+    except ImportError as exc:
+        raise ImportError(
+            "h5py is needed for raw timings files: pip install 'latbench[harness]'"
+        ) from exc
+    return h5py
+
+
+def _attr(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RawWriter:
+    """Appends raw timings to an HDF5 file; opening an existing file resumes it.
+
+    ``protocol`` is required for a new file; for an existing one it must have the same
+    R (:class:`RawFormatError` otherwise) and may be omitted. ``attrs`` are written as
+    file attributes on creation.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        protocol: Protocol | None = None,
+        attrs: Mapping[str, str | int | float] | None = None,
+    ) -> None:
+        h5py = _h5py()
+        self.path = Path(path)
+        exists = self.path.exists()
+        if not exists and protocol is None:
+            raise ValueError(f"{self.path} does not exist; a Protocol is needed to create it")
+        self._f = h5py.File(self.path, "a")
+        try:
+            if exists and "timings_ns" in self._f:
+                self.runs = self._resume(protocol)
+            elif protocol is None:
+                raise RawFormatError(f"{self.path} is not a raw timings file")
+            else:
+                self.runs = self._create(protocol, attrs or {})
+        except BaseException:
+            self._f.close()
+            raise
+
+    def _create(self, protocol: Protocol, attrs: Mapping[str, Any]) -> int:
+        h5py = _h5py()
+        f, r = self._f, protocol.runs
+        f.create_dataset("graph_key", (0,), maxshape=(None,), dtype=h5py.string_dtype("utf-8"))
+        f.create_dataset("arch_id", (0,), maxshape=(None,), dtype=np.int32)
+        f.create_dataset("timings_ns", (0, r), maxshape=(None, r), dtype=np.int64, chunks=(1, r))
+        for key, value in protocol.to_metadata().items():
+            f.attrs[key] = value
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        f.flush()
+        return r
+
+    def _resume(self, protocol: Protocol | None) -> int:
+        f = self._f
+        missing = [k for k in ("graph_key", "arch_id", "timings_ns") if k not in f]
+        if missing:
+            raise RawFormatError(f"{self.path} is not a raw timings file: no {missing}")
+        runs = int(f["timings_ns"].shape[1])
+        if protocol is not None and protocol.runs != runs:
+            raise RawFormatError(
+                f"{self.path} holds {runs} runs per graph, but the protocol has R="
+                f"{protocol.runs}: write to a new raw file or use R={runs}"
+            )
+        # Rows are appended dataset by dataset, so a crash can leave one dataset a
+        # row longer than the others; the row is incomplete and dropped.
+        n = min(len(f["graph_key"]), len(f["arch_id"]), len(f["timings_ns"]))
+        for key in ("graph_key", "arch_id", "timings_ns"):
+            if len(f[key]) != n:
+                f[key].resize(n, axis=0)
+        f.flush()
+        return runs
+
+    def __len__(self) -> int:
+        return int(self._f["timings_ns"].shape[0])
+
+    def graph_keys(self) -> set[str]:
+        """Graph keys already in the file (what a resumed session may skip)."""
+        return set(self._f["graph_key"].asstr()[...])
+
+    def append(self, graph_key: str, arch_id: int, raw_ns: np.ndarray) -> None:
+        """Add one timed graph's R raw timings and flush to disk."""
+        raw = np.asarray(raw_ns)
+        if raw.shape != (self.runs,):
+            raise RawFormatError(
+                f"{self.path} stores {self.runs} timings per graph, got shape {raw.shape} "
+                f"for {graph_key!r}"
+            )
+        f = self._f
+        n = len(self)
+        # Timings go last: a row counts only once its timings are in.
+        f["graph_key"].resize(n + 1, axis=0)
+        f["graph_key"][n] = graph_key
+        f["arch_id"].resize(n + 1, axis=0)
+        f["arch_id"][n] = int(arch_id)
+        f["timings_ns"].resize(n + 1, axis=0)
+        f["timings_ns"][n] = raw.astype(np.int64, copy=False)
+        f.flush()
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if self._f.id.valid:
+            self._f.close()
+
+    def __enter__(self) -> RawWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _attrs(raw: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: _attr(v.item() if hasattr(v, "item") else v) for k, v in raw.items()}
+    # Files written in one go keep the protocol as one JSON attribute; flatten it.
+    if isinstance(out.get("protocol"), str):
+        with contextlib.suppress(ValueError):
+            for key, value in json.loads(out["protocol"]).items():
+                out.setdefault(key, value)
+    return out
+
+
+def read_raw(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The whole file: ``graph_key`` (str array), ``arch_id``, ``timings_ns`` and ``attrs``.
+
+    A partly written last row (from a crash) is left out. Protocol fields appear in
+    ``attrs`` whether stored one per attribute or as one JSON ``protocol`` attribute.
+    """
+    h5py = _h5py()
+    with h5py.File(path, "r") as f:
+        missing = [k for k in ("graph_key", "arch_id", "timings_ns") if k not in f]
+        if missing:
+            raise RawFormatError(f"{path} is not a raw timings file: no {missing}")
+        n = min(len(f["graph_key"]), len(f["arch_id"]), len(f["timings_ns"]))
+        return {
+            "graph_key": np.asarray(f["graph_key"].asstr()[:n], dtype=object),
+            "arch_id": f["arch_id"][:n].astype(np.int32),
+            "timings_ns": f["timings_ns"][:n].astype(np.int64),
+            "attrs": _attrs(f.attrs),
+        }
+
+
+def refilter(path: str | os.PathLike[str], group_size: int | None = None) -> pd.DataFrame:
+    """Recompute latencies from raw timings with groups of ``group_size`` (default: the file's).
+
+    Columns: ``graph_key``, ``timed_arch_id``, ``latency_ms``, ``latency_std_ms``,
+    ``runs``. Negative entries are padding of rows shorter than the widest one and are
+    dropped. Raises :class:`ValueError` unless ``group_size`` divides each row's R.
+    """
+    raw = read_raw(path)
+    if group_size is None:
+        if "group_size" not in raw["attrs"]:
+            raise RawFormatError(f"{path} records no group_size; pass group_size")
+        group_size = int(raw["attrs"]["group_size"])
+    lat, std, runs = [], [], []
+    for row in raw["timings_ns"]:
+        row = row[row >= 0]
+        Protocol(runs=len(row), group_size=int(group_size), warmup=0)
+        m, s = two_stage_filter(row / 1e6, int(group_size))
+        lat.append(m)
+        std.append(s)
+        runs.append(len(row))
+    return pd.DataFrame(
+        {
+            "graph_key": pd.Series(raw["graph_key"], dtype="string"),
+            "timed_arch_id": raw["arch_id"],
+            "latency_ms": np.array(lat, dtype=np.float64),
+            "latency_std_ms": np.array(std, dtype=np.float64),
+            "runs": np.array(runs, dtype=np.int32),
+        }
+    )
