@@ -86,6 +86,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; datasets are shared files
         os.replace(tmp_path, path)
         with contextlib.suppress(OSError):  # directory fsync is not available everywhere
             dfd = os.open(path.parent, os.O_RDONLY)
@@ -95,6 +96,23 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
                 os.close(dfd)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _is_number_column(col: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(col.dtype):
+        return False
+    if col.dtype == object:  # Python objects: numbers (or nulls) only, no str/bool
+        return all(
+            isinstance(x, int | float | np.number) and not isinstance(x, bool | np.bool_)
+            for x in col.dropna()
+        )
+    return pd.api.types.is_numeric_dtype(col.dtype) or bool(col.isna().all())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def to_table(df: pd.DataFrame, metadata: Mapping[str, Any] | None = None) -> pa.Table:
@@ -108,8 +126,18 @@ def to_table(df: pd.DataFrame, metadata: Mapping[str, Any] | None = None) -> pa.
     if df["arch_id"].duplicated().any():
         dup = df.loc[df["arch_id"].duplicated(), "arch_id"].iloc[0]
         raise DatasetError(f"arch_id {dup} appears more than once")
+    wrong = [
+        f"column {f.name!r} has dtype {df[f.name].dtype}, expected {f.type}"
+        for f in SCHEMA
+        if (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))
+        and not _is_number_column(df[f.name])
+    ]
+    if wrong:  # pyarrow would silently parse strings such as "1.5" into numbers
+        raise DatasetError("frame does not match the LatBench schema: " + "; ".join(wrong))
+    cols = df[list(COLUMNS)]
+    cols.attrs = {}  # the table's metadata is ours; don't serialize the frame's attrs
     try:
-        table = pa.Table.from_pandas(df[list(COLUMNS)], schema=SCHEMA, preserve_index=False)
+        table = pa.Table.from_pandas(cols, schema=SCHEMA, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
         raise DatasetError(f"frame does not match the LatBench schema: {exc}") from exc
     meta = {"schema_version": SCHEMA_VERSION, **dict(metadata or {})}
@@ -120,8 +148,13 @@ def write_dataset(
     df: pd.DataFrame, path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None
 ) -> Path:
     """Write ``df`` atomically as a LatBench Parquet file; returns the path."""
-    table = to_table(df.sort_values("arch_id", kind="stable"), metadata)
     path = Path(path)
+    try:
+        if "arch_id" in df.columns:
+            df = df.sort_values("arch_id", kind="stable")
+        table = to_table(df, metadata)
+    except DatasetError as exc:
+        raise DatasetError(f"{path}: not written: {exc}") from exc
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
     return path
@@ -168,6 +201,28 @@ def _check_schema(path: Path, schema: pa.Schema) -> None:
         raise DatasetError(f"{path}: " + "; ".join(problems))
 
 
+def _check_rows(path: Path, table: pa.Table) -> None:
+    """Row-level rules that the Parquet schema cannot express (same as :func:`to_table`)."""
+    import pyarrow.compute as pc
+
+    problems = []
+    for field in SCHEMA:
+        if not field.nullable and table.column(field.name).null_count:
+            n = table.column(field.name).null_count
+            problems.append(f"column {field.name!r} has {n} null value(s)")
+    status = table.column("status")
+    bad = pc.unique(pc.filter(status, pc.invert(pc.is_in(status, pa.array(STATUSES))))).to_pylist()
+    if bad:
+        problems.append(f"unknown status value(s) {sorted(bad)}; allowed: {STATUSES}")
+    ids = table.column("arch_id")
+    if pc.count_distinct(ids, mode="all").as_py() != len(ids):
+        counts = pc.value_counts(ids)
+        dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+        problems.append(f"arch_id {dup[0].as_py()} appears more than once")
+    if problems:
+        raise DatasetError(f"{path}: " + "; ".join(problems))
+
+
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The file-level metadata of a dataset file, validated, without reading rows."""
     path = Path(path)
@@ -190,6 +245,7 @@ def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
         table = pf.read(columns=list(COLUMNS))
     except (pa.ArrowInvalid, OSError) as exc:
         raise DatasetError(f"{path}: cannot read rows (corrupt or truncated?): {exc}") from exc
+    _check_rows(path, table)
     df = table.to_pandas()
     for name in _NULLABLE_INTS:  # keep nullable ints as ints, not floats with NaN
         df[name] = table.column(name).to_pandas(types_mapper=_PANDAS_TYPES.get)
@@ -246,7 +302,7 @@ def skeleton_frame() -> pd.DataFrame:
     n = len(df)
     df["nb201_index"] = pd.array([pd.NA] * n, dtype="Int32")
     df["status"] = np.where(df["valid"], "missing", "invalid")
-    df["error"] = pd.Series([None] * n, dtype="object")
+    df["error"] = pa.nulls(n, pa.string()).to_pandas()  # the string dtype read_dataset gives
     df["latency_ms"] = np.nan
     df["latency_std_ms"] = np.nan
     df["runs"] = pd.array(np.zeros(n), dtype="int32")

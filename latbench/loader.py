@@ -7,6 +7,7 @@ argument, ``$LATBENCH_HOME``, or the platform's user data directory.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterable
 from functools import lru_cache
@@ -80,6 +81,9 @@ def dataset_path(key: str, data_home: str | os.PathLike[str] | None = None) -> P
         raise UnknownDatasetError(key, sorted({*CATALOG, *local, *_alias_names()}))
     if canonical in local:
         return local[canonical]
+    for stem, path in sorted(local.items()):  # a file named by one of the aliases
+        if resolve(stem) == canonical:
+            return path
     entry = CATALOG[canonical]
     where = ", ".join(str(d) for d in _search_dirs(data_home))
     raise DatasetNotFoundError(
@@ -107,7 +111,8 @@ def load(key: str, *, data_home: str | os.PathLike[str] | None = None) -> pd.Dat
     st = path.stat()
     df = _read_cached(str(path), st.st_mtime_ns, st.st_size)
     out = df.copy()
-    out.attrs = {"metadata": dict(df.attrs["metadata"]), "path": str(path)}
+    # deep copy: the metadata holds nested dicts that must not alias the cached frame's
+    out.attrs = {"metadata": copy.deepcopy(df.attrs["metadata"]), "path": str(path)}
     return out
 
 
@@ -163,12 +168,18 @@ def devices(data_home: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """
     local = _local_keys(data_home)
     entries = dict(CATALOG)
+    found: dict[str, Path] = {}  # canonical key -> file; a file named by an alias counts
     for key, path in local.items():
-        if resolve(key) is None and key not in entries:
+        canonical = resolve(key)
+        if canonical is None and key not in entries:
             entries[key] = _measured_entry(key, path)
+        if canonical is None or canonical == key:
+            found[key] = path
+        else:
+            found.setdefault(canonical, path)
     rows = []
     for key, d in entries.items():
-        path = local.get(key)
+        path = found.get(key)
         rows.append(
             {
                 "key": key,

@@ -115,8 +115,9 @@ def _check_vector(vector: Sequence[int]) -> tuple[int, ...]:
         raise ArchError(f"architecture vector must hold 6 integers, got {vector!r}") from exc
     if len(v) != 6:
         raise ArchError(f"architecture vector must have 6 entries, got {len(v)}: {v!r}")
+    bools = (bool, _np_bool())
     for i, (x, raw) in enumerate(zip(v, vector, strict=True)):
-        if x != raw or not 0 <= x < len(OPS):
+        if isinstance(raw, bools) or x != raw or not 0 <= x < len(OPS):
             raise ArchError(
                 f"architecture vector {v!r}: entry {i} = {raw!r} is not an op index 0..4"
             )
@@ -158,6 +159,12 @@ def _np_integer() -> type:
     return np.integer
 
 
+def _np_bool() -> type:
+    import numpy as np
+
+    return np.bool_
+
+
 def is_valid(vector: Sequence[int]) -> bool:
     """True when the cell output is reachable from the input through non-zero ops."""
     v = _check_vector(vector)
@@ -187,7 +194,7 @@ class Arch:
 
     @classmethod
     def from_vector(cls, vector: Sequence[int]) -> Arch:
-        return cls(tuple(vector))
+        return cls(_check_vector(vector))
 
     @classmethod
     def from_id(cls, aid: int) -> Arch:
@@ -198,6 +205,8 @@ class Arch:
         """Accept an :class:`Arch`, a string, an ``arch_id`` or a vector."""
         if isinstance(value, Arch):
             return value
+        if isinstance(value, bool | _np_bool()):
+            raise ArchError(f"architecture must be a string, arch_id or vector, got bool {value!r}")
         if isinstance(value, str):
             return cls.from_str(value)
         if isinstance(value, int | _np_integer()) and not isinstance(value, bool):
