@@ -1,0 +1,198 @@
+"""End-to-end measurement runs on this CPU: CLI, resume after SIGKILL, shards + merge."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import latbench
+from latbench.dataset import read_dataset, read_metadata
+from latbench.harness.merge import HostMismatchWarning, MergeError, merge_datasets
+from latbench.harness.plan import make_plan, select_archs
+from latbench.harness.profiles import list_profiles, load_profile
+from latbench.harness.runners import RunnerUnavailable, make_runner
+from latbench.harness.session import measure
+
+SHARED_ARGS = ["--runs", "20", "--group-size", "10", "--warmup", "2", "--quiet"]
+INVALID = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+
+
+@pytest.fixture
+def arch_file(tmp_path):
+    archs = select_archs(limit=12, seed=5)
+    # include a graph shared by two architectures and one invalid architecture
+    extra = [
+        "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|nor_conv_1x1~1|none~2|",
+        "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|nor_conv_1x1~1|none~2|",
+        INVALID,
+    ]
+    path = tmp_path / "archs.txt"
+    path.write_text("\n".join([a.str for a in archs] + extra) + "\n")
+    return path
+
+
+def _cli(*args, env=None, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "latbench.harness.cli", *args],
+        capture_output=True, text=True, env=env, **kw,
+    )  # fmt: skip
+
+
+def _env(tmp_path):
+    return {**os.environ, "LATBENCH_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def _rows(df):
+    cols = ["arch_id", "arch_str", "graph_key", "valid", "status", "timed_arch_id", "flops", "params", "runs"]
+    return df[cols].sort_values("arch_id").reset_index(drop=True)
+
+
+def test_cli_measures_and_load_finds_it(tmp_path, arch_file):
+    env = _env(tmp_path)
+    res = _cli("--device", "cpu-onnxruntime", "--archs", str(arch_file), "--key", "t-ort",
+               "--cache", str(tmp_path / "cache"), *SHARED_ARGS, env=env)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "median latency" in res.stdout and "wrote" in res.stdout
+    df = latbench.load("t-ort", data_home=tmp_path / "home")
+    assert len(df) == 15 and not df["arch_id"].duplicated().any()
+    ok = df[df.status == "ok"]
+    assert len(ok) == 14 and (ok["latency_ms"] > 0).all() and (ok["runs"] == 20).all()
+    assert (df.loc[df.arch_str == INVALID, "status"] == "invalid").all()
+    shared = df[df.graph_key == latbench.Arch.from_str(
+        "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|nor_conv_1x1~1|none~2|").graph.key]  # fmt: skip
+    assert len(shared) == 2 and shared["latency_ms"].nunique() == 1
+    assert (shared["timed_arch_id"] == shared["arch_id"].min()).all()
+    meta = df.attrs["metadata"]
+    assert meta["protocol"]["runs"] == 20 and meta["runtime"]["name"]
+    assert meta["host"]["cpu_model"] and meta["device"]["profile"] == "cpu-onnxruntime"
+    # a rerun with the same arguments is idempotent: nothing is timed again
+    res2 = _cli("--device", "cpu-onnxruntime", "--archs", str(arch_file), "--key", "t-ort",
+                "--cache", str(tmp_path / "cache"), *SHARED_ARGS, env=env)  # fmt: skip
+    assert res2.returncode == 0, res2.stderr
+    assert "0 graphs timed now" in res2.stdout
+    again = latbench.load("t-ort", data_home=tmp_path / "home")
+    np.testing.assert_array_equal(again["latency_ms"].to_numpy(), df["latency_ms"].to_numpy())
+
+
+def test_cli_errors_are_one_clear_line(tmp_path):
+    env = _env(tmp_path)
+    res = _cli("--device", "cpu-onnxruntme", "--limit", "2", env=env)
+    assert res.returncode == 2 and "cpu-onnxruntime" in res.stderr and "Traceback" not in res.stderr
+    bad = tmp_path / "bad.txt"
+    bad.write_text("|nor_conv_3x3~1|+|none~0|none~1|+|none~0|none~1|none~2|\n")
+    res = _cli("--device", "cpu-onnxruntime", "--archs", str(bad), env=env)
+    assert res.returncode == 2 and "bad.txt:1" in res.stderr and "input index" in res.stderr
+
+
+def test_list_devices_names_every_profile():
+    res = _cli("--list-devices")
+    assert res.returncode == 0
+    for prof in list_profiles():
+        assert prof.name in res.stdout
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path):
+    archs = select_archs(limit=30, seed=11)
+    path = tmp_path / "archs.txt"
+    path.write_text("\n".join(a.str for a in archs) + f"\n{INVALID}\n")
+    env = _env(tmp_path)
+    common = ["--device", "cpu-onnxruntime", "--archs", str(path), "--cache", str(tmp_path / "cache"),
+              "--runs", "300", "--group-size", "10", "--warmup", "2", "--flush-every", "1", "--quiet"]  # fmt: skip
+    # fill the artifact cache first so the killed run spends its time timing
+    ref = _cli(*common, "--out", str(tmp_path / "ref"), "--key", "k", env=env)
+    assert ref.returncode == 0, ref.stderr
+    n_graphs = len(make_plan([*archs]).work)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "latbench.harness.cli", *common, "--out", str(tmp_path / "run"), "--key", "k"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    parts = tmp_path / "run" / "k.parts"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and len(list(parts.glob("part-*.parquet"))) < 3:
+        assert proc.poll() is None, "run finished before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_parts = len(list(parts.glob("part-*.parquet")))
+    assert 3 <= n_parts < n_graphs, "kill did not land mid-way"
+    assert not (tmp_path / "run" / "k.parquet").exists()
+
+    res = _cli(*common, "--out", str(tmp_path / "run"), "--key", "k", env=env)
+    assert res.returncode == 0, res.stderr
+    resumed = read_dataset(tmp_path / "run" / "k.parquet")
+    reference = read_dataset(tmp_path / "ref" / "k.parquet")
+    assert not resumed["arch_id"].duplicated().any()
+    assert (resumed["status"] != "failed").all()
+    assert _rows(resumed).equals(_rows(reference))
+    assert resumed["latency_ms"].notna().sum() == reference["latency_ms"].notna().sum()
+
+
+def test_shards_then_merge_equal_unsharded(tmp_path, arch_file):
+    env = _env(tmp_path)
+    common = ["--device", "cpu-onnxruntime", "--archs", str(arch_file), "--cache", str(tmp_path / "cache"),
+              "--out", str(tmp_path / "out"), "--key", "s", *SHARED_ARGS]  # fmt: skip
+    assert _cli(*common, env=env).returncode == 0
+    shards = []
+    for i in (1, 2, 3):
+        res = _cli(*common, "--shard", f"{i}/3", env=env)
+        assert res.returncode == 0, res.stderr
+        shards.append(str(tmp_path / "out" / f"s.shard{i}of3.parquet"))
+    res = _cli("merge", *shards, "-o", str(tmp_path / "merged.parquet"), env=env)
+    assert res.returncode == 0, res.stderr
+    merged = read_dataset(tmp_path / "merged.parquet")
+    full = read_dataset(tmp_path / "out" / "s.parquet")
+    assert _rows(merged).equals(_rows(full))
+    assert read_metadata(tmp_path / "merged.parquet")["shard"] == "merged"
+
+
+def test_merge_refuses_mixed_protocols_and_warns_on_hosts(tmp_path):
+    plan = make_plan(select_archs(limit=3, seed=1))
+    prof = load_profile("cpu-onnxruntime")
+    kw = {"out_dir": tmp_path, "progress": False, "cache": None}
+    a = measure(prof.with_protocol(runs=20, group_size=10), plan, key="a", **kw).dataset
+    b = measure(prof.with_protocol(runs=30, group_size=10), plan, key="b", **kw).dataset
+    with pytest.raises(MergeError, match="protocol differs"):
+        merge_datasets([a, b], tmp_path / "m.parquet")
+    assert not (tmp_path / "m.parquet").exists()
+    # same protocol, but pretend the second shard came from another machine
+    df = read_dataset(a)
+    meta = dict(df.attrs["metadata"])
+    meta["host"] = {**meta["host"], "cpu_model": "Some Other CPU"}
+    df = df.iloc[:0]
+    latbench.write_dataset(df, tmp_path / "c.parquet", {k: v for k, v in meta.items() if k != "schema_version"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        merge_datasets([a, tmp_path / "c.parquet"], tmp_path / "m.parquet")
+    assert any(issubclass(w.category, HostMismatchWarning) for w in caught)
+
+
+@pytest.mark.parametrize("name", [p.name for p in list_profiles() if p.target == "gpu"])
+def test_gpu_profiles_report_no_gpu(name):
+    prof = load_profile(name)
+    with pytest.raises(RunnerUnavailable, match="(?i)gpu|cuda|tensorrt"):
+        make_runner(prof)
+
+
+@pytest.mark.parametrize("name", [p.name for p in list_profiles() if p.target == "cpu"])
+def test_every_cpu_profile_measures_a_few_archs(tmp_path, name):
+    from latbench.harness.artifacts import ArtifactCache
+
+    prof = load_profile(name).with_protocol(runs=10, group_size=5, warmup=2)
+    plan = make_plan(select_archs(limit=3, seed=7))
+    s = measure(prof, plan, out_dir=tmp_path, key=name, progress=False,
+                cache=ArtifactCache(tmp_path / "cache"))  # fmt: skip
+    assert s.failed == 0 and s.timed == len(plan.work)
+    df = read_dataset(s.dataset)
+    assert (df["status"] == "ok").all() and (df["latency_ms"] > 0).all()
+    assert np.isfinite(df["latency_std_ms"]).all()
+    meta = df.attrs["metadata"]
+    assert meta["device"]["profile"] == name and meta["precision"] == prof.precision
+    assert meta["runtime"]["version"]
