@@ -167,8 +167,7 @@ class RunStore:
 
     def frame(self, plan: Plan) -> pd.DataFrame:
         """Architecture rows (DESIGN §6) of ``plan`` filled from the stored results."""
-        base = skeleton_frame()
-        df = base[base["arch_id"].isin(plan.arch_ids)].reset_index(drop=True)
+        df = skeleton_frame(sorted(plan.arch_ids))
         res = pd.DataFrame(
             [
                 {

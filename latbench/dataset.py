@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -254,34 +254,39 @@ def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
     return df
 
 
-@cache
-def _arch_table() -> pd.DataFrame:
+def _arch_rows(ids: Sequence[int], with_iso: bool) -> pd.DataFrame:
     from latbench.graph import prune
     from latbench.network import costs
-    from latbench.space import N_ARCHS, format_arch, from_id, is_valid
+    from latbench.space import format_arch, from_id, is_valid
 
-    vectors = [from_id(i) for i in range(N_ARCHS)]
+    vectors = [from_id(int(i)) for i in ids]
     graphs = [prune(v) for v in vectors]
     keyed: dict[str, tuple[int, int]] = {}
-    flops = np.empty(N_ARCHS, dtype=np.int64)
-    params = np.empty(N_ARCHS, dtype=np.int64)
+    flops = np.empty(len(ids), dtype=np.int64)
+    params = np.empty(len(ids), dtype=np.int64)
     for i, g in enumerate(graphs):
         c = keyed.get(g.key)
         if c is None:
             cc = costs(g)
             c = keyed[g.key] = (cc.flops, cc.params)
         flops[i], params[i] = c
-    return pd.DataFrame(
-        {
-            "arch_id": pd.array(np.arange(N_ARCHS), dtype="int32"),
-            "arch_str": [format_arch(v) for v in vectors],
-            "graph_key": [g.key for g in graphs],
-            "iso_key": [g.iso_key for g in graphs],
-            "valid": np.array([is_valid(v) for v in vectors]),
-            "flops": flops,
-            "params": params,
-        }
-    )
+    cols = {
+        "arch_id": pd.array(np.asarray(ids, dtype=np.int32), dtype="int32"),
+        "arch_str": [format_arch(v) for v in vectors],
+        "graph_key": [g.key for g in graphs],
+        "iso_key": [g.iso_key for g in graphs] if with_iso else None,
+        "valid": np.array([is_valid(v) for v in vectors], dtype=bool),
+        "flops": flops,
+        "params": params,
+    }
+    return pd.DataFrame({k: v for k, v in cols.items() if v is not None})
+
+
+@cache
+def _arch_table() -> pd.DataFrame:
+    from latbench.space import N_ARCHS
+
+    return _arch_rows(range(N_ARCHS), with_iso=True)
 
 
 def arch_table() -> pd.DataFrame:
@@ -293,12 +298,17 @@ def arch_table() -> pd.DataFrame:
     return _arch_table().copy()
 
 
-def skeleton_frame() -> pd.DataFrame:
-    """A schema-complete frame of all architectures with no measurement yet.
+def skeleton_frame(arch_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """A schema-complete frame with no measurement yet, for ``arch_ids`` (default: all).
 
-    Valid rows have ``status="missing"``, invalid ones ``status="invalid"``.
+    Valid rows have ``status="missing"``, invalid ones ``status="invalid"``. Rows come
+    in the order of ``arch_ids``; a short list is computed directly, without building
+    the cached table of all 15,625 architectures.
     """
-    df = arch_table().drop(columns="iso_key")
+    if arch_ids is None:
+        df = arch_table().drop(columns="iso_key")
+    else:
+        df = _arch_rows(list(arch_ids), with_iso=False)
     n = len(df)
     df["nb201_index"] = pd.array([pd.NA] * n, dtype="Int32")
     df["status"] = np.where(df["valid"], "missing", "invalid")

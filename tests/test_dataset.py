@@ -347,3 +347,13 @@ def test_overwrite_replaces_content(frame, tmp_path):
     assert (back["runs"] == 3).all()
     assert back.attrs["metadata"]["source"] == "second"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.parquet"]
+
+
+def test_skeleton_frame_subset_equals_rows_of_full_table():
+    from latbench.dataset import skeleton_frame
+
+    ids = [15624, 0, 7, 3125, 9999]
+    part = skeleton_frame(ids)
+    full = skeleton_frame()
+    expected = full.iloc[ids].reset_index(drop=True)
+    pd.testing.assert_frame_equal(part.reset_index(drop=True), expected)
