@@ -54,7 +54,9 @@ def run(profile_name: str, n: int, runs: int, group: int, seed: int, workdir: Pa
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--profiles", nargs="+", default=["cpu-onnxruntime", "cpu-tflite"])
     ap.add_argument("-n", type=int, default=50, help="architectures (default 50)")
     ap.add_argument("-R", "--runs", type=int, default=100)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -55,6 +56,7 @@ Target = PrunedGraph | Layer
 _TF_DISTS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tf-nightly")
 
 
+@functools.cache
 def _version(*dists: str) -> str:
     for dist in dists:
         with contextlib.suppress(metadata.PackageNotFoundError):

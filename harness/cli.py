@@ -1,11 +1,11 @@
 """``latbench-measure``: measure a LatBench dataset on a device profile.
 
-    latbench-measure --device cpu-onnxruntime                 # default 20-arch sample
-    latbench-measure --device cpu-tflite --limit 200 --runs 100 --group-size 10
-    latbench-measure --device cpu-tflite --all --shard 2/4    # one of four shards
-    latbench-measure merge OUT/key.shard*of4.parquet -o OUT/key.parquet
-    latbench-measure --list-devices
-    latbench-measure --device gpu-tf --check
+latbench-measure --device cpu-onnxruntime                 # default 20-arch sample
+latbench-measure --device cpu-tflite --limit 200 --runs 100 --group-size 10
+latbench-measure --device cpu-tflite --all --shard 2/4    # one of four shards
+latbench-measure merge OUT/key.shard*of4.parquet -o OUT/key.parquet
+latbench-measure --list-devices
+latbench-measure --device gpu-tf --check
 """
 
 from __future__ import annotations
@@ -30,36 +30,70 @@ def _parser() -> argparse.ArgumentParser:
         "Use 'latbench-measure merge --help' to combine shards.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--device", "-d", default="cpu-onnxruntime",
-                   help="device profile name or path to a profile .toml (default: cpu-onnxruntime)")
+    p.add_argument(
+        "--device",
+        "-d",
+        default="cpu-onnxruntime",
+        help="device profile name or path to a profile .toml (default: cpu-onnxruntime)",
+    )
     sel = p.add_mutually_exclusive_group()
     sel.add_argument("--all", action="store_true", help="all 15,625 architectures")
-    sel.add_argument("--limit", type=int, metavar="N",
-                     help="seeded random sample of N valid architectures (default: 20)")
-    sel.add_argument("--archs", type=Path, metavar="FILE",
-                     help="file with one NAS-Bench-201 string (or arch_id) per line")
+    sel.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="seeded random sample of N valid architectures (default: 20)",
+    )
+    sel.add_argument(
+        "--archs",
+        type=Path,
+        metavar="FILE",
+        help="file with one NAS-Bench-201 string (or arch_id) per line",
+    )
     p.add_argument("--shard", metavar="I/N", help="measure shard I of N (split by pruned graph)")
     p.add_argument("--runs", "-R", type=int, help="timed runs per model (overrides the profile)")
     p.add_argument("--group-size", "-g", type=int, help="runs per group g (G = R / g)")
     p.add_argument("--warmup", type=int, help="warm-up runs per model (overrides the profile)")
     p.add_argument("--threads", type=int, help="runtime threads (overrides the profile)")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling, weights and inputs")
-    p.add_argument("--out", "-o", type=Path,
-                   help="output folder (default: the LatBench data home, where latbench.load looks)")
+    p.add_argument(
+        "--out",
+        "-o",
+        type=Path,
+        help="output folder (default: the LatBench data home, where latbench.load looks)",
+    )
     p.add_argument("--key", help="dataset key (default: <host>-<profile>)")
-    p.add_argument("--layers", action="store_true",
-                   help="also time every distinct layer alone -> <key>.layers.parquet")
-    p.add_argument("--build-workers", type=int, metavar="N",
-                   help="processes converting artifacts (default: cores - 1)")
+    p.add_argument(
+        "--layers",
+        action="store_true",
+        help="also time every distinct layer alone -> <key>.layers.parquet",
+    )
+    p.add_argument(
+        "--build-workers",
+        type=int,
+        metavar="N",
+        help="processes converting artifacts (default: cores - 1)",
+    )
     p.add_argument("--cache", type=Path, help="artifact cache folder (default: <data home>/cache)")
-    p.add_argument("--pipeline", action="store_true",
-                   help="time while later artifacts build (default only for non-host devices)")
-    p.add_argument("--flush-every", type=int, default=8, metavar="N",
-                   help="make results durable every N graphs (default: 8; also every 10 s)")
+    p.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="time while later artifacts build (default only for non-host devices)",
+    )
+    p.add_argument(
+        "--flush-every",
+        type=int,
+        default=8,
+        metavar="N",
+        help="make results durable every N graphs (default: 8; also every 10 s)",
+    )
     p.add_argument("--fresh", action="store_true", help="discard stored parts of an earlier run")
     p.add_argument("--list-devices", action="store_true", help="list device profiles and exit")
-    p.add_argument("--check", action="store_true",
-                   help="probe the profile (runtime, device, one tiny model) and exit")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="probe the profile (runtime, device, one tiny model) and exit",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     return p  # fmt: skip
 
@@ -118,7 +152,9 @@ def _run(args: argparse.Namespace) -> int:
 
     profile = load_profile(args.device)
     if args.runs is not None or args.group_size is not None or args.warmup is not None:
-        profile = profile.with_protocol(runs=args.runs, group_size=args.group_size, warmup=args.warmup)
+        profile = profile.with_protocol(
+            runs=args.runs, group_size=args.group_size, warmup=args.warmup
+        )
     if args.threads is not None:
         profile = profile.with_threads(args.threads)
     if args.check:

@@ -35,9 +35,7 @@ def _get(meta: dict, dotted: str) -> object:
     return cur
 
 
-def merge_datasets(
-    paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]
-) -> Path:
+def merge_datasets(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> Path:
     """Combine shard files into ``out`` (atomic write) and return its path.
 
     Raises :class:`MergeError` when shards disagree on profile, runtime, precision,
@@ -82,7 +80,9 @@ def merge_datasets(
         "merged_shards": shards,
         "hosts": [
             json.loads(h)
-            for h in sorted({json.dumps(df.attrs["metadata"].get("host", {}), sort_keys=True) for df in frames})
+            for h in sorted(
+                {json.dumps(df.attrs["metadata"].get("host", {}), sort_keys=True) for df in frames}
+            )
         ],
     }
     try:

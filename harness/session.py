@@ -29,7 +29,9 @@ __all__ = ["RunSummary", "dataset_metadata", "measure", "measure_layers"]
 
 log = logging.getLogger("latbench.measure")
 
-SOFTWARE_CITATION = "LatBench: latency datasets and measurement harness for NAS-Bench-201 (software)."
+SOFTWARE_CITATION = (
+    "LatBench: latency datasets and measurement harness for NAS-Bench-201 (software)."
+)
 PAPER_CITATION = (
     "Dudziak, L., Chau, T., Abdelfattah, M. S., Lee, R., Kim, H., Lane, N. D. "
     "BRP-NAS: Prediction-based NAS using GCNs. NeurIPS 2020."
@@ -140,7 +142,9 @@ class _Progress:
             dt = time.perf_counter() - self.t0
             rate = self.n / dt if dt > 0 else 0.0
             eta = (self.total - self.n) / rate if rate > 0 else 0.0
-            log.info("%s %d/%d (%.2f/s, ETA %.0f s) %s", self.desc, self.n, self.total, rate, eta, note)
+            log.info(
+                "%s %d/%d (%.2f/s, ETA %.0f s) %s", self.desc, self.n, self.total, rate, eta, note
+            )
 
     def close(self) -> None:
         if self.bar is not None:
@@ -213,7 +217,9 @@ def measure(
     last_flush = time.perf_counter()
     t_build = time.perf_counter()
     try:
-        stream = _builds(cache, todo, profile.artifact_format, seed, build_workers, prebuild, progress)
+        stream = _builds(
+            cache, todo, profile.artifact_format, seed, build_workers, prebuild, progress
+        )
         for graph, artifact in stream:
             if summary.timed + summary.failed == 0:
                 summary.build_s = time.perf_counter() - t_build
@@ -224,7 +230,8 @@ def measure(
                 on_result(result)
             bar.update(f"{result.latency_ms:.3f} ms" if result.latency_ms else result.status)
             if store._buffer and (
-                len(store._buffer) >= flush_every or time.perf_counter() - last_flush > flush_seconds
+                len(store._buffer) >= flush_every
+                or time.perf_counter() - last_flush > flush_seconds
             ):
                 store.flush()
                 last_flush = time.perf_counter()
@@ -310,7 +317,9 @@ def measure_layers(
     bar = _Progress(len(layers), f"layers {profile.name}", progress)
     built = dict(
         (layer.signature, art)
-        for layer, art in cache.build_many(layers, profile.artifact_format, seed, workers=build_workers)
+        for layer, art in cache.build_many(
+            layers, profile.artifact_format, seed, workers=build_workers
+        )
     )
     try:
         for layer in layers:

@@ -119,7 +119,9 @@ class RunStore:
             except (pa.ArrowInvalid, OSError) as exc:
                 # Parts are renamed into place whole, so this is outside damage:
                 # keep the file for inspection and time its graphs again.
-                log.warning("ignoring unreadable part %s (%s); its graphs will be re-timed", part, exc)
+                log.warning(
+                    "ignoring unreadable part %s (%s); its graphs will be re-timed", part, exc
+                )
                 continue
             for row in table.to_pylist():
                 raw = row.pop("raw_ns")
@@ -212,7 +214,9 @@ class RunStore:
         for i, r in enumerate(rows):
             timings[i, : len(r.raw_ns)] = r.raw_ns
         with atomic_path(self.raw_path) as tmp, h5py.File(tmp, "w") as h5:
-            h5.create_dataset("graph_key", data=[r.graph_key for r in rows], dtype=h5py.string_dtype())
+            h5.create_dataset(
+                "graph_key", data=[r.graph_key for r in rows], dtype=h5py.string_dtype()
+            )
             h5.create_dataset("arch_id", data=np.array([r.timed_arch_id for r in rows], np.int32))
             h5.create_dataset("timings_ns", data=timings, compression="gzip")
             h5.attrs["protocol"] = json.dumps(protocol)

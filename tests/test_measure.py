@@ -50,7 +50,17 @@ def _env(tmp_path):
 
 
 def _rows(df):
-    cols = ["arch_id", "arch_str", "graph_key", "valid", "status", "timed_arch_id", "flops", "params", "runs"]
+    cols = [
+        "arch_id",
+        "arch_str",
+        "graph_key",
+        "valid",
+        "status",
+        "timed_arch_id",
+        "flops",
+        "params",
+        "runs",
+    ]
     return df[cols].sort_values("arch_id").reset_index(drop=True)
 
 
@@ -167,7 +177,9 @@ def test_merge_refuses_mixed_protocols_and_warns_on_hosts(tmp_path):
     meta = dict(df.attrs["metadata"])
     meta["host"] = {**meta["host"], "cpu_model": "Some Other CPU"}
     df = df.iloc[:0]
-    latbench.write_dataset(df, tmp_path / "c.parquet", {k: v for k, v in meta.items() if k != "schema_version"})
+    latbench.write_dataset(
+        df, tmp_path / "c.parquet", {k: v for k, v in meta.items() if k != "schema_version"}
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         merge_datasets([a, tmp_path / "c.parquet"], tmp_path / "m.parquet")

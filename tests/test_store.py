@@ -76,7 +76,9 @@ def test_unreadable_part_is_skipped_not_fatal(tmp_path, plan, caplog):
     s.open()
     s.add(_result(plan.work[0], 1.0))
     s.flush()
-    (tmp_path / "k.parts" / "part-99999999999999999999-deadbeef.parquet").write_bytes(b"PAR1garbage")
+    (tmp_path / "k.parts" / "part-99999999999999999999-deadbeef.parquet").write_bytes(
+        b"PAR1garbage"
+    )
     got = RunStore(tmp_path, "k", CFG).open()
     assert set(got) == {plan.work[0].key}
     assert "ignoring unreadable part" in caplog.text
