@@ -1,0 +1,1 @@
+"""Datasets bundled with LatBench (Parquet files measured by this harness)."""

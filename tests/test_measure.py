@@ -188,9 +188,35 @@ def test_merge_refuses_mixed_protocols_and_warns_on_hosts(tmp_path):
 
 @pytest.mark.parametrize("name", [p.name for p in list_profiles() if p.target == "gpu"])
 def test_gpu_profiles_report_no_gpu(name):
+    from latbench.harness.runners import runner_class
+
     prof = load_profile(name)
+    if not runner_class(prof.runtime).check(prof):
+        pytest.skip(f"{name} can run on this machine (a GPU is present)")
     with pytest.raises(RunnerUnavailable, match="(?i)gpu|cuda|tensorrt"):
         make_runner(prof)
+    res = _cli("--device", name, "--check")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "gpu" in res.stdout.lower() or "cuda" in res.stdout.lower()
+
+
+def test_layers_table_covers_every_distinct_layer(tmp_path):
+    from latbench.harness.artifacts import ArtifactCache
+    from latbench.harness.session import measure_layers
+    from latbench.network import distinct_layers
+
+    prof = load_profile("cpu-onnxruntime").with_protocol(runs=10, group_size=5, warmup=1)
+    path = measure_layers(prof, out_dir=tmp_path, key="lay", progress=False,
+                          cache=ArtifactCache(tmp_path / "cache"))  # fmt: skip
+    assert path.name == "lay.layers.parquet"
+    import pandas as pd
+
+    df = pd.read_parquet(path)
+    assert list(df["signature"]) == [layer.signature for layer in distinct_layers()]
+    assert (df["status"] == "ok").all() and (df["latency_ms"] > 0).all()
+    # a 3x3 conv at stage 1 does far more work than a 2-input add at stage 1
+    lat = df.set_index("signature")["latency_ms"]
+    assert lat["s1/conv3x3"] > lat["s1/add2"]
 
 
 @pytest.mark.parametrize("name", [p.name for p in list_profiles() if p.target == "cpu"])
