@@ -210,13 +210,18 @@ def _run_tflite(content: bytes, xs: list[np.ndarray]) -> tuple[np.ndarray, dict]
     return y, {"in": ins[0]["dtype"], "out": out["dtype"]}
 
 
+TFLITE_CHUNKS = 4  # the converter costs ~2 s a model: chunks let xdist spread the 100
+
+
 @pytest.mark.slow
-def test_tflite_fp32_matches_keras(graphs):
+@pytest.mark.parametrize("chunk", range(TFLITE_CHUNKS))
+def test_tflite_fp32_matches_keras(graphs, chunk):
     pytest.importorskip("ai_edge_litert")
     from latbench.harness.build_tflite import convert_tflite
 
     x = _input()
-    for g in graphs[:8]:  # includes the all-skip and the 4-input-add graphs
+    # all 100 graphs over the chunks, the all-skip, 4-input-add and deep graphs included
+    for g in graphs[chunk::TFLITE_CHUNKS]:
         model = build_keras(g, seed=0)
         y_keras = _np(model(x))
         y_tfl, dtypes = _run_tflite(convert_tflite(model, quantize=False, seed=0), [x])
