@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -209,6 +210,9 @@ def _describe_selection(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``latbench-measure``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # TensorFlow's C++ logging floods the terminal during conversion; users can still
+    # ask for it by setting the variable themselves.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         if argv[:1] == ["merge"]:

@@ -243,3 +243,17 @@ def test_bundled_dataset_wins_over_home(home, tmp_path, base):
 def test_real_bundled_dir_is_the_package_data():
     d = Path(str(loader.bundled_dir()))
     assert d.name == "data" and (d / "__init__.py").exists()
+
+
+def test_import_latbench_loads_no_heavy_dependency():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, latbench, latbench.harness, latbench.analysis, latbench.cli;"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'tensorflow', 'keras', 'onnx', 'onnxruntime', 'matplotlib', 'h5py', 'ai_edge_litert'});"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
