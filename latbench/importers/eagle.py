@@ -42,12 +42,14 @@ def eagle_protocol(device_class: str) -> dict[str, Any]:
     """The paper's measurement protocol for a device class (Section 6 of BRP-NAS)."""
     mobile = device_class.startswith("mobile")
     groups, per_group = (1, 10) if mobile else (100, 10)
+    # Same keys as harness protocols (Protocol.to_metadata) so the two compare directly;
+    # the release does not say how many warm-up runs it used.
     return {
         "runs": groups * per_group,
         "groups": groups,
-        "runs_per_group": per_group,
-        "filter": "two-stage quartile filter (DESIGN §5)",
-        "batch": 1,
+        "group_size": per_group,
+        "warmup": None,
+        "filter": "quartile2",
         "reference": "BRP-NAS Section 6",
     }
 
