@@ -86,6 +86,36 @@ def merge_datasets(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLi
         ],
     }
     try:
-        return write_dataset(allrows, out, meta)
+        path = write_dataset(allrows, out, meta)
     except DatasetError as exc:
         raise MergeError(f"merged frame is not a valid dataset: {exc}") from exc
+    _merge_raw([Path(p) for p in paths], path, first.get("protocol", {}))
+    return path
+
+
+def _raw_path(dataset: Path) -> Path:
+    return dataset.with_name(dataset.name.removesuffix(".parquet") + ".raw.h5")
+
+
+def _merge_raw(paths: list[Path], out: Path, protocol: dict) -> Path | None:
+    """Concatenate the shards' raw timings next to ``out`` when every shard has them."""
+    raws = [_raw_path(p) for p in paths]
+    present = [r for r in raws if r.exists()]
+    if not present:
+        return None
+    if len(present) != len(raws):
+        missing = ", ".join(str(r) for r in raws if not r.exists())
+        warnings.warn(f"raw timings not merged: missing {missing}", stacklevel=3)
+        return None
+    from latbench.harness.raw import read_raw, write_raw
+
+    keys, ids, rows, seen = [], [], [], set()
+    for r in present:
+        raw = read_raw(r)
+        for key, aid, row in zip(raw["graph_key"], raw["arch_id"], raw["timings_ns"], strict=True):
+            if key not in seen:
+                seen.add(key)
+                keys.append(str(key))
+                ids.append(int(aid))
+                rows.append(row[row >= 0])
+    return write_raw(_raw_path(out), keys, ids, rows, protocol)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import pandas as pd
 
 from latbench.harness.timing import Protocol, two_stage_filter
 
-__all__ = ["RawFormatError", "RawWriter", "read_raw", "refilter"]
+__all__ = ["RawFormatError", "RawWriter", "read_raw", "refilter", "write_raw"]
 
 _PROTOCOL_ATTRS = ("runs", "groups", "group_size", "warmup", "filter")
 
@@ -159,6 +159,36 @@ def _attrs(raw: Mapping[str, Any]) -> dict[str, Any]:
             for key, value in json.loads(out["protocol"]).items():
                 out.setdefault(key, value)
     return out
+
+
+def write_raw(
+    path: str | os.PathLike[str],
+    graph_keys: Sequence[str],
+    arch_ids: Sequence[int],
+    rows: Sequence[np.ndarray],
+    protocol: Mapping[str, Any],
+) -> Path:
+    """Write a whole raw-timings file at once, atomically (same layout as :class:`RawWriter`).
+
+    Rows shorter than the widest are padded with ``-1`` (:func:`refilter` drops it).
+    """
+    from latbench.dataset import atomic_path
+
+    h5py = _h5py()
+    width = max((len(r) for r in rows), default=0)
+    timings = np.full((len(rows), width), -1, dtype=np.int64)
+    for i, r in enumerate(rows):
+        timings[i, : len(r)] = r
+    path = Path(path)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("graph_key", data=list(graph_keys), dtype=h5py.string_dtype("utf-8"))
+        f.create_dataset("arch_id", data=np.asarray(arch_ids, dtype=np.int32))
+        f.create_dataset("timings_ns", data=timings, compression="gzip")
+        for key in _PROTOCOL_ATTRS:
+            if protocol.get(key) is not None:
+                f.attrs[key] = protocol[key]
+        f.attrs["fill"] = -1
+    return path
 
 
 def read_raw(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -229,9 +229,8 @@ def measure(
             if on_result is not None:
                 on_result(result)
             bar.update(f"{result.latency_ms:.3f} ms" if result.latency_ms else result.status)
-            if store._buffer and (
-                len(store._buffer) >= flush_every
-                or time.perf_counter() - last_flush > flush_seconds
+            if store.pending and (
+                store.pending >= flush_every or time.perf_counter() - last_flush > flush_seconds
             ):
                 store.flush()
                 last_flush = time.perf_counter()

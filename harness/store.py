@@ -138,6 +138,11 @@ class RunStore:
         if prev is None or prev.status != "ok":
             self._results[result.graph_key] = result
 
+    @property
+    def pending(self) -> int:
+        """Results added but not yet flushed."""
+        return len(self._buffer)
+
     def flush(self) -> Path | None:
         """Write buffered results as one new part (atomic); returns its path."""
         if not self._buffer:
@@ -203,22 +208,15 @@ class RunStore:
         return write_dataset(df, self.dataset_path, metadata)
 
     def _write_raw(self, plan: Plan, protocol: dict[str, Any]) -> None:
+        from latbench.harness.raw import write_raw
+
         keys = {w.key for w in plan.work}
         rows = [r for k, r in sorted(self._results.items()) if k in keys and r.raw_ns is not None]
-        if not rows:
-            return
-        import h5py  # harness extra: only needed when there are raw timings
-
-        width = max(len(r.raw_ns) for r in rows)
-        timings = np.full((len(rows), width), -1, dtype=np.int64)
-        for i, r in enumerate(rows):
-            timings[i, : len(r.raw_ns)] = r.raw_ns
-        with atomic_path(self.raw_path) as tmp, h5py.File(tmp, "w") as h5:
-            h5.create_dataset(
-                "graph_key", data=[r.graph_key for r in rows], dtype=h5py.string_dtype()
+        if rows:
+            write_raw(
+                self.raw_path,
+                [r.graph_key for r in rows],
+                [r.timed_arch_id for r in rows],
+                [r.raw_ns for r in rows],
+                protocol,
             )
-            h5.create_dataset("arch_id", data=np.array([r.timed_arch_id for r in rows], np.int32))
-            h5.create_dataset("timings_ns", data=timings, compression="gzip")
-            h5.attrs["protocol"] = json.dumps(protocol)
-            h5.attrs["units"] = "ns"
-            h5.attrs["fill"] = -1

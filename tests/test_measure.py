@@ -161,6 +161,12 @@ def test_shards_then_merge_equal_unsharded(tmp_path, arch_file):
     full = read_dataset(tmp_path / "out" / "s.parquet")
     assert _rows(merged).equals(_rows(full))
     assert read_metadata(tmp_path / "merged.parquet")["shard"] == "merged"
+    from latbench.harness.raw import read_raw
+
+    raw_merged = read_raw(tmp_path / "merged.raw.h5")
+    raw_full = read_raw(tmp_path / "out" / "s.raw.h5")
+    assert sorted(raw_merged["graph_key"]) == sorted(raw_full["graph_key"])
+    assert raw_merged["timings_ns"].shape == raw_full["timings_ns"].shape
 
 
 def test_merge_refuses_mixed_protocols_and_warns_on_hosts(tmp_path):
