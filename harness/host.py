@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cpu_model", "host_fingerprint", "host_name"]
+__all__ = ["cpu_flags", "cpu_model", "host_fingerprint", "host_name", "same_host"]
 
 _PACKAGES = (
     "latbench",
@@ -28,6 +28,18 @@ _PACKAGES = (
     "onnxruntime-gpu",
     "h5py",
 )
+
+
+@cache
+def cpu_flags() -> tuple[str, ...]:
+    """CPU feature flags (``/proc/cpuinfo`` on Linux; empty elsewhere), sorted."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("flags", "features")):
+                return tuple(sorted(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return ()
 
 
 @cache
@@ -75,6 +87,7 @@ def host_fingerprint() -> dict[str, Any]:
     return {
         "hostname": host_name(),
         "cpu_model": cpu_model(),
+        "cpu_flags": list(cpu_flags()),
         "machine": platform.machine(),
         "cores_logical": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -87,5 +100,5 @@ def host_fingerprint() -> dict[str, Any]:
 
 def same_host(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """True when two fingerprints describe the same machine and software."""
-    fields = ("cpu_model", "machine", "cores_logical", "os", "python", "packages")
+    fields = ("cpu_model", "cpu_flags", "machine", "cores_logical", "os", "python", "packages")
     return all(a.get(f) == b.get(f) for f in fields)

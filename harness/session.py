@@ -86,6 +86,8 @@ def dataset_metadata(
     dev = dict(prof.get("device", {}))
     if dev.get("hardware") in (None, "", "auto"):
         dev["hardware"] = host["cpu_model"] if profile.target == "cpu" else dev.get("hardware")
+    if dev.get("name") in (None, "", profile.name):  # a profile name says little to a reader
+        dev["name"] = f"{dev.get('hardware') or 'unknown hardware'} - {profile.description}"
     return {
         "device": {"key": key, "profile": profile.name, **dev},
         "runtime": runner_info,

@@ -52,6 +52,8 @@ class Dataset:
     importer: str = ""
     """Importer name for ``latbench import <importer> PATH``; empty for measured sets."""
     batch: int = 1
+    bundled: bool = False
+    """Shipped inside the package (listed in ``data/manifest.json``)."""
 
     @property
     def import_command(self) -> str:
@@ -60,6 +62,8 @@ class Dataset:
             return "latbench import eagle PATH/TO/LatBench  (folder of the release's .pickle files)"
         if self.importer == "help":
             return "latbench import help PATH/TO/HELP/data/nasbench201"
+        if self.bundled:
+            return "pip install --force-reinstall latbench  (it is bundled with the package)"
         return f"latbench-measure --device <profile> --key {self.key}  (measure it yourself)"
 
 
@@ -173,6 +177,30 @@ for _k, _name, _cls, _hw, _rt, _prec, _files, _aliases in _EAGLE:
         license=_EAGLE_LICENSE, aliases=_aliases, files=_files, importer="eagle",
     )  # fmt: skip
 for _d in _help_entries():
+    CATALOG[_d.key] = _d
+
+
+def _bundled_entries() -> list[Dataset]:
+    from latbench.manifest import bundled_datasets
+
+    return [
+        Dataset(
+            key=key,
+            name=d.get("name", key),
+            device_class=d.get("class", ""),
+            hardware=d.get("hardware", ""),
+            runtime=d.get("runtime", ""),
+            precision=d.get("precision", ""),
+            source=f"bundled; {d.get('source', 'measured with latbench-measure')}",
+            citation="LatBench (software); BRP-NAS, NeurIPS 2020",
+            license="CC-BY-4.0",
+            bundled=True,
+        )
+        for key, d in bundled_datasets().items()
+    ]
+
+
+for _d in _bundled_entries():
     CATALOG[_d.key] = _d
 
 _ALIASES: dict[str, str] = {}

@@ -18,6 +18,7 @@ import pandas as pd
 
 from latbench.catalog import CATALOG, Dataset, UnknownDatasetError, normalize_key, resolve
 from latbench.dataset import read_dataset, read_metadata
+from latbench.manifest import verify_file
 
 __all__ = [
     "DatasetNotFoundError",
@@ -98,6 +99,7 @@ def _alias_names() -> list[str]:
 
 @lru_cache(maxsize=64)
 def _read_cached(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    verify_file(path)  # bundled files are checked against data/manifest.json
     return read_dataset(path)
 
 
@@ -164,7 +166,7 @@ def devices(data_home: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """Every known dataset: catalog entries plus datasets found on disk.
 
     Columns: key, name, class, hardware, runtime, precision, source, aliases,
-    available, path.
+    available, bundled, path.
     """
     local = _local_keys(data_home)
     entries = dict(CATALOG)
@@ -191,6 +193,7 @@ def devices(data_home: str | os.PathLike[str] | None = None) -> pd.DataFrame:
                 "source": d.source,
                 "aliases": ", ".join(d.aliases),
                 "available": path is not None,
+                "bundled": d.bundled,
                 "path": str(path) if path else None,
             }
         )

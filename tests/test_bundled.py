@@ -51,3 +51,44 @@ def test_raw_timings_refilter_to_the_published_figures(df):
     assert len(re) == len(ok)
     np.testing.assert_allclose(re.loc[ok.index, "latency_ms"], ok["latency_ms"], rtol=1e-12)
     np.testing.assert_array_equal(re.loc[ok.index, "timed_arch_id"], ok["timed_arch_id"])
+
+
+def test_bundled_keys_are_in_the_catalog():
+    from latbench.catalog import CATALOG
+    from latbench.manifest import bundled_datasets
+
+    assert KEY in bundled_datasets()
+    assert CATALOG[KEY].bundled
+    row = latbench.devices().set_index("key").loc[KEY]
+    assert bool(row["bundled"]) and row["runtime"].startswith("onnxruntime")
+
+
+def test_manifest_matches_the_shipped_files():
+    from latbench.manifest import read_manifest, sha256_file
+
+    files = read_manifest()["files"]
+    assert f"{KEY}.parquet" in files
+    for name, entry in files.items():
+        path = bundled_dir() / name
+        assert path.stat().st_size == entry["bytes"]
+        assert sha256_file(path) == entry["sha256"]
+
+
+def test_corrupted_bundled_file_is_reported_not_loaded(tmp_path):
+    import shutil
+
+    from latbench.manifest import ChecksumError, write_manifest
+
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    shutil.copy(bundled_dir() / f"{KEY}.parquet", folder / "mini.parquet")
+    write_manifest(folder)
+    assert len(latbench.load("mini", data_home=folder)) == 15_625  # intact: loads
+    raw = bytearray((folder / "mini.parquet").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # one flipped byte, same size
+    (folder / "mini.parquet").write_bytes(bytes(raw))
+    with pytest.raises(ChecksumError, match="SHA-256"):
+        latbench.load("mini", data_home=folder)
+    (folder / "mini.parquet").write_bytes(bytes(raw[:1000]))
+    with pytest.raises(ChecksumError, match="truncated"):
+        latbench.load("mini", data_home=folder)

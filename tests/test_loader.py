@@ -140,7 +140,7 @@ def test_devices_lists_catalog_and_availability(home, base):
     d = devices()
     assert list(d.columns) == [
         "key", "name", "class", "hardware", "runtime", "precision", "source", "aliases",
-        "available", "path",
+        "available", "bundled", "path",
     ]  # fmt: skip
     assert set(CATALOG) <= set(d["key"])
     assert len(d) == len(CATALOG)  # layers and hidden files are not datasets
