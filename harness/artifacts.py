@@ -22,12 +22,14 @@ import multiprocessing
 import os
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from latbench.graph import PrunedGraph
+from latbench.harness.build_edge import EDGE_FORMATS, build_format, uses_tensorflow
 from latbench.network import Layer
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "FORMATS",
     "ArtifactCache",
     "Target",
+    "artifact_spec",
     "build_artifact",
     "default_cache_dir",
     "toolchain_versions",
@@ -45,8 +48,9 @@ FORMATS: dict[str, str] = {
     "tflite": ".tflite",
     "tflite-int8": ".tflite",
     "onnx": ".onnx",
+    **EDGE_FORMATS,
 }
-"""Artifact formats and their file suffixes."""
+"""Artifact (build) formats and their file suffixes; the edge ones come from build_edge."""
 
 BUILDER_VERSION = 1
 """Bump when a builder's output changes for the same inputs (invalidates the cache)."""
@@ -69,16 +73,26 @@ def _check_fmt(fmt: str) -> None:
         raise ValueError(f"unknown artifact format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
-def toolchain_versions(fmt: str) -> dict[str, str]:
-    """Versions of the packages whose output ends up in a ``fmt`` artifact."""
+def artifact_spec(profile: Any) -> tuple[str, dict[str, Any]]:
+    """``(build format, build options)`` of a profile: its artifact format at its precision
+    (``dlc`` + int8 -> ``dlc-int8``) and its ``[options]`` (tool paths and arguments)."""
+    return build_format(profile.artifact_format, profile.precision), dict(profile.options)
+
+
+def toolchain_versions(fmt: str, options: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Versions of the packages (and edge tools) whose output ends up in a ``fmt`` artifact."""
     _check_fmt(fmt)
     versions = {"builder": str(BUILDER_VERSION), "numpy": _version("numpy")}
-    if fmt == "onnx":
+    if not uses_tensorflow(fmt):
         from latbench.harness.build_onnx import IR_VERSION, OPSET
 
         versions |= {"onnx": _version("onnx"), "opset": str(OPSET), "ir": str(IR_VERSION)}
     else:
         versions |= {"tensorflow": _version(*_TF_DISTS), "keras": _version("keras")}
+    if fmt in EDGE_FORMATS:
+        from latbench.harness.build_edge import edge_toolchain
+
+        versions |= edge_toolchain(fmt, options or {})
     return versions
 
 
@@ -99,19 +113,28 @@ def _target_key(target: Target) -> dict[str, object]:
     raise TypeError(f"target must be a PrunedGraph or a Layer, not {type(target).__name__}")
 
 
-def build_artifact(target: Target, fmt: str, seed: int, dest: Path) -> None:
+def build_artifact(
+    target: Target, fmt: str, seed: int, dest: Path, options: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
     """Build ``target`` as a ``fmt`` artifact with weights from ``seed`` into ``dest``.
 
-    ``dest`` must carry the format's suffix (Keras insists on ``.keras``).
+    ``dest`` must carry the format's suffix (Keras insists on ``.keras``). Edge formats
+    take tool paths and arguments from ``options`` and return their build report (the
+    Edge TPU compiler's summary, the model's inputs); the others return ``None``.
     """
     _check_fmt(fmt)
+    if fmt in EDGE_FORMATS:
+        from latbench.harness.build_edge import build_edge
+
+        _target_key(target)  # rejects invalid graphs and foreign types before any tool runs
+        return build_edge(target, fmt, seed, dest, options or {})
     layer = isinstance(target, Layer)
     if fmt == "onnx":
         from latbench.harness.build_onnx import build_layer_onnx, build_onnx
 
         model = build_layer_onnx(target, seed) if layer else build_onnx(target, seed)
         dest.write_bytes(model.SerializeToString())
-        return
+        return None
     import keras
 
     from latbench.harness.build_keras import build_keras, build_layer_keras
@@ -127,6 +150,7 @@ def build_artifact(target: Target, fmt: str, seed: int, dest: Path) -> None:
     finally:
         # Long-lived workers build hundreds of models; free each one's graph state.
         keras.backend.clear_session()
+    return None
 
 
 @contextlib.contextmanager
@@ -153,7 +177,7 @@ def _worker_init(log_path: str, nice: int, fmt: str) -> None:
     if nice:
         with contextlib.suppress(OSError, AttributeError):
             os.nice(nice)
-    if fmt == "onnx":
+    if not uses_tensorflow(fmt):
         import latbench.harness.build_onnx  # noqa: F401
 
         return
@@ -166,8 +190,10 @@ def _worker_init(log_path: str, nice: int, fmt: str) -> None:
     import latbench.harness.build_tflite  # noqa: F401
 
 
-def _worker_build(root: str, target: Target, fmt: str, seed: int) -> str:
-    return str(ArtifactCache(Path(root)).build(target, fmt, seed))
+def _worker_build(
+    root: str, target: Target, fmt: str, seed: int, options: Mapping[str, Any] | None
+) -> str:
+    return str(ArtifactCache(Path(root)).build(target, fmt, seed, options=options))
 
 
 class ArtifactCache:
@@ -177,49 +203,74 @@ class ArtifactCache:
         """Cache under ``root`` (default :func:`default_cache_dir`); created on first write."""
         self.root = Path(root) if root is not None else default_cache_dir()
 
-    def key(self, target: Target, fmt: str, seed: int = 0) -> dict[str, object]:
+    def key(
+        self, target: Target, fmt: str, seed: int = 0, options: Mapping[str, Any] | None = None
+    ) -> dict[str, object]:
         """The readable key that names ``target``'s ``fmt`` artifact."""
         return {
             **_target_key(target),
             "format": fmt,
             "seed": int(seed),
-            "toolchain": toolchain_versions(fmt),
+            "toolchain": toolchain_versions(fmt, options),
         }
 
-    def path_for(self, target: Target, fmt: str, seed: int = 0) -> Path:
+    def path_for(
+        self, target: Target, fmt: str, seed: int = 0, options: Mapping[str, Any] | None = None
+    ) -> Path:
         """Where ``target``'s ``fmt`` artifact lives (whether or not it is built).
 
         Raises ``ValueError`` for an unknown format or an invalid graph and
         ``TypeError`` for a target that is neither a graph nor a layer.
         """
-        key = self.key(target, fmt, seed)
+        key = self.key(target, fmt, seed, options)
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
         return self.root / f"{key['kind']}-{fmt}-{digest}{FORMATS[fmt]}"
 
-    def get(self, target: Target, fmt: str, seed: int = 0) -> Path | None:
+    def get(
+        self, target: Target, fmt: str, seed: int = 0, options: Mapping[str, Any] | None = None
+    ) -> Path | None:
         """The cached artifact's path, or ``None`` when it is not built."""
-        path = self.path_for(target, fmt, seed)
+        path = self.path_for(target, fmt, seed, options)
         return path if path.is_file() else None
 
-    def build(self, target: Target, fmt: str, seed: int = 0, *, force: bool = False) -> Path:
+    def report(
+        self, target: Target, fmt: str, seed: int = 0, options: Mapping[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """The build report stored with a built artifact (edge formats), else ``None``."""
+        path = self.get(target, fmt, seed, options)
+        if path is None:
+            return None
+        try:
+            sidecar = json.loads(path.with_suffix(path.suffix + ".json").read_text())
+        except (OSError, ValueError):
+            return None
+        return sidecar.get("report")
+
+    def build(
+        self, target: Target, fmt: str, seed: int = 0, *, force: bool = False,
+        options: Mapping[str, Any] | None = None,
+    ) -> Path:  # fmt: skip
         """Return the artifact's path, building it in this process unless cached.
 
+        ``options`` (a profile's ``[options]``) tell edge builders where their tools are.
         Raises whatever the builder raises (``ValueError`` for an invalid graph,
-        ``RuntimeError`` for a failed TFLite conversion); nothing is left behind.
+        ``RuntimeError`` for a failed TFLite conversion or edge tool); nothing is left behind.
         """
-        path = self.path_for(target, fmt, seed)
+        path = self.path_for(target, fmt, seed, options)
         if path.is_file() and not force:
             return path
         self.root.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         with _atomic(path) as tmp:
-            build_artifact(target, fmt, seed, tmp)
+            report = build_artifact(target, fmt, seed, tmp, options)
         sidecar = {
-            **self.key(target, fmt, seed),
+            **self.key(target, fmt, seed, options),
             "file": path.name,
             "bytes": path.stat().st_size,
             "build_s": round(time.perf_counter() - start, 3),
         }
+        if report is not None:
+            sidecar["report"] = report
         with _atomic(path.with_suffix(path.suffix + ".json")) as tmp:
             tmp.write_text(json.dumps(sidecar, indent=1, sort_keys=True))
         return path
@@ -232,6 +283,7 @@ class ArtifactCache:
         workers: int | None = None,
         *,
         nice: int = 5,
+        options: Mapping[str, Any] | None = None,
     ) -> Iterator[tuple[Target, Path | BaseException]]:
         """Build ``targets`` in a process pool; yield ``(target, path or error)``.
 
@@ -243,12 +295,13 @@ class ArtifactCache:
         are spawned (TensorFlow is not fork-safe), run TF single-threaded at
         ``nice`` priority, and log to ``<root>/build.log``. Safe to iterate from a
         non-main thread; closing the iterator early cancels builds not yet started.
+        ``options`` go to :meth:`build` (edge tool paths and arguments).
         """
         _check_fmt(fmt)
         pending: dict[Path, list[Target]] = {}
         for target in targets:
             try:
-                path = self.path_for(target, fmt, seed)
+                path = self.path_for(target, fmt, seed, options)
             except (TypeError, ValueError) as exc:
                 yield target, exc
                 continue
@@ -268,7 +321,7 @@ class ArtifactCache:
         )
         try:
             futures = {
-                pool.submit(_worker_build, str(self.root), group[0], fmt, seed): group
+                pool.submit(_worker_build, str(self.root), group[0], fmt, seed, options): group
                 for group in pending.values()
             }
             remaining = set(futures)

@@ -52,8 +52,13 @@ def _quiet() -> Iterator[None]:
         absl.logging.set_verbosity(old_level)
 
 
-def convert_tflite(model: keras.Model, quantize: bool = False, seed: int = 0) -> bytes:
+def convert_tflite(
+    model: keras.Model, quantize: bool = False, seed: int = 0, io_dtype: str = "int8"
+) -> bytes:
     """Convert ``model`` to a ``.tflite`` flatbuffer; full int8 when ``quantize``.
+
+    A quantized model's input and output tensors are ``io_dtype`` (``"int8"``, or
+    ``"uint8"`` as older Edge TPU tooling expects); its kernels are int8 either way.
 
     Raises ``RuntimeError`` with the converter's message when conversion fails.
     """
@@ -63,8 +68,8 @@ def convert_tflite(model: keras.Model, quantize: bool = False, seed: int = 0) ->
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = lambda: iter(samples)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
+        conv.inference_input_type = tf.as_dtype(io_dtype)
+        conv.inference_output_type = tf.as_dtype(io_dtype)
     try:
         with _quiet():
             return bytes(conv.convert())

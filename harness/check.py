@@ -1,10 +1,13 @@
 """``latbench-measure --check``: can this profile run here, and does one tiny model time?
 
-The check goes step by step and stops at the first step that fails: the runtime is
-importable and the device reachable (:meth:`Runner.check`), a tiny network (the
-NAS-Bench-201 skeleton with identity cells) builds in the profile's artifact format,
-and it runs and times under a short protocol. Every problem names what is missing
-and how to get it.
+The check goes step by step and stops at the first step that fails: the build tools
+an edge format needs are here (compiler, SDK, trtexec) and the runtime is importable
+and the device reachable (:meth:`Runner.check`) -- both listed in full, so one
+``--check`` names every missing piece --, a tiny network (the NAS-Bench-201 skeleton
+with identity cells) builds in the profile's artifact format, and it runs and times
+under a short protocol. ``stages`` limits the check to the ``build`` host or the
+``run`` device of a split build/run. Every problem names what is missing and how to
+get it.
 """
 
 from __future__ import annotations
@@ -56,10 +59,12 @@ def _build_tiny(profile: Profile, directory: Path, seed: int) -> Path:
             f"install the harness extra: pip install 'latbench[harness]'"
         ) from exc
     from latbench.graph import prune
+    from latbench.harness.artifacts import artifact_spec
     from latbench.space import parse_arch
 
     cache = ArtifactCache(directory)
-    return Path(cache.build(prune(parse_arch(TINY_ARCH)), profile.artifact_format, seed))
+    fmt, options = artifact_spec(profile)
+    return Path(cache.build(prune(parse_arch(TINY_ARCH)), fmt, seed, options=options))
 
 
 def check_profile(
@@ -69,25 +74,58 @@ def check_profile(
     artifact: str | os.PathLike[str] | None = None,
     protocol: Protocol = CHECK_PROTOCOL,
     seed: int = 0,
+    stages: tuple[str, ...] = ("build", "run"),
 ) -> CheckReport:
-    """Probe ``profile`` here: runtime, device, then one tiny model built and timed.
+    """Probe ``profile`` here: build tools, runtime, device, then one tiny model built and timed.
 
     The tiny model is built into ``tiny_model_dir`` (a temporary directory when None)
-    unless ``artifact`` names a ready one of the profile's format.
+    unless ``artifact`` names a ready one of the profile's format. With
+    ``stages=("build",)`` the check stops after building it; with ``("run",)`` it
+    builds nothing and times ``artifact`` when given.
     """
+    from latbench.harness.build_edge import build_format, build_problems
+
     rep = CheckReport(profile.name)
     rep.lines.append(
         f"{profile.name}: runtime {profile.runtime}, {profile.precision}, target "
         f"{profile.target}, artifact {profile.artifact_format}"
     )
+    tool_problems = []
+    if "build" in stages:
+        try:
+            fmt = build_format(profile.artifact_format, profile.precision)
+            tool_problems = build_problems(fmt, profile.options)
+        except ValueError as exc:
+            tool_problems = [str(exc)]
     try:
         cls = runner_class(profile.runtime)
-        problems = cls.check(profile)
+        problems = cls.check(profile) if "run" in stages else []
     except (KeyError, ImportError) as exc:
         return rep._fail("runtime", [str(exc).strip("'\"")])
+    if tool_problems:
+        if problems:  # list both, so one --check names every missing piece
+            rep.lines.append("  build tools: FAILED")
+            rep.lines.extend(f"    - {p}" for p in tool_problems)
+            rep.problems.extend(tool_problems)
+            return rep._fail("runtime and device", problems)
+        return rep._fail("build tools", tool_problems)
     if problems:
         return rep._fail("runtime and device", problems)
-    rep.lines.append("  runtime and device: ok")
+    if "build" in stages and profile.artifact_format in ("edgetpu-tflite", "dlc", "trt-engine"):
+        rep.lines.append("  build tools: ok")
+    if "run" in stages:
+        rep.lines.append("  runtime and device: ok")
+    if "run" not in stages or (artifact is None and "build" not in stages):
+        if "run" not in stages and artifact is None:
+            try:
+                with tempfile.TemporaryDirectory(prefix="latbench-check-") as tmp:
+                    path = _build_tiny(profile, Path(tiny_model_dir or tmp), seed)
+            except Exception as exc:
+                return rep._fail(f"build tiny {profile.artifact_format} model", [str(exc)])
+            rep.lines.append(f"  build tiny {profile.artifact_format} model: ok ({path.name})")
+        rep.ok = True
+        rep.lines.append(f"{profile.name}: ready for '{' and '.join(stages)}'")
+        return rep
 
     with tempfile.TemporaryDirectory(prefix="latbench-check-") as tmp:
         if artifact is None:

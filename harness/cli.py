@@ -6,6 +6,8 @@ latbench-measure --device cpu-tflite --all --shard 2/4    # one of four shards
 latbench-measure merge OUT/key.shard*of4.parquet -o OUT/key.parquet
 latbench-measure --list-devices
 latbench-measure --device gpu-tf --check
+latbench-measure build --device edgetpu --limit 200 --out ARTIFACTS   # on a build host
+latbench-measure run --device edgetpu --artifacts ARTIFACTS           # on the device
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Build, time and record NAS-Bench-201 architectures on a device profile "
         "(DESIGN §5 protocol: R = G x g timed runs, two-stage quartile filter). "
         "Rerun the same command after a crash to resume. "
-        "Use 'latbench-measure merge --help' to combine shards.",
+        "Use 'latbench-measure merge --help' to combine shards, and 'latbench-measure "
+        "build --help' / 'run --help' to build artifacts on one machine and time them "
+        "on another.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -217,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] == ["merge"]:
             return _merge(argv[1:])
+        if argv[:1] in (["build"], ["run"]):
+            from latbench.harness.split_cli import build_main, run_main
+
+            return (build_main if argv[0] == "build" else run_main)(argv[1:])
         args = _parser().parse_args(argv)
         if args.quiet:
             logging.getLogger("latbench").setLevel(logging.WARNING)

@@ -155,9 +155,9 @@ class _Progress:
 
 def _builds(
     cache: Any, work: list[GraphWork], fmt: str, seed: int, workers: int | None, prebuild: bool,
-    progress: bool,
+    progress: bool, options: dict[str, Any],
 ) -> Iterator[tuple[Any, Any]]:  # fmt: skip
-    stream = cache.build_many([w.graph for w in work], fmt, seed, workers=workers)
+    stream = cache.build_many([w.graph for w in work], fmt, seed, workers=workers, options=options)
     if not prebuild:
         yield from stream
         return
@@ -194,11 +194,12 @@ def measure(
     rerunning with the same arguments resumes. Failures of single models are recorded
     as ``status="failed"`` with the reason and the run goes on.
     """
-    from latbench.harness.artifacts import ArtifactCache
+    from latbench.harness.artifacts import ArtifactCache, artifact_spec
     from latbench.harness.runners import make_runner
     from latbench.harness.timing import time_runner
 
     t_start = time.perf_counter()
+    fmt, build_options = artifact_spec(profile)
     stem = key if plan.shard == (1, 1) else f"{key}.shard{plan.shard[0]}of{plan.shard[1]}"
     store = RunStore(out_dir, stem, _run_config(profile, seed))
     done = store.open(fresh=fresh)
@@ -213,15 +214,15 @@ def measure(
     runner = make_runner(profile)
     cache = cache if cache is not None else ArtifactCache()
     if prebuild is None:
-        prebuild = getattr(profile, "target", "cpu") == "cpu"
+        # Runners that share this host with the builders (host CPU, a USB TPU, a Jetson
+        # that also builds its engines) must not time while converters run.
+        prebuild = getattr(runner, "host_bound", getattr(profile, "target", "cpu") == "cpu")
     by_key = {w.key: w for w in todo}
     bar = _Progress(len(todo), f"timing {profile.name}", progress)
     last_flush = time.perf_counter()
     t_build = time.perf_counter()
     try:
-        stream = _builds(
-            cache, todo, profile.artifact_format, seed, build_workers, prebuild, progress
-        )
+        stream = _builds(cache, todo, fmt, seed, build_workers, prebuild, progress, build_options)
         for graph, artifact in stream:
             if summary.timed + summary.failed == 0:
                 summary.build_s = time.perf_counter() - t_build
@@ -251,6 +252,7 @@ def measure(
             "shard": f"{plan.shard[0]}/{plan.shard[1]}",
             "selection_digest": plan.selection_digest,
             "artifact_format": profile.artifact_format,
+            **_artifact_reports(cache, plan, fmt, seed, build_options),
             **(extra_metadata or {}),
         },
     )
@@ -262,6 +264,30 @@ def measure(
     ]
     summary.wall_s = time.perf_counter() - t_start
     return summary
+
+
+def _artifact_reports(
+    cache: Any, plan: Plan, fmt: str, seed: int, options: dict[str, Any]
+) -> dict[str, Any]:
+    # Edge builders report per model (e.g. Edge TPU ops mapped vs on the CPU); keep
+    # their scalar fields per graph key. Host formats have none: no key at all.
+    from latbench.harness.build_edge import EDGE_FORMATS
+
+    if fmt not in EDGE_FORMATS or not hasattr(cache, "report"):
+        return {}
+    out = {}
+    for w in plan.work:
+        try:
+            report = cache.report(w.graph, fmt, seed, options)
+        except (TypeError, ValueError):
+            continue
+        flat = {}
+        for section, value in (report or {}).items():
+            items = value.items() if isinstance(value, dict) else [(section, value)]
+            flat |= {k: v for k, v in items if isinstance(v, str | int | float | bool)}
+        if flat:
+            out[w.key] = flat
+    return {"artifact_reports": out} if out else {}
 
 
 def _time_one(
@@ -306,12 +332,13 @@ def measure_layers(
     import pyarrow.parquet as pq
 
     from latbench.dataset import atomic_path
-    from latbench.harness.artifacts import ArtifactCache
+    from latbench.harness.artifacts import ArtifactCache, artifact_spec
     from latbench.harness.runners import make_runner
     from latbench.harness.timing import time_runner
     from latbench.network import distinct_layers
 
     layers = distinct_layers()
+    fmt, build_options = artifact_spec(profile)
     cache = cache if cache is not None else ArtifactCache()
     runner = make_runner(profile)
     rows = []
@@ -319,7 +346,7 @@ def measure_layers(
     built = dict(
         (layer.signature, art)
         for layer, art in cache.build_many(
-            layers, profile.artifact_format, seed, workers=build_workers
+            layers, fmt, seed, workers=build_workers, options=build_options
         )
     )
     try:

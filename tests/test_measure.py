@@ -225,7 +225,10 @@ def test_layers_table_covers_every_distinct_layer(tmp_path):
     assert lat["s1/conv3x3"] > lat["s1/add2"]
 
 
-@pytest.mark.parametrize("name", [p.name for p in list_profiles() if p.target == "cpu"])
+@pytest.mark.parametrize(
+    "name",
+    [p.name for p in list_profiles() if p.target == "cpu" and p.device_class == "desktop-cpu"],
+)
 def test_every_cpu_profile_measures_a_few_archs(tmp_path, name):
     from latbench.harness.artifacts import ArtifactCache
 

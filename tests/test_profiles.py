@@ -56,10 +56,15 @@ def test_bundled_profiles_load() -> None:
         assert p.source == PROFILE_DIR / f"{name}.toml"
         assert load_profile(name) == p
         assert p.source.read_text().lstrip().startswith("#")  # documented
-        # Desktop default protocol of the paper: R = 1000 = 100 x 10.
+        assert p.device_class
+        if p.device_class.startswith("mobile"):  # paper, mobile devices: R = 10, G = 1
+            assert (p.protocol.runs, p.protocol.groups) == (10, 1), name
+            continue
+        # Desktop and embedded default protocol of the paper: R = 1000 = 100 x 10.
         assert (p.protocol.runs, p.protocol.groups, p.protocol.group_size) == (1000, 100, 10)
         assert p.protocol.warmup == 10
-        assert p.device_class and p.hardware == "auto"
+        if p.device_class.startswith("desktop"):
+            assert p.hardware == "auto"
     assert profiles["cpu-tflite-int8"].precision == "int8"
     assert profiles["cpu-tflite-int8"].artifact_format == "tflite-int8"
     assert profiles["gpu-onnxruntime-trt"].providers[0] == "TensorrtExecutionProvider"

@@ -35,6 +35,9 @@ RUNTIMES: dict[str, str] = {
     "tensorflow": "latbench.harness.runners.tf_runner:TFRunner",
     "litert": "latbench.harness.runners.litert:LiteRTRunner",
     "onnxruntime": "latbench.harness.runners.onnxrt:ONNXRuntimeRunner",
+    "edgetpu": "latbench.harness.runners.edgetpu:EdgeTPURunner",
+    "tensorrt": "latbench.harness.runners.tensorrt:TensorRTRunner",
+    "snpe": "latbench.harness.runners.snpe:SNPERunner",
 }
 """Runtime name (a profile's ``runtime``) -> ``"module:Class"`` of its runner."""
 

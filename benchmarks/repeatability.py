@@ -1,0 +1,109 @@
+"""Repeatability of a measured dataset: re-time graphs later, and time duplicates.
+
+1. Re-time N random distinct graphs of DATASET in a fresh run with the dataset's own
+   profile, protocol, threads and seed, and report the relative difference to the
+   published figure (median, p90).
+2. For M random graphs shared by several architectures, time up to 3 member
+   architectures separately (a fresh runtime session each) and report the median
+   coefficient of variation among them (the published LatBench desktop-CPU file shows
+   about 0.5 % for such duplicates).
+
+    python benchmarks/repeatability.py xeon2c-onnxruntime-fp32 -n 200 -m 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("dataset", help="dataset key measured by latbench-measure")
+    ap.add_argument("-n", type=int, default=200, help="graphs to re-time (default 200)")
+    ap.add_argument("-m", type=int, default=50, help="shared graphs for the duplicate test")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--cache", type=Path, help="artifact cache (default: the data home's)")
+    ap.add_argument("--json", type=Path, help="also write the figures as JSON")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    import latbench
+    from latbench.harness.artifacts import ArtifactCache
+    from latbench.harness.plan import make_plan
+    from latbench.harness.profiles import load_profile
+    from latbench.harness.runners import make_runner
+    from latbench.harness.session import measure
+    from latbench.harness.timing import Protocol, time_runner
+    from latbench.space import Arch
+
+    df = latbench.load(args.dataset)
+    meta = df.attrs["metadata"]
+    p = meta["protocol"]
+    profile = load_profile(meta["device"]["profile"]).with_protocol(
+        runs=p["runs"], group_size=p["group_size"], warmup=p["warmup"]
+    )
+    if meta["runtime"].get("threads") is not None:
+        profile = profile.with_threads(int(meta["runtime"]["threads"]))
+    seed = int(meta.get("seed", 0))
+    cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
+    rng = np.random.default_rng(args.seed)
+    ok = df[df["status"] == "ok"]
+
+    # 1. re-time distinct graphs in a separate run
+    timed = ok.drop_duplicates("graph_key")
+    pick = timed.iloc[rng.choice(len(timed), size=min(args.n, len(timed)), replace=False)]
+    plan = make_plan([Arch.from_id(int(i)) for i in pick["timed_arch_id"]])
+    with tempfile.TemporaryDirectory() as tmp:
+        s = measure(profile, plan, out_dir=Path(tmp), key="retime", seed=seed, cache=cache,
+                    progress=False)  # fmt: skip
+        again = latbench.read_dataset(s.dataset).set_index("graph_key")["latency_ms"]
+    before = pick.set_index("graph_key")["latency_ms"]
+    rel = (again.loc[before.index] - before).abs() / before
+
+    # 2. architectures sharing a pruned graph, timed separately
+    sizes = ok.groupby("graph_key")["arch_id"].count()
+    shared = sizes[sizes >= 2].index.to_numpy()
+    groups = rng.choice(shared, size=min(args.m, len(shared)), replace=False)
+    runner = make_runner(profile)
+    cvs = []
+    try:
+        for key in groups:
+            members = ok.loc[ok["graph_key"] == key, "arch_id"].to_numpy()[:3]
+            lats = []
+            for aid in members:
+                art = cache.build(Arch.from_id(int(aid)).graph, profile.artifact_format, seed)
+                runner.prepare(art, seed)
+                lats.append(
+                    time_runner(
+                        runner, Protocol(**{k: p[k] for k in ("runs", "group_size", "warmup")})
+                    ).latency_ms
+                )
+            cvs.append(float(np.std(lats) / np.mean(lats)))
+    finally:
+        runner.close()
+
+    figures = {
+        "dataset": args.dataset,
+        "retimed_graphs": int(len(rel)),
+        "retime_rel_diff_median": float(rel.median()),
+        "retime_rel_diff_p90": float(rel.quantile(0.9)),
+        "retime_wall_s": round(s.wall_s, 1),
+        "duplicate_groups": int(len(cvs)),
+        "duplicate_cv_median": float(np.median(cvs)) if cvs else None,
+        "duplicate_cv_p90": float(np.quantile(cvs, 0.9)) if cvs else None,
+    }
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

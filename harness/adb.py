@@ -1,0 +1,126 @@
+"""Android Debug Bridge: one device, chosen by serial; every command built in one place.
+
+``adb`` is ``[options] adb``, else ``$ANDROID_HOME/platform-tools/adb``, else ``adb`` on
+``PATH``. The device is ``[options] serial``, else ``$ANDROID_SERIAL``, else the only
+attached device. Shell commands end with ``; echo LATBENCH_RC=$?`` so that a failing
+command is caught with any adb version (old ones always exit 0).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from latbench.harness.tools import ToolError, find_tool, run_tool
+
+__all__ = ["ADB_INSTALL", "Adb", "device_problems", "find_adb", "list_devices"]
+
+ADB_INSTALL = (
+    "install the Android platform tools (sudo apt-get install adb, or "
+    "https://developer.android.com/tools/releases/platform-tools) or set [options] adb"
+)
+_RC = re.compile(r"LATBENCH_RC=(\d+)\s*$")
+
+
+def find_adb(options: Mapping[str, Any]) -> Path | None:
+    """``[options] adb``, ``$ANDROID_HOME/platform-tools/adb`` or ``adb`` on ``PATH``."""
+    home = os.environ.get("ANDROID_HOME") or os.environ.get("ANDROID_SDK_ROOT")
+    dirs = [Path(home) / "platform-tools"] if home else []
+    return find_tool("adb", options.get("adb"), dirs)
+
+
+def list_devices(adb: Path) -> list[tuple[str, str]]:
+    """``(serial, state)`` of every device ``adb devices`` lists (state: device, unauthorized, ...)."""
+    res = run_tool([adb, "devices"], timeout=60)
+    out = []
+    for line in res.stdout.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 2:
+            out.append((parts[0], " ".join(parts[1:])))
+    return out
+
+
+def _wanted_serial(options: Mapping[str, Any]) -> str | None:
+    return options.get("serial") or os.environ.get("ANDROID_SERIAL") or None
+
+
+def device_problems(options: Mapping[str, Any]) -> list[str]:
+    """What keeps us from using the configured Android device, each with the fix."""
+    adb = find_adb(options)
+    if adb is None:
+        return [f"adb not found: {ADB_INSTALL}"]
+    try:
+        devices = list_devices(adb)
+    except ToolError as exc:
+        return [f"adb devices failed: {exc}"]
+    wanted = _wanted_serial(options)
+    states = dict(devices)
+    if wanted and wanted not in states:
+        listed = ", ".join(f"{s} ({st})" for s, st in devices) or "none"
+        return [f"Android device {wanted!r} (serial from [options] serial or ANDROID_SERIAL) "
+                f"is not attached; adb lists: {listed}"]  # fmt: skip
+    if not wanted:
+        if not devices:
+            return ["no Android device attached: connect the phone by USB and enable USB "
+                    "debugging (Settings > Developer options)"]  # fmt: skip
+        if len(devices) > 1:
+            return [f"several Android devices attached ({', '.join(s for s, _ in devices)}): "
+                    f"choose one with [options] serial or ANDROID_SERIAL"]  # fmt: skip
+        wanted = devices[0][0]
+    state = states[wanted]
+    if state == "unauthorized":
+        return [f"device {wanted} is unauthorized: unlock it and accept the USB debugging prompt"]
+    if "no permissions" in state:
+        return [f"no permission to use device {wanted} over USB ({state}): add a udev rule "
+                f"for it (e.g. the android-sdk-platform-tools-common package) and replug"]  # fmt: skip
+    if state != "device":
+        return [f"device {wanted} is {state!r}, not ready: replug it or run adb kill-server"]
+    return []
+
+
+class Adb:
+    """Commands to one Android device over ``adb``."""
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        """Resolve adb and the device serial from ``options``; :class:`ToolError` if impossible."""
+        exe = find_adb(options)
+        if exe is None:
+            raise ToolError(f"adb not found: {ADB_INSTALL}")
+        self.exe = exe
+        serial = _wanted_serial(options)
+        if serial is None:
+            devices = [s for s, st in list_devices(exe) if st == "device"]
+            if len(devices) != 1:
+                raise ToolError("; ".join(device_problems(options)) or "no single device")
+            serial = devices[0]
+        self.serial: str = serial
+        self.timeout = float(options.get("adb_timeout_s", 600))
+
+    def command(self, *args: str | os.PathLike[str]) -> list[str]:
+        """``adb -s SERIAL args...``."""
+        return [str(self.exe), "-s", self.serial, *map(os.fspath, args)]
+
+    def shell(self, script: str) -> str:
+        """Run ``script`` in the device's shell; its output, or :class:`ToolError` on failure."""
+        res = run_tool(self.command("shell", f"{script}; echo LATBENCH_RC=$?"),
+                       timeout=self.timeout)  # fmt: skip
+        out = res.stdout.rstrip()
+        m = _RC.search(out)
+        if m is None:
+            raise ToolError(f"adb shell gave no exit status for: {script}\n{out}{res.stderr}")
+        out = out[: m.start()].rstrip()
+        if int(m.group(1)) != 0:
+            tail = "\n".join((out + "\n" + res.stderr).strip().splitlines()[-15:])
+            raise ToolError(f"on {self.serial}: {script}\nexited with {m.group(1)}:\n{tail}")
+        return out
+
+    def push(self, local: str | os.PathLike[str], remote: str) -> None:
+        """``adb push LOCAL REMOTE``."""
+        run_tool(self.command("push", local, remote), timeout=self.timeout)
+
+    def pull(self, remote: str, local: str | os.PathLike[str]) -> None:
+        """``adb pull REMOTE LOCAL``."""
+        run_tool(self.command("pull", remote, local), timeout=self.timeout)

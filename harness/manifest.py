@@ -1,0 +1,259 @@
+"""Split build and run: a folder of artifacts with a manifest, built on one machine and
+timed on another (DESIGN §8).
+
+``latbench-measure build`` writes ``ARTIFACTS/files/`` (the artifacts with their JSON
+sidecars, an :class:`~latbench.harness.artifacts.ArtifactCache`, so a rerun only builds
+what is missing or failed) and ``ARTIFACTS/manifest.json``: the profile, build format,
+seed, selection, build host and toolchain versions, and per graph (and layer) its
+file, SHA-256, size and build report -- or the reason its build failed.
+``latbench-measure run`` reads it back through :class:`ManifestArtifacts`, which hands
+the session each artifact after checking its checksum.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from latbench.graph import PrunedGraph
+from latbench.network import Layer
+
+__all__ = [
+    "MANIFEST",
+    "MANIFEST_FORMAT",
+    "ArtifactUnavailable",
+    "ManifestArtifacts",
+    "ManifestError",
+    "build_artifacts",
+    "sha256_file",
+]
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "latbench-artifacts/1"
+
+
+class ManifestError(ValueError):
+    """A manifest is missing, malformed, or does not fit the profile it is run with."""
+
+
+class ArtifactUnavailable(RuntimeError):
+    """One artifact of a manifest cannot be used (failed build, missing file, bad checksum)."""
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _target_id(target: Any) -> tuple[str, str]:
+    if isinstance(target, PrunedGraph):
+        return "graph", target.key
+    if isinstance(target, Layer):
+        return "layer", target.signature
+    raise TypeError(f"target must be a PrunedGraph or a Layer, not {type(target).__name__}")
+
+
+def build_artifacts(
+    profile: Any,
+    plan: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    selection: Sequence[int],
+    seed: int = 0,
+    workers: int | None = None,
+    layers: bool = False,
+    description: str = "",
+    on_built: Any = None,
+) -> Path:
+    """Build every artifact ``plan`` (and with ``layers`` every distinct layer) needs on
+    ``profile`` into ``out_dir``; write and return ``out_dir/manifest.json``.
+
+    ``selection`` is the full selected ``arch_id`` list (before sharding) so that the
+    run side rebuilds the same plan. A failed build is recorded with its reason and
+    the others go on; :class:`~latbench.harness.tools.ToolError` is raised up front when
+    the build tools are missing.
+    """
+    from latbench.dataset import atomic_path
+    from latbench.harness.artifacts import ArtifactCache, artifact_spec, toolchain_versions
+    from latbench.harness.build_edge import build_problems
+    from latbench.harness.host import host_fingerprint
+    from latbench.harness.tools import ToolError
+    from latbench.network import distinct_layers
+
+    fmt, options = artifact_spec(profile)
+    problems = build_problems(fmt, options)
+    if problems:
+        raise ToolError(f"cannot build {fmt} artifacts here: " + "; ".join(problems))
+    out = Path(out_dir)
+    cache = ArtifactCache(out / "files")
+    targets: list[Any] = [w.graph for w in plan.work] + (distinct_layers() if layers else [])
+    timed = {w.key: w.timed_arch_id for w in plan.work}
+    results: dict[tuple[str, str], dict[str, Any]] = {}
+    for target, result in cache.build_many(targets, fmt, seed, workers, options=options):
+        kind, key = _target_id(target)
+        entry: dict[str, Any] = {"kind": kind, "key": key}
+        if kind == "graph":
+            entry["timed_arch_id"] = timed[key]
+        if isinstance(result, BaseException):
+            entry |= {"status": "failed", "error": f"{type(result).__name__}: {result}"}
+        else:
+            path = Path(result)
+            entry |= {
+                "status": "ok",
+                "file": path.relative_to(out).as_posix(),
+                "sha256": sha256_file(path),
+                "bytes": path.stat().st_size,
+            }
+            report = cache.report(target, fmt, seed, options)
+            if report is not None:
+                entry["report"] = report
+        results[(kind, key)] = entry
+        if on_built is not None:
+            on_built(entry)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "profile": profile.name,
+        "artifact_format": profile.artifact_format,
+        "build_format": fmt,
+        "precision": profile.precision,
+        "seed": int(seed),
+        "selection": {
+            "arch_ids": [int(i) for i in selection],
+            "shard": list(plan.shard),
+            "selection_digest": plan.selection_digest,
+            "description": description,
+            "layers": bool(layers),
+        },
+        "toolchain": toolchain_versions(fmt, options),
+        "build_host": host_fingerprint(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "entries": [results[_target_id(t)] for t in dict.fromkeys(targets)],
+    }
+    path = out / MANIFEST
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(manifest, indent=1))
+    return path
+
+
+class ManifestArtifacts:
+    """The artifacts of a manifest folder, served like an ``ArtifactCache`` to the session."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        """Read ``directory/manifest.json``; :class:`ManifestError` if absent or malformed."""
+        self.root = Path(directory)
+        path = self.root / MANIFEST
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ManifestError(
+                f"no {MANIFEST} in {self.root}: build the artifacts first with "
+                f"'latbench-measure build --device PROFILE --out {self.root}'"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise ManifestError(f"cannot read {path}: {exc}") from None
+        if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+            raise ManifestError(f"{path} is not a LatBench artifact manifest ({MANIFEST_FORMAT})")
+        self.data: dict[str, Any] = data
+        self.entries = {(e["kind"], e["key"]): e for e in data.get("entries", [])}
+
+    @property
+    def build_format(self) -> str:
+        """The build format of every artifact in the folder."""
+        return str(self.data["build_format"])
+
+    @property
+    def seed(self) -> int:
+        """The seed the artifacts' weights were drawn with."""
+        return int(self.data["seed"])
+
+    def selection(self) -> tuple[list[int], tuple[int, int]]:
+        """The selected ``arch_id`` list and the shard the folder was built for."""
+        sel = self.data["selection"]
+        shard = sel.get("shard", [1, 1])
+        return [int(i) for i in sel["arch_ids"]], (int(shard[0]), int(shard[1]))
+
+    def check_profile(self, profile: Any) -> None:
+        """Raise :class:`ManifestError` unless the folder was built for ``profile``'s format."""
+        from latbench.harness.artifacts import artifact_spec
+
+        fmt, _ = artifact_spec(profile)
+        if fmt != self.build_format:
+            raise ManifestError(
+                f"{self.root} holds {self.build_format} artifacts (built for profile "
+                f"{self.data.get('profile')!r}); profile {profile.name!r} needs {fmt}"
+            )
+
+    def provenance(self) -> dict[str, Any]:
+        """Build host, toolchain, time and profile, for the dataset's metadata."""
+        host = self.data.get("build_host", {})
+        return {
+            "profile": self.data.get("profile"),
+            "build_format": self.build_format,
+            "created": self.data.get("created"),
+            "toolchain": self.data.get("toolchain", {}),
+            "host": {k: host.get(k) for k in ("hostname", "cpu_model", "machine", "os")},
+            "manifest_sha256": sha256_file(self.root / MANIFEST),
+        }
+
+    def path(self, target: Any) -> Path:
+        """The verified artifact of ``target``; :class:`ArtifactUnavailable` says why not."""
+        return self._verified(*_target_id(target))
+
+    def _verified(self, kind: str, key: str) -> Path:
+        entry = self.entries.get((kind, key))
+        if entry is None:
+            raise ArtifactUnavailable(f"{kind} {key} is not in {self.root / MANIFEST}")
+        if entry.get("status") != "ok":
+            raise ArtifactUnavailable(f"its build failed: {entry.get('error', 'no reason')}")
+        path = self.root / entry["file"]
+        if not path.is_file():
+            raise ArtifactUnavailable(f"{path} is missing (copy the whole artifacts folder)")
+        digest = sha256_file(path)
+        if digest != entry["sha256"]:
+            raise ArtifactUnavailable(
+                f"checksum mismatch for {path}: sha256 {digest[:16]}..., manifest says "
+                f"{entry['sha256'][:16]}... (corrupted or changed since the build)"
+            )
+        return path
+
+    def first_ok(self) -> Path | None:
+        """The first artifact that verifies (for ``run --check``), or ``None``."""
+        for (kind, key), entry in self.entries.items():
+            if kind == "graph" and entry.get("status") == "ok":
+                try:
+                    return self._verified(kind, key)
+                except ArtifactUnavailable:
+                    continue
+        return None
+
+    def build_many(
+        self, targets: Iterable[Any], fmt: str, seed: int = 0, workers: int | None = None,
+        *, options: Mapping[str, Any] | None = None, nice: int = 0,
+    ) -> Iterator[tuple[Any, Path | BaseException]]:  # fmt: skip
+        """Yield ``(target, verified path or error)`` in order; builds nothing."""
+        if fmt != self.build_format or int(seed) != self.seed:
+            raise ManifestError(
+                f"{self.root} holds {self.build_format} artifacts with seed {self.seed}, "
+                f"not {fmt} with seed {seed}"
+            )
+        for target in targets:
+            try:
+                yield target, self.path(target)
+            except (ArtifactUnavailable, TypeError) as exc:
+                yield target, exc
+
+    def report(
+        self, target: Any, fmt: str, seed: int = 0, options: Mapping[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """The build report the manifest holds for ``target``, if any."""
+        entry = self.entries.get(_target_id(target))
+        return None if entry is None else entry.get("report")
