@@ -1,0 +1,129 @@
+"""The ``latbench-analysis`` command: regenerate the paper's LatBench results.
+
+``latbench-analysis all`` writes every table and figure and ``OUT/README.md``;
+``correlation``, ``proxies``, ``pairs`` and ``predictors`` write one result each and
+print its Markdown. Errors (unknown or absent dataset keys, bad options) are one
+line on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["DEFAULT_OUT", "build_parser", "main"]
+
+_PROG = "latbench-analysis"
+DEFAULT_OUT = "latbench-results"
+"""Output folder when ``--out`` is not given (relative to the working directory)."""
+
+
+def _keys(text: str) -> list[str]:
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    if not keys:
+        raise argparse.ArgumentTypeError("expected comma-separated names")
+    return keys
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``latbench-analysis``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--devices", type=_keys, default=None, metavar="K1,K2,...",
+                        help="dataset keys or aliases (default: every dataset available here)")  # fmt: skip
+    common.add_argument("--bundled", action="store_true",
+                        help="default devices: only the datasets bundled with the package")  # fmt: skip
+    common.add_argument("--out", type=Path, default=Path(DEFAULT_OUT),
+                        help=f"output folder (default: ./{DEFAULT_OUT})")  # fmt: skip
+    common.add_argument("--data-home", default=None,
+                        help="LatBench data home (default: $LATBENCH_HOME or the user data dir)")  # fmt: skip
+    common.add_argument("--max-pairs", type=_positive, default=None, metavar="N",
+                        help="most datasets in the pairs scatter matrix (default 8)")  # fmt: skip
+    pred = argparse.ArgumentParser(add_help=False)
+    pred.add_argument("--repeats", type=_positive, default=None, metavar="N",
+                      help="predictor repeats, each a fresh random split (default 10)")  # fmt: skip
+    pred.add_argument("--seed", type=int, default=0, help="seed of splits and training (default 0)")
+    pred.add_argument("--predictors", type=_keys, default=None, metavar="P1,P2,...",
+                      help="predictors to compare (default: flops, params, layerwise, gcn)")  # fmt: skip
+    pred.add_argument("--train", type=_positive, default=None, metavar="N",
+                      help="training architectures per repeat (default 900, as the paper)")  # fmt: skip
+    pred.add_argument("--gcn-epochs", type=_positive, default=None, metavar="N",
+                      help="cap on GCN training epochs (default: the paper's 250, early stopping 35)")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description="Regenerate the BRP-NAS paper's LatBench tables and figures from the "
+        "datasets on this machine (bundled, imported or measured).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("all", parents=[common, pred],
+                   help="every result below and OUT/README.md embedding them")  # fmt: skip
+    sub.add_parser("correlation", parents=[common],
+                   help="cross-device Pearson/Spearman/Kendall (Table S4)")  # fmt: skip
+    sub.add_parser("proxies", parents=[common], help="latency vs FLOPs and params (Figure S12)")
+    sub.add_parser("pairs", parents=[common], help="device-pair scatter matrix (Figure S13)")
+    sub.add_parser("predictors", parents=[common, pred],
+                   help="predictor comparison (Figure 1, Tables 1 and S2)")  # fmt: skip
+    return parser
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    from latbench.analysis.data import NoDatasetsError
+    from latbench.catalog import UnknownDatasetError
+    from latbench.dataset import DatasetError
+    from latbench.loader import DatasetNotFoundError
+
+    errors: list[type[BaseException]] = [
+        UnknownDatasetError, DatasetNotFoundError, NoDatasetsError, DatasetError,
+    ]  # fmt: skip
+    try:
+        from latbench.predictors import PredictorError
+    except ImportError:  # predictors not installed: their errors cannot occur
+        pass
+    else:
+        errors.append(PredictorError)
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``latbench-analysis``; returns the exit status."""
+    os.environ.setdefault("MPLBACKEND", "Agg")  # never open a window, even via pyplot
+    args = build_parser().parse_args(argv)
+    from latbench.analysis.pipeline import run
+
+    try:
+        sections = run(
+            args.command,
+            devices=args.devices,
+            out=args.out,
+            data_home=args.data_home,
+            max_pairs=args.max_pairs,
+            repeats=getattr(args, "repeats", None),
+            n_train=getattr(args, "train", None),
+            predictors=getattr(args, "predictors", None),
+            seed=getattr(args, "seed", 0),
+            gcn_epochs=getattr(args, "gcn_epochs", None),
+            bundled_only=args.bundled,
+            log=lambda msg: print(msg, file=sys.stderr),
+        )
+    except _errors() as exc:
+        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    if args.command != "all":
+        print(sections[0].body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

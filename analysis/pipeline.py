@@ -1,0 +1,118 @@
+"""Run one result or all of them into a folder: what ``latbench-analysis`` does, as a function."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from latbench.analysis import report
+from latbench.analysis.data import load_datasets
+from latbench.analysis.pairs import MAX_DEVICES
+
+__all__ = ["RESULTS", "command_line", "run"]
+
+RESULTS: tuple[str, ...] = ("correlation", "proxies", "pairs", "predictors")
+"""The results ``run`` can produce, in report order."""
+
+
+def command_line(
+    result: str,
+    *,
+    devices: Sequence[str] | None = None,
+    out: str | os.PathLike[str] = "latbench-results",
+    max_pairs: int | None = None,
+    repeats: int | None = None,
+    n_train: int | None = None,
+    predictors: Sequence[str] | None = None,
+    seed: int = 0,
+    gcn_epochs: int | None = None,
+    bundled_only: bool = False,
+) -> str:
+    """The ``latbench-analysis`` command line equivalent to :func:`run` with these arguments."""
+    parts = ["latbench-analysis", result]
+    if bundled_only and not devices:
+        parts.append("--bundled")
+    if devices:
+        parts += ["--devices", ",".join(devices)]
+    if max_pairs:
+        parts += ["--max-pairs", str(max_pairs)]
+    if repeats:
+        parts += ["--repeats", str(repeats)]
+    if n_train:
+        parts += ["--train", str(n_train)]
+    if predictors:
+        parts += ["--predictors", ",".join(predictors)]
+    if seed:
+        parts += ["--seed", str(seed)]
+    if gcn_epochs:
+        parts += ["--gcn-epochs", str(gcn_epochs)]
+    parts += ["--out", Path(out).as_posix()]
+    return shlex.join(parts)
+
+
+def run(
+    result: str = "all",
+    *,
+    devices: Sequence[str] | None = None,
+    out: str | os.PathLike[str] = "latbench-results",
+    data_home: str | os.PathLike[str] | None = None,
+    max_pairs: int | None = None,
+    repeats: int | None = None,
+    n_train: int | None = None,
+    predictors: Sequence[str] | None = None,
+    seed: int = 0,
+    gcn_epochs: int | None = None,
+    bundled_only: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> list[report.Section]:
+    """Write ``result`` (one of :data:`RESULTS`, or ``"all"`` plus ``out/README.md``) into ``out``.
+
+    ``devices=None`` takes every dataset available here (only the bundled ones with
+    ``bundled_only``); ``gcn_epochs`` caps GCN
+    training (default: the paper's 250 epochs). Returns the sections written.
+    """
+    if result != "all" and result not in RESULTS:
+        raise ValueError(f"unknown result {result!r}; choose all or one of {', '.join(RESULTS)}")
+    data = load_datasets(devices, data_home=data_home, bundled_only=bundled_only)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    max_pairs = max_pairs or MAX_DEVICES
+    pred_kw: dict = {"seed": seed}
+    if repeats:
+        pred_kw["repeats"] = repeats
+    if n_train:
+        pred_kw["n_train"] = n_train
+    if predictors:
+        pred_kw["predictors"] = list(predictors)
+    gcn_options = {"max_epochs": gcn_epochs} if gcn_epochs else None
+    steps: dict[str, Callable[[], report.Section]] = {
+        "correlation": lambda: report.write_correlation(data, out),
+        "proxies": lambda: report.write_proxies(data, out),
+        "pairs": lambda: report.write_pairs(data, out, max_devices=max_pairs),
+        "predictors": lambda: report.write_predictors(
+            data, out, data_home=data_home, gcn_options=gcn_options, **pred_kw
+        ),
+    }
+    say = log or (lambda _msg: None)
+    say(f"{len(data.keys)} dataset(s): {', '.join(data.keys)}")
+    sections = []
+    for name in RESULTS if result == "all" else (result,):
+        sections.append(steps[name]())
+        say(f"{name}: wrote {', '.join(sections[-1].files)}")
+    if result == "all":
+        command = command_line(
+            "all", devices=devices, out=out, max_pairs=None if max_pairs == MAX_DEVICES else max_pairs,
+            repeats=repeats, n_train=n_train, predictors=predictors, seed=seed,
+            gcn_epochs=gcn_epochs, bundled_only=bundled_only,
+        )  # fmt: skip
+        params = {"datasets": ", ".join(data.keys), "pairs: most datasets shown": max_pairs}
+        params |= report.predictor_parameters(**pred_kw)
+        if "gcn" in (predictors or report.default_predictors()):
+            params["GCN training"] = (
+                f"at most {gcn_epochs} epochs" if gcn_epochs else "Table S1 (at most 250 epochs)"
+            )
+        readme = report.write_readme(data, out, sections, command=command, parameters=params)
+        say(f"report: {readme}")
+    return sections

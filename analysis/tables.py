@@ -1,0 +1,44 @@
+"""Markdown and CSV output of result tables, byte-stable for the same numbers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["FLOAT_FORMAT", "fmt_value", "markdown_table", "write_csv"]
+
+FLOAT_FORMAT = "%.6f"
+"""CSV float format: fixed, so the same numbers always give the same bytes."""
+
+
+def fmt_value(v: object, floatfmt: str = ".3f") -> str:
+    """One Markdown cell: floats with ``floatfmt``, NaN/None as ``–``, pipes escaped."""
+    if v is None or (isinstance(v, float | np.floating) and not np.isfinite(v)):
+        return "–"
+    if isinstance(v, float | np.floating):
+        return format(float(v), floatfmt)
+    if isinstance(v, int | np.integer) and not isinstance(v, bool):
+        return f"{int(v):,}"
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(df: pd.DataFrame, *, floatfmt: str = ".3f", index: bool = False) -> str:
+    """``df`` as a GitHub Markdown table (index as the first column when ``index``)."""
+    if index:
+        df = df.reset_index()
+    head = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(fmt_value(v, floatfmt) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(df: pd.DataFrame, path: str | os.PathLike[str], *, index: bool = False) -> Path:
+    """Write ``df`` as CSV with :data:`FLOAT_FORMAT` and ``\\n`` line ends; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=index, float_format=FLOAT_FORMAT, lineterminator="\n")
+    return path
