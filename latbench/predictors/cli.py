@@ -1,0 +1,188 @@
+"""``latbench-predict``: train, evaluate and apply latency predictors.
+
+latbench-predict evaluate --dataset KEY --predictor gcn,flops --repeats 10 --out res.csv
+latbench-predict train    --dataset KEY --predictor gcn -o gcn.npz
+latbench-predict predict  gcn.npz '|nor_conv_3x3~0|+|...|' 123   # or --all --out all.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", "-d", required=True, help="dataset key (see `latbench devices`)")
+    p.add_argument("--data-home", type=Path, help="LatBench data home (default: $LATBENCH_HOME)")
+    p.add_argument("--train", type=int, default=900, help="training models (default 900)")
+    p.add_argument("--val", type=int, default=100, help="validation models (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="protocol seed (default 0)")
+    p.add_argument(
+        "--unit",
+        choices=("models", "graphs"),
+        default="models",
+        help="split architectures (paper) or distinct pruned graphs (no shared graph "
+        "between train and test); default models",
+    )
+    p.add_argument("--layers", type=Path, help="per-layer table for layerwise "
+                   "(default: the dataset's <key>.layers.parquet)")  # fmt: skip
+    g = p.add_argument_group("GCN options (default: Table S1)")
+    g.add_argument("--max-epochs", type=int)
+    g.add_argument("--patience", type=int)
+    g.add_argument("--threads", type=int, help="TensorFlow threads")
+    g.add_argument("--no-xla", action="store_true", help="run the training step without XLA")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="latbench-predict",
+        description="Latency predictors (GCN, layer-wise, FLOPs, params) and the paper's "
+        "protocol: random train/val/test splits, shares of test models within +-1/5/10 %.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    ev = sub.add_parser("evaluate", help="repeated random splits; metrics per repeat")
+    _common(ev)
+    ev.add_argument("--predictor", "-p", default="gcn",
+                    help="gcn, layerwise, flops, params, or a comma list (default gcn)")  # fmt: skip
+    ev.add_argument("--repeats", "-n", type=int, default=1, help="repeats (paper: 100)")
+    ev.add_argument("--jobs", "-j", type=int, default=1, help="parallel processes")
+    ev.add_argument("--out", "-o", type=Path, help="CSV with one row per predictor and repeat")
+    tr = sub.add_parser("train", help="fit one predictor on one random split and save it")
+    _common(tr)
+    tr.add_argument("--predictor", "-p", default="gcn", help="gcn, layerwise, flops or params")
+    tr.add_argument("--out", "-o", type=Path, required=True, help="predictor file (.npz)")
+    tr.add_argument("--verbose", "-v", action="store_true", help="GCN: print every epoch")
+    pr = sub.add_parser("predict", help="predict latency with a saved predictor")
+    pr.add_argument("model", type=Path, help="file written by `train`")
+    pr.add_argument("archs", nargs="*", help="NAS-Bench-201 strings or arch_ids")
+    pr.add_argument("--all", action="store_true", help="all 15,625 architectures")
+    pr.add_argument("--out", "-o", type=Path, help="CSV (default: print)")
+    return p
+
+
+def _gcn_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if args.max_epochs is not None:
+        opts["max_epochs"] = args.max_epochs
+    if args.patience is not None:
+        opts["patience"] = args.patience
+    if args.threads is not None:
+        opts["threads"] = args.threads
+    if args.no_xla:
+        opts["jit_compile"] = False
+    return opts
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from latbench.predictors import evaluate, summarize
+
+    names = [n.strip() for n in args.predictor.split(",") if n.strip()]
+    res = evaluate(
+        args.dataset, names, train=args.train, val=args.val, repeats=args.repeats,
+        seed=args.seed, unit=args.unit, jobs=args.jobs, layers=args.layers,
+        data_home=args.data_home, options=_gcn_options(args),
+    )  # fmt: skip
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        res.to_csv(args.out, index=False)
+        print(f"wrote {len(res)} row(s) -> {args.out}")
+    print(format_summary(summarize(res)))
+    return 0
+
+
+def format_summary(summary: Any) -> str:
+    """Table S2-style text: percentages as mean +- std, correlations, RMSE."""
+    lines = [
+        f"{'dataset':<28} {'predictor':<10} {'n':>3} {'+-1%':>11} {'+-5%':>11} {'+-10%':>11} "
+        f"{'spearman':>8} {'kendall':>8} {'rmse ms':>9} {'train s':>8}"
+    ]
+    for _, r in summary.iterrows():
+        pct = [
+            f"{100 * r[f'within_{b}pct_mean']:5.1f}+-{100 * r[f'within_{b}pct_std']:4.1f}"
+            for b in (1, 5, 10)
+        ]
+        lines.append(
+            f"{r['dataset']:<28} {r['predictor']:<10} {r['repeats']:>3} {pct[0]:>11} {pct[1]:>11} "
+            f"{pct[2]:>11} {r['spearman_mean']:8.4f} {r['kendall_mean']:8.4f} "
+            f"{r['rmse_ms_mean']:9.4f} {r['train_seconds_mean']:8.1f}"
+        )
+    return "\n".join(lines)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from latbench.predictors import make_predictor, metrics, repeat_seeds, split_rows, usable_rows
+    from latbench.predictors.layerwise import layers_path
+
+    rows = usable_rows(args.dataset, args.data_home)
+    split_seed, model_seed = repeat_seeds(args.seed, 0)
+    sp = split_rows(rows, args.train, args.val, split_seed, args.unit)
+    if args.predictor == "gcn":
+        pred = make_predictor("gcn", seed=model_seed, verbose=args.verbose, **_gcn_options(args))
+    elif args.predictor == "layerwise":
+        pred = make_predictor(
+            "layerwise", layers=args.layers or layers_path(args.dataset, args.data_home)
+        )
+    else:
+        pred = make_predictor(args.predictor)
+    ids, y = rows["arch_id"].to_numpy(), rows["latency_ms"].to_numpy()
+    pred.fit(ids[sp.train], y[sp.train], val_archs=ids[sp.val] if len(sp.val) else None,
+             val_latency_ms=y[sp.val] if len(sp.val) else None)  # fmt: skip
+    path = pred.save(args.out)
+    m = metrics(y[sp.test], pred.predict(ids[sp.test]))
+    print(
+        f"wrote {path}; test ({len(sp.test)} models): "
+        + ", ".join(f"{k} {v:.4f}" for k, v in m.items())
+    )
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from latbench.predictors import PredictorError, arch_ids, load_predictor
+    from latbench.space import format_arch, from_id
+
+    if args.all == bool(args.archs):
+        raise PredictorError("give architectures or --all (not both)")
+    pred = load_predictor(args.model)
+    archs = None if args.all else [int(a) if a.isdigit() else a for a in args.archs]
+    ids = arch_ids(archs)
+    df = pd.DataFrame(
+        {
+            "arch_id": ids,
+            "arch_str": [format_arch(from_id(int(i))) for i in ids],
+            "predicted_ms": pred.predict(ids),
+        }
+    )
+    if args.out:
+        df.to_csv(args.out, index=False)
+        print(f"wrote {len(df)} prediction(s) -> {args.out}")
+    else:
+        print(df.to_string(index=False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``latbench-predict``; returns the exit status."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = _parser().parse_args(argv)
+    from latbench.catalog import UnknownDatasetError
+    from latbench.loader import DatasetNotFoundError
+    from latbench.predictors import PredictorError
+    from latbench.space import ArchError
+
+    try:
+        return {"evaluate": _evaluate, "train": _train, "predict": _predict}[args.command](args)
+    except (PredictorError, UnknownDatasetError, DatasetNotFoundError, ArchError) as exc:
+        print(f"latbench-predict: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
