@@ -53,11 +53,38 @@ def test_raw_timings_refilter_to_the_published_figures(df):
     np.testing.assert_array_equal(re.loc[ok.index, "timed_arch_id"], ok["timed_arch_id"])
 
 
+SAMPLES = ("xeon2c-tflite-fp32", "xeon2c-tf-fp32")
+
+
+@pytest.mark.parametrize("key", SAMPLES)
+def test_sample_datasets_share_one_seeded_sample(key):
+    from latbench.harness.plan import select_archs
+
+    df = latbench.load(key)
+    expected = [a.id for a in select_archs(limit=1500, seed=0)]
+    assert df["arch_id"].tolist() == expected
+    assert (df["status"] == "ok").all() and (df["latency_ms"] > 0).all()
+    groups = df.groupby("graph_key")
+    assert (groups["latency_ms"].nunique() == 1).all()
+    assert df.attrs["metadata"]["protocol"]["runs"] == 100
+
+
+@pytest.mark.parametrize("key", (KEY, *SAMPLES))
+def test_every_bundled_dataset_has_a_complete_layers_table(key):
+    import pandas as pd
+
+    from latbench.network import distinct_layers
+
+    layers = pd.read_parquet(bundled_dir() / f"{key}.layers.parquet")
+    assert sorted(layers["signature"]) == sorted(x.signature for x in distinct_layers())
+    assert (layers["status"] == "ok").all() and (layers["latency_ms"] > 0).all()
+
+
 def test_bundled_keys_are_in_the_catalog():
     from latbench.catalog import CATALOG
     from latbench.manifest import bundled_datasets
 
-    assert KEY in bundled_datasets()
+    assert {KEY, *SAMPLES} <= set(bundled_datasets())
     assert CATALOG[KEY].bundled
     row = latbench.devices().set_index("key").loc[KEY]
     assert bool(row["bundled"]) and row["runtime"].startswith("onnxruntime")
