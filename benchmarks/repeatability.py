@@ -66,7 +66,8 @@ def main() -> None:
                     progress=False)  # fmt: skip
         again = latbench.read_dataset(s.dataset).set_index("graph_key")["latency_ms"]
     before = pick.set_index("graph_key")["latency_ms"]
-    rel = (again.loc[before.index] - before).abs() / before
+    ratio = again.loc[before.index] / before
+    rel = (ratio - 1).abs()
 
     # 2. architectures sharing a pruned graph, timed separately
     sizes = ok.groupby("graph_key")["arch_id"].count()
@@ -95,6 +96,10 @@ def main() -> None:
         "retimed_graphs": int(len(rel)),
         "retime_rel_diff_median": float(rel.median()),
         "retime_rel_diff_p90": float(rel.quantile(0.9)),
+        "retime_ratio_median": float(ratio.median()),
+        "retime_rel_diff_after_scale_median": float((ratio / ratio.median() - 1).abs().median()),
+        "retime_rel_diff_after_scale_p90": float((ratio / ratio.median() - 1).abs().quantile(0.9)),
+        "retime_spearman": float(before.corr(again.loc[before.index], method="spearman")),
         "retime_wall_s": round(s.wall_s, 1),
         "duplicate_groups": int(len(cvs)),
         "duplicate_cv_median": float(np.median(cvs)) if cvs else None,
