@@ -225,7 +225,11 @@ def _latencies(aid: int, home: str | None) -> list[dict[str, Any]]:
 
     out = []
     for key in devices(home).query("available")["key"]:
-        row = load(key, data_home=home).set_index("arch_id").loc[aid]
+        df = load(key, data_home=home).set_index("arch_id")
+        if aid not in df.index:  # sampled datasets hold only their selection
+            out.append({"key": key, "status": "absent", "latency_ms": None})
+            continue
+        row = df.loc[aid]
         lat = row["latency_ms"]
         out.append(
             {

@@ -183,6 +183,14 @@ def test_arch_text_and_latencies(home, release, capsys):
     assert rc == 0 and "valid     False" in out and "graph_key invalid" in out
     rc, out, _ = _run(capsys, "arch", ARCH, "--latencies", "--json", "--data-home", str(home))
     rows = {r["key"]: r for r in json.loads(out)["latencies"]}  # bundled datasets too
+    from latbench.dataset import read_dataset
+    from latbench.loader import devices
+
+    aid = arch_id(parse_arch(ARCH))
+    for key, path in devices(home).query("bundled")[["key", "path"]].itertuples(index=False):
+        held = aid in set(read_dataset(path)["arch_id"])  # samples hold only their selection
+        assert (rows[key]["status"] != "absent") == held, key
+        assert held or rows[key]["latency_ms"] is None
     assert rows[CPU_KEY] == {
         "key": CPU_KEY,
         "status": "ok",
