@@ -13,7 +13,6 @@ the session each artifact after checking its checksum.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from latbench.graph import PrunedGraph
+from latbench.manifest import sha256_file  # one checksum routine for all manifests
 from latbench.network import Layer
 
 __all__ = [
@@ -43,15 +43,6 @@ class ManifestError(ValueError):
 
 class ArtifactUnavailable(RuntimeError):
     """One artifact of a manifest cannot be used (failed build, missing file, bad checksum)."""
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _target_id(target: Any) -> tuple[str, str]:
