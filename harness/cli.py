@@ -86,6 +86,14 @@ def _parser() -> argparse.ArgumentParser:
         help="time while later artifacts build (default only for non-host devices)",
     )
     p.add_argument(
+        "--passes",
+        type=int,
+        default=1,
+        metavar="P",
+        help="time the plan in P interleaved passes of R/P runs each, so slow machine "
+        "drift averages out per graph (default: 1)",
+    )
+    p.add_argument(
         "--flush-every",
         type=int,
         default=8,
@@ -150,9 +158,10 @@ def _merge(argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from latbench.harness.passes import measure_passes
     from latbench.harness.plan import make_plan, parse_shard, read_arch_file, select_archs
     from latbench.harness.profiles import load_profile
-    from latbench.harness.session import measure, measure_layers
+    from latbench.harness.session import measure_layers
     from latbench.loader import data_home
 
     profile = load_profile(args.device)
@@ -176,9 +185,10 @@ def _run(args: argparse.Namespace) -> int:
     out = args.out or data_home()
     key = args.key or f"{host_name()}-{profile.name}"
     cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
-    summary = measure(
+    summary = measure_passes(
         profile,
         plan,
+        passes=args.passes,
         out_dir=out,
         key=key,
         seed=args.seed,

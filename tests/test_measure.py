@@ -243,3 +243,32 @@ def test_every_cpu_profile_measures_a_few_archs(tmp_path, name):
     meta = df.attrs["metadata"]
     assert meta["device"]["profile"] == name and meta["precision"] == prof.precision
     assert meta["runtime"]["version"]
+
+
+def test_interleaved_passes_join_raw_timings_and_resume(tmp_path, arch_file):
+    from latbench.harness.raw import read_raw
+    from latbench.harness.timing import two_stage_filter
+
+    env = _env(tmp_path)
+    common = ["--device", "cpu-onnxruntime", "--archs", str(arch_file), "--cache", str(tmp_path / "cache"),
+              "--out", str(tmp_path / "out"), "--key", "p", "--runs", "40", "--group-size", "10",
+              "--warmup", "2", "--passes", "2", "--quiet"]  # fmt: skip
+    res = _cli(*common, env=env)
+    assert res.returncode == 0, res.stderr
+    df = read_dataset(tmp_path / "out" / "p.parquet")
+    assert df.attrs["metadata"]["protocol"]["passes"] == 2
+    ok = df[df["status"] == "ok"]
+    assert (ok["runs"] == 40).all() and len(ok) == 14
+    raw = read_raw(tmp_path / "out" / "p.raw.h5")
+    passes = [read_raw(tmp_path / "out" / "p.passes" / f"p.pass{i}of2.raw.h5") for i in (1, 2)]
+    first = {k: r for k, r in zip(passes[0]["graph_key"], passes[0]["timings_ns"], strict=True)}
+    second = {k: r for k, r in zip(passes[1]["graph_key"], passes[1]["timings_ns"], strict=True)}
+    by_key = ok.drop_duplicates("graph_key").set_index("graph_key")["latency_ms"]
+    for key, row in zip(raw["graph_key"], raw["timings_ns"], strict=True):
+        # the joined row is pass 1's runs then pass 2's, filtered together
+        np.testing.assert_array_equal(row, np.concatenate([first[key], second[key]]))
+        assert by_key[key] == pytest.approx(two_stage_filter(row / 1e6, 10)[0], rel=1e-12)
+    again = _cli(*common, env=env)  # every pass is stored: nothing is timed again
+    assert again.returncode == 0 and "0 graphs timed now" in again.stdout
+    res = _cli(*common[:-3], "--passes", "3", "--quiet", env=env)
+    assert res.returncode == 2 and "multiple of passes x g" in res.stderr

@@ -1,0 +1,94 @@
+"""Interleaved passes: spread each graph's runs over the whole campaign.
+
+A shared machine's speed drifts over tens of minutes (docs/datasets.md measured up to
+~15 % on a cloud VM), so a graph timed early and one timed late are compared under
+different conditions. With ``passes = P`` the plan is timed P times in a row, each
+pass giving every graph ``R / P`` runs; the raw timings of all passes are then joined
+per graph (pass order) and go through the two-stage filter together. Every graph thus
+samples every part of the campaign and the drift averages out. Each pass is an
+ordinary resumable run (``<key>.passes/<key>.pass<p>of<P>``), so a crash resumes too.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latbench.dataset import read_metadata
+from latbench.harness.plan import Plan
+from latbench.harness.session import RunSummary, _run_config, dataset_metadata, measure
+from latbench.harness.store import GraphResult, RunStore
+from latbench.harness.timing import two_stage_filter
+
+__all__ = ["measure_passes"]
+
+
+def measure_passes(
+    profile: Any, plan: Plan, *, passes: int, out_dir: Path, key: str, seed: int = 0,
+    extra_metadata: dict[str, Any] | None = None, **kwargs: Any,
+) -> RunSummary:  # fmt: skip
+    """Time ``plan`` in ``passes`` interleaved passes and write ``<key>.parquet``.
+
+    ``R`` must be a multiple of ``passes x g``. Other keyword arguments go to
+    :func:`~latbench.harness.session.measure` for every pass.
+    """
+    if passes == 1:
+        return measure(profile, plan, out_dir=out_dir, key=key, seed=seed,
+                       extra_metadata=extra_metadata, **kwargs)  # fmt: skip
+    proto = profile.protocol
+    if passes < 1 or proto.runs % (passes * proto.group_size):
+        raise ValueError(
+            f"--passes {passes}: R = {proto.runs} must be a multiple of passes x g "
+            f"= {passes} x {proto.group_size}"
+        )
+    t0 = time.perf_counter()
+    part = profile.with_protocol(runs=proto.runs // passes)
+    work_dir = Path(out_dir) / f"{key}.passes"
+    summaries, stores = [], []
+    for p in range(1, passes + 1):
+        pkey = f"{key}.pass{p}of{passes}"
+        summaries.append(measure(part, plan, out_dir=work_dir, key=pkey, seed=seed, **kwargs))
+        stores.append(RunStore(work_dir, summaries[-1].key, _run_config(part, seed)))
+
+    per_pass = [s.open() for s in stores]
+    stem = key if plan.shard == (1, 1) else f"{key}.shard{plan.shard[0]}of{plan.shard[1]}"
+    config = {**_run_config(profile, seed), "passes": passes}
+    final = RunStore(out_dir, stem, config)
+    final.open(fresh=True)  # derived wholly from the passes: rebuilt every time
+    summary = RunSummary(key=stem, dataset=None, n_archs=plan.n_archs, invalid=len(plan.invalid))
+    for w in plan.work:
+        got = [res.get(w.key) for res in per_pass]
+        if all(r is not None and r.status == "ok" and r.raw_ns is not None for r in got):
+            raw = np.concatenate([r.raw_ns for r in got])
+            lat, std = two_stage_filter(raw / 1e6, proto.group_size)
+            final.add(GraphResult(w.key, w.timed_arch_id, "ok", lat, std, len(raw), raw_ns=raw))
+            summary.latencies_ms.append(lat)
+        else:
+            errors = sorted(
+                {r.error or r.status for r in got if r is not None and r.status != "ok"}
+            )
+            msg = "; ".join(errors) or "not timed in every pass"
+            final.add(GraphResult(w.key, w.timed_arch_id, "failed", error=msg))
+            summary.failed += 1
+            summary.failures.append(f"{w.key}: {msg}")
+    runtime = read_metadata(summaries[0].dataset).get("runtime", {})
+    extra = {
+        "passes": passes,
+        "shard": f"{plan.shard[0]}/{plan.shard[1]}",
+        "selection_digest": plan.selection_digest,
+        "artifact_format": profile.artifact_format,
+        **(extra_metadata or {}),
+    }
+    meta = dataset_metadata(profile, runtime, key, seed, extra)
+    meta["protocol"] = {**meta.get("protocol", {}), "passes": passes}
+    summary.dataset = final.finalize(plan, meta)
+    summary.files = [summary.dataset] + ([final.raw_path] if final.raw_path.exists() else [])
+    summary.timed = sum(s.timed for s in summaries)
+    summary.reused = sum(s.reused for s in summaries)
+    summary.build_s = sum(s.build_s for s in summaries)
+    summary.inference_s = sum(s.inference_s for s in summaries)
+    summary.wall_s = time.perf_counter() - t0
+    return summary
