@@ -19,11 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from latbench.harness.profiles import Profile
-from latbench.harness.runners.base import Runner, RunnerUnavailable, random_input
-from latbench.harness.runners.litert import load_interpreter_module
+from latbench.harness.runners.base import Runner, RunnerUnavailable
+from latbench.harness.runners.litert import feed_random_inputs, load_interpreter_module
 
 __all__ = ["EdgeTPURunner", "find_edgetpu_devices", "runtime_install_hint"]
 
@@ -165,14 +163,7 @@ class EdgeTPURunner(Runner):
         if not artifact.is_file():
             raise FileNotFoundError(f"Edge TPU model not found: {artifact}")
         interp = self._make_interpreter(artifact)
-        interp.allocate_tensors()
-        rng = np.random.default_rng(seed)
-        inputs = {}
-        for detail in interp.get_input_details():
-            value = random_input(detail["shape"], detail["dtype"], rng)
-            interp.set_tensor(detail["index"], value)
-            inputs[detail["name"]] = value
-        interp.invoke()
+        inputs = feed_random_inputs(interp, seed)
         with contextlib.suppress(Exception):  # private API: unknown rather than wrong
             self._tpu_nodes = sum(
                 op["op_name"] in ("DELEGATE", "edgetpu-custom-op")
