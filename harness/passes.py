@@ -4,13 +4,16 @@ A shared machine's speed drifts over tens of minutes (docs/datasets.md measured 
 ~15 % on a cloud VM), so a graph timed early and one timed late are compared under
 different conditions. With ``passes = P`` the plan is timed P times in a row, each
 pass giving every graph ``R / P`` runs; the raw timings of all passes are then joined
-per graph (pass order) and go through the two-stage filter together. Every graph thus
-samples every part of the campaign and the drift averages out. Each pass is an
+per graph (pass order) and go through the two-stage filter together. Passes alternate
+direction (serpentine: even passes time the plan in reverse), so a graph timed early
+in one pass is timed late in the next; with P = 2 a linear drift cancels exactly, and
+every graph samples every part of the campaign. Each pass is an
 ordinary resumable run (``<key>.passes/<key>.pass<p>of<P>``), so a crash resumes too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,8 @@ def measure_passes(
 ) -> RunSummary:  # fmt: skip
     """Time ``plan`` in ``passes`` interleaved passes and write ``<key>.parquet``.
 
-    ``R`` must be a multiple of ``passes x g``. Other keyword arguments go to
+    ``R`` must be a multiple of ``passes x g``. Even passes time the plan's graphs in
+    reverse order. Other keyword arguments go to
     :func:`~latbench.harness.session.measure` for every pass.
     """
     if passes == 1:
@@ -48,9 +52,11 @@ def measure_passes(
     part = profile.with_protocol(runs=proto.runs // passes)
     work_dir = Path(out_dir) / f"{key}.passes"
     summaries, stores = [], []
+    reverse = dataclasses.replace(plan, work=plan.work[::-1])
     for p in range(1, passes + 1):
         pkey = f"{key}.pass{p}of{passes}"
-        summaries.append(measure(part, plan, out_dir=work_dir, key=pkey, seed=seed, **kwargs))
+        order = plan if p % 2 else reverse
+        summaries.append(measure(part, order, out_dir=work_dir, key=pkey, seed=seed, **kwargs))
         stores.append(RunStore(work_dir, summaries[-1].key, _run_config(part, seed)))
 
     per_pass = [s.open() for s in stores]
@@ -83,7 +89,7 @@ def measure_passes(
         **(extra_metadata or {}),
     }
     meta = dataset_metadata(profile, runtime, key, seed, extra)
-    meta["protocol"] = {**meta.get("protocol", {}), "passes": passes}
+    meta["protocol"] = {**meta.get("protocol", {}), "passes": passes, "pass_order": "serpentine"}
     summary.dataset = final.finalize(plan, meta)
     summary.files = [summary.dataset] + ([final.raw_path] if final.raw_path.exists() else [])
     summary.timed = sum(s.timed for s in summaries)

@@ -272,3 +272,19 @@ def test_interleaved_passes_join_raw_timings_and_resume(tmp_path, arch_file):
     assert again.returncode == 0 and "0 graphs timed now" in again.stdout
     res = _cli(*common[:-3], "--passes", "3", "--quiet", env=env)
     assert res.returncode == 2 and "multiple of passes x g" in res.stderr
+
+
+def test_passes_alternate_direction_so_drift_cancels(tmp_path):
+    from latbench.harness.artifacts import ArtifactCache
+    from latbench.harness.passes import measure_passes
+
+    plan = make_plan(select_archs(limit=5, seed=2))
+    prof = load_profile("cpu-onnxruntime").with_protocol(runs=30, group_size=10, warmup=1)
+    order: list[str] = []
+    s = measure_passes(prof, plan, passes=3, out_dir=tmp_path, key="s", progress=False,
+                       cache=ArtifactCache(tmp_path / "cache"),
+                       on_result=lambda r: order.append(r.graph_key))  # fmt: skip
+    keys = [w.key for w in plan.work]
+    assert len(keys) == 5 and order == keys + keys[::-1] + keys
+    meta = read_dataset(s.dataset).attrs["metadata"]["protocol"]
+    assert meta["passes"] == 3 and meta["pass_order"] == "serpentine"
