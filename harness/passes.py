@@ -64,7 +64,8 @@ def measure_passes(
     config = {**_run_config(profile, seed), "passes": passes}
     final = RunStore(out_dir, stem, config)
     final.open(fresh=True)  # derived wholly from the passes: rebuilt every time
-    summary = RunSummary(key=stem, dataset=None, n_archs=plan.n_archs, invalid=len(plan.invalid))
+    summary = RunSummary(key=stem, dataset=None, n_archs=plan.n_archs, invalid=len(plan.invalid),
+                         passes=passes)  # fmt: skip
     for w in plan.work:
         got = [res.get(w.key) for res in per_pass]
         if all(r is not None and r.status == "ok" and r.raw_ns is not None for r in got):

@@ -55,6 +55,7 @@ class RunSummary:
     latencies_ms: list[float] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    passes: int = 1
 
     @property
     def median_ms(self) -> float | None:
@@ -63,9 +64,11 @@ class RunSummary:
     def lines(self) -> list[str]:
         """Human-readable summary lines."""
         med = f"{self.median_ms:.3f} ms" if self.median_ms is not None else "n/a"
+        # with passes, timed/reused count (graph, pass) pairs: say so
+        unit = "graphs" if self.passes == 1 else f"graph-passes ({self.passes} passes)"
         out = [
             f"dataset {self.key}: {self.n_archs} architectures "
-            f"({self.invalid} invalid), {self.timed} graphs timed now, "
+            f"({self.invalid} invalid), {self.timed} {unit} timed now, "
             f"{self.reused} reused from earlier parts, {self.failed} failed",
             f"median latency {med}; wall time {self.wall_s:.1f} s "
             f"(artifact builds {self.build_s:.1f} s, timed inference {self.inference_s:.1f} s)",

@@ -269,7 +269,7 @@ def test_interleaved_passes_join_raw_timings_and_resume(tmp_path, arch_file):
         np.testing.assert_array_equal(row, np.concatenate([first[key], second[key]]))
         assert by_key[key] == pytest.approx(two_stage_filter(row / 1e6, 10)[0], rel=1e-12)
     again = _cli(*common, env=env)  # every pass is stored: nothing is timed again
-    assert again.returncode == 0 and "0 graphs timed now" in again.stdout
+    assert again.returncode == 0 and "0 graph-passes (2 passes) timed now" in again.stdout
     res = _cli(*common[:-3], "--passes", "3", "--quiet", env=env)
     assert res.returncode == 2 and "multiple of passes x g" in res.stderr
 
