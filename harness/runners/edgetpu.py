@@ -15,13 +15,16 @@ import ctypes
 import ctypes.util
 import os
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from latbench.harness.profiles import Profile
-from latbench.harness.runners.base import Runner, RunnerUnavailable
-from latbench.harness.runners.litert import feed_random_inputs, load_interpreter_module
+from latbench.harness.runners.base import RunnerUnavailable
+from latbench.harness.runners.litert import (
+    InterpreterRunner,
+    feed_random_inputs,
+    load_interpreter_module,
+)
 
 __all__ = ["EdgeTPURunner", "find_edgetpu_devices", "runtime_install_hint"]
 
@@ -83,7 +86,7 @@ def _pycoral() -> Any | None:
     return edgetpu
 
 
-class EdgeTPURunner(Runner):
+class EdgeTPURunner(InterpreterRunner):
     """Times Edge TPU-compiled ``.tflite`` models through the ``libedgetpu`` delegate."""
 
     name = "edgetpu"
@@ -93,9 +96,6 @@ class EdgeTPURunner(Runner):
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
-        self._interp: Any = None
-        self._package = ""
-        self._version = ""
         self._tpu_nodes: int | None = None
 
     @classmethod
@@ -127,13 +127,6 @@ class EdgeTPURunner(Runner):
                     f"libedgetpu1-std, then log in again"
                 )
         return problems
-
-    @property
-    def version(self) -> str:
-        """Version of the LiteRT interpreter package in use."""
-        if not self._version:
-            _, self._package, self._version = load_interpreter_module()
-        return self._version
 
     def _make_interpreter(self, artifact: Path) -> Any:
         device = self.profile.options.get("device")
@@ -170,15 +163,6 @@ class EdgeTPURunner(Runner):
                 for op in interp._get_ops_details()
             )
         self._interp, self.inputs, self.artifact = interp, inputs, artifact
-
-    def run_once(self) -> None:
-        """``interpreter.invoke()`` (returns when the TPU is done)."""
-        self._interp.invoke()
-
-    def timed_call(self) -> Callable[[], object]:
-        """The bound ``interpreter.invoke``."""
-        self._require_prepared()
-        return self._interp.invoke
 
     def close(self) -> None:
         """Drop the interpreter (and with it the delegate's hold on the TPU)."""

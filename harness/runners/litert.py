@@ -18,7 +18,7 @@ import numpy as np
 from latbench.harness.profiles import Profile
 from latbench.harness.runners.base import INSTALL_HINT, Runner, RunnerUnavailable, random_input
 
-__all__ = ["LiteRTRunner", "load_interpreter_module"]
+__all__ = ["InterpreterRunner", "LiteRTRunner", "load_interpreter_module"]
 
 _SOURCES = (
     ("ai_edge_litert.interpreter", "ai-edge-litert"),
@@ -71,7 +71,33 @@ def feed_random_inputs(interp: Any, seed: int) -> dict[str, np.ndarray]:
     return inputs
 
 
-class LiteRTRunner(Runner):
+class InterpreterRunner(Runner):
+    """Shared part of the runners that time a LiteRT ``Interpreter`` (CPU, Edge TPU)."""
+
+    def __init__(self, profile: Profile) -> None:
+        super().__init__(profile)
+        self._interp: Any = None
+        self._package = ""
+        self._version = ""
+
+    @property
+    def version(self) -> str:
+        """Version of the LiteRT interpreter package in use (``ai-edge-litert`` normally)."""
+        if not self._version:
+            _, self._package, self._version = load_interpreter_module()
+        return self._version
+
+    def run_once(self) -> None:
+        """``interpreter.invoke()``: synchronous, it returns when the model has run."""
+        self._interp.invoke()
+
+    def timed_call(self) -> Callable[[], object]:
+        """The bound ``interpreter.invoke``."""
+        self._require_prepared()
+        return self._interp.invoke
+
+
+class LiteRTRunner(InterpreterRunner):
     """Times ``.tflite`` models with the LiteRT interpreter on the CPU."""
 
     name = "litert"
@@ -79,10 +105,7 @@ class LiteRTRunner(Runner):
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
-        self._interp: Any = None
         self._delegated: bool | None = None
-        self._package = ""
-        self._version = ""
 
     @classmethod
     def check(cls, profile: Profile) -> list[str]:
@@ -98,13 +121,6 @@ class LiteRTRunner(Runner):
                 f"{profile.target!r}: use a runtime for that device"
             )
         return problems
-
-    @property
-    def version(self) -> str:
-        """Version of the interpreter package in use (``ai-edge-litert`` normally)."""
-        if not self._version:
-            _, self._package, self._version = load_interpreter_module()
-        return self._version
 
     @property
     def xnnpack(self) -> bool:
@@ -140,15 +156,6 @@ class LiteRTRunner(Runner):
             return any(op["op_name"] == "DELEGATE" for op in interp._get_ops_details())
         except Exception:
             return None
-
-    def run_once(self) -> None:
-        """``interpreter.invoke()`` (synchronous on the CPU)."""
-        self._interp.invoke()
-
-    def timed_call(self) -> Callable[[], object]:
-        """The bound ``interpreter.invoke``."""
-        self._require_prepared()
-        return self._interp.invoke
 
     def close(self) -> None:
         """Drop the interpreter."""
