@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -13,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from latbench.catalog import CATALOG, Dataset, normalize_key, resolve
+from latbench.manifest import sha256_file  # one checksum routine for every file we record
 
 __all__ = [
     "ImportFormatError",
@@ -41,15 +40,6 @@ class Imported:
         """Number of rows per status (``ok``, ``invalid``, ``failed``, ``missing``)."""
         vc = self.frame["status"].value_counts()
         return {s: int(vc.get(s, 0)) for s in ("ok", "invalid", "failed", "missing")}
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def canonical_key(key: str) -> str:
