@@ -8,15 +8,18 @@ and datasets this harness measured (discovered from their files' metadata).
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 
 __all__ = [
     "CATALOG",
+    "PAPER_COLUMNS",
     "Dataset",
     "UnknownDatasetError",
     "eagle_key_for_file",
     "normalize_key",
     "resolve",
+    "suggest",
 ]
 
 BRP_NAS_CITATION = (
@@ -59,9 +62,14 @@ class Dataset:
     def import_command(self) -> str:
         """The command that makes this dataset available locally."""
         if self.importer == "eagle":
-            return "latbench import eagle PATH/TO/LatBench  (folder of the release's .pickle files)"
+            return (
+                "latbench fetch latbench  (or: latbench import eagle PATH/TO/LatBench,"
+                " a folder of the release's .pickle files)"
+            )
         if self.importer == "help":
-            return "latbench import help PATH/TO/HELP/data/nasbench201"
+            return "latbench fetch help  (or: latbench import help PATH/TO/HELP/data/nasbench201)"
+        if self.importer == "hwnasbench":
+            return "latbench import hwnasbench PATH/TO/HW-NAS-Bench-v1_0.pickle"
         if self.bundled:
             return "pip install --force-reinstall latbench  (it is bundled with the package)"
         return f"latbench-measure --device <profile> --key {self.key}  (measure it yourself)"
@@ -78,47 +86,71 @@ def normalize_key(key: str) -> str:
 
 _EAGLE_LICENSE = "Apache-2.0 (Samsung Eagle release)"
 _EAGLE = [
-    # key, name, class, hardware, runtime, precision, release file names, aliases
+    # key, name, class, hardware, runtime, precision, release file names (Drive name
+    # first, then the README's typo'd and other published spellings), aliases
     ("desktop-cpu-i7-7820x-fp32", "Desktop CPU (Intel Core i7-7820X)", "desktop-cpu",
      "Intel Core i7-7820X", "TensorFlow 1.15.0", "fp32",
-     ("desktop-cpu-core-i7-7820x-fp32",), ("desktop-cpu", "d-cpu")),
+     ("desktop-cpu-core-i7-7820x-fp32",),
+     ("desktop-cpu", "d-cpu", "i7-7820x", "core-i7-7820x")),
     ("desktop-gpu-gtx-1080-ti-fp32", "Desktop GPU (NVIDIA GTX 1080 Ti)", "desktop-gpu",
      "NVIDIA GeForce GTX 1080 Ti", "TensorFlow 1.15.0", "fp32",
-     ("desktop-gpu-gtx-1080-ti-fp32", "desktop-gpu-gtx-1080ti-fp32"), ("desktop-gpu", "d-gpu")),
-    ("jetson-nano-fp16", "Embedded GPU (NVIDIA Jetson Nano), fp16", "embedded-gpu",
-     "NVIDIA Jetson Nano (Maxwell GPU)", "TensorFlow 1.15.0", "fp16",
-     ("embedded-gpu-jetson-nono-fp16",), ("jetson-nano", "embedded-gpu", "e-gpu")),
-    ("jetson-nano-fp32", "Embedded GPU (NVIDIA Jetson Nano), fp32", "embedded-gpu",
+     ("desktop-gpu-gtx-1080ti-fp32", "desktop-gpu-gtx-1080-ti-fp32"),
+     ("desktop-gpu", "d-gpu", "1080ti", "gtx-1080-ti", "gtx-1080ti")),
+    ("jetson-nano-fp32", "Embedded GPU (NVIDIA Jetson Nano), labelled fp32", "embedded-gpu",
      "NVIDIA Jetson Nano (Maxwell GPU)", "TensorFlow 1.15.0", "fp32",
-     ("embedded-gpu-jetson-nono-fp32",), ()),
+     ("embedded-gpu-jetson-nano-fp32", "embedded-gpu-jetson-nono-fp32"),
+     ("jetson-nano", "jetson", "embedded-gpu", "e-gpu")),
+    ("jetson-nano-fp16", "Embedded GPU (NVIDIA Jetson Nano), labelled fp16", "embedded-gpu",
+     "NVIDIA Jetson Nano (Maxwell GPU)", "TensorFlow 1.15.0", "fp16",
+     ("embedded-gpu-jetson-nano-fp16", "embedded-gpu-jetson-nono-fp16"), ()),
     ("edgetpu-int8", "Embedded TPU (Google EdgeTPU)", "embedded-tpu",
      "Google Coral EdgeTPU", "TensorFlow Lite Runtime 2.1.0", "int8",
-     ("embeeded-tpu-edgetpu-int8",), ("edgetpu", "embedded-tpu", "e-tpu")),
+     ("embedded-tpu-edge-tpu-int8", "embeeded-tpu-edgetpu-int8", "embedded-tpu-edgetpu-int8"),
+     ("edgetpu", "edge-tpu", "coral", "embedded-tpu", "e-tpu")),
     ("snapdragon-450-cpu-int8", "Mobile CPU (Snapdragon 450, Cortex-A53)", "mobile-cpu",
      "Qualcomm Snapdragon 450 (Cortex-A53)", "SNPE 1.36.0", "int8",
-     ("mobile-cpu-snapdragon-450-contex-a53-int8",), ()),
+     ("mobile-cpu-snapdragon-450-cortex-a53-int8", "mobile-cpu-snapdragon-450-contex-a53-int8"),
+     ("cortex-a53", "snapdragon-450-cpu")),
     ("snapdragon-675-cpu-int8", "Mobile CPU (Snapdragon 675, Kryo 460)", "mobile-cpu",
      "Qualcomm Snapdragon 675 (Kryo 460)", "SNPE 1.36.0", "int8",
-     ("mobile-cpu-snapdragon-675-kryo-460-int8",), ()),
+     ("mobile-cpu-snapdragon-675-kryo-460-int8",), ("kryo-460", "snapdragon-675-cpu")),
     ("snapdragon-855-cpu-int8", "Mobile CPU (Snapdragon 855, Kryo 485)", "mobile-cpu",
      "Qualcomm Snapdragon 855 (Kryo 485)", "SNPE 1.36.0", "int8",
-     ("mobile-cpu-snapdragon-855-kryo-485-int8",), ("mobile-cpu",)),
+     ("mobile-cpu-snapdragon-855-kryo-485-int8",),
+     ("mobile-cpu", "kryo-485", "snapdragon-855-cpu")),
     ("snapdragon-675-dsp-int8", "Mobile DSP (Snapdragon 675, Hexagon 685)", "mobile-dsp",
      "Qualcomm Hexagon 685 DSP", "SNPE 1.36.0", "int8",
-     ("mobile-dsp-snapdragon-675-hexagon-685-int8",), ()),
+     ("mobile-dsp-snapdragon-675-hexagon-685-int8",), ("hexagon-685", "snapdragon-675-dsp")),
     ("snapdragon-855-dsp-int8", "Mobile DSP (Snapdragon 855, Hexagon 690)", "mobile-dsp",
      "Qualcomm Hexagon 690 DSP", "SNPE 1.36.0", "int8",
-     ("mobile-dsp-snapdragon-855-hexagon-690-int8",), ("mobile-dsp", "m-dsp")),
+     ("mobile-dsp-snapdragon-855-hexagon-690-int8",),
+     ("mobile-dsp", "m-dsp", "hexagon-690", "snapdragon-855-dsp")),
     ("snapdragon-450-gpu-int8", "Mobile GPU (Snapdragon 450, Adreno 506)", "mobile-gpu",
      "Qualcomm Adreno 506 GPU", "SNPE 1.36.0", "int8",
-     ("mobile-gpu-snapdragon-450-adreno-506-int8",), ()),
+     ("mobile-gpu-snapdragon-450-adreno-506-int8",), ("adreno-506", "snapdragon-450-gpu")),
     ("snapdragon-675-gpu-int8", "Mobile GPU (Snapdragon 675, Adreno 612)", "mobile-gpu",
      "Qualcomm Adreno 612 GPU", "SNPE 1.36.0", "int8",
-     ("mobile-gpu-snapdragon-675-adren0-612-int8",), ("mobile-gpu", "m-gpu")),
+     ("mobile-gpu-snapdragon-675-adreno-612-int8", "mobile-gpu-snapdragon-675-adren0-612-int8"),
+     ("mobile-gpu", "m-gpu", "adreno-612", "snapdragon-675-gpu")),
     ("snapdragon-855-gpu-int8", "Mobile GPU (Snapdragon 855, Adreno 640)", "mobile-gpu",
      "Qualcomm Adreno 640 GPU", "SNPE 1.36.0", "int8",
-     ("mobile-gpu-snapdragon-855-adren0-640-int8",), ()),
+     ("mobile-gpu-snapdragon-855-adreno-640-int8", "mobile-gpu-snapdragon-855-adren0-640-int8"),
+     ("adreno-640", "snapdragon-855-gpu")),
+    ("desktop-gpu-gtx-1080-ti-large", "Desktop GPU (NVIDIA GTX 1080 Ti), 'large' file",
+     "desktop-gpu", "NVIDIA GeForce GTX 1080 Ti", "TensorFlow 1.15.0 (assumed)", "unknown",
+     ("desktop-gpu-gtx-1080ti-large", "desktop-gpu-gtx-1080-ti-large"), ("1080ti-large",)),
+    ("edgetpu-large", "Embedded TPU (Google EdgeTPU), 'large' file", "embedded-tpu",
+     "Google Coral EdgeTPU", "TensorFlow Lite Runtime 2.1.0 (assumed)", "int8",
+     ("embedded-tpu-edgetpu-large", "embedded-tpu-edge-tpu-large", "embeeded-tpu-edgetpu-large"),
+     ("edgetpu-int8-large",)),
 ]  # fmt: skip
+
+_LARGE_SOURCE = (
+    "LatBench release (BRP-NAS, Samsung Eagle): a '-large' file found in some copies of "
+    "the Drive folder, not in the Eagle README's list. Undocumented: what 'large' means "
+    "(network, input or batch) and the protocol; FLOPs/params are LatBench's standard "
+    "network's and may not describe what was timed. Not used by the paper's tables."
+)
 
 _HELP_HW = {
     "1080ti": ("desktop-gpu", "NVIDIA GeForce GTX 1080 Ti"),
@@ -173,7 +205,8 @@ CATALOG: dict[str, Dataset] = {}
 for _k, _name, _cls, _hw, _rt, _prec, _files, _aliases in _EAGLE:
     CATALOG[_k] = Dataset(
         _k, _name, _cls, _hw, _rt, _prec,
-        source="LatBench release (BRP-NAS, Samsung Eagle)",
+        source=_LARGE_SOURCE if _k.endswith("-large") else
+        "LatBench release (BRP-NAS, Samsung Eagle)",
         license=_EAGLE_LICENSE, aliases=_aliases, files=_files, importer="eagle",
     )  # fmt: skip
 for _d in _help_entries():
@@ -203,17 +236,124 @@ def _bundled_entries() -> list[Dataset]:
 for _d in _bundled_entries():
     CATALOG[_d.key] = _d
 
+_HWNAS_DEVICES = {
+    # metric prefix: (class, hardware, runtime, measured or estimated, has energy)
+    "edgegpu": ("embedded-gpu", "NVIDIA Jetson TX2 (edge GPU)", "PyTorch -> TensorRT (HW-NAS-Bench)",
+                "measured", True),
+    "raspi4": ("embedded-cpu", "Raspberry Pi 4", "TensorFlow Lite (HW-NAS-Bench)", "measured", False),
+    "edgetpu": ("embedded-tpu", "Google Coral EdgeTPU", "TensorFlow Lite, int8 (HW-NAS-Bench)",
+                "measured", False),
+    "pixel3": ("mobile-cpu", "Google Pixel 3", "TensorFlow Lite (HW-NAS-Bench)", "measured", False),
+    "eyeriss": ("asic", "Eyeriss (simulated ASIC)", "accelerator simulator (HW-NAS-Bench)",
+                "estimated", True),
+    "fpga": ("fpga", "FPGA (simulated, Xilinx ZC706)", "accelerator simulator (HW-NAS-Bench)",
+             "estimated", True),
+}  # fmt: skip
+HWNASBENCH_SOURCE = (
+    "HW-NAS-Bench v1.0 (RICE-EIC/GATECH-EIC HW-NAS-Bench, HW-NAS-Bench-v1_0.pickle), "
+    "NAS-Bench-201 part, CIFAR-10 entries (its CIFAR-100 and ImageNet16-120 entries "
+    "hold the same latencies); measured or estimated on unpruned networks"
+)
+
+
+def _hwnas_entries() -> list[Dataset]:
+    out = []
+    for dev, (cls, hw, rt, how, energy) in _HWNAS_DEVICES.items():
+        out.append(
+            Dataset(
+                key=f"hwnasbench-{dev}",
+                name=f"{hw} (HW-NAS-Bench, {how}{', with energy' if energy else ''})",
+                device_class=cls,
+                hardware=hw,
+                runtime=rt,
+                precision="int8" if dev == "edgetpu" else "as published by HW-NAS-Bench",
+                source=HWNASBENCH_SOURCE,
+                citation=HWNASBENCH_CITATION,
+                license="MIT",
+                aliases=(f"hw-nas-bench-{dev}", f"hwnas-{dev}"),
+                files=("HW-NAS-Bench-v1_0",),
+                importer="hwnasbench",
+            )
+        )
+    return out
+
+
+for _d in _hwnas_entries():
+    CATALOG[_d.key] = _d
+
+# The paper's column labels (Tables S2/S4) as people type them: "D.CPU", "E. TPU", ...
+PAPER_COLUMNS: dict[str, str] = {
+    "D. CPU": "desktop-cpu-i7-7820x-fp32",
+    "D. GPU": "desktop-gpu-gtx-1080-ti-fp32",
+    "E. GPU": "jetson-nano-fp32",
+    "E. TPU": "edgetpu-int8",
+    "M. GPU": "snapdragon-675-gpu-int8",
+    "M. DSP": "snapdragon-855-dsp-int8",
+}
+"""The BRP-NAS paper's device columns -> the catalog key of the release file behind each."""
+
 _ALIASES: dict[str, str] = {}
 for _d in CATALOG.values():
     for _a in (*_d.aliases, *_d.files):
+        if _d.importer == "hwnasbench" and _a in _d.files:
+            continue  # one file holds all six HW-NAS-Bench datasets: not an alias
         _ALIASES[normalize_key(_a)] = _d.key
+
+
+def _compact(key: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", normalize_key(key))
+
+
+# Punctuation-blind lookup ("D.CPU", "Adreno 612", "adreno_612" -> one entry); a compact
+# form two entries share would be ambiguous and is left out.
+_COMPACT: dict[str, str | None] = {}
+for _name, _target in [*((k, k) for k in CATALOG), *_ALIASES.items(), *PAPER_COLUMNS.items()]:
+    _c = _compact(_name)
+    if _c and _COMPACT.get(_c, _target) != _target:
+        _COMPACT[_c] = None
+    else:
+        _COMPACT[_c] = _target
+
+
+def _tokens(text: str) -> set[str]:
+    return {t for t in re.split(r"[^a-z0-9]+", text.lower()) if t}
+
+
+def _entry_tokens(d: Dataset) -> set[str]:
+    words = _tokens(" ".join((d.key, d.name, d.hardware, *d.aliases, *d.files)))
+    # "adreno612" typed as one word still meets "adreno-612"
+    return words | {_compact(a) for a in (d.key, *d.aliases)}
+
+
+def suggest(key: str, candidates: list[str] | None = None, n: int = 6) -> list[str]:
+    """Catalog keys (and ``candidates``) whose names share a word with ``key``, best first.
+
+    Rare shared words count more than common ones (``adreno`` over ``int8``); close
+    spellings (difflib) fill up the list.
+    """
+    wanted = _tokens(normalize_key(key)) | {_compact(key)}
+    pool: dict[str, set[str]] = {k: _entry_tokens(d) for k, d in CATALOG.items()}
+    for c in candidates or []:
+        pool.setdefault(c, _tokens(c) | {_compact(c)})
+    df: dict[str, int] = {}
+    for words in pool.values():
+        for w in words:
+            df[w] = df.get(w, 0) + 1
+    scored = []
+    for k, words in pool.items():
+        shared = wanted & words
+        if shared:
+            scored.append((-sum(1.0 / df[w] for w in shared), k))
+    ranked = [k for _, k in sorted(scored)[:n]]
+    close = difflib.get_close_matches(normalize_key(key), list(pool), n=n, cutoff=0.6)
+    return list(dict.fromkeys([*ranked, *close]))[:n]
 
 
 class UnknownDatasetError(KeyError):
     """A dataset key that is neither in the catalog nor found on disk."""
 
     def __init__(self, key: str, candidates: list[str]) -> None:
-        close = difflib.get_close_matches(normalize_key(key), candidates, n=5, cutoff=0.4)
+        close = suggest(key, candidates)
         msg = f"unknown dataset key {key!r}"
         msg += f"; did you mean: {', '.join(close)}?" if close else ""
         msg += " (list them all with `latbench devices`)"
@@ -225,11 +365,17 @@ class UnknownDatasetError(KeyError):
 
 
 def resolve(key: str) -> str | None:
-    """The canonical catalog key for ``key`` or one of its aliases, or ``None``."""
+    """The canonical catalog key for ``key`` or one of its aliases, or ``None``.
+
+    Case, ``_``/``-``/``.``/spaces do not matter: ``jetson_nano``, ``Adreno 612`` and
+    the paper's ``E.GPU`` all resolve.
+    """
     k = normalize_key(key)
     if k in CATALOG:
         return k
-    return _ALIASES.get(k)
+    if k in _ALIASES:
+        return _ALIASES[k]
+    return _COMPACT.get(_compact(key))
 
 
 def eagle_key_for_file(stem: str) -> str:

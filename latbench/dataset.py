@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 __all__ = [
     "COLUMNS",
     "METADATA_KEY",
+    "OPTIONAL_FIELDS",
     "SCHEMA",
     "SCHEMA_VERSION",
     "STATUSES",
@@ -62,6 +63,10 @@ SCHEMA = pa.schema(
 """Arrow schema of a dataset file."""
 
 COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
+
+OPTIONAL_FIELDS: tuple[pa.Field, ...] = (pa.field("energy_mj", pa.float64(), nullable=True),)
+"""Columns a dataset may carry beyond :data:`COLUMNS` (energy per inference in mJ, e.g.
+HW-NAS-Bench's); written and read only where present."""
 
 _PANDAS_TYPES = {pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}
 _NULLABLE_INTS = tuple(f.name for f in SCHEMA if f.nullable and pa.types.is_integer(f.type))
@@ -134,10 +139,12 @@ def to_table(df: pd.DataFrame, metadata: Mapping[str, Any] | None = None) -> pa.
     ]
     if wrong:  # pyarrow would silently parse strings such as "1.5" into numbers
         raise DatasetError("frame does not match the LatBench schema: " + "; ".join(wrong))
-    cols = df[list(COLUMNS)]
+    extra = [f for f in OPTIONAL_FIELDS if f.name in df.columns]
+    cols = df[[*COLUMNS, *(f.name for f in extra)]]
     cols.attrs = {}  # the table's metadata is ours; don't serialize the frame's attrs
     try:
-        table = pa.Table.from_pandas(cols, schema=SCHEMA, preserve_index=False)
+        schema = pa.schema([*SCHEMA, *extra]) if extra else SCHEMA
+        table = pa.Table.from_pandas(cols, schema=schema, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
         raise DatasetError(f"frame does not match the LatBench schema: {exc}") from exc
     meta = {"schema_version": SCHEMA_VERSION, **dict(metadata or {})}
@@ -241,8 +248,9 @@ def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
     schema = pf.schema_arrow
     meta = _metadata(path, schema)
     _check_schema(path, schema)
+    present = [f.name for f in OPTIONAL_FIELDS if f.name in schema.names]
     try:
-        table = pf.read(columns=list(COLUMNS))
+        table = pf.read(columns=[*COLUMNS, *present])
     except (pa.ArrowInvalid, OSError) as exc:
         raise DatasetError(f"{path}: cannot read rows (corrupt or truncated?): {exc}") from exc
     _check_rows(path, table)

@@ -19,10 +19,12 @@ from latbench.dataset import write_dataset
 from latbench.importers.common import Imported, ImportFormatError
 from latbench.importers.eagle import read_eagle
 from latbench.importers.help import read_help
+from latbench.importers.hwnasbench import read_hwnasbench
 from latbench.loader import data_home as _data_home
 
 __all__ = [
     "IMPORTERS",
+    "KEYED_IMPORTERS",
     "ImportFormatError",
     "ImportReport",
     "Imported",
@@ -33,8 +35,15 @@ __all__ = [
 
 Reader = Callable[[str | os.PathLike[str], Collection[str] | None], list[Imported]]
 
-IMPORTERS: dict[str, Reader] = {"eagle": read_eagle, "help": read_help}
+IMPORTERS: dict[str, Reader] = {
+    "eagle": read_eagle,
+    "help": read_help,
+    "hwnasbench": read_hwnasbench,
+}
 """Importer name -> reader ``(path, keys) -> [Imported]``."""
+
+KEYED_IMPORTERS = frozenset({"eagle"})
+"""Importers that accept ``key=`` (import one unrecognised file under a key you give)."""
 
 
 @dataclass(frozen=True)
@@ -48,16 +57,28 @@ class ImportReport:
 
 
 def read_source(
-    importer: str, path: str | os.PathLike[str], keys: Collection[str] | None = None
+    importer: str,
+    path: str | os.PathLike[str],
+    keys: Collection[str] | None = None,
+    *,
+    key: str | None = None,
 ) -> list[Imported]:
-    """Parse ``path`` with the named importer without writing anything."""
+    """Parse ``path`` with the named importer without writing anything.
+
+    ``key`` (eagle only) imports a single file that is not a published release file
+    under that dataset key.
+    """
     try:
         reader = IMPORTERS[importer]
     except KeyError:
         raise ValueError(
             f"unknown importer {importer!r}; known: {', '.join(sorted(IMPORTERS))}"
         ) from None
-    return reader(Path(path).expanduser(), keys)
+    if key is None:
+        return reader(Path(path).expanduser(), keys)
+    if importer not in KEYED_IMPORTERS:
+        raise ValueError(f"--key is not supported by the {importer} importer")
+    return reader(Path(path).expanduser(), keys, key=key)  # type: ignore[call-arg]
 
 
 def import_datasets(
@@ -66,13 +87,15 @@ def import_datasets(
     data_home: str | os.PathLike[str] | None = None,
     keys: Collection[str] | None = None,
     overwrite: bool = False,
+    *,
+    key: str | None = None,
 ) -> list[ImportReport]:
     """Import ``path`` into ``<data_home>/<key>.parquet`` files; one report per dataset.
 
     Raises :class:`FileExistsError` (before writing anything) when a target exists
     and ``overwrite`` is false.
     """
-    parsed = read_source(importer, path, keys)
+    parsed = read_source(importer, path, keys, key=key)
     home = _data_home(data_home)
     targets = [home / f"{item.key}.parquet" for item in parsed]
     existing = [str(t) for t in targets if t.exists()]

@@ -1,16 +1,18 @@
 """Import the published LatBench release (Samsung Eagle pickles, DESIGN §7).
 
 Each release file is a pickle of ``{(o1, ..., o6): latency_seconds}`` over the 15,284
-valid architectures, values numpy float64 scalars. The file name selects the catalog
-entry (unknown names get a key derived from the name). Latencies become milliseconds;
-invalid architectures stay ``status="invalid"`` with no latency, valid ones the file
-lacks are ``status="missing"``.
+valid architectures, values numpy float64 scalars. A file's content (SHA-256) selects
+its catalog entry, its name (any published spelling) only as a fallback, recorded in
+the metadata; a file that matches neither is never imported under a made-up key.
+Latencies become milliseconds; invalid architectures stay ``status="invalid"`` with no
+latency, valid ones the file lacks are ``status="missing"``.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,15 +29,20 @@ from latbench.importers.common import (
     catalog_metadata,
     select_keys,
 )
+from latbench.importers.registry import JETSON_LABEL_HISTORY, Identification, identify
 from latbench.safepickle import NUMPY_SCALARS, load_pickle
 from latbench.space import N_ARCHS, OPS, format_arch
 
-__all__ = ["SUFFIXES", "eagle_latencies", "eagle_protocol", "read_eagle"]
+__all__ = ["SUFFIXES", "SkippedFileWarning", "eagle_latencies", "eagle_protocol", "read_eagle"]
 
 SUFFIXES = (".pickle", ".pkl")
 """File name endings of release files."""
 
 _N_OPS = len(OPS)
+
+
+class SkippedFileWarning(UserWarning):
+    """A file in a release folder that was not imported (unrecognised or a duplicate)."""
 
 
 def eagle_protocol(device_class: str) -> dict[str, Any]:
@@ -113,19 +120,20 @@ def _fallback(key: str, stem: str) -> Dataset:
     cls = "-".join(normalize_key(stem).split("-")[:2])
     return Dataset(
         key=key,
-        name=f"{stem} (LatBench release file)",
+        name=f"{stem} (file given as a LatBench release file)",
         device_class=cls,
         hardware="unknown",
         runtime="unknown",
         precision=stem.rsplit("-", 1)[-1] if "-" in stem else "unknown",
-        source="LatBench release file not in the catalog",
+        source="a pickle in the release's format that is not a published release file"
+        " (imported under a key the user gave)",
         citation=BRP_NAS_CITATION,
     )
 
 
 def _release_files(path: Path) -> list[Path]:
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in SUFFIXES and p.is_file())
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
         if not files:
             raise ImportFormatError(f"{path}: no release files ({', '.join(SUFFIXES)}) here")
         return files
@@ -134,39 +142,128 @@ def _release_files(path: Path) -> list[Path]:
     return [path]
 
 
-def _keyed_files(path: Path) -> dict[str, Path]:
-    keyed: dict[str, Path] = {}
-    for f in _release_files(path):
-        key = canonical_key(f.stem)
-        if key in keyed:
+def _not_release(ident: Identification) -> str:
+    return (
+        f"{ident.path.name} is not a file of the LatBench release: its SHA-256"
+        f" ({ident.sha256[:12]}...) matches no published file and its name none of the"
+        " published names (see `latbench.importers.registry.REGISTRY`)"
+    )
+
+
+def _identified(path: Path, key: str | None) -> dict[str, Identification]:
+    """Release files under ``path`` by catalog key; unrecognised ones warned about and skipped."""
+    files = _release_files(path)
+    if key is not None and len(files) != 1:
+        raise ImportFormatError(
+            f"--key names the dataset of one file, but {path} holds {len(files)}; give the file"
+        )
+    keyed: dict[str, Identification] = {}
+    skipped = []
+    for f in files:
+        ident = identify(f)
+        if key is not None:
+            keyed[canonical_key(key)] = ident
+            continue
+        if ident.entry is None:
+            if path.is_file():
+                raise ImportFormatError(
+                    _not_release(ident) + "; pass --key KEY to import it under a key of your own"
+                )
+            skipped.append(ident)
+            continue
+        k = ident.entry.key
+        if k in keyed:
+            if keyed[k].sha256 == ident.sha256:  # e.g. a .pkl and a .pickle copy
+                warnings.warn(
+                    f"skipped {f.name}: same content as {keyed[k].path.name}",
+                    SkippedFileWarning,
+                    stacklevel=3,
+                )
+                continue
             raise ImportFormatError(
-                f"{keyed[key].name} and {f.name} are both dataset {key!r}; import one of them"
+                f"{keyed[k].path.name} and {f.name} are both dataset {k!r} but differ;"
+                " import one of them"
             )
-        keyed[key] = f
+        keyed[k] = ident
+    for ident in skipped:
+        warnings.warn(
+            f"skipped {_not_release(ident)} (import it alone with --key KEY)",
+            SkippedFileWarning,
+            stacklevel=3,
+        )
+    if not keyed:
+        raise ImportFormatError(f"{path}: none of its {len(files)} pickle(s) is a release file")
     return keyed
 
 
-def read_eagle(path: str | os.PathLike[str], keys: Collection[str] | None = None) -> list[Imported]:
+def _release_metadata(ident: Identification, key: str, seconds: np.ndarray) -> dict[str, Any]:
+    entry = ident.entry
+    entries = int(np.count_nonzero(~np.isnan(seconds)))
+    median = float(np.nanmedian(seconds) * 1000.0) if entries else None
+    info: dict[str, Any] = {
+        "identified_by": ident.how if key == (entry.key if entry else None) else "key",
+        "published_name": entry.name if entry else None,
+        "published_names": list(entry.names()) if entry else [],
+        "published_sha256": entry.sha256 if entry else None,
+        "matches_published": ident.how == "sha256",
+        "published_rows": entry.rows if entry else None,
+        "median_ms": median,
+    }
+    notes = []
+    if ident.warning:
+        notes.append(ident.warning)
+        if entry is not None and entry.rows is not None and entries != entry.rows:
+            notes.append(f"{entries} entries where the published file has {entry.rows}")
+    if entry is None:
+        notes.append(f"{ident.path.name} differs from every published file; imported as {key!r}")
+    if entry is not None and entry.note:
+        info["note"] = entry.note
+    if key.startswith("jetson-nano"):
+        info["label_history"] = JETSON_LABEL_HISTORY
+    if notes:
+        info["warnings"] = notes
+    return info
+
+
+def read_eagle(
+    path: str | os.PathLike[str],
+    keys: Collection[str] | None = None,
+    *,
+    key: str | None = None,
+) -> list[Imported]:
     """Parse a release file, or every release file in a folder, into datasets.
 
-    ``keys`` restricts a folder import to those datasets (catalog keys or aliases).
-    Pickles are read with :data:`~latbench.safepickle.NUMPY_SCALARS` as the only
-    allowed globals.
+    Files are identified by SHA-256 against :data:`~latbench.importers.registry.REGISTRY`,
+    then by any published spelling of their name (recorded in the metadata as differing
+    from the published file). A folder's unrecognised pickles are skipped with a
+    :class:`SkippedFileWarning`; a single unrecognised file is refused unless ``key``
+    names the dataset to import it as. ``keys`` restricts a folder import to those
+    datasets (catalog keys or aliases). Pickles are read with
+    :data:`~latbench.safepickle.NUMPY_SCALARS` as the only allowed globals.
     """
     path = Path(path)
+    found = _identified(path, key)
     out = []
-    for key, f in select_keys(_keyed_files(path), keys, path).items():
+    for k in select_keys({k: i.path for k, i in found.items()}, keys, path):
+        f = found[k].path
         seconds = eagle_latencies(load_pickle(f, NUMPY_SCALARS), str(f))
-        fallback = _fallback(key, f.stem)
-        protocol = eagle_protocol(CATALOG.get(key, fallback).device_class)
+        fallback = _fallback(k, f.stem)
+        protocol = eagle_protocol(CATALOG.get(k, fallback).device_class)
+        release = _release_metadata(found[k], k, seconds)
         meta = catalog_metadata(
-            key,
+            k,
             f,
             "eagle",
             fallback=fallback,
             protocol=protocol,
             input_shape=[1, 32, 32, 3],
-            extra={"units": "seconds", "entries": int(np.count_nonzero(~np.isnan(seconds)))},
+            extra={
+                "units": "seconds",
+                "entries": int(np.count_nonzero(~np.isnan(seconds))),
+                "release": release,
+            },
         )
-        out.append(Imported(key, _frame(seconds, protocol["runs"]), meta, f))
+        if release.get("warnings"):
+            meta["warnings"] = list(release["warnings"])
+        out.append(Imported(k, _frame(seconds, protocol["runs"]), meta, f))
     return out
