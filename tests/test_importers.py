@@ -137,12 +137,16 @@ def test_eagle_partial_file_and_mobile_protocol(tmp_path):
     assert item.metadata["protocol"]["groups"] == 1
 
 
-def test_eagle_unknown_file_name_gets_a_derived_key(tmp_path):
+def test_eagle_unknown_file_is_refused_unless_given_a_key(tmp_path):
     path = _write_pickle(tmp_path / "Desktop-CPU_My_Laptop-fp32.pickle", _release(seed=3, n=20))
-    (item,) = read_source("eagle", path)
-    assert item.key == "desktop-cpu-my-laptop-fp32"
-    assert item.metadata["device"]["class"] == "desktop-cpu"
+    with pytest.raises(ImportFormatError, match=r"not a file of the LatBench release.*--key"):
+        read_source("eagle", path)
+    (item,) = read_source("eagle", path, key="My Laptop")
+    assert item.key == "my-laptop"  # the user's key, never the file's stem
     assert item.metadata["protocol"]["runs"] == 1000
+    release = item.metadata["imported_from"]["release"]
+    assert release["identified_by"] == "key" and release["matches_published"] is False
+    assert "differs from every published file" in item.metadata["warnings"][0]
 
 
 _BAD_RELEASES = {
@@ -160,7 +164,7 @@ _BAD_RELEASES = {
 @pytest.mark.parametrize("case", sorted(_BAD_RELEASES))
 def test_eagle_malformed_release_is_refused_and_nothing_written(tmp_path, release_dir, case):
     obj, match = _BAD_RELEASES[case]
-    _write_pickle(release_dir / "zz-extra-file.pickle", obj)
+    _write_pickle(release_dir / f"{MOBILE_FILE}.pickle", obj)
     home = tmp_path / "home"
     with pytest.raises(ImportFormatError, match=match):
         import_path("eagle", release_dir, data_home=home)

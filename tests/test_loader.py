@@ -45,8 +45,8 @@ def home(tmp_path, monkeypatch) -> Path:
 
 
 def test_catalog_basics():
-    assert len([d for d in CATALOG.values() if d.importer == "eagle"]) == 13
-    assert resolve("jetson_nano") == "jetson-nano-fp16"
+    assert len([d for d in CATALOG.values() if d.importer == "eagle"]) == 15
+    assert resolve("jetson_nano") == "jetson-nano-fp32"
     assert resolve("embedded-gpu-jetson-nono-fp16.pickle") == "jetson-nano-fp16"
     assert resolve("desktop-gpu-gtx-1080ti-fp32") == "desktop-gpu-gtx-1080-ti-fp32"
     assert resolve("no-such-device") is None
@@ -59,18 +59,18 @@ def test_catalog_basics():
 
 def test_load_by_key_and_alias(home, base):
     df = make_frame(base, 2.0)
-    write_dataset(df, home / "jetson-nano-fp16.parquet", {"device": {"name": "Jetson"}})
+    write_dataset(df, home / "jetson-nano-fp32.parquet", {"device": {"name": "Jetson"}})
     for key in (
-        "jetson-nano-fp16",
+        "jetson-nano-fp32",
         "jetson_nano",
         "JETSON_NANO",
         "e-gpu",
-        "embedded-gpu-jetson-nono-fp16",  # the release's own file name
-        "jetson-nano-fp16.parquet",
+        "embedded-gpu-jetson-nano-fp32",  # the release's own file name
+        "jetson-nano-fp32.parquet",
     ):
         got = load(key)
         pd.testing.assert_frame_equal(got, df)
-        assert got.attrs["path"] == str(home / "jetson-nano-fp16.parquet")
+        assert got.attrs["path"] == str(home / "jetson-nano-fp32.parquet")
         assert got.attrs["metadata"]["device"] == {"name": "Jetson"}
     assert latbench.load is load
 
@@ -78,9 +78,9 @@ def test_load_by_key_and_alias(home, base):
 def test_file_named_by_an_alias(home, base):
     df = make_frame(base, 3.0)
     write_dataset(df, home / "jetson_nano.parquet")
-    pd.testing.assert_frame_equal(load("jetson-nano-fp16"), df)
+    pd.testing.assert_frame_equal(load("jetson-nano-fp32"), df)
     pd.testing.assert_frame_equal(load("jetson_nano"), df)
-    row = devices().set_index("key").loc["jetson-nano-fp16"]
+    row = devices().set_index("key").loc["jetson-nano-fp32"]
     assert bool(row["available"]) and row["path"] == str(home / "jetson_nano.parquet")
 
 
@@ -147,7 +147,7 @@ def test_devices_lists_catalog_and_availability(home, base):
     avail = d.loc[d["available"], "key"].tolist()
     assert avail == ["desktop-cpu-i7-7820x-fp32"]
     assert d.loc[~d["available"], "path"].isna().all()
-    row = d.set_index("key").loc["jetson-nano-fp16"]
+    row = d.set_index("key").loc["jetson-nano-fp32"]
     assert "jetson-nano" in row["aliases"] and row["class"] == "embedded-gpu"
     assert latbench.devices is devices
 
@@ -231,12 +231,12 @@ def test_load_data_home_argument_beats_env(home, tmp_path, base):
 def test_bundled_dataset_wins_over_home(home, tmp_path, base):
     bundled = loader.bundled_dir()
     write_dataset(
-        make_frame(base, 1.0), bundled / "jetson-nano-fp16.parquet", {"source": "bundled"}
+        make_frame(base, 1.0), bundled / "jetson-nano-fp32.parquet", {"source": "bundled"}
     )
-    write_dataset(make_frame(base, 1.0), home / "jetson-nano-fp16.parquet", {"source": "home"})
+    write_dataset(make_frame(base, 1.0), home / "jetson-nano-fp32.parquet", {"source": "home"})
     assert load("jetson_nano").attrs["metadata"]["source"] == "bundled"
-    assert devices().set_index("key").loc["jetson-nano-fp16", "path"] == str(
-        bundled / "jetson-nano-fp16.parquet"
+    assert devices().set_index("key").loc["jetson-nano-fp32", "path"] == str(
+        bundled / "jetson-nano-fp32.parquet"
     )
 
 
