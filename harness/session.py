@@ -14,10 +14,10 @@ import logging
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -25,7 +25,14 @@ from latbench.harness.host import host_fingerprint
 from latbench.harness.plan import GraphWork, Plan
 from latbench.harness.store import GraphResult, RunStore
 
-__all__ = ["RunSummary", "dataset_metadata", "measure", "measure_layers"]
+__all__ = [
+    "Executor",
+    "LocalExecutor",
+    "RunSummary",
+    "dataset_metadata",
+    "measure",
+    "measure_layers",
+]
 
 log = logging.getLogger("latbench.measure")
 
@@ -174,6 +181,100 @@ def _builds(
     yield from sorted(done, key=lambda it: order[it[0].key])
 
 
+class Executor(Protocol):
+    """The seam between recording (:func:`measure`) and building + timing.
+
+    :meth:`run` turns graphs into results in any order, one result per graph; the
+    caller stores each as it arrives. :class:`LocalExecutor` builds in a process pool
+    and times here; :class:`latbench.harness.fleet.FleetExecutor` builds and times on
+    a Ray cluster.
+    """
+
+    build_s: float
+    """Seconds spent before the first result could be timed (artifact builds)."""
+
+    def run(self, profile: Any, work: Sequence[GraphWork], seed: int) -> Iterator[GraphResult]:
+        """Build and time ``work``; yield one :class:`GraphResult` per graph."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """Runtime description for the dataset metadata."""
+        ...
+
+    def metadata(self) -> dict[str, Any]:
+        """Extra dataset metadata (e.g. the fleet's devices); may be empty."""
+        ...
+
+    def close(self) -> None:
+        """Release runners, pools or cluster connections."""
+        ...
+
+
+class LocalExecutor:
+    """Builds in a local process pool and times on this host's runner."""
+
+    def __init__(
+        self, cache: Any, *, build_workers: int | None = None, prebuild: bool | None = None,
+        progress: bool = True,
+    ) -> None:  # fmt: skip
+        self.cache, self.build_workers, self.prebuild = cache, build_workers, prebuild
+        self.progress = progress
+        self.build_s = 0.0
+        self._runner: Any = None
+        self._profile: Any = None
+
+    def _runner_for(self, profile: Any) -> Any:
+        from latbench.harness.runners import make_runner
+
+        if self._runner is None or self._profile is not profile:
+            self.close()
+            self._runner, self._profile = make_runner(profile), profile
+        return self._runner
+
+    def run(self, profile: Any, work: Sequence[GraphWork], seed: int) -> Iterator[GraphResult]:
+        from latbench.harness.artifacts import artifact_spec
+
+        fmt, options = artifact_spec(profile)
+        runner = self._runner_for(profile)
+        prebuild = self.prebuild
+        if prebuild is None:
+            # Runners that share this host with the builders (host CPU, a USB TPU, a
+            # Jetson that also builds its engines) must not time while converters run.
+            prebuild = getattr(runner, "host_bound", getattr(profile, "target", "cpu") == "cpu")
+        by_key = {w.key: w for w in work}
+        t_build = time.perf_counter()
+        stream = _builds(
+            self.cache, list(work), fmt, seed, self.build_workers, prebuild, self.progress, options
+        )
+        for n, (graph, artifact) in enumerate(stream):
+            if n == 0:
+                self.build_s = time.perf_counter() - t_build
+            yield _time_one(runner, by_key[graph.key], artifact, profile, seed)
+
+    def info(self) -> dict[str, Any]:
+        if self._runner is None:
+            raise RuntimeError("LocalExecutor.info() before run()")
+        return self._runner.info()
+
+    def metadata(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+        self._runner = None
+
+
+def _record(summary: RunSummary, result: GraphResult) -> None:
+    if result.status == "ok":
+        summary.timed += 1
+        if result.raw_ns is not None:
+            summary.inference_s += float(np.sum(result.raw_ns)) / 1e9
+    else:
+        summary.failed += 1
+        summary.failures.append(f"{result.graph_key}: {result.error}")
+
+
 def measure(
     profile: Any,
     plan: Plan,
@@ -190,16 +291,17 @@ def measure(
     flush_seconds: float = 10.0,
     extra_metadata: dict[str, Any] | None = None,
     on_result: Callable[[GraphResult], None] | None = None,
+    executor: Executor | None = None,
 ) -> RunSummary:
     """Time every graph of ``plan`` not already stored and write ``<key>.parquet``.
 
     Results are made durable every ``flush_every`` graphs or ``flush_seconds``;
     rerunning with the same arguments resumes. Failures of single models are recorded
-    as ``status="failed"`` with the reason and the run goes on.
+    as ``status="failed"`` with the reason and the run goes on. ``executor`` builds and
+    times (default: a :class:`LocalExecutor` on this host); this function plans what is
+    left to do and records what comes back.
     """
     from latbench.harness.artifacts import ArtifactCache, artifact_spec
-    from latbench.harness.runners import make_runner
-    from latbench.harness.timing import time_runner
 
     t_start = time.perf_counter()
     fmt, build_options = artifact_spec(profile)
@@ -214,23 +316,16 @@ def measure(
             "%s: %d graphs to time (%d architectures, %d already stored)",
             profile.name, len(todo), plan.n_archs, summary.reused,
         )  # fmt: skip
-    runner = make_runner(profile)
     cache = cache if cache is not None else ArtifactCache()
-    if prebuild is None:
-        # Runners that share this host with the builders (host CPU, a USB TPU, a Jetson
-        # that also builds its engines) must not time while converters run.
-        prebuild = getattr(runner, "host_bound", getattr(profile, "target", "cpu") == "cpu")
-    by_key = {w.key: w for w in todo}
+    if executor is None:
+        executor = LocalExecutor(
+            cache, build_workers=build_workers, prebuild=prebuild, progress=progress
+        )
     bar = _Progress(len(todo), f"timing {profile.name}", progress)
     last_flush = time.perf_counter()
-    t_build = time.perf_counter()
     try:
-        stream = _builds(cache, todo, fmt, seed, build_workers, prebuild, progress, build_options)
-        for graph, artifact in stream:
-            if summary.timed + summary.failed == 0:
-                summary.build_s = time.perf_counter() - t_build
-            w = by_key[graph.key]
-            result = _time_one(runner, w, artifact, profile, seed, time_runner, summary)
+        for result in executor.run(profile, todo, seed):
+            _record(summary, result)
             store.add(result)
             if on_result is not None:
                 on_result(result)
@@ -241,11 +336,13 @@ def measure(
                 store.flush()
                 last_flush = time.perf_counter()
         store.flush()
-        info = runner.info()
+        info = executor.info()
+        summary.build_s = executor.build_s
+        fleet_meta = executor.metadata()
     finally:
         bar.close()
         store.flush()
-        runner.close()
+        executor.close()
     meta = dataset_metadata(
         profile,
         info,
@@ -256,6 +353,7 @@ def measure(
             "selection_digest": plan.selection_digest,
             "artifact_format": profile.artifact_format,
             **_artifact_reports(cache, plan, fmt, seed, build_options),
+            **fleet_meta,
             **(extra_metadata or {}),
         },
     )
@@ -293,26 +391,19 @@ def _artifact_reports(
     return {"artifact_reports": out} if out else {}
 
 
-def _time_one(
-    runner: Any, w: GraphWork, artifact: Any, profile: Any, seed: int, time_runner: Callable,
-    summary: RunSummary,
-) -> GraphResult:  # fmt: skip
+def _time_one(runner: Any, w: GraphWork, artifact: Any, profile: Any, seed: int) -> GraphResult:
+    from latbench.harness.timing import time_runner
+
     if isinstance(artifact, BaseException):
-        summary.failed += 1
         msg = f"artifact build failed: {type(artifact).__name__}: {artifact}"
-        summary.failures.append(f"{w.key}: {msg}")
         return GraphResult(w.key, w.timed_arch_id, "failed", error=msg)
     try:
         runner.prepare(Path(artifact), seed)
         t = time_runner(runner, profile.protocol)
     except Exception as exc:  # one model failing must not stop the campaign
-        summary.failed += 1
         msg = f"timing failed: {type(exc).__name__}: {exc}"
-        summary.failures.append(f"{w.key}: {msg}")
         log.warning("%s (arch %d): %s", w.key, w.timed_arch_id, msg)
         return GraphResult(w.key, w.timed_arch_id, "failed", error=msg)
-    summary.timed += 1
-    summary.inference_s += float(np.sum(t.raw_ns)) / 1e9
     return GraphResult(
         w.key, w.timed_arch_id, "ok", float(t.latency_ms), float(t.latency_std_ms),
         int(t.runs), raw_ns=np.asarray(t.raw_ns, np.int64),
