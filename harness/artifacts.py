@@ -37,9 +37,11 @@ __all__ = [
     "FORMATS",
     "ArtifactCache",
     "Target",
+    "TFLITE_BUILDERS",
     "artifact_spec",
     "build_artifact",
     "default_cache_dir",
+    "tflite_builder",
     "toolchain_versions",
 ]
 
@@ -79,16 +81,53 @@ def artifact_spec(profile: Any) -> tuple[str, dict[str, Any]]:
     return build_format(profile.artifact_format, profile.precision), dict(profile.options)
 
 
+TFLITE_BUILDERS = ("direct", "converter")
+"""Writers of ``.tflite`` artifacts: the direct schema builder (default) and the TF converter."""
+
+
+def tflite_builder(fmt: str, options: Mapping[str, Any] | None = None) -> str | None:
+    """Who writes a ``.tflite``-family artifact (``[options] builder``, default ``direct``);
+    ``None`` for formats that are not ``.tflite``. Raises ``ValueError`` for an unknown one."""
+    if fmt not in ("tflite", "tflite-int8", "edgetpu-tflite"):
+        return None
+    builder = (options or {}).get("builder", "direct")
+    if builder not in TFLITE_BUILDERS:
+        raise ValueError(
+            f"unknown TFLite builder {builder!r} ([options] builder / --builder); "
+            f"choose one of {', '.join(TFLITE_BUILDERS)}"
+        )
+    return str(builder)
+
+
+def _uses_tensorflow(fmt: str, options: Mapping[str, Any] | None) -> bool:
+    return uses_tensorflow(fmt) and tflite_builder(fmt, options) != "direct"
+
+
 def toolchain_versions(fmt: str, options: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """Versions of the packages (and edge tools) whose output ends up in a ``fmt`` artifact."""
+    """Versions of the packages (and edge tools) whose output ends up in a ``fmt`` artifact.
+
+    ``.tflite`` formats also record their builder, so direct and converter artifacts
+    never share a cache entry.
+    """
     _check_fmt(fmt)
     versions = {"builder": str(BUILDER_VERSION), "numpy": _version("numpy")}
+    builder = tflite_builder(fmt, options)
     if not uses_tensorflow(fmt):
         from latbench.harness.build_onnx import IR_VERSION, OPSET
 
         versions |= {"onnx": _version("onnx"), "opset": str(OPSET), "ir": str(IR_VERSION)}
+    elif builder == "direct":
+        from latbench.harness.build_tflite_direct import DIRECT_BUILDER_VERSION
+
+        versions |= {
+            "tflite_builder": f"direct-{DIRECT_BUILDER_VERSION}",
+            "tflite_schema": _version("tflite"),
+            "flatbuffers": _version("flatbuffers"),
+        }
     else:
         versions |= {"tensorflow": _version(*_TF_DISTS), "keras": _version("keras")}
+        if builder is not None:
+            versions["tflite_builder"] = "converter"
     if fmt in EDGE_FORMATS:
         from latbench.harness.build_edge import edge_toolchain
 
@@ -135,6 +174,15 @@ def build_artifact(
         model = build_layer_onnx(target, seed) if layer else build_onnx(target, seed)
         dest.write_bytes(model.SerializeToString())
         return None
+    if fmt != "keras" and tflite_builder(fmt, options) == "direct":
+        from latbench.harness.build_tflite_direct import (
+            build_layer_tflite_direct,
+            build_tflite_direct,
+        )
+
+        build = build_layer_tflite_direct if layer else build_tflite_direct
+        dest.write_bytes(build(target, seed, quantize=fmt == "tflite-int8"))
+        return None
     import keras
 
     from latbench.harness.build_keras import build_keras, build_layer_keras
@@ -166,7 +214,7 @@ def _atomic(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def _worker_init(log_path: str, nice: int, fmt: str) -> None:
+def _worker_init(log_path: str, nice: int, fmt: str, use_tf: bool = True) -> None:
     # Runs once per spawned worker: quiet TF, keep its C++ chatter out of the
     # caller's terminal (in a log file, not lost), and import the builders once.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -179,6 +227,10 @@ def _worker_init(log_path: str, nice: int, fmt: str) -> None:
             os.nice(nice)
     if not uses_tensorflow(fmt):
         import latbench.harness.build_onnx  # noqa: F401
+
+        return
+    if not use_tf:  # the direct .tflite builder: no TensorFlow in the worker
+        import latbench.harness.build_tflite_direct  # noqa: F401
 
         return
     import tensorflow as tf
@@ -317,7 +369,7 @@ class ArtifactCache:
             max_workers=max(1, min(n, len(pending))),
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
-            initargs=(str(self.root / "build.log"), nice, fmt),
+            initargs=(str(self.root / "build.log"), nice, fmt, _uses_tensorflow(fmt, options)),
         )
         try:
             futures = {
