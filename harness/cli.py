@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cache", type=Path, help="artifact cache folder (default: <data home>/cache)")
     p.add_argument(
+        "--builder",
+        choices=("direct", "converter"),
+        help="who writes .tflite artifacts: the direct schema builder (default, milliseconds) "
+        "or the TF converter (reference, seconds); overrides [options] builder",
+    )
+    p.add_argument(
         "--pipeline",
         action="store_true",
         help="time while later artifacts build (default only for non-host devices)",
@@ -171,6 +177,8 @@ def _run(args: argparse.Namespace) -> int:
         )
     if args.threads is not None:
         profile = profile.with_threads(args.threads)
+    if args.builder is not None:
+        profile = profile.with_options(builder=args.builder)
     if args.check:
         return _check(profile)
 

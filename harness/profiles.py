@@ -109,6 +109,10 @@ class Profile:
             )
         return dataclasses.replace(self, threads=threads)
 
+    def with_options(self, **options: Any) -> Profile:
+        """A copy with ``[options]`` entries set (e.g. ``builder="converter"``)."""
+        return dataclasses.replace(self, options={**self.options, **options})
+
     def to_metadata(self) -> dict[str, Any]:
         """Profile, device, runtime settings, precision and protocol for dataset metadata.
 
