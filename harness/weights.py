@@ -20,6 +20,7 @@ Kernels are stored in Keras layout: conv ``(kh, kw, cin, cout)``, dense ``(cin, 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 
@@ -43,11 +44,16 @@ def cell_weight_name(stage: int, cell: int, slot: int) -> str:
     return f"s{stage}/c{cell}/n{slot}"
 
 
+@functools.lru_cache(maxsize=512)
 def _draw(seed: int, name: str, shape: tuple[int, ...]) -> np.ndarray:
     # Hash the name rather than use Python's hash(), which is salted per process.
+    # Cached (read-only): a campaign draws the same ~200 tensors for every graph, and
+    # the draw dominates a direct .tflite build.
     digest = hashlib.sha256(name.encode()).digest()
     rng = np.random.default_rng([int(seed), int.from_bytes(digest[:8], "little")])
-    return rng.standard_normal(shape, dtype=np.float32)
+    out = rng.standard_normal(shape, dtype=np.float32)
+    out.flags.writeable = False
+    return out
 
 
 def _conv(seed: int, name: str, k: int, cin: int, cout: int, gain: float, rms_in: float):
