@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["build_parser", "main", "parse_arch_arg", "summary"]
+__all__ = ["build_parser", "main", "parse_arch_arg", "spearman", "summary"]
 
 _PROG = "latbench"
 
@@ -82,12 +82,20 @@ def summary(df: pd.DataFrame) -> dict[str, Any]:
         lat = ok["latency_ms"].astype("float64")
         out["correlation"] = {
             cost: {
-                method: float(lat.corr(ok[cost].astype("float64"), method=method))
-                for method in ("pearson", "spearman")
+                "pearson": float(lat.corr(ok[cost].astype("float64"))),
+                "spearman": spearman(lat, ok[cost].astype("float64")),
             }
             for cost in ("flops", "params")
         }
     return out
+
+
+def spearman(x: pd.Series, y: pd.Series) -> float:
+    """Spearman's rho: Pearson's r of the average ranks (ties share a rank).
+
+    pandas' ``method="spearman"`` imports SciPy, which the core install lacks.
+    """
+    return float(x.rank().corr(y.rank()))
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -377,6 +385,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").startswith("latbench"):
+            raise  # our own module missing is a bug, not an absent extra
+        from latbench.extras import missing_extra
+
+        print(missing_extra(exc, _PROG), file=sys.stderr)
+        return 2
     except (ValueError, KeyError, OSError) as exc:
         print(f"{_PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
