@@ -150,17 +150,63 @@ def _print_reports(reports: Sequence[Any]) -> None:
     print(f"{len(reports)} dataset(s) imported")
 
 
+def _skipped_files_reported() -> Any:
+    """Context: files an importer skipped (unrecognised, duplicates) -> one stderr line each."""
+    import contextlib
+    import warnings
+
+    from latbench.importers.eagle import SkippedFileWarning
+
+    @contextlib.contextmanager
+    def ctx() -> Any:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SkippedFileWarning)
+            try:
+                yield
+            finally:
+                for w in caught:
+                    if issubclass(w.category, SkippedFileWarning):
+                        print(f"{_PROG}: {w.message}", file=sys.stderr)
+                    else:
+                        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+    return ctx()
+
+
 def _cmd_import(args: argparse.Namespace) -> int:
     from latbench.importers import import_datasets
 
-    reports = import_datasets(args.importer, args.path, args.data_home, args.only, args.overwrite)
+    with _skipped_files_reported():
+        reports = import_datasets(
+            args.importer, args.path, args.data_home, args.only, args.overwrite, key=args.key
+        )
     _print_reports(reports)
     return 0
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from latbench.importers.fetch import HELP_BASE_URL, fetch_help, fetch_urls, url_file_name
+    from latbench.importers.registry import DRIVE_FOLDER_ID
 
+    if args.source == "latbench":
+        if args.urls or args.name or args.sha256 or args.base_url:
+            raise ValueError(
+                "fetch latbench takes no URLs, --name, --sha256 or --base-url (use --folder-id)"
+            )
+        from latbench.importers.fetch import fetch_latbench
+
+        with _skipped_files_reported():
+            reports = fetch_latbench(
+                args.data_home,
+                args.only,
+                args.overwrite,
+                folder_id=args.folder_id or DRIVE_FOLDER_ID,
+                quiet=args.quiet,
+            )
+        _print_reports(reports)
+        return 0
+    if args.folder_id:
+        raise ValueError("--folder-id is for fetch latbench only")
     if args.source == "help":
         if args.urls or args.name or args.sha256:
             raise ValueError("fetch help takes no URLs, --name or --sha256 (use --base-url)")
@@ -174,8 +220,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     else:
         if not args.urls:
             raise ValueError(
-                "fetch eagle needs the URL(s) of release files; the release is on Google"
-                " Drive (see the Eagle README), or download it and use `latbench import eagle`"
+                "fetch eagle needs the URL(s) of release files; `latbench fetch latbench`"
+                " downloads the whole release from its Google Drive folder"
             )
         if args.base_url:
             raise ValueError("--base-url is for fetch help only")
@@ -324,23 +370,36 @@ def build_parser() -> argparse.ArgumentParser:
         description="Parse published files (validated, pickles read with a"
         " restricted unpickler) and write one dataset file per device.",
     )
-    p.add_argument("importer", choices=["eagle", "help"], help="source format")
-    p.add_argument("path", help="a file or a folder of files (eagle: *.pickle, help: *.pt)")
+    p.add_argument("importer", choices=["eagle", "help", "hwnasbench"], help="source format")
+    p.add_argument(
+        "path",
+        help="a file or a folder of files (eagle: *.pickle/*.pkl, help: *.pt,"
+        " hwnasbench: HW-NAS-Bench-v1_0.pickle)",
+    )
+    p.add_argument(
+        "--key",
+        help="eagle: import one file that is not a published release file under this key",
+    )
     _add_import_options(p)
     p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser(
         "fetch",
         help="download published files and import them",
-        description="Download published files to a temporary folder, check"
-        " their SHA-256 and import them like `latbench import`.",
+        description="Download published files, check their SHA-256 against the pinned"
+        " sums and import them like `latbench import`: `latbench fetch latbench` (the"
+        " LatBench release, from the authors' Google Drive folder), `latbench fetch help`"
+        " (HELP, pinned GitHub commit), `latbench fetch eagle URL...` (release files at"
+        " URLs you give).",
     )
-    p.add_argument("source", choices=["eagle", "help"], help="which publication")
+    p.add_argument("source", choices=["latbench", "help", "eagle"], help="which publication")
     p.add_argument("urls", nargs="*", metavar="URL", help="file URLs (eagle only)")
     p.add_argument("--base-url", help="mirror folder URL for help (checksums still apply)")
     p.add_argument("--name", help="release file name for a URL whose path has none")
     p.add_argument("--sha256", help="expected SHA-256 of a single URL")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    p.add_argument("--folder-id", help="latbench: Google Drive folder id (default: the authors')")
+    p.add_argument("--quiet", action="store_true", help="latbench: no download progress")
     _add_import_options(p)
     p.set_defaults(func=_cmd_fetch)
 

@@ -103,13 +103,27 @@ def _read_cached(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
     return read_dataset(path)
 
 
-def load(key: str, *, data_home: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+def load(
+    key: str, *, data_home: str | os.PathLike[str] | None = None, download: bool = False
+) -> pd.DataFrame:
     """Load one dataset as a DataFrame (one row per architecture, ``arch_id`` order).
 
-    >>> df = latbench.load("jetson_nano")            # doctest: +SKIP
+    With ``download=True`` a published catalog dataset that is not present is
+    downloaded, verified and imported into the data home first (as scikit-learn's
+    ``fetch_*``): the LatBench release from its Google Drive folder, HELP's files from
+    GitHub.
+
+    >>> df = latbench.load("jetson_nano", download=True)  # doctest: +SKIP
     >>> df.loc[df.status == "ok", ["arch_str", "latency_ms", "flops"]]  # doctest: +SKIP
     """
-    path = dataset_path(key, data_home)
+    try:
+        path = dataset_path(key, data_home)
+    except DatasetNotFoundError:
+        if not download:
+            raise
+        from latbench.importers.fetch import fetch_dataset
+
+        path = fetch_dataset(key, data_home).path
     st = path.stat()
     df = _read_cached(str(path), st.st_mtime_ns, st.st_size)
     out = df.copy()

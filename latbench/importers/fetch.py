@@ -1,10 +1,18 @@
 """Download published latency files and import them with the regular importers.
 
-Files are downloaded into a temporary folder (checked against a SHA-256 where one is
-known), then handed to :func:`latbench.importers.import_datasets` exactly as a local
-folder would be, so fetched and imported data go through the same parsing code.
-HELP's files are pinned to a commit with known checksums; the LatBench release lives
-on Google Drive behind no stable direct link, so it is fetched from URLs you give.
+Downloads are verified against pinned SHA-256 sums before anything is imported, and
+imported through the same parsing code as a local folder
+(:func:`latbench.importers.import_datasets`):
+
+- the LatBench release from the authors' Google Drive folder with gdown
+  (:func:`fetch_latbench`), each file checked against
+  :data:`~latbench.importers.registry.REGISTRY`;
+- HELP's files from GitHub at a pinned commit with pooch (:func:`fetch_help`);
+- any release file from URLs you give (:func:`fetch_urls`).
+
+Raw downloads are kept in ``<data_home>/downloads/<source>/`` (as scikit-learn's
+``fetch_*`` keep theirs), so a second fetch downloads nothing that verifies.
+:func:`fetch_dataset` is what ``latbench.load(key, download=True)`` calls.
 """
 
 from __future__ import annotations
@@ -17,13 +25,16 @@ import urllib.parse
 import urllib.request
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from latbench.catalog import CATALOG
 from latbench.dataset import atomic_path
 from latbench.importers import ImportReport, import_datasets
-from latbench.importers.common import canonical_key
+from latbench.importers.common import canonical_key, sha256_file
 from latbench.importers.eagle import SUFFIXES as EAGLE_SUFFIXES
 from latbench.importers.help import INDEX_FILE
+from latbench.importers.registry import DRIVE_FOLDER_ID, REGISTRY, ReleaseFile, by_name
+from latbench.loader import data_home as _data_home
 
 __all__ = [
     "HELP_BASE_URL",
@@ -31,7 +42,10 @@ __all__ = [
     "ChecksumError",
     "FetchError",
     "download",
+    "download_dir",
+    "fetch_dataset",
     "fetch_help",
+    "fetch_latbench",
     "fetch_urls",
     "url_file_name",
 ]
@@ -136,6 +150,41 @@ def _help_files(keys: Collection[str] | None) -> list[str]:
     return sorted(set(names))
 
 
+def download_dir(source: str, data_home: str | os.PathLike[str] | None = None) -> Path:
+    """Where raw downloads of ``source`` (``help``, ``latbench``) are kept."""
+    return _data_home(data_home) / "downloads" / source
+
+
+def _help_pooch(base_url: str, cache: Path, timeout: float) -> tuple[Any, Any]:
+    import pooch
+
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    return pooch.create(
+        path=cache,
+        base_url=base,
+        registry={name: f"sha256:{digest}" for name, digest in HELP_SHA256.items()},
+        retry_if_failed=1,
+        allow_updates=False,
+    ), pooch.HTTPDownloader(progressbar=False, timeout=timeout)
+
+
+def _pooch_fetch(pup: Any, downloader: Any, name: str, url: str) -> Path:
+    import requests
+
+    try:
+        return Path(pup.fetch(name, downloader=downloader))
+    except ValueError as exc:  # pooch's hash mismatch; it has removed the file already
+        raise ChecksumError(
+            f"{url}: {name}: SHA-256 does not match the pinned one (changed upstream or"
+            f" corrupted in transit); nothing was imported ({' '.join(str(exc).split())})"
+        ) from None
+    except requests.HTTPError as exc:
+        code = exc.response.status_code if exc.response is not None else "?"
+        raise FetchError(f"cannot download {url}: HTTP {code}") from None
+    except (requests.RequestException, OSError) as exc:
+        raise FetchError(f"cannot download {url}: {exc}") from None
+
+
 def fetch_help(
     data_home: str | os.PathLike[str] | None = None,
     keys: Collection[str] | None = None,
@@ -144,18 +193,122 @@ def fetch_help(
     base_url: str = HELP_BASE_URL,
     timeout: float = 60.0,
 ) -> list[ImportReport]:
-    """Download HELP's files (all, or those of ``keys``) and import them.
+    """Download HELP's files (all, or those of ``keys``) with pooch and import them.
 
     Every file is checked against :data:`HELP_SHA256`, also when ``base_url`` points
-    at a mirror.
+    at a mirror; verified files are kept in :func:`download_dir` ``("help")``.
     """
     names = [*_help_files(keys), INDEX_FILE]
+    cache = download_dir("help", data_home)
+    pup, downloader = _help_pooch(base_url, cache, timeout)
     base = base_url if base_url.endswith("/") else base_url + "/"
     with tempfile.TemporaryDirectory(prefix="latbench-fetch-") as tmp:
         for name in names:
-            url = urllib.parse.urljoin(base, name)
-            download(url, Path(tmp, name), HELP_SHA256[name], timeout=timeout)
+            got = _pooch_fetch(pup, downloader, name, urllib.parse.urljoin(base, name))
+            os.symlink(got, Path(tmp, name))
         return import_datasets("help", tmp, data_home, keys, overwrite)
+
+
+def _gdown_error(what: str, exc: BaseException) -> FetchError:
+    return FetchError(f"cannot {what}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+
+
+def _release_selection(keys: Collection[str] | None) -> dict[str, ReleaseFile]:
+    by_key = {f.key: f for f in REGISTRY.values()}
+    if keys is None:
+        return by_key
+    out = {}
+    for k in keys:
+        key = canonical_key(k)
+        if key not in by_key:
+            raise ValueError(
+                f"{k!r} is not a dataset of the LatBench release; known: {', '.join(by_key)}"
+            )
+        out[key] = by_key[key]
+    return out
+
+
+def fetch_latbench(
+    data_home: str | os.PathLike[str] | None = None,
+    keys: Collection[str] | None = None,
+    overwrite: bool = False,
+    *,
+    folder_id: str = DRIVE_FOLDER_ID,
+    quiet: bool = True,
+) -> list[ImportReport]:
+    """Download the LatBench release from the authors' Google Drive folder and import it.
+
+    Lists the folder with gdown, downloads the files of ``keys`` (default: every
+    published file the folder holds) into :func:`download_dir` ``("latbench")``,
+    checks each against the SHA-256 of :data:`~latbench.importers.registry.REGISTRY`
+    and imports them. Files already there that verify are not downloaded again.
+    Raises :class:`ChecksumError` (importing nothing) for a file whose content is not
+    the published one, :class:`FetchError` when Drive cannot be reached or listed.
+    """
+    import gdown
+
+    wanted = _release_selection(keys)
+    cache = download_dir("latbench", data_home)
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        listing = gdown.download_folder(
+            id=folder_id, output=str(cache), quiet=quiet, skip_download=True, use_cookies=False
+        )
+    except Exception as exc:  # gdown raises its own, requests' and plain errors
+        raise _gdown_error(f"list the Google Drive folder {folder_id}", exc) from None
+    if not listing:
+        raise FetchError(f"the Google Drive folder {folder_id} lists no files")
+    chosen: dict[str, tuple[str, ReleaseFile]] = {}  # key -> (Drive file id, entry)
+    for item in listing:
+        entry = by_name(Path(item.path).name)
+        if entry is not None and entry.key in wanted and entry.key not in chosen:
+            chosen[entry.key] = (item.id, entry)
+    absent = [k for k in wanted if k not in chosen]
+    if keys is not None and absent:
+        raise FetchError(
+            f"the Google Drive folder {folder_id} holds no file for {', '.join(absent)}"
+        )
+    if not chosen:
+        raise FetchError(f"the Google Drive folder {folder_id} holds no LatBench release file")
+    with tempfile.TemporaryDirectory(prefix="latbench-fetch-") as tmp:
+        for file_id, entry in chosen.values():
+            target = cache / f"{entry.name}.pickle"
+            if not (target.is_file() and sha256_file(target) == entry.sha256):
+                _gdown_file(gdown, file_id, target, entry, quiet)
+            os.symlink(target, Path(tmp, target.name))
+        return import_datasets("eagle", tmp, data_home, list(chosen), overwrite)
+
+
+def _gdown_file(gdown: Any, file_id: str, target: Path, entry: ReleaseFile, quiet: bool) -> None:
+    with atomic_path(target) as part:
+        try:
+            gdown.download(id=file_id, output=str(part), quiet=quiet, use_cookies=False)
+        except Exception as exc:
+            raise _gdown_error(f"download {entry.name} (Drive id {file_id})", exc) from None
+        digest = sha256_file(part)
+        if digest != entry.sha256:
+            raise ChecksumError(
+                f"{entry.name} from Google Drive: SHA-256 {digest} is not the published"
+                f" {entry.sha256} (changed upstream or corrupted in transit); nothing was imported"
+            )
+
+
+def fetch_dataset(key: str, data_home: str | os.PathLike[str] | None = None) -> ImportReport:
+    """Download and import the one catalog dataset ``key`` (what ``load(download=True)`` does).
+
+    Raises :class:`ValueError` for a dataset that has no download (bundled, measured,
+    HW-NAS-Bench), naming how to get it instead.
+    """
+    canonical = canonical_key(key)
+    entry = CATALOG.get(canonical)
+    if entry is not None and entry.importer == "eagle":
+        reports = fetch_latbench(data_home, [canonical])
+    elif entry is not None and entry.importer == "help":
+        reports = fetch_help(data_home, [canonical])
+    else:
+        how = entry.import_command if entry is not None else "measure it or import it"
+        raise ValueError(f"dataset {key!r} cannot be downloaded; get it with: {how}")
+    return next(r for r in reports if r.key == canonical)
 
 
 def url_file_name(url: str) -> str:
