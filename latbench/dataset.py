@@ -22,6 +22,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from latbench.integrity import IntegrityError, open_verified, verify_table, write_verified
+
 __all__ = [
     "COLUMNS",
     "METADATA_KEY",
@@ -42,6 +44,12 @@ __all__ = [
 SCHEMA_VERSION = 1
 METADATA_KEY = b"latbench"
 STATUSES = ("ok", "invalid", "failed", "missing")
+LATENCY_RANGE_MS = (1e-4, 1e7)
+"""Latencies a dataset may hold, in ms: 100 ns to ~2.8 hours. Anything outside is a
+unit error or corruption (a 5e-324 s or 1e300 s release entry), never a measurement."""
+DIGEST_EXCLUDES = ("arch_str",)
+"""Columns the table digest leaves out: ``arch_str`` is checked equal to ``arch_id``'s
+architecture on every read instead, which is cheaper and stronger."""
 
 SCHEMA = pa.schema(
     [
@@ -147,6 +155,9 @@ def to_table(df: pd.DataFrame, metadata: Mapping[str, Any] | None = None) -> pa.
         table = pa.Table.from_pandas(cols, schema=schema, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
         raise DatasetError(f"frame does not match the LatBench schema: {exc}") from exc
+    problems = row_problems(table)  # what a reader would refuse is never written
+    if problems:
+        raise DatasetError("; ".join(problems))
     meta = {"schema_version": SCHEMA_VERSION, **dict(metadata or {})}
     return table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, default=str).encode()})
 
@@ -163,7 +174,7 @@ def write_dataset(
     except DatasetError as exc:
         raise DatasetError(f"{path}: not written: {exc}") from exc
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        write_verified(table, tmp, exclude=DIGEST_EXCLUDES, compression="zstd")
     return path
 
 
@@ -171,11 +182,16 @@ def _open(path: Path) -> pq.ParquetFile:
     if not path.exists():
         raise DatasetError(f"{path}: no such file")
     try:
-        return pq.ParquetFile(path)
+        return open_verified(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DatasetError(
-            f"{path}: not a readable Parquet file (corrupt or truncated?): {exc}"
+            f"{path}: not a readable Parquet file (corrupt or truncated?): {_short(exc)}"
         ) from exc
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _metadata(path: Path, schema: pa.Schema) -> dict[str, Any]:
@@ -208,24 +224,115 @@ def _check_schema(path: Path, schema: pa.Schema) -> None:
         raise DatasetError(f"{path}: " + "; ".join(problems))
 
 
-def _check_rows(path: Path, table: pa.Table) -> None:
-    """Row-level rules that the Parquet schema cannot express (same as :func:`to_table`)."""
+@cache
+def _space_facts() -> tuple[pa.Array, np.ndarray]:
+    """Every ``arch_id``'s architecture string and validity, built vectorized (~1 ms)."""
     import pyarrow.compute as pc
+
+    from latbench.space import N_ARCHS, OPS
+
+    ids = np.arange(N_ARCHS)
+    ops = [(ids // 5 ** (5 - k)) % 5 for k in range(6)]
+    names = pa.array(OPS)
+    pieces = [pc.take(names, pa.array(o)) for o in ops]
+    src = (0, 0, 1, 0, 1, 2)
+    parts: list[Any] = []
+    for k, (piece, s) in enumerate(zip(pieces, src, strict=True)):
+        sep = {0: "|", 1: "|+|", 3: "|+|"}.get(k, "|")
+        parts += [sep, piece, f"~{s}"]
+    strs = pc.binary_join_element_wise(*parts, "|", "")
+    r1 = ops[0] != 0
+    r2 = (ops[1] != 0) | (r1 & (ops[2] != 0))
+    valid = (ops[3] != 0) | (r1 & (ops[4] != 0)) | (r2 & (ops[5] != 0))
+    return strs, valid
+
+
+def row_problems(table: pa.Table) -> list[str]:
+    """What is wrong with a dataset table's rows (empty list: nothing).
+
+    Beyond nulls, statuses and duplicate ids: ``arch_id`` in 0..15624, ``arch_str``
+    and ``valid`` equal to that id's architecture, ``status="invalid"`` exactly for
+    invalid architectures, a latency on every ``ok`` row and none on ``failed`` or
+    ``missing`` ones (``invalid`` rows may keep a source's figure), latencies within
+    :data:`LATENCY_RANGE_MS`, non-negative spreads, runs, FLOPs and params.
+    """
+    import pyarrow.compute as pc
+
+    from latbench.space import N_ARCHS
 
     problems = []
     for field in SCHEMA:
         if not field.nullable and table.column(field.name).null_count:
             n = table.column(field.name).null_count
             problems.append(f"column {field.name!r} has {n} null value(s)")
+    if problems:
+        return problems
     status = table.column("status")
     bad = pc.unique(pc.filter(status, pc.invert(pc.is_in(status, pa.array(STATUSES))))).to_pylist()
     if bad:
-        problems.append(f"unknown status value(s) {sorted(bad)}; allowed: {STATUSES}")
-    ids = table.column("arch_id")
-    if pc.count_distinct(ids, mode="all").as_py() != len(ids):
-        counts = pc.value_counts(ids)
-        dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
-        problems.append(f"arch_id {dup[0].as_py()} appears more than once")
+        problems.append(f"unknown status value(s) {sorted(bad)[:5]}; allowed: {STATUSES}")
+    ids = table.column("arch_id").to_numpy()
+    if len(ids) == 0:
+        return problems
+    if ids.min() < 0 or ids.max() >= N_ARCHS:
+        out = ids[(ids < 0) | (ids >= N_ARCHS)][0]
+        return [*problems, f"arch_id {out} is outside 0..{N_ARCHS - 1}"]
+    if len(np.unique(ids)) != len(ids):
+        u, c = np.unique(ids, return_counts=True)
+        problems.append(f"arch_id {u[c > 1][0]} appears more than once")
+    strs, valid = _space_facts()
+    whole = len(ids) == N_ARCHS and bool((ids == np.arange(N_ARCHS)).all())
+    expected = strs if whole else pc.take(strs, pa.array(ids))
+    same = pc.equal(table.column("arch_str"), expected)
+    if not pc.all(same).as_py():
+        i = pc.index(same, False).as_py()
+        problems.append(
+            f"arch_str of arch_id {ids[i]} is {table.column('arch_str')[i].as_py()!r},"
+            f" not that id's architecture {expected[i].as_py()!r}"
+        )
+    want_valid = valid[ids]
+    got_valid = table.column("valid").to_numpy()
+    if (got_valid != want_valid).any():
+        i = int(np.flatnonzero(got_valid != want_valid)[0])
+        problems.append(
+            f"valid of arch_id {ids[i]} is {bool(got_valid[i])}, should be {bool(want_valid[i])}"
+        )
+    st = status.to_numpy(zero_copy_only=False)
+    wrong = (st == "invalid") != ~want_valid
+    if wrong.any():
+        i = int(np.flatnonzero(wrong)[0])
+        problems.append(
+            f"arch_id {ids[i]} has status {st[i]!r} but is {'' if want_valid[i] else 'in'}valid"
+        )
+    lat_col = table.column("latency_ms")
+    ok = st == "ok"
+    has_lat = ~lat_col.is_null().to_numpy(zero_copy_only=False)
+    # "invalid" rows may keep a source's figure (HELP timed the unpruned networks)
+    mismatch = (ok != has_lat) & (st != "invalid")
+    if mismatch.any():
+        i = int(np.flatnonzero(mismatch)[0])
+        what = "no latency" if ok[i] else "a latency"
+        problems.append(f"arch_id {ids[i]} has status {st[i]!r} and {what}")
+    lat = lat_col.to_numpy(zero_copy_only=False)[has_lat]
+    lo, hi = LATENCY_RANGE_MS
+    if lat.size and not ((lat >= lo) & (lat <= hi)).all():
+        bad_lat = lat[~((lat >= lo) & (lat <= hi))][0]
+        problems.append(f"latency {bad_lat!r} ms is outside the plausible {lo:g}..{hi:g} ms")
+    for name in ("latency_std_ms", "runs", "flops", "params", "timed_arch_id"):
+        col = table.column(name)
+        if col.null_count == len(col):
+            continue
+        x = col.drop_null().to_numpy()
+        if not (x >= 0).all() or (name == "latency_std_ms" and not np.isfinite(x).all()):
+            problems.append(f"column {name!r} holds a negative or non-finite value")
+        elif name == "timed_arch_id" and x.max() >= N_ARCHS:
+            problems.append(f"timed_arch_id {x.max()} is outside 0..{N_ARCHS - 1}")
+    return problems
+
+
+def _check_rows(path: Path, table: pa.Table) -> None:
+    """Row-level rules that the Parquet schema cannot express (same as :func:`to_table`)."""
+    problems = row_problems(table)
     if problems:
         raise DatasetError(f"{path}: " + "; ".join(problems))
 
@@ -250,9 +357,18 @@ def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
     _check_schema(path, schema)
     present = [f.name for f in OPTIONAL_FIELDS if f.name in schema.names]
     try:
-        table = pf.read(columns=[*COLUMNS, *present])
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DatasetError(f"{path}: cannot read rows (corrupt or truncated?): {exc}") from exc
+        table = pf.read()  # every column: the digest covers them all
+    except (pa.ArrowInvalid, OSError) as exc:  # a page checksum failure lands here too
+        raise DatasetError(
+            f"{path}: cannot read rows (corrupt or truncated?): {_short(exc)}"
+        ) from exc
+    except (ValueError, KeyError, IndexError, TypeError) as exc:  # e.g. a damaged footer
+        raise DatasetError(f"{path}: unreadable (corrupt?): {_short(exc)}") from exc
+    try:
+        verify_table(path, table)
+    except IntegrityError as exc:
+        raise DatasetError(str(exc)) from None
+    table = table.select([*COLUMNS, *present])
     _check_rows(path, table)
     df = table.to_pandas()
     for name in _NULLABLE_INTS:  # keep nullable ints as ints, not floats with NaN

@@ -1,0 +1,214 @@
+"""Checksums inside LatBench Parquet files, written and verified with pyarrow's own means.
+
+Every Parquet file LatBench writes (datasets, per-layer tables, a run's parts) carries
+
+- CRC-32 page checksums (``write_page_checksum=True``), verified on every read
+  (``page_checksum_verification=True``), so a flipped bit in the data is caught
+  before it is decoded;
+- under the key-value key ``latbench.integrity``, a SHA-256 of the decoded table
+  (:func:`table_digest`: column names, types, nulls and values) and of the stored
+  metadata JSON, so damage the page checksums cannot see (the footer, the schema, the
+  metadata) is caught too.
+
+Files written before this existed have neither; :func:`read_verified` reads them
+with a :class:`UnverifiedFileWarning` naming the command that rewrites them
+(``latbench rewrite FILE``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "INTEGRITY_KEY",
+    "IntegrityError",
+    "UnverifiedFileWarning",
+    "integrity_entry",
+    "read_verified",
+    "table_digest",
+    "write_verified",
+]
+
+INTEGRITY_KEY = b"latbench.integrity"
+INTEGRITY_VERSION = 1
+REWRITE_HINT = "rewrite it with checksums: latbench rewrite {path}"
+
+
+class IntegrityError(ValueError):
+    """A file whose checksums or digests do not match its content."""
+
+
+class UnverifiedFileWarning(UserWarning):
+    """A file written before LatBench stored checksums: it loads, but unchecked."""
+
+
+def _validity(arr: pa.Array) -> bytes:
+    # The bitmap itself when it starts on a byte; bits past the end are masked off.
+    buf = arr.buffers()[0]
+    n = len(arr)
+    if buf is None or arr.offset % 8:
+        return np.packbits(
+            arr.is_valid().to_numpy(zero_copy_only=False), bitorder="little"
+        ).tobytes()
+    start = arr.offset // 8
+    bits = bytearray(memoryview(buf)[start : start + (n + 7) // 8])
+    if n % 8:
+        bits[-1] &= (1 << (n % 8)) - 1
+    return bytes(bits)
+
+
+def _column_bytes(arr: pa.Array) -> list[bytes | memoryview]:
+    """Canonical bytes of one column: the same values give the same bytes whatever
+    the chunking, slicing or the undefined content of null slots."""
+    n, t = len(arr), arr.type
+    if arr.null_count == n:
+        return [b"all-null"]
+    out: list[bytes | memoryview] = []
+    if arr.null_count:
+        out.append(_validity(arr))
+    if pa.types.is_string(t) or pa.types.is_binary(t):
+        if arr.null_count:
+            arr = arr.fill_null("" if pa.types.is_string(t) else b"")
+        offsets = np.frombuffer(arr.buffers()[1], np.int32, n + 1, arr.offset * 4)
+        start, end = int(offsets[0]), int(offsets[-1])
+        out.append((offsets - start).tobytes() if start else memoryview(offsets))
+        data = arr.buffers()[2]
+        out.append(memoryview(data)[start:end] if data is not None else b"")
+    elif pa.types.is_boolean(t):
+        out.append(_validity(arr.fill_null(False)) if arr.null_count else _validity_values(arr))
+    elif pa.types.is_integer(t) or pa.types.is_floating(t):
+        if arr.null_count:
+            arr = arr.fill_null(pa.scalar(0, t))
+        out.append(memoryview(np.ascontiguousarray(arr.to_numpy(zero_copy_only=False))))
+    else:  # nested or exotic types: rare and small, their JSON is canonical enough
+        out.append(json.dumps(arr.to_pylist(), default=str).encode())
+    return out
+
+
+def _validity_values(arr: pa.BooleanArray) -> bytes:
+    return np.packbits(arr.to_numpy(zero_copy_only=False), bitorder="little").tobytes()
+
+
+def table_digest(table: pa.Table, exclude: Sequence[str] = ()) -> str:
+    """Hex SHA-256 of a table's column names, types, nulls and values.
+
+    Columns in ``exclude`` contribute their name and type only (datasets exclude
+    ``arch_str``, which their row checks compare with ``arch_id`` instead).
+    """
+    h = hashlib.sha256(f"rows={table.num_rows}".encode())
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        h.update(f"\0{name}\0{col.type}\0".encode())
+        if name in exclude:
+            continue
+        arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+        for part in _column_bytes(arr):
+            h.update(part)
+    return h.hexdigest()
+
+
+def integrity_entry(table: pa.Table, exclude: Sequence[str] = ()) -> bytes:
+    """The ``latbench.integrity`` value for ``table`` and its current metadata."""
+    meta = dict(table.schema.metadata or {})
+    meta.pop(INTEGRITY_KEY, None)
+    return json.dumps(
+        {
+            "version": INTEGRITY_VERSION,
+            "page_checksums": "crc32",
+            "table_sha256": table_digest(table, exclude),
+            "table_sha256_excludes": sorted(exclude),
+            "metadata_sha256": {
+                k.decode(): hashlib.sha256(v).hexdigest() for k, v in sorted(meta.items())
+            },
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def write_verified(
+    table: pa.Table, path: str | os.PathLike[str], exclude: Sequence[str] = (), **kwargs: Any
+) -> None:
+    """Write ``table`` to ``path`` with page checksums and the integrity entry.
+
+    ``path`` is written directly (callers wrap it in :func:`latbench.dataset.atomic_path`);
+    ``kwargs`` go to :func:`pyarrow.parquet.write_table`.
+    """
+    meta = {k: v for k, v in (table.schema.metadata or {}).items() if k != INTEGRITY_KEY}
+    table = table.replace_schema_metadata(meta)
+    table = table.replace_schema_metadata({**meta, INTEGRITY_KEY: integrity_entry(table, exclude)})
+    pq.write_table(table, path, write_page_checksum=True, **kwargs)
+
+
+def open_verified(path: str | os.PathLike[str]) -> pq.ParquetFile:
+    """A :class:`pyarrow.parquet.ParquetFile` that checks page checksums as it reads."""
+    return pq.ParquetFile(path, page_checksum_verification=True)
+
+
+def verify_table(
+    path: str | os.PathLike[str], table: pa.Table, *, columns_subset: bool = False
+) -> bool:
+    """Check ``table`` (as read from ``path``) against its integrity entry.
+
+    Returns ``False`` (and warns) for a file without one; raises :class:`IntegrityError`
+    for a mismatch. With ``columns_subset`` only the metadata is checked.
+    """
+    meta = dict(table.schema.metadata or {})
+    raw = meta.pop(INTEGRITY_KEY, None)
+    if raw is None:
+        warnings.warn(
+            f"{path}: written without checksums, so corruption cannot be detected; "
+            + REWRITE_HINT.format(path=path),
+            UnverifiedFileWarning,
+            stacklevel=3,
+        )
+        return False
+    try:
+        entry = json.loads(raw)
+        stored_table = entry["table_sha256"]
+        stored_meta = entry["metadata_sha256"]
+        exclude = entry.get("table_sha256_excludes", [])
+        if (
+            not isinstance(stored_meta, dict)
+            or not isinstance(stored_table, str)
+            or not isinstance(exclude, list)
+        ):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise IntegrityError(f"{path}: its integrity record is damaged (corrupted file)") from None
+    got_meta = {k.decode(errors="replace"): hashlib.sha256(v).hexdigest() for k, v in meta.items()}
+    if got_meta != stored_meta:
+        bad = sorted(set(got_meta.items()) ^ set(stored_meta.items()))
+        key = bad[0][0] if bad else "?"
+        raise IntegrityError(
+            f"{path}: file metadata {key!r} differs from its recorded SHA-256 (corrupted or edited)"
+        )
+    if not columns_subset and table_digest(table, exclude) != stored_table:
+        raise IntegrityError(
+            f"{path}: table content differs from its recorded SHA-256 (corrupted or edited)"
+        )
+    return True
+
+
+def read_verified(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:
+    """Read a Parquet file checking page checksums and, when present, its digests.
+
+    Raises :class:`IntegrityError` (or the reader's ``OSError``/``ArrowInvalid`` for a
+    page whose checksum fails) and warns :class:`UnverifiedFileWarning` for an old file.
+    """
+    table = open_verified(path).read(columns=list(columns) if columns is not None else None)
+    verify_table(path, table, columns_subset=columns is not None)
+    return table
+
+
+def is_verified(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` carries an integrity entry (metadata only; nothing is checked)."""
+    return INTEGRITY_KEY in (pq.read_schema(Path(path)).metadata or {})
