@@ -41,6 +41,7 @@ PART_SCHEMA = pa.schema(
         pa.field("latency_std_ms", pa.float64()),
         pa.field("runs", pa.int32(), nullable=False),
         pa.field("raw_ns", pa.list_(pa.int64())),
+        pa.field("device_id", pa.string()),  # fleet runs: the device that timed it
     ]
 )
 
@@ -61,6 +62,7 @@ class GraphResult:
     runs: int = 0
     error: str | None = None
     raw_ns: np.ndarray | None = None
+    device_id: str | None = None
 
 
 class RunStore:
@@ -157,6 +159,7 @@ class RunStore:
                 "latency_std_ms": r.latency_std_ms,
                 "runs": int(r.runs),
                 "raw_ns": None if r.raw_ns is None else np.asarray(r.raw_ns, np.int64).tolist(),
+                "device_id": r.device_id,
             }
             for r in self._buffer
         ]
@@ -185,10 +188,11 @@ class RunStore:
                     "_std": r.latency_std_ms,
                     "_runs": r.runs,
                     "_timed": r.timed_arch_id,
+                    "_dev": r.device_id,
                 }
                 for r in self._results.values()
             ],
-            columns=["graph_key", "_status", "_error", "_lat", "_std", "_runs", "_timed"],
+            columns=["graph_key", "_status", "_error", "_lat", "_std", "_runs", "_timed", "_dev"],
         )
         df = df.merge(res, on="graph_key", how="left")
         hit = df["valid"] & df["_status"].notna()
@@ -198,6 +202,9 @@ class RunStore:
         df.loc[hit, "latency_std_ms"] = df.loc[hit, "_std"].astype("float64")
         df.loc[hit, "runs"] = df.loc[hit, "_runs"].astype("int32")
         df.loc[hit, "timed_arch_id"] = df.loc[hit, "_timed"].astype("Int32")
+        if res["_dev"].notna().any():  # rows timed by a fleet say which device timed them
+            df["device_id"] = df["_dev"].where(hit, None).astype("string")
+            return df[[*COLUMNS, "device_id"]]
         return df[list(COLUMNS)]
 
     def finalize(self, plan: Plan, metadata: dict[str, Any]) -> Path:

@@ -72,9 +72,13 @@ SCHEMA = pa.schema(
 
 COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
 
-OPTIONAL_FIELDS: tuple[pa.Field, ...] = (pa.field("energy_mj", pa.float64(), nullable=True),)
+OPTIONAL_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("energy_mj", pa.float64(), nullable=True),
+    pa.field("device_id", pa.string(), nullable=True),
+)
 """Columns a dataset may carry beyond :data:`COLUMNS` (energy per inference in mJ, e.g.
-HW-NAS-Bench's); written and read only where present."""
+HW-NAS-Bench's; ``device_id``, the fleet device that timed the row); written and read
+only where present."""
 
 _PANDAS_TYPES = {pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}
 _NULLABLE_INTS = tuple(f.name for f in SCHEMA if f.nullable and pa.types.is_integer(f.type))
