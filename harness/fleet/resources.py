@@ -1,0 +1,61 @@
+"""Names of the Ray custom resources that stand for devices.
+
+A worker advertises ``latbench/<profile>@<device id>: 1`` for each device it drives, so
+one actor holding that resource is the only thing that ever times on that device. A
+device id is ``<host>/<slot>``: the slot is ``0`` for a host's one device, or
+``serial=<adb serial>`` for one of several phones on the host, which also tells the
+device's runner which phone to use (its ``[options] serial``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["PREFIX", "device_options", "device_resource", "devices_in", "make_device_id"]
+
+PREFIX = "latbench/"
+
+_SAFE = re.compile(r"^[A-Za-z0-9._:=-]+$")
+
+
+def make_device_id(host: str, slot: str = "0") -> str:
+    """``<host>/<slot>``; :class:`ValueError` for characters a resource name should not hold."""
+    for part, what in ((host, "host name"), (slot, "device slot")):
+        if not _SAFE.match(part):
+            raise ValueError(
+                f"{what} {part!r} may only hold letters, digits and . _ : = - (no spaces or /)"
+            )
+    return f"{host}/{slot}"
+
+
+def device_resource(profile: str, device_id: str) -> str:
+    """The resource a device of ``profile`` is advertised under."""
+    return f"{PREFIX}{profile}@{device_id}"
+
+
+def device_options(device_id: str) -> dict[str, str]:
+    """Runner option overrides a device id carries (``host/serial=X`` -> ``{"serial": "X"}``)."""
+    slot = device_id.rpartition("/")[2]
+    key, sep, value = slot.partition("=")
+    return {key: value} if sep else {}
+
+
+def devices_in(nodes: Iterable[Mapping[str, Any]], profile: str) -> dict[str, dict[str, Any]]:
+    """Device id -> ``{"node_id", "node_ip"}`` of every live node advertising ``profile``.
+
+    ``nodes`` is what ``ray.nodes()`` returns.
+    """
+    head = f"{PREFIX}{profile}@"
+    out: dict[str, dict[str, Any]] = {}
+    for node in nodes:
+        if not node.get("Alive"):
+            continue
+        for name in node.get("Resources", {}):
+            if name.startswith(head):
+                out[name[len(head) :]] = {
+                    "node_id": node.get("NodeID"),
+                    "node_ip": node.get("NodeManagerAddress"),
+                }
+    return out
