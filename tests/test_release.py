@@ -260,10 +260,18 @@ def test_real_files_are_identified_by_content_under_any_name(tmp_path):
     assert read_source("eagle", old)[0].key == "jetson-nano-fp32"
 
 
+@pytest.fixture(scope="module")
+def release_home(tmp_path_factory):
+    """The seven real release files imported once into a data home: (home, reports)."""
+    if not RELEASE_DIR.is_dir():
+        pytest.skip(f"LatBench release reference data absent ({RELEASE_DIR})")
+    home = tmp_path_factory.mktemp("release-home")
+    return home, import_datasets("eagle", RELEASE_DIR, data_home=home)
+
+
 @needs_release
-def test_real_release_rows_and_medians_match_the_registry(tmp_path):
-    home = tmp_path / "home"
-    reports = import_datasets("eagle", RELEASE_DIR, data_home=home)
+def test_real_release_rows_and_medians_match_the_registry(release_home):
+    home, reports = release_home
     assert len(reports) == 7
     for r in reports:
         entry = next(f for f in REGISTRY.values() if f.key == r.key)
@@ -285,17 +293,18 @@ def test_real_release_rows_and_medians_match_the_registry(tmp_path):
     assert latbench.load("adreno-612", data_home=home)["status"].eq("missing").sum() == 23
 
 
+@pytest.mark.slow
 @needs_release
-def test_table_s4_spearman_reproduces_the_paper_off_mobile(tmp_path):
+def test_table_s4_spearman_reproduces_the_paper_off_mobile(release_home):
     from latbench.analysis.correlation import correlation_pairs
     from latbench.analysis.data import load_datasets
-    from latbench.analysis.report import paper_s4_comparison, write_correlation
+    from latbench.analysis.report import _paper_s4, paper_s4_comparison
 
-    home = tmp_path / "home"
-    import_datasets("eagle", RELEASE_DIR, data_home=home)
+    home, _ = release_home
     keys = list(PAPER_COLUMNS.values())
     data = load_datasets(keys, data_home=home)
-    table = paper_s4_comparison(data.keys, correlation_pairs(data.latency()))
+    pairs = correlation_pairs(data.latency())
+    table = paper_s4_comparison(data.keys, pairs)
     assert len(table) == 15
     fixed = table[~table["mobile"]]
     assert len(fixed) == 6 and fixed["difference"].abs().max() <= 0.003
@@ -303,6 +312,6 @@ def test_table_s4_spearman_reproduces_the_paper_off_mobile(tmp_path):
     assert fixed["Pearson - paper"].abs().max() > 0.01
     mobile = table[table["mobile"]]
     assert mobile["difference"].abs().max() > 0.05  # the released mobile files differ
-    section = write_correlation(data, tmp_path / "out")
-    assert "do not reproduce the paper's mobile columns" in section.body
-    assert (tmp_path / "out" / "table_s4_vs_paper.csv").is_file()
+    text, _ = _paper_s4(data.keys, pairs)
+    assert "do not reproduce the paper's mobile columns" in text
+    assert "M. GPU / M. DSP | snapdragon-675-gpu-int8 | snapdragon-855-dsp-int8 | 15,261" in text
