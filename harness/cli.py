@@ -8,6 +8,8 @@ latbench-measure --list-devices
 latbench-measure --device gpu-tf --check
 latbench-measure build --device edgetpu --limit 200 --out ARTIFACTS   # on a build host
 latbench-measure run --device edgetpu --artifacts ARTIFACTS           # on the device
+latbench-measure worker --device cpu-onnxruntime --address HEAD:6379  # join a fleet
+latbench-measure --device cpu-onnxruntime --all --fleet HEAD:6379     # time on the fleet
 """
 
 from __future__ import annotations
@@ -107,6 +109,19 @@ def _parser() -> argparse.ArgumentParser:
         help="make results durable every N graphs (default: 8; also every 10 s)",
     )
     p.add_argument("--fresh", action="store_true", help="discard stored parts of an earlier run")
+    p.add_argument(
+        "--fleet",
+        metavar="ADDRESS",
+        help="time on every device of this profile in a Ray cluster (HEAD:6379, or auto "
+        "for the cluster this machine is part of); see 'latbench-measure worker --help'",
+    )
+    p.add_argument(
+        "--max-device-spread",
+        type=float,
+        metavar="F",
+        help="with --fleet: fail when a device's speed on the anchor graphs is more than "
+        "F (e.g. 0.05 = 5 %%) off the fleet median (default: warn beyond the noise floor)",
+    )
     p.add_argument("--list-devices", action="store_true", help="list device profiles and exit")
     p.add_argument(
         "--check",
@@ -193,6 +208,7 @@ def _run(args: argparse.Namespace) -> int:
     out = args.out or data_home()
     key = args.key or f"{host_name()}-{profile.name}"
     cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
+    fleet = _fleet_executor(args, out, key, shard, cache)
     summary = measure_passes(
         profile,
         plan,
@@ -207,8 +223,11 @@ def _run(args: argparse.Namespace) -> int:
         flush_every=max(1, args.flush_every),
         progress=not args.quiet,
         extra_metadata={"selection": _describe_selection(args)},
+        **({"executor": fleet} if fleet is not None else {}),
     )
     for line in summary.lines():
+        print(line)
+    for line in fleet.report_lines() if fleet is not None else []:
         print(line)
     if args.layers:
         path = measure_layers(
@@ -219,6 +238,24 @@ def _run(args: argparse.Namespace) -> int:
     if summary.dataset is not None and shard == (1, 1) and args.out is None:
         print(f"load it with: latbench.load({key!r})")
     return 0
+
+
+def _fleet_executor(args: argparse.Namespace, out: Path, key: str, shard, cache):
+    if args.fleet is None:
+        if args.max_device_spread is not None:
+            raise ValueError("--max-device-spread needs --fleet")
+        return None
+    from latbench.harness.fleet import require_ray
+    from latbench.harness.fleet.executor import FleetExecutor
+
+    require_ray()
+    if args.passes != 1:
+        raise ValueError("--fleet with --passes is not supported yet; use --passes 1")
+    stem = key if shard == (1, 1) else f"{key}.shard{shard[0]}of{shard[1]}"
+    return FleetExecutor(
+        args.fleet, cache_root=cache.root, state_path=Path(out) / f"{stem}.parts" / "fleet.json",
+        fresh=args.fresh, max_device_spread=args.max_device_spread, progress=not args.quiet,
+    )  # fmt: skip
 
 
 def _describe_selection(args: argparse.Namespace) -> str:
@@ -239,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] == ["merge"]:
             return _merge(argv[1:])
+        if argv[:1] == ["worker"]:
+            from latbench.harness.fleet.worker import worker_main
+
+            return worker_main(argv[1:])
         if argv[:1] in (["build"], ["run"]):
             from latbench.harness.split_cli import build_main, run_main
 
