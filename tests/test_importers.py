@@ -421,4 +421,10 @@ def test_fetch_help_from_mirror_checks_pinned_sums(tmp_path, http_dir):
     (root / "pixel2.pt").write_bytes(bytes(tampered))
     with pytest.raises(ChecksumError, match="pixel2.pt"):
         fetch_help(tmp_path / "home2", keys=["help-pixel2"], base_url=base)
-    assert not (tmp_path / "home2").exists()
+    assert not list((tmp_path / "home2").glob("*.parquet"))  # nothing imported
+    assert not (tmp_path / "home2" / "downloads" / "help" / "pixel2.pt").exists()
+    # the verified download is kept (pooch's cache): a second fetch needs no server
+    (root / "pixel2.pt").unlink()
+    (root / INDEX_FILE).unlink()
+    (again,) = fetch_help(tmp_path / "home", keys=["help-pixel2"], base_url=base, overwrite=True)
+    assert again.counts["ok"] == N_VALID
