@@ -15,8 +15,10 @@ written, and reopening the file trims any partly written row and appends after i
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,19 @@ import pandas as pd
 
 from latbench.harness.timing import Protocol, two_stage_filter
 
-__all__ = ["RawFormatError", "RawWriter", "read_raw", "refilter", "write_raw"]
+__all__ = [
+    "DIGEST_ATTR",
+    "RawFormatError",
+    "RawWriter",
+    "content_digest",
+    "read_raw",
+    "refilter",
+    "write_raw",
+]
 
 _PROTOCOL_ATTRS = ("runs", "groups", "group_size", "warmup", "filter")
+DIGEST_ATTR = "latbench_sha256"
+"""File attribute holding :func:`content_digest` of the rows and other attributes."""
 
 
 class RawFormatError(ValueError):
@@ -68,7 +80,8 @@ class RawWriter:
         exists = self.path.exists()
         if not exists and protocol is None:
             raise ValueError(f"{self.path} does not exist; a Protocol is needed to create it")
-        self._f = h5py.File(self.path, "a")
+        # HDF5 1.8+ object headers carry checksums; only new files get that format
+        self._f = h5py.File(self.path, "a", **({} if exists else {"libver": ("v108", "latest")}))
         try:
             if exists and "timings_ns" in self._f:
                 self.runs = self._resume(protocol)
@@ -83,9 +96,14 @@ class RawWriter:
     def _create(self, protocol: Protocol, attrs: Mapping[str, Any]) -> int:
         h5py = _h5py()
         f, r = self._f, protocol.runs
-        f.create_dataset("graph_key", (0,), maxshape=(None,), dtype=h5py.string_dtype("utf-8"))
-        f.create_dataset("arch_id", (0,), maxshape=(None,), dtype=np.int32)
-        f.create_dataset("timings_ns", (0, r), maxshape=(None, r), dtype=np.int64, chunks=(1, r))
+        str_dt = h5py.string_dtype("utf-8")
+        # variable-length strings take no filters: the content digest covers them
+        f.create_dataset("graph_key", (0,), maxshape=(None,), dtype=str_dt)
+        f.create_dataset("arch_id", (0,), maxshape=(None,), dtype=np.int32, fletcher32=True)
+        f.create_dataset(
+            "timings_ns", (0, r), maxshape=(None, r), dtype=np.int64, chunks=(1, r),
+            fletcher32=True,
+        )  # fmt: skip
         for key, value in protocol.to_metadata().items():
             f.attrs[key] = value
         for key, value in attrs.items():
@@ -140,9 +158,17 @@ class RawWriter:
         f.flush()
 
     def close(self) -> None:
-        """Flush and close the file."""
+        """Record the content digest, flush and close the file."""
         if self._f.id.valid:
-            self._f.close()
+            try:
+                f = self._f
+                if f.mode != "r" and "timings_ns" in f:
+                    f.attrs[DIGEST_ATTR] = content_digest(
+                        f["graph_key"].asstr()[...], f["arch_id"][...], f["timings_ns"][...],
+                        dict(f.attrs),
+                    )  # fmt: skip
+            finally:
+                self._f.close()
 
     def __enter__(self) -> RawWriter:
         return self
@@ -161,16 +187,45 @@ def _attrs(raw: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def content_digest(
+    graph_keys: Sequence[str], arch_ids: np.ndarray, timings: np.ndarray, attrs: Mapping[str, Any]
+) -> str:
+    """Hex SHA-256 of a raw file's rows and attributes (:data:`DIGEST_ATTR` excluded).
+
+    HDF5's Fletcher-32 covers the chunks of fixed-size data, not the heap holding
+    variable-length strings nor every attribute; this digest covers both.
+    """
+    h = hashlib.sha256(f"rows={len(graph_keys)}".encode())
+    for key in graph_keys:
+        b = str(key).encode()
+        h.update(len(b).to_bytes(4, "little") + b)
+    h.update(np.ascontiguousarray(arch_ids, dtype="<i4").tobytes())
+    h.update(f"shape={tuple(timings.shape)}".encode())
+    h.update(np.ascontiguousarray(timings, dtype="<i8").tobytes())
+    clean = {k: _plain(v) for k, v in attrs.items() if k != DIGEST_ATTR}
+    h.update(json.dumps(clean, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    value = _attr(value)
+    return value.item() if hasattr(value, "item") and np.ndim(value) == 0 else value
+
+
 def write_raw(
     path: str | os.PathLike[str],
     graph_keys: Sequence[str],
     arch_ids: Sequence[int],
     rows: Sequence[np.ndarray],
     protocol: Mapping[str, Any],
+    attrs: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a whole raw-timings file at once, atomically (same layout as :class:`RawWriter`).
 
     Rows shorter than the widest are padded with ``-1`` (:func:`refilter` drops it).
+    Datasets carry HDF5 Fletcher-32 chunk checksums (HDF5 1.8+ object headers carry
+    their own), and the file a :func:`content_digest` under :data:`DIGEST_ATTR`.
+    ``attrs`` are extra file attributes (a rewrite passes the old file's).
     """
     from latbench.dataset import atomic_path
 
@@ -179,15 +234,27 @@ def write_raw(
     timings = np.full((len(rows), width), -1, dtype=np.int64)
     for i, r in enumerate(rows):
         timings[i, : len(r)] = r
+    ids = np.asarray(arch_ids, dtype=np.int32)
+    keys = [str(k) for k in graph_keys]
+    file_attrs: dict[str, Any] = {k: _plain(v) for k, v in (attrs or {}).items()}
+    for key in _PROTOCOL_ATTRS:
+        if protocol.get(key) is not None:
+            file_attrs[key] = protocol[key]
+    file_attrs["fill"] = -1
+    file_attrs.pop(DIGEST_ATTR, None)
     path = Path(path)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("graph_key", data=list(graph_keys), dtype=h5py.string_dtype("utf-8"))
-        f.create_dataset("arch_id", data=np.asarray(arch_ids, dtype=np.int32))
-        f.create_dataset("timings_ns", data=timings, compression="gzip")
-        for key in _PROTOCOL_ATTRS:
-            if protocol.get(key) is not None:
-                f.attrs[key] = protocol[key]
-        f.attrs["fill"] = -1
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", libver=("v108", "latest")) as f:
+        # chunked datasets: Fletcher-32 needs chunks (and an empty file still gets them)
+        n = max(1, len(keys))
+        f.create_dataset("graph_key", data=keys, dtype=h5py.string_dtype("utf-8"))
+        f.create_dataset("arch_id", data=ids, chunks=(n,), fletcher32=True)
+        f.create_dataset(
+            "timings_ns", data=timings, compression="gzip", fletcher32=True,
+            chunks=(min(n, 128), max(1, width)),
+        )  # fmt: skip
+        for key, value in file_attrs.items():
+            f.attrs[key] = value
+        f.attrs[DIGEST_ATTR] = content_digest(keys, ids, timings, file_attrs)
     return path
 
 
@@ -196,19 +263,48 @@ def read_raw(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     A partly written last row (from a crash) is left out. Protocol fields appear in
     ``attrs`` whether stored one per attribute or as one JSON ``protocol`` attribute.
+    A bundled file is checked against the data manifest first; Fletcher-32 chunk
+    checksums and the content digest are verified where the file has them (an old file
+    without them reads with a :class:`~latbench.integrity.UnverifiedFileWarning`).
+    Raises :class:`RawFormatError` for a damaged or foreign file.
     """
+    from latbench.integrity import REWRITE_HINT, UnverifiedFileWarning
+    from latbench.manifest import verify_file
+
     h5py = _h5py()
-    with h5py.File(path, "r") as f:
-        missing = [k for k in ("graph_key", "arch_id", "timings_ns") if k not in f]
-        if missing:
-            raise RawFormatError(f"{path} is not a raw timings file: no {missing}")
-        n = min(len(f["graph_key"]), len(f["arch_id"]), len(f["timings_ns"]))
-        return {
-            "graph_key": np.asarray(f["graph_key"].asstr()[:n], dtype=object),
-            "arch_id": f["arch_id"][:n].astype(np.int32),
-            "timings_ns": f["timings_ns"][:n].astype(np.int64),
-            "attrs": _attrs(f.attrs),
-        }
+    verify_file(path)
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("graph_key", "arch_id", "timings_ns") if k not in f]
+            if missing:
+                raise RawFormatError(f"{path} is not a raw timings file: no {missing}")
+            n = min(len(f["graph_key"]), len(f["arch_id"]), len(f["timings_ns"]))
+            out = {
+                "graph_key": np.asarray(f["graph_key"].asstr()[:n], dtype=object),
+                "arch_id": f["arch_id"][:n].astype(np.int32),
+                "timings_ns": f["timings_ns"][:n].astype(np.int64),
+                "attrs": _attrs(f.attrs),
+            }
+            raw_attrs = dict(f.attrs)
+    except RawFormatError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, UnicodeDecodeError) as exc:
+        # h5py reports a failed Fletcher-32 check or a damaged header as OSError
+        text = " ".join(str(exc).split())[:200]
+        raise RawFormatError(f"{path}: unreadable raw timings (corrupt?): {text}") from None
+    stored = _attr(raw_attrs.get(DIGEST_ATTR))
+    if stored is None:
+        warnings.warn(
+            f"{path}: written without checksums, so corruption cannot be detected; "
+            + REWRITE_HINT.format(path=path),
+            UnverifiedFileWarning,
+            stacklevel=2,
+        )
+    elif content_digest(out["graph_key"], out["arch_id"], out["timings_ns"], raw_attrs) != stored:
+        raise RawFormatError(
+            f"{path}: raw timings differ from their recorded SHA-256 (corrupted or edited)"
+        )
+    return out
 
 
 def refilter(path: str | os.PathLike[str], group_size: int | None = None) -> pd.DataFrame:

@@ -31,10 +31,12 @@ import pyarrow.parquet as pq
 
 __all__ = [
     "INTEGRITY_KEY",
+    "check_file",
     "IntegrityError",
     "UnverifiedFileWarning",
     "integrity_entry",
     "read_verified",
+    "rewrite_file",
     "table_digest",
     "write_verified",
 ]
@@ -212,3 +214,112 @@ def read_verified(path: str | os.PathLike[str], columns: Sequence[str] | None = 
 def is_verified(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` carries an integrity entry (metadata only; nothing is checked)."""
     return INTEGRITY_KEY in (pq.read_schema(Path(path)).metadata or {})
+
+
+def rewrite_file(path: str | os.PathLike[str]) -> str:
+    """Rewrite a LatBench file in place with checksums, its content unchanged.
+
+    Datasets (``*.parquet``) and tables (``*.layers.parquet``, parts) get page
+    checksums and the integrity entry; raw timings (``*.raw.h5``) Fletcher-32 and a
+    content digest. The file is fully read and checked first (a dataset's row checks
+    too) and replaced atomically. Returns a one-line description of what was done.
+    """
+    from latbench.dataset import (
+        DIGEST_EXCLUDES,
+        METADATA_KEY,
+        DatasetError,
+        atomic_path,
+        read_dataset,
+    )
+    from latbench.manifest import update_entry, verify_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    verify_file(path)  # never launder a damaged bundled file into a "verified" one
+    if path.name.endswith(".raw.h5"):
+        from latbench.harness.raw import read_raw, write_raw
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnverifiedFileWarning)
+            raw = read_raw(path)
+        h5 = _h5_attrs(path)
+        write_raw(path, raw["graph_key"], raw["arch_id"], raw["timings_ns"], {}, attrs=h5)
+        update_entry(path)
+        after = read_raw(path)
+        same = all(np.array_equal(raw[k], after[k]) for k in ("graph_key", "arch_id", "timings_ns"))
+        if not same:  # pragma: no cover - write_raw pads only rows shorter than the widest
+            raise IntegrityError(f"{path}: rewrite changed the timings; restore it from a copy")
+        return f"rewrote {path}: {len(raw['arch_id'])} raw rows, Fletcher-32 and SHA-256 added"
+    if not path.name.endswith(".parquet"):
+        raise ValueError(f"{path}: not a LatBench file (.parquet or .raw.h5)")
+    try:
+        table = open_verified(path).read()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DatasetError(f"{path}: not a readable Parquet file: {exc}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnverifiedFileWarning)
+        verify_table(path, table)
+    meta = table.schema.metadata or {}
+    is_dataset = METADATA_KEY in meta and not path.name.endswith(".layers.parquet")
+    if is_dataset:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnverifiedFileWarning)
+            read_dataset(path)  # every row check, before anything is replaced
+    exclude = DIGEST_EXCLUDES if is_dataset else ()
+    with atomic_path(path) as tmp:
+        write_verified(table, tmp, exclude=exclude, compression="zstd")
+    update_entry(path)
+    again = read_verified(path)
+    if not again.replace_schema_metadata(None).equals(table.replace_schema_metadata(None)):
+        raise IntegrityError(f"{path}: rewrite changed the table; restore it from a copy")
+    kind = "dataset" if is_dataset else "table"
+    return f"rewrote {path}: {kind} of {table.num_rows} rows, page checksums and SHA-256 added"
+
+
+def _h5_attrs(path: Path) -> dict[str, Any]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return dict(f.attrs)
+
+
+def check_file(path: str | os.PathLike[str]) -> str:
+    """Verify one LatBench file as its reader would; returns a one-line verdict.
+
+    Raises the reader's error (:class:`ValueError` subclasses, ``OSError``) for a file
+    that fails; a file without checksums passes with a note saying how to add them.
+    """
+    from latbench.dataset import METADATA_KEY, read_dataset
+    from latbench.manifest import verify_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    verify_file(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnverifiedFileWarning)
+        if path.name.endswith(".raw.h5"):
+            from latbench.harness.raw import read_raw
+
+            n = len(read_raw(path)["arch_id"])
+            what = f"raw timings, {n} rows"
+        elif not path.name.endswith(".parquet"):
+            raise ValueError(f"{path}: not a LatBench file (.parquet or .raw.h5)")
+        else:
+            try:
+                schema = pq.read_schema(path)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise IntegrityError(f"{path}: not a readable Parquet file: {exc}") from None
+            if METADATA_KEY in (schema.metadata or {}) and not path.name.endswith(
+                ".layers.parquet"
+            ):
+                what = f"dataset, {len(read_dataset(path))} rows"
+            else:
+                try:
+                    what = f"table, {read_verified(path).num_rows} rows"
+                except (pa.ArrowInvalid, OSError) as exc:
+                    raise IntegrityError(f"{path}: cannot read rows: {exc}") from None
+    if any(issubclass(w.category, UnverifiedFileWarning) for w in caught):
+        return f"{path}: readable {what}, but NO checksums: latbench rewrite {path}"
+    return f"{path}: ok ({what}, checksums verified)"

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import sys
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = [
     "bundled_datasets",
     "read_manifest",
     "sha256_file",
+    "update_entry",
     "verify_file",
     "write_manifest",
 ]
@@ -55,15 +56,42 @@ def _bundled_dir() -> Path:
 @cache
 def _manifest(directory: str) -> dict[str, Any]:
     path = Path(directory) / MANIFEST_NAME
+    bundled = _is_bundled(directory)
     if not path.exists():
+        if bundled:  # deleting the manifest must not switch every check off
+            raise ChecksumError(
+                f"{path} is missing, so the bundled datasets cannot be verified; "
+                "reinstall latbench to restore it"
+            )
         return {"files": {}, "datasets": {}}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:
         raise DatasetError(f"{path}: unreadable manifest: {exc}") from exc
-    if not isinstance(data.get("files"), dict) or not isinstance(data.get("datasets"), dict):
+    ok = (
+        isinstance(data, dict)
+        and isinstance(data.get("files"), dict)
+        and isinstance(data.get("datasets"), dict)
+    )
+    if not ok:
+        if not bundled:  # someone else's manifest.json (an old artifact folder): not ours
+            return {"files": {}, "datasets": {}}
         raise DatasetError(f"{path}: manifest must hold 'files' and 'datasets' objects")
+    for name, entry in data["files"].items():
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("bytes"), int)
+            or not isinstance(entry.get("sha256"), str)
+        ):
+            raise DatasetError(f"{path}: entry {name!r} needs 'bytes' and 'sha256'")
     return data
+
+
+def _is_bundled(directory: str | os.PathLike[str]) -> bool:
+    try:
+        return Path(directory).resolve() == _bundled_dir().resolve()
+    except (OSError, ModuleNotFoundError):
+        return False
 
 
 def read_manifest(directory: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -79,17 +107,26 @@ def bundled_datasets() -> dict[str, dict[str, Any]]:
 def verify_file(path: str | os.PathLike[str]) -> None:
     """Check a file in a manifest-bearing folder against its entry.
 
-    Files outside such a folder pass. Raises :class:`ChecksumError` when the size or
-    SHA-256 differs, or when a file in the bundled folder has no entry.
+    Every file of the bundled folder is checked (datasets, per-layer tables, raw
+    timings): a missing manifest, a file it does not list, a size or a SHA-256 that
+    differs raise :class:`ChecksumError`. Files in folders without a data manifest
+    pass (their own checksums are checked by their readers). A file version that
+    verified once is not hashed again in this process.
     """
     path = Path(path)
+    st = path.stat()
+    _verify_cached(str(path), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=256)
+def _verify_cached(name: str, mtime_ns: int, size: int) -> None:
+    path = Path(name)
     manifest = read_manifest(path.parent)
-    if not manifest["files"]:
+    if not manifest["files"] and not _is_bundled(path.parent):
         return
     entry = manifest["files"].get(path.name)
     if entry is None:
         raise ChecksumError(f"{path}: not listed in {path.parent / MANIFEST_NAME}")
-    size = path.stat().st_size
     if size != entry["bytes"]:
         raise ChecksumError(
             f"{path}: {size} bytes, the manifest says {entry['bytes']} (truncated or replaced); "
@@ -101,6 +138,27 @@ def verify_file(path: str | os.PathLike[str]) -> None:
             f"{path}: SHA-256 {digest[:16]}... differs from the manifest's "
             f"{entry['sha256'][:16]}... (corrupted); reinstall latbench to restore it"
         )
+
+
+def update_entry(path: str | os.PathLike[str]) -> bool:
+    """Record ``path``'s new size and SHA-256 in its folder's data manifest, if it has
+    one listing the file (after a deliberate rewrite); returns whether it did."""
+    path = Path(path)
+    mpath = path.parent / MANIFEST_NAME
+    _manifest.cache_clear()
+    try:
+        data = read_manifest(path.parent)
+    except DatasetError:
+        return False
+    if path.name not in data["files"]:
+        return False
+    data = json.loads(json.dumps(data))
+    data["files"][path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    with atomic_path(mpath) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    _manifest.cache_clear()
+    _verify_cached.cache_clear()
+    return True
 
 
 def write_manifest(directory: str | os.PathLike[str]) -> Path:
@@ -131,6 +189,7 @@ def write_manifest(directory: str | os.PathLike[str]) -> Path:
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps({"files": files, "datasets": datasets}, indent=2) + "\n")
     _manifest.cache_clear()
+    _verify_cached.cache_clear()
     return out
 
 
