@@ -58,20 +58,48 @@ DEVICES: Mapping[str, bool] = {
 """HW-NAS-Bench device -> whether it publishes energy (mJ) as well as latency (ms)."""
 
 
-def _ndarray_reconstruct(cls: Any, shape: Any, typecode: Any) -> np.ndarray:
-    # ndarray.__reduce__ emits _reconstruct(ndarray, (0,), b'b') and then BUILD with the
-    # real dtype and raw bytes; the dtype arrives through the guarded numpy.dtype, which
-    # refuses object dtypes, so no pickled Python object can ride inside an array.
-    if cls is not np.ndarray or shape != (0,) or typecode not in (b"b", "b"):
+class _NDArrayName:
+    """Stands for ``numpy.ndarray`` in the pickle: a name to check, never a class to call."""
+
+
+class _Array:
+    """A numeric numpy array rebuilt from a pickle's raw bytes, nothing else."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value: np.ndarray | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        # ndarray.__reduce__'s state: (version, shape, dtype, is_fortran, raw bytes)
+        ok = type(state) is tuple and len(state) == 5 and type(state[1]) is tuple
+        ok = ok and all(type(n) is int and 0 <= n <= 1 << 24 for n in state[1])
+        ok = ok and type(state[3]) is bool and type(state[4]) is bytes
+        dtype = getattr(state[2], "dtype", None) if ok else None
+        if not ok or not callable(dtype):  # the dtype must be safepickle's guarded stand-in
+            raise UnsafePickleError("numpy array state refused: only numeric arrays of raw bytes")
+        dt = dtype()
+        shape = state[1]
+        if len(state[4]) != int(np.prod(shape)) * dt.itemsize:
+            raise ImportFormatError(f"numpy array of shape {shape}: wrong number of bytes")
+        order = "F" if state[3] else "C"
+        self.value = np.frombuffer(state[4], dtype=dt).reshape(shape, order=order).copy()
+
+
+def _ndarray_reconstruct(cls: Any, shape: Any, typecode: Any) -> _Array:
+    # ndarray.__reduce__ emits _reconstruct(ndarray, (0,), b'b'), then BUILD with the
+    # dtype and raw bytes; the dtype comes through safepickle's guarded numpy.dtype,
+    # which refuses object dtypes, so no pickled Python object can ride inside.
+    if cls is not _NDArrayName or shape != (0,) or typecode not in (b"b", "b"):
         raise UnsafePickleError(f"numpy array reconstruction {cls!r}{shape!r} refused")
-    return np.ndarray.__new__(np.ndarray, (0,), np.uint8)
+    return _Array()
 
 
 HWNASBENCH_GLOBALS: Mapping[tuple[str, str], Any] = {
     **NUMPY_SCALARS,
     ("numpy.core.multiarray", "_reconstruct"): _ndarray_reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _ndarray_reconstruct,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _NDArrayName,
 }
 """Allow-list for HW-NAS-Bench's pickle: numeric numpy scalars and arrays, no objects.
 
@@ -104,6 +132,8 @@ def _get(obj: Any, key: str, what: str) -> Any:
 
 def _values(raw: Any, what: str) -> np.ndarray:
     """A 15,625-long float array from a list/tuple/array of numbers."""
+    if isinstance(raw, _Array):
+        raw = raw.value
     if isinstance(raw, np.ndarray):
         if raw.dtype.kind not in "biuf":
             raise ImportFormatError(f"{what}: array of dtype {raw.dtype}, not numbers")
@@ -148,7 +178,7 @@ def _frame(to_arch: np.ndarray, latency: np.ndarray, energy: np.ndarray | None) 
     df["latency_ms"] = np.where(good, lat, np.nan)
     df["status"] = np.where(~good, "failed", np.where(df["valid"], "ok", "invalid"))
     df["error"] = pd.array(
-        [None if g else f"published latency {v!r}" for g, v in zip(good, lat, strict=True)],
+        [None if g else f"published latency {float(v)!r}" for g, v in zip(good, lat, strict=True)],
         dtype=df["error"].dtype,
     )
     df["timed_arch_id"] = df["arch_id"].astype("Int32").where(good, pd.NA)
