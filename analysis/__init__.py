@@ -2,8 +2,8 @@
 
 >>> from latbench.analysis import load_datasets, correlation_pairs, correlation_matrix
 >>> data = load_datasets()                      # every dataset available here
->>> pairs = correlation_pairs(data.latency())   # Pearson, Spearman, Kendall per pair
->>> correlation_matrix(pairs, "pearson")        # Table S4  # doctest: +SKIP
+>>> pairs = correlation_pairs(data.latency())   # Spearman, Pearson, Kendall per pair
+>>> correlation_matrix(pairs, "spearman")       # Table S4  # doctest: +SKIP
 >>> run("all", out="results")                   # everything + results/README.md  # doctest: +SKIP
 
 Modules, one job each: ``data`` (which datasets, provenance), ``correlation``
