@@ -30,6 +30,7 @@ __all__ = [
     "paper_correlation",
     "paper_label",
     "paper_predictor_table",
+    "s2_beside_paper",
 ]
 
 PAPER_DEVICES: dict[str, str] = dict(PAPER_COLUMNS)
@@ -104,3 +105,35 @@ def paper_predictor_table(keys: list[str]) -> pd.DataFrame:
     t = TABLE_S2[TABLE_S2["device"].isin(list(by_label))].copy()
     t.insert(0, "key", t["device"].map(by_label))
     return t.reset_index(drop=True)
+
+
+def s2_beside_paper(results: pd.DataFrame, n_train: int = 900) -> pd.DataFrame:
+    """Our Table S2 cells beside the paper's, per paper device, predictor and bound.
+
+    ``results`` is :func:`latbench.predictors.evaluate`'s frame (one row per
+    predictor and repeat, any number of datasets). Rows only for datasets that are
+    the paper's own release files and predictors the paper reports (GCN, layer-wise)
+    with the paper's training-set size; shares in %.
+    """
+    names = {"gcn": f"GCN ({n_train} pts.)", "layerwise": f"Layer-wise ({n_train} pts.)"}
+    rows = []
+    for (key, pred), g in results.groupby(["dataset", "predictor"], sort=False):
+        label = paper_label(str(key))
+        if label is None or pred not in names or (g["n_train"] != n_train).any():
+            continue
+        ref = TABLE_S2[(TABLE_S2["device"] == label) & (TABLE_S2["predictor"] == names[pred])]
+        for r in ref.itertuples(index=False):
+            share = g[f"within_{r.bound_pct}pct"].to_numpy(dtype=float) * 100
+            std = float(share.std(ddof=1)) if len(share) > 1 else 0.0
+            rows.append({"device": label, "dataset": key, "predictor": names[pred],
+                         "bound": f"±{r.bound_pct}%", "repeats": len(share),
+                         "ours mean": float(share.mean()), "ours std": std,
+                         "paper mean": r.mean, "paper std": r.std,
+                         "ours - paper": float(share.mean()) - r.mean})  # fmt: skip
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    rank = {label: i for i, label in enumerate(PAPER_DEVICES)}
+    keys = [out["device"].map(rank), out["predictor"], out["bound"].str.strip("±%").astype(int)]
+    order = sorted(range(len(out)), key=lambda i: tuple(k.iloc[i] for k in keys))
+    return out.iloc[order].reset_index(drop=True)

@@ -315,3 +315,22 @@ def test_table_s4_spearman_reproduces_the_paper_off_mobile(release_home):
     text, _ = _paper_s4(data.keys, pairs)
     assert "do not reproduce the paper's mobile columns" in text
     assert "M. GPU / M. DSP | snapdragon-675-gpu-int8 | snapdragon-855-dsp-int8 | 15,261" in text
+
+
+def test_s2_beside_paper_sets_our_repeats_beside_the_paper():
+    import pandas as pd
+
+    from latbench.analysis.paper import s2_beside_paper
+
+    res = pd.DataFrame({
+        "dataset": ["edgetpu-int8"] * 2 + ["desktop-cpu-i7-7820x-fp32"] * 2 + ["mine"] * 2,
+        "predictor": ["gcn"] * 6, "n_train": [900] * 6,
+        "within_1pct": [0.1, 0.2] * 3, "within_5pct": [0.5, 0.7] * 3,
+        "within_10pct": [0.9, 0.95] * 3,
+    })  # fmt: skip
+    t = s2_beside_paper(res)
+    assert t["device"].tolist() == ["D. CPU"] * 3 + ["E. TPU"] * 3  # paper order, ours only
+    row = t[(t["device"] == "E. TPU") & (t["bound"] == "±10%")].iloc[0]
+    assert row["ours mean"] == pytest.approx(92.5) and row["paper mean"] == 87.4
+    assert row["ours - paper"] == pytest.approx(5.1) and row["repeats"] == 2
+    assert s2_beside_paper(res.assign(n_train=100)).empty  # other training-set size
