@@ -31,6 +31,7 @@ __all__ = [
     "paper_label",
     "paper_predictor_table",
     "s2_beside_paper",
+    "s2_markdown",
 ]
 
 PAPER_DEVICES: dict[str, str] = dict(PAPER_COLUMNS)
@@ -137,3 +138,40 @@ def s2_beside_paper(results: pd.DataFrame, n_train: int = 900) -> pd.DataFrame:
     keys = [out["device"].map(rank), out["predictor"], out["bound"].str.strip("±%").astype(int)]
     order = sorted(range(len(out)), key=lambda i: tuple(k.iloc[i] for k in keys))
     return out.iloc[order].reset_index(drop=True)
+
+
+def s2_markdown(results: pd.DataFrame, n_train: int = 900) -> str:
+    """:func:`s2_beside_paper` as a Markdown table ("mean ± std" cells, difference in points)."""
+    from latbench.analysis.tables import markdown_table
+
+    t = s2_beside_paper(results, n_train)
+    if t.empty:
+        return "(no paper dataset with GCN or layer-wise results)\n"
+    shown = pd.DataFrame({
+        "device": t["device"], "dataset": t["dataset"], "predictor": t["predictor"],
+        "bound": t["bound"], "repeats": t["repeats"],
+        "ours": [f"{m:.1f} ± {s:.1f}" for m, s in zip(t["ours mean"], t["ours std"], strict=True)],
+        "paper": [f"{m:.1f} ± {s:.1f}" for m, s in zip(t["paper mean"], t["paper std"], strict=True)],
+        "ours − paper": [f"{d:+.1f}" for d in t["ours - paper"]],
+    })  # fmt: skip
+    return markdown_table(shown)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m latbench.analysis.paper RESULTS.csv...``: Table S2 beside the paper.
+
+    Reads ``latbench-predict evaluate -o`` CSVs and prints the Markdown table.
+    """
+    import sys
+
+    paths = sys.argv[1:] if argv is None else argv
+    if not paths:
+        print("usage: python -m latbench.analysis.paper RESULTS.csv...", file=sys.stderr)
+        return 2
+    results = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    print(s2_markdown(results), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
