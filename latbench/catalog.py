@@ -249,7 +249,8 @@ _HWNAS_DEVICES = {
 HWNASBENCH_SOURCE = (
     "HW-NAS-Bench v1.0 (RICE-EIC/GATECH-EIC HW-NAS-Bench, HW-NAS-Bench-v1_0.pickle), "
     "NAS-Bench-201 part, CIFAR-10 entries (its CIFAR-100 and ImageNet16-120 entries "
-    "hold the same latencies); measured or estimated on unpruned networks"
+    "share the latencies; each import records whether they were identical); measured "
+    "or estimated on unpruned networks"
 )
 
 
