@@ -16,6 +16,11 @@ from pathlib import Path
 
 __all__ = ["DEFAULT_OUT", "build_parser", "main"]
 
+# Defaults shown in --help; the numbers live in latbench.analysis.predictors, which
+# imports matplotlib, so they are repeated here for a fast --help (a test keeps them equal).
+QUICK_GCN_REPEATS = 2
+QUICK_GCN_EPOCHS = 30
+
 _PROG = "latbench-analysis"
 DEFAULT_OUT = "latbench-results"
 """Output folder when ``--out`` is not given (relative to the working directory)."""
@@ -51,20 +56,31 @@ def build_parser() -> argparse.ArgumentParser:
                         help="LatBench data home (default: $LATBENCH_HOME or the user data dir)")  # fmt: skip
     common.add_argument("--max-pairs", type=_positive, default=None, metavar="N",
                         help="most datasets in the pairs scatter matrix (default 8)")  # fmt: skip
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    common.add_argument("--verbose", "-v", action="store_true",
+                        help="keep TensorFlow's log lines (silenced by default)")  # fmt: skip
     pred = argparse.ArgumentParser(add_help=False)
     pred.add_argument("--repeats", type=_positive, default=None, metavar="N",
-                      help="predictor repeats, each a fresh random split (default 10)")  # fmt: skip
+                      help="repeats of every predictor, each a fresh random split; 100 is the "
+                           "paper's protocol (default: FLOPs/params/layer-wise 100, the GCN "
+                           f"{QUICK_GCN_REPEATS} of at most {QUICK_GCN_EPOCHS} epochs)")  # fmt: skip
+    pred.add_argument("--no-cache", action="store_true",
+                      help="recompute every repeat (default: reuse those stored in "
+                           "<data home>/cache/predictors)")  # fmt: skip
     pred.add_argument("--seed", type=int, default=0, help="seed of splits and training (default 0)")
     pred.add_argument("--predictors", type=_keys, default=None, metavar="P1,P2,...",
                       help="predictors to compare (default: flops, params, layerwise, gcn)")  # fmt: skip
     pred.add_argument("--train", type=_positive, default=None, metavar="N",
                       help="training architectures per repeat (default 900, as the paper)")  # fmt: skip
     pred.add_argument("--gcn-epochs", type=_positive, default=None, metavar="N",
-                      help="cap on GCN training epochs (default: the paper's 250, early stopping 35)")  # fmt: skip
+                      help="cap on GCN training epochs (default: the paper's 250, early "
+                           f"stopping 35, with --repeats; else {QUICK_GCN_EPOCHS})")  # fmt: skip
     parser = argparse.ArgumentParser(
         prog=_PROG,
         description="Regenerate the BRP-NAS paper's LatBench tables and figures from the "
-        "datasets on this machine (bundled, imported or measured).",
+        "datasets on this machine (bundled, imported or measured). The default predictor "
+        "protocol is quick (minutes); --repeats 100 runs the paper's (hours on a CPU). "
+        "Predictor repeats are cached, so a rerun computes only the new ones.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("all", parents=[common, pred],
@@ -100,8 +116,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``latbench-analysis``; returns the exit status."""
     os.environ.setdefault("MPLBACKEND", "Agg")  # never open a window, even via pyplot
     args = build_parser().parse_args(argv)
-    from latbench.analysis.pipeline import run
+    from latbench.quiet import quiet_tensorflow
 
+    quiet_tensorflow(args.verbose)
+    try:
+        from latbench.analysis.pipeline import run
+    except ModuleNotFoundError as exc:
+        from latbench.extras import missing_extra
+
+        if (exc.name or "").startswith("latbench"):
+            raise
+        print(missing_extra(exc, _PROG, "analysis"), file=sys.stderr)
+        return 2
     try:
         sections = run(
             args.command,
@@ -115,10 +141,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=getattr(args, "seed", 0),
             gcn_epochs=getattr(args, "gcn_epochs", None),
             bundled_only=args.bundled,
-            log=lambda msg: print(msg, file=sys.stderr),
+            log=None if args.quiet else lambda msg: print(msg, file=sys.stderr, flush=True),
+            cache=not getattr(args, "no_cache", False),
+            progress=not args.quiet,
         )
     except _errors() as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # e.g. TensorFlow for the GCN
+        from latbench.extras import missing_extra
+
+        if (exc.name or "").startswith("latbench"):
+            raise
+        print(missing_extra(exc, _PROG, "analysis"), file=sys.stderr)
         return 2
     if args.command != "all":
         print(sections[0].body)

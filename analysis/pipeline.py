@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -66,12 +67,18 @@ def run(
     gcn_epochs: int | None = None,
     bundled_only: bool = False,
     log: Callable[[str], None] | None = None,
+    cache: str | os.PathLike[str] | None | bool = True,
+    progress: bool = False,
 ) -> list[report.Section]:
     """Write ``result`` (one of :data:`RESULTS`, or ``"all"`` plus ``out/README.md``) into ``out``.
 
     ``devices=None`` takes every dataset available here (only the bundled ones with
-    ``bundled_only``); ``gcn_epochs`` caps GCN
-    training (default: the paper's 250 epochs). Returns the sections written.
+    ``bundled_only``). ``repeats=None`` runs the default protocols (cheap predictors
+    100 repeats, the GCN a quick few; see :func:`latbench.analysis.predictors.protocols`);
+    ``gcn_epochs`` caps GCN training. ``cache`` is the folder of predictor repeat
+    results (``True``: ``<data home>/cache/predictors``; ``False``/``None``: none), so
+    a rerun computes only the repeats it lacks. ``progress`` shows bars (or ETA lines)
+    on stderr. Returns the sections written.
     """
     if result != "all" and result not in RESULTS:
         raise ValueError(f"unknown result {result!r}; choose all or one of {', '.join(RESULTS)}")
@@ -87,20 +94,41 @@ def run(
     if predictors:
         pred_kw["predictors"] = list(predictors)
     gcn_options = {"max_epochs": gcn_epochs} if gcn_epochs else None
+    if cache is True:
+        from latbench.predictors.cache import default_cache_dir
+
+        cache = default_cache_dir(data_home)
+    cache = cache or None
     steps: dict[str, Callable[[], report.Section]] = {
         "correlation": lambda: report.write_correlation(data, out),
         "proxies": lambda: report.write_proxies(data, out),
         "pairs": lambda: report.write_pairs(data, out, max_devices=max_pairs),
         "predictors": lambda: report.write_predictors(
-            data, out, data_home=data_home, gcn_options=gcn_options, **pred_kw
+            data, out, data_home=data_home, gcn_options=gcn_options, cache=cache,
+            progress=progress, **pred_kw,
         ),
-    }
+    }  # fmt: skip
     say = log or (lambda _msg: None)
     say(f"{len(data.keys)} dataset(s): {', '.join(data.keys)}")
+    names = RESULTS if result == "all" else (result,)
+    if "predictors" in names:
+        from latbench.analysis.predictors import DEFAULT_PREDICTORS, protocols
+
+        plan = protocols(predictors or DEFAULT_PREDICTORS, repeats, gcn_epochs)
+        say("predictor protocols: " + "; ".join(f"{p} {pr.label(p)}" for p, pr in plan.items()))
+        if repeats is None:
+            say("  (the paper's protocol for all: --repeats 100; fewer predictors: --predictors)")
+        if cache:
+            say(f"  repeat cache: {cache} (a rerun computes only new repeats)")
     sections = []
-    for name in RESULTS if result == "all" else (result,):
+    for i, name in enumerate(names, 1):
+        t0 = time.perf_counter()
+        say(f"[{i}/{len(names)}] {name} ...")
         sections.append(steps[name]())
-        say(f"{name}: wrote {', '.join(sections[-1].files)}")
+        say(
+            f"[{i}/{len(names)}] {name}: {time.perf_counter() - t0:.0f} s, wrote "
+            + ", ".join(sections[-1].files)
+        )
     if result == "all":
         command = command_line(
             "all", devices=devices, out=out, max_pairs=None if max_pairs == MAX_DEVICES else max_pairs,
@@ -108,11 +136,7 @@ def run(
             gcn_epochs=gcn_epochs, bundled_only=bundled_only,
         )  # fmt: skip
         params = {"datasets": ", ".join(data.keys), "pairs: most datasets shown": max_pairs}
-        params |= report.predictor_parameters(**pred_kw)
-        if "gcn" in (predictors or report.default_predictors()):
-            params["GCN training"] = (
-                f"at most {gcn_epochs} epochs" if gcn_epochs else "Table S1 (at most 250 epochs)"
-            )
+        params |= report.predictor_parameters(**pred_kw, gcn_epochs=gcn_epochs)
         readme = report.write_readme(data, out, sections, command=command, parameters=params)
         say(f"report: {readme}")
     return sections

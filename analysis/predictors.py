@@ -2,16 +2,21 @@
 
 The numbers come from :func:`latbench.predictors.evaluate` (the paper's protocol:
 ``repeats`` random splits of ``n_train`` training and ``n_val`` validation models,
-the rest tested). The Figure 1-style panels show repeat 0 of that protocol: the same
-split and model seed, refitted here to keep its predictions. The layer-wise predictor
-needs the dataset's per-layer table (``<key>.layers.parquet``); where it is absent
-the predictor is skipped and the reason is reported.
+the rest tested). By default the cheap predictors (FLOPs, params, layer-wise) run the
+paper's 100 repeats and the GCN a quick protocol (:data:`QUICK_GCN_REPEATS` repeats of
+at most :data:`QUICK_GCN_EPOCHS` epochs), so ``latbench-analysis all`` takes minutes;
+``repeats=100`` runs the paper's protocol for all (Table S1 training for the GCN).
+Every result row names its :class:`Protocol`. The Figure 1-style panels show repeat 0
+of that protocol: the same split and model, read back from the repeat cache. The
+layer-wise predictor needs the dataset's per-layer table (``<key>.layers.parquet``);
+where it is absent the predictor is skipped and the reason is reported.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,17 +33,28 @@ __all__ = [
     "DEFAULT_TRAIN",
     "DEFAULT_VAL",
     "LABELS",
+    "PAPER_REPEATS",
+    "QUICK_GCN_EPOCHS",
+    "QUICK_GCN_REPEATS",
     "PredictorRun",
+    "Protocol",
     "figure1",
     "predictor_table",
+    "protocols",
     "repeat0_predictions",
     "run_predictors",
 ]
 
 DEFAULT_PREDICTORS: tuple[str, ...] = ("flops", "params", "layerwise", "gcn")
 """Predictors compared when none are named (Figure 1's three plus params)."""
-DEFAULT_REPEATS = 10
-"""Repeats per predictor (the paper: 100; 10 keeps a CPU run to minutes per dataset)."""
+PAPER_REPEATS = 100
+"""Repeats of the paper's protocol (Table S2: mean ± std over 100 random splits)."""
+DEFAULT_REPEATS = PAPER_REPEATS
+"""Default repeats of the cheap predictors (FLOPs, params, layer-wise): the paper's."""
+QUICK_GCN_REPEATS = 2
+"""Default GCN repeats: few, so the default analysis stays within minutes on a CPU."""
+QUICK_GCN_EPOCHS = 30
+"""Default cap on GCN epochs (Table S1: up to 250, early stopping after 35)."""
 DEFAULT_TRAIN = 900
 """Training models per repeat (the paper's 900)."""
 DEFAULT_VAL = 100
@@ -53,14 +69,63 @@ LABELS: dict[str, str] = {
 _FIG1_ORDER = ("flops", "params", "layerwise", "gcn")
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """How one predictor was evaluated: repeats and, for the GCN, the epoch cap."""
+
+    repeats: int
+    max_epochs: int | None = None
+    """GCN epoch cap; None = Table S1 (at most 250 epochs, early stopping after 35)."""
+
+    def is_paper(self, predictor: str) -> bool:
+        """True when this is the paper's protocol (100 repeats, Table S1 training)."""
+        return self.repeats >= PAPER_REPEATS and (predictor != "gcn" or self.max_epochs is None)
+
+    def label(self, predictor: str) -> str:
+        """E.g. ``paper (100 repeats)`` or ``quick (2 repeats, ≤ 30 epochs)``."""
+        parts = [f"{self.repeats} repeat{'s' if self.repeats != 1 else ''}"]
+        if predictor == "gcn":
+            parts.append(f"≤ {self.max_epochs} epochs" if self.max_epochs else "Table S1")
+        kind = "paper" if self.is_paper(predictor) else "quick"
+        return f"{kind} ({', '.join(parts)})"
+
+
+def protocols(
+    predictors: Sequence[str], repeats: int | None = None, gcn_epochs: int | None = None
+) -> dict[str, Protocol]:
+    """The protocol of each predictor: ``repeats=None`` is the default (cheap ones the
+    paper's 100 repeats, the GCN the quick one); a number applies to all, the GCN then
+    training by Table S1 unless ``gcn_epochs`` caps it."""
+    out = {}
+    for name in predictors:
+        if name == "gcn":
+            if repeats is None:
+                out[name] = Protocol(QUICK_GCN_REPEATS, gcn_epochs or QUICK_GCN_EPOCHS)
+            else:
+                out[name] = Protocol(repeats, gcn_epochs)
+        else:
+            out[name] = Protocol(repeats or DEFAULT_REPEATS)
+    return out
+
+
 class PredictorRun:
     """What :func:`run_predictors` produced: per-repeat results and what was skipped."""
 
-    def __init__(self, results: pd.DataFrame, skipped: Mapping[tuple[str, str], str]) -> None:
+    def __init__(
+        self,
+        results: pd.DataFrame,
+        skipped: Mapping[tuple[str, str], str],
+        protocols: Mapping[str, Protocol] | None = None,
+    ) -> None:
         self.results = results
-        """One row per dataset, predictor and repeat (``evaluate``'s columns, ``dataset`` = key)."""
+        """One row per dataset, predictor and repeat (``evaluate``'s columns, ``dataset`` =
+        key, ``protocol`` = the :meth:`Protocol.label` it ran under)."""
         self.skipped = dict(skipped)
         """(dataset key, predictor) -> why it was not run."""
+        self.protocols = dict(protocols or {})
+        """predictor -> :class:`Protocol`."""
+        self.computed = int(results.attrs.get("computed", len(results)))
+        """Repeats computed in this run (the others came from the cache)."""
 
 
 def _layers_for(key: str, frame: pd.DataFrame, data_home: Any) -> tuple[Any, str | None]:
@@ -85,26 +150,37 @@ def run_predictors(
     data: Datasets,
     predictors: Sequence[str] = DEFAULT_PREDICTORS,
     *,
-    repeats: int = DEFAULT_REPEATS,
+    repeats: int | None = None,
     n_train: int = DEFAULT_TRAIN,
     n_val: int = DEFAULT_VAL,
     seed: int = 0,
     data_home: str | os.PathLike[str] | None = None,
     options: Mapping[str, Any] | None = None,
+    cache: Any = None,
+    progress: bool = False,
 ) -> PredictorRun:
     """Run the protocol for every dataset and predictor that has the data it needs.
 
-    ``options`` go to the GCN (e.g. ``{"max_epochs": 5}``). Raises
+    ``repeats=None`` gives each predictor its default :func:`protocols`; a number
+    applies to all. ``options`` go to the GCN (e.g. ``{"max_epochs": 5}``, which also
+    caps the default quick protocol). ``cache`` is a folder of repeat results
+    (:mod:`latbench.predictors.cache`): repeats found there are not recomputed.
+    ``progress`` shows a bar per dataset and per predictor repeat. Raises
     :class:`~latbench.predictors.PredictorError` for unknown predictor names or split
     sizes that leave no test data.
     """
     from latbench.predictors import PREDICTORS, PredictorError, evaluate, usable_rows
+    from latbench.progress import Progress
 
     bad = [p for p in predictors if p not in PREDICTORS]
     if bad or not predictors:
         raise PredictorError(f"unknown predictor(s) {bad}; choose from {', '.join(PREDICTORS)}")
-    frames, skipped = [], {}
+    options = dict(options or {})
+    plan = protocols(predictors, repeats, options.get("max_epochs"))
+    frames, skipped, computed = [], {}, 0
+    bar = Progress(len(data.frames), "predictors", unit="dataset", enabled=progress)
     for key, frame in data.frames.items():
+        bar.update(0, note=key)
         names = list(predictors)
         usable = len(usable_rows(frame))
         if n_train + n_val >= usable:  # e.g. a measured sample of a few hundred archs
@@ -120,24 +196,44 @@ def run_predictors(
             if layers is None:
                 names.remove("layerwise")
                 skipped[(key, "layerwise")] = why
-        if not names:
-            continue
-        res = evaluate(frame, names, train=n_train, val=n_val, repeats=repeats, seed=seed,
-                       layers=layers, options=options)  # fmt: skip
-        res["dataset"] = key
-        frames.append(res)
+        for group in _groups(names, plan):
+            proto = plan[group[0]]
+            opts = options | ({"max_epochs": proto.max_epochs} if proto.max_epochs else {})
+            res = evaluate(frame, group, train=n_train, val=n_val, repeats=proto.repeats,
+                           seed=seed, layers=layers, options=opts, cache=cache,
+                           progress=progress, progress_desc=f"{key}: {', '.join(group)}")  # fmt: skip
+            computed += res.attrs.get("computed", len(res))
+            res["dataset"] = key
+            res["protocol"] = [plan[p].label(p) for p in res["predictor"]]
+            frames.append(res)
+        bar.update(note=key)
+    bar.close()
     results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return PredictorRun(results, skipped)
+    results.attrs["computed"] = computed
+    return PredictorRun(results, skipped, plan)
+
+
+def _groups(names: Sequence[str], plan: Mapping[str, Protocol]) -> list[list[str]]:
+    """Predictors sharing a protocol, evaluated together (same splits)."""
+    groups: dict[Protocol, list[str]] = {}
+    for n in names:
+        groups.setdefault(plan[n], []).append(n)
+    return list(groups.values())
 
 
 def predictor_table(results: pd.DataFrame) -> pd.DataFrame:
     """Table S2 layout: rows = error bound, columns = dataset x predictor, "mean ± std" in %.
 
-    Std is the sample standard deviation over repeats (0 for one repeat).
+    Std is the sample standard deviation over repeats (0 for one repeat). A last row
+    ``protocol`` names the protocol behind each column where ``results`` has one.
     """
     from latbench.predictors import BOUNDS, summarize
 
     summary = summarize(results)
+    if "protocol" in results.columns:
+        label = results.groupby(["dataset", "predictor"], sort=False)["protocol"].first()
+        summary["protocol"] = [label[(d, p)] for d, p in zip(summary["dataset"],
+                                                            summary["predictor"], strict=True)]  # fmt: skip
     order = {name: i for i, name in enumerate(_FIG1_ORDER)}
     summary = summary.sort_values(
         "predictor", key=lambda s: s.map(lambda p: order.get(p, len(order))), kind="stable"
@@ -149,8 +245,11 @@ def predictor_table(results: pd.DataFrame) -> pd.DataFrame:
             mean = getattr(row, f"within_{b}pct_mean") * 100
             std = getattr(row, f"within_{b}pct_std") * 100
             cells.append(f"{mean:.1f} ± {std:.1f}")
+        if "protocol" in summary.columns:
+            cells.append(row.protocol)
         cols[(row.dataset, LABELS.get(row.predictor, row.predictor))] = cells
-    table = pd.DataFrame(cols, index=[f"±{b}%" for b in BOUNDS])
+    index = [f"±{b}%" for b in BOUNDS] + (["protocol"] if "protocol" in summary.columns else [])
+    table = pd.DataFrame(cols, index=index)
     table.columns = pd.MultiIndex.from_tuples(table.columns, names=["dataset", "predictor"])
     table.index.name = "error bound"
     return table
@@ -165,30 +264,19 @@ def repeat0_predictions(
     seed: int = 0,
     layers: Any = None,
     options: Mapping[str, Any] | None = None,
+    cache: Any = None,
 ) -> pd.DataFrame:
-    """Test-set predictions of repeat 0 of the protocol: ``arch_id``, ``measured``, ``predicted``."""
-    from latbench.predictors import make_predictor, repeat_seeds, split_rows, usable_rows
+    """Test-set predictions of repeat 0 of the protocol: ``arch_id``, ``measured``, ``predicted``.
 
-    rows = usable_rows(frame)
-    split_seed, model_seed = repeat_seeds(seed, 0)
-    sp = split_rows(rows, n_train, n_val, split_seed)
-    opts: dict[str, Any] = {}
-    if predictor == "gcn":
-        opts = dict(options or {})
-        opts.setdefault("seed", model_seed)
-        opts.setdefault("encoding", rows.attrs["encoding"])
-    elif predictor == "layerwise":
-        opts["layers"] = layers
-    ids = rows["arch_id"].to_numpy()
-    y = rows["latency_ms"].to_numpy()
-    pred = make_predictor(predictor, **opts)
-    if len(sp.val):
-        pred.fit(ids[sp.train], y[sp.train], val_archs=ids[sp.val], val_latency_ms=y[sp.val])
-    else:
-        pred.fit(ids[sp.train], y[sp.train])
-    return pd.DataFrame(
-        {"arch_id": ids[sp.test], "measured": y[sp.test], "predicted": pred.predict(ids[sp.test])}
-    )
+    With the ``cache`` :func:`run_predictors` used (and the same ``options``), the
+    repeat is read back rather than refitted.
+    """
+    from latbench.predictors import predictions
+
+    if predictor == "layerwise" and layers is None:
+        raise ValueError("layerwise needs layers= (the per-layer table)")
+    return predictions(frame, predictor, train=n_train, val=n_val, seed=seed, repeat=0,
+                       layers=layers, options=options, cache=cache)  # fmt: skip
 
 
 def figure1(key: str, predictions: Mapping[str, pd.DataFrame]) -> Figure:

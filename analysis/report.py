@@ -308,13 +308,21 @@ def predictor_parameters(
     n_train: int | None = None,
     n_val: int | None = None,
     seed: int = 0,
+    gcn_epochs: int | None = None,
 ) -> dict[str, object]:
     """The predictor protocol's parameters as the report lists them."""
     from latbench.analysis import predictors as P
 
+    names = list(predictors or P.DEFAULT_PREDICTORS)
+    plan = P.protocols(names, repeats, gcn_epochs)
+    counts = {pr.repeats for pr in plan.values()}
+    each = ", ".join(f"{P.LABELS.get(p, p)} {pr.repeats}" for p, pr in plan.items())
     return {
-        "predictors": ", ".join(predictors or P.DEFAULT_PREDICTORS),
-        "predictor repeats": repeats or P.DEFAULT_REPEATS,
+        "predictors": ", ".join(names),
+        "predictor repeats": counts.pop() if len(counts) == 1 else each,
+        "predictor protocols": "; ".join(
+            f"{P.LABELS.get(p, p)}: {pr.label(p)}" for p, pr in plan.items()
+        ),
         "train / validation models per repeat": f"{n_train or P.DEFAULT_TRAIN} / "
         f"{n_val or P.DEFAULT_VAL} (the rest: test)",
         "seed": seed,
@@ -332,21 +340,33 @@ def write_predictors(
     seed: int = 0,
     data_home: str | os.PathLike[str] | None = None,
     gcn_options: dict | None = None,
+    cache: str | os.PathLike[str] | None = None,
+    progress: bool = False,
 ) -> Section:
-    """Tables 1/S2 (accuracy within ±1/5/10 %) and a Figure 1 panel per dataset."""
+    """Tables 1/S2 (accuracy within ±1/5/10 %) and a Figure 1 panel per dataset.
+
+    ``repeats=None``: the default protocols (:func:`latbench.analysis.predictors.protocols`);
+    every table names the protocol behind each number.
+    """
     from latbench.analysis import predictors as P
 
     out = Path(out)
     names = list(predictors or P.DEFAULT_PREDICTORS)
     n_train = n_train or P.DEFAULT_TRAIN
     n_val = P.DEFAULT_VAL if n_val is None else n_val
-    run = P.run_predictors(data, names, repeats=repeats or P.DEFAULT_REPEATS, n_train=n_train,
-                           n_val=n_val, seed=seed, data_home=data_home, options=gcn_options)  # fmt: skip
+    run = P.run_predictors(data, names, repeats=repeats, n_train=n_train, n_val=n_val,
+                           seed=seed, data_home=data_home, options=gcn_options, cache=cache,
+                           progress=progress)  # fmt: skip
+    plan = "; ".join(f"{P.LABELS.get(p, p)} {pr.label(p)}" for p, pr in run.protocols.items())
     body = [
         f"The paper's protocol: each repeat draws {n_train} training and {n_val} validation "
         "models at random and tests on all the others; the numbers are the share of test "
         "models predicted within ±1/5/10 % of the measured latency, mean ± standard "
         "deviation over repeats (Table S2 layout). The panels show repeat 0.\n\n"
+        f"Protocols here: {plan}. *paper* = the paper's 100 repeats (Table S1 training "
+        "for the GCN); *quick* = fewer repeats or capped GCN training, to keep the default "
+        "run to minutes (`latbench-analysis all --repeats 100` runs the paper's). Each "
+        "table's `protocol` row says which produced its numbers.\n\n"
     ]
     files: list[str] = []
     if run.results.empty:
@@ -358,6 +378,7 @@ def write_predictors(
         results = run.results.drop(columns=["train_seconds"], errors="ignore")
         files.append(write_csv(results, out / "predictors.csv").name)
         summary = summarize(run.results).drop(columns=["train_seconds_mean"], errors="ignore")
+        summary["protocol"] = [run.protocols[p].label(p) for p in summary["predictor"]]
         files.append(write_csv(summary, out / "predictors_summary.csv").name)
         table = P.predictor_table(run.results)
         flat = table.copy()
@@ -374,13 +395,16 @@ def write_predictors(
             for name in ran:
                 if name == "params" and "flops" in ran:
                     continue  # Figure 1 shows FLOPs; params ranks NAS-Bench-201 identically
+                opts = dict(gcn_options or {})
+                if run.protocols[name].max_epochs:  # the options its repeats ran with
+                    opts["max_epochs"] = run.protocols[name].max_epochs
                 preds[name] = P.repeat0_predictions(data.frames[key], name, n_train=n_train,
                                                    n_val=n_val, seed=seed, layers=layers,
-                                                   options=gcn_options)  # fmt: skip
+                                                   options=opts, cache=cache)  # fmt: skip
             png = save_png(P.figure1(key, preds), out / f"predictors_{key}.png")
             files.append(png.name)
             body.append(f"![predicted vs measured, {key}]({png.name})\n\n")
-        metric_cols = ["dataset", "predictor", "repeats", "spearman_mean", "kendall_mean",
+        metric_cols = ["dataset", "predictor", "protocol", "spearman_mean", "kendall_mean",
                        "rmse_ms_mean"]  # fmt: skip
         body.append("### Rank correlation and error of the predictions (means over repeats)\n\n")
         body.append(markdown_table(summary[metric_cols], floatfmt=".3f") + "\n")
@@ -414,8 +438,10 @@ def _paper_s2(keys: Sequence[str], results: pd.DataFrame, n_train: int) -> str:
             if (r.key, name) not in s.index:
                 continue
             m = s.loc[(r.key, name)]
+            proto = results.loc[results["predictor"] == name, "protocol"]
             rows.append({
                 "dataset": r.key, "predictor": P.LABELS[name], "bound": f"±{r.bound_pct}%",
+                "protocol": proto.iloc[0] if "protocol" in results and len(proto) else "",
                 "ours": f"{m[f'within_{r.bound_pct}pct_mean'] * 100:.1f} ± "
                         f"{m[f'within_{r.bound_pct}pct_std'] * 100:.1f}",
                 "paper": f"{r.mean:.1f} ± {r.std:.1f}",

@@ -14,7 +14,10 @@ Training (Table S1): AdamW (lr 8e-4, decoupled weight decay 5e-4), batch 10,
 learning rate halved after 10 epochs without validation improvement, at most 250
 epochs, early stopping after 35, best-validation weights kept. One epoch is one
 compiled TensorFlow function (a ``tf.while_loop`` over the batches), so Python runs
-once per epoch, not once per step.
+once per epoch, not once per step. The network, optimizer and compiled functions are
+built once per configuration and process (:class:`_Runner`) and reused by every fit
+and prediction: each new predictor resets their values instead of tracing and
+XLA-compiling again (no ``tf.function`` retracing, no repeated compile time).
 
 TensorFlow and Keras are imported on first use.
 """
@@ -121,7 +124,6 @@ class GCNPredictor(Predictor):
         self.log = TrainingLog()
         self._weights: list[np.ndarray] | None = None
         self._target: tuple[float, float] = (0.0, 1.0)
-        self._net: Any = None
 
     # -- fitting ---------------------------------------------------------------------------
 
@@ -145,6 +147,9 @@ class GCNPredictor(Predictor):
         tf, keras = _tf(self.threads)
         cfg = self.config
         keras.utils.set_random_seed(self.seed)
+        runner = _runner(tf, keras, cfg)
+        runner.reset(tf, keras, cfg, self.seed)
+        net = runner.net
         logy = np.log(y)
         mean, std = float(logy.mean()), float(logy.std())
         std = std if std > 0 else 1.0
@@ -165,11 +170,7 @@ class GCNPredictor(Predictor):
                 tf.constant(feat_all[vids]),
                 tf.constant(z(vy)),
             )
-        net = _build_net(tf, keras, cfg, self.seed)
-        opt = keras.optimizers.AdamW(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        opt.build(net.trainable_variables)
-        run_epoch = _epoch_fn(tf, net, opt, adj, feat, target, cfg)
-        evaluate = _loss_fn(tf, net, cfg) if has_val else None
+        opt = runner.opt
 
         rng = np.random.default_rng(self.seed)
         n = len(ids)
@@ -186,9 +187,11 @@ class GCNPredictor(Predictor):
             te = time.perf_counter()
             idx, w = _batches(rng, n, cfg.batch_size)
             key = tf.constant(self.seed * 1_000 + epoch, tf.int64)
-            train_loss = float(run_epoch(tf.constant(idx), tf.constant(w), key))
+            train_loss = float(
+                runner.run_epoch(tf.constant(idx), tf.constant(w), key, adj, feat, target)
+            )
             if has_val:
-                monitored = float(evaluate(v_adj, v_feat, v_target))
+                monitored = float(runner.loss(v_adj, v_feat, v_target))
                 log.val_loss.append(monitored)
             else:
                 monitored = train_loss
@@ -223,8 +226,6 @@ class GCNPredictor(Predictor):
             v.assign(value)
         self.log = log
         self._weights = best_weights
-        self._net = net
-        self._predict = None
         self._fitted = True
         return self
 
@@ -244,22 +245,18 @@ class GCNPredictor(Predictor):
 
     def _predict_z(self, ids: np.ndarray) -> np.ndarray:
         tf, keras = _tf(self.threads)
-        if self._net is None:
-            self._net = _build_net(tf, keras, self.config, self.seed)
-            for v, value in zip(self._net.weights, self._weights, strict=True):
-                v.assign(value)
-            self._predict = None
-        if getattr(self, "_predict", None) is None:
-            self._predict = _predict_fn(tf, self._net)  # traced once per predictor
-        fn = self._predict
+        runner = _runner(tf, keras, self.config)
+        runner.load(self._weights)
         adj_all, feat_all = gcn_inputs(self.config.encoding)
         uniq, inverse = np.unique(ids, return_inverse=True)  # each architecture once
-        parts = [
-            fn(tf.constant(adj_all[uniq[i : i + 4096]]), tf.constant(feat_all[uniq[i : i + 4096]]))
-            .numpy()
-            .ravel()
-            for i in range(0, len(uniq), 4096)
-        ]
+        parts = []
+        for i in range(0, len(uniq), _CHUNK):
+            chunk = uniq[i : i + _CHUNK]
+            # Padded to one shape: one trace and one compiled kernel for every call.
+            pad = np.zeros(_CHUNK, dtype=np.int64)
+            pad[: len(chunk)] = chunk
+            z = runner.predict(tf.constant(adj_all[pad]), tf.constant(feat_all[pad]))
+            parts.append(z.numpy().ravel()[: len(chunk)])
         return np.concatenate(parts)[inverse.ravel()]
 
     # -- persistence -----------------------------------------------------------------------
@@ -296,6 +293,55 @@ class GCNPredictor(Predictor):
 
 
 # -- TensorFlow pieces (built lazily) ----------------------------------------------------------
+
+_CHUNK = 2048
+"""Architectures per prediction call (padded), so every call has the same shape."""
+
+
+class _Runner:
+    """One network, optimizer and compiled epoch/loss/predict functions for a configuration.
+
+    Shared by every :class:`GCNPredictor` of that configuration in the process: a fit
+    resets the values (:meth:`reset`), a prediction loads its weights (:meth:`load`),
+    and the functions, whose inputs have fixed signatures, are traced once.
+    """
+
+    def __init__(self, tf: Any, keras: Any, cfg: GCNConfig) -> None:
+        self.net = _build_net(tf, keras, cfg, 0)
+        self.opt = keras.optimizers.AdamW(
+            learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay
+        )
+        self.opt.build(self.net.trainable_variables)
+        n_feat = gcn_inputs(cfg.encoding)[1].shape[-1]
+        self.run_epoch = _epoch_fn(tf, self.net, self.opt, cfg, n_feat)
+        self.loss = _loss_fn(tf, self.net, cfg, n_feat)
+        self.predict = _predict_fn(tf, self.net, n_feat)
+
+    def reset(self, tf: Any, keras: Any, cfg: GCNConfig, seed: int) -> None:
+        """Fresh seeded initial weights, zeroed optimizer state, the initial learning rate."""
+        fresh = _build_net(tf, keras, cfg, seed)
+        self.load([v.numpy() for v in fresh.weights])
+        for v in self.opt.variables:
+            v.assign(tf.zeros(v.shape, v.dtype))
+        self.opt.learning_rate.assign(cfg.learning_rate)
+
+    def load(self, weights: Sequence[np.ndarray] | None) -> None:
+        """Set the network's weights (e.g. a fitted predictor's)."""
+        assert weights is not None
+        for v, value in zip(self.net.weights, weights, strict=True):
+            v.assign(value)
+
+
+_RUNNERS: dict[tuple[Any, ...], _Runner] = {}
+
+
+def _runner(tf: Any, keras: Any, cfg: GCNConfig) -> _Runner:
+    # Only what shapes the network, the optimizer's update or the compiled code.
+    key = (cfg.layers, cfg.hidden, cfg.dropout, cfg.weight_decay, cfg.batch_size,
+           cfg.encoding, cfg.jit_compile)  # fmt: skip
+    if key not in _RUNNERS:
+        _RUNNERS[key] = _Runner(tf, keras, cfg)
+    return _RUNNERS[key]
 
 
 def _tf(threads: int | None = None) -> tuple[Any, Any]:
@@ -394,11 +440,25 @@ def _build_net(tf: Any, keras: Any, cfg: GCNConfig, seed: int) -> Any:
     return net
 
 
-def _epoch_fn(tf: Any, net: Any, opt: Any, adj: Any, feat: Any, target: Any, cfg: GCNConfig) -> Any:
-    variables = net.trainable_variables
+def _graph_specs(tf: Any, n_feat: int) -> tuple[Any, Any]:
+    return (
+        tf.TensorSpec([None, 9, 9], tf.float32),
+        tf.TensorSpec([None, 9, n_feat], tf.float32),
+    )
 
-    @tf.function(jit_compile=cfg.jit_compile, reduce_retracing=True)
-    def run_epoch(idx: Any, w: Any, key: Any) -> Any:
+
+def _epoch_fn(tf: Any, net: Any, opt: Any, cfg: GCNConfig, n_feat: int) -> Any:
+    variables = net.trainable_variables
+    spec = (
+        tf.TensorSpec([None, cfg.batch_size], tf.int32),
+        tf.TensorSpec([None, cfg.batch_size], tf.float32),
+        tf.TensorSpec([], tf.int64),
+        *_graph_specs(tf, n_feat),
+        tf.TensorSpec([None], tf.float32),
+    )
+
+    @tf.function(input_signature=spec, jit_compile=cfg.jit_compile)
+    def run_epoch(idx: Any, w: Any, key: Any, adj: Any, feat: Any, target: Any) -> Any:
         def body(i: Any, total: Any) -> tuple[Any, Any]:
             b = idx[i]
             wb = w[i]
@@ -420,16 +480,18 @@ def _epoch_fn(tf: Any, net: Any, opt: Any, adj: Any, feat: Any, target: Any, cfg
     return run_epoch
 
 
-def _loss_fn(tf: Any, net: Any, cfg: GCNConfig) -> Any:
-    @tf.function(jit_compile=cfg.jit_compile, reduce_retracing=True)
+def _loss_fn(tf: Any, net: Any, cfg: GCNConfig, n_feat: int) -> Any:
+    spec = (*_graph_specs(tf, n_feat), tf.TensorSpec([None], tf.float32))
+
+    @tf.function(input_signature=spec, jit_compile=cfg.jit_compile)
     def loss(adj: Any, feat: Any, target: Any) -> Any:
         return tf.reduce_mean(tf.square(net(adj, feat) - target))
 
     return loss
 
 
-def _predict_fn(tf: Any, net: Any) -> Any:
-    @tf.function(reduce_retracing=True)
+def _predict_fn(tf: Any, net: Any, n_feat: int) -> Any:
+    @tf.function(input_signature=_graph_specs(tf, n_feat))
     def predict(adj: Any, feat: Any) -> Any:
         return net(adj, feat)
 

@@ -3,7 +3,9 @@
 Each repeat draws a fresh split (``train`` models to fit, ``val`` for early stopping,
 the rest to test), fits a new predictor and scores it on the test set. Repeat ``r``
 of seed ``s`` uses split and model seeds derived from ``(s, r)`` alone, so every
-predictor sees the same splits and a rerun reproduces the numbers.
+predictor sees the same splits and a rerun reproduces the numbers. With ``cache=`` a
+folder, each repeat's result is stored there (:mod:`latbench.predictors.cache`) and a
+rerun, e.g. with more repeats, computes only the repeats it does not find.
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from latbench.predictors.base import PredictorError
+from latbench.predictors.cache import RepeatCache, frame_checksum, series_checksum
 from latbench.predictors.data import UNITS, split_rows, usable_rows
 from latbench.predictors.metrics import METRICS, metrics
 from latbench.predictors.registry import PREDICTORS, make_predictor
@@ -50,6 +55,9 @@ def evaluate(
     layers: Any = None,
     data_home: str | os.PathLike[str] | None = None,
     options: Mapping[str, Any] | None = None,
+    cache: str | os.PathLike[str] | RepeatCache | None = None,
+    progress: bool = False,
+    progress_desc: str | None = None,
 ) -> pd.DataFrame:
     """Run the protocol; one row per predictor and repeat (:data:`RESULT_COLUMNS`).
 
@@ -59,6 +67,9 @@ def evaluate(
     ``{"max_epochs": 50}``); its ``encoding`` defaults to the dataset's
     :func:`~latbench.predictors.data.timed_encoding`. ``jobs > 1`` runs repeats in that many processes, each
     with ``cpu_count // jobs`` TensorFlow threads. Shares are fractions in 0..1.
+    ``cache`` (a folder) keeps every repeat's result; repeats found there are not
+    recomputed, and ``attrs["computed"]``/``attrs["cached"]`` of the result count
+    both kinds. ``progress`` shows a bar (or ETA lines) per predictor repeat on stderr.
     """
     names = [predictor] if isinstance(predictor, str) else list(predictor)
     bad = [n for n in names if n not in PREDICTORS]
@@ -75,32 +86,64 @@ def evaluate(
     layer_lat = _layer_latency(dataset, layers, data_home) if "layerwise" in names else None
     ids = rows["arch_id"].to_numpy()
     y = rows["latency_ms"].to_numpy()
-    tasks = []
+    store = _as_cache(cache)
+    base = _base_fields(rows, train, val, unit, seed) if store else {}
+    tasks, keys = [], []
     for r in range(repeats):
         split_seed, model_seed = repeat_seeds(seed, r)
         sp = split_rows(rows, train, val, split_seed, unit)
         for n in names:
             opts = _options(n, rows, model_seed, layer_lat, options)
             tasks.append((n, opts, ids, y, sp.train, sp.val, sp.test, r))
-    if jobs == 1:
-        results = [_run(*t) for t in tasks]
-    else:
-        import multiprocessing as mp
+            keys.append(_key(store, base, n, r, opts))
+    # Cheap predictors first: the ETA then comes from the expensive repeats left.
+    order = sorted(range(len(tasks)), key=lambda i: (tasks[i][0] == "gcn", i))
+    from latbench.progress import Progress
 
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        # spawn: TensorFlow's thread pools do not survive fork
-        with ProcessPoolExecutor(
-            jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(threads,)
-        ) as pool:
-            results = list(pool.map(_run_packed, tasks))
-    frame = pd.DataFrame(results)
+    results: dict[int, dict[str, Any]] = {}
+    desc = progress_desc or f"{name}: predictor repeats"
+    with Progress(len(tasks), desc, unit="repeat", enabled=progress, leave=False) as bar:
+        todo = []
+        for i in order:
+            hit = store.get(keys[i][0]) if store else None
+            if hit is not None and len(hit[1]) == len(tasks[i][6]):
+                results[i] = hit[0]
+                bar.update(note=f"{tasks[i][0]} #{tasks[i][7]} cached")
+            else:
+                todo.append(i)
+
+        def done(i: int, out: tuple[dict[str, Any], np.ndarray]) -> None:
+            results[i] = out[0]
+            if store:
+                store.put(keys[i][0], out[0], out[1], keys[i][1])
+            bar.update(note=f"{tasks[i][0]} #{tasks[i][7]}")
+
+        if jobs == 1 or len(todo) <= 1:
+            for i in todo:
+                done(i, _run(*tasks[i]))
+        else:
+            import multiprocessing as mp
+
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+            # spawn: TensorFlow's thread pools do not survive fork
+            with ProcessPoolExecutor(
+                jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                initargs=(threads,),
+            ) as pool:  # fmt: skip
+                futures = {pool.submit(_run_packed, tasks[i]): i for i in todo}
+                for fut in as_completed(futures):
+                    done(futures[fut], fut.result())
+    frame = pd.DataFrame([results[i] for i in range(len(tasks))])
     frame.insert(0, "dataset", name)
     frame["seed"] = seed
     frame["unit"] = unit
     frame["n_train"], frame["n_val"] = train, val
     frame["epochs"] = frame["epochs"].astype("Int64")
     frame["best_epoch"] = frame["best_epoch"].astype("Int64")
-    return frame[list(RESULT_COLUMNS)].sort_values(["predictor", "repeat"], ignore_index=True)
+    out = frame[list(RESULT_COLUMNS)].sort_values(["predictor", "repeat"], ignore_index=True)
+    out.attrs["computed"] = len(todo)
+    out.attrs["cached"] = len(tasks) - len(todo)
+    return out
 
 
 def predictions(
@@ -115,10 +158,13 @@ def predictions(
     layers: Any = None,
     data_home: str | os.PathLike[str] | None = None,
     options: Mapping[str, Any] | None = None,
+    cache: str | os.PathLike[str] | RepeatCache | None = None,
 ) -> pd.DataFrame:
     """Test-set predictions of one repeat of :func:`evaluate` (same split, same model).
 
     Columns ``arch_id``, ``measured``, ``predicted`` (ms); for scatter plots (Figure 1).
+    With ``cache``, a repeat that :func:`evaluate` stored there is read, not refitted
+    (and one computed here is stored for it).
     """
     if predictor not in PREDICTORS:
         raise PredictorError(
@@ -128,12 +174,52 @@ def predictions(
     split_seed, model_seed = repeat_seeds(seed, repeat)
     sp = split_rows(rows, train, val, split_seed, unit)
     layer_lat = _layer_latency(dataset, layers, data_home) if predictor == "layerwise" else None
-    pred = make_predictor(predictor, **_options(predictor, rows, model_seed, layer_lat, options))
+    opts = _options(predictor, rows, model_seed, layer_lat, options)
     ids, y = rows["arch_id"].to_numpy(), rows["latency_ms"].to_numpy()
-    _fit(pred, ids, y, sp.train, sp.val)
-    return pd.DataFrame(
-        {"arch_id": ids[sp.test], "measured": y[sp.test], "predicted": pred.predict(ids[sp.test])}
-    )
+    store = _as_cache(cache)
+    key, fields_ = _key(store, _base_fields(rows, train, val, unit, seed), predictor, repeat, opts)
+    hit = store.get(key) if store else None
+    if hit is not None and len(hit[1]) == len(sp.test):
+        predicted = hit[1]
+    else:
+        result, predicted = _run(predictor, opts, ids, y, sp.train, sp.val, sp.test, repeat)
+        if store:
+            store.put(key, result, predicted, fields_)
+    return pd.DataFrame({"arch_id": ids[sp.test], "measured": y[sp.test], "predicted": predicted})
+
+
+def _as_cache(cache: str | os.PathLike[str] | RepeatCache | None) -> RepeatCache | None:
+    if cache is None or isinstance(cache, RepeatCache):
+        return cache
+    return RepeatCache(Path(cache))
+
+
+def _base_fields(rows: pd.DataFrame, train: int, val: int, unit: str, seed: int) -> dict:
+    return {"dataset": frame_checksum(rows), "train": train, "val": val, "unit": unit,
+            "seed": int(seed)}  # fmt: skip
+
+
+def _key(
+    store: RepeatCache | None, base: dict, name: str, repeat: int, opts: Mapping[str, Any]
+) -> tuple[str, dict]:
+    """Cache file key and the fields it hashes (empty without a cache)."""
+    if store is None:
+        return "", {}
+    f = {**base, "predictor": name, "repeat": int(repeat), "settings": _settings(name, opts)}
+    return RepeatCache.key(f), f
+
+
+def _settings(name: str, opts: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a predictor's options can change its numbers (not threads or verbosity)."""
+    if name == "gcn":
+        from latbench.predictors.gcn import GCNConfig
+
+        names = {f.name for f in fields(GCNConfig)}
+        cfg = GCNConfig(**{k: v for k, v in opts.items() if k in names})
+        return {"config": asdict(cfg), "seed": int(opts.get("seed", 0))}
+    if name == "layerwise":
+        return {"layers": series_checksum(opts["layers"])}
+    return {}
 
 
 def _layer_latency(
@@ -180,7 +266,7 @@ def _init_worker(threads: int) -> None:
     _tf(threads)
 
 
-def _run_packed(task: tuple) -> dict[str, Any]:
+def _run_packed(task: tuple) -> tuple[dict[str, Any], np.ndarray]:
     return _run(*task)
 
 
@@ -193,18 +279,20 @@ def _run(
     va: np.ndarray,
     te: np.ndarray,
     repeat: int,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], np.ndarray]:
+    """One repeat: its result row and its test-set predictions."""
     pred = make_predictor(name, **opts)
     t0 = time.perf_counter()
     _fit(pred, ids, y, tr, va)
     seconds = time.perf_counter() - t0
     out: dict[str, Any] = {"predictor": name, "repeat": repeat, "n_test": len(te)}
-    out.update(metrics(y[te], pred.predict(ids[te])))
+    predicted = pred.predict(ids[te])
+    out.update(metrics(y[te], predicted))
     out["train_seconds"] = seconds
     log = getattr(pred, "log", None)
-    out["epochs"] = log.epochs if log is not None else pd.NA
-    out["best_epoch"] = log.best_epoch if log is not None else pd.NA
-    return out
+    out["epochs"] = log.epochs if log is not None else None
+    out["best_epoch"] = log.best_epoch if log is not None else None
+    return out, predicted
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
