@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -129,6 +128,12 @@ def _parser() -> argparse.ArgumentParser:
         help="probe the profile (runtime, device, one tiny model) and exit",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="keep TensorFlow's and LiteRT's log lines (silenced by default; "
+        "also for merge, build, run)",
+    )
     return p  # fmt: skip
 
 
@@ -269,9 +274,14 @@ def _describe_selection(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``latbench-measure``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # TensorFlow's C++ logging floods the terminal during conversion; users can still
-    # ask for it by setting the variable themselves.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ and Python logging floods the terminal during conversion; users
+    # can still ask for it (--verbose, or TF_CPP_MIN_LOG_LEVEL set themselves).
+    from latbench.quiet import quiet_tensorflow
+
+    verbose = "--verbose" in argv
+    if verbose and argv[:1] in (["merge"], ["worker"], ["build"], ["run"]):
+        argv.remove("--verbose")  # theirs are separate parsers; the flag is global
+    quiet_tensorflow(verbose)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         if argv[:1] == ["merge"]:
@@ -294,6 +304,13 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: results so far are stored; rerun the same command to resume",
               file=sys.stderr)  # fmt: skip
         return 130
+    except ModuleNotFoundError as exc:  # a runtime of the harness extra
+        from latbench.extras import missing_extra
+
+        if (exc.name or "").startswith("latbench"):
+            raise
+        print(missing_extra(exc, "latbench-measure"), file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, RuntimeError, KeyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"latbench-measure: error: {msg}", file=sys.stderr)

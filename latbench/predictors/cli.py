@@ -51,16 +51,25 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--repeats", "-n", type=int, default=1, help="repeats (paper: 100)")
     ev.add_argument("--jobs", "-j", type=int, default=1, help="parallel processes")
     ev.add_argument("--out", "-o", type=Path, help="CSV with one row per predictor and repeat")
+    ev.add_argument("--no-cache", action="store_true",
+                    help="recompute every repeat (default: reuse the results stored in "
+                         "<data home>/cache/predictors, so more --repeats computes only the new)")  # fmt: skip
+    ev.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    ev.add_argument("--verbose", "-v", action="store_true",
+                    help="keep TensorFlow's log lines (silenced by default)")  # fmt: skip
     tr = sub.add_parser("train", help="fit one predictor on one random split and save it")
     _common(tr)
     tr.add_argument("--predictor", "-p", default="gcn", help="gcn, layerwise, flops or params")
     tr.add_argument("--out", "-o", type=Path, required=True, help="predictor file (.npz)")
-    tr.add_argument("--verbose", "-v", action="store_true", help="GCN: print every epoch")
+    tr.add_argument("--verbose", "-v", action="store_true",
+                    help="GCN: print every epoch; keep TensorFlow's log lines")  # fmt: skip
     pr = sub.add_parser("predict", help="predict latency with a saved predictor")
     pr.add_argument("model", type=Path, help="file written by `train`")
     pr.add_argument("archs", nargs="*", help="NAS-Bench-201 strings or arch_ids")
     pr.add_argument("--all", action="store_true", help="all 15,625 architectures")
     pr.add_argument("--out", "-o", type=Path, help="CSV (default: print)")
+    pr.add_argument("--verbose", "-v", action="store_true",
+                    help="keep TensorFlow's log lines (silenced by default)")  # fmt: skip
     return p
 
 
@@ -79,13 +88,19 @@ def _gcn_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from latbench.predictors import evaluate, summarize
+    from latbench.predictors.cache import default_cache_dir
 
     names = [n.strip() for n in args.predictor.split(",") if n.strip()]
     res = evaluate(
         args.dataset, names, train=args.train, val=args.val, repeats=args.repeats,
         seed=args.seed, unit=args.unit, jobs=args.jobs, layers=args.layers,
         data_home=args.data_home, options=_gcn_options(args),
+        cache=None if args.no_cache else default_cache_dir(args.data_home),
+        progress=not args.quiet, progress_desc=f"{args.dataset}: repeats",
     )  # fmt: skip
+    if res.attrs.get("cached"):
+        print(f"{res.attrs['cached']} repeat(s) from the cache, {res.attrs['computed']} computed",
+              file=sys.stderr)  # fmt: skip
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         res.to_csv(args.out, index=False)
@@ -168,10 +183,10 @@ def _predict(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``latbench-predict``; returns the exit status."""
-    import os
+    from latbench.quiet import quiet_tensorflow
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _parser().parse_args(argv)
+    quiet_tensorflow(getattr(args, "verbose", False))
     from latbench.catalog import UnknownDatasetError
     from latbench.loader import DatasetNotFoundError
     from latbench.predictors import PredictorError
@@ -181,6 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         return {"evaluate": _evaluate, "train": _train, "predict": _predict}[args.command](args)
     except (PredictorError, UnknownDatasetError, DatasetNotFoundError, ArchError) as exc:
         print(f"latbench-predict: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # TensorFlow or SciPy: the analysis extra
+        from latbench.extras import missing_extra
+
+        if (exc.name or "").startswith("latbench"):
+            raise
+        print(missing_extra(exc, "latbench-predict", "analysis"), file=sys.stderr)
         return 2
 
 
