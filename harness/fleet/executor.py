@@ -116,6 +116,7 @@ class FleetExecutor:
             return self._ray
         ray = require_ray()
         if not ray.is_initialized():
+            _probe(self.address)
             try:
                 ray.init(
                     address=self.address, logging_level=logging.WARNING, log_to_driver=False,
@@ -504,6 +505,22 @@ def _failed(w: GraphWork, tried: list[tuple[str, str]]) -> GraphResult:
     n = len({d for d, _ in tried})
     msg = f"failed on {n} device{'s' if n > 1 else ''}: {reasons}"
     return GraphResult(w.key, w.timed_arch_id, "failed", error=msg, device_id=tried[-1][0])
+
+
+def _probe(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` nobody listens on (Ray itself retries for minutes)."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise FleetError(
+            f"cannot join the Ray cluster at {address!r} (nothing answers: {exc.strerror or exc}); "
+            "start its head with 'ray start --head --port 6379' and pass --fleet HEAD_IP:6379"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,158 @@
+"""Fleet scheduling cost: one ONNX Runtime campaign on 1 and on 2 local worker nodes.
+
+A local Ray head (one CPU, for builds) and ``latbench-measure worker`` processes
+pinned to different cores (``--pin``), each advertising one ``cpu-onnxruntime``
+device. The same N graphs (artifacts built beforehand, so builds do not compete) are
+timed with the local executor, then on the fleet with 1 and with 2 workers. Reported:
+wall time, the sum of timed inference, each device's busy share and its *scheduling
+overhead*: the time a device sits idle between two timing calls (driver round trip,
+Ray dispatch, artifact transfer), per graph and as a share of the timed inference.
+
+    python benchmarks/bench_fleet.py -n 200 -R 50 --json benchmarks/results/fleet.json
+
+On a shared machine the absolute figures move with the load; the ratios are the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROFILE = "cpu-onnxruntime"
+
+
+def _start_workers(address: str, cores: list[int]) -> list[subprocess.Popen]:
+    procs = []
+    for core in cores:
+        cmd = [sys.executable, "-m", "latbench.harness.cli", "worker", "--device", PROFILE,
+               "--address", address, "--name", f"core{core}", "--pin", str(core),
+               "--skip-check"]  # fmt: skip
+        procs.append(subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL))
+    return procs
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    import psutil
+
+    for p in procs:
+        kids = psutil.Process(p.pid).children(recursive=True) if p.poll() is None else []
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(timeout=60)
+        for k in kids:
+            if k.is_running():
+                k.kill()
+
+
+def _wait_devices(ray, n: int, timeout: float = 180.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        devs = [r for node in ray.nodes() if node["Alive"] for r in node["Resources"]
+                if r.startswith(f"latbench/{PROFILE}@")]  # fmt: skip
+        if len(devs) >= n:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"{n} workers did not join in {timeout} s")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-n", type=int, default=200, help="architectures (default 200)")
+    ap.add_argument("-R", "--runs", type=int, default=50)
+    ap.add_argument("-g", "--group-size", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, help="write the results here")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from latbench.harness.artifacts import ArtifactCache, artifact_spec
+    from latbench.harness.fleet.executor import FleetExecutor
+    from latbench.harness.plan import make_plan, select_archs
+    from latbench.harness.profiles import load_profile
+    from latbench.harness.session import measure
+
+    work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    prof = load_profile(PROFILE).with_protocol(runs=args.runs, group_size=args.group_size)
+    prof = prof.with_threads(1)  # one core per device
+    plan = make_plan(select_archs(limit=args.n, seed=args.seed))
+    cache = ArtifactCache(work / "cache")
+    fmt, options = artifact_spec(prof)
+    t0 = time.perf_counter()
+    for _ in cache.build_many([w.graph for w in plan.work], fmt, args.seed, options=options):
+        pass
+    print(f"built {len(plan.work)} artifacts in {time.perf_counter() - t0:.1f} s")
+
+    rows = []
+
+    def record(label: str, summary, wall: float, fleet=None) -> None:
+        row = {"config": label, "graphs": len(plan.work), "wall_s": round(wall, 2),
+               "inference_s": round(summary.inference_s, 2),
+               "wall_per_graph_ms": round(wall / len(plan.work) * 1e3, 1)}  # fmt: skip
+        if fleet is not None:
+            devs = {}
+            for dev, st in fleet.progress.devices.items():
+                idle = fleet.progress.overhead_per_graph_s(dev)
+                inf = st.inference_s / st.graphs if st.graphs else 0.0
+                devs[dev] = {
+                    "graphs": st.graphs, "busy_share": round(st.busy_s / st.span_s, 3),
+                    "idle_ms_per_graph": round(idle * 1e3, 2),
+                    "inference_ms_per_graph": round(inf * 1e3, 1),
+                    "overhead_share_of_inference": round(idle / inf, 4) if inf else None,
+                }  # fmt: skip
+            row["devices"] = devs
+            row["setup_s"] = round(fleet.setup_s, 2)
+        rows.append(row)
+        print(json.dumps(row))
+
+    t0 = time.perf_counter()
+    s = measure(prof, plan, out_dir=work / "local", key="local", seed=args.seed, cache=cache,
+                progress=False)  # fmt: skip
+    record("local executor, this process", s, time.perf_counter() - t0)
+
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
+    ray.init(address=cluster.address, log_to_driver=False)
+    procs: list[subprocess.Popen] = []
+    try:
+        for cores in ([0], [0, 1]):
+            new = _start_workers(cluster.address, cores[len(procs) :])
+            procs += new
+            _wait_devices(ray, len(cores))
+            fleet = FleetExecutor(cluster.address, cache_root=cache.root, progress=False)
+            t0 = time.perf_counter()
+            s = measure(prof, plan, out_dir=work / f"fleet{len(cores)}", key="f", seed=args.seed,
+                        cache=cache, progress=False, executor=fleet)  # fmt: skip
+            wall = time.perf_counter() - t0
+            record(f"fleet, {len(cores)} worker(s) pinned to cores {cores}", s, wall, fleet)
+    finally:
+        _stop(procs)
+        ray.shutdown()
+        cluster.shutdown()
+    local, one, two = rows
+    summary = {
+        "speedup_2_vs_1_workers": round(one["wall_s"] / two["wall_s"], 3),
+        "fleet1_vs_local_wall": round(one["wall_s"] / local["wall_s"], 3),
+        "max_overhead_share": max(
+            d["overhead_share_of_inference"] for r in (one, two) for d in r["devices"].values()
+        ),
+    }
+    print(json.dumps(summary))
+    if args.json:
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
+                                         "rows": rows, "summary": summary}, indent=1))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
