@@ -11,23 +11,8 @@ py="${PYTHON:-python3}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/latbench-first.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-cmd="$("$py" - "$repo/README.md" <<'PY'
-import re, sys
-text = open(sys.argv[1], encoding="utf-8").read()
-block = re.search(r"^```(?:bash|sh|console)\n(.*?)^```", text, re.S | re.M)
-if not block:
-    sys.exit("README.md has no ```bash block")
-lines = [ln for ln in block.group(1).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-if not lines:
-    sys.exit("README.md's first ```bash block holds no command")
-print(lines[0].strip())
-PY
-)"
-key="$(sed -n 's/.*--key[ =]\([^ ]*\).*/\1/p' <<<"$cmd")"
-if [[ -z "$key" ]]; then
-    echo "first_command: the README's first command names no dataset (--key KEY): $cmd" >&2
-    exit 1
-fi
+cmd="$("$py" "$repo/.ci/readme_command.py" "$repo/README.md")"
+key="$("$py" "$repo/.ci/readme_command.py" "$repo/README.md" --key)"
 
 # A copy of what a clone holds: tracked and untracked-but-not-ignored files.
 mkdir "$work/src"
