@@ -227,9 +227,12 @@ class FleetExecutor:
         except ray.exceptions.RayError as exc:
             raise FleetError(f"the anchor graphs do not build: {_first_line(exc)}") from None
 
+        anchor_q: dict[Any, deque[tuple[_Device, GraphWork]]] = {}
+
         def start_anchors() -> None:
-            # Devices that share a host (CPU, USB bus, thermals) time their anchors one
-            # at a time; devices on different hosts in parallel.
+            # Devices that share a host (CPU, USB bus, thermals) take turns, one anchor
+            # at a time and interleaved (a on d1, a on d2, b on d1, ...), so a change of
+            # the host's load hits them alike; devices on different hosts run in parallel.
             # Nobody times while another device's runtime still loads (imports are heavy).
             for dev in self.devices.values():
                 if dev.alive and not dev.info:
@@ -239,14 +242,20 @@ class FleetExecutor:
                     dev.inflight.add(info_ref)
             if any(d.alive and d.info.get("pending") for d in self.devices.values()):
                 return
-            busy = {d.node_ip for d in self.devices.values() if d.alive and d.anchors_left}
-            for dev in self.devices.values():
-                if not dev.alive or dev.anchored or dev.node_ip in busy:
-                    continue
-                busy.add(dev.node_ip)
-                dev.anchored = True
-                dev.anchors_left = len(anchors)
-                for a in anchors:
+            fresh = [d for d in self.devices.values() if d.alive and not d.anchored]
+            for a in anchors:
+                for dev in fresh:
+                    anchor_q.setdefault(dev.node_ip, deque()).append((dev, a))
+            for dev in fresh:
+                dev.anchored, dev.anchors_left = True, len(anchors)
+            busy = {
+                dev.node_ip for dev, _, kind in pending.values() if kind == "anchor" and dev.alive
+            }
+            for host, q in anchor_q.items():
+                while q and not q[0][0].alive:
+                    q.popleft()
+                if q and host not in busy:
+                    dev, a = q.popleft()
                     submit(dev, a, "anchor")
 
         queue: deque[GraphWork] = deque(work)
