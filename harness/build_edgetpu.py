@@ -1,7 +1,9 @@
 """Edge TPU artifacts: full-integer ``.tflite`` -> ``edgetpu_compiler`` -> ``*_edgetpu.tflite``.
 
-The network (or layer) is converted by the TFLite converter with int8 kernels and
-uint8 input/output tensors (the I/O type Coral's tools and examples use), then
+The network (or layer) is written as a full-integer ``.tflite`` with int8 kernels and
+uint8 input/output tensors (the I/O type Coral's tools and examples use) by the direct
+builder (``[options] builder = "direct"``, the default) or the TFLite converter
+(``builder = "converter"``), then
 compiled with ``edgetpu_compiler -s -o OUT MODEL.tflite``. The compiler's summary
 (operations mapped to the Edge TPU vs left on the CPU, subgraphs, on-chip memory) is
 parsed by :func:`parse_compiler_log` and becomes the artifact's report; a model the
@@ -143,7 +145,18 @@ def parse_compiler_log(text: str) -> dict[str, Any]:
     return out
 
 
-def _convert(target: Any, seed: int) -> bytes:
+def _convert(target: Any, seed: int, options: Mapping[str, Any]) -> bytes:
+    from latbench.harness.artifacts import tflite_builder
+    from latbench.network import Layer
+
+    if tflite_builder("edgetpu-tflite", options) == "direct":
+        from latbench.harness.build_tflite_direct import (
+            build_layer_tflite_direct,
+            build_tflite_direct,
+        )
+
+        build = build_layer_tflite_direct if isinstance(target, Layer) else build_tflite_direct
+        return build(target, seed, quantize=True, io_dtype=IO_DTYPE)
     import keras
 
     from latbench.harness.build_keras import build_keras, build_layer_keras
@@ -172,7 +185,7 @@ def build_edgetpu(target: Any, seed: int, dest: Path, options: Mapping[str, Any]
         raise ToolError("; ".join(compiler_problems(options)))
     with tempfile.TemporaryDirectory(prefix="latbench-edgetpu-") as tmp:
         src = Path(tmp) / "model.tflite"
-        src.write_bytes(_convert(target, seed))
+        src.write_bytes(_convert(target, seed, options))
         out_dir = Path(tmp) / "out"
         out_dir.mkdir()
         argv = compile_command(compiler, src, out_dir, options.get("compiler_args", ()))

@@ -485,7 +485,7 @@ def build_tflite_direct(
     net = network_ir(graph, seed)
     if not quantize:
         return serialize(net)
-    from latbench.harness.quantize_direct import quantize_net
+    from latbench.harness.tflite_quant import quantize_net
 
     return serialize(quantize_net(net, seed, io_dtype), quantized=True)
 
@@ -497,7 +497,7 @@ def build_layer_tflite_direct(
     net = layer_ir(layer, seed)
     if not quantize:
         return serialize(net)
-    from latbench.harness.quantize_direct import quantize_net
+    from latbench.harness.tflite_quant import quantize_net
 
     return serialize(quantize_net(net, seed, io_dtype), quantized=True)
 
