@@ -141,11 +141,17 @@ def _merge_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="latbench-measure merge",
         description="Combine shard datasets of one profile and protocol into one dataset. "
-        "Refuses to mix profiles, runtimes, precisions or protocols; warns when the "
-        "shards come from hosts with different fingerprints.",
+        "Refuses to mix profiles, runtime versions, threads, precisions, protocols or "
+        "selections, and a set with a shard missing or repeated (unless --allow-partial); "
+        "warns when the shards come from hosts with different fingerprints.",
     )
     p.add_argument("shards", nargs="+", type=Path, help="shard .parquet files")
     p.add_argument("--out", "-o", type=Path, required=True, help="merged .parquet file")
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="merge even when shards are missing or repeated (the metadata lists those present)",
+    )
     return p
 
 
@@ -172,7 +178,7 @@ def _merge(argv: list[str]) -> int:
     args = _merge_parser().parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        path = merge_datasets(args.shards, args.out)
+        path = merge_datasets(args.shards, args.out, allow_partial=args.allow_partial)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     from latbench.dataset import read_dataset
@@ -184,10 +190,10 @@ def _merge(argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from latbench.harness.passes import measure_passes
+    from latbench.harness.keys import validate_key
+    from latbench.harness.lock import hold, run_stem
     from latbench.harness.plan import make_plan, parse_shard, read_arch_file, select_archs
     from latbench.harness.profiles import load_profile
-    from latbench.harness.session import measure_layers
     from latbench.loader import data_home
 
     profile = load_profile(args.device)
@@ -211,8 +217,16 @@ def _run(args: argparse.Namespace) -> int:
     from latbench.harness.host import host_name
 
     out = args.out or data_home()
-    key = args.key or f"{host_name()}-{profile.name}"
+    key = validate_key(args.key or f"{host_name()}-{profile.name}")
     cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
+    with hold(out, run_stem(key, shard)):  # one writer per key, for the whole run
+        return _measure_run(args, profile, plan, out, key, shard, cache)
+
+
+def _measure_run(args, profile, plan, out: Path, key: str, shard, cache) -> int:
+    from latbench.harness.passes import measure_passes
+    from latbench.harness.session import measure_layers
+
     fleet = _fleet_executor(args, out, key, shard, cache)
     summary = measure_passes(
         profile,
@@ -314,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError, KeyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"latbench-measure: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, permissions: what was flushed is kept
+        from latbench.harness.errors import os_error_line
+
+        print(f"latbench-measure: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -17,7 +17,19 @@ __all__ = ["MergeError", "merge_datasets"]
 
 # Metadata that must agree between shards: figures measured under a different
 # profile, runtime, precision or protocol are not comparable.
-_MUST_MATCH = ("device.profile", "device.class", "runtime.name", "precision", "protocol", "seed")
+_MUST_MATCH = (
+    "device.profile",
+    "device.class",
+    "runtime.name",
+    "runtime.version",
+    "runtime.threads",
+    "precision",
+    "protocol",
+    "seed",
+    "selection_digest",
+    "artifact_format",
+    "passes",
+)
 
 
 class MergeError(ValueError):
@@ -35,12 +47,60 @@ def _get(meta: dict, dotted: str) -> object:
     return cur
 
 
-def merge_datasets(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> Path:
+def _shard_of(path: object, meta: dict) -> tuple[int, int] | None:
+    text = meta.get("shard")
+    try:
+        i, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        return None
+    return (i, n) if 1 <= i <= n else None
+
+
+def _check_shards(paths: Sequence[object], metas: list[dict], allow_partial: bool) -> list[str]:
+    """The shards present as ``"i/n"``; raises unless they are exactly 1..n, once each."""
+    shards = [_shard_of(p, m) for p, m in zip(paths, metas, strict=True)]
+    problems = []
+    unknown = [str(p) for p, s in zip(paths, shards, strict=True) if s is None]
+    if unknown:
+        problems.append(f"no shard number in {', '.join(unknown)}")
+    known = [s for s in shards if s is not None]
+    counts = sorted({n for _, n in known})
+    if len(counts) > 1:
+        problems.append(f"shards of different splits ({', '.join(f'of {n}' for n in counts)})")
+    seen: dict[tuple[int, int], object] = {}
+    for p, s in zip(paths, shards, strict=True):
+        if s is None:
+            continue
+        if s in seen:
+            problems.append(f"shard {s[0]}/{s[1]} given twice ({seen[s]} and {p})")
+        seen.setdefault(s, p)
+    if len(counts) == 1:
+        n = counts[0]
+        missing = [f"{i}/{n}" for i in range(1, n + 1) if (i, n) not in seen]
+        if missing:
+            problems.append(f"shard(s) {', '.join(missing)} missing")
+    if problems and not allow_partial:
+        raise MergeError(
+            "cannot merge: " + "; ".join(problems) + " (pass --allow-partial / allow_partial=True"
+            " to merge what is there; the metadata then lists the shards present)"
+        )
+    return sorted(f"{s[0]}/{s[1]}" for s in set(known))
+
+
+def merge_datasets(
+    paths: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    allow_partial: bool = False,
+) -> Path:
     """Combine shard files into ``out`` (atomic write) and return its path.
 
-    Raises :class:`MergeError` when shards disagree on profile, runtime, precision,
-    protocol or seed, or hold the same architecture twice with different figures;
-    warns (:class:`HostMismatchWarning`) when host fingerprints differ.
+    Raises :class:`MergeError` when shards disagree on profile, runtime (name,
+    version, threads), precision, protocol, seed or selection digest, hold the same
+    architecture twice with different figures, or do not form a whole split: every
+    shard ``i/n`` of one ``n`` exactly once. ``allow_partial`` merges an incomplete or
+    repeated set anyway and records ``partial: true`` and the shards present. Warns
+    (:class:`HostMismatchWarning`) when host fingerprints differ.
     """
     if not paths:
         raise MergeError("nothing to merge: give at least one shard file")
@@ -63,6 +123,7 @@ def merge_datasets(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLi
                 HostMismatchWarning,
                 stacklevel=2,
             )
+    present = _check_shards(paths, [df.attrs["metadata"] for df in frames], allow_partial)
     allrows = pd.concat(frames, ignore_index=True)
     dup = allrows[allrows["arch_id"].duplicated(keep=False)]
     if not dup.empty:
@@ -78,6 +139,8 @@ def merge_datasets(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLi
         "shard": "merged",
         "merged_from": [str(p) for p in paths],
         "merged_shards": shards,
+        "shards_present": present,
+        "partial": bool(allow_partial and _is_partial(present)),
         "hosts": [
             json.loads(h)
             for h in sorted(
@@ -91,6 +154,14 @@ def merge_datasets(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLi
         raise MergeError(f"merged frame is not a valid dataset: {exc}") from exc
     _merge_raw([Path(p) for p in paths], path, first.get("protocol", {}))
     return path
+
+
+def _is_partial(present: list[str]) -> bool:
+    counts = {s.split("/")[1] for s in present}
+    if len(counts) != 1:
+        return True
+    n = int(counts.pop())
+    return present != sorted(f"{i}/{n}" for i in range(1, n + 1))
 
 
 def _raw_path(dataset: Path) -> Path:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from latbench.dataset import read_metadata
+from latbench.harness.lock import one_writer
 from latbench.harness.plan import Plan
 from latbench.harness.session import RunSummary, _run_config, dataset_metadata, measure
 from latbench.harness.store import GraphResult, RunStore
@@ -29,6 +30,7 @@ from latbench.harness.timing import two_stage_filter
 __all__ = ["measure_passes"]
 
 
+@one_writer  # one run per key at a time; --fresh clears the key's files
 def measure_passes(
     profile: Any, plan: Plan, *, passes: int, out_dir: Path, key: str, seed: int = 0,
     extra_metadata: dict[str, Any] | None = None, **kwargs: Any,

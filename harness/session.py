@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from latbench.harness.host import host_fingerprint
+from latbench.harness.lock import one_writer
 from latbench.harness.plan import GraphWork, Plan
 from latbench.harness.store import GraphResult, RunStore
 
@@ -275,6 +276,7 @@ def _record(summary: RunSummary, result: GraphResult) -> None:
         summary.failures.append(f"{result.graph_key}: {result.error}")
 
 
+@one_writer  # one run per key at a time; --fresh clears the key's files
 def measure(
     profile: Any,
     plan: Plan,
@@ -423,12 +425,12 @@ def measure_layers(
     """Time every distinct layer alone (same protocol); write ``<key>.layers.parquet``."""
     import pandas as pd
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from latbench.dataset import atomic_path
     from latbench.harness.artifacts import ArtifactCache, artifact_spec
     from latbench.harness.runners import make_runner
     from latbench.harness.timing import time_runner
+    from latbench.integrity import write_verified
     from latbench.network import distinct_layers
 
     layers = distinct_layers()
@@ -473,5 +475,5 @@ def measure_layers(
     table = table.replace_schema_metadata({b"latbench": json.dumps(meta, default=str).encode()})
     path = Path(out_dir) / f"{key}.layers.parquet"
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+        write_verified(table, tmp)  # page checksums and digests, as every LatBench table
     return path

@@ -15,6 +15,7 @@ import logging
 import os
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from latbench.dataset import COLUMNS, atomic_path, skeleton_frame, write_dataset
 from latbench.harness.plan import Plan
+from latbench.integrity import UnverifiedFileWarning, read_verified, write_verified
 
 __all__ = ["GraphResult", "RunConfigMismatch", "RunStore"]
 
@@ -117,8 +118,11 @@ class RunStore:
         results: dict[str, GraphResult] = {}
         for part in sorted(self.parts_dir.glob("part-*.parquet")):
             try:
-                table = pq.read_table(part, schema=PART_SCHEMA)
-            except (pa.ArrowInvalid, OSError) as exc:
+                with warnings.catch_warnings():  # parts of older versions: no checksums
+                    warnings.simplefilter("ignore", UnverifiedFileWarning)
+                    table = read_verified(part)
+                table = table.select(PART_SCHEMA.names).cast(PART_SCHEMA)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, ValueError, OSError) as exc:
                 # Parts are renamed into place whole, so this is outside damage:
                 # keep the file for inspection and time its graphs again.
                 log.warning(
@@ -167,7 +171,7 @@ class RunStore:
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         path = self.parts_dir / name
         with atomic_path(path) as tmp:
-            pq.write_table(table, tmp)
+            write_verified(table, tmp)
         self._buffer.clear()
         return path
 
@@ -227,3 +231,5 @@ class RunStore:
                 [r.raw_ns for r in rows],
                 protocol,
             )
+        else:  # an earlier run's raw file must not pass for this dataset's
+            self.raw_path.unlink(missing_ok=True)

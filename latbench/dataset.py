@@ -257,6 +257,8 @@ def _arch_str_problems(table: pa.Table, ids: np.ndarray) -> list[str]:
 
     from latbench.space import N_ARCHS
 
+    if len(ids) == 0:
+        return []
     strs = _space_facts()[0]
     whole = len(ids) == N_ARCHS and bool((ids == np.arange(N_ARCHS)).all())
     expected = strs if whole else pc.take(strs, pa.array(ids))
@@ -292,7 +294,7 @@ def row_problems(table: pa.Table) -> list[str]:
         return problems
     status = table.column("status")
     known = pc.is_in(status, pa.array(STATUSES))
-    if not pc.all(known).as_py():
+    if len(status) and not pc.all(known).as_py():
         bad = sorted(pc.unique(pc.filter(status, pc.invert(known))).to_pylist())
         problems.append(f"unknown status value(s) {short_repr(bad)}; allowed: {STATUSES}")
     ids = table.column("arch_id").to_numpy()

@@ -92,9 +92,19 @@ def _column_bytes(arr: pa.Array) -> list[bytes | memoryview]:
         if arr.null_count:
             arr = arr.fill_null(pa.scalar(0, t))
         out.append(memoryview(np.ascontiguousarray(arr.to_numpy(zero_copy_only=False))))
-    else:  # nested or exotic types: rare and small, their JSON is canonical enough
+    elif pa.types.is_list(t):  # e.g. a part's raw timings
+        offsets = np.frombuffer(arr.buffers()[1], np.int32, n + 1, arr.offset * 4)
+        start, end = int(offsets[0]), int(offsets[-1])
+        out.append((offsets - start).tobytes())
+        out += _column_bytes(arr.values.slice(start, end - start))
+    else:  # other nested or exotic types: rare and small, their JSON is canonical enough
         out.append(json.dumps(arr.to_pylist(), default=str).encode())
     return out
+
+
+def _type_name(t: pa.DataType) -> str:
+    # Parquet renames a list's item field ("item" -> "element"): name the types only.
+    return f"list<{_type_name(t.value_type)}>" if pa.types.is_list(t) else str(t)
 
 
 def _validity_values(arr: pa.BooleanArray) -> bytes:
@@ -109,7 +119,7 @@ def table_digest(table: pa.Table, exclude: Sequence[str] = ()) -> str:
     """
     h = hashlib.sha256(f"rows={table.num_rows}".encode())
     for name, col in zip(table.column_names, table.columns, strict=True):
-        h.update(f"\0{name}\0{col.type}\0".encode())
+        h.update(f"\0{name}\0{_type_name(col.type)}\0".encode())
         if name in exclude:
             continue
         arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
