@@ -12,7 +12,7 @@ A ratio further from 1 than the protocol's noise floor is warned about; with
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from latbench.harness.plan import GraphWork, make_plan
@@ -35,9 +35,9 @@ re-time by 3.5 % (median, docs/datasets.md), so 5 % is about the p90 of the prot
 own repeatability; noisier anchor timings raise it (:func:`check_spread`)."""
 
 
-def anchor_work() -> tuple[GraphWork, ...]:
-    """The anchor graphs as plan entries (one per network)."""
-    return make_plan([Arch.from_str(s) for s in ANCHOR_ARCHS]).work
+def anchor_work(archs: Sequence[str] = ANCHOR_ARCHS) -> tuple[GraphWork, ...]:
+    """The anchor graphs (default :data:`ANCHOR_ARCHS`) as plan entries, one per network."""
+    return make_plan([Arch.from_str(s) for s in archs]).work
 
 
 @dataclass(frozen=True)

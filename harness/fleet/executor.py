@@ -81,6 +81,7 @@ class FleetExecutor:
         depth: int = 2,
         device_wait_s: float = 60.0,
         progress: bool = True,
+        anchors: Sequence[str] = ANCHOR_ARCHS,
     ) -> None:
         if max_device_spread is not None and not max_device_spread > 0:
             raise ValueError(f"--max-device-spread must be > 0, got {max_device_spread}")
@@ -88,6 +89,9 @@ class FleetExecutor:
         self.cache_root = str(cache_root) if cache_root is not None else None
         self.state_path = Path(state_path) if state_path is not None else None
         self.max_device_spread = max_device_spread
+        self.anchor_archs = tuple(anchors)
+        if not self.anchor_archs:
+            raise ValueError("a fleet needs at least one anchor graph")
         self.depth, self.device_wait_s = max(1, depth), device_wait_s
         self.build_s = 0.0  # builds overlap timing on a fleet
         self.setup_s = 0.0
@@ -221,7 +225,7 @@ class FleetExecutor:
             if kind == "work":
                 self.progress.started(dev.id)
 
-        anchors = anchor_work()
+        anchors = anchor_work(self.anchor_archs)
         try:  # built before any device times them, so no build competes with an anchor
             ray.get([artifact(a) for a in anchors])
         except ray.exceptions.RayError as exc:
@@ -457,7 +461,10 @@ class FleetExecutor:
         return {
             "fleet": {
                 "devices": self._device_meta(),
-                "anchors": dict(zip([w.key for w in anchor_work()], ANCHOR_ARCHS, strict=True)),
+                "anchors": {
+                    w.key: a
+                    for w, a in zip(anchor_work(self.anchor_archs), self.anchor_archs, strict=True)
+                },
                 "noise_floor": check.noise_floor if check else None,
                 "spread": check.spread if check else None,
                 "max_device_spread": self.max_device_spread,
