@@ -218,3 +218,13 @@ def test_kill_9_of_the_driver_then_rerun_resumes(cluster, cache, tmp_path):
     assert sorted(set(_part_keys(parts))) == sorted(w.key for w in plan.work)
     state = json.loads((parts / "fleet.json").read_text())
     assert set(state["devices"]) <= set(DEVICES) | {"doomed/0"}
+    # a finished campaign rerun times nothing and starts no device; its metadata keeps
+    # the devices that timed the stored parts
+    ex = FleetExecutor(cluster.address, cache_root=cache.root, state_path=parts / "fleet.json",
+                       progress=False)  # fmt: skip
+    s = measure(_profile(), plan, out_dir=out, key="drv", seed=2, cache=cache, progress=False,
+                executor=ex)  # fmt: skip
+    assert s.timed == 0 and s.reused == len(plan.work) and not ex.devices
+    meta = read_dataset(s.dataset).attrs["metadata"]
+    assert set(meta["fleet"]["devices"]) == set(state["devices"])
+    assert meta["runtime"]["name"] == "onnxruntime"

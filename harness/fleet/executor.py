@@ -174,8 +174,10 @@ class FleetExecutor:
     def run(self, profile: Any, work: Sequence[GraphWork], seed: int) -> Iterator[GraphResult]:
         from latbench.harness.artifacts import ArtifactCache, artifact_spec
 
-        ray = self._connect()
         self._profile = profile
+        if not work:  # a finished campaign rerun: nothing to start devices for
+            return
+        ray = self._connect()
         fmt, options = artifact_spec(profile)
         local = ArtifactCache(self.cache_root) if self.cache_root else ArtifactCache()
         device_built = fmt.startswith(DEVICE_BUILT)
@@ -451,9 +453,10 @@ class FleetExecutor:
             tmp.write_text(json.dumps(state, indent=1, default=str))
 
     def info(self) -> dict[str, Any]:
-        for d in self.devices.values():
-            if d.info and "runtime" in d.info:
-                return dict(d.info["runtime"])
+        described = [d.info for d in self.devices.values() if "runtime" in d.info]
+        described += [d for d in self._state.get("devices", {}).values() if "runtime" in d]
+        if described:  # this run's devices first, else those that timed earlier parts
+            return dict(described[0]["runtime"])
         raise FleetError("no device of the fleet described its runtime")
 
     def metadata(self) -> dict[str, Any]:
