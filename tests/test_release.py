@@ -334,3 +334,23 @@ def test_s2_beside_paper_sets_our_repeats_beside_the_paper():
     assert row["ours mean"] == pytest.approx(92.5) and row["paper mean"] == 87.4
     assert row["ours - paper"] == pytest.approx(5.1) and row["repeats"] == 2
     assert s2_beside_paper(res.assign(n_train=100)).empty  # other training-set size
+
+
+def test_paper_main_prints_table_s2_from_evaluate_csvs(tmp_path, capsys):
+    import pandas as pd
+
+    from latbench.analysis.paper import main
+
+    csv = tmp_path / "D.CPU.csv"
+    pd.DataFrame({
+        "dataset": ["desktop-cpu-i7-7820x-fp32"] * 2, "predictor": ["gcn"] * 2,
+        "n_train": [900] * 2, "within_1pct": [0.3, 0.34], "within_5pct": [0.8, 0.84],
+        "within_10pct": [0.96, 0.97],
+    }).to_csv(csv, index=False)  # fmt: skip
+    assert main([str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "| D. CPU | desktop-cpu-i7-7820x-fp32 | GCN (900 pts.) | ±10% | 2 | 96.5 ± 0.7 | 96.4 ± 0.7 | +0.1 |"
+        in out
+    )
+    assert main([]) == 2
