@@ -248,6 +248,34 @@ def _worker_build(
     return str(ArtifactCache(Path(root)).build(target, fmt, seed, options=options))
 
 
+def _sha256(path: Path) -> str:
+    from latbench.manifest import sha256_file
+
+    return sha256_file(path)
+
+
+def _intact(path: Path) -> bool:
+    """Whether a cached artifact exists and matches the SHA-256 its sidecar recorded.
+
+    A changed (tampered, truncated) file, or one from a cache that recorded no
+    checksum, is not reused: it is built again.
+    """
+    try:
+        st = path.stat()
+        sidecar = json.loads(path.with_suffix(path.suffix + ".json").read_text())
+    except (OSError, ValueError):
+        return False
+    want = sidecar.get("sha256") if isinstance(sidecar, dict) else None
+    if not isinstance(want, str) or sidecar.get("bytes") != st.st_size:
+        return False
+    return _hash_of(str(path), st.st_mtime_ns, st.st_size) == want
+
+
+@functools.lru_cache(maxsize=4096)
+def _hash_of(path: str, mtime_ns: int, size: int) -> str:
+    return _sha256(Path(path))
+
+
 class ArtifactCache:
     """A directory of built artifacts keyed by target, format, seed and toolchain."""
 
@@ -283,7 +311,7 @@ class ArtifactCache:
     ) -> Path | None:
         """The cached artifact's path, or ``None`` when it is not built."""
         path = self.path_for(target, fmt, seed, options)
-        return path if path.is_file() else None
+        return path if _intact(path) else None
 
     def report(
         self, target: Target, fmt: str, seed: int = 0, options: Mapping[str, Any] | None = None
@@ -309,7 +337,7 @@ class ArtifactCache:
         ``RuntimeError`` for a failed TFLite conversion or edge tool); nothing is left behind.
         """
         path = self.path_for(target, fmt, seed, options)
-        if path.is_file() and not force:
+        if not force and _intact(path):
             return path
         self.root.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
@@ -319,6 +347,7 @@ class ArtifactCache:
             **self.key(target, fmt, seed, options),
             "file": path.name,
             "bytes": path.stat().st_size,
+            "sha256": _sha256(path),
             "build_s": round(time.perf_counter() - start, 3),
         }
         if report is not None:
@@ -357,7 +386,7 @@ class ArtifactCache:
             except (TypeError, ValueError) as exc:
                 yield target, exc
                 continue
-            if path.is_file():
+            if _intact(path):  # a cached file that no longer matches is rebuilt
                 yield target, path
             else:
                 pending.setdefault(path, []).append(target)

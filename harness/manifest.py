@@ -3,11 +3,14 @@ timed on another (DESIGN §8).
 
 ``latbench-measure build`` writes ``ARTIFACTS/files/`` (the artifacts with their JSON
 sidecars, an :class:`~latbench.harness.artifacts.ArtifactCache`, so a rerun only builds
-what is missing or failed) and ``ARTIFACTS/manifest.json``: the profile, build format,
+what is missing, failed or no longer matches its recorded SHA-256) and
+``ARTIFACTS/latbench-artifacts.json`` (older folders: ``manifest.json``, still read; the
+new name never collides with a data folder's ``manifest.json``): the profile, build format,
 seed, selection, build host and toolchain versions, and per graph (and layer) its
 file, SHA-256, size and build report -- or the reason its build failed.
 ``latbench-measure run`` reads it back through :class:`ManifestArtifacts`, which hands
-the session each artifact after checking its checksum.
+the session each artifact after checking that its file lies inside the folder and
+matches its checksum, and counts those that do not (``run`` then exits 2).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from latbench.network import Layer
 __all__ = [
     "MANIFEST",
     "MANIFEST_FORMAT",
+    "OLD_MANIFEST",
     "ArtifactUnavailable",
     "ManifestArtifacts",
     "ManifestError",
@@ -33,8 +37,12 @@ __all__ = [
     "sha256_file",
 ]
 
-MANIFEST = "manifest.json"
+MANIFEST = "latbench-artifacts.json"
+OLD_MANIFEST = "manifest.json"
+"""Name of the manifest before v0.2; read when ``MANIFEST`` is absent."""
 MANIFEST_FORMAT = "latbench-artifacts/1"
+_ENTRY_FIELDS = {"kind": str, "key": str, "status": str}
+_OK_FIELDS = {"file": str, "sha256": str, "bytes": int}
 
 
 class ManifestError(ValueError):
@@ -66,7 +74,7 @@ def build_artifacts(
     on_built: Any = None,
 ) -> Path:
     """Build every artifact ``plan`` (and with ``layers`` every distinct layer) needs on
-    ``profile`` into ``out_dir``; write and return ``out_dir/manifest.json``.
+    ``profile`` into ``out_dir``; write and return ``out_dir/latbench-artifacts.json``.
 
     ``selection`` is the full selected ``arch_id`` list (before sharding) so that the
     run side rebuilds the same plan. A failed build is recorded with its reason and
@@ -135,13 +143,49 @@ def build_artifacts(
     return path
 
 
+def _inside(root: Path, name: str) -> Path:
+    """``root / name``, refused unless it resolves inside ``root`` (no ``..``, absolute
+    paths or symlinks out of the folder)."""
+    base = root.resolve()
+    path = (root / name).resolve()
+    if Path(name).is_absolute() or not path.is_relative_to(base):
+        raise ArtifactUnavailable(
+            f"manifest entry file {name[:80]!r} points outside {root}; refusing to read it"
+        )
+    return path
+
+
+def _checked_entries(path: Path, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The manifest's entries, each with the fields its status needs, or ManifestError."""
+    entries = data.get("entries", [])
+    if not isinstance(entries, list):
+        raise ManifestError(f"{path}: 'entries' must be a list")
+    for n, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ManifestError(f"{path}: entry {n} is not an object")
+        need = dict(_ENTRY_FIELDS) | (_OK_FIELDS if entry.get("status") == "ok" else {})
+        bad = [f for f, t in need.items() if not isinstance(entry.get(f), t)]
+        if bad:
+            raise ManifestError(
+                f"{path}: entry {n} ({entry.get('kind', '?')} {str(entry.get('key', '?'))[:60]})"
+                f" lacks or has a malformed {', '.join(repr(b) for b in bad)}; rebuild the"
+                " folder with 'latbench-measure build'"
+            )
+    return entries
+
+
 class ManifestArtifacts:
     """The artifacts of a manifest folder, served like an ``ArtifactCache`` to the session."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
-        """Read ``directory/manifest.json``; :class:`ManifestError` if absent or malformed."""
+        """Read the folder's manifest; :class:`ManifestError` if absent or malformed."""
         self.root = Path(directory)
         path = self.root / MANIFEST
+        if not path.exists() and (self.root / OLD_MANIFEST).exists():
+            path = self.root / OLD_MANIFEST
+        self.manifest_path = path
+        self.rejected: list[str] = []
+        """Artifacts refused on the way to the runner (checksum, missing, outside)."""
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
@@ -154,7 +198,7 @@ class ManifestArtifacts:
         if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
             raise ManifestError(f"{path} is not a LatBench artifact manifest ({MANIFEST_FORMAT})")
         self.data: dict[str, Any] = data
-        self.entries = {(e["kind"], e["key"]): e for e in data.get("entries", [])}
+        self.entries = {(e["kind"], e["key"]): e for e in _checked_entries(path, data)}
 
     @property
     def build_format(self) -> str:
@@ -192,7 +236,7 @@ class ManifestArtifacts:
             "created": self.data.get("created"),
             "toolchain": self.data.get("toolchain", {}),
             "host": {k: host.get(k) for k in ("hostname", "cpu_model", "machine", "os")},
-            "manifest_sha256": sha256_file(self.root / MANIFEST),
+            "manifest_sha256": sha256_file(self.manifest_path),
         }
 
     def path(self, target: Any) -> Path:
@@ -202,18 +246,22 @@ class ManifestArtifacts:
     def _verified(self, kind: str, key: str) -> Path:
         entry = self.entries.get((kind, key))
         if entry is None:
-            raise ArtifactUnavailable(f"{kind} {key} is not in {self.root / MANIFEST}")
+            raise ArtifactUnavailable(f"{kind} {key} is not in {self.manifest_path}")
         if entry.get("status") != "ok":
             raise ArtifactUnavailable(f"its build failed: {entry.get('error', 'no reason')}")
-        path = self.root / entry["file"]
-        if not path.is_file():
-            raise ArtifactUnavailable(f"{path} is missing (copy the whole artifacts folder)")
-        digest = sha256_file(path)
-        if digest != entry["sha256"]:
-            raise ArtifactUnavailable(
-                f"checksum mismatch for {path}: sha256 {digest[:16]}..., manifest says "
-                f"{entry['sha256'][:16]}... (corrupted or changed since the build)"
-            )
+        try:
+            path = _inside(self.root, entry["file"])
+            if not path.is_file():
+                raise ArtifactUnavailable(f"{path} is missing (copy the whole artifacts folder)")
+            digest = sha256_file(path)
+            if digest != entry["sha256"]:
+                raise ArtifactUnavailable(
+                    f"checksum mismatch for {path}: sha256 {digest[:16]}..., manifest says "
+                    f"{entry['sha256'][:16]}... (corrupted or changed since the build)"
+                )
+        except ArtifactUnavailable as exc:
+            self.rejected.append(f"{kind} {key}: {exc}")
+            raise
         return path
 
     def first_ok(self) -> Path | None:

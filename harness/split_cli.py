@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 __all__ = ["build_main", "run_main"]
@@ -110,10 +111,11 @@ def run_main(argv: list[str]) -> int:
     """``latbench-measure run``; returns the exit status."""
     from latbench.harness.check import check_profile
     from latbench.harness.host import host_name
+    from latbench.harness.keys import validate_key
+    from latbench.harness.lock import hold, run_stem
     from latbench.harness.manifest import ManifestArtifacts
     from latbench.harness.plan import make_plan
     from latbench.harness.profiles import load_profile
-    from latbench.harness.session import measure, measure_layers
     from latbench.loader import data_home
     from latbench.space import Arch
 
@@ -132,7 +134,14 @@ def run_main(argv: list[str]) -> int:
     ids, shard = source.selection()
     plan = make_plan([Arch.parse(i) for i in ids], shard)
     out = args.out or data_home()
-    key = args.key or f"{host_name()}-{profile.name}"
+    key = validate_key(args.key or f"{host_name()}-{profile.name}")
+    with hold(out, run_stem(key, plan.shard)):  # one writer per key, for the whole run
+        return _run_locked(args, profile, plan, source, out, key)
+
+
+def _run_locked(args: argparse.Namespace, profile, plan, source, out: Path, key: str) -> int:
+    from latbench.harness.session import measure, measure_layers
+
     summary = measure(
         profile, plan, out_dir=out, key=key, seed=source.seed, cache=source, fresh=args.fresh,
         flush_every=max(1, args.flush_every), progress=not args.quiet,
@@ -145,4 +154,12 @@ def run_main(argv: list[str]) -> int:
         path = measure_layers(profile, out_dir=out, key=key, seed=source.seed, cache=source,
                               progress=not args.quiet)  # fmt: skip
         print(f"wrote {path}")
+    if source.rejected:  # never a quiet success when artifacts were refused
+        print(
+            f"latbench-measure run: error: {len(source.rejected)} artifact(s) failed"
+            f" verification and were recorded as failed, not timed (first: "
+            f"{source.rejected[0][:300]}); rebuild them with 'latbench-measure build'",
+            file=sys.stderr,
+        )
+        return 2
     return 0

@@ -287,7 +287,7 @@ def test_edgetpu_one_step_and_build_run(env, arch_file, edgetpu_profile, monkeyp
     art = env / "artifacts"
     assert cli.main(["build", "--device", str(edgetpu_profile), "--archs", str(arch_file),
                      "--out", str(art), "--build-workers", "1", "--quiet"]) == 0  # fmt: skip
-    manifest = json.loads((art / "manifest.json").read_text())
+    manifest = json.loads((art / "latbench-artifacts.json").read_text())
     assert manifest["build_format"] == "edgetpu-tflite" and manifest["seed"] == 0
     assert manifest["toolchain"]["edgetpu_compiler"] == "16.0.384591198"
     entries = {e["key"]: e for e in manifest["entries"]}
@@ -304,7 +304,7 @@ def test_edgetpu_one_step_and_build_run(env, arch_file, edgetpu_profile, monkeyp
     assert df2.attrs["metadata"]["build"]["toolchain"]["edgetpu_compiler"] == "16.0.384591198"
     # a corrupted copy is caught by its checksum and recorded, not timed
     (art / entries[KEYS[2]]["file"]).write_bytes(b"corrupted")
-    assert cli.main([*run, "--fresh"]) == 0
+    assert cli.main([*run, "--fresh"]) == 2  # recorded, and the run says so in its status
     df3 = _validated(env / "out2" / "etpu2.parquet")
     assert (
         df3.loc[KEYS[2], "status"] == "failed" and "checksum mismatch" in df3.loc[KEYS[2], "error"]
@@ -376,7 +376,7 @@ def test_tensorrt_build_then_run(env, arch_file, gpu_visible):
     art = env / "art"
     assert cli.main(["build", "--device", "tensorrt", "--archs", str(arch_file), "--out", str(art),
                      "--build-workers", "1", "--quiet"]) == 0  # fmt: skip
-    manifest = json.loads((art / "manifest.json").read_text())
+    manifest = json.loads((art / "latbench-artifacts.json").read_text())
     assert manifest["build_format"] == "trt-engine-fp16"
     assert manifest["toolchain"]["tensorrt"] == "8.2.1"
     assert all(e["status"] == "ok" and e["report"]["builder"] == "trtexec"
@@ -489,7 +489,7 @@ def test_snpe_dsp_build_then_run(env, arch_file):
     art = env / "art"
     assert cli.main(["build", "--device", "snpe-dsp", "--archs", str(arch_file), "--out", str(art),
                      "--build-workers", "1", "--quiet"]) == 0  # fmt: skip
-    m = json.loads((art / "manifest.json").read_text())
+    m = json.loads((art / "latbench-artifacts.json").read_text())
     assert m["build_format"] == "dlc-int8" and m["toolchain"]["sdk"] == "2.10.0.4541"
     assert m["toolchain"]["quantizer"] == "snpe-dlc-quantize"
     assert all(e["report"]["inputs"] == [{"name": "input", "shape": [1, 32, 32, 3],
