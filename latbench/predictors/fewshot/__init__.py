@@ -1,0 +1,45 @@
+"""Few-shot adaptation: a new device's latency for all 15,625 architectures from N measured.
+
+>>> from latbench.predictors.fewshot import FewShotAdapter, load_prior, select_archs
+>>> prior = load_prior()                         # shipped; or pretrain(source_matrix(keys))
+>>> ids = select_archs(prior, 10)                # the 10 architectures to measure
+>>> adapted = FewShotAdapter(prior).fit(ids, latency_ms)   # doctest: +SKIP
+>>> adapted.predict_frame()                      # arch_id, latency_pred_ms, lo, hi  # doctest: +SKIP
+
+Modules: :mod:`.prior` (source factors and the prior over device weights),
+:mod:`.selection` (which architectures to measure), :mod:`.adapter` (Bayesian linear
+regression), :mod:`.siblings` (which datasets are the same hardware),
+:mod:`.evaluate` (leave-one-device-out protocol with baselines). See
+docs/predictors.md, "Few-shot adaptation".
+"""
+
+from latbench.predictors.fewshot.adapter import AdaptedDevice, FewShotAdapter
+from latbench.predictors.fewshot.features import FEATURE_NAMES, arch_features
+from latbench.predictors.fewshot.prior import (
+    ADAPTER_VERSION,
+    DevicePrior,
+    default_prior_path,
+    load_prior,
+    pretrain,
+    source_matrix,
+)
+from latbench.predictors.fewshot.selection import distinct_graph_archs, select_archs
+from latbench.predictors.fewshot.siblings import hardware_ids, siblings, sources_for
+
+__all__ = [
+    "ADAPTER_VERSION",
+    "FEATURE_NAMES",
+    "AdaptedDevice",
+    "DevicePrior",
+    "FewShotAdapter",
+    "arch_features",
+    "default_prior_path",
+    "distinct_graph_archs",
+    "hardware_ids",
+    "load_prior",
+    "pretrain",
+    "select_archs",
+    "siblings",
+    "source_matrix",
+    "sources_for",
+]

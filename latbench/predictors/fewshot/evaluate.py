@@ -1,0 +1,242 @@
+"""Leave-one-device-out evaluation of few-shot adaptation (DESIGN §10), with baselines.
+
+For each target dataset a prior is pretrained on its sources only, then for every N
+and repeat the adapter picks N architectures (designed selection from a seeded random
+candidate pool; the seed varies the pool and the tie-breaks), "measures" them by
+reading the target's table, fits, and is scored on *every* valid architecture the
+target has: Spearman, share within +-10 %, and coverage of the 90 % band.
+
+Protocols: ``siblings`` (every other dataset except the target's siblings, see
+:mod:`~latbench.predictors.fewshot.siblings`) and ``help`` (HELP's meta-train devices
+only, for HELP's meta-test targets). Baselines, on N *random* architectures:
+``flops`` (log-latency linear in log-FLOPs), ``best-source`` (the source whose
+log-latencies correlate best with the target's on the N, rescaled by a linear fit),
+``gcn`` (the paper's GCN trained from scratch on the N; expensive, so fewer repeats),
+and ``adapter-random`` (the adapter on random architectures: the value of the design).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from latbench.predictors.base import PredictorError
+from latbench.predictors.fewshot.adapter import FewShotAdapter
+from latbench.predictors.fewshot.prior import pretrain
+from latbench.predictors.fewshot.selection import select_archs
+from latbench.predictors.fewshot.siblings import sources_for
+
+__all__ = [
+    "HELP_META_TEST",
+    "HELP_META_TRAIN",
+    "HELP_PUBLISHED",
+    "METHODS",
+    "PROTOCOLS",
+    "dataset_group",
+    "evaluate_adapt",
+    "group_table",
+]
+
+_help = lambda names: tuple(f"help-{n.replace('_', '-')}" for n in names.split())  # noqa: E731
+HELP_META_TRAIN = _help(
+    "1080ti_1 1080ti_32 1080ti_256 silver_4114 silver_4210r samsung_a50 pixel3 "
+    "essential_ph_1 samsung_s7"
+)
+"""HELP's NAS-Bench-201 meta-train devices (its run scripts), as LatBench keys."""
+HELP_META_TEST = _help("titan_rtx_256 gold_6226 fpga pixel2 raspi4 eyeriss")
+"""HELP's meta-test devices."""
+HELP_PUBLISHED = dict(zip(HELP_META_TEST, (0.987, 0.989, 0.985, 0.802, 0.890, 0.940), strict=True))
+"""HELP's published Spearman with 10 samples (NeurIPS 2021, NAS-Bench-201); mean 0.932."""
+PROTOCOLS = ("siblings", "help")
+METHODS = ("adapter", "adapter-random", "flops", "best-source", "gcn")
+
+
+def dataset_group(key: str, metadata: Mapping[str, Any] | None = None) -> str:
+    """``help-meta-test``, ``latbench-release``, ``help``, ``measured`` or ``other``."""
+    meta = metadata or {}
+    imported = meta.get("imported_from") if isinstance(meta.get("imported_from"), Mapping) else {}
+    if key in HELP_META_TEST:
+        return "help-meta-test"
+    if imported.get("importer") == "eagle":
+        return "latbench-release"
+    if imported.get("importer") == "help":
+        return "help"
+    if "harness_version" in meta:
+        return "measured"
+    return "other"
+
+
+def _seed(*parts: object) -> np.random.SeedSequence:
+    return np.random.SeedSequence([zlib.crc32(str(p).encode()) for p in parts])
+
+
+def _spearman(rank_true: np.ndarray, pred: np.ndarray) -> float:
+    from scipy.stats import rankdata
+
+    r = rankdata(pred)
+    r = r - r.mean()
+    return float(r @ rank_true / np.sqrt((r @ r) * (rank_true @ rank_true)))
+
+
+def evaluate_adapt(
+    matrix: pd.DataFrame,
+    targets: Iterable[str] | None = None,
+    *,
+    protocol: str = "siblings",
+    mode: str = "chip",
+    ns: Sequence[int] = (5, 10, 20, 50),
+    repeats: int = 20,
+    seed: int = 0,
+    methods: Sequence[str] = ("adapter", "adapter-random", "flops", "best-source"),
+    pool: int | None = 4000,
+    gcn_repeats: int = 2,
+    gcn_ns: Sequence[int] = (10,),
+    gcn_options: Mapping[str, Any] | None = None,
+    prior_options: Mapping[str, Any] | None = None,
+    adapter_options: Mapping[str, Any] | None = None,
+    selection_options: Mapping[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """One row per target, method, N and repeat (see module doc).
+
+    ``matrix`` is a :func:`~latbench.predictors.fewshot.prior.source_matrix` of every
+    dataset that may serve as target or source. Columns: target, group, protocol, mode,
+    method, n, repeat, spearman, within_10pct, coverage_90, n_sources, seconds.
+    """
+    if protocol not in PROTOCOLS:
+        raise PredictorError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
+    bad = sorted(set(methods) - set(METHODS))
+    if bad:
+        raise PredictorError(f"unknown method(s) {', '.join(bad)}; choose from {METHODS}")
+    metas = matrix.attrs.get("metadata", {}) or {}
+    keys = [str(c) for c in matrix.columns]
+    if targets is None:
+        targets = HELP_META_TEST if protocol == "help" else keys
+    targets = [t for t in targets if t in keys]
+    if protocol == "help":
+        missing = [k for k in HELP_META_TRAIN if k not in keys]
+        if missing:
+            raise PredictorError(f"protocol help needs HELP's meta-train sets; missing {missing}")
+    lat = matrix.to_numpy(np.float64)
+    logz = np.log(lat)
+    rows: list[dict[str, Any]] = []
+    for t in targets:
+        t0 = time.perf_counter()
+        srcs = list(HELP_META_TRAIN) if protocol == "help" else sources_for(t, keys, metas, mode)
+        prior = pretrain(matrix[srcs], **dict(prior_options or {}))
+        y = lat[:, keys.index(t)]
+        have = np.flatnonzero(np.isfinite(y))
+        from scipy.stats import rankdata
+
+        rank_true = rankdata(logz[have, keys.index(t)])
+        rank_true -= rank_true.mean()
+        src_cols = [keys.index(s) for s in srcs]
+        base = {"target": t, "group": dataset_group(t, metas.get(t)), "protocol": protocol,
+                "mode": mode, "n_sources": len(srcs)}  # fmt: skip
+        for n in ns:
+            for r in range(repeats):
+                rng = np.random.default_rng(_seed(seed, t, n, r))
+                rand_ids = np.sort(rng.choice(have, size=n, replace=False))
+                for method in methods:
+                    if method == "gcn" and (r >= gcn_repeats or n not in gcn_ns):
+                        continue
+                    s0 = time.perf_counter()
+                    lo = hi = None
+                    if method == "adapter":
+                        ids = select_archs(prior, n, seed=int(rng.integers(2**31)), pool=pool,
+                                           candidates=have, **dict(selection_options or {}))  # fmt: skip
+                    else:
+                        ids = rand_ids
+                    if method.startswith("adapter"):
+                        fit = FewShotAdapter(prior, **dict(adapter_options or {})).fit(ids, y[ids])
+                        mu, sd = fit.predict_log(have)
+                        pred = np.exp(mu)
+                        lo, hi = np.exp(mu - 1.6449 * sd), np.exp(mu + 1.6449 * sd)
+                    elif method == "flops":
+                        pred = _flops_fit(ids, y[ids], have)
+                    elif method == "best-source":
+                        pred = _best_source(logz[:, src_cols], ids, np.log(y[ids]), have)
+                    else:
+                        pred = _gcn_fit(ids, y[ids], have, int(rng.integers(2**31)), gcn_options)
+                    truth = y[have]
+                    rows.append({
+                        **base, "method": method, "n": n, "repeat": r,
+                        "spearman": _spearman(rank_true, pred),
+                        "within_10pct": float(np.mean(np.abs(pred - truth) <= 0.1 * truth)),
+                        "coverage_90": (float(np.mean((lo <= truth) & (truth <= hi)))
+                                        if lo is not None else np.nan),
+                        "seconds": time.perf_counter() - s0,
+                    })  # fmt: skip
+        if progress is not None:
+            progress(f"{t}: {len(srcs)} sources, {time.perf_counter() - t0:.1f} s")
+    return pd.DataFrame(rows)
+
+
+def _flops_fit(ids: np.ndarray, y: np.ndarray, have: np.ndarray) -> np.ndarray:
+    from latbench.predictors.encoding import cost_arrays
+
+    lf = np.log(cost_arrays()[0])
+    b, a = np.polyfit(lf[ids], np.log(y), 1) if np.ptp(lf[ids]) > 0 else (0.0, np.log(y).mean())
+    return np.exp(a + b * lf[have])
+
+
+def _best_source(z: np.ndarray, ids: np.ndarray, zt: np.ndarray, have: np.ndarray) -> np.ndarray:
+    """Rescale the source best correlated with the target on the measured rows."""
+    best, best_r = None, -np.inf
+    for j in range(z.shape[1]):
+        col = z[ids, j]
+        if not np.isfinite(z[have, j]).mean() >= 0.99 or not np.isfinite(col).all():
+            continue
+        if np.ptp(col) == 0:
+            continue
+        r = np.corrcoef(col, zt)[0, 1]
+        if r > best_r:
+            best, best_r = j, r
+    if best is None:
+        return np.full(len(have), float(np.exp(zt.mean())))
+    b, a = np.polyfit(z[ids, best], zt, 1)
+    pz = a + b * z[have, best]
+    return np.exp(np.where(np.isfinite(pz), pz, zt.mean()))
+
+
+def _gcn_fit(ids, y, have, seed, options) -> np.ndarray:
+    from latbench.predictors.gcn import GCNPredictor
+
+    return GCNPredictor(seed=seed, **dict(options or {})).fit(ids, y).predict(have)
+
+
+def group_table(res: pd.DataFrame) -> pd.DataFrame:
+    """Mean Spearman / within +-10 % per target group, protocol, method and N.
+
+    Columns: group, protocol, mode, method, n, targets, spearman, within_10pct,
+    coverage_90, repeats; plus ``help_published`` (HELP's mean, help-meta-test only).
+    """
+    per_target = (
+        res.groupby(["group", "protocol", "mode", "method", "n", "target"], sort=False)
+        .agg(
+            spearman=("spearman", "mean"),
+            within_10pct=("within_10pct", "mean"),
+            coverage_90=("coverage_90", "mean"),
+            repeats=("repeat", "nunique"),
+        )  # fmt: skip
+        .reset_index()
+    )
+    out = (
+        per_target.groupby(["group", "protocol", "mode", "method", "n"], sort=False)
+        .agg(
+            targets=("target", "nunique"),
+            spearman=("spearman", "mean"),
+            within_10pct=("within_10pct", "mean"),
+            coverage_90=("coverage_90", "mean"),
+            repeats=("repeats", "min"),
+        )  # fmt: skip
+        .reset_index()
+    )
+    pub = float(np.mean(list(HELP_PUBLISHED.values())))
+    out["help_published"] = np.where(out["group"] == "help-meta-test", pub, np.nan)
+    return out

@@ -1,0 +1,92 @@
+"""``<key>.predicted.parquet``: a device's predicted latencies, kept apart from measurements.
+
+Columns: ``arch_id`` (int32), ``valid`` (bool), ``latency_pred_ms``,
+``latency_lo_ms``, ``latency_hi_ms`` (float64, the central band of
+``metadata["band_level"]``), ``measured`` (bool: the architecture is one of the N
+measured). File metadata (JSON under ``latbench``) names the measured architectures,
+the prior's sources, the adapter version and the measured dataset. Written with
+page checksums and SHA-256 digests (:mod:`latbench.integrity`), verified on read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+__all__ = [
+    "PREDICTED_COLUMNS",
+    "PREDICTED_SUFFIX",
+    "predicted_path",
+    "read_predicted",
+    "write_predicted",
+]
+
+PREDICTED_SUFFIX = ".predicted.parquet"
+PREDICTED_COLUMNS = (
+    "arch_id",
+    "valid",
+    "latency_pred_ms",
+    "latency_lo_ms",
+    "latency_hi_ms",
+    "measured",
+)
+_KIND = "latbench-predicted"
+
+
+def predicted_path(out_dir: str | os.PathLike[str], key: str) -> Path:
+    """Where the prediction for dataset ``key`` lives in ``out_dir``."""
+    return Path(out_dir) / f"{key}{PREDICTED_SUFFIX}"
+
+
+def write_predicted(
+    frame: pd.DataFrame, path: str | os.PathLike[str], metadata: Mapping[str, Any]
+) -> Path:
+    """Write a prediction frame (:meth:`AdaptedDevice.predict_frame`) atomically."""
+    from latbench.dataset import METADATA_KEY, atomic_path
+    from latbench.integrity import write_verified
+
+    missing = [c for c in PREDICTED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"prediction lacks column(s) {', '.join(missing)}")
+    table = pa.Table.from_pandas(frame[list(PREDICTED_COLUMNS)], preserve_index=False)
+    meta = {"kind": _KIND, **dict(metadata)}
+    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True)})
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        write_verified(table, tmp, compression="zstd")
+    return path
+
+
+def read_predicted(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read and verify a predicted file; metadata in ``attrs["metadata"]``.
+
+    Raises :class:`latbench.dataset.DatasetError` for a damaged or foreign file.
+    """
+    import pyarrow.lib
+
+    from latbench.dataset import METADATA_KEY, DatasetError
+    from latbench.integrity import IntegrityError, read_verified
+
+    path = Path(path)
+    try:
+        table = read_verified(path)
+    except (IntegrityError, OSError, pyarrow.lib.ArrowInvalid) as exc:
+        raise DatasetError(f"{path}: unreadable prediction ({exc})") from None
+    try:
+        meta = json.loads((table.schema.metadata or {})[METADATA_KEY])
+    except (KeyError, ValueError):
+        raise DatasetError(f"{path}: no LatBench prediction metadata") from None
+    if not isinstance(meta, dict) or meta.get("kind") != _KIND:
+        raise DatasetError(f"{path}: not a LatBench prediction file")
+    missing = [c for c in PREDICTED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}")
+    df = table.to_pandas()
+    df.attrs = {"metadata": meta, "path": str(path)}
+    return df

@@ -1,0 +1,279 @@
+"""A prior over devices: what the source datasets say a new device's latencies look like.
+
+Model (docs/predictors.md, "Few-shot adaptation"). Let ``z_d(a)`` be the log-latency
+of architecture ``a`` on device ``d``. The sources' matrix (valid architectures x
+source devices, with holes where a source lacks an architecture) is completed by
+iterative rank-``k`` SVD (soft-impute); its left factors ``U`` (unit-variance
+columns) are per-architecture embeddings learnt from the sources. Every device is a
+linear model over the design row ``phi(a) = [1, U(a), x(a)]`` with ``x`` the
+standardised :func:`~latbench.predictors.fewshot.features.arch_features`. The weights
+fitted to each source (ridge) give the prior ``w ~ N(mean, cov)`` (empirical mean and
+covariance over sources, shrunk towards the diagonal) and ``noise_var`` (the median
+residual variance); a new device is Bayesian linear regression under that prior.
+
+A prior is saved as one ``.npz`` without pickles: arrays plus a JSON ``meta`` string
+that names the sources, their citations and licenses, the settings, the command that
+made it, and a SHA-256 of the arrays that :func:`load_prior` verifies.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from latbench.predictors.base import PredictorError
+from latbench.space import N_ARCHS
+
+__all__ = [
+    "ADAPTER_VERSION",
+    "DEFAULT_PRIOR",
+    "DevicePrior",
+    "default_prior_path",
+    "load_prior",
+    "pretrain",
+    "source_matrix",
+]
+
+ADAPTER_VERSION = "fewshot-blr-1"
+"""Names the model and file layout; recorded in priors and predicted datasets."""
+DEFAULT_PRIOR = "nb201-help-xeon2c.npz"
+"""File name of the prior shipped in ``latbench.predictors.priors``."""
+_FORMAT = "latbench-fewshot-prior"
+_ARRAYS = ("factors", "features", "feature_mean", "feature_std", "mean", "cov")
+
+
+@dataclass(frozen=True)
+class DevicePrior:
+    """Architecture factors and the distribution of device weights (see module doc).
+
+    ``factors`` (15625 x k) and ``features`` (15625 x p, standardised) make the design
+    matrix; ``mean`` (1 + k + p) and ``cov`` are the prior over a device's weights,
+    ``noise_var`` the per-architecture residual variance of log-latency.
+    """
+
+    factors: np.ndarray
+    features: np.ndarray
+    feature_mean: np.ndarray
+    feature_std: np.ndarray
+    mean: np.ndarray
+    cov: np.ndarray
+    noise_var: float
+    sources: tuple[str, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def design(self) -> np.ndarray:
+        """``(15625, 1 + k + p)`` float64 design matrix ``[1, U, x]``."""
+        ones = np.ones((N_ARCHS, 1))
+        return np.hstack([ones, self.factors, self.features]).astype(np.float64)
+
+    @property
+    def rank(self) -> int:
+        """Number of architecture factors ``k``."""
+        return int(self.factors.shape[1])
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the prior atomically to ``path`` (``.npz``, no pickle); returns the path."""
+        from latbench.dataset import atomic_path
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAYS}
+        arrays["factors"] = arrays["factors"].astype(np.float32)
+        arrays["features"] = arrays["features"].astype(np.float32)
+        meta = {
+            **self.meta,
+            "format": _FORMAT,
+            "adapter_version": ADAPTER_VERSION,
+            "sources": list(self.sources),
+            "noise_var": float(self.noise_var),
+            "sha256": _digest(arrays),
+        }
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+        return path
+
+
+def _digest(arrays: Mapping[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in _ARRAYS:
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def default_prior_path() -> Path:
+    """Path of the prior shipped with the package."""
+    return Path(str(resources.files("latbench.predictors.priors"))) / DEFAULT_PRIOR
+
+
+def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
+    """Read a prior written by :meth:`DevicePrior.save` (default: the shipped one).
+
+    Raises :class:`PredictorError` for a missing, foreign, truncated or altered file.
+    """
+    path = default_prior_path() if path is None else Path(path)
+    if not path.is_file():
+        raise PredictorError(
+            f"{path}: no such prior file (rebuild it with `latbench-predict pretrain`)"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"][()]))
+            arrays = {name: npz[name] for name in _ARRAYS}
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise PredictorError(f"{path}: not a LatBench few-shot prior ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        raise PredictorError(f"{path}: not a LatBench few-shot prior (format {meta!r:.60})")
+    if meta.get("sha256") != _digest(arrays):
+        raise PredictorError(f"{path}: checksum mismatch, the file is corrupt or was altered")
+    d = 1 + arrays["factors"].shape[1] + arrays["features"].shape[1]
+    if arrays["factors"].shape[0] != N_ARCHS or arrays["cov"].shape != (d, d):
+        raise PredictorError(f"{path}: array shapes do not fit together")
+    return DevicePrior(
+        **arrays,
+        noise_var=float(meta["noise_var"]),
+        sources=tuple(meta["sources"]),
+        meta=meta,
+    )
+
+
+def source_matrix(
+    keys: Sequence[str], data_home: str | os.PathLike[str] | None = None
+) -> pd.DataFrame:
+    """Latency (ms) table ``arch_id`` x ``keys`` of valid, ``status == "ok"`` rows.
+
+    ``attrs["metadata"]`` maps each key to its dataset's file metadata.
+    """
+    from latbench.loader import load
+    from latbench.predictors.encoding import valid_mask
+
+    cols, metas = {}, {}
+    valid = valid_mask()
+    for key in keys:
+        df = load(key, data_home=data_home)
+        lat = pd.to_numeric(df["latency_ms"], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+        ok = (df["status"] == "ok").to_numpy() & np.isfinite(lat) & (lat > 0)
+        col = np.full(N_ARCHS, np.nan)
+        col[df["arch_id"].to_numpy(np.int64)[ok]] = lat[ok]
+        col[~valid] = np.nan
+        cols[key] = col
+        metas[key] = df.attrs.get("metadata", {})
+    out = pd.DataFrame(cols, index=pd.RangeIndex(N_ARCHS, name="arch_id"))
+    out.attrs["metadata"] = metas
+    return out
+
+
+def _top_factors(m: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rank-``k`` SVD of a tall matrix through its small Gram matrix (columns << rows)."""
+    evals, evecs = np.linalg.eigh(m.T @ m)
+    order = np.argsort(evals)[::-1][:k]
+    s = np.sqrt(np.maximum(evals[order], 1e-300))
+    v = evecs[:, order]
+    return (m @ v) / s, s, v.T
+
+
+def _soft_impute(z: np.ndarray, k: int, iters: int) -> np.ndarray:
+    """Unit-variance left factors (rows x k) of the column-centred, completed ``z``."""
+    seen = np.isfinite(z)
+    centred = np.where(seen, z - np.nanmean(z, axis=0), 0.0)
+    filled = centred
+    for _ in range(iters if not seen.all() else 0):
+        u, s, vt = _top_factors(filled, k)
+        filled = np.where(seen, centred, (u * s) @ vt)
+    u, _, _ = _top_factors(filled, k)
+    return u * np.sqrt(len(z))
+
+
+def pretrain(
+    matrix: pd.DataFrame,
+    *,
+    rank: int = 8,
+    shrink: float = 0.1,
+    ridge: float = 1e-3,
+    iters: int = 15,
+    min_archs: int = 100,
+    meta: Mapping[str, Any] | None = None,
+) -> DevicePrior:
+    """Learn a :class:`DevicePrior` from a latency table (:func:`source_matrix`).
+
+    ``rank`` factors (capped at sources - 1), covariance ``shrink`` towards its
+    diagonal (0..1), ``ridge`` per-source penalty (times the rows fitted). Sources
+    with fewer than ``min_archs`` latencies are refused. Deterministic.
+    """
+    from latbench.predictors.encoding import valid_mask
+    from latbench.predictors.fewshot.features import FEATURE_NAMES, arch_features
+
+    if matrix.shape[0] != N_ARCHS:
+        raise PredictorError(f"source table has {matrix.shape[0]} rows, expected {N_ARCHS}")
+    keys = [str(c) for c in matrix.columns]
+    if len(keys) < 2:
+        raise PredictorError(f"need at least 2 source datasets, got {len(keys)}")
+    if not 0 <= shrink <= 1:
+        raise PredictorError(f"shrink must be within 0..1, got {shrink}")
+    lat = matrix.to_numpy(np.float64)
+    counts = np.isfinite(lat).sum(axis=0)
+    if (counts < min_archs).any():
+        few = keys[int(np.argmin(counts))]
+        raise PredictorError(f"source {few!r} has {counts.min()} latencies, need >= {min_archs}")
+    if (lat[np.isfinite(lat)] <= 0).any():
+        raise PredictorError("source latencies must be positive")
+    valid = valid_mask()
+    z = np.log(lat[valid])
+    k = max(1, min(rank, len(keys) - 1))
+    factors = np.zeros((N_ARCHS, k))
+    factors[valid] = _soft_impute(z, k, iters)  # invalid rows: the mean architecture
+    x = arch_features()
+    fmean, fstd = x[valid].mean(axis=0), x[valid].std(axis=0)
+    fstd = np.where(fstd > 0, fstd, 1.0)
+    feats = (x - fmean) / fstd
+    phi = np.hstack([np.ones((N_ARCHS, 1)), factors, feats])[valid]
+    weights, resid = [], []
+    for j in range(z.shape[1]):
+        seen = np.isfinite(z[:, j])
+        a, y = phi[seen], z[seen, j]
+        w = np.linalg.solve(a.T @ a + ridge * len(a) * np.eye(a.shape[1]), a.T @ y)
+        weights.append(w)
+        resid.append(float(np.var(y - a @ w)))
+    wts = np.array(weights)
+    mean = wts.mean(axis=0)
+    cov = np.cov(wts.T, bias=False) if len(wts) > 1 else np.zeros((len(mean),) * 2)
+    cov = (1 - shrink) * cov + shrink * np.diag(np.diag(cov))
+    cov += 1e-6 * np.eye(len(mean)) * max(1e-12, float(np.mean(np.diag(cov))))
+    metas = matrix.attrs.get("metadata", {}) or {}
+    info = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "rank": k,
+        "shrink": shrink,
+        "ridge": ridge,
+        "iters": iters,
+        "features": list(FEATURE_NAMES),
+        "source_archs": {key: int(c) for key, c in zip(keys, counts, strict=True)},
+        "source_residual_var": dict(zip(keys, resid, strict=True)),
+        "citations": sorted({str(m.get("citation")) for m in metas.values() if m.get("citation")}),
+        "licenses": {key: str(m.get("license", "unknown")) for key, m in metas.items()},
+        **dict(meta or {}),
+    }
+    return DevicePrior(
+        factors=factors.astype(np.float32),
+        features=feats.astype(np.float32),
+        feature_mean=fmean,
+        feature_std=fstd,
+        mean=mean,
+        cov=cov,
+        noise_var=float(np.median(resid)),
+        sources=tuple(keys),
+        meta=info,
+    )
