@@ -12,7 +12,14 @@ dependencies on first use.
 from latbench.catalog import CATALOG, UnknownDatasetError
 from latbench.dataset import DatasetError, read_dataset, write_dataset
 from latbench.graph import PrunedGraph, prune
-from latbench.loader import DatasetNotFoundError, data_home, devices, load, load_wide
+from latbench.loader import (
+    DatasetNotFoundError,
+    data_home,
+    devices,
+    load,
+    load_predicted,
+    load_wide,
+)
 from latbench.network import costs
 from latbench.space import OPS, Arch, ArchError, all_archs
 
@@ -33,6 +40,7 @@ __all__ = [
     "data_home",
     "devices",
     "load",
+    "load_predicted",
     "load_wide",
     "prune",
     "read_dataset",

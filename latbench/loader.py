@@ -27,6 +27,7 @@ __all__ = [
     "dataset_path",
     "devices",
     "load",
+    "load_predicted",
     "load_wide",
 ]
 
@@ -61,7 +62,9 @@ def _local_keys(home: str | os.PathLike[str] | None) -> dict[str, Path]:
     for d in reversed(_search_dirs(home)):  # bundled wins: inserted last
         if d.is_dir():
             for p in d.glob("*.parquet"):
-                if not p.name.endswith(".layers.parquet") and not p.name.startswith("."):
+                # per-layer tables and predictions are not datasets of measurements
+                skip = p.name.endswith((".layers.parquet", ".predicted.parquet"))
+                if not skip and not p.name.startswith("."):
                     found[p.stem] = p
     return found
 
@@ -130,6 +133,25 @@ def load(
     # deep copy: the metadata holds nested dicts that must not alias the cached frame's
     out.attrs = {"metadata": copy.deepcopy(df.attrs["metadata"]), "path": str(path)}
     return out
+
+
+def load_predicted(key: str, *, data_home: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """The few-shot prediction ``<key>.predicted.parquet`` (``latbench-measure --adapt``).
+
+    One row per architecture: ``arch_id``, ``valid``, ``latency_pred_ms``, ``latency_lo_ms``,
+    ``latency_hi_ms``, ``measured``; never mixed into :func:`load`'s measurements.
+    """
+    from latbench.predictors.fewshot.predicted import predicted_path, read_predicted
+
+    for d in _search_dirs(data_home):
+        for candidate in dict.fromkeys((key, normalize_key(key))):
+            path = predicted_path(d, candidate)
+            if path.is_file():
+                return read_predicted(path)
+    raise DatasetNotFoundError(
+        f"no prediction for {key!r} in {_search_dirs(data_home)[-1]}; make one with:\n"
+        f"    latbench-measure --device <profile> --adapt 10 --key {key}"
+    )
 
 
 def load_wide(
