@@ -40,16 +40,23 @@ def read_arch_file(path: str | os.PathLike[str]) -> list[Arch]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ArchError(f"cannot read architecture list {path}: {exc.strerror}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ArchError(f"{path}:{line}: not UTF-8 text (a binary file?)") from None
     out: list[Arch] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         s = line.split("#", 1)[0].strip()
         if not s:
             continue
         try:
-            out.append(Arch.parse(int(s)) if s.isdigit() else Arch.from_str(s))
+            if "\0" in s or not s.isascii():
+                raise ArchError("holds NUL or non-ASCII characters (a binary file?)")
+            out.append(Arch.parse(int(s)) if s.isdigit() else Arch.from_str(s[:200]))
         except ArchError as exc:
             raise ArchError(f"{path}:{lineno}: {exc}") from None
     if not out:

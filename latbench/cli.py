@@ -30,6 +30,8 @@ def parse_arch_arg(text: str) -> Any:
     from latbench.space import Arch, ArchError
 
     s = text.strip()
+    if not s.isascii():  # int() and \d accept non-ASCII digits ("１２３" would be 123)
+        raise ArchError(f"{text!r} holds non-ASCII characters; use ASCII digits and op names")
     if s.isdigit():
         return Arch.from_id(int(s))
     if "|" in s or "~" in s:

@@ -51,7 +51,8 @@ N_VALID = 15_284
 """Number of architectures whose output is reachable from the input."""
 
 _OP_INDEX = {op: i for i, op in enumerate(OPS)}
-_TOKEN = re.compile(r"^(?P<op>[A-Za-z0-9_]+)~(?P<src>-?\d+)$")
+# [0-9], not \d: "\d" also matches non-ASCII digits such as "１" or "٣"
+_TOKEN = re.compile(r"^(?P<op>[A-Za-z0-9_]+)~(?P<src>-?[0-9]+)$")
 
 
 class ArchError(ValueError):

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from latbench.catalog import BRP_NAS_CITATION, CATALOG, Dataset, normalize_key
-from latbench.dataset import skeleton_frame
+from latbench.dataset import LATENCY_RANGE_MS, skeleton_frame
 from latbench.importers.common import (
     Imported,
     ImportFormatError,
@@ -30,7 +30,7 @@ from latbench.importers.common import (
     select_keys,
 )
 from latbench.importers.registry import JETSON_LABEL_HISTORY, Identification, identify
-from latbench.safepickle import NUMPY_SCALARS, load_pickle
+from latbench.safepickle import NUMPY_SCALARS, load_pickle, short_repr
 from latbench.space import N_ARCHS, OPS, format_arch
 
 __all__ = ["SUFFIXES", "SkippedFileWarning", "eagle_latencies", "eagle_protocol", "read_eagle"]
@@ -39,6 +39,7 @@ SUFFIXES = (".pickle", ".pkl")
 """File name endings of release files."""
 
 _N_OPS = len(OPS)
+_LO_S, _HI_S = (x / 1000.0 for x in LATENCY_RANGE_MS)
 
 
 class SkippedFileWarning(UserWarning):
@@ -63,12 +64,13 @@ def eagle_protocol(device_class: str) -> dict[str, Any]:
 
 def _arch_index(key: Any, what: str) -> int:
     if not isinstance(key, tuple) or len(key) != 6:
-        raise ImportFormatError(f"{what}: key {key!r} is not a tuple of 6 op indices")
+        raise ImportFormatError(f"{what}: key {short_repr(key)} is not a tuple of 6 op indices")
     aid = 0
     for i, op in enumerate(key):
         if isinstance(op, bool) or not isinstance(op, int | np.integer) or not 0 <= op < _N_OPS:
             raise ImportFormatError(
-                f"{what}: key {key!r}: entry {i} = {op!r} is not an op index 0..{_N_OPS - 1}"
+                f"{what}: key {short_repr(key)}: entry {i} = {short_repr(op)} is not an op"
+                f" index 0..{_N_OPS - 1}"
             )
         aid = aid * _N_OPS + int(op)
     return aid
@@ -95,13 +97,22 @@ def eagle_latencies(obj: Any, what: str = "release file") -> np.ndarray:
                 " (output not reachable); release files hold only valid ones"
             )
         if isinstance(value, bool) or not isinstance(value, float | int | np.number):
-            raise ImportFormatError(f"{what}: latency of {key!r} is {value!r}, not a number")
+            raise ImportFormatError(
+                f"{what}: latency of {key!r} is {short_repr(value)}, not a number"
+            )
         seconds = float(value)
         if not (math.isfinite(seconds) and seconds > 0):
             raise ImportFormatError(
                 f"{what}: latency of {key!r} is {seconds!r}, not a positive finite number"
             )
+        if not _LO_S <= seconds <= _HI_S:  # 5e-324 s or 1e300 s: corruption, not a timing
+            raise ImportFormatError(
+                f"{what}: latency of {key!r} is {seconds!r} s, outside the plausible"
+                f" {_LO_S:g}..{_HI_S:g} s"
+            )
         out[aid] = seconds
+    if not obj:
+        raise ImportFormatError(f"{what}: holds no latencies (an empty dict)")
     return out
 
 

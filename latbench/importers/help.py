@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from latbench.catalog import CATALOG, HELP_CITATION, Dataset, normalize_key
-from latbench.dataset import skeleton_frame
+from latbench.dataset import LATENCY_RANGE_MS, skeleton_frame
 from latbench.importers.common import (
     Imported,
     ImportFormatError,
@@ -31,7 +31,7 @@ from latbench.importers.common import (
     select_keys,
     sha256_file,
 )
-from latbench.safepickle import load_torch_zip
+from latbench.safepickle import load_torch_zip, short_repr
 from latbench.space import N_ARCHS, ArchError, arch_id, parse_arch
 
 __all__ = ["INDEX_FILE", "help_key", "help_latencies", "nb201_to_arch_id", "read_help"]
@@ -70,7 +70,9 @@ def nb201_to_arch_id(mapping: Any, what: str = INDEX_FILE) -> np.ndarray:
     out = np.full(N_ARCHS, -1, dtype=np.int64)
     for arch_str, index in mapping.items():
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < N_ARCHS:
-            raise ImportFormatError(f"{what}: index {index!r} of {arch_str!r} is not 0..15624")
+            raise ImportFormatError(
+                f"{what}: index {short_repr(index)} of {short_repr(arch_str)} is not 0..15624"
+            )
         if out[index] >= 0:
             raise ImportFormatError(f"{what}: index {index} is given to two architectures")
         try:
@@ -94,7 +96,13 @@ def help_latencies(values: Any, what: str = "HELP file") -> np.ndarray:
     for i, v in enumerate(values):
         if type(v) not in (int, float) or not (math.isfinite(v) and v > 0):
             raise ImportFormatError(
-                f"{what}: entry {i} is {v!r}, not a positive finite number of milliseconds"
+                f"{what}: entry {i} is {short_repr(v)}, not a positive finite number of"
+                " milliseconds"
+            )
+        if not LATENCY_RANGE_MS[0] <= v <= LATENCY_RANGE_MS[1]:
+            raise ImportFormatError(
+                f"{what}: entry {i} is {v!r} ms, outside the plausible"
+                f" {LATENCY_RANGE_MS[0]:g}..{LATENCY_RANGE_MS[1]:g} ms"
             )
     return np.asarray(values, dtype=np.float64)
 
