@@ -71,7 +71,6 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-
     import ray
     from ray.cluster_utils import Cluster
 
@@ -119,9 +118,15 @@ def main() -> int:
                 progress=False)  # fmt: skip
     record("local executor, this process", s, time.perf_counter() - t0)
 
-    cluster = Cluster(
-        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
-    )
+    for attempt in (1, 2):  # Ray gives a raylet 30 s to register; a loaded host may need two tries
+        try:
+            cluster = Cluster(
+                initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+            )
+            break
+        except Exception:
+            if attempt == 2:
+                raise
     ray.init(address=cluster.address, log_to_driver=False)
     procs: list[subprocess.Popen] = []
     try:
