@@ -71,13 +71,17 @@ def _run(model: bytes, seed: int = 3) -> tuple[np.ndarray, dict, dict]:
     return interp.get_tensor(out["index"]), ins[0], out
 
 
+# The converter graphs: CSE'd pools, 3- and 4-input sums, the identity cell.
+CONVERTER_GRAPHS = [GRAPHS[0], GRAPHS[1], GRAPHS[4]]
+
+
 @pytest.fixture(scope="module")
 def converted():
-    return {g.key: _converter(g) for g in GRAPHS}
+    return {g.key: _converter(g) for g in CONVERTER_GRAPHS}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("graph", GRAPHS, ids=lambda g: g.key)
+@pytest.mark.parametrize("graph", CONVERTER_GRAPHS, ids=lambda g: g.key)
 def test_fp32_same_operators_and_outputs_as_converter(graph, converted):
     direct, ref = build_tflite_direct(graph, 0), converted[graph.key]
     assert Counter(describe_ops(direct)) == Counter(describe_ops(ref))
@@ -100,9 +104,7 @@ def test_fused_relu_and_cse_are_the_converters():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "signature", ["s3/add3", "reduction1", "head", "s2/conv3x3", "s1/avgpool3x3"]
-)
+@pytest.mark.parametrize("signature", ["s3/add3", "reduction1", "head"])
 def test_layers_match_converter(signature):
     layer = next(la for la in distinct_layers() if la.signature == signature)
     direct, ref = build_layer_tflite_direct(layer, 0), _converter(layer)
@@ -175,8 +177,11 @@ def test_calibration_inputs_are_the_converters():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("graph", GRAPHS[:3], ids=lambda g: g.key)
-@pytest.mark.parametrize("io_dtype", ["uint8", "int8"])
+@pytest.mark.parametrize(
+    ("graph", "io_dtype"),
+    [(GRAPHS[0], "uint8"), (GRAPHS[1], "uint8"), (GRAPHS[2], "int8")],
+    ids=lambda v: getattr(v, "key", v),
+)
 def test_int8_close_to_converter(graph, io_dtype):
     direct = build_tflite_direct(graph, 0, quantize=True, io_dtype=io_dtype)
     ref = _converter(graph, quantize=True, io_dtype=io_dtype)
