@@ -1,8 +1,8 @@
 """Fleet scheduling cost: one ONNX Runtime campaign on 1 and on 2 local worker nodes.
 
-A local Ray head (one CPU, for builds) and ``latbench-measure worker`` processes
-pinned to different cores (``--pin``), each advertising one ``cpu-onnxruntime``
-device. The same N graphs (artifacts built beforehand, so builds do not compete) are
+A local Ray head (one CPU, for builds) and one worker node per core, its raylet
+pinned to that core (as ``latbench-measure worker --pin``), each advertising one
+``cpu-onnxruntime`` device. The same N graphs (artifacts built beforehand, so builds do not compete) are
 timed with the local executor, then on the fleet with 1 and with 2 workers. Reported:
 wall time, the sum of timed inference, each device's busy share and its *scheduling
 overhead*: the time a device sits idle between two timing calls (driver round trip,
@@ -19,8 +19,6 @@ import argparse
 import json
 import logging
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,26 +27,15 @@ from pathlib import Path
 PROFILE = "cpu-onnxruntime"
 
 
-def _start_workers(address: str, cores: list[int]) -> list[subprocess.Popen]:
-    procs = []
+def _add_workers(cluster, cores: list[int]) -> None:
+    """One Ray node per core, its raylet pinned there (the actors it starts inherit it)."""
+    from latbench.harness.fleet.resources import device_resource
+
     for core in cores:
-        cmd = [sys.executable, "-m", "latbench.harness.cli", "worker", "--device", PROFILE,
-               "--address", address, "--name", f"core{core}", "--pin", str(core),
-               "--skip-check"]  # fmt: skip
-        procs.append(subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL))
-    return procs
-
-
-def _stop(procs: list[subprocess.Popen]) -> None:
-    import psutil
-
-    for p in procs:
-        kids = psutil.Process(p.pid).children(recursive=True) if p.poll() is None else []
-        os.killpg(p.pid, signal.SIGTERM)
-        p.wait(timeout=60)
-        for k in kids:
-            if k.is_running():
-                k.kill()
+        node = cluster.add_node(
+            num_cpus=0, resources={device_resource(PROFILE, f"core{core}/0"): 1}
+        )
+        os.sched_setaffinity(node.all_processes["raylet"][0].process.pid, {core})
 
 
 def _wait_devices(ray, n: int, timeout: float = 180.0) -> None:
@@ -128,11 +115,11 @@ def main() -> int:
             if attempt == 2:
                 raise
     ray.init(address=cluster.address, log_to_driver=False)
-    procs: list[subprocess.Popen] = []
+    started: list[int] = []
     try:
         for cores in ([0], [0, 1]):
-            new = _start_workers(cluster.address, cores[len(procs) :])
-            procs += new
+            _add_workers(cluster, [c for c in cores if c not in started])
+            started = cores
             _wait_devices(ray, len(cores))
             fleet = FleetExecutor(cluster.address, cache_root=cache.root, progress=False)
             t0 = time.perf_counter()
@@ -141,7 +128,6 @@ def main() -> int:
             wall = time.perf_counter() - t0
             record(f"fleet, {len(cores)} worker(s) pinned to cores {cores}", s, wall, fleet)
     finally:
-        _stop(procs)
         ray.shutdown()
         cluster.shutdown()
     local, one, two = rows

@@ -126,6 +126,28 @@ def test_slow_device_is_reported_by_the_anchor_check(cluster, cache, tmp_path, m
     assert not list((tmp_path / "slow.parts").glob("part-*"))  # refused before the campaign
 
 
+def test_graph_failing_on_two_devices_is_failed_with_both_reasons(cluster, tmp_path):
+    from latbench.harness.artifacts import artifact_spec
+
+    cache = ArtifactCache(tmp_path / "cache")  # its own: one artifact in it is damaged
+    prof = _profile()
+    plan = make_plan(select_archs(limit=3, seed=9))
+    bad = plan.work[0]
+    fmt, options = artifact_spec(prof)
+    path = cache.path_for(bad.graph, fmt, 0, options)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"not an ONNX model")  # shipped as it is: every device refuses it
+    ex = _fleet(cluster, cache, tmp_path)
+    s = measure(prof, plan, out_dir=tmp_path, key="bad", cache=cache, progress=False,
+                executor=ex)  # fmt: skip
+    df = read_dataset(s.dataset).set_index("graph_key")
+    err = df.loc[bad.key, "error"]
+    assert df.loc[bad.key, "status"] == "failed" and err.startswith("failed on 2 devices: on ")
+    assert err.count("timing failed: ") == 2
+    assert len({d for d in DEVICES if f"on {d}: " in err}) == 2
+    assert (df.drop(index=bad.key)["status"] == "ok").all() and s.failed == 1
+
+
 def _worker(cluster, name: str, slowdown: str) -> subprocess.Popen:
     env = {**os.environ, SLOWDOWN_ENV: slowdown}
     cmd = [sys.executable, "-m", "latbench.harness.cli", "worker", "--device", PROFILE,
