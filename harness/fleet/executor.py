@@ -68,6 +68,7 @@ class FleetExecutor:
     this machine is part of). ``state_path`` (a JSON file beside the store's parts)
     keeps the devices that timed earlier parts, so a resumed run still lists them.
     ``max_device_spread`` turns the anchor check's warning into a :class:`FleetError`.
+    A process already connected to Ray (``ray.init`` done) keeps that connection.
     """
 
     def __init__(
