@@ -19,7 +19,7 @@ __all__ = ["DEFAULT_OUT", "build_parser", "main"]
 # Defaults shown in --help; the numbers live in latbench.analysis.predictors, which
 # imports matplotlib, so they are repeated here for a fast --help (a test keeps them equal).
 QUICK_GCN_REPEATS = 2
-QUICK_GCN_EPOCHS = 30
+QUICK_GCN_EPOCHS = 20
 
 _PROG = "latbench-analysis"
 DEFAULT_OUT = "latbench-results"

@@ -53,7 +53,7 @@ DEFAULT_REPEATS = PAPER_REPEATS
 """Default repeats of the cheap predictors (FLOPs, params, layer-wise): the paper's."""
 QUICK_GCN_REPEATS = 2
 """Default GCN repeats: few, so the default analysis stays within minutes on a CPU."""
-QUICK_GCN_EPOCHS = 30
+QUICK_GCN_EPOCHS = 20
 """Default cap on GCN epochs (Table S1: up to 250, early stopping after 35)."""
 DEFAULT_TRAIN = 900
 """Training models per repeat (the paper's 900)."""
