@@ -13,24 +13,32 @@ numbers), ``report`` (files and README.md), ``pipeline`` and ``cli``
 (``latbench-analysis``), ``style``/``scales``/``tables`` (shared output helpers).
 """
 
-from latbench.analysis.correlation import (
-    METHODS,
-    correlation_figure,
-    correlation_matrix,
-    correlation_pairs,
-    pair_correlation,
-)
-from latbench.analysis.data import (
-    Datasets,
-    NoDatasetsError,
-    available_keys,
-    from_frames,
-    load_datasets,
-)
-from latbench.analysis.pairs import pairs_figure, select_devices
-from latbench.analysis.pipeline import RESULTS, run
-from latbench.analysis.proxies import proxies_figure, proxy_correlations
-from latbench.analysis.style import save_png
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Names load on first use, so `latbench-analysis` (latbench.analysis.cli) starts, and
+# says which extra to install, even where matplotlib or SciPy are missing.
+_HOME = {
+    "METHODS": "correlation", "correlation_figure": "correlation",
+    "correlation_matrix": "correlation", "correlation_pairs": "correlation",
+    "pair_correlation": "correlation", "Datasets": "data", "NoDatasetsError": "data",
+    "available_keys": "data", "from_frames": "data", "load_datasets": "data",
+    "pairs_figure": "pairs", "select_devices": "pairs", "RESULTS": "pipeline", "run": "pipeline",
+    "proxies_figure": "proxies", "proxy_correlations": "proxies", "save_png": "style",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        return getattr(importlib.import_module(f"latbench.analysis.{_HOME[name]}"), name)
+    raise AttributeError(f"module 'latbench.analysis' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOME])
+
 
 __all__ = [
     "METHODS",

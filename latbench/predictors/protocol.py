@@ -120,6 +120,8 @@ def evaluate(
 
         if jobs == 1 or len(todo) <= 1:
             for i in todo:
+                if tasks[i][0] == "gcn":  # minutes each: say what runs now
+                    bar.update(0, note=f"gcn #{tasks[i][7]} training")
                 done(i, _run(*tasks[i]))
         else:
             import multiprocessing as mp
