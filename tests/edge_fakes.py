@@ -1,4 +1,5 @@
-"""Fake edge tools for the tests: edgetpu_compiler, trtexec, nvpmodel, adb and an SNPE SDK.
+"""Fake edge tools for the tests: edgetpu_compiler, trtexec, nvpmodel, adb, an SNPE SDK and
+LiteRT's Android ``benchmark_model`` (with the device's getprop, dumpsys, taskset).
 
 Each fake is a small Python script that appends ``{"tool", "argv"}`` to ``$FAKE_LOG``
 (one JSON line per call) and replays what the real tool prints and writes, including
@@ -205,8 +206,21 @@ serial = None
 if args[:1] == ["-s"]:
     serial, args = args[1], args[2:]
 ready = [s for s, st in devices if st == "device"]
-if serial is None and len(ready) != 1:
+states = dict(devices)
+if serial is None and not devices:
+    print("adb: no devices/emulators found", file=sys.stderr)
+    sys.exit(1)
+if serial is None and len(ready) != 1 and len(devices) > 1:
     print("adb: more than one device/emulator", file=sys.stderr)
+    sys.exit(1)
+state = states.get(serial) if serial else (devices[0][1] if len(devices) == 1 else "device")
+if state == "unauthorized":  # adb's own words (platform-tools 35)
+    print("adb: device unauthorized.\\nThis adb server's $ADB_VENDOR_KEYS is not set\\n"
+          "Try 'adb kill-server' if that seems wrong.\\n"
+          "Otherwise check for a confirmation dialog on your device.", file=sys.stderr)
+    sys.exit(1)
+if state == "offline":
+    print("adb: device offline", file=sys.stderr)
     sys.exit(1)
 if (serial or ready[0]) not in ready:
     print(f"adb: device '{serial}' not found", file=sys.stderr)
@@ -240,7 +254,116 @@ else:
 
 GETPROP = """
 print({"ro.product.model": "Pixel 4", "ro.board.platform": "msmnile",
-       "ro.build.version.release": "12"}.get(sys.argv[1], ""))
+       "ro.build.version.release": "12", "ro.product.manufacturer": "Google",
+       "ro.soc.manufacturer": "QTI", "ro.soc.model": "SM8150", "ro.hardware": "flame",
+       "ro.build.version.sdk": "31", "ro.product.cpu.abi": "arm64-v8a"}.get(sys.argv[1], ""))
+"""
+
+DUMPSYS = """
+if sys.argv[1:] == ["thermalservice"]:  # the layout of Android 12's dumpsys thermalservice
+    print("IsStatusOverride: false")
+    print("ThermalEventListeners:")
+    print("\\tcallbacks: 1\\n\\tkilled: false\\n\\tbroadcasts count: -1")
+    print("ThermalStatusListeners:")
+    print("\\tcallbacks: 1\\n\\tkilled: false\\n\\tbroadcasts count: -1")
+    print("Thermal Status: " + os.environ.get("FAKE_THERMAL_STATUS", "0"))
+    print("Cached temperatures:")
+    print("\\tTemperature{mValue=36.2, mType=2, mName=battery, mStatus=0}")
+    print("HAL Ready: true")
+"""
+
+TASKSET = """
+# toybox taskset MASK CMD...: the fake runs CMD unpinned (the host has other CPUs)
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
+
+# LiteRT's benchmark_model (2.x): the lines it prints, its delegate messages and its
+# failures. $FAKE_BENCHMARK_MODE picks a failure: gpu-fail, nnapi-fail, fallback
+# (the delegate takes no node), abi (a binary for another ABI); $FAKE_FAIL_BENCHMARK_MODEL=N
+# makes the N-th call crash like an out-of-memory kill. Each timed run's 'curr' is
+# appended to $FAKE_STATE/benchmark_times.txt so a test can filter them itself.
+BENCHMARK_MODEL = """
+mode = os.environ.get("FAKE_BENCHMARK_MODE", "")
+if mode == "abi":
+    print('CANNOT LINK EXECUTABLE "' + sys.argv[0] + '": "libc.so" is 32-bit instead of 64-bit')
+    sys.exit(1)
+graph = Path(flag("--graph"))
+warm, runs = int(flag("--warmup_runs", "1")), int(flag("--num_runs", "50"))
+threads = flag("--num_threads", "-1")
+print("INFO: STARTING!")
+print("INFO: Log parameter values verbosely: [0]")
+print(f"INFO: Min num runs: [{runs}]")
+print(f"INFO: Num threads: [{threads}]")
+print(f"INFO: Min warmup runs: [{warm}]")
+print(f"INFO: Graph: [{graph}]")
+if not graph.is_file():
+    print(f"ERROR: Could not open '{graph}'.")
+    print("ERROR: Failed to mmap model " + str(graph))
+    sys.exit(1)
+data = graph.read_bytes()
+assert data[4:8] == b"TFL3", "not a tflite flatbuffer"
+print(f"INFO: Loaded model {graph}")
+print("INFO: Initialized TensorFlow Lite runtime.")
+delegate = ("gpu" if flag("--use_gpu") == "true" else "nnapi" if flag("--use_nnapi") == "true"
+            else "xnnpack" if flag("--use_xnnpack", "true") == "true" else "none")
+nodes = 60 + len(data) % 70
+if delegate == "gpu":
+    print("INFO: Created TensorFlow Lite delegate for GPU.")
+    if mode == "gpu-fail":
+        print("ERROR: Following operations are not supported by GPU delegate:")
+        print("MEAN: Unsupported MEAN op with keep_dims=false")
+        print("ERROR: TfLiteGpuDelegate Prepare: delegate nodes are not supported")
+        print("ERROR: Node number 134 (TfLiteGpuDelegateV2) failed to prepare.")
+        print("ERROR: Failed to apply GPU delegate.")
+        print("ERROR: Benchmarking failed.")
+        sys.exit(1)
+    print("INFO: Initialized OpenCL-based API.")
+    print("INFO: Created 1 GPU delegate kernels.")
+    name = "TfLiteGpuDelegateV2"
+elif delegate == "nnapi":
+    print("INFO: Created TensorFlow Lite delegate for NNAPI.")
+    if mode == "nnapi-fail":
+        print("ERROR: NN API returned error ANEURALNETWORKS_OP_FAILED at line 5132 while completing NNAPI compilation.")
+        print("ERROR: Node number 134 (TfLiteNnapiDelegate) failed to prepare.")
+        print("ERROR: Failed to apply NNAPI delegate.")
+        print("ERROR: Benchmarking failed.")
+        sys.exit(1)
+    name = "TfLiteNnapiDelegate"
+elif delegate == "xnnpack":
+    print("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.")
+    name = "TfLiteXNNPackDelegate"
+if mode == "fallback" and delegate in ("gpu", "nnapi"):
+    print(f"INFO: Though {delegate.upper()} delegate is explicitly applied, the model graph will not be executed by the delegate.")
+elif delegate != "none":
+    print(f"VERBOSE: Replacing {nodes} out of {nodes} node(s) with delegate ({name}) node, yielding 1 partitions for subgraph 0.")
+print(f"INFO: The input model file size (MB): {len(data) / 1e6:.6g}")
+print("INFO: Initialized session in 14.3ms.")
+if nth_call_fails():
+    print("Aborted", file=sys.stderr)  # the kernel's OOM killer takes it mid-run
+    sys.exit(134)
+state = Path(os.environ["FAKE_STATE"])
+calls = state / "benchmark_model.calls"
+n = int(calls.read_text()) + 1 if calls.exists() else 1
+calls.write_text(str(n))
+base = {"xnnpack": 2000, "none": 5000, "gpu": 900, "nnapi": 600}[delegate] + len(data) % 997
+first = base * 3
+ws = [first] + [base + 40 + 11 * (i % 3) for i in range(1, warm)]
+print(f"INFO: Running benchmark for at least {warm} iterations and at least {flag('--warmup_min_secs', '0.5')} seconds but terminate if exceeding {flag('--max_secs', '150')} seconds.")
+if warm:
+    print(f"INFO: count={warm} first={ws[0]} curr={ws[-1]} min={min(ws)} max={max(ws)} avg={sum(ws) / warm:g} std={int(max(ws) - min(ws))} p5={min(ws)} median={sorted(ws)[warm // 2]} p95={max(ws)}")
+print()
+ts = [base + 17 * ((n * 7 + i) % 5) for i in range(runs)]
+print(f"INFO: Running benchmark for at least {runs} iterations and at least {flag('--min_secs', '1')} seconds but terminate if exceeding {flag('--max_secs', '150')} seconds.")
+if runs == 1:
+    print(f"INFO: count=1 curr={ts[0]} p5={ts[0]} median={ts[0]} p95={ts[0]}")
+else:
+    print(f"INFO: count={runs} first={ts[0]} curr={ts[-1]} min={min(ts)} max={max(ts)} avg={sum(ts) / runs:g} std=9 p5={min(ts)} median={sorted(ts)[runs // 2]} p95={max(ts)}")
+with open(state / "benchmark_times.txt", "a") as fh:
+    fh.write("\\n".join(map(str, ts)) + "\\n")
+print()
+print(f"INFO: Inference timings in us: Init: 14300, First inference: {ws[0] if warm else ts[0]}, Warmup (avg): {sum(ws) / warm if warm else float('nan'):g}, Inference (avg): {sum(ts) / runs:g}")
+print("INFO: Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to the actual memory footprint of the model at runtime. Take the information at your discretion.")
+print("INFO: Memory footprint delta from the start of the tool (MB): init=4.21094 overall=9.83594")
 """
 
 
@@ -259,6 +382,9 @@ def install(root: Path) -> dict[str, Path]:
     _script(bin_dir / "nvpmodel", NVPMODEL)
     _script(bin_dir / "adb", ADB)
     _script(device_bin / "getprop", GETPROP)
+    _script(device_bin / "dumpsys", DUMPSYS)
+    _script(device_bin / "taskset", TASKSET)
+    _script(root / "android" / "benchmark_model", BENCHMARK_MODEL)
     host = sdk / "bin" / "x86_64-linux-clang"
     _script(host / "snpe-onnx-to-dlc", CONVERTER)
     _script(host / "snpe-dlc-quantize", QUANTIZER)
@@ -268,7 +394,8 @@ def install(root: Path) -> dict[str, Path]:
                 "lib/hexagon-v66/unsigned/libSnpeDspV66Skel.so"):  # fmt: skip
         (sdk / lib).parent.mkdir(parents=True, exist_ok=True)
         (sdk / lib).write_bytes(b"\x7fELF fake")
-    return {"bin": bin_dir, "sdk": sdk, "device_bin": device_bin}
+    return {"bin": bin_dir, "sdk": sdk, "device_bin": device_bin,
+            "benchmark_model": root / "android" / "benchmark_model"}  # fmt: skip
 
 
 def calls(log: Path, tool: str | None = None) -> list[list[str]]:

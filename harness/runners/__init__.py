@@ -38,6 +38,7 @@ RUNTIMES: dict[str, str] = {
     "edgetpu": "latbench.harness.runners.edgetpu:EdgeTPURunner",
     "tensorrt": "latbench.harness.runners.tensorrt:TensorRTRunner",
     "snpe": "latbench.harness.runners.snpe:SNPERunner",
+    "android-litert": "latbench.harness.runners.android_litert:AndroidLiteRTRunner",
 }
 """Runtime name (a profile's ``runtime``) -> ``"module:Class"`` of its runner."""
 

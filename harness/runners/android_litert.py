@@ -1,0 +1,362 @@
+"""LiteRT on an Android phone: ``.tflite`` models timed by ``benchmark_model`` over ``adb``.
+
+``benchmark_model`` is LiteRT's own benchmark binary (``tensorflow/lite/tools/benchmark``),
+the tool nn-Meter, LitePred and the TFLite docs time phones with. Its path on the host
+is ``[options] benchmark_model``, else ``$LATBENCH_BENCHMARK_MODEL``; get a prebuilt one
+from https://storage.googleapis.com/tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/latest/android_aarch64_benchmark_model
+or build it (``bazel build -c opt --config=android_arm64
+//tensorflow/lite/tools/benchmark:benchmark_model``). ``docs/devices.md`` has the steps.
+
+Once per session the binary goes to ``<device_dir>/benchmark_model`` (``[options]
+device_dir``, default ``/data/local/tmp/latbench-litert``) and the device is
+fingerprinted: ``getprop`` (model, manufacturer, SoC, board, Android version, SDK, ABI),
+the thermal status (``dumpsys thermalservice``) and each CPU's ``scaling_governor``
+where readable. Per model the ``.tflite`` goes to ``<device_dir>/model.tflite``.
+
+Per-run times: ``benchmark_model`` reports only aggregates of a run block (``count=
+first= curr= min= max= avg= std=`` and ``Inference timings in us: Init: ..., First
+inference: ..., Warmup (avg): ..., Inference (avg): ...``). So each of the protocol's R
+timed runs is one invocation with ``--warmup_runs=W --warmup_min_secs=0 --num_runs=1
+--min_secs=0``: W warm-up runs, then exactly one timed run, whose time is the
+measured block's ``curr=`` (:func:`parse_benchmark_output`). Every timed run thus comes
+after W warm-ups in a process of its own; the R values go through the harness's
+two-stage filter like any other runner's. It costs R model loads per model, which is
+fine at the mobile protocol (R = 10).
+
+CPU threads (``threads``), the affinity mask (``[options] cpu_mask``, run under
+``taskset MASK``), the delegate (``[options] delegate``: ``xnnpack``, ``none``,
+``gpu``, ``nnapi``) and extra flags (``[options] benchmark_args``) are recorded. A
+delegate that fails to apply, or that takes no node of the model, fails the model
+with the tool's own message, never a silent CPU fallback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latbench.harness.adb import Adb, device_problems
+from latbench.harness.profiles import Profile
+from latbench.harness.runners.base import Runner
+from latbench.harness.timing import Protocol
+from latbench.harness.tools import ToolError
+
+__all__ = [
+    "BENCHMARK_MODEL_ENV",
+    "BENCHMARK_MODEL_INSTALL",
+    "AndroidLiteRTRunner",
+    "BenchmarkRun",
+    "benchmark_command",
+    "find_benchmark_model",
+    "parse_benchmark_output",
+]
+
+BENCHMARK_MODEL_ENV = "LATBENCH_BENCHMARK_MODEL"
+BENCHMARK_MODEL_INSTALL = (
+    "download LiteRT's Android benchmark binary (e.g. https://storage.googleapis.com/"
+    "tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/latest/"
+    "android_aarch64_benchmark_model) or build it with bazel build -c opt "
+    "--config=android_arm64 //tensorflow/lite/tools/benchmark:benchmark_model, then set "
+    f"[options] benchmark_model or ${BENCHMARK_MODEL_ENV} to its path"
+)
+DELEGATES = ("xnnpack", "none", "gpu", "nnapi")
+_DELEGATE_FLAGS = {
+    "xnnpack": ["--use_xnnpack=true"],
+    "none": ["--use_xnnpack=false"],
+    "gpu": ["--use_gpu=true"],
+    "nnapi": ["--use_nnapi=true"],
+}
+_PROPS = (
+    "ro.product.model",
+    "ro.product.manufacturer",
+    "ro.soc.manufacturer",
+    "ro.soc.model",
+    "ro.board.platform",
+    "ro.hardware",
+    "ro.build.version.release",
+    "ro.build.version.sdk",
+    "ro.product.cpu.abi",
+)
+
+
+def find_benchmark_model(options: dict[str, Any]) -> tuple[Path | None, str]:
+    """``(path, where it was configured)``; the path is ``None`` when the file is absent.
+
+    An Android binary does not run on the host, so only its presence is checked.
+    """
+    configured = options.get("benchmark_model")
+    if configured:
+        where = "[options] benchmark_model"
+    elif os.environ.get(BENCHMARK_MODEL_ENV):
+        configured, where = os.environ[BENCHMARK_MODEL_ENV], f"${BENCHMARK_MODEL_ENV}"
+    else:
+        return None, ""
+    path = Path(configured).expanduser()
+    return (path if path.is_file() else None), f"{configured!r} (from {where})"
+
+
+# --------------------------------------------------------------------- the output
+
+
+class BenchmarkRun(dict):
+    """What one ``benchmark_model`` run printed: ``init_us``, ``first_us``, ``warmup_avg_us``,
+    ``inference_avg_us`` (the summary line), ``blocks`` (each ``count=...`` line as a dict,
+    warm-up block first), ``delegated`` (``(nodes, total, delegate)`` per
+    ``Replacing ... node(s) with delegate`` line) and ``errors`` (ERROR/failure lines)."""
+
+
+_SUMMARY = re.compile(
+    r"Inference timings in us: Init: ([\d.e+]+), First inference: ([\d.e+]+), "
+    r"Warmup \(avg\): ([\d.e+\-]+|nan), Inference \(avg\): ([\d.e+]+)"
+)
+_BLOCK = re.compile(r"(?:^|\s)count=(\d+)((?:\s+\w+=[\d.e+\-]+)*)")
+_REPLACING = re.compile(r"Replacing (\d+) out of (\d+) node\(s\) with delegate \((\w+)\) node")
+_ERROR = re.compile(
+    r"(^|\s)(ERROR:.*|.*Failed to apply .*delegate.*|Benchmarking failed.*|"
+    r".*will not be executed by the delegate.*|.*: not found$|.*Permission denied.*|"
+    r".*CANNOT LINK EXECUTABLE.*)"
+)
+
+
+def parse_benchmark_output(text: str) -> BenchmarkRun:
+    """Parse ``benchmark_model``'s log (any version that prints the ``Inference timings in
+    us:`` summary; ``INFO:``/logcat prefixes ignored). Never raises: fields it cannot
+    find are absent, so the caller decides what is missing."""
+    out = BenchmarkRun(blocks=[], delegated=[], errors=[])
+    for line in text.replace("\r", "").splitlines():
+        if m := _SUMMARY.search(line):
+            out["init_us"], out["first_us"] = float(m.group(1)), float(m.group(2))
+            out["warmup_avg_us"], out["inference_avg_us"] = float(m.group(3)), float(m.group(4))
+        elif (m := _BLOCK.search(line)) and "Timings (microseconds)" not in line:
+            block = {"count": int(m.group(1))}
+            for kv in m.group(2).split():
+                k, _, v = kv.partition("=")
+                block[k] = float(v)
+            out["blocks"].append(block)
+        if m := _REPLACING.search(line):
+            out["delegated"].append((int(m.group(1)), int(m.group(2)), m.group(3)))
+        if m := _ERROR.search(line):
+            out["errors"].append(m.group(2).strip())
+    return out
+
+
+def _one_run_us(run: BenchmarkRun, text: str) -> float:
+    # The measured block is the last 'count=' line: with --num_runs=1 --min_secs=0 it holds
+    # one run, whose time is 'curr' (and 'avg'); the summary's 'Inference (avg)' agrees.
+    blocks = run["blocks"]
+    if "inference_avg_us" not in run or not blocks:
+        tail = "\n".join(text.strip().splitlines()[-12:])
+        raise ToolError(
+            "benchmark_model printed no 'Inference timings in us:' summary and 'count=' "
+            f"block (is it LiteRT's benchmark_model?); its output ends:\n{tail}"
+        )
+    last = blocks[-1]
+    if last["count"] != 1:
+        raise ToolError(
+            f"benchmark_model timed {last['count']} runs, expected 1 (--num_runs=1 "
+            f"--min_secs=0); flags in [options] benchmark_args may override them"
+        )
+    return float(last.get("curr", last.get("avg", run["inference_avg_us"])))
+
+
+# ------------------------------------------------------------------------ command
+
+
+def benchmark_command(
+    device_dir: str, profile: Profile, warmup: int, model: str | None = None
+) -> str:
+    """The device shell line for one ``benchmark_model`` invocation (W warm-ups + 1 run)."""
+    opts = profile.options
+    delegate = str(opts.get("delegate", "xnnpack"))
+    args = [
+        f"{device_dir}/benchmark_model",
+        f"--graph={model or device_dir + '/model.tflite'}",
+        f"--warmup_runs={warmup}",
+        "--warmup_min_secs=0",
+        "--num_runs=1",
+        "--min_secs=0",
+        f"--max_secs={float(opts.get('max_secs', 150))}",
+        "--enable_op_profiling=false",
+        *_DELEGATE_FLAGS[delegate],
+    ]
+    if profile.threads > 0:
+        args.append(f"--num_threads={profile.threads}")
+    if delegate == "gpu":
+        for key in ("gpu_backend", "gpu_precision_loss_allowed"):
+            if key in opts:
+                args.append(f"--{key}={str(opts[key]).lower()}")
+    if delegate == "nnapi":
+        for key in ("nnapi_accelerator_name", "nnapi_execution_preference"):
+            if key in opts:
+                args.append(f"--{key}={opts[key]}")
+    args += [str(a) for a in opts.get("benchmark_args", ())]
+    mask = opts.get("cpu_mask")
+    prefix = f"taskset {mask} " if mask else ""
+    return f"cd {device_dir} && {prefix}{shlex.join(args)} 2>&1"
+
+
+def _problems(profile: Profile) -> list[str]:
+    opts = profile.options
+    problems = []
+    delegate = opts.get("delegate", "xnnpack")
+    if delegate not in DELEGATES:
+        problems.append(f"[options] delegate is {delegate!r}; choose one of {', '.join(DELEGATES)}")
+    mask = opts.get("cpu_mask")
+    if mask is not None and not re.fullmatch(r"(0x)?[0-9a-fA-F]+", str(mask)):
+        problems.append(f"[options] cpu_mask must be a hex CPU mask such as 'f0', not {mask!r}")
+    path, where = find_benchmark_model(dict(opts))
+    if path is None:
+        what = f"benchmark_model not found at {where}" if where else (
+            f"no benchmark_model binary configured ([options] benchmark_model, "
+            f"${BENCHMARK_MODEL_ENV})"
+        )  # fmt: skip
+        problems.append(f"{what}: {BENCHMARK_MODEL_INSTALL}")
+    return problems
+
+
+class AndroidLiteRTRunner(Runner):
+    """Times ``.tflite`` models with ``benchmark_model`` on an Android device (CPU, GPU, NNAPI)."""
+
+    name = "android-litert"
+    formats = ("tflite", "tflite-int8")
+    host_bound = False
+
+    def __init__(self, profile: Profile) -> None:
+        super().__init__(profile)
+        problems = [p for p in _problems(profile) if "benchmark_model" not in p]
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.device_dir = str(profile.options.get("device_dir", "/data/local/tmp/latbench-litert"))
+        self._adb: Adb | None = None
+        self._fingerprint: dict[str, Any] = {}
+        self._delegated: list[tuple[int, int, str]] = []
+
+    @classmethod
+    def check(cls, profile: Profile) -> list[str]:
+        """Problems: options, the benchmark_model binary, adb, the device and its state."""
+        return _problems(profile) + device_problems(profile.options)
+
+    @property
+    def version(self) -> str:
+        """``[options] benchmark_model_version`` when given (the binary cannot say), else ``unknown``."""
+        return str(self.profile.options.get("benchmark_model_version", "unknown"))
+
+    @property
+    def delegate(self) -> str:
+        """The delegate benchmark_model is asked to apply."""
+        return str(self.profile.options.get("delegate", "xnnpack"))
+
+    def _session(self) -> Adb:
+        if self._adb is not None:
+            return self._adb
+        binary, where = find_benchmark_model(dict(self.profile.options))
+        if binary is None:
+            raise ToolError(f"benchmark_model not found {where}: {BENCHMARK_MODEL_INSTALL}")
+        adb = Adb(self.profile.options)
+        wd = self.device_dir
+        adb.shell(f"rm -rf {wd} && mkdir -p {wd}")
+        adb.push(binary, f"{wd}/benchmark_model")
+        adb.shell(f"chmod 755 {wd}/benchmark_model")
+        self._fingerprint = self._read_fingerprint(adb)
+        self._adb = adb
+        return adb
+
+    @staticmethod
+    def _read_fingerprint(adb: Adb) -> dict[str, Any]:
+        props = {}
+        for prop in _PROPS:
+            value = adb.shell(f"getprop {prop}").strip()
+            if value:
+                props[prop] = value
+        out: dict[str, Any] = {"properties": props}
+        # Readable without root on most phones; absent values are simply not recorded.
+        thermal = adb.shell(
+            "dumpsys thermalservice 2>/dev/null | grep -m1 'Thermal Status' || true"
+        )
+        if m := re.search(r"Thermal Status:\s*(\d+)", thermal):
+            out["thermal_status"] = int(m.group(1))
+        gov = adb.shell(
+            "for f in /sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governor; do "
+            "[ -r $f ] && echo $f=$(cat $f); done; true"
+        )
+        governors = dict(re.findall(r"/(cpu\d+)/cpufreq/scaling_governor=(\S+)", gov))
+        if governors:
+            out["cpu_governors"] = governors
+        return out
+
+    def prepare(self, artifact: Path, seed: int) -> None:
+        """Push the model; benchmark_model feeds its own random inputs (see ``info``)."""
+        artifact = Path(artifact)
+        if not artifact.is_file():
+            raise FileNotFoundError(f"TFLite model not found: {artifact}")
+        adb = self._session()
+        adb.shell(f"rm -f {self.device_dir}/model.tflite")
+        adb.push(artifact, f"{self.device_dir}/model.tflite")
+        self.artifact, self.inputs = artifact, {}
+
+    def _invoke(self, warmup: int) -> float:
+        adb = self._session()
+        cmd = benchmark_command(self.device_dir, self.profile, warmup)
+        try:
+            text = adb.shell(cmd)
+        except ToolError as exc:
+            run = parse_benchmark_output(str(exc))
+            reason = "; ".join(dict.fromkeys(run["errors"])) or str(exc).splitlines()[-1]
+            raise ToolError(f"benchmark_model failed on {adb.serial}: {reason}") from None
+        run = parse_benchmark_output(text)
+        if run["errors"] and self.delegate in ("gpu", "nnapi"):
+            raise ToolError(f"{self.delegate} delegate: " + "; ".join(dict.fromkeys(run["errors"])))
+        none_taken = not run["delegated"] or all(n == 0 for n, _, _ in run["delegated"])
+        if self.delegate in ("gpu", "nnapi") and none_taken:
+            raise ToolError(
+                f"the {self.delegate} delegate took no node of the model (benchmark_model "
+                f"printed no 'Replacing N out of M node(s) with delegate' line): it would "
+                f"run on the CPU"
+            )
+        self._delegated = run["delegated"]
+        return _one_run_us(run, text)
+
+    def run_once(self) -> None:
+        """One invocation: no warm-up, one run."""
+        self._require_prepared()
+        self._invoke(0)
+
+    def time(self, protocol: Protocol) -> np.ndarray:
+        """R invocations of W warm-ups + 1 timed run; the R runs' times (int64 ns)."""
+        self._require_prepared()
+        us = [self._invoke(protocol.warmup) for _ in range(protocol.runs)]
+        return np.maximum(np.rint(np.asarray(us) * 1e3), 1).astype(np.int64)
+
+    def close(self) -> None:
+        """Remove the binary and model from the device."""
+        try:
+            if self._adb is not None:
+                self._adb.shell(f"rm -rf {self.device_dir}")
+        finally:
+            self._adb, self.artifact = None, None
+
+    def info(self) -> dict[str, Any]:
+        """benchmark_model, delegate, threads, affinity, device serial and fingerprint."""
+        opts = self.profile.options
+        return {
+            "name": self.name,
+            "version": self.version,
+            "tool": "benchmark_model",
+            "delegate": self.delegate,
+            "delegated_nodes": [list(d) for d in self._delegated],
+            "accelerator": self.profile.target,
+            "threads": self.profile.threads,
+            "serial": self._adb.serial if self._adb else opts.get("serial"),
+            "device": dict(self._fingerprint),
+            "settings": {
+                "cpu_mask": opts.get("cpu_mask"),
+                "benchmark_args": [str(a) for a in opts.get("benchmark_args", ())],
+                "per_run": "one benchmark_model process per timed run (W warm-ups + 1 run)",
+                "inputs": "benchmark_model's own random inputs",
+            },
+        }
