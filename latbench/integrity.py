@@ -35,6 +35,7 @@ __all__ = [
     "IntegrityError",
     "UnverifiedFileWarning",
     "integrity_entry",
+    "read_table_file",
     "read_verified",
     "rewrite_file",
     "table_digest",
@@ -333,3 +334,21 @@ def check_file(path: str | os.PathLike[str]) -> str:
     if any(issubclass(w.category, UnverifiedFileWarning) for w in caught):
         return f"{path}: readable {what}, but NO checksums: latbench rewrite {path}"
     return f"{path}: ok ({what}, checksums verified)"
+
+
+def read_table_file(path: str | os.PathLike[str]) -> Any:
+    """A per-layer (or other LatBench) table as a DataFrame, verified like a dataset:
+    the bundled manifest, page checksums and digests. Raises ``DatasetError``."""
+    from latbench.dataset import DatasetError
+    from latbench.manifest import verify_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file")
+    verify_file(path)
+    try:
+        return read_verified(path).to_pandas()
+    except IntegrityError as exc:
+        raise DatasetError(str(exc)) from None
+    except (pa.ArrowInvalid, OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: not a readable Parquet table (corrupt?): {exc}") from None

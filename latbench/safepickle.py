@@ -470,6 +470,11 @@ def load_torch_zip(path: str | os.PathLike[str]) -> Any:
                 f" {', '.join(names) or 'none'}"
             )
         info = members[0]
+        folder = info.filename.split("/", 1)[0]
+        if folder in ("", ".", "..") or "\\" in folder or ":" in folder:
+            raise CorruptPickleError(
+                f"{path}: member {short_repr(info.filename, 60)} is not a torch.save name"
+            )
         if info.flag_bits & 0x1:
             raise CorruptPickleError(f"{path}: {info.filename} is encrypted; torch.save never is")
         if info.file_size > MAX_ZIP_MEMBER_BYTES:

@@ -55,7 +55,9 @@ def read_layers(table: pd.DataFrame | str | os.PathLike[str]) -> pd.Series:
         path = Path(table)
         if not path.exists():
             raise PredictorError(f"{path}: no such layers table")
-        table = pd.read_parquet(path)
+        from latbench.integrity import read_table_file
+
+        table = read_table_file(path)  # manifest, page checksums and digest verified
     missing = {"signature", "latency_ms"} - set(table.columns)
     if missing:
         raise PredictorError(f"layers table lacks column(s) {', '.join(sorted(missing))}")

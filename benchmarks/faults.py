@@ -1,0 +1,248 @@
+"""Fault campaign: seeded single-bit flips and truncations of a dataset and a raw file.
+
+Targets are copies of the bundled ``xeon2c-onnxruntime-fp32.parquet`` (15,625 rows)
+and ``xeon2c-tf-fp32.raw.h5``, outside the bundled folder so that only the files' own
+checks count (inside it the manifest's SHA-256 catches every flip first). Each fault
+is applied to a fresh copy, which is then read the way ``latbench.load`` and
+``read_raw`` read it, in a worker process (a crash is a signal exit, recorded, and the
+worker restarted). Outcomes: ``detected`` (a clear error), ``benign`` (loads and is
+identical to the original: e.g. a flip in unused statistics), ``silent`` (loads with
+changed data: the failure this campaign looks for) and ``crash``.
+
+The same flips are also applied to a *legacy* copy of the dataset (no page checksums,
+no digests, as files were written before), to show what the row checks alone catch.
+
+Run:  python benchmarks/faults.py [--flips 400] [--raw-flips 150] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+SEED = 2024
+RESULTS = Path(__file__).resolve().parent / "results" / "faults.json"
+DATA = Path(__file__).resolve().parents[1] / "data"
+DATASET = DATA / "xeon2c-onnxruntime-fp32.parquet"
+RAW = DATA / "xeon2c-tf-fp32.raw.h5"
+
+
+# ------------------------------------------------------------------ worker side
+
+
+def _fingerprint(kind: str, path: Path) -> str:
+    """A digest of what a reader returns, to tell benign from silent changes."""
+    import hashlib
+
+    import numpy as np
+
+    if kind == "raw":
+        from latbench.harness.raw import read_raw
+
+        raw = read_raw(path)
+        h = hashlib.sha256()
+        for k in ("graph_key", "arch_id", "timings_ns"):
+            h.update(
+                repr(np.asarray(raw[k]).tolist()).encode() if k == "graph_key" else raw[k].tobytes()
+            )
+        h.update(json.dumps(raw["attrs"], sort_keys=True, default=str).encode())
+        return h.hexdigest()
+    import pandas as pd
+
+    from latbench.dataset import read_dataset
+
+    df = read_dataset(path)
+    h = hashlib.sha256(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    h.update(repr(list(df.columns)).encode() + repr(list(df.dtypes)).encode())
+    h.update(json.dumps(df.attrs["metadata"], sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _apply(src: Path, dst: Path, fault: dict) -> None:
+    data = bytearray(src.read_bytes())
+    if fault["type"] == "flip":
+        data[fault["byte"]] ^= 1 << fault["bit"]
+    else:
+        del data[fault["length"] :]
+    dst.write_bytes(bytes(data))
+
+
+def worker(jobs_path: Path, out_path: Path) -> None:
+    """Evaluate the jobs not yet in ``out_path``; one JSON line per job."""
+    jobs = json.loads(jobs_path.read_text())
+    done = len(out_path.read_text().splitlines()) if out_path.exists() else 0
+    originals: dict[str, str] = {}
+    work = Path(tempfile.mkdtemp(prefix="latbench-fault-"))
+    with open(out_path, "a") as out:
+        for job in jobs[done:]:
+            src = Path(job["file"])
+            if job["file"] not in originals:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    originals[job["file"]] = _fingerprint(job["kind"], src)
+            dst = work / src.name
+            _apply(src, dst, job["fault"])
+            t0 = time.perf_counter()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    got = _fingerprint(job["kind"], dst)
+                outcome = "benign" if got == originals[job["file"]] else "silent"
+                message = ""
+            except Exception as exc:  # noqa: BLE001 - every error counts as detected
+                outcome, message = "detected", f"{type(exc).__name__}: {str(exc)[:160]}"
+            out.write(json.dumps({**job, "outcome": outcome, "message": message,
+                                  "ms": round((time.perf_counter() - t0) * 1e3, 2)}) + "\n")  # fmt: skip
+            out.flush()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ parent side
+
+
+def _legacy_copy(dst: Path) -> Path:
+    """The dataset as files were written before checksums: same table, plain writer."""
+    import pyarrow.parquet as pq
+
+    from latbench.integrity import INTEGRITY_KEY
+
+    table = pq.read_table(DATASET)
+    meta = {k: v for k, v in (table.schema.metadata or {}).items() if k != INTEGRITY_KEY}
+    pq.write_table(table.replace_schema_metadata(meta), dst, compression="zstd")
+    return dst
+
+
+def _jobs(
+    label: str, kind: str, path: Path, flips: int, cuts: int, rng: random.Random
+) -> list[dict]:
+    size = path.stat().st_size
+    jobs = [{"target": label, "kind": kind, "file": str(path),
+             "fault": {"type": "flip", "byte": rng.randrange(size), "bit": rng.randrange(8)}}
+            for _ in range(flips)]  # fmt: skip
+    jobs += [{"target": label, "kind": kind, "file": str(path),
+              "fault": {"type": "truncate", "length": rng.randrange(size)}}
+             for _ in range(cuts)]  # fmt: skip
+    return jobs
+
+
+def _evaluate(jobs: list[dict], work: Path) -> list[dict]:
+    jobs_path, out_path = work / "jobs.json", work / "results.jsonl"
+    jobs_path.write_text(json.dumps(jobs))
+    results: list[dict] = []
+    while len(results) < len(jobs):
+        p = subprocess.run([sys.executable, __file__, "--worker", str(jobs_path), str(out_path)],
+                           capture_output=True, text=True)  # fmt: skip
+        results = (
+            [json.loads(x) for x in out_path.read_text().splitlines()] if out_path.exists() else []
+        )
+        if len(results) < len(jobs) and p.returncode != 0:
+            crashed = {**jobs[len(results)], "outcome": "crash",
+                       "message": f"worker exit {p.returncode}: {p.stderr.strip()[-160:]}", "ms": None}  # fmt: skip
+            with open(out_path, "a") as out:
+                out.write(json.dumps(crashed) + "\n")
+            results.append(crashed)
+    return results
+
+
+_CAUSES = (
+    ("page checksum (CRC-32)", ("crc", "checksum verification")),
+    ("table/metadata SHA-256", ("sha-256",)),
+    ("Fletcher-32 / HDF5 header checksum", ("fletcher", "checksum", "signature")),
+    ("row checks", ("arch_str", "arch_id", "status", "latency", "valid of", "column ")),
+)
+
+
+def _cause(message: str) -> str:
+    low = message.lower()
+    for name, needles in _CAUSES:
+        if any(n in low for n in needles):
+            return name
+    return "unreadable structure (Parquet/HDF5/zstd)"
+
+
+def _causes(results: list[dict]) -> dict:
+    out: dict = {}
+    for r in results:
+        if r["outcome"] == "detected":
+            by = out.setdefault(r["target"], {})
+            c = _cause(r["message"])
+            by[c] = by.get(c, 0) + 1
+    return out
+
+
+def _summary(results: list[dict]) -> dict:
+    out: dict = {}
+    for r in results:
+        key = f"{r['target']} {r['fault']['type']}"
+        s = out.setdefault(key, {"n": 0, "detected": 0, "benign": 0, "silent": 0, "crash": 0})
+        s["n"] += 1
+        s[r["outcome"]] += 1
+    return out
+
+
+def run(flips: int = 400, raw_flips: int = 150, cuts: int = 25) -> dict:
+    rng = random.Random(SEED)
+    with tempfile.TemporaryDirectory(prefix="latbench-faults-") as tmp:
+        work = Path(tmp)
+        dataset = shutil.copy(DATASET, work / DATASET.name)
+        raw = shutil.copy(RAW, work / RAW.name)
+        (work / "legacy").mkdir()
+        legacy = _legacy_copy(work / "legacy" / DATASET.name)
+        jobs = (_jobs("dataset", "dataset", Path(dataset), flips, cuts, rng)
+                + _jobs("raw", "raw", Path(raw), raw_flips, cuts, rng)
+                + _jobs("legacy-dataset", "dataset", legacy, flips, 0, random.Random(SEED)))  # fmt: skip
+        t0 = time.perf_counter()
+        results = _evaluate(jobs, work)
+        wall = time.perf_counter() - t0
+    examples = [r for r in results if r["outcome"] in ("silent", "crash")][:20]
+    return {
+        "seed": SEED,
+        "files": {"dataset": DATASET.name, "raw": RAW.name},
+        "summary": _summary(results),
+        "examples_silent_or_crash": examples,
+        "detected_by": _causes(results),
+        "wall_s": round(wall, 1),
+        "python": platform.python_version(),
+        "machine": platform.platform(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        worker(Path(argv[1]), Path(argv[2]))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--flips", type=int, default=400, help="bit flips in the dataset (400)")
+    ap.add_argument("--raw-flips", type=int, default=150, help="bit flips in the raw file (150)")
+    ap.add_argument("--cuts", type=int, default=25, help="truncations of each file (25)")
+    ap.add_argument("--json", type=Path, default=RESULTS, help=f"results file ({RESULTS.name})")
+    args = ap.parse_args(argv)
+    res = run(args.flips, args.raw_flips, args.cuts)
+    for key, s in res["summary"].items():
+        print(f"{key:<26} n={s['n']:<4} detected {s['detected']:<4} benign {s['benign']:<4} "
+              f"silent {s['silent']:<4} crash {s['crash']}")  # fmt: skip
+    for target, by in res["detected_by"].items():
+        print(f"  {target} detected by: " + ", ".join(f"{k} {v}" for k, v in by.items()))
+    print(f"wall time {res['wall_s']} s")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(res, indent=1))
+    bad = sum(
+        s["silent"] + s["crash"] for k, s in res["summary"].items() if not k.startswith("legacy")
+    )
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())
