@@ -104,8 +104,13 @@ def import_datasets(
             f"dataset file(s) already exist: {', '.join(existing)}; pass overwrite=True"
             " (--overwrite) to replace them"
         )
+    from latbench.progress import progress
+
     reports = []
-    for item, target in zip(parsed, targets, strict=True):
+    pairs = list(zip(parsed, targets, strict=True))
+    # HELP's 27 devices or the release's 13 files take a while: show progress then
+    for item, target in progress(pairs, f"writing {importer} datasets", unit="dataset",
+                                 enabled=len(pairs) > 3):  # fmt: skip
         write_dataset(item.frame, target, item.metadata)
         reports.append(ImportReport(item.key, target, item.source, item.counts()))
     return reports
