@@ -176,6 +176,7 @@ def test_tensorflow_import_is_silent_unless_verbose():
     assert int(loud.stdout.split()[1]) < 40
 
 
+@pytest.mark.slow
 def test_gcn_traces_once_for_many_predictors_and_sizes():
     import logging
 

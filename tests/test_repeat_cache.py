@@ -46,6 +46,7 @@ def test_more_repeats_compute_only_the_new_ones(tmp_path, counted):
     pd.testing.assert_frame_equal(more[cols], fresh[cols])
 
 
+@pytest.mark.slow
 def test_gcn_repeats_cached_and_reused_for_predictions(tmp_path, counted):
     one = evaluate(SAMPLE, "gcn", repeats=1, cache=tmp_path, options=TINY_GCN, **SMALL)
     two = evaluate(SAMPLE, "gcn", repeats=2, cache=tmp_path, options=TINY_GCN, **SMALL)
