@@ -3,6 +3,8 @@
 latbench-predict evaluate --dataset KEY --predictor gcn,flops --repeats 10 --out res.csv
 latbench-predict train    --dataset KEY --predictor gcn -o gcn.npz
 latbench-predict predict  gcn.npz '|nor_conv_3x3~0|+|...|' 123   # or --all --out all.csv
+latbench-predict pretrain --sources 'help-*,xeon2c-*' -o prior.npz   # few-shot prior
+latbench-predict evaluate-adapt --n 5,10,20,50 --repeats 20 -o adapt.csv
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", "-o", type=Path, help="CSV (default: print)")
     pr.add_argument("--verbose", "-v", action="store_true",
                     help="keep TensorFlow's log lines (silenced by default)")  # fmt: skip
+    from latbench.predictors.fewshot.commands import add_parsers
+
+    add_parsers(sub)  # pretrain, evaluate-adapt
     return p
 
 
@@ -193,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     from latbench.space import ArchError
 
     try:
-        return {"evaluate": _evaluate, "train": _train, "predict": _predict}[args.command](args)
+        from latbench.predictors.fewshot.commands import HANDLERS
+
+        handlers = {"evaluate": _evaluate, "train": _train, "predict": _predict, **HANDLERS}
+        return handlers[args.command](args)
     except (PredictorError, UnknownDatasetError, DatasetNotFoundError, ArchError) as exc:
         print(f"latbench-predict: error: {exc}", file=sys.stderr)
         return 2

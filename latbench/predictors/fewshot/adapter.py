@@ -10,7 +10,10 @@ The weights' posterior is ``N(m, S)`` with ``S = (C^-1 + A'A / s2)^-1`` and
 ``m = S (C^-1 mu + A'z / s2)`` for the measured rows ``A`` of the design and their
 log-latencies ``z``. The noise variance ``s2`` is chosen by empirical Bayes (the
 marginal likelihood of ``z`` over a grid of multiples of the prior's). The band is the
-central ``level`` interval of the predictive normal in log space.
+central ``level`` interval of the predictive normal in log space, its standard
+deviation scaled by ``band_scale``: the root mean square of the leave-one-out
+standardised residuals on the measured rows (at least 1), since a prior learnt from
+other devices is over-confident about a device unlike them.
 """
 
 from __future__ import annotations
@@ -38,13 +41,14 @@ class AdaptedDevice:
     noise_var: float
     measured: np.ndarray
     measured_ms: np.ndarray
+    band_scale: float = 1.0
 
     def predict_log(self, archs: Archs = None) -> tuple[np.ndarray, np.ndarray]:
         """Predictive mean and standard deviation of log-latency (natural log of ms)."""
         phi = self.prior.design[arch_ids(archs)]
         mu = phi @ self.mean
         var = np.einsum("ij,jk,ik->i", phi, self.cov, phi, optimize=True) + self.noise_var
-        return mu, np.sqrt(var)
+        return mu, self.band_scale * np.sqrt(var)
 
     def predict(self, archs: Archs = None) -> np.ndarray:
         """Predicted latency (ms): the predictive median ``exp(mean)``."""
@@ -89,6 +93,7 @@ class AdaptedDevice:
             "measured_arch_ids": [int(i) for i in self.measured],
             "measured_latency_ms": [float(v) for v in self.measured_ms],
             "noise_var": float(self.noise_var),
+            "band_scale": float(self.band_scale),
         }
 
 
@@ -124,11 +129,26 @@ class FewShotAdapter:
         s2 = max(grid, key=lambda g: _log_evidence(a, z, p.mean, p.cov, g * p.noise_var))
         s2 *= p.noise_var
         ci = np.linalg.inv(p.cov)
-        prec = ci + a.T @ a / s2
-        cov = np.linalg.inv(prec)
-        cov = (cov + cov.T) / 2
-        mean = cov @ (ci @ p.mean + a.T @ z / s2)
-        return AdaptedDevice(p, mean, cov, float(s2), ids, y)
+        mean, cov = _posterior(ci, p.mean, a, z, s2)
+        return AdaptedDevice(p, mean, cov, float(s2), ids, y, _band_scale(ci, p.mean, a, z, s2))
+
+
+def _posterior(ci, mu, a, z, s2) -> tuple[np.ndarray, np.ndarray]:
+    cov = np.linalg.inv(ci + a.T @ a / s2)
+    cov = (cov + cov.T) / 2
+    return cov @ (ci @ mu + a.T @ z / s2), cov
+
+
+def _band_scale(ci, mu, a, z, s2) -> float:
+    """RMS of leave-one-out standardised residuals, floored at 1 (needs 3+ rows)."""
+    if len(z) < 3:
+        return 1.0
+    t = []
+    for i in range(len(z)):
+        keep = np.arange(len(z)) != i
+        m, c = _posterior(ci, mu, a[keep], z[keep], s2)
+        t.append((z[i] - a[i] @ m) ** 2 / (a[i] @ c @ a[i] + s2))
+    return max(1.0, float(np.sqrt(np.mean(t))))
 
 
 def _log_evidence(a: np.ndarray, z: np.ndarray, mu: np.ndarray, c: np.ndarray, s2: float) -> float:

@@ -1,0 +1,127 @@
+"""``latbench-predict pretrain`` and ``latbench-predict evaluate-adapt``.
+
+latbench-predict pretrain --sources 'help-*,xeon2c-*' -o prior.npz
+latbench-predict evaluate-adapt --protocol siblings --n 5,10,20,50 --repeats 20 -o res.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import sys
+from pathlib import Path
+
+__all__ = ["HANDLERS", "add_parsers", "match_keys"]
+
+SHIPPED_SOURCES = "help-*,xeon2c-*"
+"""Sources of the shipped prior: HELP's MIT-licensed files and the bundled datasets."""
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add the two few-shot subcommands to ``latbench-predict``'s subparsers."""
+    pt = sub.add_parser("pretrain", help="learn a few-shot prior from source datasets")
+    pt.add_argument("--sources", default="*",
+                    help="comma list of dataset keys or globs (default: every available "
+                         f"dataset; the shipped prior uses {SHIPPED_SOURCES!r})")  # fmt: skip
+    pt.add_argument("--exclude", default="", help="comma list of keys or globs to leave out")
+    pt.add_argument("--data-home", type=Path, help="LatBench data home (default: $LATBENCH_HOME)")
+    pt.add_argument("--rank", type=int, default=8, help="architecture factors k (default 8)")
+    pt.add_argument("--shrink", type=float, default=0.1, help="covariance shrinkage (default 0.1)")
+    pt.add_argument("--out", "-o", type=Path, required=True, help="prior file (.npz)")
+    ea = sub.add_parser("evaluate-adapt", help="leave-one-device-out few-shot evaluation")
+    ea.add_argument("--data-home", type=Path, help="LatBench data home (default: $LATBENCH_HOME)")
+    ea.add_argument("--protocol", choices=("siblings", "help", "both"), default="both",
+                    help="sources: all but the target's siblings, HELP's meta-train set, or "
+                         "both (default)")  # fmt: skip
+    ea.add_argument(
+        "--mode",
+        choices=("chip", "host"),
+        default="chip",
+        help="siblings: same chip/SoC/board (default) or also the same machine",
+    )
+    ea.add_argument("--targets", default="*", help="comma list of keys or globs (default all)")
+    ea.add_argument("--n", default="5,10,20,50", help="measured architectures (comma list)")
+    ea.add_argument("--repeats", type=int, default=20, help="seeded repeats (default 20)")
+    ea.add_argument(
+        "--methods",
+        default="adapter,adapter-random,flops,best-source",
+        help="comma list of adapter, adapter-random, flops, best-source, gcn",
+    )
+    ea.add_argument("--gcn-repeats", type=int, default=2, help="repeats of the GCN baseline")
+    ea.add_argument("--gcn-n", default="10", help="N values of the GCN baseline")
+    ea.add_argument("--seed", type=int, default=0)
+    ea.add_argument("--out", "-o", type=Path, help="CSV with one row per target/method/N/repeat")
+
+
+def match_keys(patterns: str, keys: list[str]) -> list[str]:
+    """Keys matching any comma-separated key or glob, in ``keys`` order."""
+    pats = [p.strip() for p in patterns.split(",") if p.strip()]
+    return [k for k in keys if any(fnmatch.fnmatchcase(k, p) for p in pats)]
+
+
+def _available(data_home: Path | None) -> list[str]:
+    from latbench.loader import devices
+
+    d = devices(data_home)
+    return d.loc[d["available"], "key"].tolist()
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from latbench.predictors import PredictorError
+    from latbench.predictors.fewshot import pretrain, source_matrix
+
+    keys = _available(args.data_home)
+    chosen = [k for k in match_keys(args.sources, keys) if k not in match_keys(args.exclude, keys)]
+    if len(chosen) < 2:
+        raise PredictorError(
+            f"--sources {args.sources!r} matches {len(chosen)} available dataset(s); need 2 "
+            "(import some: `latbench import help PATH`, see `latbench devices`)"
+        )
+    matrix = source_matrix(chosen, args.data_home)
+    command = "latbench-predict " + " ".join(sys.argv[1:]) if sys.argv[1:] else "pretrain"
+    prior = pretrain(matrix, rank=args.rank, shrink=args.shrink, meta={"command": command})
+    path = prior.save(args.out)
+    print(f"wrote {path}: {len(chosen)} sources, rank {prior.rank}, "
+          f"{path.stat().st_size / 1e6:.2f} MB")  # fmt: skip
+    return 0
+
+
+def _evaluate_adapt(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from latbench.predictors.fewshot import source_matrix
+    from latbench.predictors.fewshot.evaluate import evaluate_adapt, group_table
+    from latbench.predictors.fewshot.report import format_group_table
+
+    keys = _available(args.data_home)
+    matrix = source_matrix(keys, args.data_home)
+    targets = match_keys(args.targets, keys)
+    ns = [int(x) for x in args.n.split(",")]
+    protocols = ("siblings", "help") if args.protocol == "both" else (args.protocol,)
+    parts = []
+    for protocol in protocols:
+        if protocol == "help":
+            from latbench.predictors.fewshot.evaluate import HELP_META_TEST
+
+            tg = [t for t in targets if t in HELP_META_TEST]
+        else:
+            tg = targets
+        parts.append(
+            evaluate_adapt(
+                matrix, tg, protocol=protocol, mode=args.mode, ns=ns, repeats=args.repeats,
+                seed=args.seed, methods=[m.strip() for m in args.methods.split(",")],
+                gcn_repeats=args.gcn_repeats, gcn_ns=[int(x) for x in args.gcn_n.split(",")],
+                progress=lambda line: print(line, file=sys.stderr),
+            )
+        )  # fmt: skip
+    res = pd.concat(parts, ignore_index=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        res.to_csv(args.out, index=False)
+        print(f"wrote {len(res)} row(s) -> {args.out}")
+    print(format_group_table(group_table(res)))
+    return 0
+
+
+HANDLERS = {"pretrain": _pretrain, "evaluate-adapt": _evaluate_adapt}
+"""Subcommand name -> handler(args) -> exit status."""
