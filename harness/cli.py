@@ -56,6 +56,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="file with one NAS-Bench-201 string (or arch_id) per line",
     )
+    sel.add_argument(
+        "--adapt",
+        type=int,
+        metavar="N",
+        help="measure N architectures chosen by the few-shot adapter, then predict all "
+        "15,625 into <key>.predicted.parquet (latbench.load_predicted)",
+    )
+    p.add_argument("--prior", type=Path, metavar="FILE",
+                   help="with --adapt: prior from `latbench-predict pretrain` (default: shipped)")  # fmt: skip
     p.add_argument("--shard", metavar="I/N", help="measure shard I of N (split by pruned graph)")
     p.add_argument("--runs", "-R", type=int, help="timed runs per model (overrides the profile)")
     p.add_argument("--group-size", "-g", type=int, help="runs per group g (G = R / g)")
@@ -209,6 +218,16 @@ def _run(args: argparse.Namespace) -> int:
         return _check(profile)
 
     archs = read_arch_file(args.archs) if args.archs else None
+    adapt = None
+    if args.adapt is not None:
+        from latbench.harness.adapt import plan_adapt
+
+        if args.shard:
+            raise ValueError("--adapt measures a handful of architectures: drop --shard")
+        adapt = plan_adapt(args.adapt, args.prior, args.seed)
+        archs = adapt.archs
+    elif args.prior is not None:
+        raise ValueError("--prior needs --adapt N")
     selection = select_archs(all=args.all, limit=args.limit, archs=archs, seed=args.seed)
     shard = parse_shard(args.shard) if args.shard else (1, 1)
     plan = make_plan(selection, shard)
@@ -220,10 +239,10 @@ def _run(args: argparse.Namespace) -> int:
     key = validate_key(args.key or f"{host_name()}-{profile.name}")
     cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
     with hold(out, run_stem(key, shard)):  # one writer per key, for the whole run
-        return _measure_run(args, profile, plan, out, key, shard, cache)
+        return _measure_run(args, profile, plan, out, key, shard, cache, adapt)
 
 
-def _measure_run(args, profile, plan, out: Path, key: str, shard, cache) -> int:
+def _measure_run(args, profile, plan, out: Path, key: str, shard, cache, adapt=None) -> int:
     from latbench.harness.passes import measure_passes
     from latbench.harness.session import measure_layers
 
@@ -254,6 +273,9 @@ def _measure_run(args, profile, plan, out: Path, key: str, shard, cache) -> int:
             build_workers=args.build_workers, progress=not args.quiet,
         )  # fmt: skip
         print(f"wrote {path}")
+    if adapt is not None and summary.dataset is not None:
+        pred = adapt.finish(out, key)
+        print(f"wrote {pred}; load it with: latbench.load_predicted({key!r})")
     if summary.dataset is not None and shard == (1, 1) and args.out is None:
         print(f"load it with: latbench.load({key!r})")
     return 0
@@ -282,6 +304,8 @@ def _describe_selection(args: argparse.Namespace) -> str:
         return "all"
     if args.archs:
         return f"archs file {args.archs}"
+    if args.adapt is not None:
+        return f"few-shot design of {args.adapt} architectures, seed {args.seed}"
     return f"random sample of {args.limit or 'default'} valid architectures, seed {args.seed}"
 
 
