@@ -1,0 +1,257 @@
+"""Few-shot adaptation: prior file, selection, adapter, siblings, predicted files, CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+import latbench
+from latbench.predictors import PredictorError
+from latbench.predictors.encoding import cost_arrays, valid_mask
+from latbench.predictors.fewshot import (
+    FewShotAdapter,
+    default_prior_path,
+    hardware_ids,
+    load_prior,
+    pretrain,
+    select_archs,
+    siblings,
+    source_matrix,
+    sources_for,
+)
+from latbench.predictors.fewshot.evaluate import evaluate_adapt, group_table
+from latbench.predictors.fewshot.predicted import read_predicted, write_predicted
+from latbench.predictors.fewshot.selection import graph_index
+from latbench.space import N_ARCHS
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "external"
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> pd.DataFrame:
+    """12 devices from 3 hidden architecture factors plus a FLOPs term, 2 % noise."""
+    rng = np.random.default_rng(0)
+    hidden = rng.normal(size=(N_ARCHS, 3))
+    lf = np.log(cost_arrays()[0])
+    lf = (lf - lf.mean()) / lf.std()
+    cols = {}
+    for d in range(12):
+        z = rng.normal(0, 1) + 0.4 * lf * rng.uniform(0.5, 1.5) + hidden @ rng.normal(0, 0.3, 3)
+        z = z + rng.normal(0, 0.02, N_ARCHS)
+        col = np.exp(z)
+        col[~valid_mask()] = np.nan
+        cols[f"dev{d}"] = col
+    df = pd.DataFrame(cols)
+    df.iloc[rng.choice(N_ARCHS, 3000, replace=False), 1] = np.nan  # a source with holes
+    df.attrs["metadata"] = {}
+    return df
+
+
+@pytest.fixture(scope="module")
+def prior(synthetic):
+    return pretrain(synthetic.iloc[:, 1:], rank=4)
+
+
+def test_adapter_recovers_a_held_out_device_from_ten(synthetic, prior):
+    y = synthetic["dev0"].to_numpy()
+    ids = select_archs(prior, 10, seed=0)
+    fit = FewShotAdapter(prior).fit(ids, y[ids])
+    ok = np.isfinite(y)
+    pred = fit.predict()
+    assert spearmanr(pred[ok], y[ok])[0] > 0.97
+    assert np.mean(np.abs(pred[ok] / y[ok] - 1) <= 0.1) > 0.8
+    frame = fit.predict_frame()
+    assert len(frame) == N_ARCHS and frame["measured"].sum() == 10
+    assert (frame.latency_lo_ms < frame.latency_pred_ms).all()
+    assert (frame.latency_pred_ms < frame.latency_hi_ms).all()
+    inside = (frame.latency_lo_ms[ok] <= y[ok]) & (y[ok] <= frame.latency_hi_ms[ok])
+    assert inside.mean() > 0.7  # the 90 % band is not wildly over-confident
+
+
+def test_selection_is_deterministic_distinct_and_seeded(prior):
+    a, b = select_archs(prior, 20, seed=1), select_archs(prior, 20, seed=1)
+    np.testing.assert_array_equal(a, b)
+    assert len(set(graph_index()[a])) == 20 and valid_mask()[a].all()
+    assert set(select_archs(prior, 20, seed=2)) != set(a)
+    only = np.flatnonzero(valid_mask())[::30]
+    assert set(select_archs(prior, 5, candidates=only)) <= set(only)
+    with pytest.raises(PredictorError):
+        select_archs(prior, 0)
+
+
+def test_designed_selection_beats_random_on_average(synthetic, prior):
+    y = synthetic["dev0"].to_numpy()
+    ok = np.isfinite(y)
+    rng = np.random.default_rng(3)
+    err = {"design": [], "random": []}
+    for r in range(6):
+        for name, ids in (
+            ("design", select_archs(prior, 5, seed=r)),
+            ("random", rng.choice(np.flatnonzero(ok), 5, replace=False)),
+        ):
+            pred = FewShotAdapter(prior).fit(ids, y[ids]).predict()
+            err[name].append(np.mean(np.abs(np.log(pred[ok] / y[ok]))))
+    assert np.mean(err["design"]) < np.mean(err["random"])
+
+
+def test_adapter_rejects_bad_measurements(prior):
+    invalid = int(np.flatnonzero(~valid_mask())[0])
+    with pytest.raises(PredictorError, match="positive"):
+        FewShotAdapter(prior).fit([1, 2, 3], [1.0, -1.0, 2.0])
+    with pytest.raises(PredictorError, match="invalid"):
+        FewShotAdapter(prior).fit([invalid], [1.0])
+    with pytest.raises(PredictorError, match="latencies"):
+        FewShotAdapter(prior).fit([1, 2], [1.0])
+
+
+def test_prior_round_trip_and_tamper_detection(prior, tmp_path):
+    path = prior.save(tmp_path / "p.npz")
+    back = load_prior(path)
+    assert back.sources == prior.sources and back.rank == prior.rank
+    np.testing.assert_allclose(back.cov, prior.cov)
+    ids = select_archs(back, 8, seed=0)
+    np.testing.assert_array_equal(ids, select_archs(prior, 8, seed=0))
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["mean"] = arrays["mean"] + 1e-3
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(PredictorError, match="checksum"):
+        load_prior(tmp_path / "bad.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(PredictorError, match="not a LatBench"):
+        load_prior(tmp_path / "junk.npz")
+    with pytest.raises(PredictorError, match="no such prior"):
+        load_prior(tmp_path / "absent.npz")
+
+
+def test_pretrain_refuses_thin_sources(synthetic):
+    with pytest.raises(PredictorError, match="at least 2"):
+        pretrain(synthetic.iloc[:, :1])
+    thin = synthetic.iloc[:, :3].copy()
+    thin.iloc[50:, 2] = np.nan
+    with pytest.raises(PredictorError, match="need >= 100"):
+        pretrain(thin)
+
+
+def test_shipped_prior_works_offline_and_cites_its_sources():
+    path = default_prior_path()
+    assert path.stat().st_size < 5e6
+    p = load_prior()
+    assert any(s.startswith("help-") for s in p.sources)
+    assert "xeon2c-onnxruntime-fp32" in p.sources
+    assert any("HELP" in c for c in p.meta["citations"])
+    assert set(p.meta["licenses"].values()) <= {"MIT", "CC-BY-4.0"}
+    assert "latbench-predict pretrain" in p.meta["command"]
+    # adapt to a bundled dataset from 10 of its own measurements (it is in the prior)
+    df = latbench.load("xeon2c-onnxruntime-fp32")
+    y = np.full(N_ARCHS, np.nan)
+    ok = (df.status == "ok").to_numpy()
+    y[df.arch_id[ok]] = df.latency_ms[ok]
+    ids = select_archs(p, 10, seed=0)
+    pred = FewShotAdapter(p).fit(ids, y[ids]).predict()
+    have = np.isfinite(y)
+    assert spearmanr(pred[have], y[have])[0] > 0.95
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("help-titan-rtx-256", {"help-titan-rtx-1", "help-titan-rtx-32"}),
+        ("help-pixel2", {"help-essential-ph-1"}),
+        ("jetson-nano-fp16", {"jetson-nano-fp32"}),
+        ("desktop-gpu-gtx-1080-ti-fp32", {"help-1080ti-1", "help-1080ti-32"}),
+        ("help-gold-6226", set()),
+    ],
+)
+def test_siblings_follow_design_rules(target, expected):
+    keys = [
+        "help-titan-rtx-1", "help-titan-rtx-32", "help-titan-rtx-256", "help-2080ti-256",
+        "help-pixel2", "help-essential-ph-1", "help-pixel3", "jetson-nano-fp16",
+        "jetson-nano-fp32", "desktop-gpu-gtx-1080-ti-fp32", "desktop-cpu-i7-7820x-fp32",
+        "help-1080ti-1", "help-1080ti-32", "help-gold-6226", "help-gold-6240",
+    ]  # fmt: skip
+    assert set(siblings(target, keys)) == expected
+    assert target not in sources_for(target, keys)
+
+
+def test_host_mode_joins_the_brp_nas_desktop():
+    keys = ["desktop-cpu-i7-7820x-fp32", "desktop-gpu-gtx-1080-ti-fp32"]
+    assert siblings(keys[0], keys) == []
+    assert siblings(keys[0], keys, mode="host") == [keys[1]]
+    measured = {"harness_version": "0.1", "host": {"cpu_model": "x"}}
+    assert hardware_ids("box1-tf-fp32", measured) & hardware_ids("box1-onnxruntime-fp32", measured)
+
+
+def test_predicted_file_stays_apart_from_measurements(synthetic, prior, tmp_path):
+    home = tmp_path / "home"
+    y = synthetic["dev0"].to_numpy()
+    ids = select_archs(prior, 10, seed=0)
+    fit = FewShotAdapter(prior).fit(ids, y[ids])
+    write_predicted(fit.predict_frame(), home / "mine.predicted.parquet", fit.describe())
+    back = latbench.load_predicted("mine", data_home=home)
+    assert len(back) == N_ARCHS and back.attrs["metadata"]["measured_arch_ids"] == list(ids)
+    assert back.attrs["metadata"]["prior_sources"] == list(prior.sources)
+    with pytest.raises(latbench.UnknownDatasetError):
+        latbench.load("mine.predicted", data_home=home)
+    assert "mine.predicted" not in set(latbench.devices(home)["key"])
+    with pytest.raises(latbench.DatasetNotFoundError, match="--adapt"):
+        latbench.load_predicted("other", data_home=home)
+    raw = bytearray((home / "mine.predicted.parquet").read_bytes())
+    raw[len(raw) // 3] ^= 0xFF
+    (home / "bad.predicted.parquet").write_bytes(bytes(raw))
+    with pytest.raises(latbench.DatasetError):
+        read_predicted(home / "bad.predicted.parquet")
+
+
+def test_evaluate_adapt_rows_and_baselines(synthetic):
+    res = evaluate_adapt(synthetic.iloc[:, :6], ["dev0", "dev1"], ns=(5, 10), repeats=2,
+                         methods=("adapter", "flops", "best-source"))  # fmt: skip
+    assert len(res) == 2 * 2 * 2 * 3
+    assert set(res.columns) >= {"target", "method", "n", "spearman", "within_10pct", "coverage_90"}
+    mean = res.groupby("method")["spearman"].mean()
+    assert mean["adapter"] > mean["flops"]
+    table = group_table(res)
+    assert set(table["method"]) == {"adapter", "flops", "best-source"}
+    with pytest.raises(PredictorError, match="unknown method"):
+        evaluate_adapt(synthetic, ["dev0"], methods=("magic",))
+
+
+def test_pretrain_cli_on_bundled_data(tmp_path, capsys):
+    from latbench.predictors.cli import main
+
+    out = tmp_path / "p.npz"
+    assert main(["pretrain", "--sources", "xeon2c-*", "--rank", "2", "-o", str(out)]) == 0
+    got = set(load_prior(out).sources)
+    assert got == {"xeon2c-onnxruntime-fp32", "xeon2c-tf-fp32", "xeon2c-tflite-fp32"}
+    capsys.readouterr()
+    assert main(["pretrain", "--sources", "nothing-*", "-o", str(tmp_path / "q.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "matches 0" in err and err.count("\n") <= 2 and not (tmp_path / "q.npz").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "help").is_dir(), reason="../shared/external/help absent")
+def test_beats_help_on_its_meta_test_devices(tmp_path):
+    home = tmp_path / "home"
+    res = subprocess.run(
+        [sys.executable, "-m", "latbench", "import", "help", str(SHARED / "help")],
+        capture_output=True, text=True, env={**os.environ, "LATBENCH_HOME": str(home)},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keys = [k for k in latbench.devices(home).query("available").key if k.startswith("help-")]
+        matrix = source_matrix(keys, home)
+    from latbench.predictors.fewshot.evaluate import HELP_META_TEST, HELP_PUBLISHED
+
+    res = evaluate_adapt(matrix, HELP_META_TEST, ns=(10,), repeats=2, methods=("adapter",))
+    per = res.groupby("target")["spearman"].mean()
+    assert per.mean() > np.mean(list(HELP_PUBLISHED.values()))

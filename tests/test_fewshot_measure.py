@@ -1,0 +1,60 @@
+"""``latbench-measure --adapt``: measure the designed architectures, predict all 15,625."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+import latbench
+
+ARGS = ["--runs", "10", "--group-size", "10", "--warmup", "2", "--quiet"]
+
+
+def _measure(tmp_path, *args):
+    env = {**os.environ, "LATBENCH_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(
+        [sys.executable, "-m", "latbench.harness.cli", "--device", "cpu-onnxruntime",
+         "--cache", str(tmp_path / "cache"), *ARGS, *args],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_adapt_end_to_end_matches_bundled_measurements(tmp_path):
+    res = _measure(tmp_path, "--adapt", "10", "--key", "k13")
+    assert res.returncode == 0, res.stderr
+    assert "load_predicted('k13')" in res.stdout
+    home = tmp_path / "home"
+    measured = latbench.load("k13", data_home=home)
+    assert (measured.status == "ok").sum() == 10  # only the N measured rows
+    pred = latbench.load_predicted("k13", data_home=home)
+    meta = pred.attrs["metadata"]
+    assert sorted(meta["measured_arch_ids"]) == sorted(measured.arch_id.tolist())
+    assert meta["adapter_version"] and meta["prior_sources"] and meta["measured_dataset"]
+    assert int(pred["measured"].sum()) == 10 and len(pred) == 15625
+    # against the bundled ONNX Runtime measurements of this host class, on a subset
+    bundled = latbench.load("xeon2c-onnxruntime-fp32")
+    ok = bundled[bundled.status == "ok"].sample(2000, random_state=0)
+    got = pred.set_index("arch_id").loc[ok.arch_id, "latency_pred_ms"].to_numpy()
+    assert spearmanr(got, ok.latency_ms)[0] >= 0.9
+    # rerunning resumes: nothing is timed again, the same prediction is written
+    again = _measure(tmp_path, "--adapt", "10", "--key", "k13")
+    assert again.returncode == 0, again.stderr
+    assert "0 graphs timed now" in again.stdout
+    np.testing.assert_allclose(
+        latbench.load_predicted("k13", data_home=home)["latency_pred_ms"], pred["latency_pred_ms"]
+    )
+
+
+def test_adapt_refuses_bad_arguments_in_one_line(tmp_path):
+    for args in (["--adapt", "2"], ["--adapt", "10", "--prior", str(tmp_path / "nope.npz")],
+                 ["--prior", str(tmp_path / "nope.npz")]):  # fmt: skip
+        res = _measure(tmp_path, *args, "--key", "bad")
+        assert res.returncode == 2, (args, res.stderr)
+        assert "Traceback" not in res.stderr and res.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "home" / "bad.parquet").exists()
