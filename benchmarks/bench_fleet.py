@@ -1,8 +1,7 @@
 """Fleet scheduling cost: one ONNX Runtime campaign on 1 and on 2 local worker nodes.
 
-A local Ray head (one CPU, for builds) and one worker node per core, its raylet
-pinned to that core (as ``latbench-measure worker --pin``), each advertising one
-``cpu-onnxruntime`` device. The same N graphs (artifacts built beforehand, so builds do not compete) are
+A local Ray node (one CPU for builds) advertising ``cpu-onnxruntime`` devices whose
+actors are pinned to one core each (device slot ``cpus=N``). The same N graphs (artifacts built beforehand, so builds do not compete) are
 timed with the local executor, then on the fleet with 1 and with 2 workers. Reported:
 wall time, the sum of timed inference, each device's busy share and its *scheduling
 overhead*: the time a device sits idle between two timing calls (driver round trip,
@@ -16,37 +15,15 @@ On a shared machine the absolute figures move with the load; the ratios are the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 PROFILE = "cpu-onnxruntime"
-
-
-def _add_workers(cluster, cores: list[int]) -> None:
-    """One Ray node per core, its raylet pinned there (the actors it starts inherit it)."""
-    from latbench.harness.fleet.resources import device_resource
-
-    for core in cores:
-        node = cluster.add_node(
-            num_cpus=0, resources={device_resource(PROFILE, f"core{core}/0"): 1}
-        )
-        os.sched_setaffinity(node.all_processes["raylet"][0].process.pid, {core})
-
-
-def _wait_devices(ray, n: int, timeout: float = 180.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        devs = [r for node in ray.nodes() if node["Alive"] for r in node["Resources"]
-                if r.startswith(f"latbench/{PROFILE}@")]  # fmt: skip
-        if len(devs) >= n:
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"{n} workers did not join in {timeout} s")
 
 
 def main() -> int:
@@ -56,6 +33,7 @@ def main() -> int:
     ap.add_argument("-g", "--group-size", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--no-local", action="store_true", help="skip the local-executor baseline")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import ray
@@ -63,6 +41,7 @@ def main() -> int:
 
     from latbench.harness.artifacts import ArtifactCache, artifact_spec
     from latbench.harness.fleet.executor import FleetExecutor
+    from latbench.harness.fleet.resources import device_resource
     from latbench.harness.plan import make_plan, select_archs
     from latbench.harness.profiles import load_profile
     from latbench.harness.session import measure
@@ -98,42 +77,45 @@ def main() -> int:
             row["devices"] = devs
             row["setup_s"] = round(fleet.setup_s, 2)
         rows.append(row)
-        print(json.dumps(row))
+        print(json.dumps(row), flush=True)
 
-    t0 = time.perf_counter()
-    s = measure(prof, plan, out_dir=work / "local", key="local", seed=args.seed, cache=cache,
-                progress=False)  # fmt: skip
-    record("local executor, this process", s, time.perf_counter() - t0)
-
-    for attempt in (1, 2):  # Ray gives a raylet 30 s to register; a loaded host may need two tries
+    # One node (a loaded host may not start more within Ray's fixed start-up timeouts):
+    # its CPU builds; device "bench1" has core 0, devices "bench2" have cores 0 and 1.
+    devices = {1: ["cpus=0"], 2: ["cpus=0", "cpus=1"]}
+    res = {device_resource(f"bench{n}", f"h/{slot}"): 1 for n, slots in devices.items()
+           for slot in slots}  # fmt: skip
+    for attempt in (1, 2, 3):  # Ray gives a raylet 30 s to register
         try:
-            cluster = Cluster(
-                initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
-            )
+            cluster = Cluster(initialize_head=True,
+                              head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                              "resources": res})  # fmt: skip
             break
         except Exception:
-            if attempt == 2:
+            if attempt == 3:
                 raise
+    if not args.no_local:
+        t0 = time.perf_counter()
+        s = measure(prof, plan, out_dir=work / "local", key="local", seed=args.seed,
+                    cache=cache, progress=False)  # fmt: skip
+        record("local executor, this process", s, time.perf_counter() - t0)
+
     ray.init(address=cluster.address, log_to_driver=False)
-    started: list[int] = []
     try:
-        for cores in ([0], [0, 1]):
-            _add_workers(cluster, [c for c in cores if c not in started])
-            started = cores
-            _wait_devices(ray, len(cores))
+        for n in (1, 2):
             fleet = FleetExecutor(cluster.address, cache_root=cache.root, progress=False)
             t0 = time.perf_counter()
-            s = measure(prof, plan, out_dir=work / f"fleet{len(cores)}", key="f", seed=args.seed,
-                        cache=cache, progress=False, executor=fleet)  # fmt: skip
+            s = measure(dataclasses.replace(prof, name=f"bench{n}"), plan,
+                        out_dir=work / f"fleet{n}", key="f", seed=args.seed, cache=cache,
+                        progress=False, executor=fleet)  # fmt: skip
             wall = time.perf_counter() - t0
-            record(f"fleet, {len(cores)} worker(s) pinned to cores {cores}", s, wall, fleet)
+            record(f"fleet, {n} device actor(s) pinned to cores {list(range(n))}", s, wall, fleet)
     finally:
         ray.shutdown()
         cluster.shutdown()
-    local, one, two = rows
+    *local, one, two = rows
     summary = {
         "speedup_2_vs_1_workers": round(one["wall_s"] / two["wall_s"], 3),
-        "fleet1_vs_local_wall": round(one["wall_s"] / local["wall_s"], 3),
+        **({"fleet1_vs_local_wall": round(one["wall_s"] / local[0]["wall_s"], 3)} if local else {}),
         "max_overhead_share": max(
             d["overhead_share_of_inference"] for r in (one, two) for d in r["devices"].values()
         ),

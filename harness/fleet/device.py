@@ -93,6 +93,11 @@ class DeviceWorker:
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         overrides = device_options(device_id)
+        cpus = overrides.pop("cpus", None)
+        if cpus:  # several CPU devices on one node: this device owns these cores
+            from latbench.harness.fleet.worker import parse_cpus
+
+            os.sched_setaffinity(0, parse_cpus(cpus))  # threads made later inherit it
         if overrides:
             profile = dataclasses.replace(profile, options={**profile.options, **overrides})
         self.profile, self.device_id, self.cache_root = profile, device_id, cache_root

@@ -4,7 +4,8 @@ A worker advertises ``latbench/<profile>@<device id>: 1`` for each device it dri
 one actor holding that resource is the only thing that ever times on that device. A
 device id is ``<host>/<slot>``: the slot is ``0`` for a host's one device, or
 ``serial=<adb serial>`` for one of several phones on the host, which also tells the
-device's runner which phone to use (its ``[options] serial``).
+device's runner which phone to use (its ``[options] serial``), or ``cpus=2-3`` for
+one of several CPU devices of a node (its actor is pinned to those cores).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ __all__ = ["PREFIX", "device_options", "device_resource", "devices_in", "make_de
 
 PREFIX = "latbench/"
 
-_SAFE = re.compile(r"^[A-Za-z0-9._:=-]+$")
+_SAFE = re.compile(r"^[A-Za-z0-9._:=,-]+$")
 
 
 def make_device_id(host: str, slot: str = "0") -> str:
@@ -25,7 +26,7 @@ def make_device_id(host: str, slot: str = "0") -> str:
     for part, what in ((host, "host name"), (slot, "device slot")):
         if not _SAFE.match(part):
             raise ValueError(
-                f"{what} {part!r} may only hold letters, digits and . _ : = - (no spaces or /)"
+                f"{what} {part!r} may only hold letters, digits and . _ : = , - (no spaces or /)"
             )
     return f"{host}/{slot}"
 
