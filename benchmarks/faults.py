@@ -99,8 +99,10 @@ def worker(jobs_path: Path, out_path: Path) -> None:
                     got = _fingerprint(job["kind"], dst)
                 outcome = "benign" if got == originals[job["file"]] else "silent"
                 message = ""
-            except Exception as exc:  # noqa: BLE001 - every error counts as detected
+            except (ValueError, OSError) as exc:  # what the commands turn into one line
                 outcome, message = "detected", f"{type(exc).__name__}: {str(exc)[:160]}"
+            except Exception as exc:  # noqa: BLE001 - anything else would be a traceback
+                outcome, message = "unexpected", f"{type(exc).__name__}: {str(exc)[:160]}"
             out.write(json.dumps({**job, "outcome": outcome, "message": message,
                                   "ms": round((time.perf_counter() - t0) * 1e3, 2)}) + "\n")  # fmt: skip
             out.flush()
@@ -184,7 +186,9 @@ def _summary(results: list[dict]) -> dict:
     out: dict = {}
     for r in results:
         key = f"{r['target']} {r['fault']['type']}"
-        s = out.setdefault(key, {"n": 0, "detected": 0, "benign": 0, "silent": 0, "crash": 0})
+        s = out.setdefault(
+            key, {"n": 0, "detected": 0, "benign": 0, "silent": 0, "crash": 0, "unexpected": 0}
+        )
         s["n"] += 1
         s[r["outcome"]] += 1
     return out
@@ -204,12 +208,12 @@ def run(flips: int = 400, raw_flips: int = 150, cuts: int = 25) -> dict:
         t0 = time.perf_counter()
         results = _evaluate(jobs, work)
         wall = time.perf_counter() - t0
-    examples = [r for r in results if r["outcome"] in ("silent", "crash")][:20]
+    examples = [r for r in results if r["outcome"] in ("silent", "crash", "unexpected")][:20]
     return {
         "seed": SEED,
         "files": {"dataset": DATASET.name, "raw": RAW.name},
         "summary": _summary(results),
-        "examples_silent_or_crash": examples,
+        "examples_silent_crash_unexpected": examples,
         "detected_by": _causes(results),
         "wall_s": round(wall, 1),
         "python": platform.python_version(),
@@ -231,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     res = run(args.flips, args.raw_flips, args.cuts)
     for key, s in res["summary"].items():
         print(f"{key:<26} n={s['n']:<4} detected {s['detected']:<4} benign {s['benign']:<4} "
-              f"silent {s['silent']:<4} crash {s['crash']}")  # fmt: skip
+              f"silent {s['silent']:<4} crash {s['crash']} unexpected error {s['unexpected']}")  # fmt: skip
     for target, by in res["detected_by"].items():
         print(f"  {target} detected by: " + ", ".join(f"{k} {v}" for k, v in by.items()))
     print(f"wall time {res['wall_s']} s")

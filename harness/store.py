@@ -122,7 +122,7 @@ class RunStore:
                     warnings.simplefilter("ignore", UnverifiedFileWarning)
                     table = read_verified(part)
                 table = table.select(PART_SCHEMA.names).cast(PART_SCHEMA)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, ValueError, OSError) as exc:
+            except (pa.ArrowException, KeyError, ValueError, OSError) as exc:
                 # Parts are renamed into place whole, so this is outside damage:
                 # keep the file for inspection and time its graphs again.
                 log.warning(

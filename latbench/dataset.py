@@ -188,7 +188,7 @@ def _open(path: Path) -> pq.ParquetFile:
         raise DatasetError(f"{path}: no such file")
     try:
         return open_verified(path)
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowException, OSError) as exc:
         raise DatasetError(
             f"{path}: not a readable Parquet file (corrupt or truncated?): {_short(exc)}"
         ) from exc
@@ -380,7 +380,7 @@ def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
     present = [f.name for f in OPTIONAL_FIELDS if f.name in schema.names]
     try:
         table = pf.read()  # every column: the digest covers them all
-    except (pa.ArrowInvalid, OSError) as exc:  # a page checksum failure lands here too
+    except (pa.ArrowException, OSError) as exc:  # a page checksum failure lands here too
         raise DatasetError(
             f"{path}: cannot read rows (corrupt or truncated?): {_short(exc)}"
         ) from exc

@@ -266,7 +266,7 @@ def rewrite_file(path: str | os.PathLike[str]) -> str:
         raise ValueError(f"{path}: not a LatBench file (.parquet or .raw.h5)")
     try:
         table = open_verified(path).read()
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowException, OSError) as exc:
         raise DatasetError(f"{path}: not a readable Parquet file: {exc}") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnverifiedFileWarning)
@@ -320,7 +320,7 @@ def check_file(path: str | os.PathLike[str]) -> str:
         else:
             try:
                 schema = pq.read_schema(path)
-            except (pa.ArrowInvalid, OSError) as exc:
+            except (pa.ArrowException, OSError) as exc:
                 raise IntegrityError(f"{path}: not a readable Parquet file: {exc}") from None
             if METADATA_KEY in (schema.metadata or {}) and not path.name.endswith(
                 ".layers.parquet"
@@ -329,7 +329,7 @@ def check_file(path: str | os.PathLike[str]) -> str:
             else:
                 try:
                     what = f"table, {read_verified(path).num_rows} rows"
-                except (pa.ArrowInvalid, OSError) as exc:
+                except (pa.ArrowException, OSError) as exc:
                     raise IntegrityError(f"{path}: cannot read rows: {exc}") from None
     if any(issubclass(w.category, UnverifiedFileWarning) for w in caught):
         return f"{path}: readable {what}, but NO checksums: latbench rewrite {path}"
@@ -350,5 +350,5 @@ def read_table_file(path: str | os.PathLike[str]) -> Any:
         return read_verified(path).to_pandas()
     except IntegrityError as exc:
         raise DatasetError(str(exc)) from None
-    except (pa.ArrowInvalid, OSError, ValueError) as exc:
+    except (pa.ArrowException, OSError, ValueError) as exc:
         raise DatasetError(f"{path}: not a readable Parquet table (corrupt?): {exc}") from None
