@@ -64,8 +64,6 @@ class AdaptedDevice:
         """
         from scipy.stats import norm
 
-        from latbench.predictors.encoding import valid_mask
-
         if not 0 < level < 1:
             raise PredictorError(f"band level must be within (0, 1), got {level}")
         mu, sd = self.predict_log(None)
@@ -75,7 +73,7 @@ class AdaptedDevice:
         return pd.DataFrame(
             {
                 "arch_id": np.arange(len(mu), dtype=np.int32),
-                "valid": valid_mask().copy(),
+                "valid": self.prior.valid.copy(),
                 "latency_pred_ms": np.exp(mu),
                 "latency_lo_ms": np.exp(mu - q * sd),
                 "latency_hi_ms": np.exp(mu + q * sd),
@@ -118,9 +116,7 @@ class FewShotAdapter:
             raise PredictorError("need at least one measured architecture")
         if not np.all(np.isfinite(y) & (y > 0)):
             raise PredictorError("measured latencies must be positive and finite")
-        from latbench.predictors.encoding import valid_mask
-
-        bad = ids[~valid_mask()[ids]]
+        bad = ids[~self.prior.valid[ids]]
         if bad.size:
             raise PredictorError(f"arch_id {int(bad[0])} is invalid (no latency to learn from)")
         p = self.prior

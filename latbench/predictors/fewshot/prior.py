@@ -50,7 +50,7 @@ ADAPTER_VERSION = "fewshot-blr-1"
 DEFAULT_PRIOR = "nb201-help-xeon2c.npz"
 """File name of the prior shipped in ``latbench.predictors.priors``."""
 _FORMAT = "latbench-fewshot-prior"
-_ARRAYS = ("factors", "features", "feature_mean", "feature_std", "mean", "cov")
+_ARRAYS = ("factors", "features", "feature_mean", "feature_std", "mean", "cov", "graph")
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,9 @@ class DevicePrior:
     feature_std: np.ndarray
     mean: np.ndarray
     cov: np.ndarray
+    graph: np.ndarray
+    """Per ``arch_id``, its distinct pruned graph's number (-1: invalid), so that adapting
+    needs no graph work."""
     noise_var: float
     sources: tuple[str, ...]
     meta: dict[str, Any] = field(default_factory=dict)
@@ -77,6 +80,11 @@ class DevicePrior:
         """``(15625, 1 + k + p)`` float64 design matrix ``[1, U, x]``."""
         ones = np.ones((N_ARCHS, 1))
         return np.hstack([ones, self.factors, self.features]).astype(np.float64)
+
+    @property
+    def valid(self) -> np.ndarray:
+        """Bool per ``arch_id``: the architecture is valid."""
+        return self.graph >= 0
 
     @property
     def rank(self) -> int:
@@ -266,8 +274,11 @@ def pretrain(
         "licenses": {key: str(m.get("license", "unknown")) for key, m in metas.items()},
         **dict(meta or {}),
     }
+    from latbench.predictors.fewshot.selection import graph_index
+
     return DevicePrior(
         factors=factors.astype(np.float32),
+        graph=graph_index().astype(np.int32),
         features=feats.astype(np.float32),
         feature_mean=fmean,
         feature_std=fstd,

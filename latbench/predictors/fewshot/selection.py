@@ -62,13 +62,11 @@ def select_archs(
     ``candidates`` defaults to every valid architecture; ``pool`` draws that many of them
     at random (seeded) first, ``None`` keeps all. Same inputs, same answer.
     """
-    from latbench.predictors.encoding import valid_mask
-
     if candidates is None:
-        cand = np.flatnonzero(valid_mask())
+        cand = np.flatnonzero(prior.valid)
     else:
         cand = np.unique(np.asarray(candidates, dtype=np.int64))
-        cand = cand[valid_mask()[cand]]
+        cand = cand[prior.valid[cand]]
     if cand.size == 0:
         raise PredictorError("no candidate architectures to select from")
     if not 1 <= n <= cand.size:
@@ -82,7 +80,7 @@ def select_archs(
     jitter = 1e-9 * rng.random(len(cand))
     var = np.einsum("ij,jk,ik->i", a, s, a, optimize=True)
     taken = np.zeros(len(cand), dtype=bool)
-    graph = graph_index()[cand]
+    graph = prior.graph[cand]
     chosen = []
     for _ in range(n):
         score = np.where(taken, -np.inf, var + jitter)

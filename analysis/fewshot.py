@@ -1,0 +1,79 @@
+"""Few-shot adaptation in the report: Spearman vs N per device, and the Markdown tables.
+
+Input is the CSV of ``latbench-predict evaluate-adapt -o FILE`` (one row per target,
+protocol, method, N and repeat), which takes tens of minutes on 2 cores; this module
+only draws and tabulates it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from latbench.analysis.style import plot_style, save_png
+
+__all__ = ["fewshot_figure", "write_fewshot"]
+
+_PANELS = (("help-meta-test", "HELP's meta-test devices"), ("latbench-release", "LatBench release"))
+_BASELINES = {"best-source": "best-correlated source", "flops": "FLOPs fit", "gcn": "GCN on N",
+              "adapter-random": "adapter, random N"}  # fmt: skip
+
+
+def fewshot_figure(res: pd.DataFrame, protocol: str = "siblings"):
+    """Spearman vs N: one thin line per target (adapter), group means of every method."""
+    import matplotlib.pyplot as plt
+
+    from latbench.predictors.fewshot.evaluate import HELP_PUBLISHED
+
+    res = res[res["protocol"] == protocol]
+    with plot_style():
+        fig, axes = plt.subplots(1, len(_PANELS), figsize=(10, 4), sharey=True)
+        for ax, (group, title) in zip(axes, _PANELS, strict=True):
+            sub = res[res["group"] == group]
+            per = sub.groupby(["method", "target", "n"])["spearman"].mean()
+            if "adapter" in per.index.get_level_values(0):
+                for _target, s in per["adapter"].groupby(level=0):
+                    ax.plot(s.index.get_level_values(1), s.values, color="C0", lw=0.8, alpha=0.5)
+            means = sub.groupby(["method", "target", "n"])["spearman"].mean().groupby(
+                ["method", "n"]).mean()  # fmt: skip
+            for i, method in enumerate(["adapter", *_BASELINES]):
+                if method in means.index.get_level_values(0):
+                    m = means[method]
+                    ax.plot(m.index, m.values, marker="o", lw=2.2 if method == "adapter" else 1.2,
+                            ls="-" if method == "adapter" else "--", color=f"C{i}",
+                            label=_BASELINES.get(method, "adapter (mean)"))  # fmt: skip
+            if group == "help-meta-test":
+                pub = sum(HELP_PUBLISHED.values()) / len(HELP_PUBLISHED)
+                ax.plot([10], [pub], marker="*", ms=12, color="k", ls="", label="HELP (published)")
+            ax.set_xscale("log")
+            ax.set_xticks(sorted(res["n"].unique()), [str(n) for n in sorted(res["n"].unique())])
+            ax.minorticks_off()
+            ax.set_xlabel("measured architectures N")
+            ax.set_title(title)
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("Spearman over all the target's architectures")
+        axes[0].set_ylim(0.6, 1.0)
+        axes[-1].legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+    return fig
+
+
+def write_fewshot(results: str | os.PathLike[str] | pd.DataFrame, out: str | os.PathLike[str]):
+    """Write ``fewshot.png``, ``fewshot.md`` into ``out``; returns a report Section."""
+    from latbench.analysis.report import Section
+    from latbench.predictors.fewshot.report import markdown_tables
+
+    res = results if isinstance(results, pd.DataFrame) else pd.read_csv(results)
+    out = Path(out)
+    png = save_png(fewshot_figure(res), out / "fewshot.png")
+    md = markdown_tables(res)
+    (out / "fewshot.md").write_text(md + "\n")
+    body = (
+        'Leave-one-device-out few-shot adaptation (docs/predictors.md, "Few-shot '
+        "adaptation\"): a prior pretrained on the target's sources only, N designed "
+        "measurements, Spearman over every architecture the target has.\n\n"
+        f"![Spearman vs N]({png.name})\n\n{md}\n"
+    )
+    return Section("Few-shot adaptation", body, [png.name, "fewshot.md"])

@@ -1,0 +1,101 @@
+"""Benchmark few-shot adaptation with the shipped prior: the target is <= 10 s on 2 cores.
+
+Times, in a fresh process with the prior on disk:
+
+* ``load_prior``: reading and verifying the shipped ``.npz`` (first call, cold);
+* ``select``: choosing N architectures (greedy D-optimal, pool 4000);
+* ``adapt``: fit on N measured latencies + predicting all 15,625 with the band
+  (:meth:`AdaptedDevice.predict_frame`), the figure the issue bounds by 10 s;
+* ``pretrain`` (with ``--pretrain``): rebuilding the shipped prior from the bundled
+  and HELP datasets in the data home (the issue bounds it by 30 min).
+
+Run:  python benchmarks/bench_adapt.py [--n 10] [--repeat 20] [--pretrain] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+TARGET_S = 10.0
+
+
+def run(n: int = 10, repeat: int = 20, do_pretrain: bool = False) -> dict[str, object]:
+    """Time the steps; returns the figures (seconds)."""
+    t0 = time.perf_counter()
+    from latbench.predictors.fewshot import FewShotAdapter, load_prior, select_archs
+
+    import_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    prior = load_prior()
+    _ = prior.design
+    load_s = time.perf_counter() - t0
+    # a synthetic target: a source's own pattern, rescaled (values do not change the cost)
+    y = np.exp(prior.design @ prior.mean) * 1.7
+    select_s, adapt_s = [], []
+    for r in range(repeat):
+        t0 = time.perf_counter()
+        ids = select_archs(prior, n, seed=r)
+        select_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        frame = FewShotAdapter(prior).fit(ids, y[ids]).predict_frame()
+        adapt_s.append(time.perf_counter() - t0)
+        assert len(frame) == 15_625
+    out: dict[str, object] = {
+        "n": n,
+        "repeat": repeat,
+        "import_s": import_s,
+        "load_prior_s": load_s,
+        "select_median_s": statistics.median(select_s),
+        "adapt_median_s": statistics.median(adapt_s),
+        "adapt_max_s": max(adapt_s),
+        "end_to_end_s": load_s + statistics.median(select_s) + statistics.median(adapt_s),
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+    }
+    if do_pretrain:
+        from latbench.loader import devices
+        from latbench.predictors.fewshot import pretrain, source_matrix
+        from latbench.predictors.fewshot.commands import SHIPPED_SOURCES, match_keys
+
+        d = devices()
+        keys = match_keys(SHIPPED_SOURCES, d.loc[d["available"], "key"].tolist())
+        t0 = time.perf_counter()
+        matrix = source_matrix(keys)
+        pretrain(matrix)
+        out["pretrain_s"] = time.perf_counter() - t0
+        out["pretrain_sources"] = len(keys)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=10, help="measured architectures (10)")
+    ap.add_argument("--repeat", type=int, default=20, help="repetitions (20)")
+    ap.add_argument("--pretrain", action="store_true", help="also time pretraining")
+    ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = ap.parse_args(argv)
+    res = run(args.n, args.repeat, args.pretrain)
+    print(f"few-shot adaptation, N = {res['n']}  ({res['machine']}, Python {res['python']})")
+    for k in ("import_s", "load_prior_s", "select_median_s", "adapt_median_s", "adapt_max_s",
+              "end_to_end_s", "pretrain_s"):  # fmt: skip
+        if k in res:
+            print(f"  {k:<16} {res[k]:8.3f} s")
+    ok = res["end_to_end_s"] <= TARGET_S
+    print(f"  target: load + select + adapt <= {TARGET_S:g} s: {'met' if ok else 'MISSED'}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
