@@ -62,12 +62,12 @@ class AdaptedDevice:
         Invalid architectures get the prediction for the cell-less network (an
         extrapolation; no source times them).
         """
-        from scipy.stats import norm
+        from statistics import NormalDist  # not scipy.stats: its import alone takes seconds
 
         if not 0 < level < 1:
             raise PredictorError(f"band level must be within (0, 1), got {level}")
         mu, sd = self.predict_log(None)
-        q = float(norm.ppf(0.5 + level / 2))
+        q = NormalDist().inv_cdf(0.5 + level / 2)
         measured = np.zeros(len(mu), dtype=bool)
         measured[self.measured] = True
         return pd.DataFrame(
