@@ -51,10 +51,14 @@ def test_adapt_end_to_end_matches_bundled_measurements(tmp_path):
     )
 
 
-def test_adapt_refuses_bad_arguments_in_one_line(tmp_path):
+def test_adapt_refuses_bad_arguments_in_one_line(tmp_path, capsys, monkeypatch):
+    from latbench.harness.cli import main
+
+    monkeypatch.setenv("LATBENCH_HOME", str(tmp_path / "home"))
     for args in (["--adapt", "2"], ["--adapt", "10", "--prior", str(tmp_path / "nope.npz")],
-                 ["--prior", str(tmp_path / "nope.npz")]):  # fmt: skip
-        res = _measure(tmp_path, *args, "--key", "bad")
-        assert res.returncode == 2, (args, res.stderr)
-        assert "Traceback" not in res.stderr and res.stderr.strip().count("\n") == 0
+                 ["--prior", str(tmp_path / "nope.npz")],
+                 ["--adapt", "10", "--shard", "1/2"]):  # fmt: skip
+        assert main([*args, "--key", "bad", "--quiet"]) == 2, args
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.strip().count("\n") == 0, err
     assert not (tmp_path / "home" / "bad.parquet").exists()
