@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from latbench.catalog import PAPER_COLUMNS
+from latbench.catalog import PAPER_COLUMNS, resolve
 
 __all__ = [
     "MOBILE_COLUMNS",
@@ -118,8 +118,9 @@ def s2_beside_paper(results: pd.DataFrame, n_train: int = 900) -> pd.DataFrame:
     """
     names = {"gcn": f"GCN ({n_train} pts.)", "layerwise": f"Layer-wise ({n_train} pts.)"}
     rows = []
-    for (key, pred), g in results.groupby(["dataset", "predictor"], sort=False):
-        label = paper_label(str(key))
+    for (typed, pred), g in results.groupby(["dataset", "predictor"], sort=False):
+        key = resolve(str(typed)) or str(typed)  # evaluate records the key as typed: "D.CPU"
+        label = paper_label(key)
         if label is None or pred not in names or (g["n_train"] != n_train).any():
             continue
         ref = TABLE_S2[(TABLE_S2["device"] == label) & (TABLE_S2["predictor"] == names[pred])]

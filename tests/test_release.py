@@ -343,7 +343,7 @@ def test_paper_main_prints_table_s2_from_evaluate_csvs(tmp_path, capsys):
 
     csv = tmp_path / "D.CPU.csv"
     pd.DataFrame({
-        "dataset": ["desktop-cpu-i7-7820x-fp32"] * 2, "predictor": ["gcn"] * 2,
+        "dataset": ["D.CPU"] * 2, "predictor": ["gcn"] * 2,  # as evaluate records it
         "n_train": [900] * 2, "within_1pct": [0.3, 0.34], "within_5pct": [0.8, 0.84],
         "within_10pct": [0.96, 0.97],
     }).to_csv(csv, index=False)  # fmt: skip
