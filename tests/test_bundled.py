@@ -69,7 +69,15 @@ def test_bundled_campaigns_interleave_passes_against_drift(key):
     assert protocol["runs"] % (protocol["passes"] * protocol["group_size"]) == 0
 
 
-@pytest.mark.parametrize("key", SAMPLES)
+def test_litert_dataset_covers_the_full_space():
+    df = latbench.load("xeon2c-tflite-fp32")  # re-measured over all architectures (issue 15)
+    assert len(df) == 15_625 and (df["status"] == "ok").sum() == 15_284
+    ok = df[df["status"] == "ok"]
+    assert ok.groupby("graph_key").ngroups == 8_686 and (ok["latency_ms"] > 0).all()
+    assert df.attrs["metadata"]["protocol"]["passes"] == 5
+
+
+@pytest.mark.parametrize("key", ("xeon2c-tf-fp32",))
 def test_sample_datasets_share_one_seeded_sample(key):
     from latbench.harness.plan import select_archs
 
