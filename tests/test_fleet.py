@@ -8,6 +8,7 @@ standing in for three boards. Tiny protocols keep it to about a minute on 2 core
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -136,7 +137,12 @@ def test_graph_failing_on_two_devices_is_failed_with_both_reasons(cluster, tmp_p
     fmt, options = artifact_spec(prof)
     path = cache.path_for(bad.graph, fmt, 0, options)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"not an ONNX model")  # shipped as it is: every device refuses it
+    # A model that builds, verifies and ships, but that every device refuses: its sidecar
+    # records the garbage's own checksum, so the cache's verification keeps it.
+    path.write_bytes(b"not an ONNX model")
+    sidecar = {**cache.key(bad.graph, fmt, 0, options), "file": path.name,
+               "bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}  # fmt: skip
+    path.with_suffix(path.suffix + ".json").write_text(json.dumps(sidecar))
     ex = _fleet(cluster, cache, tmp_path)
     s = measure(prof, plan, out_dir=tmp_path, key="bad", cache=cache, progress=False,
                 executor=ex)  # fmt: skip
