@@ -116,9 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``latbench-analysis``; returns the exit status."""
     os.environ.setdefault("MPLBACKEND", "Agg")  # never open a window, even via pyplot
     args = build_parser().parse_args(argv)
-    from latbench.quiet import quiet_tensorflow
+    from latbench.quiet import filter_native_stderr, quiet_tensorflow
 
     quiet_tensorflow(args.verbose)
+    if argv is None:  # a console script: the process is ours to filter
+        filter_native_stderr(args.verbose)
     try:
         from latbench.analysis.pipeline import run
     except ModuleNotFoundError as exc:

@@ -311,15 +311,18 @@ def _describe_selection(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``latbench-measure``; returns the exit status."""
+    from_console = argv is None  # a console script: the process is ours to filter
     argv = list(sys.argv[1:] if argv is None else argv)
     # TensorFlow's C++ and Python logging floods the terminal during conversion; users
     # can still ask for it (--verbose, or TF_CPP_MIN_LOG_LEVEL set themselves).
-    from latbench.quiet import quiet_tensorflow
+    from latbench.quiet import filter_native_stderr, quiet_tensorflow
 
     verbose = "--verbose" in argv
     if verbose and argv[:1] in (["merge"], ["worker"], ["build"], ["run"]):
         argv.remove("--verbose")  # theirs are separate parsers; the flag is global
     quiet_tensorflow(verbose)
+    if from_console:
+        filter_native_stderr(verbose)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         if argv[:1] == ["merge"]:

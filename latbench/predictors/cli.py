@@ -188,10 +188,12 @@ def _predict(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``latbench-predict``; returns the exit status."""
-    from latbench.quiet import quiet_tensorflow
+    from latbench.quiet import filter_native_stderr, quiet_tensorflow
 
     args = _parser().parse_args(argv)
     quiet_tensorflow(getattr(args, "verbose", False))
+    if argv is None:  # a console script: the process is ours to filter
+        filter_native_stderr(getattr(args, "verbose", False))
     from latbench.catalog import UnknownDatasetError
     from latbench.loader import DatasetNotFoundError
     from latbench.predictors import PredictorError
