@@ -184,7 +184,9 @@ def test_tensorflow_import_is_silent_unless_verbose():
     assert not TF_LINE.search(quiet.stderr), quiet.stderr
     assert "planted" not in quiet.stderr
     # everything else reaches the real stderr, in order, partial lines and errors included
-    assert quiet.stderr.endswith("an error stays\nstep 1/2\nlast words, no newline")  # \r read as \n
+    assert quiet.stderr.endswith(
+        "an error stays\nstep 1/2\nlast words, no newline"
+    )  # \r read as \n
     assert quiet.stdout.split() == ["2", "40"]  # C++ errors only; Python logger at ERROR
     loud = _python(textwrap.dedent(body.format(verbose=True)), env=env)
     assert loud.returncode == 3 and loud.stdout.split()[0] == "0"
