@@ -210,21 +210,31 @@ def _run_tflite(content: bytes, xs: list[np.ndarray]) -> tuple[np.ndarray, dict]
     return y, {"in": ins[0]["dtype"], "out": out["dtype"]}
 
 
-TFLITE_CHUNKS = 4  # the converter costs ~2 s a model: chunks let xdist spread the 100
+# The converter costs ~2 s a model: it gets the fixed structures and a few random graphs;
+# the direct builder (the harness default) gets 40; Keras itself costs ~1 s a graph here.
+# benchmarks/bench_tflite_direct.py compares the two builders on 100 graphs.
+N_CONVERTER, N_DIRECT = 6, 40
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("chunk", range(TFLITE_CHUNKS))
-def test_tflite_fp32_matches_keras(graphs, chunk):
+@pytest.mark.parametrize("builder", ["converter", "direct"])
+def test_tflite_fp32_matches_keras(graphs, builder):
     pytest.importorskip("ai_edge_litert")
+    if builder == "direct":
+        pytest.importorskip("tflite")
     from latbench.harness.build_tflite import convert_tflite
+    from latbench.harness.build_tflite_direct import build_tflite_direct
 
     x = _input()
-    # all 100 graphs over the chunks, the all-skip, 4-input-add and deep graphs included
-    for g in graphs[chunk::TFLITE_CHUNKS]:
+    # the all-skip, 4-input-add and deep graphs come first in ``graphs``
+    for g in graphs[: N_CONVERTER if builder == "converter" else N_DIRECT]:
         model = build_keras(g, seed=0)
         y_keras = _np(model(x))
-        y_tfl, dtypes = _run_tflite(convert_tflite(model, quantize=False, seed=0), [x])
+        if builder == "converter":
+            blob = convert_tflite(model, quantize=False, seed=0)
+        else:
+            blob = build_tflite_direct(g, 0)
+        y_tfl, dtypes = _run_tflite(blob, [x])
         keras.backend.clear_session()
         assert dtypes == {"in": np.float32, "out": np.float32}
         assert _close(y_keras, y_tfl), g.key
