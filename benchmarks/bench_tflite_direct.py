@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
-from latbench.harness.build_tflite_direct import build_tflite_direct, describe_ops
+from latbench.harness.build.tflite_direct import build_tflite_direct, describe_ops
 from latbench.harness.timing import time_calls, two_stage_filter
 from latbench.space import all_archs
 
@@ -68,8 +68,8 @@ def _output(model: bytes, x: np.ndarray) -> np.ndarray:
 def _converter(graph, quantize: bool = False) -> tuple[bytes, float]:
     import keras
 
-    from latbench.harness.build_keras import build_keras
-    from latbench.harness.build_tflite import convert_tflite
+    from latbench.harness.build.keras_net import build_keras
+    from latbench.harness.build.tflite_converter import convert_tflite
 
     start = time.process_time()
     model = convert_tflite(build_keras(graph, 0), quantize=quantize, seed=0, io_dtype="uint8")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from latbench.graph import PrunedGraph
-from latbench.harness.build_edge import EDGE_FORMATS, build_format, uses_tensorflow
+from latbench.harness.build.edge import EDGE_FORMATS, build_format, uses_tensorflow
 from latbench.network import Layer
 
 __all__ = [
@@ -113,11 +113,11 @@ def toolchain_versions(fmt: str, options: Mapping[str, Any] | None = None) -> di
     versions = {"builder": str(BUILDER_VERSION), "numpy": _version("numpy")}
     builder = tflite_builder(fmt, options)
     if not uses_tensorflow(fmt):
-        from latbench.harness.build_onnx import IR_VERSION, OPSET
+        from latbench.harness.build.onnx_net import IR_VERSION, OPSET
 
         versions |= {"onnx": _version("onnx"), "opset": str(OPSET), "ir": str(IR_VERSION)}
     elif builder == "direct":
-        from latbench.harness.build_tflite_direct import DIRECT_BUILDER_VERSION
+        from latbench.harness.build.tflite_direct import DIRECT_BUILDER_VERSION
 
         versions |= {
             "tflite_builder": f"direct-{DIRECT_BUILDER_VERSION}",
@@ -129,7 +129,7 @@ def toolchain_versions(fmt: str, options: Mapping[str, Any] | None = None) -> di
         if builder is not None:
             versions["tflite_builder"] = "converter"
     if fmt in EDGE_FORMATS:
-        from latbench.harness.build_edge import edge_toolchain
+        from latbench.harness.build.edge import edge_toolchain
 
         versions |= edge_toolchain(fmt, options or {})
     return versions
@@ -163,19 +163,19 @@ def build_artifact(
     """
     _check_fmt(fmt)
     if fmt in EDGE_FORMATS:
-        from latbench.harness.build_edge import build_edge
+        from latbench.harness.build.edge import build_edge
 
         _target_key(target)  # rejects invalid graphs and foreign types before any tool runs
         return build_edge(target, fmt, seed, dest, options or {})
     layer = isinstance(target, Layer)
     if fmt == "onnx":
-        from latbench.harness.build_onnx import build_layer_onnx, build_onnx
+        from latbench.harness.build.onnx_net import build_layer_onnx, build_onnx
 
         model = build_layer_onnx(target, seed) if layer else build_onnx(target, seed)
         dest.write_bytes(model.SerializeToString())
         return None
     if fmt != "keras" and tflite_builder(fmt, options) == "direct":
-        from latbench.harness.build_tflite_direct import (
+        from latbench.harness.build.tflite_direct import (
             build_layer_tflite_direct,
             build_tflite_direct,
         )
@@ -185,14 +185,14 @@ def build_artifact(
         return None
     import keras
 
-    from latbench.harness.build_keras import build_keras, build_layer_keras
+    from latbench.harness.build.keras_net import build_keras, build_layer_keras
 
     try:
         model = build_layer_keras(target, seed) if layer else build_keras(target, seed)
         if fmt == "keras":
             model.save(dest)
         else:
-            from latbench.harness.build_tflite import convert_tflite
+            from latbench.harness.build.tflite_converter import convert_tflite
 
             dest.write_bytes(convert_tflite(model, quantize=fmt == "tflite-int8", seed=seed))
     finally:
@@ -226,11 +226,11 @@ def _worker_init(log_path: str, nice: int, fmt: str, use_tf: bool = True) -> Non
         with contextlib.suppress(OSError, AttributeError):
             os.nice(nice)
     if not uses_tensorflow(fmt):
-        import latbench.harness.build_onnx  # noqa: F401
+        import latbench.harness.build.onnx_net  # noqa: F401
 
         return
     if not use_tf:  # the direct .tflite builder: no TensorFlow in the worker
-        import latbench.harness.build_tflite_direct  # noqa: F401
+        import latbench.harness.build.tflite_direct  # noqa: F401
 
         return
     import tensorflow as tf
@@ -238,8 +238,8 @@ def _worker_init(log_path: str, nice: int, fmt: str, use_tf: bool = True) -> Non
     # One thread per worker: the pool, not TF, provides the parallelism.
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    import latbench.harness.build_keras
-    import latbench.harness.build_tflite  # noqa: F401
+    import latbench.harness.build.keras_net
+    import latbench.harness.build.tflite_converter  # noqa: F401
 
 
 def _worker_build(

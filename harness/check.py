@@ -83,7 +83,7 @@ def check_profile(
     ``stages=("build",)`` the check stops after building it; with ``("run",)`` it
     builds nothing and times ``artifact`` when given.
     """
-    from latbench.harness.build_edge import build_format, build_problems
+    from latbench.harness.build.edge import build_format, build_problems
 
     rep = CheckReport(profile.name)
     rep.lines.append(

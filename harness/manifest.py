@@ -83,7 +83,7 @@ def build_artifacts(
     """
     from latbench.dataset import atomic_path
     from latbench.harness.artifacts import ArtifactCache, artifact_spec, toolchain_versions
-    from latbench.harness.build_edge import build_problems
+    from latbench.harness.build.edge import build_problems
     from latbench.harness.host import host_fingerprint
     from latbench.harness.tools import ToolError
     from latbench.network import distinct_layers

@@ -374,7 +374,7 @@ def _artifact_reports(
 ) -> dict[str, Any]:
     # Edge builders report per model (e.g. Edge TPU ops mapped vs on the CPU); keep
     # their scalar fields per graph key. Host formats have none: no key at all.
-    from latbench.harness.build_edge import EDGE_FORMATS
+    from latbench.harness.build.edge import EDGE_FORMATS
 
     if fmt not in EDGE_FORMATS or not hasattr(cache, "report"):
         return {}

@@ -17,9 +17,9 @@ import onnxruntime as ort  # noqa: E402
 
 from latbench.graph import prune  # noqa: E402
 from latbench.harness.artifacts import ArtifactCache, toolchain_versions  # noqa: E402
-from latbench.harness.build_keras import build_keras, build_layer_keras  # noqa: E402
-from latbench.harness.build_onnx import OPSET, build_layer_onnx, build_onnx  # noqa: E402
-from latbench.harness.weights import layer_weights, network_weights  # noqa: E402
+from latbench.harness.build.keras_net import build_keras, build_layer_keras  # noqa: E402
+from latbench.harness.build.onnx_net import OPSET, build_layer_onnx, build_onnx  # noqa: E402
+from latbench.harness.build.weights import layer_weights, network_weights  # noqa: E402
 from latbench.network import INPUT_SHAPE, Layer, costs, distinct_layers  # noqa: E402
 from latbench.space import all_archs  # noqa: E402
 
@@ -222,8 +222,8 @@ def test_tflite_fp32_matches_keras(graphs, builder):
     pytest.importorskip("ai_edge_litert")
     if builder == "direct":
         pytest.importorskip("tflite")
-    from latbench.harness.build_tflite import convert_tflite
-    from latbench.harness.build_tflite_direct import build_tflite_direct
+    from latbench.harness.build.tflite_converter import convert_tflite
+    from latbench.harness.build.tflite_direct import build_tflite_direct
 
     x = _input()
     # the all-skip, 4-input-add and deep graphs come first in ``graphs``
@@ -243,7 +243,7 @@ def test_tflite_fp32_matches_keras(graphs, builder):
 @pytest.mark.slow
 def test_tflite_int8_is_full_integer_and_close():
     pytest.importorskip("ai_edge_litert")
-    from latbench.harness.build_tflite import convert_tflite
+    from latbench.harness.build.tflite_converter import convert_tflite
 
     x = _input()
     for g in (FAN_IN_4, DEEP):
@@ -260,7 +260,7 @@ def test_tflite_int8_is_full_integer_and_close():
 @pytest.mark.slow
 def test_tflite_multi_input_add_layer():
     pytest.importorskip("ai_edge_litert")
-    from latbench.harness.build_tflite import convert_tflite
+    from latbench.harness.build.tflite_converter import convert_tflite
 
     layer = next(la for la in LAYERS if la.signature == "s3/add3")
     model = build_layer_keras(layer)

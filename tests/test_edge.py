@@ -98,7 +98,7 @@ Compilation succeeded!
 
 
 def test_parse_compiler_log():
-    from latbench.harness.build_edgetpu import parse_compiler_log
+    from latbench.harness.build.edgetpu import parse_compiler_log
 
     r = parse_compiler_log(COMPILER_OK)
     assert (r["version"], r["compile_ms"], r["subgraphs"], r["total_ops"]) == (
@@ -125,7 +125,7 @@ def test_parse_compiler_log():
 
 
 def test_parse_export_times_and_versions():
-    from latbench.harness.build_trt import parse_trt_version
+    from latbench.harness.build.trt import parse_trt_version
     from latbench.harness.runners.tensorrt import parse_export_times
     from latbench.harness.tools import ToolError
 
@@ -172,8 +172,8 @@ def test_full_int8_tflite_runs_in_litert_close_to_float(tmp_path):
     import keras
 
     from latbench.harness.artifacts import ArtifactCache
-    from latbench.harness.build_keras import build_keras
-    from latbench.harness.build_tflite import convert_tflite
+    from latbench.harness.build.keras_net import build_keras
+    from latbench.harness.build.tflite_converter import convert_tflite
     from latbench.harness.runners import make_runner
     from latbench.harness.runners.litert import load_interpreter_module
 

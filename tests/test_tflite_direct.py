@@ -20,13 +20,13 @@ pytest.importorskip("tflite")
 
 from latbench.graph import prune  # noqa: E402
 from latbench.harness.artifacts import ArtifactCache, tflite_builder, toolchain_versions  # noqa: E402
-from latbench.harness.build_tflite_direct import (  # noqa: E402
+from latbench.harness.build.tflite_direct import (  # noqa: E402
     build_layer_tflite_direct,
     build_tflite_direct,
     describe_ops,
     network_ir,
 )
-from latbench.harness.tflite_quant import calibration_inputs  # noqa: E402
+from latbench.harness.build.tflite_quant import calibration_inputs  # noqa: E402
 from latbench.network import distinct_layers  # noqa: E402
 
 GRAPHS = [
@@ -41,8 +41,8 @@ GRAPHS = [
 def _converter(target, quantize=False, io_dtype="int8") -> bytes:
     import keras
 
-    from latbench.harness.build_keras import build_keras, build_layer_keras
-    from latbench.harness.build_tflite import convert_tflite
+    from latbench.harness.build.keras_net import build_keras, build_layer_keras
+    from latbench.harness.build.tflite_converter import convert_tflite
     from latbench.network import Layer
 
     build = build_layer_keras if isinstance(target, Layer) else build_keras
@@ -132,7 +132,7 @@ def test_signature_and_metadata_load():
 def test_direct_build_imports_no_tensorflow():
     code = (
         "import sys; from latbench.graph import prune; "
-        "from latbench.harness.build_tflite_direct import build_tflite_direct; "
+        "from latbench.harness.build.tflite_direct import build_tflite_direct; "
         "b = build_tflite_direct(prune((3, 2, 4, 1, 3, 2)), 0); "
         "assert b[4:8] == b'TFL3'; "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'"
@@ -164,8 +164,8 @@ def test_builder_is_in_the_cache_key(tmp_path):
 
 def test_calibration_inputs_are_the_converters():
     keras = pytest.importorskip("keras")
-    from latbench.harness.build_keras import build_keras
-    from latbench.harness.build_tflite import representative_inputs
+    from latbench.harness.build.keras_net import build_keras
+    from latbench.harness.build.tflite_converter import representative_inputs
 
     g = GRAPHS[1]
     ref = representative_inputs(build_keras(g, 0), seed=5)

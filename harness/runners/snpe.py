@@ -28,7 +28,7 @@ import numpy as np
 
 from latbench.harness import snpe_sdk
 from latbench.harness.adb import Adb, device_problems
-from latbench.harness.build_dlc import input_list_line
+from latbench.harness.build.dlc import input_list_line
 from latbench.harness.profiles import Profile
 from latbench.harness.runners.base import Runner
 from latbench.harness.timing import Protocol

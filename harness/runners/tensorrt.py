@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from latbench.harness.build_trt import TRT_INSTALL, find_trtexec, import_tensorrt, trt_version
+from latbench.harness.build.trt import TRT_INSTALL, find_trtexec, import_tensorrt, trt_version
 from latbench.harness.profiles import Profile
 from latbench.harness.runners.base import Runner, RunnerUnavailable
 from latbench.harness.timing import Protocol, time_calls
@@ -285,7 +285,7 @@ class TensorRTRunner(Runner):
 
     def info(self) -> dict[str, Any]:
         """TensorRT version, timer, precision, and the Jetson's JetPack / L4T / power mode."""
-        from latbench.harness.build_trt import gpu_name
+        from latbench.harness.build.trt import gpu_name
 
         return {
             "name": self.name,

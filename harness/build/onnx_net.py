@@ -16,7 +16,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from latbench.graph import INPUT, OUTPUT, PrunedGraph
-from latbench.harness.weights import cell_weight_name, layer_weights, network_weights
+from latbench.harness.build.weights import cell_weight_name, layer_weights, network_weights
 from latbench.network import CELLS_PER_STAGE, INPUT_SHAPE, N_CLASSES, STAGES, Layer
 
 __all__ = ["IR_VERSION", "OPSET", "build_layer_onnx", "build_onnx"]

@@ -90,7 +90,7 @@ def build_problems(options: Mapping[str, Any], quantize: bool) -> list[str]:
 
 
 def _onnx_model(target: Any, seed: int) -> Any:
-    from latbench.harness.build_onnx import build_layer_onnx, build_onnx
+    from latbench.harness.build.onnx_net import build_layer_onnx, build_onnx
     from latbench.network import Layer
 
     return build_layer_onnx(target, seed) if isinstance(target, Layer) else build_onnx(target, seed)

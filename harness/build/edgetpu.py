@@ -150,7 +150,7 @@ def _convert(target: Any, seed: int, options: Mapping[str, Any]) -> bytes:
     from latbench.network import Layer
 
     if tflite_builder("edgetpu-tflite", options) == "direct":
-        from latbench.harness.build_tflite_direct import (
+        from latbench.harness.build.tflite_direct import (
             build_layer_tflite_direct,
             build_tflite_direct,
         )
@@ -159,8 +159,8 @@ def _convert(target: Any, seed: int, options: Mapping[str, Any]) -> bytes:
         return build(target, seed, quantize=True, io_dtype=IO_DTYPE)
     import keras
 
-    from latbench.harness.build_keras import build_keras, build_layer_keras
-    from latbench.harness.build_tflite import convert_tflite
+    from latbench.harness.build.keras_net import build_keras, build_layer_keras
+    from latbench.harness.build.tflite_converter import convert_tflite
     from latbench.network import Layer
 
     try:

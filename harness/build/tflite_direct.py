@@ -24,7 +24,7 @@ Full int8 (``quantize=True``) follows the converter's post-training quantization
 per-channel symmetric int8 conv kernels, per-tensor symmetric int8 dense kernel,
 int32 biases at ``input_scale * weight_scale``, asymmetric int8 activations whose
 ranges come from the float model run on the same seeded calibration inputs the
-converter gets (:func:`latbench.harness.build_tflite.representative_inputs`), pools
+converter gets (:func:`latbench.harness.build.tflite_converter.representative_inputs`), pools
 sharing their input's parameters, and QUANTIZE ops to and from ``io_dtype``
 (``uint8`` for the Edge TPU) at the ends. Where it differs from the converter is in
 ``docs/benchmarks.md``.
@@ -41,7 +41,7 @@ import flatbuffers
 import numpy as np
 
 from latbench.graph import INPUT, OUTPUT, PrunedGraph
-from latbench.harness.weights import cell_weight_name, layer_weights, network_weights
+from latbench.harness.build.weights import cell_weight_name, layer_weights, network_weights
 from latbench.network import CELLS_PER_STAGE, INPUT_SHAPE, N_CLASSES, Layer
 
 __all__ = [
@@ -485,7 +485,7 @@ def build_tflite_direct(
     net = network_ir(graph, seed)
     if not quantize:
         return serialize(net)
-    from latbench.harness.tflite_quant import quantize_net
+    from latbench.harness.build.tflite_quant import quantize_net
 
     return serialize(quantize_net(net, seed, io_dtype), quantized=True)
 
@@ -497,7 +497,7 @@ def build_layer_tflite_direct(
     net = layer_ir(layer, seed)
     if not quantize:
         return serialize(net)
-    from latbench.harness.tflite_quant import quantize_net
+    from latbench.harness.build.tflite_quant import quantize_net
 
     return serialize(quantize_net(net, seed, io_dtype), quantized=True)
 

@@ -176,8 +176,8 @@ def build_engine(
     target: Any, seed: int, dest: Path, options: Mapping[str, Any], precision: str
 ) -> dict[str, Any]:
     """Build ``target``'s TensorRT engine in ``precision`` into ``dest``; return its report."""
-    from latbench.harness.build_dlc import onnx_inputs
-    from latbench.harness.build_onnx import build_layer_onnx, build_onnx
+    from latbench.harness.build.dlc import onnx_inputs
+    from latbench.harness.build.onnx_net import build_layer_onnx, build_onnx
     from latbench.network import Layer
 
     model = (

@@ -1,7 +1,7 @@
 """Keras models of a pruned graph's network and of its single layers (DESIGN §4).
 
 Models are functional, batch 1, NHWC float32, input named ``input`` and output
-``logits`` (layer models: ``output``); weights come from :mod:`latbench.harness.weights`.
+``logits`` (layer models: ``output``); weights come from :mod:`latbench.harness.build.weights`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from latbench.graph import INPUT, OUTPUT, PrunedGraph
-from latbench.harness.weights import cell_weight_name, layer_weights, network_weights
+from latbench.harness.build.weights import cell_weight_name, layer_weights, network_weights
 from latbench.network import CELLS_PER_STAGE, INPUT_SHAPE, N_CLASSES, Layer
 
 __all__ = ["build_keras", "build_layer_keras"]

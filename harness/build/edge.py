@@ -59,7 +59,7 @@ def _args(options: Mapping[str, Any], key: str) -> str:
 def edge_toolchain(fmt: str, options: Mapping[str, Any]) -> dict[str, str]:
     """Versions and output-changing settings of the tools that build ``fmt``."""
     if fmt == "edgetpu-tflite":
-        from latbench.harness.build_edgetpu import IO_DTYPE, compiler_version, find_compiler
+        from latbench.harness.build.edgetpu import IO_DTYPE, compiler_version, find_compiler
 
         compiler = find_compiler(options)
         return {
@@ -78,7 +78,7 @@ def edge_toolchain(fmt: str, options: Mapping[str, Any]) -> dict[str, str]:
                     "quantize_args": _args(options, "quantize_args")}  # fmt: skip
         return out
     if fmt.startswith("trt-engine"):
-        from latbench.harness.build_trt import gpu_name, trt_version
+        from latbench.harness.build.trt import gpu_name, trt_version
 
         return {"tensorrt": trt_version(options), "gpu": gpu_name(),
                 "trtexec_build_args": _args(options, "trtexec_build_args")}  # fmt: skip
@@ -88,15 +88,15 @@ def edge_toolchain(fmt: str, options: Mapping[str, Any]) -> dict[str, str]:
 def build_problems(fmt: str, options: Mapping[str, Any]) -> list[str]:
     """What is missing on this host to build ``fmt`` artifacts (empty for host formats)."""
     if fmt == "edgetpu-tflite":
-        from latbench.harness.build_edgetpu import compiler_problems
+        from latbench.harness.build.edgetpu import compiler_problems
 
         return compiler_problems(options)
     if fmt.startswith("dlc"):
-        from latbench.harness.build_dlc import build_problems as dlc_problems
+        from latbench.harness.build.dlc import build_problems as dlc_problems
 
         return dlc_problems(options, quantize=fmt == "dlc-int8")
     if fmt.startswith("trt-engine"):
-        from latbench.harness.build_trt import build_problems as trt_problems
+        from latbench.harness.build.trt import build_problems as trt_problems
 
         return trt_problems(options)
     return []
@@ -107,15 +107,15 @@ def build_edge(
 ) -> dict[str, Any]:
     """Build ``target`` as an edge ``fmt`` artifact into ``dest``; return the build report."""
     if fmt == "edgetpu-tflite":
-        from latbench.harness.build_edgetpu import build_edgetpu
+        from latbench.harness.build.edgetpu import build_edgetpu
 
         return build_edgetpu(target, seed, dest, options)
     if fmt.startswith("dlc"):
-        from latbench.harness.build_dlc import build_dlc
+        from latbench.harness.build.dlc import build_dlc
 
         return build_dlc(target, seed, dest, options, quantize=fmt == "dlc-int8")
     if fmt.startswith("trt-engine"):
-        from latbench.harness.build_trt import build_engine
+        from latbench.harness.build.trt import build_engine
 
         return build_engine(target, seed, dest, options, precision=fmt.rsplit("-", 1)[1])
     raise ValueError(f"not an edge format: {fmt!r}")

@@ -1,4 +1,4 @@
-"""Full-integer quantization of a direct-built :class:`~latbench.harness.build_tflite_direct.Net`.
+"""Full-integer quantization of a direct-built :class:`~latbench.harness.build.tflite_direct.Net`.
 
 The rules are the TFLite converter's post-training full-int8 quantization, checked
 against its output for this network (``tests/test_tflite_direct.py``):
@@ -16,7 +16,7 @@ against its output for this network (``tests/test_tflite_direct.py``):
 
 Calibration runs the float model once, batched, in the LiteRT interpreter (reference
 kernels, every intermediate tensor kept) on the same seeded standard-normal inputs
-that :func:`latbench.harness.build_tflite.representative_inputs` gives the converter.
+that :func:`latbench.harness.build.tflite_converter.representative_inputs` gives the converter.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import dataclasses
 
 import numpy as np
 
-from latbench.harness.build_tflite_direct import (
+from latbench.harness.build.tflite_direct import (
     _BO,
     INT8,
     INT32,
