@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -268,7 +267,7 @@ def read_raw(path: str | os.PathLike[str]) -> dict[str, Any]:
     without them reads with a :class:`~latbench.integrity.UnverifiedFileWarning`).
     Raises :class:`RawFormatError` for a damaged or foreign file.
     """
-    from latbench.integrity import REWRITE_HINT, UnverifiedFileWarning
+    from latbench.integrity import warn_unverified
     from latbench.manifest import verify_file
 
     h5py = _h5py()
@@ -294,12 +293,7 @@ def read_raw(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise RawFormatError(f"{path}: unreadable raw timings (corrupt?): {text}") from None
     stored = _attr(raw_attrs.get(DIGEST_ATTR))
     if stored is None:
-        warnings.warn(
-            f"{path}: written without checksums, so corruption cannot be detected; "
-            + REWRITE_HINT.format(path=path),
-            UnverifiedFileWarning,
-            stacklevel=2,
-        )
+        warn_unverified(path, stacklevel=2)
     elif content_digest(out["graph_key"], out["arch_id"], out["timings_ns"], raw_attrs) != stored:
         raise RawFormatError(
             f"{path}: raw timings differ from their recorded SHA-256 (corrupted or edited)"

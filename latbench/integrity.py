@@ -34,6 +34,7 @@ __all__ = [
     "check_file",
     "IntegrityError",
     "UnverifiedFileWarning",
+    "warn_unverified",
     "integrity_entry",
     "read_table_file",
     "read_verified",
@@ -53,6 +54,19 @@ class IntegrityError(ValueError):
 
 class UnverifiedFileWarning(UserWarning):
     """A file written before LatBench stored checksums: it loads, but unchecked."""
+
+
+def warn_unverified(path: str | os.PathLike[str], stacklevel: int = 2) -> None:
+    """Warn that ``path`` has no checksums, naming the command that adds them.
+
+    ``stacklevel`` counts from the caller of this function, as for :func:`warnings.warn`.
+    """
+    warnings.warn(
+        f"{path}: written without checksums, so corruption cannot be detected; "
+        + REWRITE_HINT.format(path=path),
+        UnverifiedFileWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 def _validity(arr: pa.Array) -> bytes:
@@ -177,12 +191,7 @@ def verify_table(
     meta = dict(table.schema.metadata or {})
     raw = meta.pop(INTEGRITY_KEY, None)
     if raw is None:
-        warnings.warn(
-            f"{path}: written without checksums, so corruption cannot be detected; "
-            + REWRITE_HINT.format(path=path),
-            UnverifiedFileWarning,
-            stacklevel=3,
-        )
+        warn_unverified(path, stacklevel=3)
         return False
     try:
         entry = json.loads(raw)
