@@ -76,6 +76,48 @@ def test_adapter_recovers_a_held_out_device_from_ten(synthetic, prior):
     assert inside.mean() > 0.7  # the 90 % band is not wildly over-confident
 
 
+def test_local_prior_follows_a_source_the_target_resembles(synthetic, prior):
+    # the target is source dev3 on a 1.7x slower clock, with its own 1 % noise
+    rng = np.random.default_rng(5)
+    y = synthetic["dev3"].to_numpy() * 1.7 * np.exp(rng.normal(0, 0.01, N_ARCHS))
+    ok = np.isfinite(y)
+    ids = select_archs(prior, 4, seed=0)  # too few to pin down the 4 hidden loadings alone
+    err = {}
+    for local in (False, True):
+        pred = FewShotAdapter(prior, local=local).fit(ids, y[ids]).predict()
+        err[local] = float(np.median(np.abs(np.log(pred[ok] / y[ok]))))
+    assert err[True] < 0.7 * err[False]
+    assert err[True] < 0.017  # the noise floor: dev3's 2 % and the target's 1 %
+
+
+def test_local_prior_keeps_the_global_one_for_a_new_kind_of_device(synthetic, prior):
+    # dev0 is no source: the evidence may pick a local prior, but it must not hurt
+    y = synthetic["dev0"].to_numpy()
+    ok = np.isfinite(y)
+    errs = {False: [], True: []}
+    for seed in range(4):
+        ids = select_archs(prior, 10, seed=seed)
+        for local in (False, True):
+            pred = FewShotAdapter(prior, local=local).fit(ids, y[ids]).predict()
+            errs[local].append(np.median(np.abs(np.log(pred[ok] / y[ok]))))
+    assert np.mean(errs[True]) <= 1.1 * np.mean(errs[False])
+
+
+def test_prior_without_source_weights_still_adapts(prior, tmp_path):
+    import dataclasses
+
+    assert prior.source_weights is not None and prior.source_weights.shape[0] == len(prior.sources)
+    back = load_prior(prior.save(tmp_path / "p.npz"))
+    np.testing.assert_allclose(back.source_weights, prior.source_weights)
+    old = dataclasses.replace(prior, source_weights=None)  # a version-1 prior
+    old_back = load_prior(old.save(tmp_path / "old.npz"))
+    assert old_back.source_weights is None
+    ids = select_archs(old_back, 6, seed=0)
+    y = np.exp(old_back.design[ids] @ old_back.mean)
+    fit = FewShotAdapter(old_back).fit(ids, y)
+    assert np.isfinite(fit.predict()).all()
+
+
 def test_selection_is_deterministic_distinct_and_seeded(prior):
     a, b = select_archs(prior, 20, seed=1), select_archs(prior, 20, seed=1)
     np.testing.assert_array_equal(a, b)
@@ -85,6 +127,26 @@ def test_selection_is_deterministic_distinct_and_seeded(prior):
     assert set(select_archs(prior, 5, candidates=only)) <= set(only)
     with pytest.raises(PredictorError):
         select_archs(prior, 0)
+
+
+def test_selection_criteria_do_what_they_optimise(prior):
+    # one greedy step, checked by brute force over a small candidate set
+    cand = np.flatnonzero(prior.valid)[::97]
+    a, c, s2 = prior.design[cand], prior.cov, prior.noise_var
+
+    def mean_var_after(i):
+        p = c - np.outer(c @ a[i], c @ a[i]) / (s2 + a[i] @ c @ a[i])
+        return np.einsum("ij,jk,ik->i", a, p, a).mean()
+
+    after = np.array([mean_var_after(i) for i in range(len(cand))])
+    var = np.einsum("ij,jk,ik->i", a, c, a)
+    first = {k: select_archs(prior, 1, candidates=cand, pool=None, criterion=k)[0]
+             for k in ("d", "integrated", "hybrid")}  # fmt: skip
+    assert first["d"] == cand[np.argmax(var)] == first["hybrid"]  # hybrid starts with D
+    assert first["integrated"] == cand[np.argmin(after)]
+    assert first["integrated"] != first["d"]  # the two criteria differ here
+    with pytest.raises(PredictorError, match="criterion"):
+        select_archs(prior, 3, criterion="a-optimal")
 
 
 def test_designed_selection_beats_random_on_average(synthetic, prior):

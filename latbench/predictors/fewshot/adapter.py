@@ -102,9 +102,12 @@ class FewShotAdapter:
     empirical Bayes.
     """
 
-    def __init__(self, prior: DevicePrior, *, noise: float | None = None) -> None:
+    def __init__(
+        self, prior: DevicePrior, *, noise: float | None = None, local: bool = True
+    ) -> None:
         self.prior = prior
         self.noise = noise
+        self.local = local
 
     def fit(self, archs: Archs, latency_ms: np.ndarray | list[float]) -> AdaptedDevice:
         """Posterior from measured ``latency_ms`` (positive, finite) of ``archs``."""
@@ -122,11 +125,17 @@ class FewShotAdapter:
         p = self.prior
         a, z = p.design[ids], np.log(y)
         grid = (self.noise,) if self.noise is not None else _NOISE_GRID
-        s2 = max(grid, key=lambda g: _log_evidence(a, z, p.mean, p.cov, g * p.noise_var))
-        s2 *= p.noise_var
-        ci = np.linalg.inv(p.cov)
-        mean, cov = _posterior(ci, p.mean, a, z, s2)
-        return AdaptedDevice(p, mean, cov, float(s2), ids, y, _band_scale(ci, p.mean, a, z, s2))
+        priors = [(p.mean, p.cov)]
+        if self.local and len(z) >= 3:
+            priors += _level_priors(p, a, z)
+            if p.source_weights is not None:
+                priors += _local_priors(p, a, z)
+        # model choice by marginal likelihood: the global prior, or one local to the
+        # sources the measurements resemble, and the noise level
+        mu0, c0, s2 = _best(priors, grid, a, z, p.noise_var)
+        ci = np.linalg.inv(c0)
+        mean, cov = _posterior(ci, mu0, a, z, s2)
+        return AdaptedDevice(p, mean, cov, float(s2), ids, y, _band_scale(ci, mu0, a, z, s2))
 
 
 def _posterior(ci, mu, a, z, s2) -> tuple[np.ndarray, np.ndarray]:
@@ -152,3 +161,64 @@ def _log_evidence(a: np.ndarray, z: np.ndarray, mu: np.ndarray, c: np.ndarray, s
     r = z - a @ mu
     sign, logdet = np.linalg.slogdet(k)
     return -0.5 * (logdet + r @ np.linalg.solve(k, r)) if sign > 0 else -np.inf
+
+
+_TEMPERATURES = (0.25, 1.0)
+_WIDTHS = (1.0, 3.0, 10.0)
+
+
+def _level_priors(
+    p: DevicePrior, a: np.ndarray, z: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The global prior moved to the target's level, as given and widened.
+
+    A device much faster or slower than every source would otherwise spend the prior's
+    other weights on its level; a widened prior lets a device unlike the sources
+    leave them.
+    """
+    m = p.mean.copy()
+    m[0] += float(np.mean(z - a @ p.mean))
+    return [(m, w * p.cov) for w in _WIDTHS]
+
+
+_SPREADS = (0.1, 0.3, 1.0)
+
+
+def _local_priors(
+    p: DevicePrior, a: np.ndarray, z: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Priors centred on the sources that fit the measured rows best.
+
+    Each source's weights predict the measured log-latencies up to a level (its
+    intercept is moved to the target's); sources are weighted by that fit's profile
+    likelihood, tempered, and the prior is their weighted mean and spread plus a share
+    of the global covariance (so the target may still differ from all of them).
+    """
+    w = np.asarray(p.source_weights, np.float64)
+    pred = a @ w.T
+    off = (z[:, None] - pred).mean(axis=0)
+    rss = ((z[:, None] - pred - off) ** 2).sum(axis=0)
+    n = len(z)
+    ll = -0.5 * n * np.log(rss / n + 1e-3 * p.noise_var)
+    shifted = w.copy()
+    shifted[:, 0] += off
+    out = []
+    for t in _TEMPERATURES:
+        pi = np.exp(t * (ll - ll.max()))
+        pi /= pi.sum()
+        m = pi @ shifted
+        d = shifted - m
+        spread = (d.T * pi) @ d
+        out += [(m, spread + f * p.cov) for f in _SPREADS]
+    return out
+
+
+def _best(priors, grid, a, z, noise_var) -> tuple[np.ndarray, np.ndarray, float]:
+    """The (prior mean, prior covariance, noise variance) of the largest evidence."""
+    scored = [
+        (_log_evidence(a, z, m, c, g * noise_var), i, g)
+        for i, (m, c) in enumerate(priors)
+        for g in grid
+    ]
+    _, i, g = max(scored, key=lambda t: t[0])
+    return priors[i][0], priors[i][1], g * noise_var

@@ -45,12 +45,13 @@ __all__ = [
     "source_matrix",
 ]
 
-ADAPTER_VERSION = "fewshot-blr-1"
+ADAPTER_VERSION = "fewshot-blr-2"
 """Names the model and file layout; recorded in priors and predicted datasets."""
 DEFAULT_PRIOR = "nb201-help-xeon2c.npz"
 """File name of the prior shipped in ``latbench.predictors.priors``."""
 _FORMAT = "latbench-fewshot-prior"
 _ARRAYS = ("factors", "features", "feature_mean", "feature_std", "mean", "cov", "graph")
+_OPTIONAL = ("source_weights",)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,10 @@ class DevicePrior:
     noise_var: float
     sources: tuple[str, ...]
     meta: dict[str, Any] = field(default_factory=dict)
+    source_weights: np.ndarray | None = None
+    """``(sources, 1 + k + p)``: each source's own weights, for a prior local to the
+    sources a target resembles (:class:`~latbench.predictors.fewshot.adapter.FewShotAdapter`);
+    ``None`` in priors written before adapter version 2."""
 
     @cached_property
     def design(self) -> np.ndarray:
@@ -98,6 +103,8 @@ class DevicePrior:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAYS}
+        if self.source_weights is not None:
+            arrays["source_weights"] = np.ascontiguousarray(self.source_weights, np.float64)
         arrays["factors"] = arrays["factors"].astype(np.float32)
         arrays["features"] = arrays["features"].astype(np.float32)
         meta = {
@@ -115,7 +122,7 @@ class DevicePrior:
 
 def _digest(arrays: Mapping[str, np.ndarray]) -> str:
     h = hashlib.sha256()
-    for name in _ARRAYS:
+    for name in (*_ARRAYS, *[n for n in _OPTIONAL if n in arrays]):
         a = np.ascontiguousarray(arrays[name])
         h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
         h.update(a.tobytes())
@@ -141,6 +148,7 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"][()]))
             arrays = {name: npz[name] for name in _ARRAYS}
+            arrays.update({name: npz[name] for name in _OPTIONAL if name in npz.files})
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
         raise PredictorError(f"{path}: not a LatBench few-shot prior ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
@@ -148,7 +156,12 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
     if meta.get("sha256") != _digest(arrays):
         raise PredictorError(f"{path}: checksum mismatch, the file is corrupt or was altered")
     d = 1 + arrays["factors"].shape[1] + arrays["features"].shape[1]
-    if arrays["factors"].shape[0] != N_ARCHS or arrays["cov"].shape != (d, d):
+    sw = arrays.get("source_weights")
+    if (
+        arrays["factors"].shape[0] != N_ARCHS
+        or arrays["cov"].shape != (d, d)
+        or (sw is not None and sw.shape != (len(meta["sources"]), d))
+    ):
         raise PredictorError(f"{path}: array shapes do not fit together")
     return DevicePrior(
         **arrays,
@@ -287,4 +300,5 @@ def pretrain(
         noise_var=float(np.median(resid)),
         sources=tuple(keys),
         meta=info,
+        source_weights=wts,
     )
