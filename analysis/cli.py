@@ -83,8 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Predictor repeats are cached, so a rerun computes only the new ones.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("all", parents=[common, pred],
-                   help="every result below and OUT/README.md embedding them")  # fmt: skip
+    every = sub.add_parser("all", parents=[common, pred],
+                           help="every result below and OUT/README.md embedding them")  # fmt: skip
+    every.add_argument("--fewshot", type=Path, default=None, metavar="CSV",
+                       help="also report few-shot adaptation from this "
+                            "'latbench-predict evaluate-adapt -o' file")  # fmt: skip
     sub.add_parser("correlation", parents=[common],
                    help="cross-device Pearson/Spearman/Kendall (Table S4)")  # fmt: skip
     sub.add_parser("proxies", parents=[common], help="latency vs FLOPs and params (Figure S12)")
@@ -103,6 +106,12 @@ def _errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [
         UnknownDatasetError, DatasetNotFoundError, NoDatasetsError, DatasetError,
     ]  # fmt: skip
+    try:
+        from latbench.analysis.fewshot import FewshotResultsError
+    except ImportError:  # matplotlib absent: reported where it is needed
+        pass
+    else:
+        errors.append(FewshotResultsError)
     try:
         from latbench.predictors import PredictorError
     except ImportError:  # predictors not installed: their errors cannot occur
@@ -146,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log=None if args.quiet else lambda msg: print(msg, file=sys.stderr, flush=True),
             cache=not getattr(args, "no_cache", False),
             progress=not args.quiet,
+            fewshot=getattr(args, "fewshot", None),
         )
     except _errors() as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)

@@ -14,11 +14,36 @@ import pandas as pd
 
 from latbench.analysis.style import plot_style, save_png
 
-__all__ = ["fewshot_figure", "write_fewshot"]
+__all__ = ["FewshotResultsError", "fewshot_figure", "read_fewshot", "write_fewshot"]
 
 _PANELS = (("help-meta-test", "HELP's meta-test devices"), ("latbench-release", "LatBench release"))
 _BASELINES = {"best-source": "best-correlated source", "flops": "FLOPs fit", "gcn": "GCN on N",
               "adapter-random": "adapter, random N"}  # fmt: skip
+
+
+_COLUMNS = ("target", "group", "protocol", "method", "n", "repeat", "spearman", "within_10pct")
+
+
+class FewshotResultsError(ValueError):
+    """A few-shot results file that is missing, unreadable or not evaluate-adapt's."""
+
+
+def read_fewshot(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a ``latbench-predict evaluate-adapt -o`` CSV, checking its columns."""
+    try:
+        res = pd.read_csv(path)
+    except FileNotFoundError:
+        raise FewshotResultsError(f"{path}: no such few-shot results file") from None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise FewshotResultsError(f"{path}: unreadable as CSV ({exc})") from None
+    missing = [c for c in _COLUMNS if c not in res.columns]
+    if missing:
+        raise FewshotResultsError(
+            f"{path}: not an evaluate-adapt results file (no column {', '.join(missing)})"
+        )
+    if res.empty:
+        raise FewshotResultsError(f"{path}: no rows")
+    return res
 
 
 def fewshot_figure(res: pd.DataFrame, protocol: str = "siblings"):
@@ -65,7 +90,7 @@ def write_fewshot(results: str | os.PathLike[str] | pd.DataFrame, out: str | os.
     from latbench.analysis.report import Section
     from latbench.predictors.fewshot.report import markdown_tables
 
-    res = results if isinstance(results, pd.DataFrame) else pd.read_csv(results)
+    res = results if isinstance(results, pd.DataFrame) else read_fewshot(results)
     out = Path(out)
     png = save_png(fewshot_figure(res), out / "fewshot.png")
     md = markdown_tables(res)

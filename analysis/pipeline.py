@@ -30,6 +30,7 @@ def command_line(
     seed: int = 0,
     gcn_epochs: int | None = None,
     bundled_only: bool = False,
+    fewshot: str | os.PathLike[str] | None = None,
 ) -> str:
     """The ``latbench-analysis`` command line equivalent to :func:`run` with these arguments."""
     parts = ["latbench-analysis", result]
@@ -49,6 +50,8 @@ def command_line(
         parts += ["--seed", str(seed)]
     if gcn_epochs:
         parts += ["--gcn-epochs", str(gcn_epochs)]
+    if fewshot:
+        parts += ["--fewshot", str(fewshot)]
     parts += ["--out", Path(out).as_posix()]
     return shlex.join(parts)
 
@@ -69,6 +72,7 @@ def run(
     log: Callable[[str], None] | None = None,
     cache: str | os.PathLike[str] | None | bool = True,
     progress: bool = False,
+    fewshot: str | os.PathLike[str] | None = None,
 ) -> list[report.Section]:
     """Write ``result`` (one of :data:`RESULTS`, or ``"all"`` plus ``out/README.md``) into ``out``.
 
@@ -78,7 +82,9 @@ def run(
     ``gcn_epochs`` caps GCN training. ``cache`` is the folder of predictor repeat
     results (``True``: ``<data home>/cache/predictors``; ``False``/``None``: none), so
     a rerun computes only the repeats it lacks. ``progress`` shows bars (or ETA lines)
-    on stderr. Returns the sections written.
+    on stderr. ``fewshot`` is a ``latbench-predict evaluate-adapt -o`` CSV: with it,
+    ``all`` also writes the few-shot section (its figure and tables). Returns the
+    sections written.
     """
     if result != "all" and result not in RESULTS:
         raise ValueError(f"unknown result {result!r}; choose all or one of {', '.join(RESULTS)}")
@@ -108,9 +114,15 @@ def run(
             progress=progress, **pred_kw,
         ),
     }  # fmt: skip
+    names = RESULTS if result == "all" else (result,)
+    if fewshot is not None and result == "all":
+        from latbench.analysis.fewshot import read_fewshot, write_fewshot
+
+        adapt = read_fewshot(fewshot)  # checked before hours of work, not after
+        steps["fewshot"] = lambda: write_fewshot(adapt, out)
+        names = (*names, "fewshot")
     say = log or (lambda _msg: None)
     say(f"{len(data.keys)} dataset(s): {', '.join(data.keys)}")
-    names = RESULTS if result == "all" else (result,)
     if "predictors" in names:
         from latbench.analysis.predictors import DEFAULT_PREDICTORS, protocols
 
@@ -133,7 +145,7 @@ def run(
         command = command_line(
             "all", devices=devices, out=out, max_pairs=None if max_pairs == MAX_DEVICES else max_pairs,
             repeats=repeats, n_train=n_train, predictors=predictors, seed=seed,
-            gcn_epochs=gcn_epochs, bundled_only=bundled_only,
+            gcn_epochs=gcn_epochs, bundled_only=bundled_only, fewshot=fewshot,
         )  # fmt: skip
         params = {"datasets": ", ".join(data.keys), "pairs: most datasets shown": max_pairs}
         params |= report.predictor_parameters(**pred_kw, gcn_epochs=gcn_epochs)

@@ -324,6 +324,36 @@ def test_cli_all_on_the_bundled_data_writes_a_complete_report(tmp_path, capsys):
     assert m.loc[BUNDLED, BUNDLED] == pytest.approx(1.0, abs=1e-6)
 
 
+def test_cli_all_reports_few_shot_results(tmp_path, capsys):
+    rows = [
+        {"target": t, "group": g, "protocol": "siblings", "mode": "chip", "method": m, "n": n,
+         "repeat": r, "spearman": rho - (0.1 if m == "flops" else 0) + 0.002 * n,
+         "within_10pct": 0.5, "coverage_90": 0.9, "n_sources": 9, "seconds": 0.1}
+        for t, g, rho in (("help-pixel2", "help-meta-test", 0.8), ("edgetpu-int8", "latbench-release", 0.9))
+        for m in ("adapter", "flops") for n in (5, 10) for r in range(2)
+    ]  # fmt: skip
+    csv = tmp_path / "adapt.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    out = tmp_path / "results"
+    common = ("all", "--data-home", str(tmp_path / "home"), "--out", str(out),
+              "--devices", BUNDLED, "--predictors", "flops", "--repeats", "2", "--train", "100")  # fmt: skip
+    assert _run_cli(*common, "--fewshot", str(csv)) == 0
+    readme = (out / "README.md").read_text()
+    assert "## Few-shot adaptation" in readme and "(fewshot.png)" in readme
+    assert (out / "fewshot.png").stat().st_size > 0
+    table = (out / "fewshot.md").read_text()
+    assert "help-pixel2" in table and "0.82" in table  # adapter at N = 10: 0.8 + 0.02
+    assert f"--fewshot {csv}" in readme  # the command that regenerates it
+    capsys.readouterr()
+    # a missing or foreign file is refused before any work, in one line
+    assert _run_cli(*common, "--fewshot", str(tmp_path / "absent.csv")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no such few-shot results file" in err
+    pd.DataFrame({"x": [1]}).to_csv(tmp_path / "other.csv", index=False)
+    assert _run_cli(*common, "--fewshot", str(tmp_path / "other.csv")) == 2
+    assert "not an evaluate-adapt results file" in capsys.readouterr().err
+
+
 def test_cli_device_selection_and_errors(tmp_path, capsys):
     out = tmp_path / "r"
     assert _run_cli("correlation", "--devices", "xeon2c-onnxruntime-fp3", "--out", str(out)) == 2
