@@ -77,6 +77,14 @@ def test_litert_dataset_covers_the_full_space():
     assert df.attrs["metadata"]["protocol"]["passes"] == 5
 
 
+@pytest.mark.parametrize("key", (KEY, *SAMPLES))
+def test_bundled_keys_name_the_host_that_measured_them(key):
+    # "xeon2c-*": a 2-vCPU Xeon, one runtime thread; a campaign on another host gets its own key
+    meta = latbench.load(key).attrs["metadata"]
+    assert "Xeon" in meta["host"]["cpu_model"] and meta["host"]["cores_logical"] == 2
+    assert meta["runtime"]["threads"] == 1 and meta["device"]["key"] == key
+
+
 @pytest.mark.parametrize("key", ("xeon2c-tf-fp32",))
 def test_sample_datasets_share_one_seeded_sample(key):
     from latbench.harness.plan import select_archs

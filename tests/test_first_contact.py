@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_SAMPLE = "xeon2c-tflite-fp32"  # 1,500 architectures: quick to load and fit
+BUNDLED_SAMPLE = "xeon2c-tf-fp32"  # 1,500 architectures: quick to load and fit
 # A TensorFlow/absl C++ log line ("I0000 00:00:..." / "W1202 ...") or its Python twins.
 TF_LINE = re.compile(
     r"^([IWEF]\d{4} \d\d:\d\d|WARNING:absl|WARNING:tensorflow|.*cpu_feature_guard|"

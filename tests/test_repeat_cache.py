@@ -11,7 +11,7 @@ from latbench.predictors import evaluate, predictions
 from latbench.predictors import protocol as P
 from latbench.predictors.cache import RepeatCache
 
-SAMPLE = "xeon2c-tflite-fp32"  # bundled, 1,500 architectures
+SAMPLE = "xeon2c-tf-fp32"  # bundled, 1,500 architectures
 SMALL = {"train": 100, "val": 10}
 TINY_GCN = {"hidden": 16, "layers": 2, "max_epochs": 2}
 
