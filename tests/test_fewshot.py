@@ -145,6 +145,18 @@ def test_selection_criteria_do_what_they_optimise(prior):
     assert first["d"] == cand[np.argmax(var)] == first["hybrid"]  # hybrid starts with D
     assert first["integrated"] == cand[np.argmin(after)]
     assert first["integrated"] != first["d"]  # the two criteria differ here
+    # "auto": D-optimal for a prior of few sources, integrated for one of many
+    import dataclasses
+
+    from latbench.predictors.fewshot.selection import AUTO_MIN_SOURCES
+
+    assert len(prior.sources) < AUTO_MIN_SOURCES
+    np.testing.assert_array_equal(select_archs(prior, 5, criterion="auto"),
+                                  select_archs(prior, 5, criterion="d"))  # fmt: skip
+    many = dataclasses.replace(prior, sources=tuple(f"s{i}" for i in range(AUTO_MIN_SOURCES)))
+    np.testing.assert_array_equal(
+        select_archs(many, 5), select_archs(many, 5, criterion="integrated")
+    )
     with pytest.raises(PredictorError, match="criterion"):
         select_archs(prior, 3, criterion="a-optimal")
 

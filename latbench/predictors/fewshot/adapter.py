@@ -196,11 +196,11 @@ def _local_priors(
     """
     w = np.asarray(p.source_weights, np.float64)
     pred = a @ w.T
+    n = len(z)
     off = (z[:, None] - pred).mean(axis=0)
     rss = ((z[:, None] - pred - off) ** 2).sum(axis=0)
-    n = len(z)
-    ll = -0.5 * n * np.log(rss / n + 1e-3 * p.noise_var)
     shifted = w.copy()
+    ll = -0.5 * n * np.log(rss / n + 1e-3 * p.noise_var)
     shifted[:, 0] += off
     out = []
     for t in _TEMPERATURES:

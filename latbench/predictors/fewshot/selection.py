@@ -8,9 +8,12 @@ D-optimal takes the architecture whose prediction is most uncertain (largest
 weights down and favours unusual architectures); integrated (I-optimal, MacKay's ALC)
 takes the one whose measurement most lowers the predictive variance summed over the
 pool, ``phi S G S phi' / (s2 + phi S phi')`` with ``G`` the pool's second moment, so
-it favours typical architectures. The default alternates them (``"hybrid"``, D
-first): on the LatBench release and HELP's meta-test devices it kept the ranking of
-D-optimal and the ±10 % share of integrated (docs/predictors.md). Candidates are
+it favours typical architectures. Integrated relies on the prior's covariance being
+right about where devices differ, D-optimal does not, so the default (``"auto"``) takes
+integrated for a prior of 20 or more sources and D-optimal below: over 20 seeded repeats
+on the LatBench release and HELP's meta-test devices, with 36 sources integrated matched
+D's Spearman and raised the ±10 % share by 2 to 5 points, while with HELP's 9 meta-train
+devices as the only sources it lost 0.04 Spearman at N = 10 (docs/predictors.md). Candidates are
 valid architectures, optionally a seeded random pool of them; once one is chosen,
 every architecture sharing its pruned graph leaves the pool (timing one graph twice
 teaches nothing). The seed draws the pool and breaks ties, so repeats differ.
@@ -26,7 +29,10 @@ import numpy as np
 from latbench.predictors.base import PredictorError
 from latbench.predictors.fewshot.prior import DevicePrior
 
-__all__ = ["distinct_graph_archs", "graph_index", "select_archs"]
+__all__ = ["AUTO_MIN_SOURCES", "distinct_graph_archs", "graph_index", "select_archs"]
+
+AUTO_MIN_SOURCES = 20
+"""``criterion="auto"`` designs I-optimally from a prior of this many sources, else D-optimally."""
 
 
 @cache
@@ -62,17 +68,22 @@ def select_archs(
     pool: int | None = 4000,
     candidates: Sequence[int] | np.ndarray | None = None,
     noise_var: float | None = None,
-    criterion: str = "hybrid",
+    criterion: str = "auto",
 ) -> np.ndarray:
     """``n`` ``arch_id`` values to measure, in the order they were chosen.
 
     ``candidates`` defaults to every valid architecture; ``pool`` draws that many of them
     at random (seeded) first, ``None`` keeps all. ``criterion``: ``"d"`` (D-optimal),
-    ``"integrated"`` (I-optimal) or ``"hybrid"`` (alternating, D first; see the module
-    doc). Same inputs, same answer.
+    ``"integrated"`` (I-optimal), ``"hybrid"`` (alternating, D first) or ``"auto"``
+    (integrated for a prior of :data:`AUTO_MIN_SOURCES` sources or more, else D; see
+    the module doc). Same inputs, same answer.
     """
-    if criterion not in ("integrated", "d", "hybrid"):
-        raise PredictorError(f"unknown selection criterion {criterion!r}: integrated, d or hybrid")
+    if criterion not in ("auto", "integrated", "d", "hybrid"):
+        raise PredictorError(
+            f"unknown selection criterion {criterion!r}: auto, integrated, d or hybrid"
+        )
+    if criterion == "auto":
+        criterion = "integrated" if len(prior.sources) >= AUTO_MIN_SOURCES else "d"
     if candidates is None:
         cand = np.flatnonzero(prior.valid)
     else:
