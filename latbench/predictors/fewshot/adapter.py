@@ -8,8 +8,10 @@
 
 The weights' posterior is ``N(m, S)`` with ``S = (C^-1 + A'A / s2)^-1`` and
 ``m = S (C^-1 mu + A'z / s2)`` for the measured rows ``A`` of the design and their
-log-latencies ``z``. The noise variance ``s2`` is chosen by empirical Bayes (the
-marginal likelihood of ``z`` over a grid of multiples of the prior's). The band is the
+log-latencies ``z``. The prior ``N(mu, C)`` and the noise variance ``s2`` are chosen
+by empirical Bayes (the marginal likelihood of ``z``): ``s2`` over a grid of multiples
+of the prior's noise, the prior among the global one and priors local to the sources
+that the measurements resemble (:func:`_local_priors`). The band is the
 central ``level`` interval of the predictive normal in log space, its standard
 deviation scaled by ``band_scale``: the root mean square of the leave-one-out
 standardised residuals on the measured rows (at least 1), since a prior learnt from
@@ -126,10 +128,8 @@ class FewShotAdapter:
         a, z = p.design[ids], np.log(y)
         grid = (self.noise,) if self.noise is not None else _NOISE_GRID
         priors = [(p.mean, p.cov)]
-        if self.local and len(z) >= 3:
-            priors += _level_priors(p, a, z)
-            if p.source_weights is not None:
-                priors += _local_priors(p, a, z)
+        if self.local and p.source_weights is not None and len(z) >= 3:
+            priors += _local_priors(p, a, z)
         # model choice by marginal likelihood: the global prior, or one local to the
         # sources the measurements resemble, and the noise level
         mu0, c0, s2 = _best(priors, grid, a, z, p.noise_var)
@@ -164,23 +164,6 @@ def _log_evidence(a: np.ndarray, z: np.ndarray, mu: np.ndarray, c: np.ndarray, s
 
 
 _TEMPERATURES = (0.25, 1.0)
-_WIDTHS = (1.0, 3.0, 10.0)
-
-
-def _level_priors(
-    p: DevicePrior, a: np.ndarray, z: np.ndarray
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The global prior moved to the target's level, as given and widened.
-
-    A device much faster or slower than every source would otherwise spend the prior's
-    other weights on its level; a widened prior lets a device unlike the sources
-    leave them.
-    """
-    m = p.mean.copy()
-    m[0] += float(np.mean(z - a @ p.mean))
-    return [(m, w * p.cov) for w in _WIDTHS]
-
-
 _SPREADS = (0.1, 0.3, 1.0)
 
 
