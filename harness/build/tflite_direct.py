@@ -290,24 +290,26 @@ def _table_vec(b: flatbuffers.Builder, offsets: list[int]) -> int:
     return b.EndVector()
 
 
+def _spatial_options(b: flatbuffers.Builder, table: str, o: dict) -> Any:
+    """Start a Conv2D/Pool2D options table with its padding and (square) stride."""
+    m = _schema(table)
+    m.Start(b)
+    m.AddPadding(b, o["padding"])
+    m.AddStrideW(b, o["stride"])
+    m.AddStrideH(b, o["stride"])
+    return m
+
+
 def _options(b: flatbuffers.Builder, op: Op) -> tuple[int, int]:
     o = op.options
     if op.code == _BO.CONV_2D:
-        m = _schema("Conv2DOptions")
-        m.Start(b)
-        m.AddPadding(b, o["padding"])
-        m.AddStrideW(b, o["stride"])
-        m.AddStrideH(b, o["stride"])
+        m = _spatial_options(b, "Conv2DOptions", o)
         m.AddFusedActivationFunction(b, o["act"])
         m.AddDilationWFactor(b, 1)
         m.AddDilationHFactor(b, 1)
         return _BOPT.Conv2DOptions, m.End(b)
     if op.code == _BO.AVERAGE_POOL_2D:
-        m = _schema("Pool2DOptions")
-        m.Start(b)
-        m.AddPadding(b, o["padding"])
-        m.AddStrideW(b, o["stride"])
-        m.AddStrideH(b, o["stride"])
+        m = _spatial_options(b, "Pool2DOptions", o)
         m.AddFilterWidth(b, o["filter"])
         m.AddFilterHeight(b, o["filter"])
         m.AddFusedActivationFunction(b, _ACT.NONE)
