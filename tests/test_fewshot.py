@@ -103,15 +103,92 @@ def test_local_prior_keeps_the_global_one_for_a_new_kind_of_device(synthetic, pr
     assert np.mean(errs[True]) <= 1.1 * np.mean(errs[False])
 
 
+def _additive_device(prior, seed: int, noise: float = 0.01) -> np.ndarray:
+    """Latency as a sum of positive per-op costs (a simulated accelerator), 1 % noise."""
+    rng = np.random.default_rng(seed)
+    f = prior.additive_design
+    y = f @ np.concatenate([[2.0], rng.uniform(0.05, 1.0, f.shape[1] - 1)])
+    y = y * np.exp(rng.normal(0, noise, N_ARCHS))
+    y[~prior.valid] = np.nan
+    return y
+
+
+def test_additive_model_is_chosen_for_an_additive_device(prior):
+    # the sources are log-linear: only the leave-one-out comparison can find the sum
+    y = _additive_device(prior, 0)
+    ok = np.isfinite(y)
+    ids = select_archs(prior, 20, seed=0)
+    auto = FewShotAdapter(prior).fit(ids, y[ids])
+    logl = FewShotAdapter(prior, model="log-linear").fit(ids, y[ids])
+    assert auto.model == "additive" and auto.loo["additive"] < auto.loo["log-linear"]
+    share = {m: np.mean(np.abs(f.predict()[ok] / y[ok] - 1) <= 0.1) for m, f in
+             (("auto", auto), ("log", logl))}  # fmt: skip
+    assert share["auto"] > 0.95 and share["auto"] > share["log"]
+    mu, sd = auto.predict_log()
+    inside = np.abs(np.log(y[ok]) - mu[ok]) <= 1.645 * sd[ok]
+    assert inside.mean() > 0.7
+    meta = auto.describe()
+    assert meta["model"] == "additive" and meta["scale_ms"] > 0 and set(meta["loo_mse_log"]) == {
+        "log-linear", "additive"}  # fmt: skip
+
+
+def test_log_linear_device_keeps_the_log_linear_model(synthetic, prior):
+    y = synthetic["dev0"].to_numpy()
+    fits = [FewShotAdapter(prior).fit(ids, y[ids])
+            for ids in (select_archs(prior, 20, seed=s) for s in range(3))]  # fmt: skip
+    assert [f.model for f in fits].count("log-linear") >= 2
+    few = FewShotAdapter(prior).fit(select_archs(prior, 9, seed=0), y[select_archs(prior, 9)])
+    assert few.model == "log-linear" and few.loo is None  # fewer rows than additive weights
+
+
+def test_robust_weights_resist_one_slow_outlier(synthetic, prior):
+    # one measurement 3x too slow (a background job on a phone) must not tilt the fit
+    y = synthetic["dev0"].to_numpy()
+    ok = np.isfinite(y)
+    err = {True: [], False: []}
+    for seed in range(3):
+        ids = select_archs(prior, 20, seed=seed)
+        meas = y[ids].copy()
+        meas[seed] *= 3.0
+        for robust in (True, False):
+            fit = FewShotAdapter(prior, robust=robust, model="log-linear").fit(ids, meas)
+            err[robust].append(np.median(np.abs(np.log(fit.predict()[ok] / y[ok]))))
+    assert np.mean(err[True]) < 0.8 * np.mean(err[False])
+
+
+def test_adapter_model_option_is_checked(prior):
+    import dataclasses
+
+    from latbench.predictors.fewshot.adapter import MODELS
+    from latbench.predictors.fewshot.commands import MODEL_CHOICES
+
+    assert MODEL_CHOICES == MODELS
+    with pytest.raises(PredictorError, match="model must be one of"):
+        FewShotAdapter(prior, model="gcn")
+    old = dataclasses.replace(prior, additive_mean=None, additive_cov=None, additive_noise_var=None)
+    with pytest.raises(PredictorError, match="no additive model"):
+        FewShotAdapter(old, model="additive")
+    y = _additive_device(prior, 1)
+    ids = select_archs(prior, 12, seed=0)
+    assert FewShotAdapter(old).fit(ids, y[ids]).model == "log-linear"  # a version-2 prior
+    forced = FewShotAdapter(prior, model="additive").fit(ids, y[ids])
+    assert forced.model == "additive" and np.all(forced.predict() > 0)
+
+
 def test_prior_without_source_weights_still_adapts(prior, tmp_path):
     import dataclasses
 
     assert prior.source_weights is not None and prior.source_weights.shape[0] == len(prior.sources)
     back = load_prior(prior.save(tmp_path / "p.npz"))
     np.testing.assert_allclose(back.source_weights, prior.source_weights)
-    old = dataclasses.replace(prior, source_weights=None)  # a version-1 prior
+    np.testing.assert_allclose(back.additive_cov, prior.additive_cov)
+    assert back.additive_noise_var == pytest.approx(prior.additive_noise_var)
+    np.testing.assert_array_equal(back.additive_design, prior.additive_design)
+    old = dataclasses.replace(
+        prior, source_weights=None, additive_mean=None, additive_cov=None, additive_noise_var=None
+    )  # a version-1 prior
     old_back = load_prior(old.save(tmp_path / "old.npz"))
-    assert old_back.source_weights is None
+    assert old_back.source_weights is None and old_back.additive_mean is None
     ids = select_archs(old_back, 6, seed=0)
     y = np.exp(old_back.design[ids] @ old_back.mean)
     fit = FewShotAdapter(old_back).fit(ids, y)

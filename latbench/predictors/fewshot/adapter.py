@@ -1,4 +1,4 @@
-"""Fit a new device from a few measurements: Bayesian linear regression under a prior.
+"""Fit a new device from a few measurements: two Bayesian linear models, one chosen.
 
 >>> from latbench.predictors.fewshot import FewShotAdapter, load_prior, select_archs
 >>> prior = load_prior()                                   # the shipped prior
@@ -6,21 +6,33 @@
 >>> fit = FewShotAdapter(prior).fit(ids, measured_ms)      # doctest: +SKIP
 >>> fit.predict_frame()        # 15,625 rows: arch_id, latency_pred_ms, lo, hi  # doctest: +SKIP
 
-The weights' posterior is ``N(m, S)`` with ``S = (C^-1 + A'A / s2)^-1`` and
-``m = S (C^-1 mu + A'z / s2)`` for the measured rows ``A`` of the design and their
-log-latencies ``z``. The prior ``N(mu, C)`` and the noise variance ``s2`` are chosen
-by empirical Bayes (the marginal likelihood of ``z``): ``s2`` over a grid of multiples
-of the prior's noise, the prior among the global one and priors local to the sources
-that the measurements resemble (:func:`_local_priors`). The band is the
-central ``level`` interval of the predictive normal in log space, its standard
-deviation scaled by ``band_scale``: the root mean square of the leave-one-out
-standardised residuals on the measured rows (at least 1), since a prior learnt from
-other devices is over-confident about a device unlike them.
+**Log-linear** (``"log-linear"``): the log-latency ``z`` is linear in the prior's
+design rows ``A`` (source factors and architecture features). The weights' posterior
+is ``N(m, S)``, ``S = (C^-1 + A'WA / s2)^-1``, ``m = S (C^-1 mu + A'Wz / s2)``. The
+prior ``N(mu, C)`` (the global one, or one local to the sources the measurements
+resemble, :func:`_local_priors`) and ``s2`` (a multiple of the prior's noise) are chosen
+by empirical Bayes; then ``W`` are Student-t weights (``nu`` = 4, iteratively
+reweighted) so that one slow outlier, common on phones and boards, cannot tilt the fit.
+
+**Additive** (``"additive"``): latency itself is a sum of per-op costs, linear in the
+op counts ``F`` (:data:`~latbench.predictors.fewshot.features.ADDITIVE_NAMES`), with
+relative noise: rows ``F / y`` regress on 1 under the prior's additive weights scaled to
+the device's geometric-mean latency (from the log-linear fit). Exact for simulated
+accelerators (Eyeriss, FPGA in HW-NAS-Bench) and close for GPUs and NPUs, where the
+log-linear model's curvature costs accuracy.
+
+With ``model="auto"`` (the default) and at least as many measurements as the additive
+model has weights (10), the model of smaller
+leave-one-out squared log error on the measured rows is used (each left-out fit
+refits everything). The band is the central ``level`` interval of the predictive
+normal in log space, its standard deviation scaled by ``band_scale``: the root mean
+square of the chosen model's leave-one-out standardised residuals (at least 1), since a
+prior learnt from other devices is over-confident about a device unlike them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -29,8 +41,6 @@ from latbench.predictors.base import Archs, PredictorError, arch_ids
 from latbench.predictors.fewshot.prior import ADAPTER_VERSION, DevicePrior
 
 __all__ = ["AdaptedDevice", "FewShotAdapter"]
-
-_NOISE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 @dataclass(frozen=True)
@@ -44,10 +54,24 @@ class AdaptedDevice:
     measured: np.ndarray
     measured_ms: np.ndarray
     band_scale: float = 1.0
+    model: str = "log-linear"
+    """``"log-linear"`` or ``"additive"`` (module doc)."""
+    scale_ms: float = 1.0
+    """The additive model's unit: the device's geometric-mean latency estimate (ms)."""
+    loo: dict[str, float] | None = None
+    """Leave-one-out mean squared log error per model tried (``None``: not compared)."""
 
     def predict_log(self, archs: Archs = None) -> tuple[np.ndarray, np.ndarray]:
         """Predictive mean and standard deviation of log-latency (natural log of ms)."""
-        phi = self.prior.design[arch_ids(archs)]
+        ids = arch_ids(archs)
+        if self.model == "additive":
+            f = self.prior.additive_design[ids]
+            lin = self._linear(f)
+            var = np.einsum("ij,jk,ik->i", f, self.cov, f, optimize=True)
+            # delta method: a relative sd is a log-space sd
+            var = var * (self.scale_ms / lin) ** 2 + self.noise_var
+            return np.log(lin), self.band_scale * np.sqrt(var)
+        phi = self.prior.design[ids]
         mu = phi @ self.mean
         var = np.einsum("ij,jk,ik->i", phi, self.cov, phi, optimize=True) + self.noise_var
         return mu, self.band_scale * np.sqrt(var)
@@ -55,7 +79,14 @@ class AdaptedDevice:
     def predict(self, archs: Archs = None) -> np.ndarray:
         """Predicted latency (ms): the predictive median ``exp(mean)``."""
         ids = arch_ids(archs)
+        if self.model == "additive":
+            return self._linear(self.prior.additive_design[ids])
         return np.exp(self.prior.design[ids] @ self.mean)
+
+    def _linear(self, f: np.ndarray) -> np.ndarray:
+        # a sum of fitted costs can go negative far from the data; a tenth of the
+        # fastest measurement is below any real network and keeps the log finite
+        return np.maximum(self.scale_ms * (f @ self.mean), 0.1 * float(self.measured_ms.min()))
 
     def predict_frame(self, level: float = 0.9) -> pd.DataFrame:
         """All 15,625 architectures: ``arch_id``, ``valid``, ``latency_pred_ms``,
@@ -87,6 +118,9 @@ class AdaptedDevice:
         """Metadata for a predicted dataset: version, sources, measured architectures."""
         return {
             "adapter_version": ADAPTER_VERSION,
+            "model": self.model,
+            "scale_ms": float(self.scale_ms),
+            "loo_mse_log": self.loo,
             "prior_sources": list(self.prior.sources),
             "prior_created": self.prior.meta.get("created"),
             "prior_sha256": self.prior.meta.get("sha256"),
@@ -97,19 +131,42 @@ class AdaptedDevice:
         }
 
 
-class FewShotAdapter:
-    """Bayesian linear regression of a new device's log-latency under ``prior``.
+MODELS = ("auto", "log-linear", "additive")
+"""Values of :class:`FewShotAdapter`'s ``model``."""
+_NOISE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+_ADDITIVE_NOISE_GRID = (1 / 64, 1 / 16, 0.25, 1.0, 4.0, 16.0, 64.0)
+_T_NU = 4.0
+_T_ITERS = 10
+_ADDITIVE_WIDTHS = (1.0, 10.0, 100.0)
 
-    ``noise`` fixes the noise variance as a multiple of the prior's; ``None`` picks it by
-    empirical Bayes.
+
+class FewShotAdapter:
+    """Bayesian regression of a new device's latency under ``prior`` (module doc).
+
+    ``noise`` fixes the log-linear model's noise variance as a multiple of the prior's
+    (``None``: empirical Bayes); ``local`` allows priors local to resembling sources;
+    ``robust`` uses Student-t weights; ``model`` is one of :data:`MODELS` (priors
+    before adapter version 3 hold no additive model: ``"auto"`` is then log-linear).
     """
 
     def __init__(
-        self, prior: DevicePrior, *, noise: float | None = None, local: bool = True
+        self,
+        prior: DevicePrior,
+        *,
+        noise: float | None = None,
+        local: bool = True,
+        robust: bool = True,
+        model: str = "auto",
     ) -> None:
+        if model not in MODELS:
+            raise PredictorError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+        if model == "additive" and prior.additive_mean is None:
+            raise PredictorError("this prior has no additive model (rebuild it: `pretrain`)")
         self.prior = prior
         self.noise = noise
         self.local = local
+        self.robust = robust
+        self.model = model
 
     def fit(self, archs: Archs, latency_ms: np.ndarray | list[float]) -> AdaptedDevice:
         """Posterior from measured ``latency_ms`` (positive, finite) of ``archs``."""
@@ -124,6 +181,32 @@ class FewShotAdapter:
         bad = ids[~self.prior.valid[ids]]
         if bad.size:
             raise PredictorError(f"arch_id {int(bad[0])} is invalid (no latency to learn from)")
+        models = ["log-linear"] if self.model == "auto" else [self.model]
+        am = self.prior.additive_mean
+        can_add = am is not None and len(ids) >= len(am)  # LOO of fewer is noise
+        if self.model == "auto" and can_add:
+            models.append("additive")
+        fits = {m: self._fit(m, ids, y) for m in models}
+        if len(ids) < 3:
+            return fits[models[0]]
+        # leave-one-out: every left-out fit redoes the model choice inside its model
+        err = {m: np.empty(len(ids)) for m in models}
+        std = {m: np.empty(len(ids)) for m in models}
+        for i in range(len(ids)):
+            keep = np.arange(len(ids)) != i
+            for m in models:
+                mu, sd = self._fit(m, ids[keep], y[keep]).predict_log(ids[i : i + 1])
+                err[m][i], std[m][i] = np.log(y[i]) - mu[0], sd[0]
+        loo = {m: float(np.mean(err[m] ** 2)) for m in models}
+        best = min(models, key=lambda m: loo[m])
+        band = max(1.0, float(np.sqrt(np.mean((err[best] / std[best]) ** 2))))
+        return replace(fits[best], band_scale=band, loo=loo if len(models) > 1 else None)
+
+    def _fit(self, model: str, ids: np.ndarray, y: np.ndarray) -> AdaptedDevice:
+        log_fit = self._fit_log(ids, y)
+        return log_fit if model == "log-linear" else self._fit_additive(ids, y, log_fit)
+
+    def _fit_log(self, ids: np.ndarray, y: np.ndarray) -> AdaptedDevice:
         p = self.prior
         a, z = p.design[ids], np.log(y)
         grid = (self.noise,) if self.noise is not None else _NOISE_GRID
@@ -134,26 +217,34 @@ class FewShotAdapter:
         # sources the measurements resemble, and the noise level
         mu0, c0, s2 = _best(priors, grid, a, z, p.noise_var)
         ci = np.linalg.inv(c0)
-        mean, cov = _posterior(ci, mu0, a, z, s2)
-        return AdaptedDevice(p, mean, cov, float(s2), ids, y, _band_scale(ci, mu0, a, z, s2))
+        w = np.ones(len(z))
+        for _ in range(_T_ITERS if self.robust and len(z) >= 3 else 0):
+            mean, _ = _posterior(ci, mu0, a, z, s2, w)
+            w = (_T_NU + 1) / (_T_NU + (z - a @ mean) ** 2 / s2)
+        mean, cov = _posterior(ci, mu0, a, z, s2, w)
+        return AdaptedDevice(p, mean, cov, float(s2), ids, y)
+
+    def _fit_additive(
+        self, ids: np.ndarray, y: np.ndarray, log_fit: AdaptedDevice
+    ) -> AdaptedDevice:
+        p = self.prior
+        assert p.additive_mean is not None and p.additive_cov is not None
+        assert p.additive_noise_var is not None
+        valid = p.valid
+        scale = float(np.exp(np.mean(p.design[valid] @ log_fit.mean)))
+        a = p.additive_design[ids] * scale / y[:, None]
+        t = np.ones(len(y))
+        priors = [(p.additive_mean, k * p.additive_cov) for k in _ADDITIVE_WIDTHS]
+        m0, c0, s2 = _best(priors, _ADDITIVE_NOISE_GRID, a, t, p.additive_noise_var)
+        mean, cov = _posterior(np.linalg.inv(c0), m0, a, t, s2)
+        return AdaptedDevice(p, mean, cov, float(s2), ids, y, model="additive", scale_ms=scale)
 
 
-def _posterior(ci, mu, a, z, s2) -> tuple[np.ndarray, np.ndarray]:
-    cov = np.linalg.inv(ci + a.T @ a / s2)
+def _posterior(ci, mu, a, z, s2, w=None) -> tuple[np.ndarray, np.ndarray]:
+    aw = a.T if w is None else a.T * w
+    cov = np.linalg.inv(ci + aw @ a / s2)
     cov = (cov + cov.T) / 2
-    return cov @ (ci @ mu + a.T @ z / s2), cov
-
-
-def _band_scale(ci, mu, a, z, s2) -> float:
-    """RMS of leave-one-out standardised residuals, floored at 1 (needs 3+ rows)."""
-    if len(z) < 3:
-        return 1.0
-    t = []
-    for i in range(len(z)):
-        keep = np.arange(len(z)) != i
-        m, c = _posterior(ci, mu, a[keep], z[keep], s2)
-        t.append((z[i] - a[i] @ m) ** 2 / (a[i] @ c @ a[i] + s2))
-    return max(1.0, float(np.sqrt(np.mean(t))))
+    return cov @ (ci @ mu + aw @ z / s2), cov
 
 
 def _log_evidence(a: np.ndarray, z: np.ndarray, mu: np.ndarray, c: np.ndarray, s2: float) -> float:

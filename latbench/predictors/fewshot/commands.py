@@ -47,10 +47,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default="adapter,adapter-random,flops,best-source",
         help="comma list of adapter, adapter-random, flops, best-source, gcn",
     )
+    ea.add_argument("--model", choices=MODEL_CHOICES, default="auto",
+                    help="adapter model: chosen by leave-one-out (auto, default) or fixed")  # fmt: skip
     ea.add_argument("--gcn-repeats", type=int, default=2, help="repeats of the GCN baseline")
     ea.add_argument("--gcn-n", default="10", help="N values of the GCN baseline")
     ea.add_argument("--seed", type=int, default=0)
     ea.add_argument("--out", "-o", type=Path, help="CSV with one row per target/method/N/repeat")
+
+
+MODEL_CHOICES = ("auto", "log-linear", "additive")
+"""``adapter.MODELS``, literal so that ``--help`` imports no numpy (a test keeps them equal)."""
 
 
 def match_keys(patterns: str, keys: list[str]) -> list[str]:
@@ -110,7 +116,7 @@ def _evaluate_adapt(args: argparse.Namespace) -> int:
             evaluate_adapt(
                 matrix, tg, protocol=protocol, mode=args.mode, ns=ns, repeats=args.repeats,
                 seed=args.seed, methods=[m.strip() for m in args.methods.split(",")],
-                gcn_repeats=args.gcn_repeats, gcn_ns=[int(x) for x in args.gcn_n.split(",")],
+                adapter_options={"model": args.model}, gcn_repeats=args.gcn_repeats, gcn_ns=[int(x) for x in args.gcn_n.split(",")],
                 progress=lambda line: print(line, file=sys.stderr),
             )
         )  # fmt: skip

@@ -147,6 +147,7 @@ def evaluate_adapt(
                         continue
                     s0 = time.perf_counter()
                     lo = hi = None
+                    chosen = ""
                     if method == "adapter":
                         ids = select_archs(prior, n, seed=int(rng.integers(2**31)), pool=pool,
                                            candidates=have, **dict(selection_options or {}))  # fmt: skip
@@ -155,6 +156,7 @@ def evaluate_adapt(
                     if method.startswith("adapter"):
                         fit = FewShotAdapter(prior, **dict(adapter_options or {})).fit(ids, y[ids])
                         mu, sd = fit.predict_log(have)
+                        chosen = fit.model
                         pred = np.exp(mu)
                         lo, hi = np.exp(mu - 1.6449 * sd), np.exp(mu + 1.6449 * sd)
                     elif method == "flops":
@@ -170,6 +172,7 @@ def evaluate_adapt(
                         "within_10pct": float(np.mean(np.abs(pred - truth) <= 0.1 * truth)),
                         "coverage_90": (float(np.mean((lo <= truth) & (truth <= hi)))
                                         if lo is not None else np.nan),
+                        "model": chosen,
                         "seconds": time.perf_counter() - s0,
                     })  # fmt: skip
         if progress is not None:

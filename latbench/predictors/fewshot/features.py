@@ -4,7 +4,9 @@ Eleven columns per ``arch_id``, all of the pruned network (DESIGN §3-§4) or of
 cell's six op labels: log FLOPs, log params, the cell's count of each non-zero op
 (skip, conv1x1, conv3x3, avgpool), the pruned graph's surviving conv1x1, conv3x3 and
 avgpool nodes, its edges and its multi-input adds. They let the prior express what
-the source devices' factors miss (per-op cost on a pruned-graph target).
+the source devices' factors miss (per-op cost on a pruned-graph target). The nine
+counts are also the terms of the additive cost model (latency, not its log, as a sum
+of per-op costs), exact for simulated accelerators and close for many real targets.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from functools import cache
 
 import numpy as np
 
-__all__ = ["FEATURE_NAMES", "arch_features"]
+__all__ = ["ADDITIVE_NAMES", "FEATURE_NAMES", "arch_features"]
 
 FEATURE_NAMES = (
     "log_flops",
@@ -28,6 +30,9 @@ FEATURE_NAMES = (
     "pruned_edges",
     "pruned_adds",
 )
+ADDITIVE_COLUMNS = tuple(range(2, len(FEATURE_NAMES)))
+"""Columns of :data:`FEATURE_NAMES` that are op counts: the additive cost model's terms."""
+ADDITIVE_NAMES = tuple(FEATURE_NAMES[i] for i in ADDITIVE_COLUMNS)
 
 
 @cache

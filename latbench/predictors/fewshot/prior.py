@@ -11,6 +11,12 @@ fitted to each source (ridge) give the prior ``w ~ N(mean, cov)`` (empirical mea
 covariance over sources, shrunk towards the diagonal) and ``noise_var`` (the median
 residual variance); a new device is Bayesian linear regression under that prior.
 
+Beside it, a prior for the additive cost model: latency (ms, not its log) linear in
+the :data:`~latbench.predictors.fewshot.features.ADDITIVE_NAMES` op counts, fitted to
+each source by relative least squares on its latencies over their geometric mean, so
+the weights of devices of any speed are comparable (``additive_mean``,
+``additive_cov``, ``additive_noise_var``: variance of the relative residual).
+
 A prior is saved as one ``.npz`` without pickles: arrays plus a JSON ``meta`` string
 that names the sources, their citations and licenses, the settings, the command that
 made it, and a SHA-256 of the arrays that :func:`load_prior` verifies.
@@ -45,13 +51,13 @@ __all__ = [
     "source_matrix",
 ]
 
-ADAPTER_VERSION = "fewshot-blr-2"
+ADAPTER_VERSION = "fewshot-blr-3"
 """Names the model and file layout; recorded in priors and predicted datasets."""
 DEFAULT_PRIOR = "nb201-help-xeon2c.npz"
 """File name of the prior shipped in ``latbench.predictors.priors``."""
 _FORMAT = "latbench-fewshot-prior"
 _ARRAYS = ("factors", "features", "feature_mean", "feature_std", "mean", "cov", "graph")
-_OPTIONAL = ("source_weights",)
+_OPTIONAL = ("source_weights", "additive_mean", "additive_cov")
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,22 @@ class DevicePrior:
     """``(sources, 1 + k + p)``: each source's own weights, for a prior local to the
     sources a target resembles (:class:`~latbench.predictors.fewshot.adapter.FewShotAdapter`);
     ``None`` in priors written before adapter version 2."""
+    additive_mean: np.ndarray | None = None
+    """``(1 + len(ADDITIVE_NAMES),)`` mean weights of the additive cost model per unit of
+    the device's geometric-mean latency; ``None`` in priors before adapter version 3."""
+    additive_cov: np.ndarray | None = None
+    """Covariance of those weights over the sources."""
+    additive_noise_var: float | None = None
+    """Median over sources of the additive model's relative residual variance."""
+
+    @cached_property
+    def additive_design(self) -> np.ndarray:
+        """``(15625, 1 + len(ADDITIVE_NAMES))`` float64 ``[1, op counts]`` (raw counts)."""
+        from latbench.predictors.fewshot.features import ADDITIVE_COLUMNS
+
+        cols = list(ADDITIVE_COLUMNS)
+        raw = self.features[:, cols] * self.feature_std[cols] + self.feature_mean[cols]
+        return np.hstack([np.ones((N_ARCHS, 1)), np.round(raw)]).astype(np.float64)
 
     @cached_property
     def design(self) -> np.ndarray:
@@ -103,8 +125,9 @@ class DevicePrior:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAYS}
-        if self.source_weights is not None:
-            arrays["source_weights"] = np.ascontiguousarray(self.source_weights, np.float64)
+        for name in _OPTIONAL:
+            if getattr(self, name) is not None:
+                arrays[name] = np.ascontiguousarray(getattr(self, name), np.float64)
         arrays["factors"] = arrays["factors"].astype(np.float32)
         arrays["features"] = arrays["features"].astype(np.float32)
         meta = {
@@ -113,6 +136,7 @@ class DevicePrior:
             "adapter_version": ADAPTER_VERSION,
             "sources": list(self.sources),
             "noise_var": float(self.noise_var),
+            "additive_noise_var": self.additive_noise_var,
             "sha256": _digest(arrays),
         }
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -157,15 +181,22 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
         raise PredictorError(f"{path}: checksum mismatch, the file is corrupt or was altered")
     d = 1 + arrays["factors"].shape[1] + arrays["features"].shape[1]
     sw = arrays.get("source_weights")
+    am, ac = arrays.get("additive_mean"), arrays.get("additive_cov")
     if (
         arrays["factors"].shape[0] != N_ARCHS
         or arrays["cov"].shape != (d, d)
         or (sw is not None and sw.shape != (len(meta["sources"]), d))
+        or (am is None) != (ac is None)
+        or (am is not None and (am.ndim != 1 or ac.shape != (len(am),) * 2))
+        or (am is not None and meta.get("additive_noise_var") is None)
     ):
         raise PredictorError(f"{path}: array shapes do not fit together")
+    if am is not None and len(am) != 1 + arrays["features"].shape[1] - 2:
+        raise PredictorError(f"{path}: additive weights do not match the features")
     return DevicePrior(
         **arrays,
         noise_var=float(meta["noise_var"]),
+        additive_noise_var=None if am is None else float(meta["additive_noise_var"]),
         sources=tuple(meta["sources"]),
         meta=meta,
     )
@@ -268,11 +299,8 @@ def pretrain(
         w = np.linalg.solve(a.T @ a + ridge * len(a) * np.eye(a.shape[1]), a.T @ y)
         weights.append(w)
         resid.append(float(np.var(y - a @ w)))
-    wts = np.array(weights)
-    mean = wts.mean(axis=0)
-    cov = np.cov(wts.T, bias=False) if len(wts) > 1 else np.zeros((len(mean),) * 2)
-    cov = (1 - shrink) * cov + shrink * np.diag(np.diag(cov))
-    cov += 1e-6 * np.eye(len(mean)) * max(1e-12, float(np.mean(np.diag(cov))))
+    mean, cov = _weight_distribution(np.array(weights), shrink)
+    add_mean, add_cov, add_resid = _additive_prior(lat[valid], x[valid], shrink)
     metas = matrix.attrs.get("metadata", {}) or {}
     info = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -300,5 +328,36 @@ def pretrain(
         noise_var=float(np.median(resid)),
         sources=tuple(keys),
         meta=info,
-        source_weights=wts,
+        source_weights=np.array(weights),
+        additive_mean=add_mean,
+        additive_cov=add_cov,
+        additive_noise_var=float(np.median(add_resid)),
     )
+
+
+def _weight_distribution(wts: np.ndarray, shrink: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance over sources, shrunk towards the diagonal, with a jitter."""
+    mean = wts.mean(axis=0)
+    cov = np.cov(wts.T, bias=False) if len(wts) > 1 else np.zeros((len(mean),) * 2)
+    cov = (1 - shrink) * cov + shrink * np.diag(np.diag(cov))
+    cov += 1e-6 * np.eye(len(mean)) * max(1e-12, float(np.mean(np.diag(cov))))
+    return mean, cov
+
+
+def _additive_prior(
+    lat: np.ndarray, x: np.ndarray, shrink: float
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Additive cost model per source (relative least squares), as a weight distribution."""
+    from latbench.predictors.fewshot.features import ADDITIVE_COLUMNS
+
+    f = np.hstack([np.ones((len(x), 1)), x[:, list(ADDITIVE_COLUMNS)]])
+    weights, resid = [], []
+    for j in range(lat.shape[1]):
+        seen = np.isfinite(lat[:, j])
+        y = lat[seen, j]
+        a = f[seen] / y[:, None]  # rows over y: the residual is relative, as latency noise is
+        b = np.linalg.lstsq(a, np.ones(len(y)), rcond=None)[0]
+        resid.append(float(np.var(1 - a @ b)))
+        weights.append(b / np.exp(np.mean(np.log(y))))
+    mean, cov = _weight_distribution(np.array(weights), shrink)
+    return mean, cov, resid
