@@ -40,7 +40,7 @@ import pandas as pd
 from latbench.predictors.base import Archs, PredictorError, arch_ids
 from latbench.predictors.fewshot.prior import ADAPTER_VERSION, DevicePrior
 
-__all__ = ["AdaptedDevice", "FewShotAdapter"]
+__all__ = ["MODELS", "AdaptedDevice", "FewShotAdapter"]
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ class FewShotAdapter:
         can_add = am is not None and len(ids) >= len(am)  # LOO of fewer is noise
         if self.model == "auto" and can_add:
             models.append("additive")
-        fits = {m: self._fit(m, ids, y) for m in models}
+        fits = self._fits(models, ids, y)
         if len(ids) < 3:
             return fits[models[0]]
         # leave-one-out: every left-out fit redoes the model choice inside its model
@@ -194,17 +194,19 @@ class FewShotAdapter:
         std = {m: np.empty(len(ids)) for m in models}
         for i in range(len(ids)):
             keep = np.arange(len(ids)) != i
-            for m in models:
-                mu, sd = self._fit(m, ids[keep], y[keep]).predict_log(ids[i : i + 1])
+            for m, f in self._fits(models, ids[keep], y[keep]).items():
+                mu, sd = f.predict_log(ids[i : i + 1])
                 err[m][i], std[m][i] = np.log(y[i]) - mu[0], sd[0]
         loo = {m: float(np.mean(err[m] ** 2)) for m in models}
         best = min(models, key=lambda m: loo[m])
         band = max(1.0, float(np.sqrt(np.mean((err[best] / std[best]) ** 2))))
         return replace(fits[best], band_scale=band, loo=loo if len(models) > 1 else None)
 
-    def _fit(self, model: str, ids: np.ndarray, y: np.ndarray) -> AdaptedDevice:
-        log_fit = self._fit_log(ids, y)
-        return log_fit if model == "log-linear" else self._fit_additive(ids, y, log_fit)
+    def _fits(self, models: list[str], ids: np.ndarray, y: np.ndarray) -> dict[str, AdaptedDevice]:
+        log_fit = self._fit_log(ids, y)  # the additive model takes its scale from it
+        return {
+            m: log_fit if m == "log-linear" else self._fit_additive(ids, y, log_fit) for m in models
+        }
 
     def _fit_log(self, ids: np.ndarray, y: np.ndarray) -> AdaptedDevice:
         p = self.prior
@@ -228,10 +230,9 @@ class FewShotAdapter:
         self, ids: np.ndarray, y: np.ndarray, log_fit: AdaptedDevice
     ) -> AdaptedDevice:
         p = self.prior
-        assert p.additive_mean is not None and p.additive_cov is not None
-        assert p.additive_noise_var is not None
-        valid = p.valid
-        scale = float(np.exp(np.mean(p.design[valid] @ log_fit.mean)))
+        if p.additive_mean is None or p.additive_cov is None or p.additive_noise_var is None:
+            raise PredictorError("this prior has no additive model (rebuild it: `pretrain`)")
+        scale = float(np.exp(np.mean(p.design[p.valid] @ log_fit.mean)))
         a = p.additive_design[ids] * scale / y[:, None]
         t = np.ones(len(y))
         priors = [(p.additive_mean, k * p.additive_cov) for k in _ADDITIVE_WIDTHS]
