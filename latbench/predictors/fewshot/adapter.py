@@ -167,6 +167,9 @@ class FewShotAdapter:
         self.local = local
         self.robust = robust
         self.model = model
+        # mean design row of the valid architectures: the log of the device's geometric-
+        # mean latency is this row times the log-linear weights (one dot per fit)
+        self._mean_row = prior.design[prior.valid].mean(axis=0)
 
     def fit(self, archs: Archs, latency_ms: np.ndarray | list[float]) -> AdaptedDevice:
         """Posterior from measured ``latency_ms`` (positive, finite) of ``archs``."""
@@ -232,7 +235,7 @@ class FewShotAdapter:
         p = self.prior
         if p.additive_mean is None or p.additive_cov is None or p.additive_noise_var is None:
             raise PredictorError("this prior has no additive model (rebuild it: `pretrain`)")
-        scale = float(np.exp(np.mean(p.design[p.valid] @ log_fit.mean)))
+        scale = float(np.exp(self._mean_row @ log_fit.mean))
         a = p.additive_design[ids] * scale / y[:, None]
         t = np.ones(len(y))
         priors = [(p.additive_mean, k * p.additive_cov) for k in _ADDITIVE_WIDTHS]

@@ -116,7 +116,8 @@ def _evaluate_adapt(args: argparse.Namespace) -> int:
             evaluate_adapt(
                 matrix, tg, protocol=protocol, mode=args.mode, ns=ns, repeats=args.repeats,
                 seed=args.seed, methods=[m.strip() for m in args.methods.split(",")],
-                adapter_options={"model": args.model}, gcn_repeats=args.gcn_repeats, gcn_ns=[int(x) for x in args.gcn_n.split(",")],
+                adapter_options={"model": args.model}, gcn_repeats=args.gcn_repeats,
+                gcn_ns=[int(x) for x in args.gcn_n.split(",")],
                 progress=lambda line: print(line, file=sys.stderr),
             )
         )  # fmt: skip

@@ -193,10 +193,15 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
         raise PredictorError(f"{path}: array shapes do not fit together")
     if am is not None and len(am) != 1 + arrays["features"].shape[1] - 2:
         raise PredictorError(f"{path}: additive weights do not match the features")
+    try:  # the header is outside the arrays' checksum: its numbers are checked here
+        noise = float(meta["noise_var"])
+        add_noise = None if am is None else float(meta["additive_noise_var"])
+    except (KeyError, TypeError, ValueError):
+        raise PredictorError(f"{path}: header noise variances are not numbers") from None
     return DevicePrior(
         **arrays,
-        noise_var=float(meta["noise_var"]),
-        additive_noise_var=None if am is None else float(meta["additive_noise_var"]),
+        noise_var=noise,
+        additive_noise_var=add_noise,
         sources=tuple(meta["sources"]),
         meta=meta,
     )
