@@ -1,18 +1,24 @@
-"""Fault campaign: seeded single-bit flips and truncations of a dataset and a raw file.
+"""Fault campaign: seeded single-bit flips and truncations of every bundled dataset and a raw file.
 
-Targets are copies of the bundled ``xeon2c-onnxruntime-fp32.parquet`` (15,625 rows)
-and ``xeon2c-tf-fp32.raw.h5``, outside the bundled folder so that only the files' own
-checks count (inside it the manifest's SHA-256 catches every flip first). Each fault
-is applied to a fresh copy, which is then read the way ``latbench.load`` and
+Targets are copies of the three bundled ``xeon2c-*.parquet`` datasets (15,625 rows
+each) and ``xeon2c-tf-fp32.raw.h5``, outside the bundled folder so that only the
+files' own checks count (inside it the manifest's SHA-256 catches every flip first).
+Each dataset gets uniform flips, flips inside its Parquet footer (the key-value
+metadata and the base64 Arrow schema blob that holds a second copy of it), and
+truncations; the ``metadata-blob`` case replays the flip a review found silent (bit 4
+of byte 375,190 of ``xeon2c-tflite-fp32.parquet``, inside that blob). Each fault is
+applied to a fresh copy, which is then read the way ``latbench.load`` and
 ``read_raw`` read it, in a worker process (a crash is a signal exit, recorded, and the
 worker restarted). Outcomes: ``detected`` (a clear error), ``benign`` (loads and is
-identical to the original: e.g. a flip in unused statistics), ``silent`` (loads with
-changed data: the failure this campaign looks for) and ``crash``.
+identical to the original, metadata included: e.g. a flip in unused statistics or
+in the unchecked schema blob, which readers ignore), ``silent`` (loads with changed
+data: the failure this campaign looks for) and ``crash``.
 
-The same flips are also applied to a *legacy* copy of the dataset (no page checksums,
-no digests, as files were written before), to show what the row checks alone catch.
+The same uniform flips are also applied to a *legacy* copy of one dataset (no page
+checksums, no digests, as files were written before), to show what the row checks
+alone catch.
 
-Run:  python benchmarks/faults.py [--flips 400] [--raw-flips 150] [--json FILE]
+Run:  python benchmarks/faults.py [--flips 400] [--footer-flips 50] [--raw-flips 150] [--json FILE]
 """
 
 from __future__ import annotations
@@ -33,8 +39,14 @@ from pathlib import Path
 SEED = 2024
 RESULTS = Path(__file__).resolve().parent / "results" / "faults.json"
 DATA = Path(__file__).resolve().parents[1] / "data"
-DATASET = DATA / "xeon2c-onnxruntime-fp32.parquet"
+DATASETS = tuple(DATA / f"xeon2c-{rt}-fp32.parquet" for rt in ("onnxruntime", "tf", "tflite"))
+DATASET = DATASETS[0]  # the legacy (checksum-less) copy is made of this one
 RAW = DATA / "xeon2c-tf-fp32.raw.h5"
+CASES = (
+    # issue 24: lands in the footer's Arrow schema blob; df.attrs["metadata"] used to
+    # return that copy ("delegate_atplied"), not the digest-verified key-value one
+    {"name": "metadata-blob", "file": "xeon2c-tflite-fp32.parquet", "byte": 375190, "bit": 4},
+)
 
 
 # ------------------------------------------------------------------ worker side
@@ -70,7 +82,7 @@ def _fingerprint(kind: str, path: Path) -> str:
 
 def _apply(src: Path, dst: Path, fault: dict) -> None:
     data = bytearray(src.read_bytes())
-    if fault["type"] == "flip":
+    if fault["type"] in ("flip", "footer-flip"):
         data[fault["byte"]] ^= 1 << fault["bit"]
     else:
         del data[fault["length"] :]
@@ -137,6 +149,27 @@ def _jobs(
     return jobs
 
 
+def _footer_jobs(label: str, path: Path, flips: int, rng: random.Random) -> list[dict]:
+    """Flips inside the Parquet footer (thrift metadata, key-values, Arrow schema blob)."""
+    data = path.read_bytes()
+    footer = int.from_bytes(data[-8:-4], "little")
+    start = len(data) - 8 - footer
+    return [{"target": label, "kind": "dataset", "file": str(path),
+             "fault": {"type": "footer-flip", "byte": rng.randrange(start, len(data) - 8),
+                       "bit": rng.randrange(8)}}
+            for _ in range(flips)]  # fmt: skip
+
+
+def _case_jobs(copies: dict[str, Path]) -> list[dict]:
+    jobs = []
+    for case in CASES:
+        path = copies[case["file"]]
+        jobs.append({"target": f"dataset {path.stem}", "kind": "dataset", "file": str(path),
+                     "fault": {"type": "flip", "byte": case["byte"], "bit": case["bit"]},
+                     "case": case["name"]})  # fmt: skip
+    return jobs
+
+
 def _evaluate(jobs: list[dict], work: Path) -> list[dict]:
     jobs_path, out_path = work / "jobs.json", work / "results.jsonl"
     jobs_path.write_text(json.dumps(jobs))
@@ -185,7 +218,7 @@ def _causes(results: list[dict]) -> dict:
 def _summary(results: list[dict]) -> dict:
     out: dict = {}
     for r in results:
-        key = f"{r['target']} {r['fault']['type']}"
+        key = f"{r['target']} {r.get('case') or r['fault']['type']}"
         s = out.setdefault(
             key, {"n": 0, "detected": 0, "benign": 0, "silent": 0, "crash": 0, "unexpected": 0}
         )
@@ -194,24 +227,30 @@ def _summary(results: list[dict]) -> dict:
     return out
 
 
-def run(flips: int = 400, raw_flips: int = 150, cuts: int = 25) -> dict:
+def run(flips: int = 400, raw_flips: int = 150, cuts: int = 25, footer_flips: int = 50) -> dict:
     rng = random.Random(SEED)
     with tempfile.TemporaryDirectory(prefix="latbench-faults-") as tmp:
         work = Path(tmp)
-        dataset = shutil.copy(DATASET, work / DATASET.name)
+        copies = {p.name: Path(shutil.copy(p, work / p.name)) for p in DATASETS}
         raw = shutil.copy(RAW, work / RAW.name)
         (work / "legacy").mkdir()
         legacy = _legacy_copy(work / "legacy" / DATASET.name)
-        jobs = (_jobs("dataset", "dataset", Path(dataset), flips, cuts, rng)
-                + _jobs("raw", "raw", Path(raw), raw_flips, cuts, rng)
-                + _jobs("legacy-dataset", "dataset", legacy, flips, 0, random.Random(SEED)))  # fmt: skip
+        jobs: list[dict] = []
+        for path in copies.values():
+            label = f"dataset {path.stem}"
+            jobs += _jobs(label, "dataset", path, flips, cuts, rng)
+            jobs += _footer_jobs(label, path, footer_flips, rng)
+        jobs += _case_jobs(copies)
+        jobs += (_jobs("raw", "raw", Path(raw), raw_flips, cuts, rng)
+                 + _jobs("legacy-dataset", "dataset", legacy, flips, 0, random.Random(SEED)))  # fmt: skip
         t0 = time.perf_counter()
         results = _evaluate(jobs, work)
         wall = time.perf_counter() - t0
     examples = [r for r in results if r["outcome"] in ("silent", "crash", "unexpected")][:20]
     return {
         "seed": SEED,
-        "files": {"dataset": DATASET.name, "raw": RAW.name},
+        "files": {"datasets": [p.name for p in DATASETS], "raw": RAW.name},
+        "cases": [r for r in results if r.get("case")],
         "summary": _summary(results),
         "examples_silent_crash_unexpected": examples,
         "detected_by": _causes(results),
@@ -228,13 +267,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--flips", type=int, default=400, help="bit flips in the dataset (400)")
+    ap.add_argument("--footer-flips", type=int, default=50,
+                    help="bit flips inside each dataset's Parquet footer (50)")  # fmt: skip
     ap.add_argument("--raw-flips", type=int, default=150, help="bit flips in the raw file (150)")
     ap.add_argument("--cuts", type=int, default=25, help="truncations of each file (25)")
     ap.add_argument("--json", type=Path, default=RESULTS, help=f"results file ({RESULTS.name})")
     args = ap.parse_args(argv)
-    res = run(args.flips, args.raw_flips, args.cuts)
+    res = run(args.flips, args.raw_flips, args.cuts, args.footer_flips)
     for key, s in res["summary"].items():
-        print(f"{key:<26} n={s['n']:<4} detected {s['detected']:<4} benign {s['benign']:<4} "
+        print(f"{key:<50} n={s['n']:<4} detected {s['detected']:<4} benign {s['benign']:<4} "
               f"silent {s['silent']:<4} crash {s['crash']} unexpected error {s['unexpected']}")  # fmt: skip
     for target, by in res["detected_by"].items():
         print(f"  {target} detected by: " + ", ".join(f"{k} {v}" for k, v in by.items()))

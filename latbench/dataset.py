@@ -22,7 +22,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from latbench.integrity import IntegrityError, open_verified, verify_table, write_verified
+from latbench.integrity import (
+    INTEGRITY_KEY,
+    IntegrityError,
+    open_verified,
+    verify_table,
+    write_verified,
+)
 from latbench.safepickle import short_repr
 
 __all__ = [
@@ -362,8 +368,16 @@ def _check_rows(path: Path, table: pa.Table) -> None:
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The file-level metadata of a dataset file, validated, without reading rows."""
     path = Path(path)
-    schema = _open(path).schema_arrow
-    return _metadata(path, schema)
+    pf = _open(path)
+    # The Parquet key-value metadata is what a table read returns and what the digest
+    # covers; the Arrow schema blob in the footer holds a second, unchecked copy.
+    kv = {k: v for k, v in (pf.metadata.metadata or {}).items() if k != b"ARROW:schema"}
+    if INTEGRITY_KEY in kv:  # a file without one warns when its rows are read, not here
+        try:
+            verify_table(path, pa.table({}).replace_schema_metadata(kv), columns_subset=True)
+        except IntegrityError as exc:
+            raise DatasetError(str(exc)) from None
+    return _metadata(path, pa.schema([], metadata=kv))
 
 
 def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -375,7 +389,7 @@ def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(path)
     pf = _open(path)
     schema = pf.schema_arrow
-    meta = _metadata(path, schema)
+    _metadata(path, schema)  # fail fast on a foreign file, before reading its rows
     _check_schema(path, schema)
     present = [f.name for f in OPTIONAL_FIELDS if f.name in schema.names]
     try:
@@ -390,6 +404,9 @@ def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
         verified = verify_table(path, table)
     except IntegrityError as exc:
         raise DatasetError(str(exc)) from None
+    # The metadata users get is the copy the digest verified (the table's key-value
+    # metadata), never the second copy inside the footer's Arrow schema blob.
+    meta = _metadata(path, table.schema)
     table = table.select([*COLUMNS, *present])
     if verified:
         # The writer ran every row check (to_table) and the digest proves the rows are
