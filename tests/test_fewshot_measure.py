@@ -37,6 +37,9 @@ def test_adapt_end_to_end_matches_bundled_measurements(tmp_path):
     assert sorted(meta["measured_arch_ids"]) == sorted(measured.arch_id.tolist())
     assert meta["adapter_version"] and meta["prior_sources"] and meta["measured_dataset"]
     assert int(pred["measured"].sum()) == 10 and len(pred) == 15625
+    invalid = ~pred["valid"]
+    assert invalid.sum() == 341 and pred.loc[invalid, "latency_pred_ms"].isna().all()
+    assert pred.loc[~invalid, "latency_pred_ms"].notna().all()
     # against the bundled ONNX Runtime measurements of this host class, on a subset
     bundled = latbench.load("xeon2c-onnxruntime-fp32")
     ok = bundled[bundled.status == "ok"].sample(2000, random_state=0)

@@ -2,8 +2,8 @@
 
 Columns: ``arch_id`` (int32), ``valid`` (bool), ``latency_pred_ms``,
 ``latency_lo_ms``, ``latency_hi_ms`` (float64, the central band of
-``metadata["band_level"]``), ``measured`` (bool: the architecture is one of the N
-measured). File metadata (JSON under ``latbench``) names the measured architectures,
+``metadata["band_level"]``; NaN for invalid architectures, which have no network to
+time), ``measured`` (bool: the architecture is one of the N measured). File metadata (JSON under ``latbench``) names the measured architectures,
 the prior's sources, the adapter version and the measured dataset. Written with
 page checksums and SHA-256 digests (:mod:`latbench.integrity`), verified on read.
 """
@@ -37,6 +37,16 @@ PREDICTED_COLUMNS = (
     "measured",
 )
 _KIND = "latbench-predicted"
+_LATENCIES = ("latency_pred_ms", "latency_lo_ms", "latency_hi_ms")
+
+
+def _blank_invalid(frame: pd.DataFrame) -> pd.DataFrame:
+    """NaN latencies on invalid rows, as ``latbench-predict predict --all`` gives them."""
+    frame = frame.copy()
+    invalid = ~frame["valid"].astype(bool).to_numpy()
+    for col in _LATENCIES:
+        frame[col] = frame[col].astype("float64").where(~invalid)
+    return frame
 
 
 def predicted_path(out_dir: str | os.PathLike[str], key: str) -> Path:
@@ -54,7 +64,8 @@ def write_predicted(
     missing = [c for c in PREDICTED_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"prediction lacks column(s) {', '.join(missing)}")
-    table = pa.Table.from_pandas(frame[list(PREDICTED_COLUMNS)], preserve_index=False)
+    frame = _blank_invalid(frame[list(PREDICTED_COLUMNS)])
+    table = pa.Table.from_pandas(frame, preserve_index=False)
     meta = {"kind": _KIND, **dict(metadata)}
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True)})
     path = Path(path)
@@ -87,6 +98,6 @@ def read_predicted(path: str | os.PathLike[str]) -> pd.DataFrame:
     missing = [c for c in PREDICTED_COLUMNS if c not in table.column_names]
     if missing:
         raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}")
-    df = table.to_pandas()
+    df = _blank_invalid(table.to_pandas())  # files written before invalid rows were NaN
     df.attrs = {"metadata": meta, "path": str(path)}
     return df
