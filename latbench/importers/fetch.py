@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.parse
@@ -94,6 +95,46 @@ class FetchError(OSError):
     """A download that failed: unreachable URL, HTTP error or oversized response."""
 
 
+DRIVE_FOLDER_URL = f"https://drive.google.com/drive/folders/{DRIVE_FOLDER_ID}"
+"""Where the LatBench release can be downloaded by hand."""
+HELP_FOLDER_URL = f"https://github.com/HayeonLee/HELP/tree/{HELP_COMMIT}/data/nasbench201"
+"""Where HELP's NAS-Bench-201 files can be downloaded by hand."""
+
+_BY_HAND = {
+    "latbench": f"download the release's .pickle files by hand from {DRIVE_FOLDER_URL}"
+    " and import them with: latbench import eagle PATH",
+    "help": f"download HELP's .pt files by hand from {HELP_FOLDER_URL}"
+    " and import them with: latbench import help PATH",
+    "eagle": "download the files by hand and import them with: latbench import eagle PATH",
+}
+
+_NET_REASONS = (
+    (("NameResolution", "Failed to resolve", "Name or service not known", "getaddrinfo",
+      "nodename nor servname", "Temporary failure in name resolution"),
+     "cannot resolve {host} (offline?)"),
+    (("Connection refused", "ConnectionRefused"), "{host} refused the connection"),
+    (("Network is unreachable", "No route to host"), "no route to {host} (offline?)"),
+    (("timed out", "Timeout"), "{host} did not answer in time"),
+    (("SSL", "CERTIFICATE"), "TLS/SSL failure with {host}"),
+)  # fmt: skip
+
+
+def _net_reason(exc: BaseException) -> str:
+    """A short, single-line reason for a network error (urllib3's run to 400 characters)."""
+    text = " ".join(str(exc).split())
+    found = re.search(r"host='([^']+)'", text)
+    host = found.group(1) if found else "the host"
+    for needles, say in _NET_REASONS:
+        if any(n in text for n in needles):
+            return say.format(host=host)
+    text = text if len(text) <= 160 else text[:157] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _offline(what: str, source: str, exc: BaseException) -> FetchError:
+    return FetchError(f"cannot {what}: {_net_reason(exc)}; {_BY_HAND[source]}")
+
+
 class ChecksumError(ValueError):
     """A downloaded file whose SHA-256 differs from the expected one."""
 
@@ -105,10 +146,13 @@ def download(
     *,
     timeout: float = 60.0,
     max_bytes: int = MAX_BYTES,
+    source: str = "eagle",
 ) -> Path:
     """Download ``url`` to the file ``dest`` atomically, checking ``sha256`` if given.
 
-    On any failure ``dest`` is left as it was.
+    On any failure ``dest`` is left as it was; a network failure raises
+    :class:`FetchError` naming how to get the file by hand (``source``: ``eagle``,
+    ``help`` or ``latbench``).
     """
     dest = Path(dest)
     digest = hashlib.sha256()
@@ -126,7 +170,7 @@ def download(
             raise FetchError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise FetchError(f"cannot download {url}: {reason}") from None
+            raise _offline(f"download {url}", source, reason) from None
         if sha256 is not None and digest.hexdigest() != sha256.lower():
             raise ChecksumError(
                 f"{url}: SHA-256 {digest.hexdigest()} does not match the expected {sha256}"
@@ -182,7 +226,7 @@ def _pooch_fetch(pup: Any, downloader: Any, name: str, url: str) -> Path:
         code = exc.response.status_code if exc.response is not None else "?"
         raise FetchError(f"cannot download {url}: HTTP {code}") from None
     except (requests.RequestException, OSError) as exc:
-        raise FetchError(f"cannot download {url}: {exc}") from None
+        raise _offline(f"download {url}", "help", exc) from None
 
 
 def fetch_help(
@@ -210,7 +254,7 @@ def fetch_help(
 
 
 def _gdown_error(what: str, exc: BaseException) -> FetchError:
-    return FetchError(f"cannot {what}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+    return _offline(what, "latbench", exc)
 
 
 def _release_selection(keys: Collection[str] | None) -> dict[str, ReleaseFile]:
