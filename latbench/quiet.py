@@ -1,10 +1,12 @@
-"""Silence TensorFlow's C++ and Python logging in the command-line tools.
+"""Silence TensorFlow's C++ and Python logging in the command-line tools and the API.
 
 TensorFlow prints start-up banners, XLA and converter notes and ``tf.function``
 warnings on stderr; in a CLI they bury the output that matters. :func:`quiet_tensorflow`
 runs before TensorFlow is imported (the C++ level is read once, at import) and again
 after it (absl's handler exists only then). ``--verbose`` skips it. A level the user
-set in ``TF_CPP_MIN_LOG_LEVEL`` is kept.
+set in ``TF_CPP_MIN_LOG_LEVEL`` is kept. Library code that imports TensorFlow for a
+Python API user (the GCN predictor) does so inside :func:`native_stderr_filtered`,
+which drops the absl and oneDNN banners of the import and nothing else.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import re
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
 
-__all__ = ["filter_native_stderr", "quiet_tensorflow"]
+__all__ = ["filter_native_stderr", "native_stderr_filtered", "quiet_tensorflow"]
 
 _PY_LOGGERS = ("tensorflow", "keras", "h5py", "jax", "tflite_runtime", "ai_edge_litert")
 
@@ -122,13 +125,42 @@ class _StderrFilter:
                 os.write(self.real, b"".join(out))
         return tail
 
-    def close(self) -> None:
+    def close(self, release: bool = False) -> None:
         if os.getpid() != self.pid:  # a forked child exiting: the parent owns the pump
             return
         with contextlib.suppress(Exception):
             sys.stderr.flush()
         os.dup2(self.real, 2)  # closes our write end: the pump sees EOF unless a child holds it
         self.thread.join(timeout=2.0)
+        if release:  # fd 2 is the real stderr again; our saved copy is no longer needed
+            os.close(self.real)
+
+
+@contextlib.contextmanager
+def native_stderr_filtered() -> Iterator[None]:
+    """Drop TensorFlow/absl and LiteRT native log lines written to stderr inside the block.
+
+    For library code that imports TensorFlow on a Python API user's behalf: absl prints
+    its "All log messages before absl::InitializeLog()" line and the oneDNN banner at
+    import whatever ``TF_CPP_MIN_LOG_LEVEL`` says. Everything else passes, and stderr
+    is the process's own again when the block ends. Does nothing under a CLI's filter,
+    with ``LATBENCH_NATIVE_STDERR=1`` or ``TF_CPP_MIN_LOG_LEVEL=0`` (the user asked for
+    the logs), or where file descriptor 2 cannot be redirected.
+    """
+    wanted = os.environ.get("LATBENCH_NATIVE_STDERR") == "1"
+    if _filter is not None or wanted or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        block = _StderrFilter()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        block.close(release=True)
 
 
 def filter_native_stderr(verbose: bool = False) -> None:

@@ -345,11 +345,19 @@ def _runner(tf: Any, keras: Any, cfg: GCNConfig) -> _Runner:
 
 
 def _tf(threads: int | None = None) -> tuple[Any, Any]:
+    import contextlib
     import os
+    import sys
+
+    from latbench.quiet import native_stderr_filtered
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import tensorflow as tf
+    first = "tensorflow" not in sys.modules or "keras" not in sys.modules
+    # absl's and oneDNN's import banners ignore TF_CPP_MIN_LOG_LEVEL
+    with native_stderr_filtered() if first else contextlib.nullcontext():
+        import keras
+        import tensorflow as tf
 
     if threads:
         try:
@@ -357,7 +365,6 @@ def _tf(threads: int | None = None) -> tuple[Any, Any]:
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         except RuntimeError:
             pass  # TensorFlow already running in this process: its thread pools are fixed
-    import keras
 
     if keras.backend.backend() != "tensorflow":
         raise PredictorError(
