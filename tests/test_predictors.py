@@ -334,6 +334,12 @@ def test_cli_train_and_predict(synth_home, tmp_path, capsys):
     assert len(df) == N_ARCHS
     assert df.predicted_ms.isna().to_numpy().tolist() == (~valid_mask()).tolist()
     capsys.readouterr()
+    # --all without -o: a summary, not 15,626 lines (issue 24)
+    assert predict_main(["predict", str(model), "--all"]) == 0
+    text = capsys.readouterr().out
+    assert len(text.splitlines()) < 15
+    assert f"{N_ARCHS} architectures: {valid_mask().sum()} predicted" in text
+    assert f"latbench-predict predict {model} --all -o FILE.csv" in text
     assert predict_main(["predict", str(model), CHAIN, "7"]) == 0
     text = capsys.readouterr().out
     assert CHAIN in text and len(text.strip().splitlines()) == 3

@@ -68,8 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="predict latency with a saved predictor")
     pr.add_argument("model", type=Path, help="file written by `train`")
     pr.add_argument("archs", nargs="*", help="NAS-Bench-201 strings or arch_ids")
-    pr.add_argument("--all", action="store_true", help="all 15,625 architectures")
-    pr.add_argument("--out", "-o", type=Path, help="CSV (default: print)")
+    pr.add_argument("--all", action="store_true",
+                    help="all 15,625 architectures (prints a summary; the table goes to -o)")  # fmt: skip
+    pr.add_argument("--out", "-o", type=Path, help="CSV (default: print; --all: a summary)")
     pr.add_argument("--verbose", "-v", action="store_true",
                     help="keep TensorFlow's log lines (silenced by default)")  # fmt: skip
     from latbench.predictors.fewshot.commands import add_parsers
@@ -179,11 +180,31 @@ def _predict(args: argparse.Namespace) -> int:
         }
     )
     if args.out:
-        df.to_csv(args.out, index=False)
+        from latbench.dataset import atomic_path
+
+        with atomic_path(args.out) as tmp:
+            df.to_csv(tmp, index=False)
         print(f"wrote {len(df)} prediction(s) -> {args.out}")
+    elif args.all:  # 15,626 lines would bury the terminal: a summary, the table with -o
+        print(_summary(df, args.model))
     else:
         print(df.to_string(index=False))
     return 0
+
+
+def _summary(df: Any, model: Path) -> str:
+    ms = df["predicted_ms"].dropna()
+    fastest = df.dropna(subset=["predicted_ms"]).nsmallest(5, "predicted_ms")
+    return "\n".join(
+        [
+            f"{len(df)} architectures: {len(ms)} predicted,"
+            f" {len(df) - len(ms)} invalid (no network, no latency)",
+            f"predicted ms: min {ms.min():.4g}  median {ms.median():.4g}  max {ms.max():.4g}",
+            "fastest 5:",
+            fastest.to_string(index=False),
+            f"all {len(df)} rows: latbench-predict predict {model} --all -o FILE.csv",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
