@@ -46,7 +46,7 @@ class Datasets:
     """Loaded datasets, keyed and ordered as the analysis reports them."""
 
     frames: Mapping[str, pd.DataFrame]
-    """key -> dataset frame (DESIGN §6 columns, metadata in ``attrs``)."""
+    """key -> dataset frame (docs/design.md §6 columns, metadata in ``attrs``)."""
     origins: Mapping[str, str] = field(default_factory=dict)
     """key -> where the file came from (``bundled`` or ``data home``), for the report."""
 

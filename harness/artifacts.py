@@ -1,4 +1,4 @@
-"""Build and cache model artifacts of pruned graphs and single layers (DESIGN §8).
+"""Build and cache model artifacts of pruned graphs and single layers (docs/design.md §8).
 
 An artifact is one file per (target, format, seed, toolchain versions), where the
 target is a :class:`~latbench.graph.PrunedGraph` (the whole network) or a

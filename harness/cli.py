@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="latbench-measure",
         description="Build, time and record NAS-Bench-201 architectures on a device profile "
-        "(DESIGN §5 protocol: R = G x g timed runs, two-stage quartile filter). "
+        "(docs/design.md §5 protocol: R = G x g timed runs, two-stage quartile filter). "
         "Rerun the same command after a crash to resume. "
         "Use 'latbench-measure merge --help' to combine shards, and 'latbench-measure "
         "build --help' / 'run --help' to build artifacts on one machine and time them "

@@ -1,5 +1,5 @@
 """Split build and run: a folder of artifacts with a manifest, built on one machine and
-timed on another (DESIGN §8).
+timed on another (docs/design.md §8).
 
 ``latbench-measure build`` writes ``ARTIFACTS/files/`` (the artifacts with their JSON
 sidecars, an :class:`~latbench.harness.artifacts.ArtifactCache`, so a rerun only builds

@@ -89,7 +89,7 @@ class RunSummary:
 def dataset_metadata(
     profile: Any, runner_info: dict[str, Any], key: str, seed: int, extra: dict[str, Any]
 ) -> dict[str, Any]:
-    """File-level metadata (DESIGN §6) for a dataset this harness measured."""
+    """File-level metadata (docs/design.md §6) for a dataset this harness measured."""
     import latbench
 
     host = host_fingerprint()

@@ -5,7 +5,7 @@ failure reason) is appended to ``<stem>.parts/`` in small Parquet *parts*, each
 written to a temporary file and renamed into place, so a ``kill -9`` loses at most
 the unflushed graphs and never leaves a half-written part. Rerunning reads the parts
 and times only what is not done. :meth:`RunStore.finalize` expands graph results to
-architecture rows (DESIGN §6) and writes ``<stem>.parquet`` and ``<stem>.raw.h5``.
+architecture rows (docs/design.md §6) and writes ``<stem>.parquet`` and ``<stem>.raw.h5``.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ class RunStore:
         return dict(self._results)
 
     def frame(self, plan: Plan) -> pd.DataFrame:
-        """Architecture rows (DESIGN §6) of ``plan`` filled from the stored results."""
+        """Architecture rows (docs/design.md §6) of ``plan`` filled from the stored results."""
         df = skeleton_frame(sorted(plan.arch_ids))
         res = pd.DataFrame(
             [

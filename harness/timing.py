@@ -1,4 +1,4 @@
-"""Measurement protocol and the two-stage quartile filter (DESIGN §5, paper Section 6).
+"""Measurement protocol and the two-stage quartile filter (docs/design.md §5, paper Section 6).
 
 A model is run ``warmup`` times untimed, then ``R = G x g`` times, each run timed
 alone with :func:`time.perf_counter_ns` while garbage collection is off. Within each

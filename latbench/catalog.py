@@ -1,4 +1,4 @@
-"""The catalog of known datasets: keys, aliases, hardware and provenance (DESIGN §7).
+"""The catalog of known datasets: keys, aliases, hardware and provenance (docs/design.md §7).
 
 Every dataset ``latbench.load(key)`` knows is listed here whether or not its file is
 present: the published LatBench release (Eagle pickles), HELP's NAS-Bench-201 files,

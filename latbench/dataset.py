@@ -1,4 +1,4 @@
-"""The LatBench dataset file: one Parquet file per device configuration (DESIGN §6).
+"""The LatBench dataset file: one Parquet file per device configuration (docs/design.md §6).
 
 Columns and types are fixed by :data:`SCHEMA`; file-level metadata is one JSON object
 stored under the Parquet key-value key ``latbench``. Reads validate the schema and

@@ -1,4 +1,4 @@
-"""Pruned op-node graphs of NAS-Bench-201 cells (DESIGN §3, Supplementary S1.1).
+"""Pruned op-node graphs of NAS-Bench-201 cells (docs/design.md §3, Supplementary S1.1).
 
 Node slots: ``0`` is the cell input, ``1..6`` the op nodes of the six edges in vector
 order, ``7`` the cell output. Every edge goes from a lower slot to a higher one, so
@@ -110,7 +110,7 @@ def gcn_encoding(vector: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def prune(vector: Sequence[int]) -> PrunedGraph:
-    """Build the pruned op-node graph of a 6-op vector (DESIGN §3)."""
+    """Build the pruned op-node graph of a 6-op vector (docs/design.md §3)."""
     return _prune(_check_vector(vector))
 
 

@@ -1,6 +1,6 @@
 """Find and load datasets: bundled ``data/`` first, then the user data home.
 
-``load(key)`` returns one row per architecture (DESIGN §6 columns) with the file's
+``load(key)`` returns one row per architecture (docs/design.md §6 columns) with the file's
 metadata in ``df.attrs["metadata"]``. The data home is, in order: the ``data_home``
 argument, ``$LATBENCH_HOME``, or the platform's user data directory.
 """

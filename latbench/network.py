@@ -1,4 +1,4 @@
-"""The timed network as a list of layers, and its FLOPs and params (DESIGN §4).
+"""The timed network as a list of layers, and its FLOPs and params (docs/design.md §4).
 
 The macro skeleton is NAS-Bench-201's: stem, 3 stages of 5 cells (C = 16, 32, 64 at
 32x32, 16x16, 8x8) with two residual reduction blocks between them, and a head. A

@@ -4,7 +4,7 @@ Published latency files are pickles, and unpickling runs whatever callable a pic
 names. :func:`load_pickle` resolves a global only when ``(module, name)`` is in the
 ``allowed`` mapping (nothing by default) and refuses everything else with
 :class:`UnsafePickleError` before any call happens. :data:`NUMPY_SCALARS` is the
-allow-list of the LatBench release pickles (numpy float scalars, DESIGN §7), and
+allow-list of the LatBench release pickles (numpy float scalars, docs/design.md §7), and
 :func:`load_torch_zip` reads a ``torch.save`` zip of plain Python data without PyTorch.
 """
 

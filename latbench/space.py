@@ -1,7 +1,7 @@
 """The NAS-Bench-201 search space: operations, architecture strings, vectors and ids.
 
 An architecture is six operations, one per edge of a 4-node cell, in the order of the
-NAS-Bench-201 string ``|O1~0|+|O2~0|O3~1|+|O4~0|O5~1|O6~2|`` (DESIGN §2). Its *vector*
+NAS-Bench-201 string ``|O1~0|+|O2~0|O3~1|+|O4~0|O5~1|O6~2|`` (docs/design.md §2). Its *vector*
 holds the op indices in that order (the published LatBench order) and its ``arch_id``
 is that vector read as a base-5 number with ``O1`` most significant.
 """
@@ -232,7 +232,7 @@ class Arch:
 
     @cached_property
     def graph(self) -> PrunedGraph:
-        """The pruned op-node graph (DESIGN §3)."""
+        """The pruned op-node graph (docs/design.md §3)."""
         from latbench.graph import prune
 
         return prune(self.vector)

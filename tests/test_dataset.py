@@ -1,4 +1,4 @@
-"""The dataset file format (DESIGN §6): round trip, validation errors, atomic writes."""
+"""The dataset file format (docs/design.md §6): round trip, validation errors, atomic writes."""
 
 from __future__ import annotations
 

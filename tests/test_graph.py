@@ -1,4 +1,4 @@
-"""Pruned graphs (DESIGN §3, Supplementary S1.1) and the GCN encoding.
+"""Pruned graphs (docs/design.md §3, Supplementary S1.1) and the GCN encoding.
 
 Slots: 0 = cell input, 1..6 = op nodes of the edges in vector order
 (1: 0->1, 2: 0->2, 3: 1->2, 4: 0->3, 5: 1->3, 6: 2->3), 7 = cell output.

@@ -1,4 +1,4 @@
-"""FLOPs (MACs), params and layers of the timed network (DESIGN §4), worked by hand.
+"""FLOPs (MACs), params and layers of the timed network (docs/design.md §4), worked by hand.
 
 Conventions: a k x k convolution Cin -> Cout producing an Ho x Ho map costs
 Ho*Ho*k*k*Cin*Cout MACs and k*k*Cin*Cout weights (no bias); the dense head costs

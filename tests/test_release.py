@@ -33,7 +33,7 @@ needs_release = pytest.mark.skipif(
     not RELEASE_DIR.is_dir(), reason=f"LatBench release reference data absent ({RELEASE_DIR})"
 )
 
-# The README's (typo'd) spelling of the 13 listed files, as DESIGN §7 gives them.
+# The README's (typo'd) spelling of the 13 listed files, as docs/design.md §7 gives them.
 README_NAMES = {
     "desktop-cpu-core-i7-7820x-fp32": "desktop-cpu-i7-7820x-fp32",
     "desktop-gpu-gtx-1080-ti-fp32": "desktop-gpu-gtx-1080-ti-fp32",

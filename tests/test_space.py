@@ -1,4 +1,4 @@
-"""The NAS-Bench-201 search space: strings, vectors, ids, validity (DESIGN §2)."""
+"""The NAS-Bench-201 search space: strings, vectors, ids, validity (docs/design.md §2)."""
 
 from __future__ import annotations
 

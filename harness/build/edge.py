@@ -1,4 +1,4 @@
-"""Dispatch for the edge artifact formats (DESIGN §8): Edge TPU, Qualcomm DLC, TensorRT.
+"""Dispatch for the edge artifact formats (docs/design.md §8): Edge TPU, Qualcomm DLC, TensorRT.
 
 A profile names a runner's format (``edgetpu-tflite``, ``dlc``, ``trt-engine``); the
 precision picks the build variant, which is what the cache keys on:

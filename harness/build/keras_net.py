@@ -1,4 +1,4 @@
-"""Keras models of a pruned graph's network and of its single layers (DESIGN §4).
+"""Keras models of a pruned graph's network and of its single layers (docs/design.md §4).
 
 Models are functional, batch 1, NHWC float32, input named ``input`` and output
 ``logits`` (layer models: ``output``); weights come from :mod:`latbench.harness.build.weights`.
@@ -87,7 +87,7 @@ def _input(h: int, c: int, name: str = "input") -> keras.KerasTensor:
 
 
 def build_keras(graph: PrunedGraph, seed: int = 0) -> keras.Model:
-    """The DESIGN §4 network of ``graph`` with seeded weights.
+    """The docs/design.md §4 network of ``graph`` with seeded weights.
 
     Raises ``ValueError`` when ``graph`` is invalid.
     """

@@ -1,5 +1,5 @@
 """ONNX models of a pruned graph's network and of its single layers, built directly
-with ``onnx.helper`` (no TensorFlow round trip; DESIGN §4, §8).
+with ``onnx.helper`` (no TensorFlow round trip; docs/design.md §4, §8).
 
 The network takes the same NHWC input as the Keras model (``input``, 1x32x32x3) and
 transposes it once to NCHW, ONNX's native layout; its output is ``logits`` (1x10).
@@ -124,7 +124,7 @@ def _value(name: str, shape: tuple[int, ...]) -> onnx.ValueInfoProto:
 
 
 def build_onnx(graph: PrunedGraph, seed: int = 0) -> onnx.ModelProto:
-    """The DESIGN §4 network of ``graph`` with the same seeded weights as the Keras model.
+    """The docs/design.md §4 network of ``graph`` with the same seeded weights as the Keras model.
 
     Input ``input`` NHWC ``(1, 32, 32, 3)``, output ``logits`` ``(1, 10)``. Raises
     ``ValueError`` when ``graph`` is invalid.

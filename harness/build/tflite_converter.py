@@ -1,4 +1,4 @@
-"""Keras model -> ``.tflite`` bytes with the TensorFlow Lite converter (DESIGN §8).
+"""Keras model -> ``.tflite`` bytes with the TensorFlow Lite converter (docs/design.md §8).
 
 fp32 converts as is. int8 is full-integer quantization (int8 kernels, int8 input and
 output tensors) calibrated on seeded standard-normal inputs, the distribution the

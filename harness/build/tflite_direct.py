@@ -1,6 +1,6 @@
 """Pruned graph (or one layer) -> ``.tflite`` written directly with the LiteRT schema.
 
-The timed network (DESIGN §4) uses five operators: CONV_2D, AVERAGE_POOL_2D, ADD,
+The timed network (docs/design.md §4) uses five operators: CONV_2D, AVERAGE_POOL_2D, ADD,
 MEAN and FULLY_CONNECTED. This module writes them as the TFLite converter does --
 same operators, options, tensor shapes and weight layout -- with the ``flatbuffers``
 runtime and the generated schema bindings of the ``tflite`` package, in milliseconds
@@ -213,7 +213,7 @@ class Net:
 
 
 def network_ir(graph: PrunedGraph, seed: int = 0) -> Net:
-    """The DESIGN §4 network of ``graph`` as an fp32 :class:`Net` (same seeded weights).
+    """The docs/design.md §4 network of ``graph`` as an fp32 :class:`Net` (same seeded weights).
 
     Raises ``ValueError`` when ``graph`` is invalid.
     """

@@ -1,4 +1,4 @@
-"""Seeded random weights shared by every artifact builder (DESIGN §4).
+"""Seeded random weights shared by every artifact builder (docs/design.md §4).
 
 Each weight tensor has a stable name (``stem``, ``s2/c3/n4`` for op slot 4 of cell 3
 in stage 2, ``reduction1/main_a``, ``head/kernel``...). Its values are a standard
@@ -109,7 +109,7 @@ def _cell(
 
 
 def network_weights(graph: PrunedGraph, seed: int = 0) -> dict[str, np.ndarray]:
-    """All weights of the DESIGN §4 network of ``graph``, by name (float32, Keras layout).
+    """All weights of the docs/design.md §4 network of ``graph``, by name (float32, Keras layout).
 
     Raises ``ValueError`` for an invalid graph (its cell output is disconnected).
     """

@@ -1,4 +1,4 @@
-"""Import the published LatBench release (Samsung Eagle pickles, DESIGN §7).
+"""Import the published LatBench release (Samsung Eagle pickles, docs/design.md §7).
 
 Each release file is a pickle of ``{(o1, ..., o6): latency_seconds}`` over the 15,284
 valid architectures, values numpy float64 scalars. A file's content (SHA-256) selects

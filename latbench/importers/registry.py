@@ -78,9 +78,9 @@ _LARGE_NOTE = (
     "LatBench's standard network may not describe what was timed"
 )
 
-# rows: the published counts (mobile Snapdragon 450 / 675 files hold 15,252 /
-# 15,261 of the 15,284 valid cells); medians: measured on the copies in
-# ../shared/external/latbench-release (None where no copy was at hand).
+# rows: the published counts (mobile Snapdragon 450 / 675 files hold 15,252 /
+# 15,261 of the 15,284 valid cells); medians: measured on copies of seven of the
+# release files (None where no copy was at hand).
 _FILES = [
     ReleaseFile("desktop-cpu-core-i7-7820x-fp32", "desktop-cpu-i7-7820x-fp32",
                 "27f61a49ce38eac55c33070ae5cbabc64919daaa8f69d99828e5000b14750046", 15284, 4.78),

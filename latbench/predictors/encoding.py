@@ -42,7 +42,7 @@ def valid_mask() -> np.ndarray:
 
 
 ENCODINGS = ("pruned", "cell")
-"""GCN encodings: the pruned graph (DESIGN §3, the paper) or the full, unpruned cell."""
+"""GCN encodings: the pruned graph (docs/design.md §3, the paper) or the full, unpruned cell."""
 CELL_FEATURES = (
     "none",
     "skip_connect",
@@ -78,7 +78,7 @@ def gcn_inputs(encoding: str = "pruned") -> tuple[np.ndarray, np.ndarray]:
 def _cell_inputs() -> tuple[np.ndarray, np.ndarray]:
     from latbench.space import EDGES
 
-    # Fixed DAG (DESIGN §3 before pruning): op k+1 reads cell node src of EDGES[k].
+    # Fixed DAG (docs/design.md §3 before pruning): op k+1 reads cell node src of EDGES[k].
     ending_at = {n: [k + 1 for k, (_, dst) in enumerate(EDGES) if dst == n] for n in (1, 2, 3)}
     a = np.eye(9, dtype=np.float32)
     for k, (src, _) in enumerate(EDGES):
@@ -120,7 +120,7 @@ def _pruned_inputs() -> tuple[np.ndarray, np.ndarray]:
 
 @cache
 def cost_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """``(flops, params)`` of every architecture as float64 arrays (DESIGN §4)."""
+    """``(flops, params)`` of every architecture as float64 arrays (docs/design.md §4)."""
     from latbench.network import costs
 
     flops = np.empty(N_ARCHS)

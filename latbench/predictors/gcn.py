@@ -1,4 +1,4 @@
-"""End-to-end GCN latency predictor (Section 3.2, Table S1; DESIGN §9).
+"""End-to-end GCN latency predictor (Section 3.2, Table S1; docs/design.md §9).
 
 Network: 4 graph convolutions of 600 units, each ``LayerNorm(A H W + b)`` -> ReLU ->
 dropout (the bias and layer norm are the authors' released code's), then a fully
@@ -54,7 +54,7 @@ class GCNConfig:
     """Epochs without validation improvement before the learning rate is halved."""
     plateau_factor: float = 0.5
     encoding: str = "pruned"
-    """``pruned`` (the paper, DESIGN §3) or ``cell`` (unpruned cell, for HELP data)."""
+    """``pruned`` (the paper, docs/design.md §3) or ``cell`` (unpruned cell, for HELP data)."""
     jit_compile: bool = True
     """Compile the training epoch with XLA (faster on CPU; same results to float tolerance)."""
 

@@ -1,4 +1,4 @@
-"""Layer-wise latency predictor (Section 3.1, footnote 2; DESIGN §9).
+"""Layer-wise latency predictor (Section 3.1, footnote 2; docs/design.md §9).
 
 Prediction = scale x the sum, over every layer instance of the pruned network
 (:func:`latbench.network.network_layers`), of that layer's latency measured alone

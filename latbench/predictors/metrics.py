@@ -1,4 +1,4 @@
-"""Accuracy of latency predictions (Table 1/S2 and DESIGN §9)."""
+"""Accuracy of latency predictions (Table 1/S2 and docs/design.md §9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Leave-one-device-out evaluation of few-shot adaptation (DESIGN §10), with baselines.
+"""Leave-one-device-out evaluation of few-shot adaptation (docs/design.md §10), with baselines.
 
 For each target dataset a prior is pretrained on its sources only, then for every N
 and repeat the adapter picks N architectures (designed selection from a seeded random

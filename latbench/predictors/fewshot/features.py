@@ -1,6 +1,6 @@
 """Architecture features the few-shot adapter regresses on besides the device factors.
 
-Eleven columns per ``arch_id``, all of the pruned network (DESIGN §3-§4) or of the
+Eleven columns per ``arch_id``, all of the pruned network (docs/design.md §3-§4) or of the
 cell's six op labels: log FLOPs, log params, the cell's count of each non-zero op
 (skip, conv1x1, conv3x3, avgpool), the pruned graph's surviving conv1x1, conv3x3 and
 avgpool nodes, its edges and its multi-input adds. They let the prior express what

@@ -1,6 +1,6 @@
 """Which datasets are the same hardware as a target, and so must not be its sources.
 
-DESIGN §10 protocol (b) excludes a target's *siblings*: the same SoC's CPU/GPU/DSP,
+docs/design.md §10 protocol (b) excludes a target's *siblings*: the same SoC's CPU/GPU/DSP,
 the same GPU at other batch sizes, the same board at another precision or runtime.
 :func:`hardware_ids` names the chip, SoC or board a dataset ran on from its key and
 metadata (rules below, for the LatBench release, HELP and HW-NAS-Bench names and for
