@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import refdata
 from scipy import stats
 
 import latbench
@@ -265,7 +265,7 @@ def test_save_png_is_readable(tmp_path, bundled):
 
 # --- predictors, CLI and the full report --------------------------------------------------
 
-HELP_DIR = Path(__file__).resolve().parents[2] / "shared" / "external" / "help"
+HELP_DIR = refdata.ref_dir("help")
 
 
 def test_predictor_table_and_figure_agree_with_the_protocol(bundled, tmp_path):
@@ -368,7 +368,7 @@ def test_cli_device_selection_and_errors(tmp_path, capsys):
         _run_cli("all", "--repeats", "0")
 
 
-@pytest.mark.skipif(not HELP_DIR.is_dir(), reason=f"HELP reference data absent ({HELP_DIR})")
+@refdata.needs("help")
 def test_cli_all_on_imported_help_datasets(tmp_path):
     from latbench.importers import import_datasets
 

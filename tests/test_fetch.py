@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import refdata
 
 import latbench
 from latbench.importers.fetch import (
@@ -24,12 +25,8 @@ from latbench.importers.fetch import (
 )
 from latbench.importers.registry import DRIVE_FOLDER_ID, REGISTRY
 
-RELEASE_DIR = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "external" / "latbench-release"
-)
-needs_release = pytest.mark.skipif(
-    not RELEASE_DIR.is_dir(), reason=f"LatBench release reference data absent ({RELEASE_DIR})"
-)
+RELEASE_DIR = refdata.ref_dir("latbench-release")
+needs_release = refdata.needs("latbench-release")
 
 _Listed = collections.namedtuple("_Listed", "id path local_path")  # gdown's listing record
 

@@ -6,11 +6,11 @@ import os
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import refdata
 from scipy.stats import spearmanr
 
 import latbench
@@ -32,7 +32,7 @@ from latbench.predictors.fewshot.predicted import read_predicted, write_predicte
 from latbench.predictors.fewshot.selection import graph_index
 from latbench.space import N_ARCHS
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "external"
+SHARED = refdata.data_root()
 
 
 @pytest.fixture(scope="module")
@@ -399,7 +399,7 @@ def test_pretrain_cli_on_bundled_data(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (SHARED / "help").is_dir(), reason="../shared/external/help absent")
+@refdata.needs("help")
 def test_beats_help_on_its_meta_test_devices(tmp_path):
     home = tmp_path / "home"
     res = subprocess.run(

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import refdata
 
 import latbench
 from latbench.catalog import CATALOG
@@ -31,10 +32,8 @@ from latbench.importers.help import INDEX_FILE
 from latbench.safepickle import UnsafePickleError
 from latbench.space import N_ARCHS, N_VALID, all_archs, arch_id, format_arch, parse_arch
 
-HELP_DIR = Path(__file__).resolve().parents[2] / "shared" / "external" / "help"
-needs_help = pytest.mark.skipif(
-    not HELP_DIR.is_dir(), reason=f"HELP reference data absent ({HELP_DIR})"
-)
+HELP_DIR = refdata.ref_dir("help")
+needs_help = refdata.needs("help")
 
 CPU_FILE = "desktop-cpu-core-i7-7820x-fp32"
 CPU_KEY = "desktop-cpu-i7-7820x-fp32"

@@ -5,10 +5,9 @@ the full Table S1 schedule runs in benchmarks/bench_gcn.py (figures in docs/pred
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+import refdata
 
 from latbench.predictors import (
     GCNConfig,
@@ -23,7 +22,7 @@ from latbench.predictors.gcn import _batches
 
 pytest.importorskip("tensorflow")
 
-HELP = Path(__file__).resolve().parents[2] / "shared" / "external" / "help"
+HELP = refdata.ref_dir("help")
 BUNDLED = "xeon2c-onnxruntime-fp32"
 # Cut schedule (a full run takes ~100-150 epochs here): still far above FLOPs.
 FAST = {"max_epochs": 30, "patience": 10, "plateau_patience": 5}
@@ -92,8 +91,7 @@ def test_gcn_beats_flops_on_bundled_dataset():
 
 @pytest.fixture(scope="module")
 def help_home(tmp_path_factory):
-    if not (HELP / "gold_6226.pt").exists():
-        pytest.skip(f"HELP reference data absent ({HELP})")
+    refdata.require("help", "gold_6226.pt")
     from latbench.importers import import_path
 
     home = tmp_path_factory.mktemp("help-home")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import refdata
 
 import latbench
 from latbench.catalog import CATALOG, PAPER_COLUMNS, UnknownDatasetError, resolve, suggest
@@ -26,12 +27,8 @@ from latbench.importers.registry import (
 )
 from latbench.space import all_archs
 
-RELEASE_DIR = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "external" / "latbench-release"
-)
-needs_release = pytest.mark.skipif(
-    not RELEASE_DIR.is_dir(), reason=f"LatBench release reference data absent ({RELEASE_DIR})"
-)
+RELEASE_DIR = refdata.ref_dir("latbench-release")
+needs_release = refdata.needs("latbench-release")
 
 # The README's (typo'd) spelling of the 13 listed files, as docs/design.md §7 gives them.
 README_NAMES = {
@@ -263,8 +260,7 @@ def test_real_files_are_identified_by_content_under_any_name(tmp_path):
 @pytest.fixture(scope="module")
 def release_home(tmp_path_factory):
     """The seven real release files imported once into a data home: (home, reports)."""
-    if not RELEASE_DIR.is_dir():
-        pytest.skip(f"LatBench release reference data absent ({RELEASE_DIR})")
+    refdata.require("latbench-release")
     home = tmp_path_factory.mktemp("release-home")
     return home, import_datasets("eagle", RELEASE_DIR, data_home=home)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import refdata
 
 from latbench.safepickle import (
     NUMPY_SCALARS,
@@ -22,7 +23,7 @@ from latbench.safepickle import (
     load_torch_zip,
 )
 
-HELP_DIR = Path(__file__).resolve().parents[2] / "shared" / "external" / "help"
+HELP_DIR = refdata.ref_dir("help")
 
 
 def _reducing(func, *args):
@@ -199,7 +200,7 @@ def test_torch_zip_structure_errors(tmp_path):
         load_torch_zip(tmp_path / "absent.pt")
 
 
-@pytest.mark.skipif(not HELP_DIR.is_dir(), reason=f"HELP reference data absent ({HELP_DIR})")
+@refdata.needs("help")
 def test_real_help_files_equal_a_plain_unpickle():
     for name in ("titan_rtx_1.pt", "pixel2.pt", "str_arch2idx.pt"):
         with zipfile.ZipFile(HELP_DIR / name) as zf:
