@@ -20,6 +20,7 @@ __all__ = ["DEFAULT_OUT", "build_parser", "main"]
 # imports matplotlib, so they are repeated here for a fast --help (a test keeps them equal).
 QUICK_GCN_REPEATS = 2
 QUICK_GCN_EPOCHS = 20
+MIN_ARCHS = 100  # latbench.analysis.pipeline.MIN_ARCHS
 
 _PROG = "latbench-analysis"
 DEFAULT_OUT = "latbench-results"
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="LatBench data home (default: $LATBENCH_HOME or the user data dir)")  # fmt: skip
     common.add_argument("--max-pairs", type=_positive, default=None, metavar="N",
                         help="most datasets in the pairs scatter matrix (default 8)")  # fmt: skip
+    common.add_argument("--min-archs", type=_positive, default=MIN_ARCHS, metavar="N",
+                        help="leave out datasets with fewer measured architectures, saying"
+                             f" which (default {MIN_ARCHS})")  # fmt: skip
     common.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     common.add_argument("--verbose", "-v", action="store_true",
                         help="keep TensorFlow's log lines (silenced by default)")  # fmt: skip
@@ -156,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cache=not getattr(args, "no_cache", False),
             progress=not args.quiet,
             fewshot=getattr(args, "fewshot", None),
+            min_archs=args.min_archs,
         )
     except _errors() as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)

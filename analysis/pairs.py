@@ -1,9 +1,9 @@
 """Scatter matrix of latency between datasets (Figure S13).
 
 Lower triangle: one point per architecture measured on both datasets, alpha scaled to
-the number of points so 15k points still show their density, log axes when a latency
-range spans more than ~1.5 decades, Pearson and Spearman in the corner. Diagonal: the
-latency histogram of each dataset. With many datasets the matrix is limited to
+the number of points so 15k points still show their density, log latency axes in every
+panel (:mod:`latbench.analysis.scales`), Pearson and Spearman in the corner. Diagonal:
+the latency histogram of each dataset, on log-spaced bins. With many datasets the matrix is limited to
 ``max_devices`` chosen round-robin over device classes, so every class is shown.
 """
 
@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from latbench.analysis.correlation import pair_correlation
-from latbench.analysis.scales import point_alpha, wants_log
+from latbench.analysis.scales import latency_axis, point_alpha
 from latbench.analysis.style import new_figure, plot_style, short_label
 
 __all__ = ["MAX_DEVICES", "pairs_figure", "select_devices"]
@@ -49,14 +49,12 @@ def select_devices(
     return [k for k in keys if k in chosen]  # keep the caller's order
 
 
-def _hist(ax, values: np.ndarray, log: bool) -> None:
-    v = values[np.isfinite(values)]
+def _hist(ax, values: np.ndarray) -> None:
+    v = values[np.isfinite(values) & (values > 0)]
     if v.size == 0:
         return
-    bins = np.geomspace(v.min(), v.max(), 41) if log else 40
-    ax.hist(v, bins=bins, color="tab:gray", alpha=0.8)
-    if log:
-        ax.set_xscale("log")
+    ax.hist(v, bins=np.geomspace(v.min(), v.max(), 41), color="tab:gray", alpha=0.8)
+    latency_axis(ax, "x", v)
 
 
 def pairs_figure(latency: pd.DataFrame, keys: Sequence[str] | None = None) -> Figure:
@@ -66,7 +64,6 @@ def pairs_figure(latency: pd.DataFrame, keys: Sequence[str] | None = None) -> Fi
     if missing:
         raise KeyError(f"not in the latency table: {', '.join(missing)}")
     n = len(keys)
-    logs = {k: wants_log(latency[k].to_numpy()) for k in keys}
     side = 1.9 if n > 2 else 2.6
     with plot_style():
         fig = new_figure(side * n + 0.6, side * n + 0.5)
@@ -78,7 +75,7 @@ def pairs_figure(latency: pd.DataFrame, keys: Sequence[str] | None = None) -> Fi
                     ax.set_visible(False)
                     continue
                 if i == j:
-                    _hist(ax, latency[xk].to_numpy(dtype=np.float64), logs[xk])
+                    _hist(ax, latency[xk].to_numpy(dtype=np.float64))
                     ax.set_title(short_label(xk, 30), fontsize=7)
                     ax.set_ylabel("architectures")
                 else:
@@ -87,10 +84,8 @@ def pairs_figure(latency: pd.DataFrame, keys: Sequence[str] | None = None) -> Fi
                     both = np.isfinite(x) & np.isfinite(y)
                     ax.scatter(x[both], y[both], s=1.5, alpha=point_alpha(int(both.sum())),
                                linewidths=0, color="tab:blue", rasterized=True)  # fmt: skip
-                    if logs[xk]:
-                        ax.set_xscale("log")
-                    if logs[yk]:
-                        ax.set_yscale("log")
+                    latency_axis(ax, "x", x[both])
+                    latency_axis(ax, "y", y[both])
                     c = pair_correlation(x, y)
                     ax.text(0.96, 0.04, f"r = {c['pearson']:.3f}\nρ = {c['spearman']:.3f}",
                             transform=ax.transAxes, va="bottom", ha="right", fontsize=6,

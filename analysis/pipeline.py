@@ -9,10 +9,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from latbench.analysis import report
-from latbench.analysis.data import load_datasets
+from latbench.analysis.data import Datasets, NoDatasetsError, load_datasets
 from latbench.analysis.pairs import MAX_DEVICES
 
-__all__ = ["RESULTS", "command_line", "run"]
+__all__ = ["MIN_ARCHS", "RESULTS", "command_line", "enough_archs", "run"]
+
+MIN_ARCHS = 100
+"""Fewest measured architectures a dataset needs to enter the report: below that its
+correlations and predictor scores are noise printed to three decimals."""
 
 RESULTS: tuple[str, ...] = ("correlation", "proxies", "pairs", "predictors")
 """The results ``run`` can produce, in report order."""
@@ -31,6 +35,7 @@ def command_line(
     gcn_epochs: int | None = None,
     bundled_only: bool = False,
     fewshot: str | os.PathLike[str] | None = None,
+    min_archs: int = MIN_ARCHS,
 ) -> str:
     """The ``latbench-analysis`` command line equivalent to :func:`run` with these arguments."""
     parts = ["latbench-analysis", result]
@@ -52,8 +57,30 @@ def command_line(
         parts += ["--gcn-epochs", str(gcn_epochs)]
     if fewshot:
         parts += ["--fewshot", str(fewshot)]
+    if min_archs != MIN_ARCHS:
+        parts += ["--min-archs", str(min_archs)]
     parts += ["--out", Path(out).as_posix()]
     return shlex.join(parts)
+
+
+def enough_archs(data: Datasets, min_archs: int = MIN_ARCHS) -> tuple[Datasets, dict[str, str]]:
+    """``data`` without the datasets of fewer than ``min_archs`` measured architectures,
+    and ``{key: why}`` for each left out. Raises :class:`NoDatasetsError` if none is left."""
+    kept: dict = {}
+    left_out: dict[str, str] = {}
+    for key, df in data.frames.items():
+        n = int((df["status"] == "ok").sum())
+        if n >= min_archs:
+            kept[key] = df
+        else:
+            left_out[key] = f"{n} measured architecture(s), fewer than {min_archs}"
+    if not kept:
+        why = "; ".join(f"{k}: {v}" for k, v in left_out.items())
+        raise NoDatasetsError(
+            f"no dataset has {min_archs} measured architectures ({why}); measure more"
+            " (`latbench-measure ... --limit N` resumes) or lower --min-archs"
+        )
+    return Datasets(kept, {k: v for k, v in data.origins.items() if k in kept}), left_out
 
 
 def run(
@@ -73,6 +100,7 @@ def run(
     cache: str | os.PathLike[str] | None | bool = True,
     progress: bool = False,
     fewshot: str | os.PathLike[str] | None = None,
+    min_archs: int = MIN_ARCHS,
 ) -> list[report.Section]:
     """Write ``result`` (one of :data:`RESULTS`, or ``"all"`` plus ``out/README.md``) into ``out``.
 
@@ -83,12 +111,15 @@ def run(
     results (``True``: ``<data home>/cache/predictors``; ``False``/``None``: none), so
     a rerun computes only the repeats it lacks. ``progress`` shows bars (or ETA lines)
     on stderr. ``fewshot`` is a ``latbench-predict evaluate-adapt -o`` CSV: with it,
-    ``all`` also writes the few-shot section (its figure and tables). Returns the
-    sections written.
+    ``all`` also writes the few-shot section (its figure and tables). Datasets with
+    fewer than ``min_archs`` measured architectures are left out (:func:`enough_archs`),
+    named in the log and the README. Returns the sections written.
     """
     if result != "all" and result not in RESULTS:
         raise ValueError(f"unknown result {result!r}; choose all or one of {', '.join(RESULTS)}")
-    data = load_datasets(devices, data_home=data_home, bundled_only=bundled_only)
+    data, left_out = enough_archs(
+        load_datasets(devices, data_home=data_home, bundled_only=bundled_only), min_archs
+    )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     max_pairs = max_pairs or MAX_DEVICES
@@ -123,6 +154,8 @@ def run(
         names = (*names, "fewshot")
     say = log or (lambda _msg: None)
     say(f"{len(data.keys)} dataset(s): {', '.join(data.keys)}")
+    for key, why in left_out.items():
+        say(f"left out {key}: {why} (--min-archs {min_archs})")
     if "predictors" in names:
         from latbench.analysis.predictors import DEFAULT_PREDICTORS, protocols
 
@@ -146,8 +179,12 @@ def run(
             "all", devices=devices, out=out, max_pairs=None if max_pairs == MAX_DEVICES else max_pairs,
             repeats=repeats, n_train=n_train, predictors=predictors, seed=seed,
             gcn_epochs=gcn_epochs, bundled_only=bundled_only, fewshot=fewshot,
+            min_archs=min_archs,
         )  # fmt: skip
         params = {"datasets": ", ".join(data.keys), "pairs: most datasets shown": max_pairs}
+        params["fewest measured architectures per dataset"] = min_archs
+        if left_out:
+            params["left out"] = "; ".join(f"{k} ({why})" for k, why in left_out.items())
         params |= report.predictor_parameters(**pred_kw, gcn_epochs=gcn_epochs)
         readme = report.write_readme(data, out, sections, command=command, parameters=params)
         say(f"report: {readme}")

@@ -2,7 +2,8 @@
 
 FLOPs are the multiply-accumulates of the pruned network (the NAS-Bench-201 convention,
 one MAC = one FLOP) and params its weights and biases, both from each dataset's own
-columns. Each panel prints the Pearson, Spearman and Kendall coefficients of the points
+columns. Latency is on a log axis in every panel, FLOPs and params on linear ones
+(:mod:`latbench.analysis.scales`). Each panel prints the Pearson, Spearman and Kendall coefficients of the points
 it shows, computed by :func:`proxy_correlations`.
 """
 
@@ -14,7 +15,7 @@ from matplotlib.figure import Figure
 
 from latbench.analysis.correlation import METHODS, pair_correlation
 from latbench.analysis.data import Datasets
-from latbench.analysis.scales import point_alpha, wants_log
+from latbench.analysis.scales import latency_axis, point_alpha
 from latbench.analysis.style import new_figure, plot_style
 
 __all__ = ["PROXIES", "panel_text", "proxies_figure", "proxy_correlations", "proxy_points"]
@@ -77,10 +78,7 @@ def proxies_figure(data: Datasets, *, per_row: int = 3) -> Figure:
                 x, y = proxy_points(data.frames[key], proxy)
                 ax.scatter(x / scale, y, s=2, alpha=point_alpha(len(x)), linewidths=0,
                            color="tab:blue", rasterized=True)  # fmt: skip
-                if wants_log(y):
-                    ax.set_yscale("log")
-                if wants_log(x):
-                    ax.set_xscale("log")
+                latency_axis(ax, "y", y)  # the same rule in every panel; proxies linear
                 ax.set_xlabel(label)
                 ax.set_ylabel("latency [ms]")
                 ax.set_title(f"{key}\nlatency vs {proxy}")

@@ -17,7 +17,10 @@ from matplotlib.figure import Figure
 from latbench.analysis.scales import point_alpha
 from latbench.analysis.style import new_figure, plot_style
 
-__all__ = ["latency_rank_figure", "rank_change"]
+__all__ = ["MOVE_THRESHOLD", "latency_rank_figure", "moved_share", "rank_change"]
+
+MOVE_THRESHOLD = 5.0
+"""Rank change, in percentile points, from which an architecture counts as moved."""
 
 
 def _ok_latency(frame: pd.DataFrame) -> pd.Series:
@@ -39,10 +42,24 @@ def rank_change(a: pd.Series, b: pd.Series) -> pd.DataFrame:
     return out
 
 
-def latency_rank_figure(frames: Mapping[str, pd.DataFrame]) -> Figure:
+def moved_share(ranks: pd.DataFrame, threshold: float = MOVE_THRESHOLD) -> str:
+    """``"993 of 15,284 (6.5 %)"``: architectures whose rank moves by more than
+    ``threshold`` points, the share never rounded to 0 unless none moves."""
+    n = int((ranks["change"].abs() > threshold).sum())
+    pct = 100.0 * n / max(len(ranks), 1)
+    text = f"{pct:.1f}" if pct >= 1 or n == 0 else f"{pct:.2g}"
+    return f"{n:,} of {len(ranks):,} ({text} %)"
+
+
+def latency_rank_figure(
+    frames: Mapping[str, pd.DataFrame], threshold: float = MOVE_THRESHOLD
+) -> Figure:
     """Two datasets by name -> latency of each (sorted) and the rank change between them.
 
     Each frame is a dataset (:func:`latbench.load`); only ``status == "ok"`` rows count.
+    The title counts the architectures that move by more than ``threshold`` percentile
+    points (dashed lines); the colour scale stops at the 99th percentile of the moves,
+    and the colour bar's arrows say so when any move lies beyond.
     """
     if len(frames) != 2:
         raise ValueError(f"need exactly two datasets, got {len(frames)}")
@@ -63,18 +80,24 @@ def latency_rank_figure(frames: Mapping[str, pd.DataFrame]) -> Figure:
             ax.text(0.03, 0.92, f"median {np.median(y):.3g} ms\nmax/min {y[-1] / y[0]:.0f}×",
                     transform=ax.transAxes, va="top", fontsize=8)  # fmt: skip
         ax = axes[2]
-        lim = max(5.0, float(ranks["change"].abs().quantile(0.99)))
+        moves = ranks["change"].abs()
+        lim = max(threshold, float(moves.quantile(0.99)))
+        low, high = bool((ranks["change"] < -lim).any()), bool((ranks["change"] > lim).any())
+        extend = {(True, True): "both", (True, False): "min", (False, True): "max"}
         sc = ax.scatter(ranks["rank_a"], ranks["rank_b"], c=ranks["change"], cmap="coolwarm",
                         vmin=-lim, vmax=lim, s=3, alpha=max(0.4, point_alpha(len(ranks))),
                         linewidths=0, rasterized=True)  # fmt: skip
         ax.plot([0, 100], [0, 100], color="black", linewidth=0.7)
+        for off in (-threshold, threshold):
+            ax.plot([0, 100], [off, 100 + off], color="black", linewidth=0.5, linestyle="--")
         ax.set_xlim(0, 100)
         ax.set_ylim(0, 100)
         ax.set_aspect("equal")
         ax.set_xlabel(f"rank on {name_a} [percentile]")
         ax.set_ylabel(f"rank on {name_b} [percentile]")
-        moved = float((ranks["change"].abs() > 10).mean() * 100)
         ax.set_title(f"{len(ranks):,} in common: Spearman {rho:.3f}\n"
-                     f"{moved:.0f}% move > 10 percentile points", fontsize=9)  # fmt: skip
-        fig.colorbar(sc, ax=ax, label="rank change [points]", shrink=0.85)
+                     f"{moved_share(ranks, threshold)} move > {threshold:g} points"
+                     f" (max {moves.max():.0f})", fontsize=9)  # fmt: skip
+        fig.colorbar(sc, ax=ax, label="rank change [percentile points]", shrink=0.85,
+                     extend=extend.get((low, high), "neither"))  # fmt: skip
     return fig

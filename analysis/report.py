@@ -212,7 +212,8 @@ def write_proxies(data: Datasets, out: str | os.PathLike[str]) -> Section:
     body = [
         "Latency of every architecture measured on the dataset against the FLOPs "
         "(multiply-accumulates, the NAS-Bench-201 convention) and the parameter count "
-        "of its pruned network. Each panel prints the coefficients of its points.\n\n"
+        "of its pruned network, latency on a log axis in every panel. Each panel "
+        "prints the coefficients of its points.\n\n"
     ]
     for i, chunk in enumerate(chunks, 1):
         name = "proxies.png" if len(chunks) == 1 else f"proxies-{i}.png"
@@ -252,8 +253,8 @@ def write_pairs(
     body = (
         "Lower triangle: latency of one dataset against another, one point per "
         "architecture measured on both, Pearson r and Spearman ρ in the corner; "
-        "diagonal: latency histogram. Log axes where a dataset's latency spans more "
-        "than ~1.5 decades.\n\n![pairwise scatter matrix](pairs.png)\n"
+        "diagonal: latency histogram. Latency is on log axes in every panel "
+        "(latencies compare by ratio).\n\n![pairwise scatter matrix](pairs.png)\n"
     )
     if len(keys) < len(data.keys):
         body += (

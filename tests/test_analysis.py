@@ -157,6 +157,24 @@ def test_select_devices_round_robin_over_classes():
         select_devices(keys, classes, 0)
 
 
+def _assert_tick_labels_apart(fig) -> None:
+    """No two tick labels of one axis overlap once drawn (log axes used to stack them)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            ticks = axis.get_major_ticks() + axis.get_minor_ticks()  # minor ones get labels too
+            boxes = [t.get_window_extent(renderer) for tick in ticks
+                     if lo <= tick.get_loc() <= hi and (t := tick.label1).get_visible()
+                     and t.get_text()]  # fmt: skip
+            for i, a in enumerate(boxes):
+                for b in boxes[i + 1 :]:
+                    assert not a.overlaps(b), (ax.get_title(), a, b)
+
+
 def test_pairs_figure_panels_and_log_axes():
     rng = np.random.default_rng(2)
     a = rng.uniform(1, 2, 300)
@@ -164,8 +182,11 @@ def test_pairs_figure_panels_and_log_axes():
     fig = pairs_figure(table)
     axes = np.array(fig.axes).reshape(3, 3)
     assert not axes[0, 1].get_visible() and axes[1, 0].get_visible()
-    assert axes[1, 0].get_yscale() == "log"  # "wide" spans 2**8 = 256x
-    assert axes[1, 0].get_xscale() == "linear"
+    # one rule for every panel: latency on log axes, whatever each dataset's range
+    for ax in (axes[1, 0], axes[2, 0], axes[2, 1]):
+        assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert all(axes[i, i].get_xscale() == "log" for i in range(3))
+    _assert_tick_labels_apart(fig)
     assert axes[2, 0].get_xlabel() == "narrow [ms]"
     corner = axes[1, 0].texts[0].get_text()
     assert corner.endswith("ρ = 1.000")  # a**8 is monotone in a
