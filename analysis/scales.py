@@ -33,11 +33,13 @@ def _plain(value: float, _pos: Any = None) -> str:
 
 
 def log_ticks(values: np.ndarray) -> tuple[float, ...]:
-    """Mantissas of the labelled log ticks for data spanning ``values``: (1, 2, 5) within
-    ~1.5 decades, (1, 3) within 3, (1,) beyond."""
+    """Mantissas of the labelled log ticks for data spanning ``values``: (1, 1.5, 2, 3, 5, 7)
+    within 0.8 decades, (1, 2, 5) within 1.5, (1, 3) within 3, (1,) beyond."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v) & (v > 0)]
     decades = float(np.log10(v.max() / v.min())) if v.size else 0.0
+    if decades <= 0.8:
+        return (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
     if decades <= 1.5:
         return (1.0, 2.0, 5.0)
     return (1.0, 3.0) if decades <= 3 else (1.0,)
