@@ -10,13 +10,16 @@ architectures sharing a pruned graph produce) are reported beside it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from scipy import stats
 
 from latbench.analysis.style import new_figure, plot_style, short_label
+
+if TYPE_CHECKING:  # matplotlib loads with latbench.analysis.style, naming its extra
+    from matplotlib.figure import Figure
 
 __all__ = [
     "METHODS",

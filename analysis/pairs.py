@@ -10,14 +10,17 @@ the latency histogram of each dataset, on log-spaced bins. With many datasets th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from latbench.analysis.correlation import pair_correlation
 from latbench.analysis.scales import latency_axis, point_alpha
 from latbench.analysis.style import new_figure, plot_style, short_label
+
+if TYPE_CHECKING:  # matplotlib loads with latbench.analysis.style, naming its extra
+    from matplotlib.figure import Figure
 
 __all__ = ["MAX_DEVICES", "pairs_figure", "select_devices"]
 

@@ -17,15 +17,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from latbench.analysis.data import Datasets
 from latbench.analysis.scales import point_alpha
 from latbench.analysis.style import new_figure, plot_style
+
+if TYPE_CHECKING:  # matplotlib loads with latbench.analysis.style, naming its extra
+    from matplotlib.figure import Figure
 
 __all__ = [
     "DEFAULT_PREDICTORS",

@@ -9,14 +9,18 @@ it shows, computed by :func:`proxy_correlations`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from latbench.analysis.correlation import METHODS, pair_correlation
 from latbench.analysis.data import Datasets
 from latbench.analysis.scales import latency_axis, point_alpha
 from latbench.analysis.style import new_figure, plot_style
+
+if TYPE_CHECKING:  # matplotlib loads with latbench.analysis.style, naming its extra
+    from matplotlib.figure import Figure
 
 __all__ = ["PROXIES", "panel_text", "proxies_figure", "proxy_correlations", "proxy_points"]
 

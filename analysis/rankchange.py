@@ -9,13 +9,16 @@ it moved. Used by ``docs/quickstart.md``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from latbench.analysis.scales import point_alpha
 from latbench.analysis.style import new_figure, plot_style
+
+if TYPE_CHECKING:  # matplotlib loads with latbench.analysis.style, naming its extra
+    from matplotlib.figure import Figure
 
 __all__ = ["MOVE_THRESHOLD", "latency_rank_figure", "moved_share", "rank_change"]
 

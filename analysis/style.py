@@ -13,8 +13,13 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from latbench.extras import needs_extra
+
+try:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+except ModuleNotFoundError as _exc:  # name the extra, not just the module
+    raise needs_extra(_exc, "latbench.analysis (figures)") from None
 
 __all__ = ["DPI", "RC", "new_figure", "plot_style", "save_png", "short_label"]
 

@@ -1,12 +1,14 @@
-"""Which ``pip install`` extra provides a missing module, for one-line CLI errors.
+"""Which ``pip install`` extra provides a missing module, for one-line errors.
 
 A command that needs an optional dependency catches the ``ModuleNotFoundError`` and
-prints :func:`missing_extra` instead of a traceback (exit status 2).
+prints :func:`missing_extra` instead of a traceback (exit status 2). Library modules
+that import one for Python API users re-raise it through :func:`needs_extra`, so the
+message names the extra there too.
 """
 
 from __future__ import annotations
 
-__all__ = ["EXTRA_OF", "missing_extra"]
+__all__ = ["EXTRA_OF", "missing_extra", "needs_extra"]
 
 EXTRA_OF: dict[str, str] = {
     "tensorflow": "harness",
@@ -44,3 +46,17 @@ def missing_extra(exc: ModuleNotFoundError, command: str, extra: str | None = No
         f"{command}: error: this needs the Python module {module!r}, which comes with "
         f"the {chosen!r} extra: pip install 'latbench[{chosen}]'"
     )
+
+
+def needs_extra(exc: ModuleNotFoundError, what: str) -> ModuleNotFoundError:
+    """``exc`` reworded to name the extra that installs its module (``raise ... from None``).
+
+    ``what`` says what needs it (``"latbench.analysis (figures)"``). The module name is
+    kept in ``.name``, so a CLI's :func:`missing_extra` still recognizes it.
+    """
+    module = (exc.name or str(exc)).split(".")[0]
+    extra = EXTRA_OF.get(module)
+    how = (
+        f", which comes with the {extra!r} extra: pip install 'latbench[{extra}]'" if extra else ""
+    )
+    return ModuleNotFoundError(f"{what} needs the Python module {module!r}{how}", name=exc.name)

@@ -53,3 +53,16 @@ def test_proxies_use_one_scale_rule_with_readable_ticks():
     assert {ax.get_yscale() for ax in shown} == {"log"}
     assert {ax.get_xscale() for ax in shown} == {"linear"}
     _assert_tick_labels_apart(fig)
+
+
+def test_missing_matplotlib_names_the_extra():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['matplotlib'] = None\n"  # as if not installed
+            "from latbench.analysis.rankchange import latency_rank_figure")  # fmt: skip
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    last = res.stderr.strip().splitlines()[-1]
+    assert res.returncode == 1
+    assert last.startswith("ModuleNotFoundError: latbench.analysis (figures) needs")
+    assert "'matplotlib'" in last and "pip install 'latbench[analysis]'" in last
