@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,11 +46,29 @@ def parse_arch_arg(text: str) -> Any:
     )
 
 
-def _print_table(df: pd.DataFrame) -> None:
-    if df.empty:
-        print("(none)")
-        return
-    print(df.to_string(index=False, na_rep="-"))
+_CAPS = {"key": 34, "class": 14, "precision": 10}
+"""Widest cell of these ``latbench devices`` columns; longer ones end in an ellipsis."""
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def fit_table(df: pd.DataFrame, width: int) -> str:
+    """``df`` as left-aligned text columns within ``width`` characters a line.
+
+    Columns named in ``_CAPS`` are capped; the last column takes what is left (at
+    least 12 characters) and long cells of any column end in an ellipsis.
+    """
+    cols = [str(c) for c in df.columns]
+    cells = {c: ["-" if pd.isna(v) else str(v) for v in df[c]] for c in df.columns}
+    widths = [min(max(len(c), *(len(x) for x in cells[c])), _CAPS.get(c, 10**6)) for c in cols]
+    widths[-1] = max(12, min(widths[-1], width - sum(widths[:-1]) - 2 * (len(cols) - 1)))
+    rows = [cols, *zip(*(cells[c] for c in df.columns), strict=True)]
+    return "\n".join(
+        "  ".join(_clip(x, w).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
@@ -61,7 +80,13 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(df.to_dict(orient="records"), indent=2))
         return 0
-    _print_table(df[["key", "class", "precision", "available", "name"]])
+    table = df[["key", "class", "precision", "available", "name"]].copy()
+    table["available"] = table["available"].map({True: "yes", False: "no"})
+    table = table.rename(columns={"available": "local"})
+    if table.empty:
+        print("(none)")
+    else:  # fits the terminal (or COLUMNS); 100 where neither says
+        print(fit_table(table, shutil.get_terminal_size((100, 24)).columns))
     n_avail = int(df["available"].sum())
     print(f"\n{len(df)} dataset(s), {n_avail} available locally")
     return 0
