@@ -293,7 +293,7 @@ def figure1(key: str, predictions: Mapping[str, pd.DataFrame]) -> Figure:
     pad = 0.04 * (hi - lo)
     lim = (max(0.0, lo - pad), hi + pad)
     with plot_style():
-        fig = new_figure(max(3.6, 2.7 * len(names) + 0.3), 3.2)
+        fig = new_figure(max(4.6, 2.7 * len(names) + 0.3), 3.5)  # the title fits one panel
         axes = fig.subplots(1, len(names), squeeze=False)[0]
         for ax, name in zip(axes, names, strict=True):
             d = predictions[name]

@@ -267,6 +267,8 @@ def _measure_run(args, profile, plan, out: Path, key: str, shard, cache, adapt=N
         print(line)
     for line in fleet.report_lines() if fleet is not None else []:
         print(line)
+    if fleet is None and summary.dataset is not None and summary.failed == 0:
+        _discard_parts(out, summary.key, key, args.passes)
     if args.layers:
         path = measure_layers(
             profile, out_dir=out, key=key, seed=args.seed, cache=cache,
@@ -279,6 +281,19 @@ def _measure_run(args, profile, plan, out: Path, key: str, shard, cache, adapt=N
     if summary.dataset is not None and shard == (1, 1) and args.out is None:
         print(f"load it with: latbench.load({key!r})")
     return 0
+
+
+def _discard_parts(out: Path, stem: str, key: str, passes: int) -> None:
+    """A finished run's parts are all in its dataset and raw file: remove them (a rerun
+    resumes from the dataset). Fleet runs keep theirs: the fleet's state lives there."""
+    from latbench.harness.store import RunStore
+
+    RunStore(out, stem, {}).discard_parts()
+    if passes > 1:  # each pass's own parts, beside that pass's dataset
+        work = Path(out) / f"{key}.passes"
+        for p in range(1, passes + 1):
+            pass_stem = stem.replace(key, f"{key}.pass{p}of{passes}", 1)
+            RunStore(work, pass_stem, {}).discard_parts()
 
 
 def _fleet_executor(args: argparse.Namespace, out: Path, key: str, shard, cache):

@@ -91,12 +91,21 @@ class RunStore:
         return self.out_dir / f"{self.stem}.raw.h5"
 
     def open(self, fresh: bool = False) -> dict[str, GraphResult]:
-        """Create or reopen the parts folder; returns results already stored, by graph key."""
+        """Create or reopen the parts folder; returns results already stored, by graph key.
+
+        Without parts (a finished run removes them, :meth:`discard_parts`) the results
+        come from the dataset and raw timings this store wrote, when their recorded run
+        settings are this run's; so a rerun still times only what is not done.
+        """
         cfg_path = self.parts_dir / "run.json"
         if fresh and self.parts_dir.exists():
             for p in [*self.parts_dir.glob("part-*.parquet"), cfg_path]:
                 p.unlink(missing_ok=True)
+        seeded = {} if fresh or cfg_path.exists() else self._from_dataset()
         self.parts_dir.mkdir(parents=True, exist_ok=True)
+        if seeded:
+            self._buffer = list(seeded.values())
+            self.flush()  # durable again as a part, before anything new is timed
         if cfg_path.exists():
             stored = json.loads(cfg_path.read_text())
             diff = sorted(k for k in {*stored, *self.config} if stored.get(k) != self.config.get(k))
@@ -113,6 +122,83 @@ class RunStore:
                 tmp.write_text(json.dumps(self.config, indent=2, sort_keys=True))
         self._results = self._read_parts()
         return dict(self._results)
+
+    def _from_dataset(self) -> dict[str, GraphResult]:
+        """Results of graphs in this store's finished dataset, if it was written with
+        this run's settings and its raw timings are all there; else nothing."""
+        from latbench.dataset import DatasetError, read_dataset
+
+        if not self.dataset_path.is_file():
+            return {}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UnverifiedFileWarning)
+                df = read_dataset(self.dataset_path)
+        except (DatasetError, OSError) as exc:
+            log.warning(
+                "not resuming from %s (%s); its graphs will be timed", self.dataset_path, exc
+            )
+            return {}
+        stored = df.attrs["metadata"].get("run_config")
+        if stored is None:  # written before run settings were recorded: time again
+            return {}
+        if stored != self.config:
+            diff = sorted(k for k in {*stored, *self.config} if stored.get(k) != self.config.get(k))
+            details = "; ".join(
+                f"{k}: stored {stored.get(k)!r}, now {self.config.get(k)!r}" for k in diff
+            )
+            raise RunConfigMismatch(
+                f"{self.dataset_path} was measured with different settings ({details}). "
+                "Use another --out or --key, or --fresh to measure it again."
+            )
+        raw = self._raw_rows()
+        rows = df[df["valid"] & df["status"].isin(["ok", "failed"])].drop_duplicates("graph_key")
+        out: dict[str, GraphResult] = {}
+        for r in rows.itertuples(index=False):
+            ok = r.status == "ok"
+            if ok and r.graph_key not in raw:
+                return {}  # raw timings lost: never write a raw file without them
+            dev = getattr(r, "device_id", None)
+            out[r.graph_key] = GraphResult(
+                r.graph_key, int(r.arch_id if pd.isna(r.timed_arch_id) else r.timed_arch_id), r.status,
+                float(r.latency_ms) if ok else None, float(r.latency_std_ms) if ok else None,
+                int(r.runs), None if ok else str(r.error), raw.get(r.graph_key) if ok else None,
+                None if dev is None or pd.isna(dev) else str(dev),
+            )  # fmt: skip
+        return out
+
+    def _raw_rows(self) -> dict[str, np.ndarray]:
+        if not self.raw_path.is_file():
+            return {}
+        from latbench.harness.raw import RawFormatError, read_raw
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UnverifiedFileWarning)
+                raw = read_raw(self.raw_path)
+        except (RawFormatError, OSError, ImportError) as exc:
+            log.warning("not resuming from %s (%s)", self.raw_path, exc)
+            return {}
+        return {
+            str(k): row[row >= 0]  # rows are padded with -1 to the widest
+            for k, row in zip(raw["graph_key"], raw["timings_ns"], strict=True)
+        }
+
+    def discard_parts(self) -> bool:
+        """Remove the parts of a finished run (the dataset and raw file hold it all).
+
+        Only parts and ``run.json`` go; a folder holding anything else (a fleet's
+        state, a damaged part kept for inspection) stays. Returns whether it went.
+        """
+        if not self.parts_dir.is_dir():
+            return False
+        for p in [*self.parts_dir.glob("part-*.parquet"), self.parts_dir / "run.json"]:
+            p.unlink(missing_ok=True)
+        try:
+            self.parts_dir.rmdir()
+        except OSError:
+            return False
+        return True
 
     def _read_parts(self) -> dict[str, GraphResult]:
         results: dict[str, GraphResult] = {}
@@ -216,7 +302,8 @@ class RunStore:
         self.flush()
         df = self.frame(plan)
         self._write_raw(plan, metadata.get("protocol", {}))
-        return write_dataset(df, self.dataset_path, metadata)
+        # the settings a rerun must match to resume from this file once parts are gone
+        return write_dataset(df, self.dataset_path, {**metadata, "run_config": self.config})
 
     def _write_raw(self, plan: Plan, protocol: dict[str, Any]) -> None:
         from latbench.harness.raw import write_raw
