@@ -290,13 +290,22 @@ def _fleet_executor(args: argparse.Namespace, out: Path, key: str, shard, cache)
     from latbench.harness.fleet.executor import FleetExecutor
 
     require_ray()
-    if args.passes != 1:
-        raise ValueError("--fleet with --passes is not supported yet; use --passes 1")
     stem = key if shard == (1, 1) else f"{key}.shard{shard[0]}of{shard[1]}"
-    return FleetExecutor(
-        args.fleet, cache_root=cache.root, state_path=Path(out) / f"{stem}.parts" / "fleet.json",
-        fresh=args.fresh, max_device_spread=args.max_device_spread, progress=not args.quiet,
+    if args.passes > 1:  # one state for every pass: a run anchors its devices once
+        where = Path(out) / f"{key}.passes"
+        suffix = stem[len(key) :]
+        state = where / f"{stem}.fleet.json"
+        parts = [where / f"{key}.pass{p}of{args.passes}{suffix}.parts"
+                 for p in range(1, args.passes + 1)]  # fmt: skip
+    else:
+        state = Path(out) / f"{stem}.parts" / "fleet.json"
+        parts = [state.parent]
+    ex = FleetExecutor(
+        args.fleet, cache_root=cache.root, state_path=state, parts_dirs=parts, fresh=args.fresh,
+        max_device_spread=args.max_device_spread, progress=not args.quiet,
     )  # fmt: skip
+    ex.connect()  # before any file is written: a wrong address leaves nothing behind
+    return ex
 
 
 def _describe_selection(args: argparse.Namespace) -> str:
