@@ -702,6 +702,9 @@ class FleetExecutor:
             self._watch.stop()
         if self._ray is None:
             return
+        if str(self.run_id) in self._state["runs"]:
+            with contextlib.suppress(OSError):  # a stopped run keeps what it knows
+                self._save_state()
         if self._head_lost:  # every call to Ray would wait on the dead head
             if self._owns_ray:
                 atexit.unregister(self._ray.shutdown)

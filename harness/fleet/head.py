@@ -64,6 +64,8 @@ def head_nodes(address: str, timeout_s: float = 5.0) -> list[dict[str, Any]]:
             reply = stub.GetAllNodeInfo(gcs_service_pb2.GetAllNodeInfoRequest(), timeout=timeout_s)
     except grpc.RpcError as exc:
         code = exc.code().name if hasattr(exc, "code") else type(exc).__name__
+        if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+            return []  # a Ray head with token authentication: Ray, but not ours to list
         raise FleetError(
             f"{address!r} answers but is not a Ray head (no reply to a GCS call within "
             f"{timeout_s:.0f} s: {code}); pass the head's GCS port (ray start --head --port)"
