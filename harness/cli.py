@@ -364,6 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError, KeyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"latbench-measure: error: {msg}", file=sys.stderr)
+        if from_console and getattr(exc, "hard_exit", False):  # a fleet whose head is gone
+            import os
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)  # Ray's teardown would crash without its head; results are flushed
         return 2
     except OSError as exc:  # a full disk, permissions: what was flushed is kept
         from latbench.harness.errors import os_error_line

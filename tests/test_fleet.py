@@ -259,8 +259,9 @@ def test_resumed_campaign_anchors_every_device_in_every_run(cluster, cache, tmp_
     r2 = {d: v["ratio"] for d, v in runs["2"]["devices"].items()}
     # node0 ran 1.5x slower in run 1 than the others of run 1, and like them in run 2
     others1 = statistics.median(r1[d] for d in DEVICES[1:])
-    assert abs(r1["node0/0"] / others1 / 1.5 - 1) < floor
-    assert abs(r2["node0/0"] / statistics.median(r2[d] for d in DEVICES[1:]) - 1) < floor
+    # (twice the floor: three devices and the driver share this host's cores with the rest)
+    assert abs(r1["node0/0"] / others1 / 1.5 - 1) < 2 * floor
+    assert abs(r2["node0/0"] / statistics.median(r2[d] for d in DEVICES[1:]) - 1) < 2 * floor
     assert r2["late/0"] > 0 and "late/0" not in runs["1"]["devices"]  # anchored in run 2
     assert any("node0/0 (run 1)" in w for w in meta["warnings"])
     assert any(w.startswith("device node0/0: anchor ratio moved") for w in meta["warnings"])

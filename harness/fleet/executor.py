@@ -62,6 +62,10 @@ WAIT_LOG_S = 10.0
 class HeadLost(FleetError):
     """The Ray head stopped answering mid-run."""
 
+    hard_exit = True
+    """Ray's C++ core crashes (SIGSEGV) in interpreter teardown once its head is gone, so
+    a console process that caught this should end with ``os._exit`` after saying why."""
+
 
 @dataclass
 class _Device:
