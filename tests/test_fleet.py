@@ -264,7 +264,10 @@ def test_resumed_campaign_anchors_every_device_in_every_run(cluster, cache, tmp_
     assert abs(r2["node0/0"] / statistics.median(r2[d] for d in DEVICES[1:]) - 1) < 2 * floor
     assert r2["late/0"] > 0 and "late/0" not in runs["1"]["devices"]  # anchored in run 2
     assert any("node0/0 (run 1)" in w for w in meta["warnings"])
-    assert any(w.startswith("device node0/0: anchor ratio moved") for w in meta["warnings"])
+    assert any(
+        w.startswith("device node0/0: anchor ratio to its run's fleet moved")
+        for w in meta["warnings"]
+    )
     # each row carries its run; its ratio is that run's
     timed = df[df["device_id"].notna()].drop_duplicates("graph_key")
     assert set(timed["fleet_run"]) == {1, 2} and (timed["fleet_run"] == 1).sum() == 4
@@ -287,6 +290,16 @@ def test_resumed_campaign_anchors_every_device_in_every_run(cluster, cache, tmp_
         and "--name" in " ".join(p.info["cmdline"] or [])
     ]
     assert not leaked
+
+
+def test_a_second_worker_with_a_taken_device_id_is_refused(cluster, capsys):
+    from latbench.harness.cli import main
+
+    rc = main(["worker", "--device", PROFILE, "--address", cluster.address, "--name", "node1",
+               "--skip-check"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "device id node1/0 (node " in err and "another --name" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_two_pass_fleet_campaign_equals_a_two_pass_local_one(cluster, cache, tmp_path):
@@ -422,7 +435,11 @@ def test_head_lost_mid_run_is_one_line_exit_2_and_a_rerun_resumes(cluster, cache
         parts = out / "hl.parts"
         end = time.monotonic() + 150
         while len(list(parts.glob("part-*.parquet"))) < 2 and driver.poll() is None:
-            assert time.monotonic() < end, "the driver stored nothing"
+            if time.monotonic() > end:
+                driver.kill()
+                raise AssertionError(
+                    f"the driver stored nothing: {driver.communicate()[1][-3000:]}"
+                )
             time.sleep(0.2)
         _kill_matching(str(temp))  # the head: GCS, raylet, its workers, all at once
         _, err = driver.communicate(timeout=120)

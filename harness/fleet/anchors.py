@@ -144,19 +144,30 @@ def check_spread(
 
 
 def moved_ratios(ratios: Mapping[tuple[int, str], float], floor: float) -> list[str]:
-    """One line per device whose ratio moved by more than ``floor`` from its previous run."""
+    """One line per device whose ratio moved by more than ``floor`` from its previous run.
+
+    Ratios are taken relative to the low median of their run when the run has two or
+    more sessions, so a change that hits the whole fleet alike (the campaign resumed on a
+    hotter day, on a busier shared host) is not a device moving; that shows as the run's
+    sessions leaving the noise floor instead.
+    """
+    per_run: dict[int, list[float]] = {}
+    for (run, _), r in ratios.items():
+        per_run.setdefault(run, []).append(r)
+    level = {run: statistics.median_low(rs) if len(rs) > 1 else 1.0 for run, rs in per_run.items()}
     by_device: dict[str, list[tuple[int, float]]] = {}
     for (run, dev), r in ratios.items():
-        by_device.setdefault(dev, []).append((run, r))
+        by_device.setdefault(dev, []).append((run, r / level[run]))
     out = []
     for dev, seq in sorted(by_device.items()):
         seq.sort()
         for (r0, a), (r1, b) in zip(seq, seq[1:], strict=False):
             if abs(b / a - 1.0) > floor:
                 out.append(
-                    f"device {dev}: anchor ratio moved from {a:.3f} (run {r0}) to {b:.3f} "
-                    f"(run {r1}), {abs(b / a - 1) * 100:.1f} % beyond the noise floor of "
-                    f"{floor * 100:.1f} %; its rows of the two runs are not comparable as is"
+                    f"device {dev}: anchor ratio to its run's fleet moved from {a:.3f} (run "
+                    f"{r0}) to {b:.3f} (run {r1}), {abs(b / a - 1) * 100:.1f} % beyond the "
+                    f"noise floor of {floor * 100:.1f} %; its rows of the two runs are not "
+                    "comparable as they are"
                 )
     return out
 
