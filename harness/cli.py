@@ -367,8 +367,12 @@ def main(argv: list[str] | None = None) -> int:
         if from_console and getattr(exc, "hard_exit", False):  # a fleet whose head is gone
             import os
 
+            from latbench import quiet
+
             sys.stdout.flush()
             sys.stderr.flush()
+            if quiet._filter is not None:  # the stderr filter's pump holds the line
+                quiet._filter.close()
             os._exit(2)  # Ray's teardown would crash without its head; results are flushed
         return 2
     except OSError as exc:  # a full disk, permissions: what was flushed is kept

@@ -593,11 +593,12 @@ class FleetExecutor:
             final: dict[str, tuple[str, str | None, int | None]] = {}
             for part in sorted(parts.glob("part-*.parquet")):
                 try:
-                    table = pq.read_table(part)
+                    cols = pq.read_schema(part).names
+                    if "device_id" not in cols:
+                        continue
+                    wanted = ["graph_key", "status", "device_id", "fleet_run"]
+                    table = pq.read_table(part, columns=[c for c in wanted if c in cols])
                 except Exception:  # noqa: S112 - the store warns about damaged parts
-                    continue
-                cols = table.column_names
-                if "device_id" not in cols:
                     continue
                 runs = table.column("fleet_run").to_pylist() if "fleet_run" in cols else None
                 for i, (key, status, dev) in enumerate(
