@@ -329,3 +329,45 @@ def test_ray_start_is_retried_after_a_port_race(tmp_path, capsys, monkeypatch):
     assert "failed 2 times on a port already in use" in capsys.readouterr().err
     # any other failure is not retried
     assert worker._start([sys.executable, "-c", "import sys; sys.exit(3)"]) == 2
+
+
+def test_sigterm_to_the_worker_stops_ray_start_and_its_children(tmp_path):
+    import os
+    import signal
+    import threading
+    import time
+
+    pytest.importorskip("ray")
+    import psutil
+
+    from latbench.harness.fleet import worker
+
+    pids = tmp_path / "pids"
+    fake_ray_start = (  # a 'ray start --block' that started a 'raylet'
+        "import subprocess, sys, time, os, pathlib\n"
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        f"pathlib.Path({str(pids)!r}).write_text(f'{{os.getpid()}} {{c.pid}}')\n"
+        "time.sleep(120)\n"
+    )
+
+    def term_when_started():
+        while not pids.exists() or len(pids.read_text().split()) < 2:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)  # what `kill <worker pid>` does
+
+    threading.Thread(target=term_when_started, daemon=True).start()
+    assert worker._start([sys.executable, "-c", fake_ray_start]) == 0
+
+    def gone(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    for pid in map(int, pids.read_text().split()):
+        for _ in range(200):  # terminated: gone, or a zombie nobody reaped yet
+            if gone(pid):
+                break
+            time.sleep(0.05)
+        assert gone(pid)
+    assert signal.getsignal(signal.SIGTERM) is not None  # the handler was put back

@@ -321,7 +321,7 @@ class FleetExecutor:
         t0 = time.perf_counter()
         self._state["runs"].setdefault(
             str(self.run_id),
-            {"started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
              "devices": {}},
         )  # fmt: skip
         self._discover(profile)
@@ -619,6 +619,8 @@ class FleetExecutor:
         ratios = self.check.ratios if self.check else {}
         runs: dict[str, Any] = {}
         for run, info in sorted(self._state["runs"].items(), key=lambda kv: int(kv[0])):
+            if not info.get("devices"):  # a run that ended before any device joined
+                continue
             devs = {}
             for dev, v in sorted(info.get("devices", {}).items()):
                 devs[dev] = {
@@ -648,8 +650,9 @@ class FleetExecutor:
         from latbench.dataset import atomic_path
 
         self._sync_state()
+        runs = {r: v for r, v in self._state["runs"].items() if v.get("devices")}
         with atomic_path(self.state_path) as tmp:
-            tmp.write_text(json.dumps(self._state, indent=1, default=str))
+            tmp.write_text(json.dumps({**self._state, "runs": runs}, indent=1, default=str))
 
     @property
     def warnings(self) -> list[str]:
