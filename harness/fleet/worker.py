@@ -47,8 +47,10 @@ PASSED_THROUGH = (
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="latbench-measure worker",
-        description="Check a device profile here, then join a LatBench fleet (a Ray cluster) "
-        "as a node advertising one resource per device. Stop it with Ctrl-C.",
+        description="Check that the head answers and what this device host needs for the "
+        "profile (runtime, device, adb; the head builds), then join the LatBench fleet (a Ray "
+        "cluster) as a node advertising one resource per device. Stop it with Ctrl-C or "
+        "SIGTERM. Options after -- go to 'ray start' unchanged.",
     )
     p.add_argument("--device", "-d", required=True, help="device profile name or .toml path")
     p.add_argument("--address", required=True, help="the head node, HOST:PORT (e.g. 10.0.0.1:6379)")
