@@ -85,6 +85,12 @@ class _Device:
     def ready(self) -> bool:
         return self.alive and self.anchored and self.anchors_left == 0
 
+    @property
+    def machine(self) -> str | None:
+        """The host the device's node runs on (its name: two nodes of one host may differ in
+        address), for devices that must take turns on the anchors."""
+        return self.info.get("node") or self.node_ip
+
 
 class FleetExecutor:
     """Builds on any node and times on every device of ``profile`` in a Ray cluster.
@@ -377,11 +383,11 @@ class FleetExecutor:
             fresh = [d for d in self.devices.values() if d.alive and not d.anchored]
             for a in anchors:
                 for dev in fresh:
-                    anchor_q.setdefault(dev.node_ip, deque()).append((dev, a))
+                    anchor_q.setdefault(dev.machine, deque()).append((dev, a))
             for dev in fresh:
                 dev.anchored, dev.anchors_left = True, len(anchors)
             busy = {
-                dev.node_ip for dev, _, kind in pending.values() if kind == "anchor" and dev.alive
+                dev.machine for dev, _, kind in pending.values() if kind == "anchor" and dev.alive
             }
             for host, q in anchor_q.items():
                 while q and not q[0][0].alive:
