@@ -76,6 +76,9 @@ class _Device:
     anchors_ms: dict[str, float] = field(default_factory=dict)
     anchor_spread: list[float] = field(default_factory=list)
     node_ip: str | None = None
+    node_id: str | None = None
+    run: int = 0
+    """The run id its rows carry: the invocation's, or a new one when it rejoined mid-run."""
     anchors_left: int = 0
     anchored: bool = False
     alive: bool = True
@@ -168,6 +171,7 @@ class FleetExecutor:
             self.state_path.unlink(missing_ok=True)
         self.run_id = 1 + max((int(r) for r in self._state["runs"]), default=0)
         """This invocation's run id (``fleet_run`` of the rows it times)."""
+        self._my_runs = {self.run_id}
 
     # -- cluster --------------------------------------------------------------------
 
@@ -244,14 +248,34 @@ class FleetExecutor:
             if dev.alive and dev_id not in seen:
                 self._lose(dev, "its node left the cluster")
         for dev_id in sorted(seen):
-            if dev_id in self.devices:
-                continue
+            old = self.devices.get(dev_id)
+            if old is not None and (old.alive or seen[dev_id].get("node_id") == old.node_id):
+                continue  # known, or the node it was lost on (a dead actor stays dead)
+            run = self.run_id if old is None else self._new_run(f"device {dev_id} rejoined")
+            if old is not None:
+                self.progress.device(dev_id).lost = None
             actor = self._actor.options(
                 num_cpus=0, max_restarts=0, max_task_retries=0,
                 resources={device_resource(profile.name, dev_id): 1},
             ).remote(profile, dev_id, self.cache_root, slowdown_for(dev_id))  # fmt: skip
-            self.devices[dev_id] = _Device(dev_id, actor, node_ip=seen[dev_id].get("node_ip"))
-            log.info("fleet: device %s joined (%s)", dev_id, seen[dev_id].get("node_ip"))
+            self.devices[dev_id] = _Device(
+                dev_id, actor, node_ip=seen[dev_id].get("node_ip"),
+                node_id=seen[dev_id].get("node_id"), run=run,
+            )  # fmt: skip
+            log.info(
+                "fleet: device %s %s (%s)%s", dev_id, "joined" if old is None else "rejoined",
+                seen[dev_id].get("node_ip"), "" if old is None else f"; its rows are run {run}",
+            )  # fmt: skip
+
+    def _new_run(self, why: str) -> int:
+        """A run id for a device that rejoined mid-run: its new anchors are its own session."""
+        known = [int(r) for r in self._state["runs"]] + [d.run for d in self.devices.values()]
+        run = max([self.run_id, *known]) + 1
+        self._state["runs"][str(run)] = {
+            "started": _now(), "devices": {}, "within": self.run_id, "why": why,
+        }  # fmt: skip
+        self._my_runs.add(run)
+        return run
 
     def _lose(self, dev: _Device, why: str) -> None:
         """Mark ``dev`` gone; its queued graphs go back to the queue, their artifacts re-sent."""
@@ -327,8 +351,7 @@ class FleetExecutor:
         t0 = time.perf_counter()
         self._state["runs"].setdefault(
             str(self.run_id),
-            {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-             "devices": {}},
+            {"started": _now(), "devices": {}},
         )  # fmt: skip
         self._discover(profile)
         if not any(d.alive for d in self.devices.values()):
@@ -434,7 +457,7 @@ class FleetExecutor:
                         queue.remove(w)
                         finished.add(w.key)
                         self._yielded += 1
-                        yield _failed(w, failures[w.key], self.run_id)
+                        yield _failed(w, failures[w.key], self._run_of(failures[w.key]))
             if not pending:
                 if queue and not any(d.alive for d in self.devices.values()):
                     self._wait_for_a_device(
@@ -484,7 +507,7 @@ class FleetExecutor:
                     artifacts.pop(w.key, None)
                     self.affinity.setdefault(w.key, dev.id)
                     self._yielded += 1
-                    yield _result(out, self.run_id)
+                    yield _result(out, dev.run)
                     continue
                 failures.setdefault(w.key, []).append((dev.id, out["error"]))
                 others = {d.id for d in self.devices.values() if d.alive} - {
@@ -494,7 +517,7 @@ class FleetExecutor:
                     finished.add(w.key)
                     artifacts.pop(w.key, None)
                     self._yielded += 1
-                    yield _failed(w, failures[w.key], self.run_id)
+                    yield _failed(w, failures[w.key], self._run_of(failures[w.key]))
                 else:
                     queue.appendleft(w)
         self._save_state()
@@ -569,16 +592,20 @@ class FleetExecutor:
                 log.warning("fleet: %s", msg)
         self._spread_msgs = {**msgs, **{("moved", i): m for i, m in enumerate(moved)}}
         self._save_state()
-        now = [s for s in check.outliers if s[0] == self.run_id]
+        now = [s for s in check.outliers if s[0] in self._my_runs]
         if self.max_device_spread is not None and now:
             raise FleetError("; ".join(msgs[s] for s in sorted(now, key=str)))
 
+    def _run_of(self, tried: list[tuple[str, str]]) -> int:
+        dev = self.devices.get(tried[-1][0])
+        return dev.run if dev is not None else self.run_id
+
     def _sync_state(self) -> None:
         """Copy this run's devices (info, anchors, loss) into the campaign state."""
-        run = self._state["runs"].get(str(self.run_id))
-        if run is None:
-            return
         for d in self.devices.values():
+            run = self._state["runs"].get(str(d.run))
+            if run is None:
+                continue
             if d.info and not d.info.get("pending"):
                 self._state["devices"][d.id] = {k: v for k, v in d.info.items() if k != "device_id"}
             if not d.anchors_ms and not d.lost:
@@ -635,7 +662,11 @@ class FleetExecutor:
                     "graphs_timed": counts.get((int(run), dev), 0),
                     **({"lost": v["lost"]} if v.get("lost") else {}),
                 }
-            runs[run] = {"started": info.get("started"), "devices": devs}
+            runs[run] = {
+                "started": info.get("started"),
+                **{k: info[k] for k in ("within", "why") if k in info},
+                "devices": devs,
+            }
         devices: dict[str, Any] = {}
         for dev, info in sorted(self._state["devices"].items()):
             mine = [(int(r), v["devices"][dev]) for r, v in runs.items() if dev in v["devices"]]
@@ -701,7 +732,7 @@ class FleetExecutor:
             ratios = ", ".join(
                 f"{d} {r:.3f}"
                 for (run, d), r in sorted(self.check.ratios.items())
-                if run == self.run_id
+                if run in self._my_runs
             )
             if ratios:
                 lines.append(
@@ -735,6 +766,10 @@ class FleetExecutor:
         if self._owns_ray:
             self._ray.shutdown()
             self._ray, self._owns_ray = None, False
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def _result(out: dict[str, Any], run: int) -> GraphResult:
