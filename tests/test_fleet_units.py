@@ -371,3 +371,59 @@ def test_sigterm_to_the_worker_stops_ray_start_and_its_children(tmp_path):
             time.sleep(0.05)
         assert gone(pid)
     assert signal.getsignal(signal.SIGTERM) is not None  # the handler was put back
+
+
+class _FakeRay:
+    """What FleetExecutor._discover and _lose call on Ray: nodes, cancel, kill."""
+
+    def __init__(self):
+        self.node_list: list[dict] = []
+        self.killed: list[object] = []
+
+    def nodes(self):
+        return self.node_list
+
+    def cancel(self, ref, force=False):
+        pass
+
+    def kill(self, actor, no_restart=True):
+        self.killed.append(actor)
+
+
+class _FakeActorClass:
+    def options(self, **kw):
+        return self
+
+    def remote(self, *args):
+        return object()
+
+
+def test_a_device_that_rejoins_mid_run_is_anchored_again_under_a_new_run(tmp_path):
+    from latbench.harness.fleet.executor import FleetExecutor
+    from latbench.harness.profiles import load_profile
+
+    ex = FleetExecutor("auto", state_path=tmp_path / "s.json", progress=False)
+    ex._ray, ex._actor = _FakeRay(), _FakeActorClass()
+    ex._state["runs"]["1"] = {"started": "t", "devices": {}}
+    prof = load_profile("cpu-onnxruntime")
+
+    def node(node_id):
+        return {"Alive": True, "NodeID": node_id, "NodeManagerAddress": "10.0.0.2",
+                "Resources": {device_resource(prof.name, "h/0"): 1.0}}  # fmt: skip
+
+    ex._ray.node_list = [node("n1")]
+    ex._discover(prof)
+    first = ex.devices["h/0"]
+    assert first.run == 1 and first.alive
+    first.anchors_ms = {"a": 1.0}
+    ex._lose(first, "ActorDiedError: boom")
+    ex._discover(prof)  # the same node still advertises it: a dead actor stays dead
+    assert ex.devices["h/0"] is first and not first.alive
+    ex._ray.node_list = [node("n2")]  # the worker restarted: a new node, the same id
+    ex._discover(prof)
+    again = ex.devices["h/0"]
+    assert again is not first and again.alive and again.run == 2 and not again.anchored
+    assert ex._state["runs"]["2"]["within"] == 1
+    assert ex._state["runs"]["1"]["devices"]["h/0"]["lost"] == "ActorDiedError: boom"
+    assert ex._run_of([("h/0", "err")]) == 2
+    assert ex.progress.device("h/0").lost is None
