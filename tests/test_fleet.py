@@ -409,7 +409,7 @@ def _kill_matching(text: str) -> None:
                 p.kill()
 
 
-def test_head_lost_mid_run_is_one_line_exit_2_and_a_rerun_resumes(cluster, cache, tmp_path):
+def test_head_lost_mid_run_is_one_line_exit_2_and_a_rerun_resumes(cluster, cache, tmp_path, capsys):
     """A second cluster on this host (own temp dir and ports) whose head is also its device."""
     import shutil
     import tempfile
@@ -455,10 +455,13 @@ def test_head_lost_mid_run_is_one_line_exit_2_and_a_rerun_resumes(cluster, cache
     assert "was lost mid-run" in lines[-1] and "rerun the same command to resume" in lines[-1]
     stored = set(_part_keys(parts))
     assert stored
-    second = subprocess.run([*cmd, "--fleet", cluster.address], capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert f"{len(stored)} reused from earlier parts" in second.stdout
+    from latbench.harness.cli import main
+
+    capsys.readouterr()
+    rc = main([*cmd[3:], "--fleet", cluster.address])  # the rerun, on the other cluster
+    second = capsys.readouterr()
+    assert rc == 0, second.out + second.err
+    assert f"{len(stored)} reused from earlier parts" in second.out
     keys = _part_keys(parts)
     plan = make_plan(select_archs(limit=8, seed=4))
     assert sorted(keys) == sorted(w.key for w in plan.work)  # none lost, none twice
