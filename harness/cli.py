@@ -305,13 +305,22 @@ def _fleet_executor(args: argparse.Namespace, out: Path, key: str, shard, cache)
     from latbench.harness.fleet.executor import FleetExecutor
 
     require_ray()
-    if args.passes != 1:
-        raise ValueError("--fleet with --passes is not supported yet; use --passes 1")
     stem = key if shard == (1, 1) else f"{key}.shard{shard[0]}of{shard[1]}"
-    return FleetExecutor(
-        args.fleet, cache_root=cache.root, state_path=Path(out) / f"{stem}.parts" / "fleet.json",
-        fresh=args.fresh, max_device_spread=args.max_device_spread, progress=not args.quiet,
+    if args.passes > 1:  # one state for every pass: a run anchors its devices once
+        where = Path(out) / f"{key}.passes"
+        suffix = stem[len(key) :]
+        state = where / f"{stem}.fleet.json"
+        parts = [where / f"{key}.pass{p}of{args.passes}{suffix}.parts"
+                 for p in range(1, args.passes + 1)]  # fmt: skip
+    else:
+        state = Path(out) / f"{stem}.parts" / "fleet.json"
+        parts = [state.parent]
+    ex = FleetExecutor(
+        args.fleet, cache_root=cache.root, state_path=state, parts_dirs=parts, fresh=args.fresh,
+        max_device_spread=args.max_device_spread, progress=not args.quiet,
     )  # fmt: skip
+    ex.connect()  # before any file is written: a wrong address leaves nothing behind
+    return ex
 
 
 def _describe_selection(args: argparse.Namespace) -> str:
@@ -370,6 +379,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError, KeyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"latbench-measure: error: {msg}", file=sys.stderr)
+        if from_console and getattr(exc, "hard_exit", False):  # a fleet whose head is gone
+            import os
+
+            from latbench import quiet
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            if quiet._filter is not None:  # the stderr filter's pump holds the line
+                quiet._filter.close()
+            os._exit(2)  # Ray's teardown would crash without its head; results are flushed
         return 2
     except OSError as exc:  # a full disk, permissions: what was flushed is kept
         from latbench.harness.errors import os_error_line

@@ -9,6 +9,13 @@ direction (serpentine: even passes time the plan in reverse), so a graph timed e
 in one pass is timed late in the next; with P = 2 a linear drift cancels exactly, and
 every graph samples every part of the campaign. Each pass is an
 ordinary resumable run (``<key>.passes/<key>.pass<p>of<P>``), so a crash resumes too.
+
+On a fleet (an ``executor`` with an ``affinity`` map, :mod:`latbench.harness.fleet`)
+one executor serves every pass, so a run anchors its devices once, and each graph goes
+to the device that timed it in the earlier passes while that device is alive: its
+runs of all passes come from one device. The combined rows keep the device and run of
+the first pass; graphs whose passes were timed on different devices are counted in
+the metadata (``fleet.passes_on_other_devices``).
 """
 
 from __future__ import annotations
@@ -55,11 +62,26 @@ def measure_passes(
     work_dir = Path(out_dir) / f"{key}.passes"
     summaries, stores = [], []
     reverse = dataclasses.replace(plan, work=plan.work[::-1])
-    for p in range(1, passes + 1):
-        pkey = f"{key}.pass{p}of{passes}"
-        order = plan if p % 2 else reverse
-        summaries.append(measure(part, order, out_dir=work_dir, key=pkey, seed=seed, **kwargs))
-        stores.append(RunStore(work_dir, summaries[-1].key, _run_config(part, seed)))
+    executor = kwargs.pop("executor", None)
+    affinity = getattr(executor, "affinity", None)
+    try:
+        for p in range(1, passes + 1):
+            pkey = f"{key}.pass{p}of{passes}"
+            order = plan if p % 2 else reverse
+            if affinity is not None:  # a resumed campaign: the devices of the stored passes
+                for store in stores:
+                    for k, r in store.open().items():
+                        if r.device_id is not None:
+                            affinity.setdefault(k, r.device_id)
+            extra = {} if executor is None else {"executor": _Held(executor)}
+            summaries.append(
+                measure(part, order, out_dir=work_dir, key=pkey, seed=seed, **kwargs, **extra)
+            )
+            stores.append(RunStore(work_dir, summaries[-1].key, _run_config(part, seed)))
+        fleet_meta = executor.metadata() if executor is not None else {}
+    finally:
+        if executor is not None:
+            executor.close()
 
     per_pass = [s.open() for s in stores]
     stem = key if plan.shard == (1, 1) else f"{key}.shard{plan.shard[0]}of{plan.shard[1]}"
@@ -68,12 +90,16 @@ def measure_passes(
     final.open(fresh=True)  # derived wholly from the passes: rebuilt every time
     summary = RunSummary(key=stem, dataset=None, n_archs=plan.n_archs, invalid=len(plan.invalid),
                          passes=passes)  # fmt: skip
+    split = 0
     for w in plan.work:
         got = [res.get(w.key) for res in per_pass]
         if all(r is not None and r.status == "ok" and r.raw_ns is not None for r in got):
             raw = np.concatenate([r.raw_ns for r in got])
             lat, std = two_stage_filter(raw / 1e6, proto.group_size)
-            final.add(GraphResult(w.key, w.timed_arch_id, "ok", lat, std, len(raw), raw_ns=raw))
+            first = got[0]
+            split += len({r.device_id for r in got}) > 1
+            final.add(GraphResult(w.key, w.timed_arch_id, "ok", lat, std, len(raw), raw_ns=raw,
+                                  device_id=first.device_id, fleet_run=first.fleet_run))  # fmt: skip
             summary.latencies_ms.append(lat)
         else:
             errors = sorted(
@@ -91,6 +117,8 @@ def measure_passes(
         "artifact_format": profile.artifact_format,
         **(extra_metadata or {}),
     }
+    if "fleet" in fleet_meta:
+        extra["fleet"] = {**fleet_meta["fleet"], "passes_on_other_devices": split}
     meta = dataset_metadata(profile, runtime, key, seed, extra)
     meta["protocol"] = {**meta.get("protocol", {}), "passes": passes, "pass_order": "serpentine"}
     summary.dataset = final.finalize(plan, meta)
@@ -101,3 +129,16 @@ def measure_passes(
     summary.inference_s = sum(s.inference_s for s in summaries)
     summary.wall_s = time.perf_counter() - t0
     return summary
+
+
+class _Held:
+    """An executor shared by the passes: each pass's :func:`measure` may not close it."""
+
+    def __init__(self, executor: Any) -> None:
+        self._executor = executor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._executor, name)
+
+    def close(self) -> None:
+        """Kept open for the next pass; :func:`measure_passes` closes it at the end."""

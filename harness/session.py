@@ -139,6 +139,9 @@ class _Progress:
         self.total, self.desc, self.n = total, desc, 0
         self.t0 = time.perf_counter()
         self.bar = None
+        from latbench.progress import progress_enabled
+
+        enabled = progress_enabled(enabled)  # LATBENCH_PROGRESS=0 silences these lines too
         if enabled and total and sys.stderr.isatty():
             from tqdm import tqdm
 

@@ -43,6 +43,7 @@ PART_SCHEMA = pa.schema(
         pa.field("runs", pa.int32(), nullable=False),
         pa.field("raw_ns", pa.list_(pa.int64())),
         pa.field("device_id", pa.string()),  # fleet runs: the device that timed it
+        pa.field("fleet_run", pa.int32()),  # ... and in which run (its anchor ratio)
     ]
 )
 
@@ -64,6 +65,7 @@ class GraphResult:
     error: str | None = None
     raw_ns: np.ndarray | None = None
     device_id: str | None = None
+    fleet_run: int | None = None
 
 
 class RunStore:
@@ -207,6 +209,9 @@ class RunStore:
                 with warnings.catch_warnings():  # parts of older versions: no checksums
                     warnings.simplefilter("ignore", UnverifiedFileWarning)
                     table = read_verified(part)
+                for f in PART_SCHEMA:  # columns added later: parts written before lack them
+                    if f.nullable and f.name not in table.column_names:
+                        table = table.append_column(f, pa.nulls(table.num_rows, f.type))
                 table = table.select(PART_SCHEMA.names).cast(PART_SCHEMA)
             except (pa.ArrowException, KeyError, ValueError, OSError) as exc:
                 # Parts are renamed into place whole, so this is outside damage:
@@ -250,6 +255,7 @@ class RunStore:
                 "runs": int(r.runs),
                 "raw_ns": None if r.raw_ns is None else np.asarray(r.raw_ns, np.int64).tolist(),
                 "device_id": r.device_id,
+                "fleet_run": r.fleet_run,
             }
             for r in self._buffer
         ]
@@ -279,10 +285,21 @@ class RunStore:
                     "_runs": r.runs,
                     "_timed": r.timed_arch_id,
                     "_dev": r.device_id,
+                    "_run": r.fleet_run,
                 }
                 for r in self._results.values()
             ],
-            columns=["graph_key", "_status", "_error", "_lat", "_std", "_runs", "_timed", "_dev"],
+            columns=[
+                "graph_key",
+                "_status",
+                "_error",
+                "_lat",
+                "_std",
+                "_runs",
+                "_timed",
+                "_dev",
+                "_run",
+            ],  # fmt: skip
         )
         df = df.merge(res, on="graph_key", how="left")
         hit = df["valid"] & df["_status"].notna()
@@ -294,6 +311,9 @@ class RunStore:
         df.loc[hit, "timed_arch_id"] = df.loc[hit, "_timed"].astype("Int32")
         if res["_dev"].notna().any():  # rows timed by a fleet say which device timed them
             df["device_id"] = df["_dev"].where(hit, None).astype("string")
+            if res["_run"].notna().any():
+                df["fleet_run"] = df["_run"].where(hit, None).astype("Int32")
+                return df[[*COLUMNS, "device_id", "fleet_run"]]
             return df[[*COLUMNS, "device_id"]]
         return df[list(COLUMNS)]
 

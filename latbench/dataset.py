@@ -82,9 +82,11 @@ COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
 OPTIONAL_FIELDS: tuple[pa.Field, ...] = (
     pa.field("energy_mj", pa.float64(), nullable=True),
     pa.field("device_id", pa.string(), nullable=True),
+    pa.field("fleet_run", pa.int32(), nullable=True),
 )
 """Columns a dataset may carry beyond :data:`COLUMNS` (energy per inference in mJ, e.g.
-HW-NAS-Bench's; ``device_id``, the fleet device that timed the row); written and read
+HW-NAS-Bench's; ``device_id``, the fleet device that timed the row; ``fleet_run``, the
+run it was timed in, whose anchor ratio the metadata's ``fleet.runs`` holds); written and read
 only where present."""
 
 _PANDAS_TYPES = {pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}

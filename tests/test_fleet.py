@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -93,7 +94,7 @@ def test_fleet_run_equals_single_machine_run(cluster, cache, tmp_path):
     prof = _profile()
     plan = make_plan(select_archs(limit=6, seed=11))
     local = measure(prof, plan, out_dir=tmp_path / "local", key="k", cache=cache, progress=False)
-    ex = _fleet(cluster, cache, tmp_path)
+    ex = _fleet(cluster, cache, tmp_path / "fleet" / "k.parts")  # state beside the parts
     fleet = measure(prof, plan, out_dir=tmp_path / "fleet", key="k", cache=cache, progress=False,
                     executor=ex)  # fmt: skip
     a, b = read_dataset(local.dataset), read_dataset(fleet.dataset)
@@ -109,6 +110,8 @@ def test_fleet_run_equals_single_machine_run(cluster, cache, tmp_path):
         assert len(dev["anchors_ms"]) == len(meta["anchors"]) == 2
         assert dev["ratio_to_fleet_median"] > 0
     assert sum(d["graphs_timed"] for d in meta["devices"].values()) == len(plan.work)
+    assert (b.loc[b["status"] == "ok", "fleet_run"] == 1).all() and meta["run"] == 1
+    assert set(meta["runs"]["1"]["devices"]) == set(DEVICES)
     # the recorded device agrees with the parts the driver wrote
     assert sorted(_part_keys(tmp_path / "fleet" / "k.parts")) == sorted(w.key for w in plan.work)
     assert any("device" in line for line in ex.report_lines())
@@ -119,10 +122,10 @@ def test_slow_device_is_reported_by_the_anchor_check(cluster, cache, tmp_path, m
     prof = _profile(runs=60)  # G = 6 groups: the quartile filter sees through the load
     plan = make_plan(select_archs(limit=2, seed=5))
     ex = _fleet(cluster, cache, tmp_path, max_device_spread=0.12, anchors=ANCHOR_ARCHS)
-    with pytest.raises(FleetError, match="device node2/0 runs the anchor graphs at"):
+    with pytest.raises(FleetError, match=r"device node2/0 \(run 1\) runs the anchor graphs at"):
         measure(prof, plan, out_dir=tmp_path, key="slow", cache=cache, progress=False,
                 executor=ex)  # fmt: skip
-    ratios = ex.check.ratios
+    ratios = {dev: r for (_, dev), r in ex.check.ratios.items()}
     assert max(ratios, key=ratios.get) == "node2/0" and ratios["node2/0"] > 1.15
     assert not list((tmp_path / "slow.parts").glob("part-*"))  # refused before the campaign
 
@@ -197,40 +200,155 @@ def _start_worker(cluster, name: str) -> subprocess.Popen:
     raise AssertionError(f"worker {name} did not join")
 
 
-def test_killing_a_worker_node_mid_run_loses_and_duplicates_nothing(cluster, cache, tmp_path):
+class _Stop(Exception):
+    """Raised from on_result: the driver stops as if killed after a flush."""
+
+
+def test_resumed_campaign_anchors_every_device_in_every_run(cluster, cache, tmp_path):
+    """Run 1: node0 slowed 2x, stopped after 4 graphs. Run 2: no slowdown, a device that
+    joins only now and is killed after its first graph. Every (run, device) is anchored."""
     import psutil
 
-    os.environ[SLOWDOWN_ENV] = "doomed/0=2.0"  # read by the driver: the doomed node is slow
-    proc = _start_worker(cluster, "doomed")
+    from latbench.harness.fleet.anchors import row_ratios
+
+    prof = _profile(runs=40)
+    plan = make_plan(select_archs(limit=14, seed=3))
+    out = tmp_path / "out"
+    os.environ[SLOWDOWN_ENV] = "node0/0=2.0"  # read by the driver when it starts an actor
+    got: list[str] = []
+
+    def stop_after_4(result):
+        got.append(result.graph_key)
+        if len(got) == 4:
+            raise _Stop
+
     try:
-        prof = _profile()
-        plan = make_plan(select_archs(limit=8, seed=3))
-        killed: list[str] = []
-
-        def on_result(result):
-            if result.device_id == "doomed/0" and not killed:
-                killed.append(result.graph_key)
-                _kill_tree(proc)  # a crash: raylet and actor gone without a word
-
-        ex = _fleet(cluster, cache, tmp_path)
-        s = measure(prof, plan, out_dir=tmp_path, key="kill", cache=cache, progress=False,
-                    executor=ex, on_result=on_result, flush_every=1)  # fmt: skip
+        ex1 = _fleet(cluster, cache, out / "r.parts", anchors=ANCHOR_ARCHS)
+        with pytest.raises(_Stop):
+            measure(prof, plan, out_dir=out, key="r", cache=cache, progress=False, executor=ex1,
+                    on_result=stop_after_4, flush_every=1)  # fmt: skip
     finally:
         os.environ.pop(SLOWDOWN_ENV, None)
+    assert ex1.run_id == 1 and len(set(_part_keys(out / "r.parts"))) == 4
+
+    proc = _start_worker(cluster, "late")
+    killed: list[str] = []
+
+    def kill_late(result):
+        if result.device_id == "late/0" and not killed:
+            killed.append(result.graph_key)
+            _kill_tree(proc)  # a crash: raylet and actor gone without a word
+
+    try:  # 10 graphs left for 4 devices with 2 calls in flight each: late holds 2 at once
+        ex2 = _fleet(cluster, cache, out / "r.parts", anchors=ANCHOR_ARCHS)
+        s = measure(prof, plan, out_dir=out, key="r", cache=cache, progress=False, executor=ex2,
+                    on_result=kill_late, flush_every=1)  # fmt: skip
+    finally:
         if proc.poll() is None:
             _kill_tree(proc)
-    assert killed, "the doomed device timed nothing before the run ended"
+    assert ex2.run_id == 2 and killed, "the late device timed nothing before the run ended"
     df = read_dataset(s.dataset)
     assert (df["status"] == "ok").all() and len(df) == plan.n_archs
-    keys = _part_keys(tmp_path / "kill.parts")
+    keys = _part_keys(out / "r.parts")
     assert sorted(keys) == sorted(w.key for w in plan.work)  # none lost, none twice
     meta = df.attrs["metadata"]["fleet"]
-    assert "lost" in meta["devices"]["doomed/0"] and meta["requeued"] >= 1
-    assert (df["device_id"] == "doomed/0").sum() >= 1
+    runs = meta["runs"]
+    assert meta["noise_floor"] >= 0.05
+    assert set(runs["1"]["devices"]) == set(DEVICES)
+    assert set(runs["2"]["devices"]) == {*DEVICES, "late/0"}
+    r1 = {d: v["ratio"] for d, v in runs["1"]["devices"].items()}
+    r2 = {d: v["ratio"] for d, v in runs["2"]["devices"].items()}
+    # node0 ran 2x slower in run 1 than the others of run 1, and like them in run 2. The
+    # bounds are wide: three devices, the driver and other jobs share this host's cores,
+    # so one anchor timing can be off by a third (a lab's devices have their own hosts).
+    slow1 = r1["node0/0"] / statistics.median(r1[d] for d in DEVICES[1:])
+    slow2 = r2["node0/0"] / statistics.median(r2[d] for d in DEVICES[1:])
+    assert 1.4 < slow1 < 2.8 and slow2 < slow1 / 1.3
+    assert r2["late/0"] > 0 and "late/0" not in runs["1"]["devices"]  # anchored in run 2
+    assert any("node0/0 (run 1)" in w for w in meta["warnings"])
+    assert any(
+        w.startswith("device node0/0: anchor ratio to its run's fleet moved")
+        for w in meta["warnings"]
+    )
+    # each row carries its run; its ratio is that run's
+    timed = df[df["device_id"].notna()].drop_duplicates("graph_key")
+    assert set(timed["fleet_run"]) == {1, 2} and (timed["fleet_run"] == 1).sum() == 4
+    ratios = row_ratios(timed)
+    for (run, dev), r in zip(zip(timed["fleet_run"], timed["device_id"], strict=True), ratios,
+                             strict=True):  # fmt: skip
+        assert r == runs[str(run)]["devices"][dev]["ratio"]
+    # graphs_timed per device counts the stored rows, across the interrupted run too
+    per_dev = timed["device_id"].value_counts().to_dict()
+    assert {
+        d: v["graphs_timed"] for d, v in meta["devices"].items() if v["graphs_timed"]
+    } == per_dev
+    assert "lost" in meta["devices"]["late/0"] and meta["requeued"] >= 1
+    assert "lost" in runs["2"]["devices"]["late/0"]
+    assert any("late/0" in line and "lost" in line for line in ex2.report_lines())
     leaked = [
-        p for p in psutil.process_iter(["cmdline"]) if "doomed" in " ".join(p.info["cmdline"] or [])
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "late" in " ".join(p.info["cmdline"] or [])
+        and "--name" in " ".join(p.info["cmdline"] or [])
     ]
     assert not leaked
+
+
+def test_a_second_worker_with_a_taken_device_id_is_refused(cluster, capsys):
+    from latbench.harness.cli import main
+
+    rc = main(["worker", "--device", PROFILE, "--address", cluster.address, "--name", "node1",
+               "--skip-check"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "device id node1/0 (node " in err and "another --name" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_two_pass_fleet_campaign_equals_a_two_pass_local_one(cluster, cache, tmp_path):
+    from latbench.harness.passes import measure_passes
+    from latbench.harness.raw import read_raw
+
+    prof = _profile(runs=20)
+    plan = make_plan(select_archs(limit=5, seed=21))
+    local = measure_passes(prof, plan, passes=2, out_dir=tmp_path / "local", key="p",
+                           cache=cache, progress=False)  # fmt: skip
+    work = tmp_path / "fleet" / "p.passes"
+    ex = _fleet(cluster, cache, work, parts_dirs=[work / f"p.pass{i}of2.parts" for i in (1, 2)])
+    fleet = measure_passes(prof, plan, passes=2, out_dir=tmp_path / "fleet", key="p",
+                           cache=cache, progress=False, executor=ex)  # fmt: skip
+    a, b = read_dataset(local.dataset), read_dataset(fleet.dataset)
+    cols = ["arch_id", "graph_key", "valid", "status", "runs", "timed_arch_id"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    assert (b["status"] == "ok").all() and (b["runs"] == 20).all()
+    raw = read_raw(tmp_path / "fleet" / "p.raw.h5")
+    assert all(len(t) == 20 for t in raw["timings_ns"])  # 10 runs of each pass
+    meta = b.attrs["metadata"]
+    assert meta["protocol"]["passes"] == 2 and b["device_id"].notna().all()
+    assert meta["fleet"]["passes_on_other_devices"] == 0  # every graph stayed on its device
+    assert list(meta["fleet"]["runs"]) == ["1"]  # one run: the devices anchored once
+    devs = []
+    for i in (1, 2):
+        parts = sorted((work / f"p.pass{i}of2.parts").glob("part-*.parquet"))
+        tables = [pq.read_table(p, columns=["graph_key", "device_id"]).to_pydict() for p in parts]
+        devs.append({k: d for t in tables for k, d in zip(t["graph_key"], t["device_id"],
+                                                            strict=True)})  # fmt: skip
+    assert devs[0] == devs[1] and sorted(devs[0]) == sorted(w.key for w in plan.work)
+
+
+def test_auto_with_no_worker_of_the_profile_refuses_in_one_line(cluster, cache, tmp_path, caplog):
+    caplog.set_level("INFO", logger="latbench.measure")
+    prof = load_profile("cpu-tflite").with_protocol(runs=20, group_size=10, warmup=2)
+    plan = make_plan(select_archs(limit=2, seed=1))
+    ex = FleetExecutor("auto", cache_root=cache.root, state_path=tmp_path / "s.json",
+                       progress=False, device_wait_s=2.0)  # fmt: skip
+    with pytest.raises(FleetError) as err:
+        measure(prof, plan, out_dir=tmp_path, key="auto", cache=cache, progress=False,
+                executor=ex)  # fmt: skip
+    msg = str(err.value)
+    assert "no device of profile 'cpu-tflite'" in msg and "\n" not in msg
+    logs = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("fleet: Ray cluster at ") and "--fleet auto" in m for m in logs)
+    assert any("waiting up to 2 s for a device of profile 'cpu-tflite'" in m for m in logs)
 
 
 def test_kill_9_of_the_driver_then_rerun_resumes(cluster, cache, tmp_path):
@@ -268,3 +386,84 @@ def test_kill_9_of_the_driver_then_rerun_resumes(cluster, cache, tmp_path):
     meta = read_dataset(s.dataset).attrs["metadata"]
     assert set(meta["fleet"]["devices"]) == set(state["devices"])
     assert meta["runtime"]["name"] == "onnxruntime"
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _kill_matching(text: str) -> None:
+    import psutil
+
+    for p in psutil.process_iter(["cmdline"]):
+        if text in " ".join(p.info["cmdline"] or []):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+
+
+def test_head_lost_mid_run_is_one_line_exit_2_and_a_rerun_resumes(cluster, cache, tmp_path, capsys):
+    """A second cluster on this host (own temp dir and ports) whose head is also its device."""
+    import shutil
+    import tempfile
+
+    temp = Path(tempfile.mkdtemp(prefix="lbh", dir="/tmp"))  # Ray's socket paths must be short
+    gcs, client, agent, agent_grpc, renv, metrics = _free_ports(6)
+    head = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--port", str(gcs),
+            "--temp-dir", str(temp), "--num-cpus", "1", "--include-dashboard=false",
+            "--disable-usage-stats", "--resources",
+            json.dumps({device_resource(PROFILE, "solo/0"): 1}),
+            "--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent),
+            "--dashboard-agent-grpc-port", str(agent_grpc), "--runtime-env-agent-port", str(renv),
+            "--metrics-export-port", str(metrics)]  # fmt: skip
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "latbench.harness.cli", "--device", PROFILE, "--limit", "8",
+           "--seed", "4", "--runs", "20", "--group-size", "10", "--warmup", "2", "--threads",
+           "1", "--out", str(out), "--key", "hl", "--cache", str(cache.root), "--flush-every",
+           "1", "--quiet"]  # fmt: skip
+    try:
+        started = subprocess.run(head, capture_output=True, text=True, timeout=180)
+        assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+        env = {**os.environ, SLOWDOWN_ENV: "solo/0=3"}
+        driver = subprocess.Popen([*cmd, "--fleet", f"127.0.0.1:{gcs}"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        parts = out / "hl.parts"
+        end = time.monotonic() + 150
+        while len(list(parts.glob("part-*.parquet"))) < 2 and driver.poll() is None:
+            if time.monotonic() > end:
+                driver.kill()
+                raise AssertionError(
+                    f"the driver stored nothing: {driver.communicate()[1][-3000:]}"
+                )
+            time.sleep(0.2)
+        _kill_matching(str(temp))  # the head: GCS, raylet, its workers, all at once
+        _, err = driver.communicate(timeout=120)
+    finally:
+        _kill_matching(str(temp))
+        shutil.rmtree(temp, ignore_errors=True)
+    assert driver.returncode == 2, err[-3000:]
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len([ln for ln in lines if ln.startswith("latbench-measure: error:")]) == 1
+    assert "was lost mid-run" in lines[-1] and "rerun the same command to resume" in lines[-1]
+    stored = set(_part_keys(parts))
+    assert stored
+    from latbench.harness.cli import main
+
+    capsys.readouterr()
+    rc = main([*cmd[3:], "--fleet", cluster.address])  # the rerun, on the other cluster
+    second = capsys.readouterr()
+    assert rc == 0, second.out + second.err
+    assert f"{len(stored)} reused from earlier parts" in second.out
+    keys = _part_keys(parts)
+    plan = make_plan(select_archs(limit=8, seed=4))
+    assert sorted(keys) == sorted(w.key for w in plan.work)  # none lost, none twice
+    meta = read_dataset(out / "hl.parquet").attrs["metadata"]["fleet"]
+    assert list(meta["runs"]) == ["1", "2"] and "solo/0" in meta["runs"]["1"]["devices"]

@@ -5,15 +5,21 @@ session plans what is left, this class builds and times, the session records eve
 result in the one crash-safe store as it streams back. Scheduling follows the TVM RPC
 tracker: devices register (a worker node's custom resources), each has a short queue
 (``depth`` calls in flight, so a device never waits for the driver), and the graphs
-of a device that drops out are re-queued on the others. Builds are Ray tasks with
-retries (a build lost with its node is re-run elsewhere; its bytes travel through the
-object store); a timing is bound to a device, so it is re-queued by the driver. A
-graph that fails on one device is tried on another; on two, it is recorded as failed
-with both reasons.
+of a device that drops out are re-queued on the others with their artifacts sent
+again (never a reference whose copy may have died with the node). Builds are Ray
+tasks of one remote function with retries. A graph that fails on one device is tried
+on another; on two, it is recorded as failed with both reasons.
+
+Every invocation is a *run* with its own id; each device that takes part times the
+anchor graphs in it, and each row records the run it was timed in (``fleet_run``),
+whose anchor ratio the metadata holds (:mod:`.anchors`).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import datetime
 import json
 import logging
 import statistics
@@ -27,19 +33,38 @@ from typing import Any
 import numpy as np
 
 from latbench.harness.fleet import FleetError, require_ray
-from latbench.harness.fleet.anchors import ANCHOR_ARCHS, SpreadCheck, anchor_work, check_spread
+from latbench.harness.fleet.anchors import (
+    ANCHOR_ARCHS,
+    SpreadCheck,
+    anchor_work,
+    check_spread,
+    moved_ratios,
+    relative_spread,
+)
 from latbench.harness.fleet.device import DEVICE_BUILT, DeviceWorker, build_bytes, slowdown_for
+from latbench.harness.fleet.head import HeadWatch, head_nodes, split_address
 from latbench.harness.fleet.progress import FleetProgress
-from latbench.harness.fleet.resources import device_resource, devices_in
+from latbench.harness.fleet.resources import device_resource, devices_in, duplicate_devices
 from latbench.harness.plan import GraphWork
 from latbench.harness.store import GraphResult
 
-__all__ = ["FleetExecutor"]
+__all__ = ["FleetExecutor", "HeadLost"]
 
 log = logging.getLogger("latbench.measure")
 
 MAX_ATTEMPTS = 2
 """Devices a failing graph is tried on before it is recorded as failed."""
+
+WAIT_LOG_S = 10.0
+"""How often a driver waiting for devices says so."""
+
+
+class HeadLost(FleetError):
+    """The Ray head stopped answering mid-run."""
+
+    hard_exit = True
+    """Ray's C++ core crashes (SIGSEGV) in interpreter teardown once its head is gone, so
+    a console process that caught this should end with ``os._exit`` after saying why."""
 
 
 @dataclass
@@ -51,6 +76,9 @@ class _Device:
     anchors_ms: dict[str, float] = field(default_factory=dict)
     anchor_spread: list[float] = field(default_factory=list)
     node_ip: str | None = None
+    node_id: str | None = None
+    run: int = 0
+    """The run id its rows carry: the invocation's, or a new one when it rejoined mid-run."""
     anchors_left: int = 0
     anchored: bool = False
     alive: bool = True
@@ -60,15 +88,24 @@ class _Device:
     def ready(self) -> bool:
         return self.alive and self.anchored and self.anchors_left == 0
 
+    @property
+    def machine(self) -> str | None:
+        """The host the device's node runs on (its name: two nodes of one host may differ in
+        address), for devices that must take turns on the anchors."""
+        return self.info.get("node") or self.node_ip
+
 
 class FleetExecutor:
     """Builds on any node and times on every device of ``profile`` in a Ray cluster.
 
     ``address`` is a Ray address (``host:6379``, ``ray://...``) or ``auto`` (the cluster
     this machine is part of). ``state_path`` (a JSON file beside the store's parts)
-    keeps the devices that timed earlier parts, so a resumed run still lists them.
-    ``max_device_spread`` turns the anchor check's warning into a :class:`FleetError`.
-    A process already connected to Ray (``ray.init`` done) keeps that connection.
+    keeps the runs of the campaign (devices, anchor timings), so a resumed run checks
+    every device of every run. ``parts_dirs`` (default: the state file's folder) hold
+    the parts whose rows ``graphs_timed`` counts. ``max_device_spread`` turns the anchor
+    check's warning into a :class:`FleetError`. A process already connected to Ray
+    (``ray.init`` done) keeps that connection. :attr:`affinity` (graph key -> device
+    id) makes a graph go to that device while it is alive (interleaved passes).
     """
 
     def __init__(
@@ -77,6 +114,7 @@ class FleetExecutor:
         *,
         cache_root: str | Path | None = None,
         state_path: str | Path | None = None,
+        parts_dirs: Sequence[str | Path] | None = None,
         fresh: bool = False,
         max_device_spread: float | None = None,
         depth: int = 2,
@@ -89,6 +127,9 @@ class FleetExecutor:
         self.address = address
         self.cache_root = str(cache_root) if cache_root is not None else None
         self.state_path = Path(state_path) if state_path is not None else None
+        if parts_dirs is None:
+            parts_dirs = [self.state_path.parent] if self.state_path is not None else []
+        self.parts_dirs = [Path(p) for p in parts_dirs]
         self.max_device_spread = max_device_spread
         self.anchor_archs = tuple(anchors)
         if not self.anchor_archs:
@@ -99,29 +140,49 @@ class FleetExecutor:
         self.progress = FleetProgress(progress)
         self.devices: dict[str, _Device] = {}
         self.check: SpreadCheck | None = None
-        self.warnings: list[str] = []
+        self.affinity: dict[str, str] = {}
+        self.resolved: str | None = None
+        """The head's address as Ray resolved it (``auto`` included)."""
+        self._lost_lines: list[str] = []
+        self._spread_msgs: dict[Any, str] = {}
         self._ray: Any = None
         self._owns_ray = False
         self._profile: Any = None
-        self._state: dict[str, Any] = {"devices": {}}
+        self._watch: HeadWatch | None = None
+        self._head_lost = False
+        self._build: Any = None
+        self._actor: Any = None
+        self._yielded = 0
+        self._pending: dict[Any, tuple[_Device, GraphWork, str]] = {}
+        self._queue: deque[GraphWork] = deque()
+        self._artifacts: dict[str, Any] = {}
+        self._dups_warned: set[str] = set()
+        self._state: dict[str, Any] = {"runs": {}, "devices": {}}
         if self.state_path is not None and self.state_path.exists() and not fresh:
             try:
-                self._state = json.loads(self.state_path.read_text())
-            except (OSError, ValueError):
+                loaded = json.loads(self.state_path.read_text())
+                self._state = {
+                    "runs": dict(loaded.get("runs", {})),
+                    "devices": dict(loaded.get("devices", {})),
+                }
+            except (OSError, ValueError, AttributeError):
                 log.warning("ignoring unreadable fleet state %s", self.state_path)
         elif fresh and self.state_path is not None:
             self.state_path.unlink(missing_ok=True)
-        # graphs each device timed in earlier (crashed or finished) runs of this store
-        self._base = {d: int(v.get("graphs_timed", 0)) for d, v in self._state["devices"].items()}
+        self.run_id = 1 + max((int(r) for r in self._state["runs"]), default=0)
+        """This invocation's run id (``fleet_run`` of the rows it times)."""
+        self._my_runs = {self.run_id}
 
     # -- cluster --------------------------------------------------------------------
 
-    def _connect(self) -> Any:
+    def connect(self) -> Any:
+        """Join the cluster (idempotent); :class:`FleetError` in seconds when it is not there."""
         if self._ray is not None:
             return self._ray
         ray = require_ray()
         if not ray.is_initialized():
-            _probe(self.address)
+            if split_address(self.address) is not None:
+                head_nodes(self.address)  # a TCP connect and one GCS call, with timeouts
             try:
                 ray.init(
                     address=self.address, logging_level=logging.WARNING, log_to_driver=False,
@@ -135,40 +196,136 @@ class FleetExecutor:
                 ) from None
             self._owns_ray = True
         self._ray = ray
+        try:
+            self.resolved = ray.get_runtime_context().gcs_address
+        except Exception:  # an older Ray: the address given is all we know
+            self.resolved = self.address
+        log.info(
+            "fleet: Ray cluster at %s%s", self.resolved,
+            " (resolved from --fleet auto)" if self.address == "auto" else "",
+        )  # fmt: skip
+        self._watch = HeadWatch(self.resolved or self.address).start()
         return ray
+
+    def _check_head(self) -> None:
+        """:class:`HeadLost` when the head stopped answering (the watch, or one connect now)."""
+        why = self._watch.lost if self._watch is not None else None
+        hp = split_address(self.resolved or self.address)
+        if why is None and hp is not None:
+            import socket
+
+            try:
+                socket.create_connection(hp, timeout=2.0).close()
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+        if why is not None:
+            self._head_lost = True
+            where = ", ".join(str(p) for p in self.parts_dirs) or "the store"
+            raise HeadLost(
+                f"the Ray head at {self.resolved or self.address} was lost mid-run ({why}); "
+                f"the {self._yielded} results of this run received before it and every "
+                f"earlier one are stored in {where}; start the head and the workers again "
+                "and rerun the same command to resume"
+            )
+
+    def _nodes(self) -> list[dict[str, Any]]:
+        self._check_head()  # a GCS call to a dead head blocks until Ray ends the process
+        return self._ray.nodes()
 
     def _discover(self, profile: Any) -> None:
         """Start an actor on every device of ``profile`` not yet known; drop vanished ones."""
-        ray = self._ray
-        seen = devices_in(ray.nodes(), profile.name)
+        nodes = self._nodes()
+        seen = devices_in(nodes, profile.name)
+        for dev_id, ips in duplicate_devices(nodes, profile.name).items():
+            if dev_id not in self._dups_warned:
+                self._dups_warned.add(dev_id)
+                log.warning(
+                    "fleet: device id %s is advertised by %d nodes (%s); only one of them "
+                    "times: restart the others' workers with another --name",
+                    dev_id, len(ips), ", ".join(ips),
+                )  # fmt: skip
         for dev_id, dev in self.devices.items():
             if dev.alive and dev_id not in seen:
                 self._lose(dev, "its node left the cluster")
         for dev_id in sorted(seen):
-            if dev_id in self.devices:
-                continue
-            actor = (
-                ray.remote(DeviceWorker)
-                .options(
-                    num_cpus=0,
-                    max_restarts=0,
-                    max_task_retries=0,
-                    resources={device_resource(profile.name, dev_id): 1},
-                )  # fmt: skip
-                .remote(profile, dev_id, self.cache_root, slowdown_for(dev_id))
-            )
-            self.devices[dev_id] = _Device(dev_id, actor, node_ip=seen[dev_id].get("node_ip"))
-            log.info("fleet: device %s joined (%s)", dev_id, seen[dev_id].get("node_ip"))
+            old = self.devices.get(dev_id)
+            if old is not None and (old.alive or seen[dev_id].get("node_id") == old.node_id):
+                continue  # known, or the node it was lost on (a dead actor stays dead)
+            run = self.run_id if old is None else self._new_run(f"device {dev_id} rejoined")
+            if old is not None:
+                self.progress.device(dev_id).lost = None
+            actor = self._actor.options(
+                num_cpus=0, max_restarts=0, max_task_retries=0,
+                resources={device_resource(profile.name, dev_id): 1},
+            ).remote(profile, dev_id, self.cache_root, slowdown_for(dev_id))  # fmt: skip
+            self.devices[dev_id] = _Device(
+                dev_id, actor, node_ip=seen[dev_id].get("node_ip"),
+                node_id=seen[dev_id].get("node_id"), run=run,
+            )  # fmt: skip
+            log.info(
+                "fleet: device %s %s (%s)%s", dev_id, "joined" if old is None else "rejoined",
+                seen[dev_id].get("node_ip"), "" if old is None else f"; its rows are run {run}",
+            )  # fmt: skip
+
+    def _new_run(self, why: str) -> int:
+        """A run id for a device that rejoined mid-run: its new anchors are its own session."""
+        known = [int(r) for r in self._state["runs"]] + [d.run for d in self.devices.values()]
+        run = max([self.run_id, *known]) + 1
+        self._state["runs"][str(run)] = {
+            "started": _now(), "devices": {}, "within": self.run_id, "why": why,
+        }  # fmt: skip
+        self._my_runs.add(run)
+        return run
 
     def _lose(self, dev: _Device, why: str) -> None:
+        """Mark ``dev`` gone; its queued graphs go back to the queue, their artifacts re-sent."""
         if not dev.alive:
             return
-        dev.alive, dev.lost = False, why
+        dev.alive, dev.lost, dev.anchors_left = False, why, 0
+        self.progress.device(dev.id).lost = why
         log.warning("fleet: device %s lost (%s); its graphs go to the others", dev.id, why)
-        self.warnings.append(f"device {dev.id} lost: {why}")
+        self._lost_lines.append(f"device {dev.id} lost: {why}")
         for ref in list(dev.inflight):
-            self._ray.cancel(ref, force=False)
-        self._ray.kill(dev.actor, no_restart=True)
+            dev.inflight.discard(ref)
+            entry = self._pending.pop(ref, None)
+            if entry is not None and entry[2] == "work":
+                self._requeue(dev, entry[1])
+            with contextlib.suppress(Exception):
+                self._ray.cancel(ref, force=False)
+        with contextlib.suppress(Exception):
+            self._ray.kill(dev.actor, no_restart=True)
+        self._sync_state()
+
+    def _requeue(self, dev: _Device, w: GraphWork) -> None:
+        # A new reference: the old one's only copy may have been on the dead node.
+        self._artifacts.pop(w.key, None)
+        self._queue.appendleft(w)
+        self.progress.device(dev.id).requeued += 1
+
+    def _wait_for_a_device(self, profile: Any, why: str) -> None:
+        deadline = time.monotonic() + self.device_wait_s
+        where = self.resolved or self.address
+        log.warning(
+            "fleet: %s; waiting up to %.0f s for a device of profile %r to join the Ray "
+            "cluster at %s", why, self.device_wait_s, profile.name, where,
+        )  # fmt: skip
+        said = time.monotonic()
+        while not any(d.alive for d in self.devices.values()):
+            if time.monotonic() > deadline:
+                raise FleetError(
+                    f"no device of profile {profile.name!r} in the Ray cluster at {where!r} "
+                    f"after {self.device_wait_s:.0f} s ({why}); results so far are stored; on "
+                    f"each device host run: latbench-measure worker --device {profile.name} "
+                    f"--address {where}, then rerun the same command"
+                )
+            if time.monotonic() - said > WAIT_LOG_S:
+                said = time.monotonic()
+                log.warning(
+                    "fleet: still waiting for a device of profile %r (%.0f s left)",
+                    profile.name, deadline - said,
+                )  # fmt: skip
+            time.sleep(1.0)
+            self._discover(profile)
 
     # -- the executor seam ----------------------------------------------------------
 
@@ -178,29 +335,29 @@ class FleetExecutor:
         self._profile = profile
         if not work:  # a finished campaign rerun: nothing to start devices for
             return
-        ray = self._connect()
+        ray = self.connect()
+        if self._build is None:  # one remote function and one actor class per campaign
+            self._build = ray.remote(build_bytes).options(num_cpus=1, max_retries=3)
+            self._actor = ray.remote(DeviceWorker)
         fmt, options = artifact_spec(profile)
         local = ArtifactCache(self.cache_root) if self.cache_root else ArtifactCache()
         device_built = fmt.startswith(DEVICE_BUILT)
+        self._check_head()
         if not device_built and not ray.cluster_resources().get("CPU"):
             raise FleetError(
                 "no node of the Ray cluster offers CPUs for artifact builds; start the head "
                 "with CPUs (ray start --head --num-cpus N) or a worker with --build-cpus N"
             )
         t0 = time.perf_counter()
+        self._state["runs"].setdefault(
+            str(self.run_id),
+            {"started": _now(), "devices": {}},
+        )  # fmt: skip
         self._discover(profile)
-        deadline = time.monotonic() + self.device_wait_s
-        while not any(d.alive for d in self.devices.values()):
-            if time.monotonic() > deadline:
-                raise FleetError(
-                    f"no device advertises profile {profile.name!r} in the Ray cluster at "
-                    f"{self.address!r}; on each device host run: latbench-measure worker "
-                    f"--device {profile.name} --address HEAD_IP:6379"
-                )
-            time.sleep(1.0)
-            self._discover(profile)
+        if not any(d.alive for d in self.devices.values()):
+            self._wait_for_a_device(profile, "no device has joined yet")
 
-        artifacts: dict[str, Any] = {}
+        self._artifacts = artifacts = {}
 
         def artifact(w: GraphWork) -> Any:
             if device_built:
@@ -211,15 +368,11 @@ class FleetExecutor:
                 if hit is not None:
                     ref = ray.put(hit.read_bytes())
                 else:
-                    ref = (
-                        ray.remote(build_bytes)
-                        .options(num_cpus=1, max_retries=3)
-                        .remote(w.graph, fmt, seed, options, self.cache_root)
-                    )
+                    ref = self._build.remote(w.graph, fmt, seed, options, self.cache_root)
                 artifacts[w.key] = ref
             return ref
 
-        pending: dict[Any, tuple[_Device, GraphWork, str]] = {}
+        self._pending = pending = {}
 
         def submit(dev: _Device, w: GraphWork, kind: str) -> None:
             ref = dev.actor.time.remote(w, artifact(w), profile.protocol, seed, fmt, options)
@@ -232,6 +385,7 @@ class FleetExecutor:
         try:  # built before any device times them, so no build competes with an anchor
             ray.get([artifact(a) for a in anchors])
         except ray.exceptions.RayError as exc:
+            self._check_head()
             raise FleetError(f"the anchor graphs do not build: {_first_line(exc)}") from None
 
         anchor_q: dict[Any, deque[tuple[_Device, GraphWork]]] = {}
@@ -252,11 +406,11 @@ class FleetExecutor:
             fresh = [d for d in self.devices.values() if d.alive and not d.anchored]
             for a in anchors:
                 for dev in fresh:
-                    anchor_q.setdefault(dev.node_ip, deque()).append((dev, a))
+                    anchor_q.setdefault(dev.machine, deque()).append((dev, a))
             for dev in fresh:
                 dev.anchored, dev.anchors_left = True, len(anchors)
             busy = {
-                dev.node_ip for dev, _, kind in pending.values() if kind == "anchor" and dev.alive
+                dev.machine for dev, _, kind in pending.values() if kind == "anchor" and dev.alive
             }
             for host, q in anchor_q.items():
                 while q and not q[0][0].alive:
@@ -265,7 +419,7 @@ class FleetExecutor:
                     dev, a = q.popleft()
                     submit(dev, a, "anchor")
 
-        queue: deque[GraphWork] = deque(work)
+        self._queue = queue = deque(work)
         failures: dict[str, list[tuple[str, str]]] = {}
         finished: set[str] = set()
         anchored_once = False
@@ -274,14 +428,12 @@ class FleetExecutor:
         window = lambda: self.depth * max(1, sum(d.alive for d in self.devices.values())) + 2  # noqa: E731
 
         while queue or pending:
+            if self._watch is not None and self._watch.lost:
+                self._check_head()
             if time.monotonic() - last_poll > 5.0:
                 last_poll = time.monotonic()
                 self._save_state()
                 self._discover(profile)
-                start_anchors()
-                for ref, (dev, _w, kind) in list(pending.items()):
-                    if not dev.alive:  # cancelled with its device: put the graph back
-                        self._requeue(pending, ref, queue, kind)
             start_anchors()
             initial_done = all(d.ready or not d.alive for d in self.devices.values())
             if initial_done and not anchored_once and self.devices:
@@ -294,7 +446,7 @@ class FleetExecutor:
                     artifact(w)  # builds run ahead of the devices
                 for dev in self.devices.values():
                     while dev.ready and len(dev.inflight) < self.depth and queue:
-                        w = _take(queue, failures, dev.id)
+                        w = self._take(dev, failures)
                         if w is None:
                             break
                         submit(dev, w, "work")
@@ -304,10 +456,13 @@ class FleetExecutor:
                     if alive and alive <= tried:
                         queue.remove(w)
                         finished.add(w.key)
-                        yield _failed(w, failures[w.key])
+                        self._yielded += 1
+                        yield _failed(w, failures[w.key], self._run_of(failures[w.key]))
             if not pending:
                 if queue and not any(d.alive for d in self.devices.values()):
-                    self._wait_for_devices(profile, queue)
+                    self._wait_for_a_device(
+                        profile, f"no device left with {len(queue)} graphs to go"
+                    )
                     start_anchors()
                     continue
                 if queue and anchored_once and not any(d.ready for d in self.devices.values()):
@@ -315,15 +470,18 @@ class FleetExecutor:
                 continue
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
+                if ref not in pending:  # its device was lost meanwhile: already re-queued
+                    continue
                 dev, w, kind = pending.pop(ref)
                 dev.inflight.discard(ref)
                 try:
                     out = ray.get(ref)
                 except Exception as exc:
-                    result = self._on_error(exc, dev, w, kind, artifacts, queue)
+                    result = self._on_error(exc, dev, w, kind)
                     if result is not None and w.key not in finished:
                         finished.add(w.key)
                         artifacts.pop(w.key, None)
+                        self._yielded += 1
                         yield result
                     continue
                 if kind == "describe":
@@ -335,7 +493,9 @@ class FleetExecutor:
                     dev.anchors_left -= 1
                     if ok:
                         dev.anchors_ms[w.key] = out["latency_ms"]
-                        dev.anchor_spread.append(out["latency_std_ms"] / out["latency_ms"])
+                        dev.anchor_spread.append(
+                            relative_spread(out["raw_ns"], profile.protocol.group_size)
+                        )
                     if dev.anchors_left == 0 and anchored_once:
                         self._check_anchors()  # a device that joined late
                     continue
@@ -345,7 +505,9 @@ class FleetExecutor:
                 if ok:
                     finished.add(w.key)
                     artifacts.pop(w.key, None)
-                    yield _result(out)
+                    self.affinity.setdefault(w.key, dev.id)
+                    self._yielded += 1
+                    yield _result(out, dev.run)
                     continue
                 failures.setdefault(w.key, []).append((dev.id, out["error"]))
                 others = {d.id for d in self.devices.values() if d.alive} - {
@@ -354,24 +516,34 @@ class FleetExecutor:
                 if len(failures[w.key]) >= MAX_ATTEMPTS or not others:
                     finished.add(w.key)
                     artifacts.pop(w.key, None)
-                    yield _failed(w, failures[w.key])
+                    self._yielded += 1
+                    yield _failed(w, failures[w.key], self._run_of(failures[w.key]))
                 else:
                     queue.appendleft(w)
         self._save_state()
 
-    def _requeue(self, pending: dict, ref: Any, queue: deque, kind: str) -> None:
-        dev, w, kind = pending.pop(ref)
-        dev.inflight.discard(ref)
-        if kind == "work":
-            queue.appendleft(w)
-            self.progress.device(dev.id).requeued += 1
+    def _take(self, dev: _Device, failures: dict) -> GraphWork | None:
+        """The first queued graph for ``dev`` (removed from the queue), or None.
+
+        Skips graphs that failed on ``dev`` and graphs whose :attr:`affinity` names
+        another device that is still alive.
+        """
+        alive = {d.id for d in self.devices.values() if d.alive}
+        for i, w in enumerate(self._queue):
+            if any(d == dev.id for d, _ in failures.get(w.key, ())):
+                continue
+            owner = self.affinity.get(w.key)
+            if owner is not None and owner != dev.id and owner in alive:
+                continue
+            del self._queue[i]
+            return w
+        return None
 
     def _on_error(
-        self, exc: Exception, dev: _Device, w: GraphWork, kind: str, artifacts: dict,
-        queue: deque,
-    ) -> GraphResult | None:  # fmt: skip
+        self, exc: Exception, dev: _Device, w: GraphWork, kind: str
+    ) -> GraphResult | None:
         ray = self._ray
-        build = artifacts.get(w.key)
+        build = self._artifacts.get(w.key)
         if isinstance(exc, ray.exceptions.RayTaskError) and build is not None:
             try:
                 ray.get(build, timeout=0)
@@ -384,74 +556,145 @@ class FleetExecutor:
                 return GraphResult(w.key, w.timed_arch_id, "failed", error=msg)
             except Exception:  # noqa: S110 - not a build failure; handled below
                 pass
-        # The actor, its worker process or its node died: the device is gone.
+        # The actor, its worker process or its node died: the device is gone -- unless
+        # it is the head that went, which ends the run.
+        self._check_head()
+        if kind == "work":
+            self._requeue(dev, w)
         self._lose(dev, _first_line(exc))
-        if kind == "anchor":
-            dev.anchors_left = 0
-        elif kind == "work":
-            queue.appendleft(w)
-            self.progress.device(dev.id).requeued += 1
         return None
-
-    def _wait_for_devices(self, profile: Any, queue: deque) -> None:
-        deadline = time.monotonic() + self.device_wait_s
-        log.warning(
-            "fleet: no device left with %d graphs to go; waiting %.0f s for one to join",
-            len(queue), self.device_wait_s,
-        )  # fmt: skip
-        while time.monotonic() < deadline:
-            time.sleep(1.0)
-            self._discover(profile)
-            if any(d.alive for d in self.devices.values()):
-                return
-        raise FleetError(
-            f"every device of the fleet is gone with {len(queue)} graphs untimed; results "
-            "so far are stored: start workers again and rerun the same command to resume"
-        )
 
     # -- anchors and metadata -------------------------------------------------------
 
+    def _sessions(self) -> tuple[dict[Any, dict[str, float]], dict[Any, float]]:
+        """Anchor timings and spreads of every (run, device) of the campaign."""
+        self._sync_state()
+        anchors, spreads = {}, {}
+        for run, info in self._state["runs"].items():
+            for dev, v in info.get("devices", {}).items():
+                if v.get("anchors_ms"):
+                    anchors[(int(run), dev)] = v["anchors_ms"]
+                    if v.get("anchor_spread") is not None:
+                        spreads[(int(run), dev)] = v["anchor_spread"]
+        return anchors, spreads
+
     def _check_anchors(self) -> None:
-        anchors = {d.id: d.anchors_ms for d in self.devices.values() if d.anchors_ms}
-        spreads = {
-            d.id: statistics.median(d.anchor_spread)
-            for d in self.devices.values()
-            if d.anchor_spread
-        }
+        anchors, spreads = self._sessions()
         check = check_spread(anchors, spreads, limit=self.max_device_spread)
         self.check = check
-        new = [m for m in check.messages() if m not in self.warnings]
-        for msg in new:
-            log.warning("fleet: %s", msg)
-        self.warnings.extend(new)
+        msgs = dict(zip(sorted(check.outliers, key=str), check.messages(), strict=True))
+        moved = moved_ratios(check.ratios, check.noise_floor)
+        for session, msg in msgs.items():
+            if session not in self._spread_msgs:
+                log.warning("fleet: %s", msg)
+        for msg in moved:
+            if msg not in self._spread_msgs.values():
+                log.warning("fleet: %s", msg)
+        self._spread_msgs = {**msgs, **{("moved", i): m for i, m in enumerate(moved)}}
         self._save_state()
-        if self.max_device_spread is not None and check.outliers:
-            raise FleetError("; ".join(check.messages()))
+        now = [s for s in check.outliers if s[0] in self._my_runs]
+        if self.max_device_spread is not None and now:
+            raise FleetError("; ".join(msgs[s] for s in sorted(now, key=str)))
 
-    def _device_meta(self) -> dict[str, Any]:
-        ratios = self.check.ratios if self.check else {}
-        out = dict(self._state.get("devices", {}))
+    def _run_of(self, tried: list[tuple[str, str]]) -> int:
+        dev = self.devices.get(tried[-1][0])
+        return dev.run if dev is not None else self.run_id
+
+    def _sync_state(self) -> None:
+        """Copy this run's devices (info, anchors, loss) into the campaign state."""
         for d in self.devices.values():
-            if not d.info or d.info.get("pending"):
+            run = self._state["runs"].get(str(d.run))
+            if run is None:
                 continue
-            stats = self.progress.devices.get(d.id)
-            out[d.id] = {
-                **{k: v for k, v in d.info.items() if k != "device_id"},
-                "anchors_ms": d.anchors_ms,
-                "ratio_to_fleet_median": ratios.get(d.id),
-                "graphs_timed": self._base.get(d.id, 0) + (stats.graphs if stats else 0),
+            if d.info and not d.info.get("pending"):
+                self._state["devices"][d.id] = {k: v for k, v in d.info.items() if k != "device_id"}
+            if not d.anchors_ms and not d.lost:
+                continue
+            spread = [s for s in d.anchor_spread if s == s]
+            run["devices"][d.id] = {
+                "anchors_ms": dict(d.anchors_ms),
+                "anchor_spread": statistics.median(spread) if spread else None,
                 **({"lost": d.lost} if d.lost else {}),
             }
-        return out
+
+    def _count_rows(self) -> dict[tuple[int | None, str], int]:
+        """Stored results per (run, device), read from the parts (exact after a crash)."""
+        import pyarrow.parquet as pq
+
+        counts: dict[tuple[int | None, str], int] = {}
+        for parts in self.parts_dirs:
+            final: dict[str, tuple[str, str | None, int | None]] = {}
+            for part in sorted(parts.glob("part-*.parquet")):
+                try:
+                    cols = pq.read_schema(part).names
+                    if "device_id" not in cols:
+                        continue
+                    wanted = ["graph_key", "status", "device_id", "fleet_run"]
+                    table = pq.read_table(part, columns=[c for c in wanted if c in cols])
+                except Exception:  # noqa: S112 - the store warns about damaged parts
+                    continue
+                runs = table.column("fleet_run").to_pylist() if "fleet_run" in cols else None
+                for i, (key, status, dev) in enumerate(
+                    zip(*(table.column(c).to_pylist() for c in ("graph_key", "status", "device_id")),
+                        strict=True)
+                ):  # fmt: skip
+                    prev = final.get(key)
+                    if prev is None or (prev[0] != "ok" and status == "ok"):
+                        final[key] = (status, dev, runs[i] if runs else None)
+            for _status, dev, run in final.values():
+                if dev is not None:
+                    counts[(run, dev)] = counts.get((run, dev), 0) + 1
+        return counts
+
+    def _device_meta(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        self._sync_state()
+        counts = self._count_rows()
+        ratios = self.check.ratios if self.check else {}
+        runs: dict[str, Any] = {}
+        for run, info in sorted(self._state["runs"].items(), key=lambda kv: int(kv[0])):
+            if not info.get("devices"):  # a run that ended before any device joined
+                continue
+            devs = {}
+            for dev, v in sorted(info.get("devices", {}).items()):
+                devs[dev] = {
+                    "anchors_ms": v.get("anchors_ms", {}),
+                    "ratio": ratios.get((int(run), dev)),
+                    "graphs_timed": counts.get((int(run), dev), 0),
+                    **({"lost": v["lost"]} if v.get("lost") else {}),
+                }
+            runs[run] = {
+                "started": info.get("started"),
+                **{k: info[k] for k in ("within", "why") if k in info},
+                "devices": devs,
+            }
+        devices: dict[str, Any] = {}
+        for dev, info in sorted(self._state["devices"].items()):
+            mine = [(int(r), v["devices"][dev]) for r, v in runs.items() if dev in v["devices"]]
+            last = max(mine, key=lambda rv: rv[0])[1] if mine else {}
+            devices[dev] = {
+                **{k: v for k, v in info.items() if k not in ("graphs_timed", "lost")},
+                "runs": [r for r, _ in sorted(mine, key=lambda rv: rv[0])],
+                "anchors_ms": last.get("anchors_ms", info.get("anchors_ms", {})),
+                "ratio_to_fleet_median": last.get("ratio", info.get("ratio_to_fleet_median")),
+                "graphs_timed": sum(n for (_, d), n in counts.items() if d == dev),
+                **({"lost": last["lost"]} if last.get("lost") else {}),
+            }
+        return devices, runs
 
     def _save_state(self) -> None:
         if self.state_path is None:
             return
         from latbench.dataset import atomic_path
 
-        state = {"devices": self._device_meta()}
+        self._sync_state()
+        runs = {r: v for r, v in self._state["runs"].items() if v.get("devices")}
         with atomic_path(self.state_path) as tmp:
-            tmp.write_text(json.dumps(state, indent=1, default=str))
+            tmp.write_text(json.dumps({**self._state, "runs": runs}, indent=1, default=str))
+
+    @property
+    def warnings(self) -> list[str]:
+        """Devices lost, sessions beyond the noise floor, ratios that moved between runs."""
+        return [*self._lost_lines, *self._spread_msgs.values()]
 
     def info(self) -> dict[str, Any]:
         described = [d.info for d in self.devices.values() if "runtime" in d.info]
@@ -462,35 +705,56 @@ class FleetExecutor:
 
     def metadata(self) -> dict[str, Any]:
         check = self.check
+        devices, runs = self._device_meta()
         return {
             "fleet": {
-                "devices": self._device_meta(),
+                "devices": devices,
+                "runs": runs,
+                "run": self.run_id if str(self.run_id) in runs else None,
                 "anchors": {
                     w.key: a
                     for w, a in zip(anchor_work(self.anchor_archs), self.anchor_archs, strict=True)
                 },
+                "reference_ms": check.reference_ms if check else None,
                 "noise_floor": check.noise_floor if check else None,
                 "spread": check.spread if check else None,
                 "max_device_spread": self.max_device_spread,
-                "warnings": list(self.warnings),
+                "warnings": self.warnings,
                 "requeued": sum(s.requeued for s in self.progress.devices.values()),
             }
         }
 
     def report_lines(self) -> list[str]:
         """Per-device throughput and the anchor check, for the end of a run."""
-        lines = [f"fleet: setup and anchors {self.setup_s:.1f} s", *self.progress.lines()]
+        lines = [f"fleet: run {self.run_id}, setup and anchors {self.setup_s:.1f} s",
+                 *self.progress.lines()]  # fmt: skip
         if self.check:
-            ratios = ", ".join(f"{d} {r:.3f}" for d, r in sorted(self.check.ratios.items()))
-            lines.append(
-                f"  anchor ratios to the fleet median: {ratios} "
-                f"(noise floor {self.check.noise_floor * 100:.1f} %)"
+            ratios = ", ".join(
+                f"{d} {r:.3f}"
+                for (run, d), r in sorted(self.check.ratios.items())
+                if run in self._my_runs
             )
+            if ratios:
+                lines.append(
+                    f"  anchor ratios to the fleet reference: {ratios} "
+                    f"(noise floor {self.check.noise_floor * 100:.1f} %)"
+                )
         lines += [f"  warning: {w}" for w in self.warnings]
         return lines
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
         if self._ray is None:
+            return
+        if str(self.run_id) in self._state["runs"]:
+            with contextlib.suppress(OSError):  # a stopped run keeps what it knows
+                self._save_state()
+        if self._head_lost:  # every call to Ray would wait on the dead head
+            if self._owns_ray:
+                atexit.unregister(self._ray.shutdown)
+            self.devices.clear()
+            self._ray = None
             return
         for d in self.devices.values():
             if d.alive:
@@ -504,43 +768,25 @@ class FleetExecutor:
             self._ray, self._owns_ray = None, False
 
 
-def _take(queue: deque, failures: dict, device_id: str) -> GraphWork | None:
-    """The first queued graph that has not failed on ``device_id`` (removed from the queue)."""
-    for i, w in enumerate(queue):
-        if all(d != device_id for d, _ in failures.get(w.key, ())):
-            del queue[i]
-            return w
-    return None
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _result(out: dict[str, Any]) -> GraphResult:
+def _result(out: dict[str, Any], run: int) -> GraphResult:
     return GraphResult(
         out["graph_key"], out["timed_arch_id"], "ok", out["latency_ms"], out["latency_std_ms"],
         out["runs"], raw_ns=np.asarray(out["raw_ns"], np.int64), device_id=out["device_id"],
+        fleet_run=run,
     )  # fmt: skip
 
 
-def _failed(w: GraphWork, tried: list[tuple[str, str]]) -> GraphResult:
+def _failed(w: GraphWork, tried: list[tuple[str, str]], run: int) -> GraphResult:
     reasons = "; ".join(f"on {d}: {e}" for d, e in tried)
     n = len({d for d, _ in tried})
     msg = f"failed on {n} device{'s' if n > 1 else ''}: {reasons}"
-    return GraphResult(w.key, w.timed_arch_id, "failed", error=msg, device_id=tried[-1][0])
-
-
-def _probe(address: str, timeout_s: float = 5.0) -> None:
-    """Fail fast on a ``host:port`` nobody listens on (Ray itself retries for minutes)."""
-    import socket
-
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit():
-        return  # "auto", or a form Ray resolves itself
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as exc:
-        raise FleetError(
-            f"cannot join the Ray cluster at {address!r} (nothing answers: {exc.strerror or exc}); "
-            "start its head with 'ray start --head --port 6379' and pass --fleet HEAD_IP:6379"
-        ) from None
+    return GraphResult(
+        w.key, w.timed_arch_id, "failed", error=msg, device_id=tried[-1][0], fleet_run=run
+    )
 
 
 def _first_line(exc: BaseException) -> str:

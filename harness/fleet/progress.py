@@ -24,6 +24,8 @@ class DeviceStats:
     """Sum of the timed runs."""
     first: float | None = None
     last: float | None = None
+    lost: str | None = None
+    """Why the device dropped out of the run, if it did."""
 
     @property
     def span_s(self) -> float:
@@ -39,7 +41,9 @@ class FleetProgress:
     """Counts results per device; logs throughput periodically when enabled."""
 
     def __init__(self, enabled: bool = True, every_s: float = 10.0) -> None:
-        self.enabled, self.every_s = enabled, every_s
+        from latbench.progress import progress_enabled
+
+        self.enabled, self.every_s = progress_enabled(enabled), every_s
         self.devices: dict[str, DeviceStats] = {}
         self._last_log = time.perf_counter()
 
@@ -83,5 +87,6 @@ class FleetProgress:
                 f"  device {d}: {s.graphs} graphs ({s.failed} failed, {s.requeued} re-queued), "
                 f"{s.rate:.2f} graphs/s, busy {busy * 100:.0f} %, "
                 f"idle {self.overhead_per_graph_s(d) * 1e3:.1f} ms/graph"
+                + (f"; lost ({s.lost})" if s.lost else "")
             )
         return out

@@ -14,7 +14,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["PREFIX", "device_options", "device_resource", "devices_in", "make_device_id"]
+__all__ = [
+    "PREFIX",
+    "device_options",
+    "device_resource",
+    "devices_in",
+    "duplicate_devices",
+    "make_device_id",
+]
 
 PREFIX = "latbench/"
 
@@ -60,3 +67,20 @@ def devices_in(nodes: Iterable[Mapping[str, Any]], profile: str) -> dict[str, di
                     "node_ip": node.get("NodeManagerAddress"),
                 }
     return out
+
+
+def duplicate_devices(nodes: Iterable[Mapping[str, Any]], profile: str) -> dict[str, list[str]]:
+    """Device ids of ``profile`` that two or more live nodes advertise -> their addresses.
+
+    Only one actor can hold a device's resource, so the second node would sit idle.
+    """
+    head = f"{PREFIX}{profile}@"
+    seen: dict[str, list[str]] = {}
+    for node in nodes:
+        if node.get("Alive"):
+            for name in node.get("Resources", {}):
+                if name.startswith(head):
+                    seen.setdefault(name[len(head) :], []).append(
+                        str(node.get("NodeManagerAddress"))
+                    )
+    return {d: ips for d, ips in seen.items() if len(ips) > 1}

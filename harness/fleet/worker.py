@@ -1,8 +1,11 @@
 """``latbench-measure worker``: put this host's devices into a fleet's Ray cluster.
 
-The worker checks the profile here (``--check``: runtime, device, one tiny model timed),
-then replaces itself with ``ray start --address ADDRESS --block`` advertising one
-custom resource per device (:mod:`.resources`). Hosts whose device is their own CPU, a
+The worker checks what this *device host* needs for the profile (runtime, device, adb;
+the head builds the artifacts, so not the build tools, except for formats built on the
+device), checks that the head answers and is a Ray head whose cluster does not already
+hold these device ids, then runs ``ray start --address ADDRESS --block`` advertising
+one custom resource per device (:mod:`.resources`), retried when a port it picked was
+taken meanwhile. SIGTERM or Ctrl-C stops the node. Hosts whose device is their own CPU, a
 USB accelerator or an on-board GPU (the runner is *host bound*) advertise no CPUs for
 builds by default, so no converter ever runs beside a timing; hosts that drive phones
 over adb offer their CPUs to the fleet's builds.
@@ -11,22 +14,43 @@ over adb offer their CPUs to the fleet's builds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import random
 import shlex
+import signal
+import subprocess
 import sys
+import time
 
-from latbench.harness.fleet import require_ray
+from latbench.harness.fleet import FleetError, require_ray
 from latbench.harness.fleet.resources import device_resource, make_device_id
 
 __all__ = ["parse_cpus", "ray_start_command", "worker_main"]
+
+START_TRIES = 3
+"""``ray start`` attempts when a port it picked is taken by another node starting."""
+
+PASSED_THROUGH = (
+    ("--temp-dir", str, "DIR", "Ray's temporary folder (two clusters on one host: one each)"),
+    ("--node-ip-address", str, "IP", "the address other nodes reach this one at"),
+    ("--node-manager-port", int, "PORT", "fixed raylet port (a firewall)"),
+    ("--object-manager-port", int, "PORT", "fixed object manager port (a firewall)"),
+    ("--min-worker-port", int, "PORT", "lowest port of Ray's worker processes"),
+    ("--max-worker-port", int, "PORT", "highest port of Ray's worker processes"),
+    ("--object-store-memory", int, "BYTES", "object store size"),
+)
+"""``ray start`` options the worker takes and passes on (anything after ``--`` too)."""
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="latbench-measure worker",
-        description="Check a device profile here, then join a LatBench fleet (a Ray cluster) "
-        "as a node advertising one resource per device. Stop it with Ctrl-C.",
+        description="Check that the head answers and what this device host needs for the "
+        "profile (runtime, device, adb; the head builds), then join the LatBench fleet (a Ray "
+        "cluster) as a node advertising one resource per device. Stop it with Ctrl-C or "
+        "SIGTERM. Options after -- go to 'ray start' unchanged.",
     )
     p.add_argument("--device", "-d", required=True, help="device profile name or .toml path")
     p.add_argument("--address", required=True, help="the head node, HOST:PORT (e.g. 10.0.0.1:6379)")
@@ -51,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dry-run", action="store_true", help="print the ray start command, do not run it"
     )
+    p.add_argument(
+        "--head-timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds to wait for the head to answer (default: 5)",
+    )
+    ray_opts = p.add_argument_group("passed to ray start (more after --)")
+    for flag, kind, var, text in PASSED_THROUGH:
+        ray_opts.add_argument(flag, type=kind, metavar=var, help=text)
     return p  # fmt: skip
 
 
@@ -69,14 +103,102 @@ def parse_cpus(text: str) -> set[int]:
 
 
 def ray_start_command(
-    address: str, resources: dict[str, float], num_cpus: int, python: str = sys.executable
-) -> list[str]:
+    address: str, resources: dict[str, float], num_cpus: int, python: str = sys.executable,
+    extra: list[str] | None = None,
+) -> list[str]:  # fmt: skip
     """The ``ray start`` command line that joins ``address`` with ``resources``."""
     return [
         python, "-m", "ray.scripts.scripts", "start", "--address", address,
         "--num-cpus", str(num_cpus), "--resources", json.dumps(resources, sort_keys=True),
-        "--block", "--disable-usage-stats",
+        *(extra or []), "--block", "--disable-usage-stats",
     ]  # fmt: skip
+
+
+def _passed_through(args: argparse.Namespace) -> list[str]:
+    out = []
+    for flag, _, _, _ in PASSED_THROUGH:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            out += [flag, str(value)]
+    return out
+
+
+def _check_head(address: str, timeout_s: float, devices: list[str], resources: list[str]) -> None:
+    """:class:`FleetError` when the head is not there, not Ray, or holds these devices."""
+    from latbench.harness.fleet.head import head_nodes
+
+    nodes = head_nodes(address, timeout_s)
+    taken = {
+        r: n.get("NodeManagerAddress")
+        for n in nodes
+        if n.get("Alive")
+        for r in n.get("Resources", {})
+        if r in resources
+    }
+    if taken:
+        which = ", ".join(f"{d} (node {taken[r]})" for d, r in zip(devices, resources, strict=True)
+                          if r in taken)  # fmt: skip
+        raise FleetError(
+            f"device id {which} is already in the fleet at {address}; give this host "
+            "another --name (device ids must be unique), or stop the other worker"
+        )
+
+
+def _role_stages(profile) -> tuple[str, ...]:
+    """What a device host checks: the run side, plus builds for formats built on the device."""
+    from latbench.harness.fleet.device import DEVICE_BUILT
+
+    return ("build", "run") if profile.artifact_format.startswith(DEVICE_BUILT) else ("run",)
+
+
+def _stop_tree(pid: int) -> None:
+    """SIGTERM ``ray start`` and every process it started (raylet, agents), as ``ray stop``
+    does for a host, but for this node only."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+
+
+def _start(cmd: list[str], tries: int = START_TRIES) -> int:
+    """Run ``ray start --block`` (its output shown); retry a start that lost a port race.
+
+    SIGTERM and SIGINT are passed to it, so stopping the worker stops the node.
+    """
+    for attempt in range(1, tries + 1):
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+        def forward(_signum, _frame, proc=proc):
+            _stop_tree(proc.pid)
+
+        old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+        clash = False
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                clash = clash or "already in use" in line.lower()
+                print(line, end="", flush=True)
+            rc = proc.wait()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+        if rc == 0 or not clash or attempt == tries:
+            if clash:
+                print(f"latbench-measure worker: ray start failed {tries} times on a port "
+                      "already in use; fix the ports (--node-manager-port ...) or retry",
+                      file=sys.stderr)  # fmt: skip
+            return 0 if rc in (0, -signal.SIGTERM, -signal.SIGINT) else 2
+        wait = random.uniform(1.0, 3.0) * attempt  # noqa: S311 - spreading retries, not secrets
+        print(f"latbench-measure worker: a port was taken while starting; retrying in "
+              f"{wait:.1f} s ({attempt}/{tries})", file=sys.stderr)  # fmt: skip
+        time.sleep(wait)
+    return 2
 
 
 def worker_main(argv: list[str]) -> int:
@@ -86,6 +208,10 @@ def worker_main(argv: list[str]) -> int:
     from latbench.harness.profiles import load_profile
     from latbench.harness.runners import runner_class
 
+    extra: list[str] = []
+    if "--" in argv:  # the rest goes to ray start unchanged
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1 :]
     args = _parser().parse_args(argv)
     require_ray()
     profile = load_profile(args.device)
@@ -101,6 +227,11 @@ def worker_main(argv: list[str]) -> int:
     host = args.name or host_name()
     slots = [f"serial={s}" for s in args.serial] or ["0"]
     devices = [make_device_id(host, slot) for slot in slots]
+    if not args.head_timeout > 0:
+        raise ValueError(f"--head-timeout must be > 0, got {args.head_timeout}")
+    resource_names = [device_resource(profile.name, d) for d in devices]
+    if not args.dry_run:  # before the check: a dead head fails in seconds, not minutes
+        _check_head(args.address, args.head_timeout, devices, resource_names)
     if not args.skip_check and not args.dry_run:
         import dataclasses
 
@@ -108,7 +239,7 @@ def worker_main(argv: list[str]) -> int:
             prof = profile
             if serial:
                 prof = dataclasses.replace(profile, options={**profile.options, "serial": serial})
-            report = check_profile(prof)
+            report = check_profile(prof, stages=_role_stages(prof))
             for line in report.lines:
                 print(line)
             if not report.ok:
@@ -120,8 +251,10 @@ def worker_main(argv: list[str]) -> int:
         build_cpus = args.build_cpus
     else:
         build_cpus = 0 if host_bound else len(cpus or os.sched_getaffinity(0))
-    resources = {device_resource(profile.name, d): 1.0 for d in devices}
-    cmd = ray_start_command(args.address, resources, build_cpus)
+    resources = {r: 1.0 for r in resource_names}
+    cmd = ray_start_command(
+        args.address, resources, build_cpus, extra=[*_passed_through(args), *extra]
+    )
     print(f"devices: {', '.join(devices)} ({profile.name}); builds on {build_cpus} CPU(s)")
     shown = ["ray", *cmd[3:]]
     if cpus is not None:
@@ -131,8 +264,7 @@ def worker_main(argv: list[str]) -> int:
         return 0
     if cpus is not None:
         os.sched_setaffinity(0, cpus)  # inherited by the raylet and every actor it starts
-    os.execv(cmd[0], cmd)
-    return 0  # pragma: no cover - execv does not return
+    return _start(cmd)
 
 
 if __name__ == "__main__":  # pragma: no cover
