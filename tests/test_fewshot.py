@@ -74,7 +74,9 @@ def test_adapter_recovers_a_held_out_device_from_ten(synthetic, prior):
     assert frame.loc[~frame.valid, "latency_pred_ms"].isna().all()
     assert frame.loc[0, ["latency_pred_ms", "latency_lo_ms", "latency_hi_ms"]].isna().all()
     v = frame[frame.valid]
-    assert (v.latency_lo_ms < v.latency_pred_ms).all() and (v.latency_pred_ms < v.latency_hi_ms).all()
+    assert (v.latency_lo_ms < v.latency_pred_ms).all() and (
+        v.latency_pred_ms < v.latency_hi_ms
+    ).all()
     inside = (frame.latency_lo_ms[ok] <= y[ok]) & (y[ok] <= frame.latency_hi_ms[ok])
     assert inside.mean() > 0.7  # the 90 % band is not wildly over-confident
 
@@ -401,6 +403,82 @@ def test_evaluate_adapt_rows_and_baselines(synthetic):
     assert set(table["method"]) == {"adapter", "flops", "best-source"}
     with pytest.raises(PredictorError, match="unknown method"):
         evaluate_adapt(synthetic, ["dev0"], methods=("magic",))
+
+
+def _with_classes(df: pd.DataFrame) -> pd.DataFrame:
+    """The synthetic table with device classes: dev0-dev2 GPUs, dev3-dev5 DSPs, rest CPUs."""
+    out = df.copy()
+    cls = {f"dev{i}": ("desktop-gpu" if i < 3 else "mobile-dsp" if i < 6 else "desktop-cpu")
+           for i in range(df.shape[1])}  # fmt: skip
+    out.attrs["metadata"] = {k: {"device": {"class": c}} for k, c in cls.items()}
+    return out
+
+
+def test_device_classes_of_the_leave_one_class_out_protocol():
+    from latbench.predictors.fewshot.siblings import CLASSES, device_class
+
+    cases = {"embedded-tpu": "accelerator", "asic": "accelerator", "fpga": "accelerator",
+             "mobile-dsp": "dsp", "embedded-cpu": "mobile-cpu", "desktop-gpu": "desktop-gpu"}  # fmt: skip
+    for raw, want in cases.items():
+        assert device_class("k", {"device": {"class": raw}}) == want in CLASSES
+    assert device_class("k", {}) == device_class("k", {"device": "junk"}) == "other"
+
+
+def test_evaluate_adapt_protocols_fix_their_sources(synthetic):
+    data = _with_classes(synthetic.iloc[:, :9])
+    kw = {"ns": (5,), "repeats": 1, "methods": ("adapter",)}
+    res = evaluate_adapt(data, ["dev0", "dev4"], protocol="class", **kw)
+    # dev0 (a GPU) loses the other two GPUs, dev4 (a DSP) the other two DSPs
+    assert res.set_index("target")["n_sources"].to_dict() == {"dev0": 6, "dev4": 6}
+    assert set(res["class"]) == {"desktop-gpu", "dsp"}
+    sib = evaluate_adapt(data, ["dev0"], protocol="siblings", **kw)
+    assert sib["n_sources"].tolist() == [8]
+    # fixed sources: the same prior whatever else the table holds
+    fixed = evaluate_adapt(data, ["dev0"], sources=["dev6", "dev7", "dev8"], **kw)
+    more = _with_classes(synthetic.iloc[:, :12])
+    again = evaluate_adapt(more, ["dev0"], sources=["dev6", "dev7", "dev8"], **kw)
+    assert fixed["n_sources"].tolist() == [3]
+    assert fixed["spearman"].tolist() == again["spearman"].tolist()
+    with pytest.raises(PredictorError, match="not available: dev99"):
+        evaluate_adapt(data, ["dev0"], sources=["dev1", "dev99"], **kw)
+
+
+def test_shipped_protocol_adapts_the_given_prior_on_unseen_targets(synthetic):
+    data = synthetic.iloc[:, :6]
+    given = pretrain(data[["dev2", "dev3", "dev4", "dev5"]], rank=2)
+    res = evaluate_adapt(data, ["dev0", "dev1", "dev3"], protocol="shipped", prior=given,
+                         ns=(5,), repeats=2, methods=("adapter", "flops"))  # fmt: skip
+    assert set(res["target"]) == {"dev0", "dev1"}  # dev3 trained the prior: not a target
+    assert (res["n_sources"] == 4).all()
+    # the baselines are scored on the adapter's own draw, the random adapter on its own
+    assert set(res["draw"]) == {"designed"}
+    rnd = evaluate_adapt(data, ["dev0"], protocol="shipped", prior=given, ns=(5,), repeats=1,
+                         methods=("adapter-random", "flops"))  # fmt: skip
+    assert set(rnd["draw"]) == {"random"}
+
+
+def test_predicted_metadata_says_how_far_the_target_is_from_each_source(synthetic, prior):
+    ids = select_archs(prior, 10, seed=0)
+    twin = synthetic["dev3"].to_numpy() * 1.7
+    meta = FewShotAdapter(prior).fit(ids, twin[ids]).describe()
+    assert meta["nearest_source"] == "dev3" and not meta["unlike_sources"]
+    assert list(meta["source_distance"])[0] == "dev3" and len(meta["source_distance"]) == 11
+    alien = np.exp(np.random.default_rng(1).normal(0, 0.5, N_ARCHS))  # like nothing at all
+    meta = FewShotAdapter(prior).fit(ids, alien[ids]).describe()
+    assert meta["unlike_sources"]
+
+
+def test_evaluate_adapt_cli_refuses_bad_sources_and_priors(tmp_path, capsys):
+    from latbench.predictors.cli import main
+    from latbench.predictors.fewshot.commands import PROTOCOL_CHOICES
+    from latbench.predictors.fewshot.evaluate import PROTOCOLS
+
+    assert PROTOCOL_CHOICES == PROTOCOLS
+    for args in (["--sources", "xeon2c-tf-fp32,nope-key"],
+                 ["--prior", str(tmp_path / "nope.npz")]):  # fmt: skip
+        assert main(["evaluate-adapt", *args, "--n", "5", "--repeats", "1"]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.strip().count("\n") == 0, err
 
 
 def test_pretrain_cli_on_bundled_data(tmp_path, capsys):

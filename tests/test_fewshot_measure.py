@@ -65,3 +65,13 @@ def test_adapt_refuses_bad_arguments_in_one_line(tmp_path, capsys, monkeypatch):
         err = capsys.readouterr().err
         assert "Traceback" not in err and err.strip().count("\n") == 0, err
     assert not (tmp_path / "home" / "bad.parquet").exists()
+
+
+def test_adapt_plan_names_the_criterion_it_used():
+    from latbench.harness.adapt import plan_adapt
+    from latbench.predictors.fewshot import select_archs
+
+    plan = plan_adapt(5, seed=3)
+    sel = plan.describe()
+    assert sel["criterion"] == "d" and "D-optimal" in sel["method"]
+    np.testing.assert_array_equal(plan.arch_ids, select_archs(plan.prior, 5, seed=3, criterion="d"))

@@ -53,8 +53,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     help="comma list of keys or globs the sources are drawn from (default: "
                          "every available dataset); a plain key that is not available is an "
                          "error, so a figure does not move with the data home")  # fmt: skip
-    ea.add_argument("--by", choices=("group", "class"), default="group",
-                    help="summary rows per target group (default) or device class")
+    ea.add_argument(
+        "--by",
+        choices=("group", "class"),
+        default="group",
+        help="summary rows per target group (default) or device class",
+    )
     ea.add_argument(
         "--mode",
         choices=("chip", "host"),

@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 
-
 CRITERIA = ("auto", "integrated", "d", "hybrid")
 CRITERION_LABELS = {
     "integrated": "greedy integrated (I-optimal) design under the device prior",
