@@ -468,6 +468,20 @@ def test_predicted_metadata_says_how_far_the_target_is_from_each_source(syntheti
     assert meta["unlike_sources"]
 
 
+def test_second_round_aims_at_model_disagreement_only_when_blind(synthetic, prior):
+    from latbench.predictors.fewshot.sequential import select_more
+
+    first = select_archs(prior, 6, seed=0)
+    twin = synthetic["dev3"].to_numpy() * 1.7
+    more, blind = select_more(FewShotAdapter(prior), first, twin[first], 4, seed=0)
+    assert not blind and len(more) == 4
+    assert not set(graph_index()[more]) & set(graph_index()[first])
+    alien = np.exp(np.random.default_rng(1).normal(0, 0.5, N_ARCHS))
+    other, blind = select_more(FewShotAdapter(prior), first, alien[first], 4, seed=0)
+    assert blind and len(set(graph_index()[other])) == 4
+    assert set(other) != set(more)  # the discriminating round picks elsewhere
+
+
 def test_evaluate_adapt_cli_refuses_bad_sources_and_priors(tmp_path, capsys):
     from latbench.predictors.cli import main
     from latbench.predictors.fewshot.commands import PROTOCOL_CHOICES

@@ -92,13 +92,20 @@ def select_archs(
     candidates: Sequence[int] | np.ndarray | None = None,
     noise_var: float | None = None,
     criterion: str = "auto",
+    cov: np.ndarray | None = None,
+    exclude: Sequence[int] | np.ndarray = (),
+    weight: np.ndarray | None = None,
 ) -> np.ndarray:
     """``n`` ``arch_id`` values to measure, in the order they were chosen.
 
     ``candidates`` defaults to every valid architecture; ``pool`` draws that many of them
     at random (seeded) first, ``None`` keeps all. ``criterion``: ``"d"`` (D-optimal),
     ``"integrated"`` (I-optimal), ``"hybrid"`` (alternating, D first) or ``"auto"``
-    (D; see the module doc). Same inputs, same answer.
+    (D; see the module doc). To continue a design after measuring: ``cov`` replaces the
+    prior's covariance (a posterior's), ``exclude`` are measured ``arch_id`` values
+    (their graphs leave the pool), and ``weight`` (per ``arch_id``, D-optimal only)
+    scales each gain by the share of its variance still unexplained times that
+    weight. Same inputs, same answer.
     """
     criterion = resolve_criterion(prior, criterion)
     if candidates is None:
@@ -114,16 +121,20 @@ def select_archs(
     if pool is not None and pool < cand.size:
         cand = np.sort(rng.choice(cand, size=max(pool, n), replace=False))
     a = prior.design[cand]
-    s = prior.cov.copy()
+    s = (prior.cov if cov is None else np.asarray(cov, np.float64)).copy()
     s2 = prior.noise_var if noise_var is None else noise_var
     jitter = 1e-9 * rng.random(len(cand))
     var = np.einsum("ij,jk,ik->i", a, s, a, optimize=True)
-    taken = np.zeros(len(cand), dtype=bool)
     graph = prior.graph[cand]
+    taken = np.isin(graph, prior.graph[np.asarray(exclude, dtype=np.int64)])
+    var0 = var.copy() + 1e-300
+    wt = None if weight is None else np.asarray(weight, np.float64)[cand]
     chosen = []
     gram = a.T @ a / len(a)  # the pool's second moment: sum_j (a_j S a_i)^2 = a_i S G S a_i
     for step in range(n):
-        if criterion == "d" or (criterion == "hybrid" and step % 2 == 0):
+        if wt is not None:
+            gain = wt * var / var0
+        elif criterion == "d" or (criterion == "hybrid" and step % 2 == 0):
             gain = var
         else:
             q = s @ gram @ s
