@@ -51,7 +51,7 @@ __all__ = [
     "source_matrix",
 ]
 
-ADAPTER_VERSION = "fewshot-blr-3"
+ADAPTER_VERSION = "fewshot-blr-4"
 """Names the model and file layout; recorded in priors and predicted datasets."""
 DEFAULT_PRIOR = "nb201-help-release-xeon2c.npz"
 """File name of the prior shipped in ``latbench.predictors.priors``."""
