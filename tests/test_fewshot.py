@@ -482,6 +482,23 @@ def test_second_round_aims_at_model_disagreement_only_when_blind(synthetic, prio
     assert set(other) != set(more)  # the discriminating round picks elsewhere
 
 
+def test_evaluate_adapt_cli_tests_the_prior_it_is_given(tmp_path, capsys):
+    from latbench.predictors.cli import main
+
+    prior_file = tmp_path / "p.npz"
+    src = "xeon2c-onnxruntime-fp32,xeon2c-tflite-fp32"
+    assert main(["pretrain", "--sources", src, "--rank", "2", "-o", str(prior_file)]) == 0
+    out = tmp_path / "res.csv"
+    args = ["evaluate-adapt", "--prior", str(prior_file), "--targets", "xeon2c-*", "--n", "5",
+            "--repeats", "1", "--methods", "adapter,flops", "-o", str(out)]  # fmt: skip
+    assert main(args) == 0
+    res = pd.read_csv(out)
+    assert set(res["target"]) == {"xeon2c-tf-fp32"}  # the prior's own sources are skipped
+    assert set(res["protocol"]) == {"shipped"} and set(res["draw"]) == {"designed"}
+    assert (res["n_sources"] == 2).all()
+    capsys.readouterr()
+
+
 def test_evaluate_adapt_cli_refuses_bad_sources_and_priors(tmp_path, capsys):
     from latbench.predictors.cli import main
     from latbench.predictors.fewshot.commands import PROTOCOL_CHOICES
