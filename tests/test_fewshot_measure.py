@@ -40,6 +40,7 @@ def test_adapt_end_to_end_matches_bundled_measurements(tmp_path):
     invalid = ~pred["valid"]
     assert invalid.sum() == 341 and pred.loc[invalid, "latency_pred_ms"].isna().all()
     assert pred.loc[~invalid, "latency_pred_ms"].notna().all()
+    assert meta["selection"]["criterion"] == "d" and meta["nearest_source"] in meta["prior_sources"]
     # against the bundled ONNX Runtime measurements of this host class, on a subset
     bundled = latbench.load("xeon2c-onnxruntime-fp32")
     ok = bundled[bundled.status == "ok"].sample(2000, random_state=0)
