@@ -1,6 +1,8 @@
 """``latbench-predict pretrain`` and ``latbench-predict evaluate-adapt``.
 
 latbench-predict pretrain --sources 'help-*,xeon2c-*' -o prior.npz
+latbench-predict evaluate-adapt --protocol class --mode host --by class --n 5,10,20 -o res.csv
+latbench-predict evaluate-adapt --prior prior.npz --targets 'jetson-*' -o res.csv
 latbench-predict evaluate-adapt --protocol siblings --n 5,10,20,50 --repeats 20 -o res.csv
 """
 
@@ -33,7 +35,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     pt = sub.add_parser("pretrain", help="learn a few-shot prior from source datasets")
     pt.add_argument("--sources", default="*",
                     help="comma list of dataset keys or globs (default: every available "
-                         f"dataset; the shipped prior uses {SHIPPED_SOURCES!r})")  # fmt: skip
+                         "dataset; the shipped prior uses HELP's, the LatBench release's and "
+                         "the bundled ones)")  # fmt: skip
     pt.add_argument("--exclude", default="", help="comma list of keys or globs to leave out")
     pt.add_argument("--data-home", type=Path, help="LatBench data home (default: $LATBENCH_HOME)")
     pt.add_argument("--rank", type=int, default=8, help="architecture factors k (default 8)")
