@@ -45,6 +45,7 @@ def markdown_tables(res: pd.DataFrame, n_focus: int = 10) -> str:
     wide = g.pivot_table(
         index=["group", "protocol", "method"], columns="n", values="cell", aggfunc="first"
     ).reset_index()
+    wide = wide.fillna("")  # an N one protocol was not run at
     wide.columns = [f"N={c}" if isinstance(c, int | np.integer) else c for c in wide.columns]
     per = (
         res[res["n"] == n_focus]
