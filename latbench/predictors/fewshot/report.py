@@ -55,6 +55,7 @@ def markdown_tables(res: pd.DataFrame, n_focus: int = 10) -> str:
         .round(3)
         .reset_index()
     )
+    per = per.astype(object).where(per.notna(), "")
     per.insert(2, "HELP (published)", [HELP_PUBLISHED.get(t, "") for t in per["target"]])
     return (
         "Mean Spearman / share within +-10 % over each group's targets:\n\n"
