@@ -1,13 +1,14 @@
-"""Benchmark few-shot adaptation with the shipped prior: the target is <= 10 s on 2 cores.
+"""Benchmark few-shot adaptation with the shipped prior: the target is <= 1 s on 2 cores.
 
 Times, in a fresh process with the prior on disk:
 
 * ``load_prior``: reading and verifying the shipped ``.npz`` (first call, cold);
 * ``select``: choosing N architectures (greedy D-optimal, pool 4000);
 * ``adapt``: fit on N measured latencies + predicting all 15,625 with the band
-  (:meth:`AdaptedDevice.predict_frame`), the figure the issue bounds by 10 s;
-* ``pretrain`` (with ``--pretrain``): rebuilding the shipped prior from the bundled
-  and HELP datasets in the data home (the issue bounds it by 30 min).
+  (:meth:`AdaptedDevice.predict_frame`) + the predicted file's metadata (with the
+  distance to every source); select + adapt is what the issue bounds by 1 s;
+* ``pretrain`` (with ``--pretrain``): rebuilding the shipped prior from the HELP,
+  LatBench release and bundled datasets in the data home (the issue bounds it by 30 min).
 
 Run:  python benchmarks/bench_adapt.py [--n 10] [--repeat 20] [--pretrain] [--json out.json]
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-TARGET_S = 10.0
+TARGET_S = 1.0
 
 
 def run(n: int = 10, repeat: int = 20, do_pretrain: bool = False) -> dict[str, object]:
@@ -46,7 +47,8 @@ def run(n: int = 10, repeat: int = 20, do_pretrain: bool = False) -> dict[str, o
         ids = select_archs(prior, n, seed=r)
         select_s.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        frame = FewShotAdapter(prior).fit(ids, y[ids]).predict_frame()
+        fit = FewShotAdapter(prior).fit(ids, y[ids])
+        frame, _meta = fit.predict_frame(), fit.describe()
         adapt_s.append(time.perf_counter() - t0)
         assert len(frame) == 15_625
     out: dict[str, object] = {
@@ -57,6 +59,7 @@ def run(n: int = 10, repeat: int = 20, do_pretrain: bool = False) -> dict[str, o
         "select_median_s": statistics.median(select_s),
         "adapt_median_s": statistics.median(adapt_s),
         "adapt_max_s": max(adapt_s),
+        "select_adapt_s": statistics.median(select_s) + statistics.median(adapt_s),
         "end_to_end_s": load_s + statistics.median(select_s) + statistics.median(adapt_s),
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
@@ -86,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     res = run(args.n, args.repeat, args.pretrain)
     print(f"few-shot adaptation, N = {res['n']}  ({res['machine']}, Python {res['python']})")
     for k in ("import_s", "load_prior_s", "select_median_s", "adapt_median_s", "adapt_max_s",
-              "end_to_end_s", "pretrain_s"):  # fmt: skip
+              "select_adapt_s", "end_to_end_s", "pretrain_s"):  # fmt: skip
         if k in res:
             print(f"  {k:<16} {res[k]:8.3f} s")
-    ok = res["end_to_end_s"] <= TARGET_S
-    print(f"  target: load + select + adapt <= {TARGET_S:g} s: {'met' if ok else 'MISSED'}")
+    ok = res["select_adapt_s"] <= TARGET_S
+    print(f"  target: select + adapt <= {TARGET_S:g} s: {'met' if ok else 'MISSED'}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=2) + "\n")

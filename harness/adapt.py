@@ -35,6 +35,8 @@ class AdaptPlan:
     prior_path: Path
     arch_ids: tuple[int, ...]
     seed: int
+    criterion: str = "d"
+    """The selection criterion actually used (``auto`` resolved)."""
 
     @property
     def archs(self) -> list[Arch]:
@@ -43,8 +45,11 @@ class AdaptPlan:
 
     def describe(self) -> dict[str, Any]:
         """Selection metadata recorded in the measured dataset."""
+        from latbench.predictors.fewshot.selection import CRITERION_LABELS
+
         return {
-            "method": "few-shot design (greedy D-optimal under the device prior)",
+            "method": f"few-shot design ({CRITERION_LABELS[self.criterion]})",
+            "criterion": self.criterion,
             "n": len(self.arch_ids),
             "seed": self.seed,
             "prior": str(self.prior_path),
@@ -87,10 +92,12 @@ class AdaptPlan:
 def plan_adapt(n: int, prior: str | os.PathLike[str] | None = None, seed: int = 0) -> AdaptPlan:
     """Load the prior and choose ``n`` architectures (raises ``ValueError`` on bad input)."""
     from latbench.predictors.fewshot import default_prior_path, load_prior, select_archs
+    from latbench.predictors.fewshot.selection import resolve_criterion
 
     if n < MIN_MEASURED:
         raise ValueError(f"--adapt needs at least {MIN_MEASURED} architectures, got {n}")
     path = Path(prior) if prior is not None else default_prior_path()
     loaded = load_prior(path)  # PredictorError is a ValueError: one line, exit 2
-    ids = select_archs(loaded, n, seed=seed)
-    return AdaptPlan(loaded, path, tuple(int(i) for i in ids), seed)
+    criterion = resolve_criterion(loaded)
+    ids = select_archs(loaded, n, seed=seed, criterion=criterion)
+    return AdaptPlan(loaded, path, tuple(int(i) for i in ids), seed, criterion)

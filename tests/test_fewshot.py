@@ -70,8 +70,13 @@ def test_adapter_recovers_a_held_out_device_from_ten(synthetic, prior):
     assert np.mean(np.abs(pred[ok] / y[ok] - 1) <= 0.1) > 0.8
     frame = fit.predict_frame()
     assert len(frame) == N_ARCHS and frame["measured"].sum() == 10
-    assert (frame.latency_lo_ms < frame.latency_pred_ms).all()
-    assert (frame.latency_pred_ms < frame.latency_hi_ms).all()
+    # invalid architectures have no latency at all; every valid one a band around it
+    assert frame.loc[~frame.valid, "latency_pred_ms"].isna().all()
+    assert frame.loc[0, ["latency_pred_ms", "latency_lo_ms", "latency_hi_ms"]].isna().all()
+    v = frame[frame.valid]
+    assert (v.latency_lo_ms < v.latency_pred_ms).all() and (
+        v.latency_pred_ms < v.latency_hi_ms
+    ).all()
     inside = (frame.latency_lo_ms[ok] <= y[ok]) & (y[ok] <= frame.latency_hi_ms[ok])
     assert inside.mean() > 0.7  # the 90 % band is not wildly over-confident
 
@@ -175,6 +180,26 @@ def test_adapter_model_option_is_checked(prior):
     assert forced.model == "additive" and np.all(forced.predict() > 0)
 
 
+def test_simple_models_are_the_baselines_in_the_adapters_terms(synthetic, prior):
+    from latbench.predictors.fewshot.evaluate import _flops_fit
+
+    y = synthetic["dev0"].to_numpy()
+    ids = select_archs(prior, 8, seed=0)
+    flops = FewShotAdapter(prior, model="flops").fit(ids, y[ids])
+    have = np.flatnonzero(np.isfinite(y))
+    np.testing.assert_allclose(flops.predict(have), _flops_fit(ids, y[ids], have), rtol=1e-6)
+    # a target that is source dev3 on a 1.7x slower clock: best-source finds dev3
+    twin = synthetic["dev3"].to_numpy() * 1.7
+    best = FewShotAdapter(prior, model="best-source").fit(ids, twin[ids])
+    ok = np.isfinite(twin)
+    assert np.median(np.abs(np.log(best.predict()[ok] / twin[ok]))) < 0.03
+    mu, sd = best.predict_log()
+    assert np.all(sd[ok] > 0)
+    both = FewShotAdapter(prior, fallback=True).fit(ids, twin[ids])
+    assert set(both.loo) == {"log-linear", "flops", "best-source"}
+    assert both.loo[both.model] == min(both.loo.values())
+
+
 def test_prior_without_source_weights_still_adapts(prior, tmp_path):
     import dataclasses
 
@@ -222,18 +247,13 @@ def test_selection_criteria_do_what_they_optimise(prior):
     assert first["d"] == cand[np.argmax(var)] == first["hybrid"]  # hybrid starts with D
     assert first["integrated"] == cand[np.argmin(after)]
     assert first["integrated"] != first["d"]  # the two criteria differ here
-    # "auto": D-optimal for a prior of few sources, integrated for one of many
-    import dataclasses
+    # "auto" is D-optimal, and says so for the predicted file's metadata
+    from latbench.predictors.fewshot.selection import resolve_criterion
 
-    from latbench.predictors.fewshot.selection import AUTO_MIN_SOURCES
-
-    assert len(prior.sources) < AUTO_MIN_SOURCES
     np.testing.assert_array_equal(select_archs(prior, 5, criterion="auto"),
                                   select_archs(prior, 5, criterion="d"))  # fmt: skip
-    many = dataclasses.replace(prior, sources=tuple(f"s{i}" for i in range(AUTO_MIN_SOURCES)))
-    np.testing.assert_array_equal(
-        select_archs(many, 5), select_archs(many, 5, criterion="integrated")
-    )
+    assert resolve_criterion(prior) == "d"
+    assert resolve_criterion(prior, "integrated") == "integrated"
     with pytest.raises(PredictorError, match="criterion"):
         select_archs(prior, 3, criterion="a-optimal")
 
@@ -309,7 +329,7 @@ def test_shipped_prior_works_offline_and_cites_its_sources():
     assert any(s.startswith("help-") for s in p.sources)
     assert "xeon2c-onnxruntime-fp32" in p.sources
     assert any("HELP" in c for c in p.meta["citations"])
-    assert set(p.meta["licenses"].values()) <= {"MIT", "CC-BY-4.0"}
+    assert {v.split()[0] for v in p.meta["licenses"].values()} <= {"MIT", "CC-BY-4.0", "Apache-2.0"}
     assert "latbench-predict pretrain" in p.meta["command"]
     # adapt to a bundled dataset from 10 of its own measurements (it is in the prior)
     df = latbench.load("xeon2c-onnxruntime-fp32")
@@ -385,6 +405,113 @@ def test_evaluate_adapt_rows_and_baselines(synthetic):
         evaluate_adapt(synthetic, ["dev0"], methods=("magic",))
 
 
+def _with_classes(df: pd.DataFrame) -> pd.DataFrame:
+    """The synthetic table with device classes: dev0-dev2 GPUs, dev3-dev5 DSPs, rest CPUs."""
+    out = df.copy()
+    cls = {f"dev{i}": ("desktop-gpu" if i < 3 else "mobile-dsp" if i < 6 else "desktop-cpu")
+           for i in range(df.shape[1])}  # fmt: skip
+    out.attrs["metadata"] = {k: {"device": {"class": c}} for k, c in cls.items()}
+    return out
+
+
+def test_device_classes_of_the_leave_one_class_out_protocol():
+    from latbench.predictors.fewshot.siblings import CLASSES, device_class
+
+    cases = {"embedded-tpu": "accelerator", "asic": "accelerator", "fpga": "accelerator",
+             "mobile-dsp": "dsp", "embedded-cpu": "mobile-cpu", "desktop-gpu": "desktop-gpu"}  # fmt: skip
+    for raw, want in cases.items():
+        assert device_class("k", {"device": {"class": raw}}) == want in CLASSES
+    assert device_class("k", {}) == device_class("k", {"device": "junk"}) == "other"
+
+
+def test_evaluate_adapt_protocols_fix_their_sources(synthetic):
+    data = _with_classes(synthetic.iloc[:, :9])
+    kw = {"ns": (5,), "repeats": 1, "methods": ("adapter",)}
+    res = evaluate_adapt(data, ["dev0", "dev4"], protocol="class", **kw)
+    # dev0 (a GPU) loses the other two GPUs, dev4 (a DSP) the other two DSPs
+    assert res.set_index("target")["n_sources"].to_dict() == {"dev0": 6, "dev4": 6}
+    assert set(res["class"]) == {"desktop-gpu", "dsp"}
+    sib = evaluate_adapt(data, ["dev0"], protocol="siblings", **kw)
+    assert sib["n_sources"].tolist() == [8]
+    # fixed sources: the same prior whatever else the table holds
+    fixed = evaluate_adapt(data, ["dev0"], sources=["dev6", "dev7", "dev8"], **kw)
+    more = _with_classes(synthetic.iloc[:, :12])
+    again = evaluate_adapt(more, ["dev0"], sources=["dev6", "dev7", "dev8"], **kw)
+    assert fixed["n_sources"].tolist() == [3]
+    assert fixed["spearman"].tolist() == again["spearman"].tolist()
+    with pytest.raises(PredictorError, match="not available: dev99"):
+        evaluate_adapt(data, ["dev0"], sources=["dev1", "dev99"], **kw)
+
+
+def test_shipped_protocol_adapts_the_given_prior_on_unseen_targets(synthetic):
+    data = synthetic.iloc[:, :6]
+    given = pretrain(data[["dev2", "dev3", "dev4", "dev5"]], rank=2)
+    res = evaluate_adapt(data, ["dev0", "dev1", "dev3"], protocol="shipped", prior=given,
+                         ns=(5,), repeats=2, methods=("adapter", "flops"))  # fmt: skip
+    assert set(res["target"]) == {"dev0", "dev1"}  # dev3 trained the prior: not a target
+    assert (res["n_sources"] == 4).all()
+    # the baselines are scored on the adapter's own draw, the random adapter on its own
+    assert set(res["draw"]) == {"designed"}
+    rnd = evaluate_adapt(data, ["dev0"], protocol="shipped", prior=given, ns=(5,), repeats=1,
+                         methods=("adapter-random", "flops"))  # fmt: skip
+    assert set(rnd["draw"]) == {"random"}
+
+
+def test_predicted_metadata_says_how_far_the_target_is_from_each_source(synthetic, prior):
+    ids = select_archs(prior, 10, seed=0)
+    twin = synthetic["dev3"].to_numpy() * 1.7
+    meta = FewShotAdapter(prior).fit(ids, twin[ids]).describe()
+    assert meta["nearest_source"] == "dev3" and not meta["unlike_sources"]
+    assert list(meta["source_distance"])[0] == "dev3" and len(meta["source_distance"]) == 11
+    alien = np.exp(np.random.default_rng(1).normal(0, 0.5, N_ARCHS))  # like nothing at all
+    meta = FewShotAdapter(prior).fit(ids, alien[ids]).describe()
+    assert meta["unlike_sources"]
+
+
+def test_second_round_aims_at_model_disagreement_only_when_blind(synthetic, prior):
+    from latbench.predictors.fewshot.sequential import select_more
+
+    first = select_archs(prior, 6, seed=0)
+    twin = synthetic["dev3"].to_numpy() * 1.7
+    more, blind = select_more(FewShotAdapter(prior), first, twin[first], 4, seed=0)
+    assert not blind and len(more) == 4
+    assert not set(graph_index()[more]) & set(graph_index()[first])
+    alien = np.exp(np.random.default_rng(1).normal(0, 0.5, N_ARCHS))
+    other, blind = select_more(FewShotAdapter(prior), first, alien[first], 4, seed=0)
+    assert blind and len(set(graph_index()[other])) == 4
+    assert set(other) != set(more)  # the discriminating round picks elsewhere
+
+
+def test_evaluate_adapt_cli_tests_the_prior_it_is_given(tmp_path, capsys):
+    from latbench.predictors.cli import main
+
+    prior_file = tmp_path / "p.npz"
+    src = "xeon2c-onnxruntime-fp32,xeon2c-tflite-fp32"
+    assert main(["pretrain", "--sources", src, "--rank", "2", "-o", str(prior_file)]) == 0
+    out = tmp_path / "res.csv"
+    args = ["evaluate-adapt", "--prior", str(prior_file), "--targets", "xeon2c-*", "--n", "5",
+            "--repeats", "1", "--methods", "adapter,flops", "-o", str(out)]  # fmt: skip
+    assert main(args) == 0
+    res = pd.read_csv(out)
+    assert set(res["target"]) == {"xeon2c-tf-fp32"}  # the prior's own sources are skipped
+    assert set(res["protocol"]) == {"shipped"} and set(res["draw"]) == {"designed"}
+    assert (res["n_sources"] == 2).all()
+    capsys.readouterr()
+
+
+def test_evaluate_adapt_cli_refuses_bad_sources_and_priors(tmp_path, capsys):
+    from latbench.predictors.cli import main
+    from latbench.predictors.fewshot.commands import PROTOCOL_CHOICES
+    from latbench.predictors.fewshot.evaluate import PROTOCOLS
+
+    assert PROTOCOL_CHOICES == PROTOCOLS
+    for args in (["--sources", "xeon2c-tf-fp32,nope-key"],
+                 ["--prior", str(tmp_path / "nope.npz")]):  # fmt: skip
+        assert main(["evaluate-adapt", *args, "--n", "5", "--repeats", "1"]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.strip().count("\n") == 0, err
+
+
 def test_pretrain_cli_on_bundled_data(tmp_path, capsys):
     from latbench.predictors.cli import main
 
@@ -416,3 +543,18 @@ def test_beats_help_on_its_meta_test_devices(tmp_path):
     res = evaluate_adapt(matrix, HELP_META_TEST, ns=(10,), repeats=2, methods=("adapter",))
     per = res.groupby("target")["spearman"].mean()
     assert per.mean() > np.mean(list(HELP_PUBLISHED.values()))
+
+
+def test_adapting_imports_no_deep_learning_framework():
+    code = (
+        "import sys, numpy as np\n"
+        "from latbench.predictors.fewshot import FewShotAdapter, load_prior, select_archs\n"
+        "p = load_prior(); ids = select_archs(p, 10)\n"
+        "fit = FewShotAdapter(p).fit(ids, np.exp(p.design[ids] @ p.mean))\n"
+        "fit.predict_frame(); fit.describe()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('tensorflow', 'keras', 'torch', 'jax')))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"

@@ -40,6 +40,7 @@ def test_adapt_end_to_end_matches_bundled_measurements(tmp_path):
     invalid = ~pred["valid"]
     assert invalid.sum() == 341 and pred.loc[invalid, "latency_pred_ms"].isna().all()
     assert pred.loc[~invalid, "latency_pred_ms"].notna().all()
+    assert meta["selection"]["criterion"] == "d" and meta["nearest_source"] in meta["prior_sources"]
     # against the bundled ONNX Runtime measurements of this host class, on a subset
     bundled = latbench.load("xeon2c-onnxruntime-fp32")
     ok = bundled[bundled.status == "ok"].sample(2000, random_state=0)
@@ -65,3 +66,13 @@ def test_adapt_refuses_bad_arguments_in_one_line(tmp_path, capsys, monkeypatch):
         err = capsys.readouterr().err
         assert "Traceback" not in err and err.strip().count("\n") == 0, err
     assert not (tmp_path / "home" / "bad.parquet").exists()
+
+
+def test_adapt_plan_names_the_criterion_it_used():
+    from latbench.harness.adapt import plan_adapt
+    from latbench.predictors.fewshot import select_archs
+
+    plan = plan_adapt(5, seed=3)
+    sel = plan.describe()
+    assert sel["criterion"] == "d" and "D-optimal" in sel["method"]
+    np.testing.assert_array_equal(plan.arch_ids, select_archs(plan.prior, 5, seed=3, criterion="d"))

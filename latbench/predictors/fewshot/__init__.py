@@ -7,9 +7,10 @@
 >>> adapted.predict_frame()                      # arch_id, latency_pred_ms, lo, hi  # doctest: +SKIP
 
 Modules: :mod:`.prior` (source factors and the prior over device weights),
-:mod:`.selection` (which architectures to measure), :mod:`.adapter` (Bayesian linear
-regression), :mod:`.siblings` (which datasets are the same hardware),
-:mod:`.evaluate` (leave-one-device-out protocol with baselines). See
+:mod:`.selection` (which architectures to measure), :mod:`.sequential` (a second
+round aimed where the models disagree), :mod:`.adapter` (Bayesian linear
+regression), :mod:`.siblings` (which datasets are the same hardware, device classes),
+:mod:`.evaluate` (leave-one-device/class-out and shipped-prior protocols with baselines). See
 docs/predictors.md, "Few-shot adaptation".
 """
 
@@ -24,6 +25,7 @@ from latbench.predictors.fewshot.prior import (
     source_matrix,
 )
 from latbench.predictors.fewshot.selection import distinct_graph_archs, select_archs
+from latbench.predictors.fewshot.sequential import select_more
 from latbench.predictors.fewshot.siblings import hardware_ids, siblings, sources_for
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "load_prior",
     "pretrain",
     "select_archs",
+    "select_more",
     "siblings",
     "source_matrix",
     "sources_for",

@@ -40,7 +40,7 @@ import pandas as pd
 from latbench.predictors.base import Archs, PredictorError, arch_ids
 from latbench.predictors.fewshot.prior import ADAPTER_VERSION, DevicePrior
 
-__all__ = ["MODELS", "AdaptedDevice", "FewShotAdapter"]
+__all__ = ["MODELS", "UNLIKE_RMSE_LOG", "AdaptedDevice", "FewShotAdapter", "source_distances"]
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,7 @@ class AdaptedDevice:
         """All 15,625 architectures: ``arch_id``, ``valid``, ``latency_pred_ms``,
         ``latency_lo_ms``, ``latency_hi_ms`` (central ``level`` band), ``measured``.
 
-        Invalid architectures get the prediction for the cell-less network (an
-        extrapolation; no source times them).
+        Invalid architectures (no path from input to output) have no latency: NaN.
         """
         from statistics import NormalDist  # not scipy.stats: its import alone takes seconds
 
@@ -103,10 +102,12 @@ class AdaptedDevice:
         q = NormalDist().inv_cdf(0.5 + level / 2)
         measured = np.zeros(len(mu), dtype=bool)
         measured[self.measured] = True
+        valid = self.prior.valid.copy()
+        mu = np.where(valid, mu, np.nan)
         return pd.DataFrame(
             {
                 "arch_id": np.arange(len(mu), dtype=np.int32),
-                "valid": self.prior.valid.copy(),
+                "valid": valid,
                 "latency_pred_ms": np.exp(mu),
                 "latency_lo_ms": np.exp(mu - q * sd),
                 "latency_hi_ms": np.exp(mu + q * sd),
@@ -128,16 +129,64 @@ class AdaptedDevice:
             "measured_latency_ms": [float(v) for v in self.measured_ms],
             "noise_var": float(self.noise_var),
             "band_scale": float(self.band_scale),
+            **source_distances(self.prior, self.measured, self.measured_ms),
         }
 
 
-MODELS = ("auto", "log-linear", "additive")
+def _ranks(v: np.ndarray) -> np.ndarray:
+    """Centred ranks (ties broken by order; scipy's import costs more than the fit)."""
+    r = np.empty(len(v))
+    r[np.argsort(v, kind="stable")] = np.arange(len(v))
+    return r - r.mean()
+
+
+UNLIKE_RMSE_LOG = 0.1
+"""Nearest-source distance (RMS log error) above which a target is "unlike every source"."""
+
+
+def source_distances(prior: DevicePrior, ids: np.ndarray, latency_ms: np.ndarray) -> dict:
+    """How far the measured device is from each of the prior's sources.
+
+    Per source: the RMS log error (``rmse_log``) of its modelled log-latencies on the
+    measured architectures after an affine rescaling fitted to them (so a slower clock
+    or another batch size is no distance), and their Spearman. ``unlike_sources`` is
+    true when even the nearest is over :data:`UNLIKE_RMSE_LOG` (about 10 %): the
+    prediction then rests on the architecture features more than on any source.
+    Empty for a prior without per-source weights or fewer than 3 measurements.
+    """
+    if prior.source_weights is None or len(ids) < 3:
+        return {}
+    pred = prior.design[ids] @ np.asarray(prior.source_weights, np.float64).T
+    z = np.log(np.asarray(latency_ms, np.float64))
+    x = np.stack([np.ones_like(pred), pred], axis=-1).transpose(1, 0, 2)  # sources x n x 2
+    out = {}
+    rz = _ranks(z)
+    for j, name in enumerate(prior.sources):
+        ab = np.linalg.lstsq(x[j], z, rcond=None)[0]
+        rmse = float(np.sqrt(np.mean((z - x[j] @ ab) ** 2)))
+        rp = _ranks(pred[:, j])
+        rho = float(rp @ rz / np.sqrt((rp @ rp) * (rz @ rz))) if rp.any() and rz.any() else 0.0
+        out[name] = {"rmse_log": round(rmse, 4), "spearman": round(rho, 3)}
+    order = sorted(out, key=lambda k: out[k]["rmse_log"])
+    nearest = order[0]
+    return {
+        "source_distance": {k: out[k] for k in order},
+        "nearest_source": nearest,
+        "unlike_sources": bool(out[nearest]["rmse_log"] > UNLIKE_RMSE_LOG),
+    }
+
+
+MODELS = ("auto", "log-linear", "additive", "flops", "best-source")
 """Values of :class:`FewShotAdapter`'s ``model``."""
 _NOISE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 _ADDITIVE_NOISE_GRID = (1 / 64, 1 / 16, 0.25, 1.0, 4.0, 16.0, 64.0)
 _T_NU = 4.0
 _T_ITERS = 10
 _ADDITIVE_WIDTHS = (1.0, 10.0, 100.0)
+_SIMPLE_MIN = 4
+"""Fewest measurements at which the simple models enter the leave-one-out choice."""
+_LOG_FLOPS = 0
+"""Column of ``log_flops`` in the prior's features."""
 
 
 class FewShotAdapter:
@@ -147,6 +196,11 @@ class FewShotAdapter:
     (``None``: empirical Bayes); ``local`` allows priors local to resembling sources;
     ``robust`` uses Student-t weights; ``model`` is one of :data:`MODELS` (priors
     before adapter version 3 hold no additive model: ``"auto"`` is then log-linear).
+    ``fallback`` lets ``"auto"`` also choose the simple models ``"flops"`` (log-latency
+    linear in log-FLOPs) and ``"best-source"`` (the source of best correlation on the
+    measured rows, rescaled) by leave-one-out; off by default, as on held-out devices
+    the leave-one-out choice among four models at N <= 10 cost more than it saved
+    (docs/predictors.md).
     """
 
     def __init__(
@@ -157,6 +211,7 @@ class FewShotAdapter:
         local: bool = True,
         robust: bool = True,
         model: str = "auto",
+        fallback: bool = False,
     ) -> None:
         if model not in MODELS:
             raise PredictorError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
@@ -167,6 +222,7 @@ class FewShotAdapter:
         self.local = local
         self.robust = robust
         self.model = model
+        self.fallback = fallback
         # mean design row of the valid architectures: the log of the device's geometric-
         # mean latency is this row times the log-linear weights (one dot per fit)
         self._mean_row = prior.design[prior.valid].mean(axis=0)
@@ -189,6 +245,12 @@ class FewShotAdapter:
         can_add = am is not None and len(ids) >= len(am)  # LOO of fewer is noise
         if self.model == "auto" and can_add:
             models.append("additive")
+        if self.model == "auto" and self.fallback and len(ids) >= _SIMPLE_MIN:
+            # the simple baselines compete too: never worse than them for a device
+            # the prior cannot express (leave-one-out decides, as between the two)
+            models.append("flops")
+            if self.prior.source_weights is not None:
+                models.append("best-source")
         fits = self._fits(models, ids, y)
         if len(ids) < 3:
             return fits[models[0]]
@@ -206,10 +268,55 @@ class FewShotAdapter:
         return replace(fits[best], band_scale=band, loo=loo if len(models) > 1 else None)
 
     def _fits(self, models: list[str], ids: np.ndarray, y: np.ndarray) -> dict[str, AdaptedDevice]:
-        log_fit = self._fit_log(ids, y)  # the additive model takes its scale from it
-        return {
-            m: log_fit if m == "log-linear" else self._fit_additive(ids, y, log_fit) for m in models
-        }
+        out: dict[str, AdaptedDevice] = {}
+        if "log-linear" in models or "additive" in models:
+            log_fit = self._fit_log(ids, y)  # the additive model takes its scale from it
+            out["log-linear"] = log_fit
+            if "additive" in models:
+                out["additive"] = self._fit_additive(ids, y, log_fit)
+        if "flops" in models:
+            out["flops"] = self._fit_simple(ids, y, self._flops_column())
+        if "best-source" in models:
+            out["best-source"] = self._fit_best_source(ids, y)
+        return {m: out[m] for m in models}
+
+    def _flops_column(self) -> np.ndarray:
+        """Design-space direction of the standardised log-FLOPs feature."""
+        e = np.zeros(self.prior.design.shape[1])
+        e[1 + self.prior.rank + _LOG_FLOPS] = 1.0
+        return e
+
+    def _fit_best_source(self, ids: np.ndarray, y: np.ndarray) -> AdaptedDevice:
+        """The source whose (modelled) log-latencies correlate best with the N, rescaled."""
+        w = np.asarray(self.prior.source_weights, np.float64)
+        pred = self.prior.design[ids] @ w.T
+        z = np.log(y)
+        pc, zc = pred - pred.mean(axis=0), z - z.mean()
+        denom = np.sqrt((pc**2).sum(axis=0) * (zc @ zc)) + 1e-300
+        best = int(np.argmax(pc.T @ zc / denom))
+        return self._fit_simple(ids, y, w[best], model="best-source")
+
+    def _fit_simple(
+        self, ids: np.ndarray, y: np.ndarray, direction: np.ndarray, model: str = "flops"
+    ) -> AdaptedDevice:
+        """Log-latency ``a + b * (phi . direction)`` by least squares, as log-linear weights.
+
+        The weights are ``a e0 + b direction`` and their covariance the least-squares
+        one mapped through ``[e0, direction]``, so prediction and band reuse the
+        log-linear code.
+        """
+        phi = self.prior.design[ids]
+        t = np.zeros((phi.shape[1], 2))
+        t[0, 0] = 1.0
+        t[:, 1] += direction
+        x = phi @ t
+        z = np.log(y)
+        xtx = x.T @ x + 1e-9 * np.eye(2)
+        ab = np.linalg.solve(xtx, x.T @ z)
+        dof = max(1, len(z) - 2)
+        s2 = max(float(np.sum((z - x @ ab) ** 2)) / dof, 0.25 * self.prior.noise_var)
+        cov = t @ (s2 * np.linalg.inv(xtx)) @ t.T
+        return AdaptedDevice(self.prior, t @ ab, cov, s2, ids, y, model=model)
 
     def _fit_log(self, ids: np.ndarray, y: np.ndarray) -> AdaptedDevice:
         p = self.prior

@@ -1,6 +1,8 @@
 """``latbench-predict pretrain`` and ``latbench-predict evaluate-adapt``.
 
 latbench-predict pretrain --sources 'help-*,xeon2c-*' -o prior.npz
+latbench-predict evaluate-adapt --protocol class --mode host --by class --n 5,10,20 -o res.csv
+latbench-predict evaluate-adapt --prior prior.npz --targets 'jetson-*' -o res.csv
 latbench-predict evaluate-adapt --protocol siblings --n 5,10,20,50 --repeats 20 -o res.csv
 """
 
@@ -13,8 +15,19 @@ from pathlib import Path
 
 __all__ = ["HANDLERS", "add_parsers", "match_keys"]
 
-SHIPPED_SOURCES = "help-*,xeon2c-*"
-"""Sources of the shipped prior: HELP's MIT-licensed files and the bundled datasets."""
+RELEASE_KEYS = (
+    "desktop-cpu-i7-7820x-fp32",
+    "desktop-gpu-gtx-1080-ti-fp32",
+    "jetson-nano-fp32",
+    "jetson-nano-fp16",
+    "edgetpu-int8",
+    "snapdragon-855-dsp-int8",
+    "snapdragon-675-gpu-int8",
+)
+"""The seven LatBench release files (Apache-2.0) as dataset keys."""
+SHIPPED_SOURCES = "help-*," + ",".join(RELEASE_KEYS) + ",xeon2c-*"
+"""Sources of the shipped prior: HELP's files (MIT), the LatBench release (Apache-2.0)
+and the bundled datasets (CC-BY-4.0)."""
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +35,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     pt = sub.add_parser("pretrain", help="learn a few-shot prior from source datasets")
     pt.add_argument("--sources", default="*",
                     help="comma list of dataset keys or globs (default: every available "
-                         f"dataset; the shipped prior uses {SHIPPED_SOURCES!r})")  # fmt: skip
+                         "dataset; the shipped prior uses HELP's, the LatBench release's and "
+                         "the bundled ones)")  # fmt: skip
     pt.add_argument("--exclude", default="", help="comma list of keys or globs to leave out")
     pt.add_argument("--data-home", type=Path, help="LatBench data home (default: $LATBENCH_HOME)")
     pt.add_argument("--rank", type=int, default=8, help="architecture factors k (default 8)")
@@ -30,9 +44,24 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     pt.add_argument("--out", "-o", type=Path, required=True, help="prior file (.npz)")
     ea = sub.add_parser("evaluate-adapt", help="leave-one-device-out few-shot evaluation")
     ea.add_argument("--data-home", type=Path, help="LatBench data home (default: $LATBENCH_HOME)")
-    ea.add_argument("--protocol", choices=("siblings", "help", "both"), default="both",
-                    help="sources: all but the target's siblings, HELP's meta-train set, or "
-                         "both (default)")  # fmt: skip
+    ea.add_argument("--protocol", choices=(*PROTOCOL_CHOICES, "both"), default="both",
+                    help="sources: all but the target's siblings (siblings), also all but "
+                         "its device class (class), HELP's meta-train set (help), the "
+                         "shipped or --prior prior as is (shipped), or siblings and help "
+                         "(both, default)")  # fmt: skip
+    ea.add_argument("--prior", type=Path,
+                    help="adapt this prior as is (implies --protocol shipped) on the targets "
+                         "it was not trained on")  # fmt: skip
+    ea.add_argument("--sources", default=None,
+                    help="comma list of keys or globs the sources are drawn from (default: "
+                         "every available dataset); a plain key that is not available is an "
+                         "error, so a figure does not move with the data home")  # fmt: skip
+    ea.add_argument(
+        "--by",
+        choices=("group", "class"),
+        default="group",
+        help="summary rows per target group (default) or device class",
+    )
     ea.add_argument(
         "--mode",
         choices=("chip", "host"),
@@ -55,8 +84,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ea.add_argument("--out", "-o", type=Path, help="CSV with one row per target/method/N/repeat")
 
 
-MODEL_CHOICES = ("auto", "log-linear", "additive")
+MODEL_CHOICES = ("auto", "log-linear", "additive", "flops", "best-source")
 """``adapter.MODELS``, literal so that ``--help`` imports no numpy (a test keeps them equal)."""
+PROTOCOL_CHOICES = ("siblings", "class", "help", "shipped")
+"""``evaluate.PROTOCOLS``, literal for the same reason (a test keeps them equal)."""
 
 
 def match_keys(patterns: str, keys: list[str]) -> list[str]:
@@ -92,41 +123,62 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fixed_sources(patterns: str, keys: list[str]) -> list[str]:
+    """Keys of ``--sources``: globs match available keys, plain keys must be available."""
+    from latbench.predictors import PredictorError
+
+    pats = [p.strip() for p in patterns.split(",") if p.strip()]
+    absent = [p for p in pats if not any(c in p for c in "*?[") and p not in keys]
+    if absent:
+        raise PredictorError(f"--sources names dataset(s) not available: {', '.join(absent)}")
+    chosen = match_keys(patterns, keys)
+    if len(chosen) < 2:
+        raise PredictorError(f"--sources {patterns!r} matches {len(chosen)} dataset(s); need 2")
+    return chosen
+
+
 def _evaluate_adapt(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from latbench.predictors.fewshot import source_matrix
-    from latbench.predictors.fewshot.evaluate import evaluate_adapt, group_table
+    from latbench.predictors import PredictorError
+    from latbench.predictors.fewshot import load_prior, source_matrix
+    from latbench.predictors.fewshot.evaluate import HELP_META_TEST, evaluate_adapt, group_table
     from latbench.predictors.fewshot.report import format_group_table
 
     keys = _available(args.data_home)
-    matrix = source_matrix(keys, args.data_home)
+    prior = load_prior(args.prior) if args.prior is not None else None
+    sources = _fixed_sources(args.sources, keys) if args.sources is not None else None
     targets = match_keys(args.targets, keys)
+    needed = set(targets) | set(sources or keys)
+    matrix = source_matrix([k for k in keys if k in needed], args.data_home)
     ns = [int(x) for x in args.n.split(",")]
-    protocols = ("siblings", "help") if args.protocol == "both" else (args.protocol,)
+    if prior is not None:
+        protocols: tuple[str, ...] = ("shipped",)
+    elif args.protocol == "both":
+        protocols = ("siblings", "help")
+    else:
+        protocols = (args.protocol,)
     parts = []
     for protocol in protocols:
-        if protocol == "help":
-            from latbench.predictors.fewshot.evaluate import HELP_META_TEST
-
-            tg = [t for t in targets if t in HELP_META_TEST]
-        else:
-            tg = targets
+        tg = [t for t in targets if t in HELP_META_TEST] if protocol == "help" else targets
         parts.append(
             evaluate_adapt(
                 matrix, tg, protocol=protocol, mode=args.mode, ns=ns, repeats=args.repeats,
                 seed=args.seed, methods=[m.strip() for m in args.methods.split(",")],
+                sources=sources, prior=prior,
                 adapter_options={"model": args.model}, gcn_repeats=args.gcn_repeats,
                 gcn_ns=[int(x) for x in args.gcn_n.split(",")],
                 progress=lambda line: print(line, file=sys.stderr),
             )
         )  # fmt: skip
     res = pd.concat(parts, ignore_index=True)
+    if res.empty:
+        raise PredictorError("no target to evaluate (a shipped prior's own sources are skipped)")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         res.to_csv(args.out, index=False)
         print(f"wrote {len(res)} row(s) -> {args.out}")
-    print(format_group_table(group_table(res)))
+    print(format_group_table(group_table(res, by=args.by)))
     return 0
 
 

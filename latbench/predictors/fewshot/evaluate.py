@@ -7,12 +7,17 @@ reading the target's table, fits, and is scored on *every* valid architecture th
 target has: Spearman, share within +-10 %, and coverage of the 90 % band.
 
 Protocols: ``siblings`` (every other dataset except the target's siblings, see
-:mod:`~latbench.predictors.fewshot.siblings`) and ``help`` (HELP's meta-train devices
-only, for HELP's meta-test targets). Baselines, on N *random* architectures:
-``flops`` (log-latency linear in log-FLOPs), ``best-source`` (the source whose
-log-latencies correlate best with the target's on the N, rescaled by a linear fit),
-``gcn`` (the paper's GCN trained from scratch on the N; expensive, so fewer repeats),
-and ``adapter-random`` (the adapter on random architectures: the value of the design).
+:mod:`~latbench.predictors.fewshot.siblings`), ``class`` (also every dataset of the
+target's device class, :func:`~latbench.predictors.fewshot.siblings.device_class`:
+transfer to a kind of hardware no source is), ``help`` (HELP's meta-train devices
+only, for HELP's meta-test targets) and ``shipped`` (a given prior, by default the
+shipped one, adapted as is on the targets it was not trained on: what a user gets).
+Baselines, scored on the same N architectures as the adapter (its designed draw;
+random N when the adapter is not run): ``flops`` (log-latency linear in log-FLOPs),
+``best-source`` (the source whose log-latencies correlate best with the target's on
+the N, rescaled by a linear fit), ``gcn`` (the paper's GCN trained from scratch on the
+N; expensive, so fewer repeats); ``adapter-random`` is the adapter on N random
+architectures (the value of the design).
 """
 
 from __future__ import annotations
@@ -27,9 +32,9 @@ import pandas as pd
 
 from latbench.predictors.base import PredictorError
 from latbench.predictors.fewshot.adapter import FewShotAdapter
-from latbench.predictors.fewshot.prior import pretrain
+from latbench.predictors.fewshot.prior import DevicePrior, pretrain
 from latbench.predictors.fewshot.selection import select_archs
-from latbench.predictors.fewshot.siblings import sources_for
+from latbench.predictors.fewshot.siblings import device_class, sources_for
 
 __all__ = [
     "HELP_META_TEST",
@@ -52,7 +57,7 @@ HELP_META_TEST = _help("titan_rtx_256 gold_6226 fpga pixel2 raspi4 eyeriss")
 """HELP's meta-test devices."""
 HELP_PUBLISHED = dict(zip(HELP_META_TEST, (0.987, 0.989, 0.985, 0.802, 0.890, 0.940), strict=True))
 """HELP's published Spearman with 10 samples (NeurIPS 2021, NAS-Bench-201); mean 0.932."""
-PROTOCOLS = ("siblings", "help")
+PROTOCOLS = ("siblings", "class", "help", "shipped")
 METHODS = ("adapter", "adapter-random", "flops", "best-source", "gcn")
 
 
@@ -83,6 +88,24 @@ def _spearman(rank_true: np.ndarray, pred: np.ndarray) -> float:
     return float(r @ rank_true / np.sqrt((r @ r) * (rank_true @ rank_true)))
 
 
+def _sources(
+    protocol: str,
+    target: str,
+    pool: Sequence[str],
+    metas: Mapping[str, Any],
+    mode: str,
+) -> list[str]:
+    """The sources a target's prior is pretrained on under ``protocol``."""
+    if protocol == "help":
+        return list(HELP_META_TRAIN)
+    srcs = sources_for(target, pool, metas, mode)
+    if protocol == "class":
+        mine = device_class(target, metas.get(target))
+        if mine != "other":
+            srcs = [k for k in srcs if device_class(k, metas.get(k)) != mine]
+    return srcs
+
+
 def evaluate_adapt(
     matrix: pd.DataFrame,
     targets: Iterable[str] | None = None,
@@ -94,6 +117,8 @@ def evaluate_adapt(
     seed: int = 0,
     methods: Sequence[str] = ("adapter", "adapter-random", "flops", "best-source"),
     pool: int | None = 4000,
+    sources: Sequence[str] | None = None,
+    prior: DevicePrior | None = None,
     gcn_repeats: int = 2,
     gcn_ns: Sequence[int] = (10,),
     gcn_options: Mapping[str, Any] | None = None,
@@ -105,8 +130,12 @@ def evaluate_adapt(
     """One row per target, method, N and repeat (see module doc).
 
     ``matrix`` is a :func:`~latbench.predictors.fewshot.prior.source_matrix` of every
-    dataset that may serve as target or source. Columns: target, group, protocol, mode,
-    method, n, repeat, spearman, within_10pct, coverage_90, n_sources, seconds.
+    dataset that may serve as target or source. ``sources`` fixes the datasets sources
+    are drawn from (default: every column; each must be in ``matrix``), so a figure does
+    not move when more files are imported. ``prior`` (protocol ``shipped``, default the
+    shipped one) is adapted as is, on the targets it was not trained on. Columns: target,
+    group, class, protocol, mode, method, draw, n, repeat, spearman, within_10pct,
+    coverage_90, model, n_sources, seconds.
     """
     if protocol not in PROTOCOLS:
         raise PredictorError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
@@ -115,9 +144,20 @@ def evaluate_adapt(
         raise PredictorError(f"unknown method(s) {', '.join(bad)}; choose from {METHODS}")
     metas = matrix.attrs.get("metadata", {}) or {}
     keys = [str(c) for c in matrix.columns]
+    src_pool = keys if sources is None else list(sources)
+    missing = [k for k in src_pool if k not in keys]
+    if missing:
+        raise PredictorError(f"source dataset(s) not available: {', '.join(missing)}")
+    if protocol == "shipped" and prior is None:
+        from latbench.predictors.fewshot.prior import load_prior
+
+        prior = load_prior()
     if targets is None:
         targets = HELP_META_TEST if protocol == "help" else keys
     targets = [t for t in targets if t in keys]
+    if protocol == "shipped":
+        assert prior is not None
+        targets = [t for t in targets if t not in prior.sources]
     if protocol == "help":
         missing = [k for k in HELP_META_TRAIN if k not in keys]
         if missing:
@@ -127,8 +167,12 @@ def evaluate_adapt(
     rows: list[dict[str, Any]] = []
     for t in targets:
         t0 = time.perf_counter()
-        srcs = list(HELP_META_TRAIN) if protocol == "help" else sources_for(t, keys, metas, mode)
-        prior = pretrain(matrix[srcs], **dict(prior_options or {}))
+        if protocol == "shipped":
+            assert prior is not None
+            srcs, tprior = [s for s in prior.sources if s in keys], prior
+        else:
+            srcs = _sources(protocol, t, src_pool, metas, mode)
+            tprior = pretrain(matrix[srcs], **dict(prior_options or {}))
         y = lat[:, keys.index(t)]
         have = np.flatnonzero(np.isfinite(y))
         from scipy.stats import rankdata
@@ -136,25 +180,30 @@ def evaluate_adapt(
         rank_true = rankdata(logz[have, keys.index(t)])
         rank_true -= rank_true.mean()
         src_cols = [keys.index(s) for s in srcs]
-        base = {"target": t, "group": dataset_group(t, metas.get(t)), "protocol": protocol,
-                "mode": mode, "n_sources": len(srcs)}  # fmt: skip
+        base = {"target": t, "group": dataset_group(t, metas.get(t)),
+                "class": device_class(t, metas.get(t)), "protocol": protocol, "mode": mode,
+                "n_sources": len(tprior.sources)}  # fmt: skip
         for n in ns:
             for r in range(repeats):
                 rng = np.random.default_rng(_seed(seed, t, n, r))
                 rand_ids = np.sort(rng.choice(have, size=n, replace=False))
+                sel_seed = int(rng.integers(2**31))
+                designed = None
+                if "adapter" in methods:
+                    designed = select_archs(tprior, n, seed=sel_seed, pool=pool, candidates=have,
+                                            **dict(selection_options or {}))  # fmt: skip
                 for method in methods:
                     if method == "gcn" and (r >= gcn_repeats or n not in gcn_ns):
                         continue
                     s0 = time.perf_counter()
                     lo = hi = None
                     chosen = ""
-                    if method == "adapter":
-                        ids = select_archs(prior, n, seed=int(rng.integers(2**31)), pool=pool,
-                                           candidates=have, **dict(selection_options or {}))  # fmt: skip
-                    else:
-                        ids = rand_ids
+                    # the baselines are scored on the adapter's own draw when it runs
+                    use_design = designed is not None and method != "adapter-random"
+                    ids = designed if use_design else rand_ids
+                    assert ids is not None
                     if method.startswith("adapter"):
-                        fit = FewShotAdapter(prior, **dict(adapter_options or {})).fit(ids, y[ids])
+                        fit = FewShotAdapter(tprior, **dict(adapter_options or {})).fit(ids, y[ids])
                         mu, sd = fit.predict_log(have)
                         chosen = fit.model
                         pred = np.exp(mu)
@@ -167,7 +216,8 @@ def evaluate_adapt(
                         pred = _gcn_fit(ids, y[ids], have, int(rng.integers(2**31)), gcn_options)
                     truth = y[have]
                     rows.append({
-                        **base, "method": method, "n": n, "repeat": r,
+                        **base, "method": method, "draw": "designed" if use_design else "random",
+                        "n": n, "repeat": r,
                         "spearman": _spearman(rank_true, pred),
                         "within_10pct": float(np.mean(np.abs(pred - truth) <= 0.1 * truth)),
                         "coverage_90": (float(np.mean((lo <= truth) & (truth <= hi)))
@@ -176,7 +226,7 @@ def evaluate_adapt(
                         "seconds": time.perf_counter() - s0,
                     })  # fmt: skip
         if progress is not None:
-            progress(f"{t}: {len(srcs)} sources, {time.perf_counter() - t0:.1f} s")
+            progress(f"{t}: {len(tprior.sources)} sources, {time.perf_counter() - t0:.1f} s")
     return pd.DataFrame(rows)
 
 
@@ -213,12 +263,15 @@ def _gcn_fit(ids, y, have, seed, options) -> np.ndarray:
     return GCNPredictor(seed=seed, **dict(options or {})).fit(ids, y).predict(have)
 
 
-def group_table(res: pd.DataFrame) -> pd.DataFrame:
-    """Mean Spearman / within +-10 % per target group, protocol, method and N.
+def group_table(res: pd.DataFrame, by: str = "group") -> pd.DataFrame:
+    """Mean Spearman / within +-10 % per target ``by`` (``group`` or ``class``), protocol,
+    method and N.
 
-    Columns: group, protocol, mode, method, n, targets, spearman, within_10pct,
-    coverage_90, repeats; plus ``help_published`` (HELP's mean, help-meta-test only).
+    Columns: group (the ``by`` value), protocol, mode, method, n, targets, spearman,
+    within_10pct, coverage_90, repeats; plus ``help_published`` (HELP's mean,
+    help-meta-test only).
     """
+    res = res.assign(group=res[by]) if by != "group" else res
     per_target = (
         res.groupby(["group", "protocol", "mode", "method", "n", "target"], sort=False)
         .agg(

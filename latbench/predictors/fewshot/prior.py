@@ -51,9 +51,9 @@ __all__ = [
     "source_matrix",
 ]
 
-ADAPTER_VERSION = "fewshot-blr-3"
+ADAPTER_VERSION = "fewshot-blr-4"
 """Names the model and file layout; recorded in priors and predicted datasets."""
-DEFAULT_PRIOR = "nb201-help-xeon2c.npz"
+DEFAULT_PRIOR = "nb201-help-release-xeon2c.npz"
 """File name of the prior shipped in ``latbench.predictors.priors``."""
 _FORMAT = "latbench-fewshot-prior"
 _ARRAYS = ("factors", "features", "feature_mean", "feature_std", "mean", "cov", "graph")
@@ -318,6 +318,7 @@ def pretrain(
         "source_residual_var": dict(zip(keys, resid, strict=True)),
         "citations": sorted({str(m.get("citation")) for m in metas.values() if m.get("citation")}),
         "licenses": {key: str(m.get("license", "unknown")) for key, m in metas.items()},
+        "source_citations": {key: str(m.get("citation", "")) for key, m in metas.items()},
         **dict(meta or {}),
     }
     from latbench.predictors.fewshot.selection import graph_index

@@ -45,6 +45,7 @@ def markdown_tables(res: pd.DataFrame, n_focus: int = 10) -> str:
     wide = g.pivot_table(
         index=["group", "protocol", "method"], columns="n", values="cell", aggfunc="first"
     ).reset_index()
+    wide = wide.fillna("")  # an N one protocol was not run at
     wide.columns = [f"N={c}" if isinstance(c, int | np.integer) else c for c in wide.columns]
     per = (
         res[res["n"] == n_focus]
@@ -54,6 +55,7 @@ def markdown_tables(res: pd.DataFrame, n_focus: int = 10) -> str:
         .round(3)
         .reset_index()
     )
+    per = per.astype(object).where(per.notna(), "")
     per.insert(2, "HELP (published)", [HELP_PUBLISHED.get(t, "") for t in per["target"]])
     return (
         "Mean Spearman / share within +-10 % over each group's targets:\n\n"

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["MODES", "hardware_ids", "siblings", "sources_for"]
+__all__ = ["CLASSES", "MODES", "device_class", "hardware_ids", "siblings", "sources_for"]
 
 MODES = ("chip", "host")
 """``chip``: the issue's rule (same chip, SoC or board); ``host``: also the same machine."""
@@ -45,6 +45,40 @@ _HOST_RULES: tuple[tuple[str, str], ...] = (
     # The BRP-NAS desktop: one machine holds the i7-7820X and the GTX 1080 Ti of the release.
     (r"desktop[\s_-]*(cpu|gpu).*(7820x|1080)|i7[\s_-]*7820x", "host:brp-nas-desktop"),
 )
+
+
+CLASSES = (
+    "desktop-gpu",
+    "desktop-cpu",
+    "embedded-gpu",
+    "accelerator",
+    "mobile-cpu",
+    "mobile-gpu",
+    "dsp",
+)
+"""Device classes of the leave-one-class-out protocol (``accelerator``: TPU, ASIC, FPGA)."""
+_CLASS_OF = {
+    "desktop-gpu": "desktop-gpu",
+    "desktop-cpu": "desktop-cpu",
+    "server-cpu": "desktop-cpu",
+    "embedded-gpu": "embedded-gpu",
+    "embedded-tpu": "accelerator",
+    "asic": "accelerator",
+    "fpga": "accelerator",
+    "npu": "accelerator",
+    "mobile-cpu": "mobile-cpu",
+    # an ARM board's CPU (Raspberry Pi 4) runs the same cores and kernels as a phone's
+    "embedded-cpu": "mobile-cpu",
+    "mobile-gpu": "mobile-gpu",
+    "mobile-dsp": "dsp",
+}
+
+
+def device_class(key: str, metadata: Mapping[str, Any] | None = None) -> str:
+    """One of :data:`CLASSES` from the dataset's ``device.class``, else ``other``."""
+    meta = metadata or {}
+    dev = meta.get("device") if isinstance(meta.get("device"), Mapping) else {}
+    return _CLASS_OF.get(str(dev.get("class", "")).lower(), "other")
 
 
 def hardware_ids(
