@@ -10,14 +10,15 @@ allow-list of the LatBench release pickles (numpy float scalars, docs/design.md 
 
 from __future__ import annotations
 
-import io
+import codecs
+import copyreg
 import os
 import pickle
-import re
 import reprlib
 import struct
 import zipfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,14 @@ import numpy as np
 __all__ = [
     "NUMPY_SCALARS",
     "CorruptPickleError",
-    "RestrictedUnpickler",
+    "DEFAULT_LIMITS",
+    "Limits",
     "UnsafePickleError",
     "load_pickle",
+    "register_buildable",
     "load_torch_zip",
     "short_repr",
 ]
-
-MAX_ZIP_MEMBER_BYTES = 1 << 28
-"""Largest ``data.pkl`` :func:`load_torch_zip` inflates (guards against zip bombs)."""
 
 
 class UnsafePickleError(ValueError):
@@ -51,8 +51,6 @@ _STRUCT_CODES = {
     "b1": "?", "f2": "e", "f4": "f", "f8": "d", "i1": "b", "i2": "h", "i4": "i", "i8": "q",
     "u1": "B", "u2": "H", "u4": "I", "u8": "Q",
 }  # fmt: skip
-MAX_DEPTH = 64
-"""Deepest container nesting a pickle may build (hashing deeper tuples crashes CPython)."""
 MAX_INT_BYTES = 16
 """Largest integer a pickle may hold, in bytes of two's complement (128 bits)."""
 
@@ -155,243 +153,411 @@ def short_repr(obj: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-# Opcode argument layouts (pickletools names): fixed byte counts, newline-terminated
-# text, or a little-endian length prefix of 1, 4 or 8 bytes followed by that many bytes.
-_FIXED = {b"K": 1, b"M": 2, b"J": 4, b"G": 8, b"\x82": 1, b"\x83": 2, b"\x84": 4}
-_SIZED = {b"U": 1, b"C": 1, b"\x8c": 1, b"T": 4, b"X": 4, b"B": 4}
-_SIZED8 = b"\x8d\x8e\x96"
-_PUSH0 = b"N\x88\x89\x97"  # push one scalar, no argument
-_EMPTY = b")]}\x8f"  # push an empty container
-_TEXT_SCALAR = b"FSVP"  # one line of text -> one scalar (P: a persistent id, refused later)
+@dataclass(frozen=True)
+class Limits:
+    """What one pickle may cost: every resource :func:`load_pickle` spends is bounded here.
 
-
-# Runs of opcodes whose effect is known without simulating each one: the layouts of
-# the real files. A release pickle's entries are ``(o1..o6)`` -> a float or
-# ``scalar(dtype, 8 bytes)``: keys of depth 1, scalar values, whatever the memo holds.
-# A HELP ``data.pkl`` is runs of floats. Such a run is modelled as a depth-1 key and
-# a scalar (or one scalar): every real item is that shallow, so no depth is missed.
-_PUT = rb"(?:q.|r.{4})?"
-_GET = rb"(?:h.|j.{4})"
-_INT = rb"(?:K.|M..|J.{4})"
-_KEY = rb"\(" + _INT + rb"{6}t" + _PUT
-_VALUE = rb"(?:G.{8}|" + _GET + _GET + rb"C\x08.{8}" + _PUT + rb"\x86" + _PUT + rb"R)" + _PUT
-_ENTRY_RUN = re.compile(rb"(?:" + _KEY + _VALUE + rb")+", re.DOTALL)
-_SCALAR_RUN = re.compile(rb"(?:G.{8}|" + _INT + rb")+", re.DOTALL)
-
-
-def _check_structure(data: bytes, what: str) -> None:
-    """Walk the opcode stream (no objects built) and refuse what the C unpickler or
-    later code could not survive: nesting deeper than :data:`MAX_DEPTH` (hashing a
-    deeply nested tuple overflows the C stack), integers over :data:`MAX_INT_BYTES`,
-    and length prefixes that claim more bytes than the data holds.
+    Each opcode builds at most one object, so ``max_ops`` bounds the objects built and
+    ``containers`` (no sets unless named) bounds each one's size (about 100 bytes, the
+    largest being an empty dict), which bounds memory before anything is built.
     """
-    # Each stack entry is the nesting depth of the object there (0 for scalars);
-    # ``marks`` holds stack heights at MARK opcodes.
-    stack: list[int] = []
+
+    max_bytes: int = 64 << 20
+    """Longest pickle stream read (and largest ``data.pkl`` inflated from a zip)."""
+    max_ops: int = 4_000_000
+    """Most opcodes executed, hence most objects built."""
+    max_items: int = 1 << 20
+    """Most items in any one list, tuple, dict or set."""
+    max_depth: int = 32
+    """Deepest container nesting of the result."""
+    max_nodes: int = 8_000_000
+    """Most container items reachable from the result, a shared container counted each
+    time it is reached (so a DAG of shared tuples cannot expand past this)."""
+    containers: frozenset[type] = frozenset({tuple, list, dict})
+    """Container types the layout may use."""
+
+
+DEFAULT_LIMITS = Limits()
+"""Limits of :func:`load_pickle` when a caller names none (a plain-data pickle)."""
+
+_SCALAR_KEY = frozenset({str, int, float, bytes, bool, type(None)})
+# Argument layouts (pickletools names): fixed byte counts and little-endian length
+# prefixes of 1, 4 or 8 bytes.
+_SIZED = {b"U": 1, b"C": 1, b"\x8c": 1, b"T": 4, b"X": 4, b"B": 4}
+_SIZED8 = frozenset(b"\x8d\x8e")
+_REFUSED_OPS = {
+    b"\x81": "NEWOBJ",
+    b"\x92": "NEWOBJ_EX",
+    b"o": "OBJ",
+    b"\x96": "BYTEARRAY8",
+    b"\x97": "NEXT_BUFFER",
+    b"\x98": "READONLY_BUFFER",
+}
+
+
+class _Refused(Exception):
+    """An internal signal: the pickle breaks a limit (message says which)."""
+
+
+def _key_ok(key: Any) -> bool:
+    # Keys are hashed as they are inserted: a scalar or a flat tuple of scalars is
+    # hashed in time linear in its bytes, whereas a nested tuple may be a DAG whose
+    # hash doubles per level (T = (T, T)) or nest deep enough to overflow the C stack.
+    t = type(key)
+    if t in _SCALAR_KEY:
+        return True
+    return t is tuple and all(type(x) in _SCALAR_KEY for x in key)
+
+
+def _measure(root: Any, limits: Limits) -> None:
+    """Walk the result iteratively; refuse nesting past ``max_depth`` or more than
+    ``max_nodes`` reachable items (a shared container counts each time it is reached,
+    so a cycle or a DAG is refused after at most ``max_nodes`` steps)."""
+    containers = tuple(limits.containers)
+    todo: list[tuple[Any, int]] = [(root, 0)]
+    nodes = 0
+    while todo:
+        obj, depth = todo.pop()
+        if not isinstance(obj, containers):
+            continue
+        if depth >= limits.max_depth:
+            raise _Refused(f"containers nested deeper than {limits.max_depth} levels")
+        nodes += len(obj)
+        if nodes > limits.max_nodes:
+            raise _Refused(
+                f"more than {limits.max_nodes} items reachable (shared or cyclic containers?)"
+            )
+        # dict keys are scalars or flat tuples of scalars (checked as they were inserted)
+        for item in obj.values() if type(obj) is dict else obj:
+            if isinstance(item, containers):
+                todo.append((item, depth + 1))
+
+
+def _run(data: bytes, allowed: Mapping[tuple[str, str], Any], limits: Limits) -> Any:
+    """Execute the opcode stream with explicit, bounded state; returns the object.
+
+    Raises :class:`_Refused` (a limit), :class:`UnsafePickleError` (a global or
+    construct outside the allow-list) or ``ValueError``/``IndexError``/``KeyError``
+    for malformed streams (the caller turns those into :class:`CorruptPickleError`).
+    """
+    stack: list[Any] = []
     marks: list[int] = []
-    memo: dict[int, int] = {}
+    memo: dict[int, Any] = {}
     n = len(data)
     i = 0
-    fixed, sized, sized8 = _FIXED, _SIZED, _SIZED8
-    push0, empty, text_scalar = _PUSH0, _EMPTY, _TEXT_SCALAR
+    ops = 0
+    max_ops, max_items = limits.max_ops, limits.max_items
+    allowed_containers = limits.containers
     frombytes = int.from_bytes
+    unpack_float = struct.Struct(">d").unpack_from
+    sized = _SIZED
 
-    def fail(msg: str, limit: bool = False) -> None:
-        why = "refused" if limit else "not a readable pickle (truncated or corrupt?)"
-        raise CorruptPickleError(f"{what}: {why}: {msg} (at byte {i})")
+    def need(k: int) -> None:
+        if i + k > n:
+            raise ValueError("truncated argument")
 
     def line() -> bytes:
         nonlocal i
         j = data.find(b"\n", i)
         if j < 0:
-            fail("truncated text argument")
+            raise ValueError("truncated text argument")
         out = data[i:j]
         i = j + 1
         return out
 
-    def pop_mark() -> list[int]:
+    def pop_mark() -> list[Any]:
         if not marks:
-            fail("container opcode without a MARK")
+            raise ValueError("container opcode without a MARK")
         k = marks.pop()
+        if k > len(stack):
+            raise ValueError("MARK above the stack")
         items = stack[k:]
         del stack[k:]
+        if len(items) > max_items:
+            raise _Refused(f"a container of {len(items)} items (over {max_items})")
         return items
 
-    def deeper(items: list[int]) -> int:
-        d = 1 + max(items, default=0)
-        if d > MAX_DEPTH:
-            fail(f"containers nested deeper than {MAX_DEPTH} levels", limit=True)
-        return d
+    def container(kind: type) -> None:
+        if kind not in allowed_containers:
+            raise _Refused(f"a {kind.__name__}, which this file's layout never holds")
 
-    try:
-        while i < n:
-            op = data[i : i + 1]
-            i += 1
-            if op in fixed:
-                if op == b"G" or op == b"K":
-                    i = _SCALAR_RUN.match(data, i - 1).end()
-                else:  # other ints, and EXT codes (registered globals)
-                    i += fixed[op]
-                stack.append(0)
-            elif op == b"r" or op == b"q":
-                idx = frombytes(data[i : i + (4 if op == b"r" else 1)], "little")
-                i += 4 if op == b"r" else 1
-                memo[idx] = stack[-1]
-            elif op == b"h" or op == b"j":
-                idx = frombytes(data[i : i + (4 if op == b"j" else 1)], "little")
-                i += 4 if op == b"j" else 1
-                stack.append(memo.get(idx, 1))  # memo set inside a fast run: a key
-            elif op == b"(":
-                m = _ENTRY_RUN.match(data, i - 1)
-                if m is None:
-                    marks.append(len(stack))
-                else:
-                    stack += (1, 0)
-                    i = m.end()
-            elif op == b"t" or op == b"l" or op == b"d" or op == b"\x91":
-                stack.append(deeper(pop_mark()))
-            elif op == b"\x85" or op == b"\x86" or op == b"\x87":
-                k = op[0] - 0x84
-                if len(stack) < k:
-                    fail("tuple opcode on a short stack")
-                items = stack[-k:]
-                del stack[-k:]
-                stack.append(deeper(items))
-            elif op == b"R" or op == b"\x81":  # REDUCE / NEWOBJ: callable and args -> object
-                del stack[-2:]
-                stack.append(0)
-            elif op in sized:
-                w = sized[op]
-                size = frombytes(data[i : i + w], "little", signed=op == b"T")
-                i += w
-                if size < 0 or i + size > n:
-                    fail(
-                        f"a string or bytes argument claims {size} bytes, more than the data holds"
-                    )
-                i += size
-                stack.append(0)
-            elif op == b"u" or op == b"e" or op == b"\x90":
-                items = pop_mark()
-                stack[-1] = max(stack[-1], deeper(items))
-            elif op == b"s":
-                v, k2 = stack.pop(), stack.pop()
-                stack[-1] = max(stack[-1], deeper([k2, v]))
-            elif op == b"a":
-                v = stack.pop()
-                stack[-1] = max(stack[-1], deeper([v]))
-            elif op in empty:
-                stack.append(1)
-            elif op in push0:
-                stack.append(0)
-            elif op == b"\x8a" or op == b"\x8b":
-                w = 1 if op == b"\x8a" else 4
-                size = frombytes(data[i : i + w], "little")
-                i += w
-                if size > MAX_INT_BYTES:
-                    fail(f"an integer of {size} bytes (over {MAX_INT_BYTES})", limit=True)
-                i += size
-                stack.append(0)
-            elif op in sized8:
-                size = frombytes(data[i : i + 8], "little")
-                i += 8
-                if i + size > n:
-                    fail(
-                        f"a string or bytes argument claims {size} bytes, more than the data holds"
-                    )
-                i += size
-                stack.append(0)
-            elif op == b"I" or op == b"L":
-                digits = line()
-                if len(digits) > 2 * MAX_INT_BYTES + 8:
-                    fail(f"an integer of {len(digits)} digits", limit=True)
-                stack.append(0)
-            elif op in text_scalar:
-                line()
-                stack.append(0)
-            elif op == b"b":  # BUILD: the state is consumed, the object stays
-                stack.pop()
-            elif op == b"\x94":
-                memo[len(memo)] = stack[-1]
-            elif op == b"p":
-                memo[int(line())] = stack[-1]
-            elif op == b"g":
-                stack.append(memo.get(int(line()), 1))
-            elif op == b"c":
-                line()
-                line()
-                stack.append(0)
-            elif op == b"\x93":  # STACK_GLOBAL: module and name -> global
-                del stack[-2:]
-                stack.append(0)
-            elif op == b"Q":
-                stack[-1] = 0
-            elif op == b"\x92":  # NEWOBJ_EX: cls, args, kwargs
-                del stack[-3:]
-                stack.append(0)
-            elif op == b"i" or op == b"o":
-                if op == b"i":
-                    line()
-                    line()
-                pop_mark()
-                stack.append(0)
-            elif op == b"0":
-                if marks and marks[-1] == len(stack):
-                    marks.pop()
-                else:
-                    stack.pop()
-            elif op == b"1":
-                pop_mark()
-            elif op == b"2":
-                stack.append(stack[-1])
-            elif op == b"\x80":
-                i += 1
-            elif op == b"\x95":
-                i += 8
-            elif op == b"\x98":
-                pass
-            elif op == b".":
-                return
-            else:
-                fail(f"unknown opcode {op!r}")
-    except IndexError:
-        fail("opcode on an empty stack")
-    except ValueError as exc:
-        if isinstance(exc, CorruptPickleError):
-            raise
-        fail(f"malformed argument: {short_repr(str(exc))}")
-    fail("no STOP opcode (truncated?)")
+    def put(idx: int) -> None:
+        if not 0 <= idx <= len(memo):  # pickle numbers memo entries 0, 1, 2, ... as it goes
+            raise _Refused(f"memo index {idx} beyond the {len(memo)} entries written so far")
+        memo[idx] = stack[-1]
 
+    def get(idx: int) -> Any:
+        if idx not in memo:
+            raise ValueError(f"memo index {idx} was never written")
+        return memo[idx]
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only the globals in ``allowed`` and no persistent ids."""
+    def setitems(d: Any, items: list[Any]) -> None:
+        if type(d) is not dict or len(items) % 2:
+            raise ValueError("SETITEMS on a non-dict or an odd item count")
+        for k in range(0, len(items), 2):
+            key = items[k]
+            if not _key_ok(key):
+                raise _Refused("a dict key nested deeper than a flat tuple of scalars")
+            d[key] = items[k + 1]
+        if len(d) > max_items:
+            raise _Refused(f"a dict of {len(d)} entries (over {max_items})")
 
-    def __init__(
-        self, file: Any, allowed: Mapping[tuple[str, str], Any] | None = None, **kwargs: Any
-    ) -> None:
-        super().__init__(file, **kwargs)
-        self._allowed = dict(allowed or {})
-
-    def find_class(self, module: str, name: str) -> Any:
+    def resolve(module: Any, name: Any) -> Any:
+        if type(module) is not str or type(name) is not str:
+            raise ValueError("global name is not text")
         try:
-            return self._allowed[(module, name)]
+            return allowed[(module, name)]
         except KeyError:
-            allowed = ", ".join(f"{m}.{n}" for m, n in self._allowed) or "none"
+            names = ", ".join(f"{m}.{n}" for m, n in allowed) or "none"
             raise UnsafePickleError(
                 f"pickle references global {short_repr(module, 60)[1:-1]}."
-                f"{short_repr(name, 60)[1:-1]}, which is not allowed"
-                f" (allowed: {allowed}); refusing to load it"
+                f"{short_repr(name, 60)[1:-1]}, which is not allowed (allowed: {names});"
+                " refusing to load it"
             ) from None
 
-    def persistent_load(self, pid: Any) -> Any:
-        raise UnsafePickleError(
-            f"pickle references external (persistent) object {short_repr(pid)}, e.g. a tensor"
-            " storage; only plain Python data is allowed"
-        )
+    while i < n:
+        op = data[i : i + 1]
+        i += 1
+        ops += 1
+        if ops > max_ops:
+            raise _Refused(f"more than {max_ops} opcodes (objects) for this file's layout")
+        if op == b"K":  # a one-byte read past the end raises IndexError: corrupt
+            stack.append(data[i])
+            i += 1
+        elif op == b"q":
+            put(data[i])
+            i += 1
+        elif op == b"r":
+            need(4)
+            put(frombytes(data[i : i + 4], "little"))
+            i += 4
+        elif op == b"h":
+            stack.append(get(data[i]))
+            i += 1
+        elif op == b"j":
+            need(4)
+            stack.append(get(frombytes(data[i : i + 4], "little")))
+            i += 4
+        elif op == b"G":
+            need(8)
+            stack.append(unpack_float(data, i)[0])
+            i += 8
+        elif op == b"(":
+            marks.append(len(stack))
+        elif op == b"t":
+            container(tuple)
+            stack.append(tuple(pop_mark()))
+        elif op == b"\x85" or op == b"\x86" or op == b"\x87":
+            container(tuple)
+            k = op[0] - 0x84
+            if len(stack) < k or (marks and marks[-1] > len(stack) - k):
+                raise ValueError("tuple opcode on a short stack")
+            items = stack[-k:]
+            del stack[-k:]
+            stack.append(tuple(items))
+        elif op == b"R":
+            args = stack.pop()
+            func = stack.pop()
+            if type(args) is not tuple or not callable(func) or type(func) is type:
+                raise UnsafePickleError("REDUCE of something that is not an allowed callable")
+            stack.append(func(*args))
+        elif op in sized:
+            w = sized[op]
+            need(w)
+            size = frombytes(data[i : i + w], "little", signed=op == b"T")
+            i += w
+            if size < 0 or i + size > n:
+                raise ValueError(
+                    f"a string or bytes argument claims {size} bytes, more than the data holds"
+                )
+            raw = data[i : i + size]
+            i += size
+            if op == b"X" or op == b"\x8c":
+                stack.append(raw.decode("utf-8", "surrogatepass"))
+            elif op == b"C" or op == b"B":
+                stack.append(raw)
+            else:
+                stack.append(raw.decode("ascii"))
+        elif op == b"u":
+            items = pop_mark()
+            setitems(stack[-1], items)
+        elif op == b"s":
+            v = stack.pop()
+            k2 = stack.pop()
+            setitems(stack[-1], [k2, v])
+        elif op == b"e" or op == b"a":
+            items = pop_mark() if op == b"e" else [stack.pop()]
+            lst = stack[-1]
+            if type(lst) is not list:
+                raise ValueError("APPEND to a non-list")
+            lst.extend(items)
+            if len(lst) > max_items:
+                raise _Refused(f"a list of {len(lst)} items (over {max_items})")
+        elif op == b"}":
+            container(dict)
+            stack.append({})
+        elif op == b"]":
+            container(list)
+            stack.append([])
+        elif op == b")":
+            container(tuple)
+            stack.append(())
+        elif op == b"\x8f":
+            container(set)
+            stack.append(set())
+        elif op == b"M":
+            need(2)
+            stack.append(frombytes(data[i : i + 2], "little"))
+            i += 2
+        elif op == b"J":
+            need(4)
+            stack.append(frombytes(data[i : i + 4], "little", signed=True))
+            i += 4
+        elif op == b"N":
+            stack.append(None)
+        elif op == b"\x88" or op == b"\x89":
+            stack.append(op == b"\x88")
+        elif op == b"\x8a" or op == b"\x8b":
+            w = 1 if op == b"\x8a" else 4
+            need(w)
+            size = frombytes(data[i : i + w], "little")
+            i += w
+            if size > MAX_INT_BYTES:
+                raise _Refused(f"an integer of {size} bytes (over {MAX_INT_BYTES})")
+            need(size)
+            stack.append(frombytes(data[i : i + size], "little", signed=True))
+            i += size
+        elif op[0] in _SIZED8:
+            need(8)
+            size = frombytes(data[i : i + 8], "little")
+            i += 8
+            if i + size > n:
+                raise ValueError(
+                    f"a string or bytes argument claims {size} bytes, more than the data holds"
+                )
+            raw = data[i : i + size]
+            i += size
+            stack.append(raw if op == b"\x8e" else raw.decode("utf-8", "surrogatepass"))
+        elif op == b"I" or op == b"L":
+            digits = line()
+            if len(digits) > 2 * MAX_INT_BYTES + 8:
+                raise _Refused(f"an integer of {len(digits)} digits")
+            if op == b"I" and digits in (b"00", b"01"):
+                stack.append(digits == b"01")
+            else:
+                stack.append(int(digits.rstrip(b"L")))
+        elif op == b"F":
+            stack.append(float(line()))
+        elif op == b"S":
+            text = line()
+            if len(text) < 2 or text[:1] != text[-1:] or text[:1] not in (b"'", b'"'):
+                raise ValueError("STRING argument is not quoted")
+            stack.append(codecs.escape_decode(text[1:-1])[0].decode("ascii"))
+        elif op == b"V":
+            stack.append(line().decode("raw-unicode-escape"))
+        elif op == b"\x90":
+            items = pop_mark()
+            s = stack[-1]
+            if type(s) is not set:
+                raise ValueError("ADDITEMS to a non-set")
+            for item in items:
+                if not _key_ok(item):
+                    raise _Refused("a set item nested deeper than a flat tuple of scalars")
+                s.add(item)
+            if len(s) > max_items:
+                raise _Refused(f"a set of {len(s)} items (over {max_items})")
+        elif op == b"\x91":
+            container(frozenset)
+            items = pop_mark()
+            if not all(_key_ok(x) for x in items):
+                raise _Refused("a frozenset item nested deeper than a flat tuple of scalars")
+            stack.append(frozenset(items))
+        elif op == b"l":
+            container(list)
+            stack.append(pop_mark())
+        elif op == b"d":
+            container(dict)
+            d: dict[Any, Any] = {}
+            setitems(d, pop_mark())
+            stack.append(d)
+        elif op == b"0":
+            if marks and marks[-1] == len(stack):
+                marks.pop()
+            else:
+                stack.pop()
+        elif op == b"1":
+            pop_mark()
+        elif op == b"2":
+            stack.append(stack[-1])
+        elif op == b"p":
+            put(int(line()))
+        elif op == b"g":
+            stack.append(get(int(line())))
+        elif op == b"\x94":
+            put(len(memo))
+        elif op == b"c":
+            module = line().decode("utf-8")
+            stack.append(resolve(module, line().decode("utf-8")))
+        elif op == b"\x93":
+            name = stack.pop()
+            stack.append(resolve(stack.pop(), name))
+        elif op == b"i":
+            module = line().decode("utf-8")
+            resolve(module, line().decode("utf-8"))
+            raise UnsafePickleError("INST (build an object from a class) is refused")
+        elif op == b"b":
+            state = stack.pop()
+            obj = stack[-1]
+            setstate = getattr(type(obj), "__setstate__", None)
+            if type(obj) not in _BUILDABLE or setstate is None:
+                raise UnsafePickleError(f"BUILD of a {type(obj).__name__} is refused")
+            setstate(obj, state)
+        elif op == b"\x80":
+            need(1)
+            if data[i] > pickle.HIGHEST_PROTOCOL:
+                raise ValueError(f"unsupported pickle protocol {data[i]}")
+            i += 1
+        elif op == b"\x95":
+            need(8)
+            i += 8
+        elif op == b".":
+            if len(stack) != 1 or marks:
+                raise ValueError("STOP with a stack that is not exactly one object")
+            return stack[0], i
+        elif op == b"P" or op == b"Q":
+            pid = line() if op == b"P" else stack.pop()
+            raise UnsafePickleError(
+                f"pickle references external (persistent) object {short_repr(pid)}, e.g. a"
+                " tensor storage; only plain Python data is allowed"
+            )
+        elif op == b"\x82" or op == b"\x83" or op == b"\x84":
+            w = {b"\x82": 1, b"\x83": 2, b"\x84": 4}[op]
+            need(w)
+            code = frombytes(data[i : i + w], "little")
+            target = copyreg._inverted_registry.get(code)  # type: ignore[attr-defined]
+            if target is None:
+                raise UnsafePickleError(f"pickle references extension code {code}, not allowed")
+            resolve(*target)
+            raise UnsafePickleError("extension-registry globals are refused")
+        elif op in _REFUSED_OPS:
+            raise UnsafePickleError(f"opcode {_REFUSED_OPS[op]} is refused (never plain data)")
+        else:
+            raise ValueError(f"unknown opcode {short_repr(op)}")
+    raise ValueError("no STOP opcode (truncated?)")
 
 
-# Everything a malformed opcode stream can raise from the C unpickler.
+_BUILDABLE: set[type] = {_Dtype}
+"""Types whose ``__setstate__`` a BUILD opcode may call (allow-listed stand-ins)."""
+
+
+def register_buildable(cls: type) -> type:
+    """Let BUILD call ``cls.__setstate__`` (for a guarded stand-in an allow-list returns)."""
+    _BUILDABLE.add(cls)
+    return cls
+
+
+# Everything a malformed opcode stream can raise from the interpreter.
 _CORRUPT = (
-    pickle.UnpicklingError,
     EOFError,
     TypeError,
     ValueError,
@@ -399,19 +565,30 @@ _CORRUPT = (
     KeyError,
     AttributeError,
     OverflowError,
-    MemoryError,
-    RecursionError,
+    UnicodeDecodeError,
     struct.error,
+    MemoryError,
 )
 
 
-def _loads(data: bytes, allowed: Mapping[tuple[str, str], Any] | None, what: str) -> Any:
+def _loads(
+    data: bytes,
+    allowed: Mapping[tuple[str, str], Any] | None,
+    what: str,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Any:
     if not data:
         raise CorruptPickleError(f"{what}: empty, not a readable pickle (truncated or corrupt?)")
-    _check_structure(data, what)
-    stream = io.BytesIO(data)
+    if len(data) > limits.max_bytes:
+        raise CorruptPickleError(
+            f"{what}: refused: {len(data)} bytes, more than the {limits.max_bytes} this"
+            " file's layout needs"
+        )
     try:
-        obj = RestrictedUnpickler(stream, allowed).load()
+        obj, end = _run(data, allowed or {}, limits)
+        _measure(obj, limits)
+    except _Refused as exc:
+        raise CorruptPickleError(f"{what}: refused: {exc}") from None
     except (UnsafePickleError, CorruptPickleError) as exc:
         raise type(exc)(f"{what}: {exc}") from None
     except _CORRUPT as exc:
@@ -419,38 +596,57 @@ def _loads(data: bytes, allowed: Mapping[tuple[str, str], Any] | None, what: str
             f"{what}: not a readable pickle (truncated or corrupt?): {type(exc).__name__}:"
             f" {short_repr(str(exc), 120)[1:-1]}"
         ) from None
-    if stream.tell() != len(data):
+    if end != len(data):
         raise CorruptPickleError(
-            f"{what}: {len(data) - stream.tell()} unexpected byte(s) after the pickle's end"
+            f"{what}: {len(data) - end} unexpected byte(s) after the pickle's end"
         )
     return obj
+
+
+def _read_bounded(path: Path, cap: int) -> bytes:
+    # read at most cap + 1 bytes, so a huge (or endless, e.g. a FIFO) file costs no more
+    with path.open("rb") as fh:
+        data = fh.read(cap + 1)
+    if len(data) > cap:
+        raise CorruptPickleError(
+            f"{path}: refused: larger than the {cap} bytes this file's layout needs"
+        )
+    return data
 
 
 def load_pickle(
     source: str | os.PathLike[str] | bytes,
     allowed: Mapping[tuple[str, str], Any] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Any:
     """Unpickle a file path or ``bytes`` resolving only the globals in ``allowed``.
 
     ``allowed`` maps ``(module, name)`` to the object handed to the pickle (default:
-    no globals at all). Raises :class:`UnsafePickleError` naming any other global and
-    :class:`CorruptPickleError` for truncated or malformed data.
+    no globals at all); ``limits`` bounds what the file may cost. Raises
+    :class:`UnsafePickleError` naming any other global and :class:`CorruptPickleError`
+    for truncated or malformed data or a broken limit, before building past it.
     """
     if isinstance(source, bytes | bytearray | memoryview):
-        return _loads(bytes(source), allowed, "pickle data")
+        return _loads(bytes(source), allowed, "pickle data", limits)
     path = Path(source)
-    return _loads(path.read_bytes(), allowed, str(path))
+    return _loads(_read_bounded(path, limits.max_bytes), allowed, str(path), limits)
 
 
-def load_torch_zip(path: str | os.PathLike[str]) -> Any:
+def load_torch_zip(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Any:
     """Read the plain Python object saved by ``torch.save`` in zip format, without torch.
 
     Only pickles of built-in data (lists, dicts, numbers, strings) load: every global
-    and every tensor storage is refused with :class:`UnsafePickleError`.
+    and every tensor storage is refused with :class:`UnsafePickleError`; ``data.pkl``
+    may claim at most ``limits.max_bytes`` and the archive four times that.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > 4 * limits.max_bytes + (1 << 20):
+        raise CorruptPickleError(
+            f"{path}: refused: {size} bytes, far more than this file's layout needs"
+        )
     try:
         zf = zipfile.ZipFile(path)
     except Exception as exc:  # BadZipFile, OSError, ValueError, struct.error, ...
@@ -477,10 +673,10 @@ def load_torch_zip(path: str | os.PathLike[str]) -> Any:
             )
         if info.flag_bits & 0x1:
             raise CorruptPickleError(f"{path}: {info.filename} is encrypted; torch.save never is")
-        if info.file_size > MAX_ZIP_MEMBER_BYTES:
+        if info.file_size > limits.max_bytes:
             raise CorruptPickleError(
-                f"{path}: {info.filename} claims {info.file_size} bytes, more than the"
-                f" {MAX_ZIP_MEMBER_BYTES} allowed"
+                f"{path}: refused: {info.filename} claims {info.file_size} bytes, more than"
+                f" the {limits.max_bytes} this file's layout needs"
             )
         try:
             # zipfile stops inflating at the claimed size and checks the CRC-32, so a
@@ -491,4 +687,4 @@ def load_torch_zip(path: str | os.PathLike[str]) -> Any:
                 f"{path}: cannot read {info.filename} ({type(exc).__name__}:"
                 f" {short_repr(str(exc), 120)[1:-1]}); the archive is corrupt"
             ) from None
-    return _loads(data, None, f"{path} ({info.filename})")
+    return _loads(data, None, f"{path} ({info.filename})", limits)

@@ -11,13 +11,15 @@ from typing import Any
 import pandas as pd
 
 from latbench.catalog import CATALOG, Dataset, normalize_key, resolve
-from latbench.manifest import sha256_file  # one checksum routine for every file we record
+from latbench.manifest import sha256_file
+from latbench.safepickle import short_repr  # one checksum routine for every file we record
 
 __all__ = [
     "ImportFormatError",
     "Imported",
     "canonical_key",
     "catalog_metadata",
+    "refuse_duplicates",
     "select_keys",
     "sha256_file",
 ]
@@ -64,6 +66,28 @@ def select_keys(
             f" (it holds: {', '.join(sorted(available)) or 'nothing'})"
         )
     return {k: p for k, p in available.items() if k in wanted}
+
+
+def refuse_duplicates(keyed: Mapping[Path, str], where: Path) -> None:
+    """Refuse two files whose names are equal ignoring case, or that map to one key.
+
+    ``keyed`` maps each file to the dataset key it would become. On a case-insensitive
+    file system only one of ``pixel2.pt`` and ``Pixel2.pt`` exists; elsewhere both
+    would silently become one dataset, so neither is imported.
+    """
+    seen_names: dict[str, Path] = {}
+    seen_keys: dict[str, Path] = {}
+    for f, key in keyed.items():
+        for seen, tag, why in (
+            (seen_names, f.name.casefold(), "names equal ignoring case"),
+            (seen_keys, key, f"both dataset {key!r}"),
+        ):
+            other = seen.setdefault(tag, f)
+            if other != f:
+                raise ImportFormatError(
+                    f"{where}: {short_repr(other.name, 60)} and {short_repr(f.name, 60)}"
+                    f" are {why}; keep one of them"
+                )
 
 
 def _split_runtime(runtime: str) -> dict[str, str]:

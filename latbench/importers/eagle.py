@@ -27,10 +27,11 @@ from latbench.importers.common import (
     ImportFormatError,
     canonical_key,
     catalog_metadata,
+    refuse_duplicates,
     select_keys,
 )
 from latbench.importers.registry import JETSON_LABEL_HISTORY, Identification, identify
-from latbench.safepickle import NUMPY_SCALARS, load_pickle, short_repr
+from latbench.safepickle import NUMPY_SCALARS, Limits, load_pickle, short_repr
 from latbench.space import N_ARCHS, OPS, format_arch
 
 __all__ = ["SUFFIXES", "SkippedFileWarning", "eagle_latencies", "eagle_protocol", "read_eagle"]
@@ -40,6 +41,18 @@ SUFFIXES = (".pickle", ".pkl")
 
 _N_OPS = len(OPS)
 _LO_S, _HI_S = (x / 1000.0 for x in LATENCY_RANGE_MS)
+
+
+LIMITS = Limits(
+    max_bytes=8 << 20,
+    max_ops=40 * N_ARCHS,
+    max_items=N_ARCHS,
+    max_depth=2,
+    max_nodes=8 * N_ARCHS,
+    containers=frozenset({dict, tuple}),
+)
+"""What a release pickle may cost: a dict of at most 15,625 flat 6-int tuples to float
+scalars (0.76 MB and about 280,000 opcodes for the published files)."""
 
 
 class SkippedFileWarning(UserWarning):
@@ -145,6 +158,7 @@ def _fallback(key: str, stem: str) -> Dataset:
 def _release_files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+        refuse_duplicates({f: f.name.casefold() for f in files}, path)
         if not files:
             raise ImportFormatError(f"{path}: no release files ({', '.join(SUFFIXES)}) here")
         return files
@@ -257,7 +271,7 @@ def read_eagle(
     out = []
     for k in select_keys({k: i.path for k, i in found.items()}, keys, path):
         f = found[k].path
-        seconds = eagle_latencies(load_pickle(f, NUMPY_SCALARS), str(f))
+        seconds = eagle_latencies(load_pickle(f, NUMPY_SCALARS, LIMITS), str(f))
         fallback = _fallback(k, f.stem)
         protocol = eagle_protocol(CATALOG.get(k, fallback).device_class)
         release = _release_metadata(found[k], k, seconds)

@@ -28,16 +28,28 @@ from latbench.importers.common import (
     Imported,
     ImportFormatError,
     catalog_metadata,
+    refuse_duplicates,
     select_keys,
     sha256_file,
 )
-from latbench.safepickle import load_torch_zip, short_repr
+from latbench.safepickle import Limits, load_torch_zip, short_repr
 from latbench.space import N_ARCHS, ArchError, arch_id, parse_arch
 
 __all__ = ["INDEX_FILE", "help_key", "help_latencies", "nb201_to_arch_id", "read_help"]
 
 INDEX_FILE = "str_arch2idx.pt"
 """HELP's file mapping NAS-Bench-201 strings to official indices."""
+
+LIMITS = Limits(
+    max_bytes=4 << 20,
+    max_ops=8 * N_ARCHS,
+    max_items=N_ARCHS,
+    max_depth=2,
+    max_nodes=2 * N_ARCHS,
+    containers=frozenset({list, dict}),
+)
+"""What a HELP ``data.pkl`` may cost: a list of 15,625 numbers, or a dict of 15,625
+architecture strings to indices (1.5 MB, about 62,000 opcodes)."""
 
 _PROTOCOL = {
     "runs": None,
@@ -75,6 +87,10 @@ def nb201_to_arch_id(mapping: Any, what: str = INDEX_FILE) -> np.ndarray:
             )
         if out[index] >= 0:
             raise ImportFormatError(f"{what}: index {index} is given to two architectures")
+        if not isinstance(arch_str, str) or len(arch_str) > 256:
+            raise ImportFormatError(
+                f"{what}: key {short_repr(arch_str)} is not a NAS-Bench-201 architecture string"
+            )
         try:
             out[index] = arch_id(parse_arch(arch_str))
         except ArchError as exc:
@@ -152,7 +168,9 @@ def _latency_files(path: Path) -> tuple[dict[str, Path], Path]:
         raise ImportFormatError(
             f"{index} not found: HELP latency files need their {INDEX_FILE} alongside"
         )
-    return {help_key(f.stem): f for f in files}, index
+    keyed = {f: help_key(f.stem) for f in files}
+    refuse_duplicates(keyed, path)
+    return {k: f for f, k in keyed.items()}, index
 
 
 def read_help(path: str | os.PathLike[str], keys: Collection[str] | None = None) -> list[Imported]:
@@ -164,11 +182,11 @@ def read_help(path: str | os.PathLike[str], keys: Collection[str] | None = None)
     path = Path(path)
     available, index_path = _latency_files(path)
     selected = select_keys(available, keys, path)
-    to_arch = nb201_to_arch_id(load_torch_zip(index_path), str(index_path))
+    to_arch = nb201_to_arch_id(load_torch_zip(index_path, LIMITS), str(index_path))
     index_sha = sha256_file(index_path)
     out = []
     for key, f in selected.items():
-        ms = help_latencies(load_torch_zip(f), str(f))
+        ms = help_latencies(load_torch_zip(f, LIMITS), str(f))
         meta = catalog_metadata(
             key,
             f,

@@ -20,6 +20,7 @@ latency with ``status="invalid"``, as for HELP. A non-positive or non-finite fig
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -28,14 +29,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from latbench.dataset import skeleton_frame
+from latbench.dataset import LATENCY_RANGE_MS, skeleton_frame
 from latbench.importers.common import Imported, ImportFormatError, catalog_metadata, select_keys
-from latbench.safepickle import NUMPY_SCALARS, UnsafePickleError, load_pickle
+from latbench.safepickle import (
+    NUMPY_SCALARS,
+    Limits,
+    UnsafePickleError,
+    load_pickle,
+    register_buildable,
+    short_repr,
+)
 from latbench.space import N_ARCHS, ArchError, arch_id, parse_arch
 
 __all__ = [
     "DATASET",
     "DEVICES",
+    "ENERGY_RANGE_MJ",
     "FILE_NAME",
     "HWNASBENCH_GLOBALS",
     "hwnasbench_key",
@@ -56,12 +65,18 @@ DEVICES: Mapping[str, bool] = {
     "fpga": True,
 }
 """HW-NAS-Bench device -> whether it publishes energy (mJ) as well as latency (ms)."""
+ENERGY_RANGE_MJ = (1e-4, 1e7)
+"""Energies an import accepts, in mJ per inference (as for latency: outside is corruption)."""
+LIMITS = Limits(max_bytes=128 << 20, max_ops=8_000_000, max_items=1 << 20, max_depth=16)
+"""What the HW-NAS-Bench pickle may cost: its NAS-Bench-201 and FBNet parts are dicts,
+lists and tuples of numbers, strings and numpy arrays, at most a few levels deep."""
 
 
 class _NDArrayName:
     """Stands for ``numpy.ndarray`` in the pickle: a name to check, never a class to call."""
 
 
+@register_buildable
 class _Array:
     """A numeric numpy array rebuilt from a pickle's raw bytes, nothing else."""
 
@@ -125,13 +140,20 @@ def _get(obj: Any, key: str, what: str) -> Any:
     if not isinstance(obj, Mapping):
         raise ImportFormatError(f"{what}: expected a dict, got {type(obj).__name__}")
     if key not in obj:
-        have = ", ".join(sorted(map(str, obj))) or "nothing"
-        raise ImportFormatError(f"{what}: no {key!r} entry (it has: {have})")
+        have = [short_repr(k, 40) for k in itertools.islice(obj, 8)]
+        more = f" and {len(obj) - 8} more" if len(obj) > 8 else ""
+        raise ImportFormatError(
+            f"{what}: no {key!r} entry (it has: {', '.join(have) or 'nothing'}{more})"
+        )
     return obj[key]
 
 
-def _values(raw: Any, what: str) -> np.ndarray:
-    """A 15,625-long float array from a list/tuple/array of numbers."""
+def _values(raw: Any, what: str, limits: tuple[float, float] | None = None) -> np.ndarray:
+    """A 15,625-long float array from a list/tuple/array of numbers.
+
+    With ``limits`` every positive finite value must lie inside them (non-positive
+    or non-finite ones are HW-NAS-Bench's "no figure" and become failed rows).
+    """
     if isinstance(raw, _Array):
         raw = raw.value
     if isinstance(raw, np.ndarray):
@@ -141,12 +163,21 @@ def _values(raw: Any, what: str) -> np.ndarray:
     elif isinstance(raw, Sequence) and not isinstance(raw, str | bytes):
         for i, v in enumerate(raw):
             if isinstance(v, bool) or not isinstance(v, int | float | np.number):
-                raise ImportFormatError(f"{what}: entry {i} is {v!r}, not a number")
+                raise ImportFormatError(f"{what}: entry {i} is {short_repr(v)}, not a number")
         arr = np.asarray(raw, dtype=np.float64)
     else:
         raise ImportFormatError(f"{what}: expected a list of numbers, got {type(raw).__name__}")
     if len(arr) != N_ARCHS:
         raise ImportFormatError(f"{what}: {len(arr)} values, expected {N_ARCHS}")
+    if limits is not None:
+        lo, hi = limits
+        with np.errstate(invalid="ignore"):
+            bad = np.isfinite(arr) & (arr > 0) & ((arr < lo) | (arr > hi))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ImportFormatError(
+                f"{what}: entry {i} is {float(arr[i])!r}, outside the plausible {lo:g}..{hi:g}"
+            )
     return arr
 
 
@@ -158,6 +189,10 @@ def _arch_ids(configs: Any, what: str) -> np.ndarray:
     out = np.empty(N_ARCHS, dtype=np.int64)
     for i, cfg in enumerate(configs):
         arch_str = _get(cfg, "arch_str", f"{what}[{i}]")
+        if not isinstance(arch_str, str) or len(arch_str) > 256:
+            raise ImportFormatError(
+                f"{what}[{i}]: arch_str {short_repr(arch_str)} is not a NAS-Bench-201 string"
+            )
         try:
             out[i] = arch_id(parse_arch(arch_str))
         except (ArchError, TypeError, ValueError) as exc:
@@ -221,7 +256,7 @@ def read_hwnasbench(
         raise FileNotFoundError(f"{path}: no such file (HW-NAS-Bench's file is {FILE_NAME})")
     available = {hwnasbench_key(d): path for d in DEVICES}
     selected = select_keys(available, keys, path)
-    root = load_pickle(path, HWNASBENCH_GLOBALS)
+    root = load_pickle(path, HWNASBENCH_GLOBALS, LIMITS)
     nb201 = _get(root, "nasbench201", str(path))
     data = _get(nb201, DATASET, f"{path}: nasbench201")
     where = f"{path}: nasbench201/{DATASET}"
@@ -232,10 +267,10 @@ def read_hwnasbench(
         if key not in selected:
             continue
         metric = f"{device}_latency"
-        latency = _values(_get(data, metric, where), f"{where}/{metric}")
+        latency = _values(_get(data, metric, where), f"{where}/{metric}", LATENCY_RANGE_MS)
         energy = None
         if has_energy and f"{device}_energy" in data:
-            energy = _values(data[f"{device}_energy"], f"{where}/{device}_energy")
+            energy = _values(data[f"{device}_energy"], f"{where}/{device}_energy", ENERGY_RANGE_MJ)
         df = _frame(to_arch, latency, energy)
         failed = int((df["status"] == "failed").sum())
         meta = catalog_metadata(
