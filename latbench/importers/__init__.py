@@ -10,12 +10,13 @@ home as it was.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from latbench.dataset import write_dataset
+from latbench.dataset import DatasetError, to_table, write_dataset
 from latbench.importers.common import Imported, ImportFormatError
 from latbench.importers.eagle import read_eagle
 from latbench.importers.help import read_help
@@ -27,6 +28,7 @@ __all__ = [
     "KEYED_IMPORTERS",
     "ImportFormatError",
     "ImportReport",
+    "KeyLockedError",
     "Imported",
     "import_datasets",
     "import_path",
@@ -96,24 +98,58 @@ def import_datasets(
     and ``overwrite`` is false.
     """
     parsed = read_source(importer, path, keys, key=key)
+    for item in parsed:  # what write_dataset would refuse, refused before any write
+        try:
+            to_table(item.frame, item.metadata)
+        except DatasetError as exc:
+            raise ImportFormatError(f"{item.source}: nothing imported: {exc}") from None
     home = _data_home(data_home)
     targets = [home / f"{item.key}.parquet" for item in parsed]
-    existing = [str(t) for t in targets if t.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"dataset file(s) already exist: {', '.join(existing)}; pass overwrite=True"
-            " (--overwrite) to replace them"
-        )
     from latbench.progress import progress
 
-    reports = []
-    pairs = list(zip(parsed, targets, strict=True))
-    # HELP's 27 devices or the release's 13 files take a while: show progress then
-    for item, target in progress(pairs, f"writing {importer} datasets", unit="dataset",
-                                 enabled=len(pairs) > 3):  # fmt: skip
-        write_dataset(item.frame, target, item.metadata)
-        reports.append(ImportReport(item.key, target, item.source, item.counts()))
+    with contextlib.ExitStack() as locks:
+        for item in sorted(parsed, key=lambda it: it.key):
+            locks.enter_context(_key_lock(home, item.key))
+        existing = [str(t) for t in targets if t.exists()]
+        if existing and not overwrite:
+            raise FileExistsError(
+                f"dataset file(s) already exist: {', '.join(existing)}; pass overwrite=True"
+                " (--overwrite) to replace them"
+            )
+        reports = []
+        pairs = list(zip(parsed, targets, strict=True))
+        # HELP's 27 devices or the release's 13 files take a while: show progress then
+        for item, target in progress(pairs, f"writing {importer} datasets", unit="dataset",
+                                     enabled=len(pairs) > 3):  # fmt: skip
+            write_dataset(item.frame, target, item.metadata)
+            reports.append(ImportReport(item.key, target, item.source, item.counts()))
     return reports
+
+
+class KeyLockedError(BlockingIOError):
+    """Another process (a ``latbench-measure`` run, another import) writes the key."""
+
+
+@contextlib.contextmanager
+def _key_lock(home: Path, key: str) -> Iterator[None]:
+    # The same lock file latbench-measure holds for a run (<out>/.<key>.lock, flock),
+    # so an import never replaces a dataset a campaign is writing, nor the reverse.
+    from filelock import FileLock, Timeout
+
+    home.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(home / f".{key}.lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise KeyLockedError(
+            f"dataset {key!r} in {home} is being written by another process (see"
+            f" {home / f'.{key}.lock.json'}); nothing imported: wait for it, or import"
+            " into another --data-home"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def import_path(
