@@ -29,8 +29,11 @@ from latbench.harness.timing import Protocol, two_stage_filter
 
 __all__ = [
     "DIGEST_ATTR",
+    "MAX_CELLS",
+    "MAX_ROWS",
     "RawFormatError",
     "RawWriter",
+    "check_layout",
     "content_digest",
     "read_raw",
     "refilter",
@@ -44,6 +47,65 @@ DIGEST_ATTR = "latbench_sha256"
 
 class RawFormatError(ValueError):
     """A raw-timings file does not match the protocol or layout expected."""
+
+
+_DATASETS = ("graph_key", "arch_id", "timings_ns")
+MAX_ROWS = 1 << 20
+"""Most rows a raw file may declare (a campaign times at most 15,625 graphs per pass)."""
+MAX_CELLS = 1 << 25
+"""Most timings a raw file may declare (256 MiB of int64: 15,625 graphs x R=2,000)."""
+MAX_CHUNK_BYTES = 64 << 20
+"""Largest HDF5 chunk a raw file may declare (one chunk is inflated whole)."""
+
+
+def check_layout(f: Any, path: str | os.PathLike[str]) -> int:
+    """Refuse a raw file that reads anything but itself or declares more than it may hold.
+
+    Every member of the root must be a hard link (no soft or external links); the three
+    datasets must keep their data inside the file (contiguous, chunked or compact: no
+    HDF5 external storage, no virtual dataset), have the documented rank, at most
+    :data:`MAX_ROWS` rows, :data:`MAX_CELLS` timings and chunks of at most
+    :data:`MAX_CHUNK_BYTES`. Returns the number of rows to read. Nothing is read before.
+    """
+    h5py = _h5py()
+    for name in f:
+        link = f.get(name, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            raise RawFormatError(
+                f"{path}: member {_short(name)} is a {type(link).__name__}; a raw timings"
+                " file holds only its own data (no soft or external links)"
+            )
+    missing = [k for k in _DATASETS if k not in f]
+    if missing:
+        raise RawFormatError(f"{path} is not a raw timings file: no {missing}")
+    lengths = []
+    for key, rank in zip(_DATASETS, (1, 1, 2), strict=True):
+        ds = f[key]
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != rank:
+            raise RawFormatError(f"{path}: {key} is not a {rank}-D dataset")
+        plist = ds.id.get_create_plist()
+        if plist.get_external_count() or plist.get_layout() == h5py.h5d.VIRTUAL:
+            raise RawFormatError(
+                f"{path}: {key} keeps its data outside the file (HDF5 external storage or a"
+                " virtual dataset); refused, a raw timings file reads only itself"
+            )
+        chunks = ds.chunks or ()
+        if chunks and int(np.prod(chunks, dtype=np.float64)) * ds.dtype.itemsize > MAX_CHUNK_BYTES:
+            raise RawFormatError(f"{path}: {key} declares chunks over {MAX_CHUNK_BYTES} bytes")
+        lengths.append(int(ds.shape[0]))
+    n = min(lengths)
+    width = int(f["timings_ns"].shape[1])
+    if n > MAX_ROWS or n * width > MAX_CELLS:
+        raise RawFormatError(
+            f"{path}: declares {n} rows of {width} timings, more than a raw timings file"
+            f" holds ({MAX_ROWS} rows, {MAX_CELLS} timings at most)"
+        )
+    return n
+
+
+def _short(name: Any) -> str:
+    text = repr(str(name))
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _h5py() -> Any:
@@ -112,9 +174,7 @@ class RawWriter:
 
     def _resume(self, protocol: Protocol | None) -> int:
         f = self._f
-        missing = [k for k in ("graph_key", "arch_id", "timings_ns") if k not in f]
-        if missing:
-            raise RawFormatError(f"{self.path} is not a raw timings file: no {missing}")
+        check_layout(f, self.path)
         runs = int(f["timings_ns"].shape[1])
         if protocol is not None and protocol.runs != runs:
             raise RawFormatError(
@@ -274,10 +334,7 @@ def read_raw(path: str | os.PathLike[str]) -> dict[str, Any]:
     verify_file(path)
     try:
         with h5py.File(path, "r") as f:
-            missing = [k for k in ("graph_key", "arch_id", "timings_ns") if k not in f]
-            if missing:
-                raise RawFormatError(f"{path} is not a raw timings file: no {missing}")
-            n = min(len(f["graph_key"]), len(f["arch_id"]), len(f["timings_ns"]))
+            n = check_layout(f, path)
             out = {
                 "graph_key": np.asarray(f["graph_key"].asstr()[:n], dtype=object),
                 "arch_id": f["arch_id"][:n].astype(np.int32),
