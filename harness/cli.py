@@ -201,10 +201,12 @@ def _merge(argv: list[str]) -> int:
 def _run(args: argparse.Namespace) -> int:
     from latbench.harness.keys import validate_key
     from latbench.harness.lock import hold, run_stem
+    from latbench.harness.options import check_ranges
     from latbench.harness.plan import make_plan, parse_shard, read_arch_file, select_archs
     from latbench.harness.profiles import load_profile
     from latbench.loader import data_home
 
+    check_ranges(args)
     profile = load_profile(args.device)
     if args.runs is not None or args.group_size is not None or args.warmup is not None:
         profile = profile.with_protocol(

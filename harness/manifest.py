@@ -174,6 +174,42 @@ def _checked_entries(path: Path, data: dict[str, Any]) -> list[dict[str, Any]]:
     return entries
 
 
+MAX_MANIFEST_BYTES = 64 << 20
+"""Largest manifest read (15,625 graphs and their layers take a few MB)."""
+
+
+def _read_capped(path: Path) -> str:
+    with path.open("rb") as fh:
+        raw = fh.read(MAX_MANIFEST_BYTES + 1)
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ValueError(f"larger than {MAX_MANIFEST_BYTES} bytes, not a manifest")
+    return raw.decode("utf-8")
+
+
+def _check_header(path: Path, data: dict[str, Any]) -> None:
+    """Refuse a manifest whose seed, selection or shard is out of range (one line)."""
+    from latbench.harness.options import check_shard, check_value
+    from latbench.space import N_ARCHS
+
+    try:
+        if not isinstance(data.get("build_format"), str):
+            raise ValueError("'build_format' is not a string")
+        check_value("seed", data.get("seed"), "'seed'")
+        sel = data.get("selection")
+        if not isinstance(sel, dict):
+            raise ValueError("'selection' is not an object")
+        ids = sel.get("arch_ids")
+        if not isinstance(ids, list) or not 0 < len(ids) <= N_ARCHS:
+            raise ValueError(f"'selection.arch_ids' is not a list of 1..{N_ARCHS} ids")
+        if not all(type(i) is int and 0 <= i < N_ARCHS for i in ids):
+            raise ValueError(f"'selection.arch_ids' holds an entry outside 0..{N_ARCHS - 1}")
+        check_shard(sel.get("shard", [1, 1]), "'selection.shard'")
+    except ValueError as exc:
+        raise ManifestError(
+            f"{path}: {exc}; rebuild the folder with 'latbench-measure build'"
+        ) from None
+
+
 class ManifestArtifacts:
     """The artifacts of a manifest folder, served like an ``ArtifactCache`` to the session."""
 
@@ -187,16 +223,18 @@ class ManifestArtifacts:
         self.rejected: list[str] = []
         """Artifacts refused on the way to the runner (checksum, missing, outside)."""
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(_read_capped(path))
         except FileNotFoundError:
             raise ManifestError(
                 f"no {MANIFEST} in {self.root}: build the artifacts first with "
                 f"'latbench-measure build --device PROFILE --out {self.root}'"
             ) from None
-        except (OSError, ValueError) as exc:
-            raise ManifestError(f"cannot read {path}: {exc}") from None
+        except (OSError, ValueError, RecursionError) as exc:
+            text = " ".join(str(exc).split())[:160] or type(exc).__name__
+            raise ManifestError(f"cannot read {path}: {text}") from None
         if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
             raise ManifestError(f"{path} is not a LatBench artifact manifest ({MANIFEST_FORMAT})")
+        _check_header(path, data)
         self.data: dict[str, Any] = data
         self.entries = {(e["kind"], e["key"]): e for e in _checked_entries(path, data)}
 

@@ -71,10 +71,12 @@ def build_main(argv: list[str]) -> int:
     """``latbench-measure build``; returns the exit status."""
     from latbench.harness.check import check_profile
     from latbench.harness.manifest import build_artifacts
+    from latbench.harness.options import check_ranges
     from latbench.harness.plan import make_plan, parse_shard, read_arch_file, select_archs
     from latbench.harness.profiles import load_profile
 
     args = _build_parser().parse_args(argv)
+    check_ranges(args)
     profile = load_profile(args.device)
     if args.check:
         return _print_check(check_profile(profile, stages=("build",)))
@@ -114,12 +116,14 @@ def run_main(argv: list[str]) -> int:
     from latbench.harness.keys import validate_key
     from latbench.harness.lock import hold, run_stem
     from latbench.harness.manifest import ManifestArtifacts
+    from latbench.harness.options import check_ranges
     from latbench.harness.plan import make_plan
     from latbench.harness.profiles import load_profile
     from latbench.loader import data_home
     from latbench.space import Arch
 
     args = _run_parser().parse_args(argv)
+    check_ranges(args)
     profile = load_profile(args.device)
     if args.runs is not None or args.group_size is not None or args.warmup is not None:
         profile = profile.with_protocol(args.runs, args.group_size, args.warmup)
