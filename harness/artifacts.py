@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import hashlib
 import json
@@ -41,6 +42,7 @@ __all__ = [
     "artifact_spec",
     "build_artifact",
     "default_cache_dir",
+    "ledger_dir",
     "tflite_builder",
     "toolchain_versions",
 ]
@@ -214,6 +216,10 @@ def _atomic(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
+"""Build errors that are the disk's, not the graph's: they end the run (exit 2)."""
+
+
 def _worker_init(log_path: str, nice: int, fmt: str, use_tf: bool = True) -> None:
     # Runs once per spawned worker: quiet TF, keep its C++ chatter out of the
     # caller's terminal (in a log file, not lost), and import the builders once.
@@ -254,21 +260,48 @@ def _sha256(path: Path) -> str:
     return sha256_file(path)
 
 
-def _intact(path: Path) -> bool:
-    """Whether a cached artifact exists and matches the SHA-256 its sidecar recorded.
+def ledger_dir() -> Path:
+    """Where this builder records what it built: ``<data home>/.artifact-ledger``.
 
-    A changed (tampered, truncated) file, or one from a cache that recorded no
-    checksum, is not reused: it is built again.
+    It lies outside every cache folder, so whoever can write a (shared) cache cannot
+    vouch for its files: only an entry this data home's builder wrote and recorded here
+    is reused; anything else is built again.
+    """
+    from latbench.loader import data_home
+
+    return data_home() / ".artifact-ledger"
+
+
+def _ledger_entry(path: Path) -> Path:
+    folder = hashlib.sha256(str(path.parent.resolve()).encode()).hexdigest()[:24]
+    return ledger_dir() / folder / f"{path.name}.sha256"
+
+
+def _record(path: Path, digest: str) -> None:
+    entry = _ledger_entry(path)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic(entry) as tmp:
+        tmp.write_text(digest)
+
+
+def _intact(path: Path) -> bool:
+    """Whether a cached artifact may be reused: this builder recorded building exactly it.
+
+    The file's SHA-256 must equal the one the ledger (:func:`ledger_dir`, outside the
+    cache) recorded when this data home's builder wrote it; its sidecar must agree. A
+    changed, swapped or foreign file (another user's build in a shared cache, an edit
+    with a rewritten sidecar) is not reused: it is built again.
     """
     try:
         st = path.stat()
         sidecar = json.loads(path.with_suffix(path.suffix + ".json").read_text())
+        trusted = _ledger_entry(path).read_text().strip()
     except (OSError, ValueError):
         return False
     want = sidecar.get("sha256") if isinstance(sidecar, dict) else None
-    if not isinstance(want, str) or sidecar.get("bytes") != st.st_size:
+    if want != trusted or sidecar.get("bytes") != st.st_size:
         return False
-    return _hash_of(str(path), st.st_mtime_ns, st.st_size) == want
+    return _hash_of(str(path), st.st_mtime_ns, st.st_size) == trusted
 
 
 @functools.lru_cache(maxsize=4096)
@@ -343,17 +376,19 @@ class ArtifactCache:
         start = time.perf_counter()
         with _atomic(path) as tmp:
             report = build_artifact(target, fmt, seed, tmp, options)
+        digest = _sha256(path)
         sidecar = {
             **self.key(target, fmt, seed, options),
             "file": path.name,
             "bytes": path.stat().st_size,
-            "sha256": _sha256(path),
+            "sha256": digest,
             "build_s": round(time.perf_counter() - start, 3),
         }
         if report is not None:
             sidecar["report"] = report
         with _atomic(path.with_suffix(path.suffix + ".json")) as tmp:
             tmp.write_text(json.dumps(sidecar, indent=1, sort_keys=True))
+        _record(path, digest)  # last: an interrupted build is never trusted
         return path
 
     def build_many(
@@ -411,6 +446,10 @@ class ArtifactCache:
                 for fut in done:
                     try:
                         result: Path | BaseException = Path(fut.result())
+                    except OSError as exc:
+                        if exc.errno in _DISK_ERRNOS:  # a full disk fails every build: stop
+                            raise
+                        result = exc
                     except Exception as exc:  # a worker's error, or a dead pool
                         result = exc
                     for target in futures[fut]:
