@@ -27,6 +27,7 @@ import pyarrow as pa
 from latbench.dataset import COLUMNS, atomic_path, skeleton_frame, write_dataset
 from latbench.harness.plan import Plan
 from latbench.integrity import UnverifiedFileWarning, read_verified, write_verified
+from latbench.safepickle import short_repr
 
 __all__ = ["GraphResult", "RunConfigMismatch", "RunStore"]
 
@@ -66,6 +67,26 @@ class GraphResult:
     raw_ns: np.ndarray | None = None
     device_id: str | None = None
     fleet_run: int | None = None
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """A run's stored settings; one line naming ``path`` when it is damaged."""
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read((1 << 20) + 1)  # a run's settings take a few KB
+        stored = json.loads(raw) if len(raw) <= 1 << 20 else None
+    except (ValueError, RecursionError) as exc:
+        what = " ".join(str(exc).split())[:100] or type(exc).__name__
+        raise RunConfigMismatch(
+            f"{path} is damaged ({what}); rerun with --fresh to discard the stored parts"
+        ) from None
+    if not isinstance(stored, dict):
+        kind = "over 1 MiB" if stored is None and raw else f"a JSON {type(stored).__name__}"
+        raise RunConfigMismatch(
+            f"{path} is damaged ({kind}, not the run's settings); rerun with --fresh to"
+            " discard the stored parts"
+        )
+    return stored
 
 
 class RunStore:
@@ -109,11 +130,13 @@ class RunStore:
             self._buffer = list(seeded.values())
             self.flush()  # durable again as a part, before anything new is timed
         if cfg_path.exists():
-            stored = json.loads(cfg_path.read_text())
+            stored = _read_config(cfg_path)
             diff = sorted(k for k in {*stored, *self.config} if stored.get(k) != self.config.get(k))
             if diff:
                 details = "; ".join(
-                    f"{k}: stored {stored.get(k)!r}, now {self.config.get(k)!r}" for k in diff
+                    f"{short_repr(k, 40)}: stored {short_repr(stored.get(k))},"
+                    f" now {short_repr(self.config.get(k))}"
+                    for k in diff[:8]
                 )
                 raise RunConfigMismatch(
                     f"{self.parts_dir} holds a run with different settings ({details}). "
