@@ -13,6 +13,7 @@ from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
 
+from latbench.safepickle import short_repr
 from latbench.space import N_ARCHS, Arch
 
 __all__ = [
@@ -124,29 +125,40 @@ class Predictor(ABC):
 
 def load_predictor(path: str | os.PathLike[str]) -> Predictor:
     """Read a predictor written by :meth:`Predictor.save` (any kind)."""
+    from latbench.predictors.npzfile import NpzError, json_header, read_npz
     from latbench.predictors.registry import predictor_class
 
     path = Path(path)
     if not path.exists():
         raise PredictorError(f"{path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
-        raise PredictorError(f"{path}: not a LatBench predictor file: {exc}") from exc
-    try:
-        header = json.loads(str(arrays.pop("__header__")))
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise PredictorError(f"{path}: not a LatBench predictor file (no header)") from exc
+        arrays = read_npz(path, "predictor file")
+        if "__header__" not in arrays:
+            raise NpzError(f"{path}: not a LatBench predictor file (no header)")
+        header = json_header(arrays.pop("__header__"), path, "predictor file")
+    except NpzError as exc:
+        raise PredictorError(str(exc)) from None
     if header.get("format") != _FORMAT or header.get("version") != _FORMAT_VERSION:
         raise PredictorError(
-            f"{path}: format {header.get('format')!r} version {header.get('version')!r}, "
-            f"this LatBench reads {_FORMAT!r} version {_FORMAT_VERSION}"
+            f"{path}: format {short_repr(header.get('format'))} version"
+            f" {short_repr(header.get('version'))}, this LatBench reads {_FORMAT!r} version"
+            f" {_FORMAT_VERSION}"
         )
-    cls = predictor_class(header.pop("kind", ""))
+    kind = header.pop("kind", "")
+    if not isinstance(kind, str):
+        raise PredictorError(f"{path}: predictor kind {short_repr(kind)} is not a name")
+    cls = predictor_class(kind)
     for k in ("format", "version"):
         header.pop(k)
-    pred = cls._from_state(header, arrays)
+    try:
+        pred = cls._from_state(header, arrays)
+    except PredictorError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        what = f"missing {exc}" if isinstance(exc, KeyError) else type(exc).__name__
+        raise PredictorError(
+            f"{path}: header or arrays do not fit a {kind} predictor ({short_repr(what)[1:-1]})"
+        ) from None
     pred._fitted = True
     return pred
 

@@ -72,11 +72,13 @@ class RepeatCache:
         path = self._path(key)
         if not path.exists():
             return None
+        from latbench.predictors.npzfile import NpzError, json_header, read_npz
+
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                result = json.loads(str(npz["result"]))
-                predicted = npz["predicted"].copy()
-        except (OSError, ValueError, KeyError):
+            arrays = read_npz(path, "repeat result")
+            result = json_header(arrays["result"], path, "repeat result")
+            predicted = np.asarray(arrays["predicted"], dtype=np.float64)
+        except (NpzError, KeyError, ValueError, TypeError):
             return None  # a damaged entry is recomputed and overwritten
         return result, predicted
 

@@ -168,15 +168,26 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
         raise PredictorError(
             f"{path}: no such prior file (rebuild it with `latbench-predict pretrain`)"
         )
+    from latbench.predictors.npzfile import NpzError, json_header, read_npz
+
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            meta = json.loads(str(npz["meta"][()]))
-            arrays = {name: npz[name] for name in _ARRAYS}
-            arrays.update({name: npz[name] for name in _OPTIONAL if name in npz.files})
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-        raise PredictorError(f"{path}: not a LatBench few-shot prior ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        stored = read_npz(path, "few-shot prior")
+        meta = json_header(stored.get("meta"), path, "few-shot prior")
+        arrays = {name: stored[name] for name in _ARRAYS}
+        arrays.update({name: stored[name] for name in _OPTIONAL if name in stored})
+    except NpzError as exc:
+        raise PredictorError(str(exc)) from None
+    except KeyError as exc:
+        raise PredictorError(f"{path}: not a LatBench few-shot prior (no {exc})") from None
+    if meta.get("format") != _FORMAT:
         raise PredictorError(f"{path}: not a LatBench few-shot prior (format {meta!r:.60})")
+    sources = meta.get("sources")
+    if (
+        not isinstance(sources, list)
+        or not all(isinstance(x, str) and len(x) <= 200 for x in sources[:10_000])
+        or len(sources) > 10_000
+    ):
+        raise PredictorError(f"{path}: header 'sources' is not a list of dataset keys")
     if meta.get("sha256") != _digest(arrays):
         raise PredictorError(f"{path}: checksum mismatch, the file is corrupt or was altered")
     d = 1 + arrays["factors"].shape[1] + arrays["features"].shape[1]

@@ -1,0 +1,109 @@
+"""Read a predictor, prior or cache ``.npz`` that may be damaged or hostile, in bounded memory.
+
+:func:`read_npz` checks every member's ``.npy`` header (numeric dtype, declared size)
+before reading it, so a member that claims a petabyte, an object array or a
+truncated archive is one :class:`NpzError` naming the file; :func:`json_header`
+decodes a JSON header string of bounded size and nesting into a dict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MAX_MEMBER_BYTES", "NpzError", "json_header", "read_npz"]
+
+MAX_MEMBER_BYTES = 1 << 28
+"""Largest array a member may declare (256 MiB; a GCN's weights take a few MB)."""
+MAX_HEADER_CHARS = 1 << 20
+"""Longest JSON header string read."""
+MAX_HEADER_DEPTH = 16
+"""Deepest nesting of a JSON header (a real one nests three levels)."""
+
+
+class NpzError(ValueError):
+    """A ``.npz`` that is truncated, corrupt, or declares more than it may hold."""
+
+
+def _member_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[Any, ...]:
+    with zf.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(fh)
+        return np.lib.format.read_array_header_2_0(fh)
+
+
+def read_npz(path: str | os.PathLike[str], what: str = "file") -> dict[str, np.ndarray]:
+    """Every array of ``path`` by name; :class:`NpzError` (one line) when damaged.
+
+    Each member must be a numeric or string ``.npy`` (no object arrays) declaring at
+    most :data:`MAX_MEMBER_BYTES`; nothing larger is read.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = []
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                shape, _, dtype = _member_header(zf, info)
+                if dtype.hasobject:
+                    raise NpzError(f"member {info.filename[:60]!r} is an object array")
+                size = float(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                if size > MAX_MEMBER_BYTES or info.file_size > MAX_MEMBER_BYTES + 4096:
+                    raise NpzError(
+                        f"member {info.filename[:60]!r} declares {size:.3g} bytes"
+                        f" (over {MAX_MEMBER_BYTES})"
+                    )
+                names.append(info.filename[:-4])
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in names}
+    except NpzError as exc:
+        raise NpzError(f"{path}: not a LatBench {what}: {exc}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, MemoryError) as exc:
+        text = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise NpzError(f"{path}: not a LatBench {what} (truncated or corrupt?): {text}") from None
+
+
+def _depth(obj: Any) -> int:
+    depth, level = 0, [obj]
+    while level:  # breadth-first: no recursion on hostile nesting
+        depth += 1
+        if depth > MAX_HEADER_DEPTH:
+            return depth
+        nxt: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                nxt.extend(item.values())
+            elif isinstance(item, list):
+                nxt.extend(item)
+        level = nxt
+    return depth
+
+
+def json_header(value: Any, path: str | os.PathLike[str], what: str = "file") -> dict[str, Any]:
+    """The dict a 0-d string array holds as JSON; :class:`NpzError` (one line) otherwise."""
+    try:
+        text = value[()] if isinstance(value, np.ndarray) and value.ndim == 0 else None
+    except (IndexError, ValueError):
+        text = None
+    if not isinstance(text, str):
+        raise NpzError(f"{path}: not a LatBench {what}: its header is not one JSON string")
+    if len(text) > MAX_HEADER_CHARS:
+        raise NpzError(f"{path}: not a LatBench {what}: header over {MAX_HEADER_CHARS} chars")
+    try:
+        header = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        msg = " ".join(str(exc).split())[:80] or type(exc).__name__
+        raise NpzError(f"{path}: not a LatBench {what}: header is not JSON ({msg})") from None
+    if not isinstance(header, dict):
+        kind = type(header).__name__
+        raise NpzError(f"{path}: not a LatBench {what}: header is a JSON {kind}, not an object")
+    if _depth(header) > MAX_HEADER_DEPTH:
+        raise NpzError(f"{path}: not a LatBench {what}: header nested too deep")
+    return header
