@@ -8,6 +8,7 @@ no traceback, no signal, and nothing written to the data home.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -471,3 +472,52 @@ def test_prior_header_is_validated(tmp_path):
              home=home)  # fmt: skip
     _refused(p, str(path), "sources")
     assert _written(home) == []
+
+
+def test_cache_on_a_full_disk_ends_the_run_with_exit_2(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import signal
+
+    home = tmp_path / "home"
+
+    def small_disk() -> None:  # every file past 200 KB fails to grow, as on a full disk
+        _limits()
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    env = dict(os.environ, LATBENCH_HOME=str(home), OMP_NUM_THREADS="1")
+    p = subprocess.run(
+        [sys.executable, "-m", "latbench.harness.cli", "--device", "cpu-onnxruntime", "--limit",
+         "2", "--cache", str(tmp_path / "cache"), "--out", str(home), "--key", "k", "-q"],
+        capture_output=True, text=True, env=env, preexec_fn=small_disk, timeout=TIMEOUT_S,
+    )  # fmt: skip
+    _refused(p, "errno 27", "rerun the same command")
+    assert not (home / "k.parquet").exists()  # no dataset of 2/2 "artifact build failed"
+
+
+def test_swapped_cache_entries_with_rewritten_sidecars_are_rebuilt(tmp_path, monkeypatch):
+    pytest.importorskip("onnx")
+    from latbench.harness.artifacts import ArtifactCache, ledger_dir
+    from latbench.space import Arch
+
+    monkeypatch.setenv("LATBENCH_HOME", str(tmp_path / "home"))
+    cache = ArtifactCache(tmp_path / "shared-cache")
+    a, b = (Arch.parse(i).graph for i in (6572, 12736))
+    pa, pb = cache.build(a, "onnx", 0), cache.build(b, "onnx", 0)
+    good_a, good_b = pa.read_bytes(), pb.read_bytes()
+    assert good_a != good_b and cache.get(a, "onnx", 0) == pa
+    assert not ledger_dir().is_relative_to(cache.root)
+    # the attack: swap the two files and rewrite each sidecar's size and SHA-256
+    pa.write_bytes(good_b)
+    pb.write_bytes(good_a)
+    for path in (pa, pb):
+        side = path.with_suffix(path.suffix + ".json")
+        meta = json.loads(side.read_text())
+        meta["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        meta["bytes"] = path.stat().st_size
+        side.write_text(json.dumps(meta))
+    assert cache.get(a, "onnx", 0) is None and cache.get(b, "onnx", 0) is None
+    assert cache.build(a, "onnx", 0).read_bytes() == good_a
+    # another data home's builder (a shared cache's other user) trusts none of it
+    monkeypatch.setenv("LATBENCH_HOME", str(tmp_path / "other-home"))
+    assert cache.get(a, "onnx", 0) is None
