@@ -36,6 +36,8 @@ import numpy as np
 
 SEED = 12
 RESULTS = Path(__file__).resolve().parent / "results" / "hostile_inputs.json"
+AS_LIMIT = 1 << 30
+"""Address-space limit of every case's process (1 GiB, set in the child)."""
 
 Builder = Callable[[Path, Path], Path]  # (case folder, marker) -> file to import
 CASES: list[tuple[str, str, str, Builder]] = []  # name, importer, category, builder
@@ -521,24 +523,344 @@ for _label, _mut in [
     case(f"content: {_label}", "eagle", "hostile content")(_content(_mut))
 
 
+# ------------------------------------------------------------------ issue 28: bounded formats
+
+
+def _dag_key(levels: int) -> bytes:
+    out = b"K\x01K\x01\x86q\x000"
+    for i in range(1, levels):
+        out += b"h" + bytes([i - 1]) + b"h" + bytes([i - 1]) + b"\x86q" + bytes([i]) + b"0"
+    return out + b"h" + bytes([levels - 1])
+
+
+_KEY6 = b"(K\x03K\x03K\x03K\x03K\x03K\x03t"
+for _label, _data in [
+    ("dict key a 60-level DAG of shared tuples (137-byte style)",
+     b"\x80\x03}(" + _dag_key(60) + b"G" + struct.pack(">d", 1e-3) + b"u."),
+    ("dict key nested 10**6 deep after a pop", b"\x80\x03}(K\x01K\x010" + b"\x85" * 10**6 + b"K\x01u."),
+    ("memo index 2**27 (9 bytes)", b"\x80\x03}r\x00\x00\x00\x08."),
+    ("memo PUT far beyond the entries seen", b"\x80\x03}q\x05."),
+    ("set flood as a value", b"\x80\x04}(" + _KEY6 + b"(" + b"\x8f" * 100_000 + b"tu."),
+    ("dict of 10**6 entries", b"\x80\x03}(" + b"".join(
+        b"J" + struct.pack("<i", i) + b"N" for i in range(10**6)) + b"u."),
+    ("20 MB of NONE opcodes", b"\x80\x03}(" + b"N" * (20 << 20) + b"u."),
+    ("list where the layout has a dict", b"\x80\x03](K\x01e."),
+    ("DUP-built shared value", b"\x80\x03}(" + _KEY6 + b"]" + b"2" * 60 + b"u."),
+]:  # fmt: skip
+    case(f"bounded: {_label}", "eagle-key", "bounded pickles")(
+        lambda d, m, data=_data: _pkl(d, data, "mine.pickle")
+    )
+
+
+def _help_index_zip() -> bytes:
+    from latbench.space import format_arch, from_id
+
+    mapping = {format_arch(from_id(i)): i for i in range(15625)}
+    return _torch_zip(pickle.dumps(mapping, protocol=2), method=zipfile.ZIP_DEFLATED)
+
+
+for _label, _lat, _idx in [
+    ("EMPTY_SET flood (8 KB zip, 8 MiB member)", b"\x80\x02](" + b"\x8f" * (8 << 20) + b"e.", None),
+    ("EMPTY_DICT flood (16 MiB member)", b"\x80\x02](" + b"}" * (16 << 20) + b"e.", None),
+    ("memo index 2**27", b"\x80\x02]r\x00\x00\x00\x08.", None),
+    ("index key nested 10**6 deep (11 KB zip)", None,
+     b"\x80\x02}(K\x01" + b"\x85" * 10**6 + b"K\x01u."),
+    ("list of 10**6 ints", b"\x80\x02](" + b"K\x01" * 10**6 + b"e.", None),
+]:  # fmt: skip
+    case(f"bounded: HELP {_label}", "help", "bounded pickles")(
+        lambda d, m, lat=_lat, idx=_idx: _help_folder(
+            d,
+            _torch_zip(lat or _help_latencies(), method=zipfile.ZIP_DEFLATED),
+            _torch_zip(idx, method=zipfile.ZIP_DEFLATED) if idx else None,
+        )
+    )
+
+
+@case("duplicates: pixel2.pt and Pixel2.pt", "help", "duplicate files")
+def _(d: Path, m: Path) -> Path:
+    path = _help_folder(d, _torch_zip(_help_latencies()))
+    (d / "Pixel2.pt").write_bytes(path.read_bytes())
+    return d
+
+
+@case("duplicates: A.pickle and a.pickle", "eagle", "duplicate files")
+def _(d: Path, m: Path) -> Path:
+    _pkl(d, _release_bytes(), "a.pickle")
+    _pkl(d, _release_bytes(seed=SEED + 1), "A.pickle")
+    return d
+
+
+def _hwnas_obj(mutate: Callable[[dict], None]) -> Builder:
+    def build(d: Path, m: Path) -> Path:
+        from latbench.space import all_archs
+
+        c10: dict = {"config": [{"arch_str": a.str} for a in all_archs()]}
+        for dev in ("edgegpu", "raspi4", "edgetpu", "pixel3", "eyeriss", "fpga"):
+            c10[f"{dev}_latency"] = [2.0] * 15625
+        for dev in ("edgegpu", "eyeriss", "fpga"):
+            c10[f"{dev}_energy"] = [3.0] * 15625
+        mutate(c10)
+        path = d / "HW-NAS-Bench-v1_0.pickle"
+        path.write_bytes(pickle.dumps({"nasbench201": {"cifar10": c10}}, protocol=4))
+        return path
+
+    return build
+
+
+def _nested(depth: int) -> object:
+    x: object = 1.0
+    for _ in range(depth):
+        x = (x,)
+    return x
+
+
+_LEAF = [1.0] * 1000
+for _label, _mut in [
+    ("nested tuple as a latency", lambda c: c["pixel3_latency"].__setitem__(3, _nested(500))),
+    ("shared-list DAG as a latency (10**8 items)",
+     lambda c: c["pixel3_latency"].__setitem__(3, [[_LEAF] * 1000] * 100)),
+    ("pixel3_latency[5] = 1e12", lambda c: c["pixel3_latency"].__setitem__(5, 1e12)),
+    ("energy 1e300", lambda c: c["fpga_energy"].__setitem__(0, 1e300)),
+    ("missing metric among 10**5 escape-laden keys",
+     lambda c: (c.pop("fpga_latency"), c.update({f"\x1b]2;k{i}\x07": 0 for i in range(10**5)}))),
+    ("1 MB arch_str", lambda c: c["config"][0].__setitem__("arch_str", "|" * (1 << 20))),
+]:  # fmt: skip
+    case(f"hwnasbench: {_label}", "hwnasbench", "HW-NAS-Bench content")(_hwnas_obj(_mut))
+
+
+def _raw_file(d: Path, make: Callable) -> Path:
+    import h5py
+
+    from latbench.harness.raw import write_raw
+
+    good = write_raw(d / "good.raw.h5", ["g0", "g1"], [1, 2],
+                     [np.arange(10, dtype=np.int64) * 1000] * 2, {"runs": 10, "group_size": 5})  # fmt: skip
+    path = d / "dev.raw.h5"
+    with h5py.File(good, "r") as src, h5py.File(path, "w") as f:
+        for k, v in src.attrs.items():
+            f.attrs[k] = v
+        f["graph_key"] = src["graph_key"][...]
+        f.create_dataset("arch_id", data=src["arch_id"][...])
+        make(f, src, d)
+    good.unlink()
+    return path
+
+
+def _ext_storage(f, src, d):
+    (d / "secret").write_bytes(np.arange(20, dtype="<i8").tobytes())
+    f.create_dataset(
+        "timings_ns", shape=(2, 10), dtype="<i8", external=[(str(d / "secret"), 0, 160)]
+    )
+
+
+def _ext_link(f, src, d):
+    import h5py
+
+    with h5py.File(d / "other.h5", "w") as o:
+        o["t"] = src["timings_ns"][...]
+    f["timings_ns"] = h5py.ExternalLink(str(d / "other.h5"), "t")
+
+
+def _soft(f, src, d):
+    import h5py
+
+    f["elsewhere"] = src["timings_ns"][...]
+    f["timings_ns"] = h5py.SoftLink("/elsewhere")
+
+
+def _virtual(f, src, d):
+    import h5py
+
+    with h5py.File(d / "v.h5", "w") as o:
+        o["t"] = src["timings_ns"][...]
+    layout = h5py.VirtualLayout(shape=(2, 10), dtype="<i8")
+    layout[...] = h5py.VirtualSource(str(d / "v.h5"), "t", shape=(2, 10))
+    f.create_virtual_dataset("timings_ns", layout)
+
+
+def _zeros(f, src, d):
+    import h5py
+
+    for k in ("graph_key", "arch_id"):
+        del f[k]
+    f.create_dataset("graph_key", shape=(1 << 20,), dtype=h5py.string_dtype(), chunks=(4096,))
+    f.create_dataset("arch_id", shape=(1 << 20,), dtype="<i4", chunks=(1 << 16,))
+    f.create_dataset("timings_ns", shape=(1 << 20, 4096), dtype="<i8", chunks=(64, 4096),
+                     compression="gzip")  # fmt: skip
+
+
+for _label, _make in [("HDF5 external storage", _ext_storage), ("external link", _ext_link),
+                      ("soft link", _soft), ("virtual dataset", _virtual),
+                      ("32 GiB of gzip zeros declared", _zeros)]:  # fmt: skip
+    for _cmd in ("check", "rewrite"):
+        case(f"raw: {_label} ({_cmd})", _cmd, "raw HDF5")(
+            lambda d, m, make=_make: _raw_file(d, make)
+        )
+
+
+def _args_file(*args: str) -> Builder:
+    def build(d: Path, m: Path) -> Path:
+        path = d / "args.json"
+        path.write_text(json.dumps(list(args)))
+        return path
+
+    return build
+
+
+for _args in [("--runs", "1000000000000"), ("--seed", "-1"), ("--threads", "1000000"),
+              ("--build-workers", "0"), ("--shard", "1/0"), ("--shard", "1/100000000000000000000"),
+              ("--passes", "0"), ("--limit", "1000000000"), ("--flush-every", "0")]:  # fmt: skip
+    case(f"measure: {' '.join(_args)}", "measure-args", "measure options")(_args_file(*_args))
+
+
+def _manifest(**changes: object) -> Builder:
+    def build(d: Path, m: Path) -> Path:
+        data = {"format": "latbench-artifacts/1", "build_format": "onnx",
+                "profile": "cpu-onnxruntime", "seed": 0,
+                "selection": {"arch_ids": [100, 200], "shard": [1, 1]}, "entries": []}  # fmt: skip
+        data.update(changes)
+        path = d / "latbench-artifacts.json"
+        path.write_text(json.dumps(data).replace('"SEED"', "1e999"))
+        return path
+
+    return build
+
+
+for _label, _changes in [
+    ("shard [1,0]", {"selection": {"arch_ids": [100], "shard": [1, 0]}}),
+    ("seed 1e999", {"seed": "SEED"}),
+    ("arch id 1e30", {"selection": {"arch_ids": [10**30]}}),
+    ("nested 10**5 deep", {"entries": "DEEP"}),
+]:
+    _b = _manifest(**_changes)
+    if _label.startswith("nested"):
+
+        def _b(d: Path, m: Path) -> Path:  # noqa: F811
+            path = d / "latbench-artifacts.json"
+            path.write_text(
+                '{"format": "latbench-artifacts/1", "x": ' + "[" * 10**5 + "]" * 10**5 + "}"
+            )
+            return path
+
+    case(f"manifest: {_label}", "measure-run", "artifact manifests")(_b)
+
+
+def _run_json(content: str) -> Builder:
+    def build(d: Path, m: Path) -> Path:
+        (d / "k.parts").mkdir()
+        path = d / "k.parts" / "run.json"
+        path.write_text(content)
+        return path
+
+    return build
+
+
+for _label, _content in [("[]", "[]"), ("null", "null"), ("empty", ""),
+                         ("truncated", '{"profile": "cpu-onn')]:  # fmt: skip
+    case(f"run.json: {_label}", "measure-resume", "damaged run.json")(_run_json(_content))
+
+
+def _npz_bytes(**arrays: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _petabyte_npz() -> bytes:
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "<f8", "fortran_order": False,
+                                                "shape": (1 << 47,)})  # fmt: skip
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("__header__.npy", head.getvalue() + b"\0" * 64)
+    return buf.getvalue()
+
+
+for _label, _bytes in [
+    ("list header", lambda: _npz_bytes(__header__=np.array("[1, 2]"))),
+    ("deep header", lambda: _npz_bytes(__header__=np.array("[" * 10**5 + "]" * 10**5))),
+    ("missing config", lambda: _npz_bytes(__header__=np.array(json.dumps(
+        {"format": "latbench-predictor", "version": 1, "kind": "proxy"})))),
+    ("truncated", lambda: _npz_bytes(__header__=np.array("{}"), w=np.zeros(1000))[:3000]),
+    ("member declares 1 PB", _petabyte_npz),
+]:  # fmt: skip
+    case(f"predictor: {_label}", "predict", "predictor and prior files")(
+        lambda d, m, b=_bytes: (d / "pred.npz").write_bytes(b()) and d / "pred.npz"
+    )
+
+
+def _prior(mutate: Callable[[dict], None]) -> Builder:
+    def build(d: Path, m: Path) -> Path:
+        from latbench.predictors.fewshot.prior import default_prior_path
+
+        with np.load(default_prior_path(), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        meta = json.loads(str(arrays.pop("meta")[()]))
+        mutate(meta)
+        path = d / "prior.npz"
+        path.write_bytes(_npz_bytes(meta=np.array(json.dumps(meta)), **arrays))
+        return path
+
+    return build
+
+
+for _label, _mut in [
+    ("sources=5", lambda meta: meta.update(sources=5)),
+    ("noise_var a string", lambda meta: meta.update(noise_var="x")),
+    ("header a list", None),
+]:
+    if _mut is None:
+
+        def _pb(d: Path, m: Path) -> Path:
+            path = d / "prior.npz"
+            path.write_bytes(_npz_bytes(meta=np.array("[]")))
+            return path
+    else:
+        _pb = _prior(_mut)
+    case(f"prior: {_label}", "prior", "predictor and prior files")(_pb)
+
+
 # ------------------------------------------------------------------ runner
 
 
+def _command(kind: str, path: Path, home: Path) -> list[str]:
+    """``python -m`` arguments of a case: an import, a file check, or a harness command."""
+    if kind in ("eagle", "help", "hwnasbench"):
+        return ["latbench", "import", kind, str(path), "--data-home", str(home)]
+    if kind == "eagle-key":
+        return ["latbench", "import", "eagle", str(path), "--key", "mine", "--data-home", str(home)]
+    if kind in ("check", "rewrite"):
+        return ["latbench", kind, str(path)]
+    measure = ["latbench.harness.cli"]
+    if kind == "measure-args":
+        return [*measure, *json.loads(path.read_text()), "--out", str(home), "--key", "k"]
+    if kind == "measure-run":
+        return [*measure, "run", "--device", "cpu-onnxruntime", "--artifacts", str(path.parent),
+                "--out", str(home)]  # fmt: skip
+    if kind == "measure-resume":  # the damaged parts live in the case folder, not the home
+        return [*measure, "--device", "cpu-onnxruntime", "--limit", "2", "--out",
+                str(path.parent.parent), "--key", "k", "-q"]  # fmt: skip
+    if kind == "predict":
+        return ["latbench.predictors.cli", "predict", str(path), "0"]
+    if kind == "prior":
+        return [*measure, "--adapt", "10", "--prior", str(path), "--out", str(home), "--key", "k"]
+    raise ValueError(f"unknown case kind {kind!r}")
+
+
+def _limit_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
+
+
 def _run(importer: str, path: Path, home: Path, timeout: float) -> dict:
-    env = {**os.environ, "LATBENCH_HOME": str(home), "PYTHONHASHSEED": "0"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "latbench",
-        "import",
-        importer,
-        str(path),
-        "--data-home",
-        str(home),
-    ]
+    env = {**os.environ, "LATBENCH_HOME": str(home), "PYTHONHASHSEED": "0",
+           "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}  # fmt: skip
+    cmd = [sys.executable, "-m", *_command(importer, path, home)]
     t0 = time.perf_counter()
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                           preexec_fn=_limit_memory)  # fmt: skip
         rc, err = p.returncode, p.stderr
     except subprocess.TimeoutExpired:
         rc, err = None, "timeout"
@@ -547,13 +869,17 @@ def _run(importer: str, path: Path, home: Path, timeout: float) -> dict:
 
 def _written(home: Path) -> list[str]:
     return (
-        sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
+        sorted(
+            str(p.relative_to(home))
+            for p in home.rglob("*")
+            if p.is_file() and not p.name.endswith((".lock", ".lock.json"))
+        )
         if home.exists()
         else []
     )
 
 
-def run(timeout: float = 120.0, only: str | None = None) -> dict:
+def run(timeout: float = 30.0, only: str | None = None) -> dict:
     """Run every case (and the controls); returns per-case outcomes and the totals."""
     outcomes, controls = [], []
     with tempfile.TemporaryDirectory(prefix="latbench-hostile-") as tmp:
@@ -596,8 +922,16 @@ def run(timeout: float = 120.0, only: str | None = None) -> dict:
         "controls": len(controls),
         "by_category": {},
     }
+    totals["held_by_category"] = {}
     for o in outcomes:
-        totals["by_category"][o["category"]] = totals["by_category"].get(o["category"], 0) + 1
+        o["held"] = (
+            o["rc"] == 2 and o["one_line"]
+            and not (o["executed"] or o["crashed"] or o["traceback"] or o["written"])
+        )  # fmt: skip
+        cat = o["category"]
+        totals["by_category"][cat] = totals["by_category"].get(cat, 0) + 1
+        totals["held_by_category"][cat] = totals["held_by_category"].get(cat, 0) + o["held"]
+    totals["held"] = sum(o["held"] for o in outcomes)
     return {"seed": SEED, "totals": totals, "controls": controls, "cases": outcomes,
             "python": platform.python_version(), "machine": platform.platform()}  # fmt: skip
 
@@ -606,7 +940,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, default=RESULTS, help=f"results file ({RESULTS.name})")
     ap.add_argument("--only", help="run only cases whose name contains this text")
-    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per case")
+    ap.add_argument("--timeout", type=float, default=30.0, help="seconds per case")
     args = ap.parse_args(argv)
     res = run(args.timeout, args.only)
     t = res["totals"]
@@ -615,9 +949,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{'FAIL' if bad else 'ok  '} rc={o['rc']!s:>4} {o['seconds']:6.2f}s  {o['name']}: {o['message'][:110]}"
         )
-    print(
-        f"\n{t['cases']} hostile inputs ({', '.join(f'{k} {v}' for k, v in t['by_category'].items())})"
-    )
+    print(f"\n{t['cases']} hostile inputs, held {t['held']}:")
+    for cat, n in t["by_category"].items():
+        print(f"  {cat}: tried {n}, held {t['held_by_category'][cat]}")
     print(f"executed {t['executed']}, crashes {t['crashes']}, tracebacks {t['tracebacks']}, "
           f"partial writes {t['partial_writes']}, accepted {t['accepted']}, "
           f"exit 2 {t['exit_2']}/{t['cases']}, multi-line errors {t['not_one_line']}; "

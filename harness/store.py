@@ -74,14 +74,15 @@ def _read_config(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
             raw = fh.read((1 << 20) + 1)  # a run's settings take a few KB
-        stored = json.loads(raw) if len(raw) <= 1 << 20 else None
+        too_big = len(raw) > 1 << 20
+        stored = None if too_big else json.loads(raw)
     except (ValueError, RecursionError) as exc:
         what = " ".join(str(exc).split())[:100] or type(exc).__name__
         raise RunConfigMismatch(
             f"{path} is damaged ({what}); rerun with --fresh to discard the stored parts"
         ) from None
     if not isinstance(stored, dict):
-        kind = "over 1 MiB" if stored is None and raw else f"a JSON {type(stored).__name__}"
+        kind = "over 1 MiB" if too_big else f"JSON {json.dumps(stored)[:20]}"
         raise RunConfigMismatch(
             f"{path} is damaged ({kind}, not the run's settings); rerun with --fresh to"
             " discard the stored parts"
