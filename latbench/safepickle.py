@@ -1,11 +1,19 @@
-"""Read untrusted pickles: a restricted unpickler that resolves only allow-listed globals.
+"""Read untrusted pickles with a small opcode interpreter whose every resource is bounded.
 
 Published latency files are pickles, and unpickling runs whatever callable a pickle
-names. :func:`load_pickle` resolves a global only when ``(module, name)`` is in the
+names. :func:`load_pickle` never uses :mod:`pickle`'s unpickler: it executes the
+opcode stream itself, resolves a global only when ``(module, name)`` is in the
 ``allowed`` mapping (nothing by default) and refuses everything else with
-:class:`UnsafePickleError` before any call happens. :data:`NUMPY_SCALARS` is the
-allow-list of the LatBench release pickles (numpy float scalars, docs/design.md §7), and
-:func:`load_torch_zip` reads a ``torch.save`` zip of plain Python data without PyTorch.
+:class:`UnsafePickleError` before any call happens. A :class:`Limits` (one per file
+layout) bounds the bytes read, the opcodes run (each builds at most one object), the
+container types and sizes, the memo (indices only as they are written), dict keys
+(scalars or flat tuples of scalars, so hashing is linear) and the nesting and
+reachable size of the result (a DAG of shared containers counts each time it is
+reached); a broken limit is a :class:`CorruptPickleError` before anything past it is
+built. :data:`NUMPY_SCALARS` is the allow-list of the LatBench release pickles (numpy
+float scalars, docs/design.md §7), and :func:`load_torch_zip` reads a ``torch.save``
+zip of plain Python data without PyTorch. Messages show file content only through
+:func:`short_repr`.
 """
 
 from __future__ import annotations
