@@ -72,7 +72,7 @@ def check_layout(f: Any, path: str | os.PathLike[str]) -> int:
         link = f.get(name, getlink=True)
         if not isinstance(link, h5py.HardLink):
             raise RawFormatError(
-                f"{path}: member {_short(name)} is a {type(link).__name__}; a raw timings"
+                f"{path}: member {_short(name)} is an HDF5 {type(link).__name__}; a raw timings"
                 " file holds only its own data (no soft or external links)"
             )
     missing = [k for k in _DATASETS if k not in f]
