@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -209,6 +210,8 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
         add_noise = None if am is None else float(meta["additive_noise_var"])
     except (KeyError, TypeError, ValueError):
         raise PredictorError(f"{path}: header noise variances are not numbers") from None
+    if not all(math.isfinite(v) and v > 0 for v in (noise, add_noise) if v is not None):
+        raise PredictorError(f"{path}: header noise variances are not positive finite numbers")
     return DevicePrior(
         **arrays,
         noise_var=noise,
