@@ -521,3 +521,27 @@ def test_swapped_cache_entries_with_rewritten_sidecars_are_rebuilt(tmp_path, mon
     # another data home's builder (a shared cache's other user) trusts none of it
     monkeypatch.setenv("LATBENCH_HOME", str(tmp_path / "other-home"))
     assert cache.get(a, "onnx", 0) is None
+
+
+def test_build_rebuilds_swapped_cache_entries_instead_of_recording_them(tmp_path):
+    pytest.importorskip("onnx")
+    home, art = tmp_path / "home", tmp_path / "art"
+    args = ("build", "--device", "cpu-onnxruntime", "--limit", "2", "--out", str(art), "-q")
+    first = _cli("measure", *args, home=home)
+    assert first.returncode == 0, first.stderr[-500:]
+    manifest = art / "latbench-artifacts.json"
+    before = {e["key"]: e["sha256"] for e in json.loads(manifest.read_text())["entries"]}
+    a, b = sorted((art / "files").glob("graph-*.onnx"))
+    da, db = a.read_bytes(), b.read_bytes()
+    a.write_bytes(db)
+    b.write_bytes(da)
+    for path in (a, b):  # the sidecars rewritten to match the swapped files
+        side = path.with_suffix(".onnx.json")
+        meta = json.loads(side.read_text())
+        meta["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        side.write_text(json.dumps(meta))
+    second = _cli("measure", *args, home=home)
+    assert second.returncode == 0, second.stderr[-500:]
+    after = {e["key"]: e["sha256"] for e in json.loads(manifest.read_text())["entries"]}
+    assert after == before  # rebuilt: the manifest records the true artifacts
+    assert a.read_bytes() == da and b.read_bytes() == db
