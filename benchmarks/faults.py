@@ -18,7 +18,18 @@ The same uniform flips are also applied to a *legacy* copy of one dataset (no pa
 checksums, no digests, as files were written before), to show what the row checks
 alone catch.
 
-Run:  python benchmarks/faults.py [--flips 400] [--footer-flips 50] [--raw-flips 150] [--json FILE]
+Two further fault kinds (issue 27): *forgeries*, seeded edits of one value to an
+implausible one (a negative, NaN or huge latency, an unknown status, a duplicate or
+out-of-range id, a wrong ``valid``, an ``ok`` row without latency, a ``timed_arch_id``
+of another network...) written back with the digests recomputed, as anyone can, so
+only the value checks can catch them; and *disk full*, a ``latbench export``,
+``rewrite`` or ``import`` run in a child whose file-size limit (``RLIMIT_FSIZE``, the
+kernel's EFBIG, as a full disk's ENOSPC) is a seeded number of bytes: it must exit 2
+with one line naming the file, leave the previous file byte-identical and no temporary
+file behind.
+
+Run:  python benchmarks/faults.py [--flips 400] [--footer-flips 50] [--raw-flips 150]
+      [--forgeries 200] [--disk-full 30] [--new-only] [--json FILE]
 """
 
 from __future__ import annotations
@@ -260,6 +271,161 @@ def run(flips: int = 400, raw_flips: int = 150, cuts: int = 25, footer_flips: in
     }
 
 
+# ------------------------------------------------------------------ forgeries
+
+
+def _forge_edit(table, rng: random.Random):
+    """One implausible value in one row, chosen by ``rng``; returns (label, table)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from latbench.pruned_ids import pruned_ids
+
+    status = table.column("status").to_numpy(zero_copy_only=False)
+    ok_rows = np.flatnonzero(status == "ok")
+    i = int(rng.choice(ok_rows))
+    aid = table.column("arch_id")[i].as_py()
+    g = pruned_ids()
+    edits = [
+        ("latency_ms", rng.choice([-5.0, 0.0, float("nan"), float("inf"), 1e300, 5e-324])),
+        ("latency_std_ms", rng.choice([-0.5, float("nan"), float("inf")])),
+        ("status", rng.choice(["OK", "ok\x1b[2J", "", "measured"])),
+        (
+            "arch_id",
+            rng.choice([-1, 15625, 99999, 2**30, int(rng.choice(table["arch_id"]).as_py())]),
+        ),
+        ("valid", False),
+        ("latency_ms", None),
+        ("flops", rng.choice([-1, -(2**40)])),
+        ("params", -1),
+        ("runs", -1),
+        ("timed_arch_id", rng.choice([-1, 15625, 2**30])),
+        ("timed_arch_id", int(rng.choice(np.flatnonzero((g != g[aid]) & (g >= 0))))),
+    ]
+    name, value = edits[rng.randrange(len(edits))]
+    if name == "arch_id" and value == aid:
+        value = -1
+    col = table.column(name).to_pylist()
+    col[i] = value
+    j = table.schema.get_field_index(name)
+    table = table.set_column(j, table.schema.field(j), pa.array(col, table[name].type))
+    return f"{name}={value!r}", table
+
+
+def forgeries(n: int, rng: random.Random, work: Path) -> list[dict]:
+    """``n`` forged copies of the dataset (digests recomputed), each read like ``load``."""
+    from latbench.dataset import DIGEST_EXCLUDES, read_dataset
+    from latbench.integrity import read_verified, write_verified
+
+    base = read_verified(DATASET)
+    out = []
+    for k in range(n):
+        label, table = _forge_edit(base, rng)
+        path = work / f"forged{k}.parquet"
+        write_verified(table, path, exclude=DIGEST_EXCLUDES, compression="zstd")
+        try:
+            read_dataset(path)
+            outcome, message = "silent", ""
+        except (ValueError, OSError) as exc:
+            outcome, message = "detected", str(exc)[-160:]
+        except Exception as exc:  # noqa: BLE001 - anything else would be a traceback
+            outcome, message = "unexpected", f"{type(exc).__name__}: {str(exc)[:160]}"
+        path.unlink()
+        out.append({"edit": label, "outcome": outcome, "message": message})
+    return out
+
+
+# ------------------------------------------------------------------ disk full
+
+
+def _limited(limit: int):
+    def pre() -> None:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return pre
+
+
+def disk_full(n: int, rng: random.Random, work: Path) -> list[dict]:
+    """``n`` writes cut short by a seeded file-size limit: export, rewrite and import."""
+    import numpy as np
+
+    home = work / "home"
+    home.mkdir()
+    shutil.copy(DATASET, home / "src.parquet")
+    size = DATASET.stat().st_size
+    pkl = work / "photos.pkl"
+    from latbench.space import all_archs
+
+    vectors = [a.vector for a in all_archs() if a.valid][:2000]
+    import pickle
+
+    pkl.write_bytes(pickle.dumps({v: np.float64(0.01) for v in vectors}, protocol=3))
+    out = []
+    env = {**os.environ, "LATBENCH_HOME": str(home)}
+    for k in range(n):
+        kind = ("export", "rewrite", "import")[k % 3]
+        target = {"export": work / "copy.parquet", "rewrite": work / "victim.parquet",
+                  "import": home / "photos.parquet"}[kind]  # fmt: skip
+        if kind == "rewrite":
+            shutil.copy(DATASET, target)
+        elif kind == "export":
+            target.write_bytes(b"the previous export")
+        else:
+            target.unlink(missing_ok=True)
+        before = target.read_bytes() if target.exists() else None
+        cmd = {"export": ["export", "src", "-o", str(target), "--overwrite"],
+               "rewrite": ["rewrite", str(target)],
+               "import": ["import", "eagle", str(pkl), "--key", "photos"]}[kind]  # fmt: skip
+        limit = rng.randrange(1, size)
+        p = subprocess.run([sys.executable, "-m", "latbench", *cmd], capture_output=True,
+                           text=True, env=env, preexec_fn=_limited(limit), timeout=300)  # fmt: skip
+        err = p.stderr.strip()
+        after = target.read_bytes() if target.exists() else None
+        leftovers = [x.name for x in target.parent.iterdir() if x.name.endswith(".tmp")]
+        held = (
+            p.returncode == 2
+            and len(err.splitlines()) == 1
+            and "Traceback" not in err
+            and target.name in err
+            and after == before
+            and not leftovers
+        )
+        if p.returncode == 0:  # the limit was above what this write needed
+            held = None
+        out.append({"kind": kind, "limit": limit, "rc": p.returncode, "held": held,
+                    "unchanged": after == before, "leftovers": leftovers,
+                    "message": err.splitlines()[-1][:200] if err else ""})  # fmt: skip
+    return out
+
+
+def run_new(forged: int, full: int) -> dict:
+    """The issue-27 faults alone: forgeries and disk-full writes."""
+    rng = random.Random(SEED + 27)
+    with tempfile.TemporaryDirectory(prefix="latbench-faults27-") as tmp:
+        work = Path(tmp)
+        t0 = time.perf_counter()
+        f = forgeries(forged, rng, work)
+        d = disk_full(full, rng, work)
+        wall = time.perf_counter() - t0
+    count = {o: sum(r["outcome"] == o for r in f) for o in ("detected", "silent", "unexpected")}
+    tried = [r for r in d if r["held"] is not None]
+    return {
+        "forgeries": {"n": len(f), **count, "cases": f},
+        "disk_full": {
+            "n": len(d),
+            "cut_short": len(tried),
+            "held": sum(bool(r["held"]) for r in tried),
+            "completed_under_limit": len(d) - len(tried),
+            "cases": d,
+        },
+        "wall_s": round(wall, 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:
@@ -271,9 +437,27 @@ def main(argv: list[str] | None = None) -> int:
                     help="bit flips inside each dataset's Parquet footer (50)")  # fmt: skip
     ap.add_argument("--raw-flips", type=int, default=150, help="bit flips in the raw file (150)")
     ap.add_argument("--cuts", type=int, default=25, help="truncations of each file (25)")
-    ap.add_argument("--json", type=Path, default=RESULTS, help=f"results file ({RESULTS.name})")
+    ap.add_argument("--forgeries", type=int, default=200, help="forged values (200)")
+    ap.add_argument("--disk-full", type=int, default=30, help="writes cut short (30)")
+    ap.add_argument("--new-only", action="store_true",
+                    help="only forgeries and disk-full (results in faults27.json)")  # fmt: skip
+    ap.add_argument("--json", type=Path, default=None, help=f"results file ({RESULTS.name})")
     args = ap.parse_args(argv)
+    new = run_new(args.forgeries, args.disk_full)
+    fg, dk = new["forgeries"], new["disk_full"]
+    print(f"forgeries (digests recomputed) n={fg['n']}: detected {fg['detected']}, "
+          f"silent {fg['silent']}, unexpected error {fg['unexpected']}")  # fmt: skip
+    print(f"disk full n={dk['n']}: cut short {dk['cut_short']}, held {dk['held']} (exit 2, one "
+          f"line naming the file, previous file unchanged, no temporary file); "
+          f"{dk['completed_under_limit']} completed under the limit")  # fmt: skip
+    if args.new_only:
+        path = args.json or RESULTS.with_name("faults27.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(new, indent=1))
+        return 0 if fg["silent"] + fg["unexpected"] == 0 and dk["held"] == dk["cut_short"] else 1
+    args.json = args.json or RESULTS
     res = run(args.flips, args.raw_flips, args.cuts, args.footer_flips)
+    res["issue27"] = new
     for key, s in res["summary"].items():
         print(f"{key:<50} n={s['n']:<4} detected {s['detected']:<4} benign {s['benign']:<4} "
               f"silent {s['silent']:<4} crash {s['crash']} unexpected error {s['unexpected']}")  # fmt: skip

@@ -936,12 +936,23 @@ def run(timeout: float = 30.0, only: str | None = None) -> dict:
             "python": platform.python_version(), "machine": platform.platform()}  # fmt: skip
 
 
+def _values_campaign(timeout: float, only: str | None) -> dict:
+    """The forged-values and hostile-files cases (issue 27), ``benchmarks/hostile_values.py``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import hostile_values
+
+    return hostile_values.run(min(timeout, 60.0), only)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, default=RESULTS, help=f"results file ({RESULTS.name})")
     ap.add_argument("--only", help="run only cases whose name contains this text")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds per case")
+    ap.add_argument("--imports-only", action="store_true",
+                    help="skip the forged-values/files cases of hostile_values.py")  # fmt: skip
     args = ap.parse_args(argv)
+    values = None if args.imports_only else _values_campaign(args.timeout, args.only)
     res = run(args.timeout, args.only)
     t = res["totals"]
     for o in res["cases"]:
@@ -956,9 +967,15 @@ def main(argv: list[str] | None = None) -> int:
           f"partial writes {t['partial_writes']}, accepted {t['accepted']}, "
           f"exit 2 {t['exit_2']}/{t['cases']}, multi-line errors {t['not_one_line']}; "
           f"controls imported {t['controls_imported']}/{t['controls']}")  # fmt: skip
+    if values is not None:
+        res["values"] = values
+        print()
+        sys.modules["hostile_values"].report(values)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(res, indent=1))
     failed = t["executed"] + t["crashes"] + t["tracebacks"] + t["partial_writes"] + t["accepted"]
+    if values is not None:
+        failed += values["totals"]["cases"] - values["totals"]["held"]
     return 1 if failed or t["controls_imported"] != t["controls"] else 0
 
 

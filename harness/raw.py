@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from latbench.harness.raw_checks import check_raw_values
 from latbench.harness.timing import Protocol, two_stage_filter
 
 __all__ = [
@@ -355,6 +356,7 @@ def read_raw(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise RawFormatError(
             f"{path}: raw timings differ from their recorded SHA-256 (corrupted or edited)"
         )
+    check_raw_values(path, out)  # whatever the digest says: it proves no soundness
     return out
 
 

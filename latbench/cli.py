@@ -61,7 +61,10 @@ def fit_table(df: pd.DataFrame, width: int) -> str:
     least 12 characters) and long cells of any column end in an ellipsis.
     """
     cols = [str(c) for c in df.columns]
-    cells = {c: ["-" if pd.isna(v) else str(v) for v in df[c]] for c in df.columns}
+    from latbench.terminal import safe
+
+    # names and keys come from files: control characters escaped before measuring widths
+    cells = {c: ["-" if pd.isna(v) else safe(v) for v in df[c]] for c in df.columns}
     widths = [min(max(len(c), *(len(x) for x in cells[c])), _CAPS.get(c, 10**6)) for c in cols]
     widths[-1] = max(12, min(widths[-1], width - sum(widths[:-1]) - 2 * (len(cols) - 1)))
     rows = [cols, *zip(*(cells[c] for c in df.columns), strict=True)]
@@ -127,6 +130,7 @@ def spearman(x: pd.Series, y: pd.Series) -> float:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from latbench.loader import load
+    from latbench.terminal import safe
 
     df = load(args.key, data_home=args.data_home)
     meta = df.attrs.get("metadata", {})
@@ -153,7 +157,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     ]
     for name, value in lines:
         if value not in (None, ""):
-            print(f"{name:<11}{value}")
+            print(f"{name:<11}{safe(value)}")
     print(f"{'rows':<11}{stats['rows']}")
     print(f"{'status':<11}" + ", ".join(f"{k} {v}" for k, v in stats["status"].items()))
     if stats["latency_ms"]:
@@ -168,11 +172,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _print_reports(reports: Sequence[Any]) -> None:
+    from latbench.terminal import safe
+
     for r in reports:
         c = r.counts
         print(
-            f"wrote {r.key}: ok {c['ok']}, invalid {c['invalid']}, missing {c['missing']}"
-            f" -> {r.path}"
+            f"wrote {safe(r.key)}: ok {c['ok']}, invalid {c['invalid']}, missing {c['missing']}"
+            f" -> {safe(r.path)}"
         )
     print(f"{len(reports)} dataset(s) imported")
 
@@ -183,6 +189,7 @@ def _skipped_files_reported() -> Any:
     import warnings
 
     from latbench.importers.eagle import SkippedFileWarning
+    from latbench.terminal import safe_line
 
     @contextlib.contextmanager
     def ctx() -> Any:
@@ -193,7 +200,7 @@ def _skipped_files_reported() -> Any:
             finally:
                 for w in caught:
                     if issubclass(w.category, SkippedFileWarning):
-                        print(f"{_PROG}: {w.message}", file=sys.stderr)
+                        print(f"{_PROG}: {safe_line(str(w.message))}", file=sys.stderr)
                     else:
                         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
@@ -202,6 +209,10 @@ def _skipped_files_reported() -> Any:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from latbench.importers import import_datasets
+    from latbench.keys import validate_key
+
+    if args.key is not None:  # checked before the source is even opened
+        validate_key(args.key, shadow_check=True)
 
     with _skipped_files_reported():
         reports = import_datasets(
@@ -234,6 +245,10 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         return 0
     if args.folder_id:
         raise ValueError("--folder-id is for fetch latbench only")
+    if args.name is not None:
+        from latbench.keys import validate_file_name
+
+        validate_file_name(args.name, "--name")
     if args.source == "help":
         if args.urls or args.name or args.sha256:
             raise ValueError("fetch help takes no URLs, --name or --sha256 (use --base-url)")
@@ -273,6 +288,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 def _cmd_arch(args: argparse.Namespace) -> int:
     from latbench.network import costs
+    from latbench.terminal import safe
 
     arch = parse_arch_arg(args.arch)
     g = arch.graph
@@ -297,7 +313,7 @@ def _cmd_arch(args: argparse.Namespace) -> int:
             print(f"{name:<10}{value}")
     for row in info.get("latencies", []):
         lat = "-" if row["latency_ms"] is None else f"{row['latency_ms']:.4g} ms"
-        print(f"  {row['key']:<40}{lat:>12}  {row['status']}")
+        print(f"  {safe(row['key']):<40}{lat:>12}  {safe(row['status'])}")
     return 0
 
 
@@ -324,21 +340,24 @@ def _latencies(aid: int, home: str | None) -> list[dict[str, Any]]:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from latbench.dataset import atomic_path, write_dataset
+    from latbench.keys import check_output
     from latbench.loader import load
+    from latbench.terminal import safe
 
     out = Path(args.output)
     fmt = args.format or {".csv": "csv", ".parquet": "parquet"}.get(out.suffix.lower())
     if fmt is None:
-        raise ValueError(f"cannot tell the format from {out.name!r}; pass --format csv|parquet")
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+        raise ValueError(
+            f"cannot tell the format from {safe(out.name)!r}; pass --format csv|parquet"
+        )
+    check_output(out, args.overwrite)  # never replaces a FIFO, socket or device node
     df = load(args.key, data_home=args.data_home)
     if fmt == "parquet":
         write_dataset(df, out, df.attrs.get("metadata"))
     else:
         with atomic_path(out) as tmp:
             df.to_csv(tmp, index=False)
-    print(f"wrote {len(df)} rows of {args.key} -> {out}")
+    print(f"wrote {len(df)} rows of {safe(args.key)} -> {safe(out)}")
     return 0
 
 
@@ -476,11 +495,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from latbench.integrity import check_file
+    from latbench.terminal import safe_line
 
     failed = 0
     for f in args.files:
         try:
-            print(check_file(f))
+            print(safe_line(check_file(f)))
+        except BrokenPipeError:
+            raise  # the reader left (`| head`): not a failed file
         except (ValueError, OSError) as exc:
             failed += 1
             print(f"{_PROG}: error: {_one_line(exc)}", file=sys.stderr)
@@ -489,20 +511,34 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_rewrite(args: argparse.Namespace) -> int:
     from latbench.integrity import rewrite_file
+    from latbench.terminal import safe_line
 
     for f in args.files:
-        print(rewrite_file(f))
+        print(safe_line(rewrite_file(f)))
     return 0
 
 
 def _one_line(exc: BaseException) -> str:
+    from latbench.terminal import safe_line
+
     text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-    return " ".join(text.split()) or type(exc).__name__
+    return safe_line(text, 1000) or type(exc).__name__
+
+
+def _one_line_warnings(message: Any, category: Any, *_: Any, **__: Any) -> None:
+    """Warnings as one escaped line each on stderr (file names and keys come from files)."""
+    from latbench.terminal import safe_line
+
+    print(f"{_PROG}: warning: {safe_line(str(message), 1000)}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``latbench`` command; returns the exit status."""
+    import warnings
+
     args = build_parser().parse_args(argv)
+    shown = warnings.showwarning
+    warnings.showwarning = _one_line_warnings
     try:
         return int(args.func(args))
     except BrokenPipeError:
@@ -523,6 +559,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{_PROG}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

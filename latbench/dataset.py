@@ -9,8 +9,11 @@ temporary file in the target directory, fsync'd, then renamed over the target).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
@@ -41,6 +44,8 @@ __all__ = [
     "DatasetError",
     "arch_table",
     "atomic_path",
+    "check_bounds",
+    "parse_metadata",
     "read_dataset",
     "read_metadata",
     "skeleton_frame",
@@ -54,6 +59,14 @@ STATUSES = ("ok", "invalid", "failed", "missing")
 LATENCY_RANGE_MS = (1e-4, 1e7)
 """Latencies a dataset may hold, in ms: 100 ns to ~2.8 hours. Anything outside is a
 unit error or corruption (a 5e-324 s or 1e300 s release entry), never a measurement."""
+MAX_METADATA_BYTES = 64 * 1024
+"""Largest metadata JSON a dataset may carry (real ones are ~2 KB)."""
+MAX_METADATA_DEPTH = 32
+"""Deepest nesting of ``[``/``{`` in that JSON (real ones: 3)."""
+MAX_FOOTER_BYTES = 1 << 20
+"""Largest Parquet footer read (schema and metadata; real ones are ~10 KB)."""
+MAX_TABLE_BYTES = 64 << 20
+"""Largest decoded size a dataset's column chunks may declare (real ones: ~3 MB)."""
 DIGEST_EXCLUDES = ("arch_str",)
 """Columns the table digest leaves out: ``arch_str`` is checked equal to ``arch_id``'s
 architecture on every read instead, which is cheaper and stronger."""
@@ -102,18 +115,32 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it over ``path`` on success.
 
     On any exception the temporary file is removed and ``path`` is left untouched.
+    Only a regular file (or nothing) is ever replaced: a FIFO, socket, device node or
+    folder at ``path`` raises :class:`DatasetError` before anything is written. An
+    ``OSError`` while writing (a full disk) is re-raised as one line naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _make_parent(path.parent)
+    _refuse_special(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; datasets are shared files
-        os.replace(tmp_path, path)
+        try:
+            yield tmp_path
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; datasets are shared
+            _refuse_special(path)  # it may have appeared while we wrote
+            os.replace(tmp_path, path)
+        except Exception as exc:
+            # pyarrow and h5py report a full disk without the file's name: add it
+            if _is_disk_full(exc):
+                raise _write_error(path, exc) from None
+            raise
         with contextlib.suppress(OSError):  # directory fsync is not available everywhere
             dfd = os.open(path.parent, os.O_RDONLY)
             try:
@@ -122,6 +149,61 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
                 os.close(dfd)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _refuse_special(path: Path) -> None:
+    """Raise unless ``path`` is absent or a regular file (a symlink to one counts)."""
+    from latbench.keys import file_kind
+    from latbench.terminal import safe
+
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise DatasetError(f"{safe(path)}: a dangling symbolic link; not written") from None
+        return
+    except OSError as exc:
+        raise DatasetError(f"{safe(path)}: cannot inspect it: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DatasetError(
+            f"{safe(path)}: is a {file_kind(st.st_mode)}, not a regular file; not replaced"
+        )
+
+
+def _make_parent(parent: Path) -> None:
+    from latbench.terminal import safe
+
+    for p in (parent, *parent.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                raise DatasetError(f"{safe(p)}: is not a folder, so nothing can be written in it")
+            break
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetError(f"{safe(parent)}: cannot create the folder: {exc.strerror}") from None
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return True
+    text = str(exc)
+    return "No space left" in text or "errno 28" in text.lower() or "Disk quota" in text
+
+
+def _write_error(path: Path, exc: BaseException, detail: str | None = None) -> OSError:
+    """One line naming ``path`` for an OS error while writing it (disk full: says so)."""
+    from latbench.terminal import safe
+
+    if getattr(exc, "errno", None) == errno.EFBIG:
+        what = "File too large (the file size limit was reached)"
+    elif _is_disk_full(exc):
+        what = "No space left on device (disk full)"
+    else:
+        what = safe(" ".join((detail or getattr(exc, "strerror", None) or str(exc)).split()))
+    err = OSError(f"{safe(path)}: not written: {what}; the previous file, if any, is unchanged")
+    err.errno = getattr(exc, "errno", None)
+    return err
 
 
 def _is_number_column(col: pd.Series) -> bool:
@@ -168,7 +250,8 @@ def to_table(df: pd.DataFrame, metadata: Mapping[str, Any] | None = None) -> pa.
         table = pa.Table.from_pandas(cols, schema=schema, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
         raise DatasetError(f"frame does not match the LatBench schema: {exc}") from exc
-    problems = row_problems(table)  # what a reader would refuse is never written
+    # what a reader would refuse is never written
+    problems = row_problems(table, allow_empty=_is_shard(metadata))
     if problems:
         raise DatasetError("; ".join(problems))
     meta = {"schema_version": SCHEMA_VERSION, **dict(metadata or {})}
@@ -191,15 +274,99 @@ def write_dataset(
     return path
 
 
-def _open(path: Path) -> pq.ParquetFile:
-    if not path.exists():
-        raise DatasetError(f"{path}: no such file")
+def _open(path: Path, max_rows: int | None = None) -> pq.ParquetFile:
+    """Open ``path`` after bounding what reading it can cost; see :func:`check_bounds`."""
+    md = check_bounds(path, max_rows)
     try:
+        if md is not None:  # the footer just parsed: no second parse
+            return pq.ParquetFile(path, metadata=md, page_checksum_verification=True)
         return open_verified(path)
     except (pa.ArrowException, OSError) as exc:
         raise DatasetError(
-            f"{path}: not a readable Parquet file (corrupt or truncated?): {_short(exc)}"
+            f"{_shown(path)}: not a readable Parquet file (corrupt or truncated?): {_short(exc)}"
         ) from exc
+
+
+def _shown(path: Path) -> str:
+    from latbench.terminal import safe
+
+    return safe(path)
+
+
+def check_bounds(
+    path: str | os.PathLike[str], max_rows: int | None = None
+) -> pq.FileMetaData | None:
+    """Refuse, before anything is decoded, a Parquet file too big to be a LatBench file.
+
+    ``path`` must be a regular file (a FIFO would block the reader forever) whose
+    footer is at most :data:`MAX_FOOTER_BYTES`; with ``max_rows`` (datasets: 15,625)
+    its declared rows must not exceed it, its column chunks' compressed sizes must fit
+    in the file and their decoded sizes in :data:`MAX_TABLE_BYTES`. Returns the parsed
+    footer when it was read (with ``max_rows``).
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DatasetError(f"{_shown(path)}: no such file") from None
+    except OSError as exc:
+        raise DatasetError(f"{_shown(path)}: cannot open it: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        from latbench.keys import file_kind
+
+        raise DatasetError(f"{_shown(path)}: is a {file_kind(st.st_mode)}, not a regular file")
+    size = st.st_size
+    try:
+        with open(path, "rb") as fh:
+            if size < 12:
+                raise DatasetError(
+                    f"{_shown(path)}: not a readable Parquet file (only {size} bytes)"
+                )
+            fh.seek(size - 8)
+            tail = fh.read(8)
+    except OSError as exc:
+        raise DatasetError(f"{_shown(path)}: cannot read it: {exc.strerror}") from None
+    footer = int.from_bytes(tail[:4], "little")
+    if tail[4:] != b"PAR1":
+        raise DatasetError(
+            f"{_shown(path)}: not a readable Parquet file (no PAR1 trailer: truncated?)"
+        )
+    if footer > min(MAX_FOOTER_BYTES, size - 12):
+        raise DatasetError(
+            f"{_shown(path)}: its Parquet footer claims {footer} bytes (file {size} bytes,"
+            f" at most {MAX_FOOTER_BYTES} read)"
+        )
+    if max_rows is None:
+        return None
+    try:
+        md = pq.read_metadata(path)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DatasetError(
+            f"{_shown(path)}: not a readable Parquet file (corrupt or truncated?): {_short(exc)}"
+        ) from None
+    if md.num_rows > max_rows:
+        raise DatasetError(
+            f"{_shown(path)}: declares {md.num_rows} rows, more than the {max_rows} a"
+            " dataset can hold"
+        )
+    if md.num_columns > 64 or md.num_row_groups > 1024:
+        raise DatasetError(
+            f"{_shown(path)}: declares {md.num_columns} columns in {md.num_row_groups} row"
+            " groups (at most 64 and 1024)"
+        )
+    packed = unpacked = 0
+    for g in range(md.num_row_groups):
+        rg = md.row_group(g)
+        for c in range(rg.num_columns):
+            col = rg.column(c)
+            packed += col.total_compressed_size
+            unpacked += col.total_uncompressed_size
+    if packed > size or unpacked > MAX_TABLE_BYTES:
+        raise DatasetError(
+            f"{_shown(path)}: its columns declare {packed} bytes stored and {unpacked}"
+            f" decoded (file {size} bytes, at most {MAX_TABLE_BYTES} decoded)"
+        )
+    return md
 
 
 def _short(exc: BaseException) -> str:
@@ -207,22 +374,49 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _metadata(path: Path, schema: pa.Schema) -> dict[str, Any]:
-    raw = (schema.metadata or {}).get(METADATA_KEY)
-    if raw is None:
-        raise DatasetError(f"{path}: no LatBench metadata (key {METADATA_KEY.decode()!r})")
+def _json_depth(raw: bytes) -> int:
+    """Deepest ``[``/``{`` nesting of a JSON text, strings skipped (vectorized)."""
+    body = re.sub(rb'"(?:[^"\\]|\\.)*"', b"", raw)
+    codes = np.frombuffer(body, dtype=np.uint8)
+    steps = np.isin(codes, (0x5B, 0x7B)).astype(np.int32) - np.isin(codes, (0x5D, 0x7D))
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def parse_metadata(path: str | os.PathLike[str], raw: bytes) -> dict[str, Any]:
+    """The metadata JSON ``raw`` of ``path`` as a dict, size- and depth-capped first.
+
+    Raises :class:`DatasetError` for more than :data:`MAX_METADATA_BYTES`, nesting
+    deeper than :data:`MAX_METADATA_DEPTH`, invalid JSON, a non-object or another
+    schema version.
+    """
+    shown = _shown(Path(path))
+    if len(raw) > MAX_METADATA_BYTES:
+        raise DatasetError(
+            f"{shown}: LatBench metadata is {len(raw)} bytes (at most {MAX_METADATA_BYTES})"
+        )
+    if _json_depth(raw) > MAX_METADATA_DEPTH:
+        raise DatasetError(
+            f"{shown}: LatBench metadata nests deeper than {MAX_METADATA_DEPTH} levels"
+        )
     try:
         meta = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: LatBench metadata is not valid JSON: {exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise DatasetError(f"{shown}: LatBench metadata is not valid JSON: {_short(exc)}") from None
     if not isinstance(meta, dict):
-        raise DatasetError(f"{path}: LatBench metadata must be a JSON object")
+        raise DatasetError(f"{shown}: LatBench metadata must be a JSON object")
     version = meta.get("schema_version")
     if version != SCHEMA_VERSION:
         raise DatasetError(
-            f"{path}: schema version {version!r}, this LatBench reads {SCHEMA_VERSION}"
+            f"{shown}: schema version {short_repr(version)}, this LatBench reads {SCHEMA_VERSION}"
         )
     return meta
+
+
+def _metadata(path: Path, schema: pa.Schema) -> dict[str, Any]:
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        raise DatasetError(f"{_shown(path)}: no LatBench metadata (key {METADATA_KEY.decode()!r})")
+    return parse_metadata(path, raw)
 
 
 def _check_schema(path: Path, schema: pa.Schema) -> None:
@@ -280,14 +474,23 @@ def _arch_str_problems(table: pa.Table, ids: np.ndarray) -> list[str]:
     ]
 
 
-def row_problems(table: pa.Table) -> list[str]:
+def _is_shard(metadata: Mapping[str, Any] | None) -> bool:
+    """A shard ``i/n`` of a sharded run (n > 1) may hold no rows; a dataset may not."""
+    shard = (metadata or {}).get("shard")
+    return isinstance(shard, str) and bool(re.fullmatch(r"\d+/\d+", shard)) and shard != "1/1"
+
+
+def row_problems(table: pa.Table, allow_empty: bool = False) -> list[str]:
     """What is wrong with a dataset table's rows (empty list: nothing).
 
-    Beyond nulls, statuses and duplicate ids: ``arch_id`` in 0..15624, ``arch_str``
-    and ``valid`` equal to that id's architecture, ``status="invalid"`` exactly for
-    invalid architectures, a latency on every ``ok`` row and none on ``failed`` or
-    ``missing`` ones (``invalid`` rows may keep a source's figure), latencies within
-    :data:`LATENCY_RANGE_MS`, non-negative spreads, runs, FLOPs and params.
+    Beyond nulls, statuses and duplicate ids: at least one row (unless
+    ``allow_empty``: a shard of a sharded run may get none), ``arch_id`` in 0..15624,
+    ``arch_str`` and ``valid`` equal to that id's architecture, ``status="invalid"``
+    exactly for invalid architectures, a latency on every ``ok`` row and none on
+    ``failed`` or ``missing`` ones (``invalid`` rows may keep a source's figure),
+    latencies within :data:`LATENCY_RANGE_MS`, finite non-negative spreads,
+    non-negative runs, FLOPs, params and optional numbers, ``timed_arch_id`` in range
+    and building the same pruned network as ``arch_id``.
     """
     import pyarrow.compute as pc
 
@@ -301,13 +504,16 @@ def row_problems(table: pa.Table) -> list[str]:
     if problems:
         return problems
     status = table.column("status")
-    known = pc.is_in(status, pa.array(STATUSES))
-    if len(status) and not pc.all(known).as_py():
+    # one kernel for the three status tests: the index in STATUSES, -1 for unknown
+    code = pc.index_in(status, pa.array(STATUSES)).to_numpy(zero_copy_only=False)
+    code = np.nan_to_num(code, nan=-1).astype(np.int8) if code.dtype.kind == "f" else code
+    if len(status) and (code < 0).any():
+        known = pa.array(code >= 0)
         bad = sorted(pc.unique(pc.filter(status, pc.invert(known))).to_pylist())
         problems.append(f"unknown status value(s) {short_repr(bad)}; allowed: {STATUSES}")
     ids = table.column("arch_id").to_numpy()
     if len(ids) == 0:
-        return problems
+        return problems if allow_empty else [*problems, "the dataset holds no rows"]
     if ids.min() < 0 or ids.max() >= N_ARCHS:
         out = ids[(ids < 0) | (ids >= N_ARCHS)][0]
         return [*problems, f"arch_id {out} is outside 0..{N_ARCHS - 1}"]
@@ -324,10 +530,7 @@ def row_problems(table: pa.Table) -> list[str]:
             f"valid of arch_id {ids[i]} is {bool(got_valid[i])}, should be {bool(want_valid[i])}"
         )
 
-    def flags(value: str) -> np.ndarray:
-        return pc.equal(status, value).to_numpy(zero_copy_only=False)
-
-    invalid, ok = flags("invalid"), flags("ok")
+    invalid, ok = code == STATUSES.index("invalid"), code == STATUSES.index("ok")
     wrong = invalid != ~want_valid
     if wrong.any():
         i = int(np.flatnonzero(wrong)[0])
@@ -348,29 +551,59 @@ def row_problems(table: pa.Table) -> list[str]:
     if lat.size and not ((lat >= lo) & (lat <= hi)).all():
         bad_lat = lat[~((lat >= lo) & (lat <= hi))][0]
         problems.append(f"latency {bad_lat!r} ms is outside the plausible {lo:g}..{hi:g} ms")
-    for name in ("latency_std_ms", "runs", "flops", "params", "timed_arch_id"):
+    optional = [f.name for f in OPTIONAL_FIELDS if f.name in table.column_names]
+    for name in ("latency_std_ms", "runs", "flops", "params", "timed_arch_id", *optional):
         col = table.column(name)
-        if col.null_count == len(col):
+        if (
+            col.null_count == len(col)
+            or not pa.types.is_floating(col.type)
+            and not (pa.types.is_integer(col.type))
+        ):
             continue
         x = col.drop_null().to_numpy()
-        if not (x >= 0).all() or (name == "latency_std_ms" and not np.isfinite(x).all()):
+        if not (x >= 0).all() or (x.dtype.kind == "f" and not np.isfinite(x).all()):
             problems.append(f"column {name!r} holds a negative or non-finite value")
         elif name == "timed_arch_id" and x.max() >= N_ARCHS:
             problems.append(f"timed_arch_id {x.max()} is outside 0..{N_ARCHS - 1}")
+        elif name == "timed_arch_id":
+            problems += _timed_problems(table, ids)
     return problems
 
 
-def _check_rows(path: Path, table: pa.Table) -> None:
+def _timed_problems(table: pa.Table, ids: np.ndarray) -> list[str]:
+    """A ``timed_arch_id`` must build the same pruned network as the row's ``arch_id``."""
+    timed = table.column("timed_arch_id").to_numpy(zero_copy_only=False)
+    has = ~np.isnan(timed) if timed.dtype.kind == "f" else np.ones(len(timed), bool)
+    other = has & (np.where(has, timed, -1) != ids)
+    if not other.any():  # the common case: each row timed itself, nothing to compare
+        return []
+    from latbench.pruned_ids import pruned_ids
+
+    graphs = pruned_ids()
+    t = timed[other].astype(np.int64)
+    wrong = graphs[t] != graphs[ids[other]]
+    if not wrong.any():
+        return []
+    i = int(np.flatnonzero(wrong)[0])
+    return [
+        f"arch_id {ids[other][i]} was timed as arch_id {t[i]}, which builds a different"
+        " pruned network"
+    ]
+
+
+def _check_rows(path: Path, table: pa.Table, allow_empty: bool = False) -> None:
     """Row-level rules that the Parquet schema cannot express (same as :func:`to_table`)."""
-    problems = row_problems(table)
+    problems = row_problems(table, allow_empty)
     if problems:
-        raise DatasetError(f"{path}: " + "; ".join(problems))
+        raise DatasetError(f"{_shown(path)}: " + "; ".join(problems))
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The file-level metadata of a dataset file, validated, without reading rows."""
+    from latbench.space import N_ARCHS
+
     path = Path(path)
-    pf = _open(path)
+    pf = _open(path, N_ARCHS)
     # The Parquet key-value metadata is what a table read returns and what the digest
     # covers; the Arrow schema blob in the footer holds a second, unchecked copy.
     kv = {k: v for k, v in (pf.metadata.metadata or {}).items() if k != b"ARROW:schema"}
@@ -386,10 +619,14 @@ def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read and validate a dataset file.
 
     Returns one row per architecture with the :data:`COLUMNS`; the metadata dict is
-    in ``df.attrs["metadata"]``.
+    in ``df.attrs["metadata"]``. The file is bounded before it is decoded
+    (:func:`check_bounds`) and every row check runs whatever its digest says: a
+    digest anyone can recompute proves the file is undamaged, not that it is sound.
     """
+    from latbench.space import N_ARCHS
+
     path = Path(path)
-    pf = _open(path)
+    pf = _open(path, N_ARCHS)
     schema = pf.schema_arrow
     _metadata(path, schema)  # fail fast on a foreign file, before reading its rows
     _check_schema(path, schema)
@@ -398,26 +635,21 @@ def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
         table = pf.read()  # every column: the digest covers them all
     except (pa.ArrowException, OSError) as exc:  # a page checksum failure lands here too
         raise DatasetError(
-            f"{path}: cannot read rows (corrupt or truncated?): {_short(exc)}"
+            f"{_shown(path)}: cannot read rows (corrupt or truncated?): {_short(exc)}"
         ) from exc
     except (ValueError, KeyError, IndexError, TypeError) as exc:  # e.g. a damaged footer
-        raise DatasetError(f"{path}: unreadable (corrupt?): {_short(exc)}") from exc
+        raise DatasetError(f"{_shown(path)}: unreadable (corrupt?): {_short(exc)}") from exc
+    if table.num_rows > N_ARCHS:  # the footer said otherwise: never trust one number
+        raise DatasetError(f"{_shown(path)}: holds {table.num_rows} rows (at most {N_ARCHS})")
     try:
-        verified = verify_table(path, table)
+        verify_table(path, table)
     except IntegrityError as exc:
         raise DatasetError(str(exc)) from None
     # The metadata users get is the copy the digest verified (the table's key-value
     # metadata), never the second copy inside the footer's Arrow schema blob.
     meta = _metadata(path, table.schema)
     table = table.select([*COLUMNS, *present])
-    if verified:
-        # The writer ran every row check (to_table) and the digest proves the rows are
-        # those; only arch_str, which the digest leaves out, is compared with the id.
-        problems = _arch_str_problems(table, table.column("arch_id").to_numpy())
-        if problems:
-            raise DatasetError(f"{path}: " + "; ".join(problems))
-    else:
-        _check_rows(path, table)
+    _check_rows(path, table, allow_empty=_is_shard(meta))
     df = table.to_pandas()
     for name in _NULLABLE_INTS:  # keep nullable ints as ints, not floats with NaN
         df[name] = table.column(name).to_pandas(types_mapper=_PANDAS_TYPES.get)

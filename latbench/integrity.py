@@ -254,6 +254,7 @@ def rewrite_file(path: str | os.PathLike[str]) -> str:
     from latbench.manifest import update_entry, verify_file
 
     path = Path(path)
+    _regular_only(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     verify_file(path)  # never launder a damaged bundled file into a "verified" one
@@ -314,6 +315,7 @@ def check_file(path: str | os.PathLike[str]) -> str:
     from latbench.manifest import verify_file
 
     path = Path(path)
+    _regular_only(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     verify_file(path)
@@ -322,11 +324,16 @@ def check_file(path: str | os.PathLike[str]) -> str:
         if path.name.endswith(".raw.h5"):
             from latbench.harness.raw import read_raw
 
-            n = len(read_raw(path)["arch_id"])
-            what = f"raw timings, {n} rows"
+            raw = read_raw(path)
+            n = len(raw["arch_id"])
+            what = f"raw timings, {n} rows, values valid"
+            _check_beside_dataset(path, raw)
         elif not path.name.endswith(".parquet"):
             raise ValueError(f"{path}: not a LatBench file (.parquet or .raw.h5)")
         else:
+            from latbench.dataset import check_bounds
+
+            check_bounds(path)  # a regular file whose footer is bounded, before parsing it
             try:
                 schema = pq.read_schema(path)
             except (pa.ArrowException, OSError) as exc:
@@ -334,7 +341,9 @@ def check_file(path: str | os.PathLike[str]) -> str:
             if METADATA_KEY in (schema.metadata or {}) and not path.name.endswith(
                 ".layers.parquet"
             ):
-                what = f"dataset, {len(read_dataset(path))} rows"
+                df = read_dataset(path)
+                what = f"dataset, {len(df)} rows, values valid"
+                _check_beside_raw(path, df)
             else:
                 try:
                     what = f"table, {read_verified(path).num_rows} rows"
@@ -343,6 +352,56 @@ def check_file(path: str | os.PathLike[str]) -> str:
     if any(issubclass(w.category, UnverifiedFileWarning) for w in caught):
         return f"{path}: readable {what}, but NO checksums: latbench rewrite {path}"
     return f"{path}: ok ({what}, checksums verified)"
+
+
+def _regular_only(path: Path) -> None:
+    """Refuse a FIFO, socket or device node by name (opening a FIFO blocks forever)."""
+    import stat
+
+    from latbench.keys import file_kind
+    from latbench.terminal import safe
+
+    try:
+        st = path.stat()
+    except OSError:
+        return  # absent: the caller says "no such file"
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{safe(path)}: is a {file_kind(st.st_mode)}, not a regular file")
+
+
+def _check_beside_raw(path: Path, df: Any) -> None:
+    """A dataset and the raw file of the same key must agree (a kill between the writes)."""
+    from latbench.harness.raw_checks import sibling
+
+    raw_path = sibling(path, ".raw.h5")
+    try:
+        import h5py  # noqa: F401 - a core install cannot read raw files; nothing to compare
+    except ImportError:
+        return
+    if raw_path.is_file():
+        _raw_vs_dataset(raw_path, path)
+
+
+def _check_beside_dataset(path: Path, raw: Any) -> None:
+    from latbench.harness.raw_checks import sibling
+
+    ds = sibling(path, ".parquet")
+    if ds.is_file():
+        _raw_vs_dataset(path, ds, raw)
+
+
+def _raw_vs_dataset(raw_path: Path, ds_path: Path, raw: Any = None) -> None:
+    from latbench.dataset import read_dataset
+    from latbench.harness.raw import read_raw
+    from latbench.harness.raw_checks import raw_dataset_problems
+    from latbench.terminal import safe
+
+    raw = read_raw(raw_path) if raw is None else raw
+    problems = raw_dataset_problems(raw, read_dataset(ds_path))
+    if problems:
+        raise IntegrityError(
+            f"{safe(raw_path)} and {safe(ds_path.name)} disagree: " + "; ".join(problems)
+        )
 
 
 def read_table_file(path: str | os.PathLike[str]) -> Any:
@@ -355,6 +414,9 @@ def read_table_file(path: str | os.PathLike[str]) -> Any:
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     verify_file(path)
+    from latbench.dataset import check_bounds
+
+    check_bounds(path)  # footer size bounded before it is parsed
     try:
         return read_verified(path).to_pandas()
     except IntegrityError as exc:

@@ -22,6 +22,7 @@ from latbench.manifest import verify_file
 
 __all__ = [
     "DatasetNotFoundError",
+    "SkippedDatasetWarning",
     "bundled_dir",
     "data_home",
     "dataset_path",
@@ -34,6 +35,26 @@ __all__ = [
 
 class DatasetNotFoundError(FileNotFoundError):
     """A catalog dataset whose file is not present locally."""
+
+
+class SkippedDatasetWarning(UserWarning):
+    """A file in a dataset folder that is not listed: not a regular file, or unreadable."""
+
+
+def _listable(p: Path) -> bool:
+    """Whether ``p`` may be listed as a dataset; warns (one line) why not otherwise."""
+    import warnings
+
+    from latbench.terminal import safe
+
+    why = None
+    if any(c.isspace() and c != " " or not c.isprintable() for c in p.name):
+        why = "its name holds control characters"
+    elif not p.is_file():  # a FIFO would block the reader forever
+        why = "not a regular file (FIFO, socket, device or folder)"
+    if why:
+        warnings.warn(f"{safe(p)}: {why}; skipped", SkippedDatasetWarning, stacklevel=3)
+    return why is None
 
 
 def data_home(data_home: str | os.PathLike[str] | None = None) -> Path:
@@ -64,7 +85,7 @@ def _local_keys(home: str | os.PathLike[str] | None) -> dict[str, Path]:
             for p in d.glob("*.parquet"):
                 # per-layer tables and predictions are not datasets of measurements
                 skip = p.name.endswith((".layers.parquet", ".predicted.parquet"))
-                if not skip and not p.name.startswith("."):
+                if not skip and not p.name.startswith(".") and _listable(p):
                     found[p.stem] = p
     return found
 
@@ -179,10 +200,15 @@ def load_wide(
 
 
 def _measured_entry(key: str, path: Path) -> Dataset:
+    import warnings
+
+    from latbench.terminal import safe_line
+
     try:
         meta = read_metadata(path)
-    except ValueError:
-        meta = {}
+    except ValueError as exc:  # one bad file is reported on its own, never breaks the list
+        warnings.warn(safe_line(str(exc)), SkippedDatasetWarning, stacklevel=3)
+        return Dataset(key, "(unreadable: see the warning)", "", "", "", "", "unreadable")
     dev = meta.get("device", {}) if isinstance(meta.get("device"), dict) else {}
     rt = meta.get("runtime", {}) if isinstance(meta.get("runtime"), dict) else {}
     return Dataset(

@@ -177,7 +177,7 @@ def test_raw_files_have_fletcher32_and_a_digest_over_the_string_heap(tmp_path):
     from latbench.harness.raw import RawFormatError, read_raw, write_raw
 
     path = write_raw(tmp_path / "r.raw.h5", ["graph-key-aaaa", "graph-key-bbbb"], [1, 2],
-                     [np.arange(10), np.arange(10) + 5], {"runs": 10, "group_size": 10})  # fmt: skip
+                     [np.arange(10) + 1, np.arange(10) + 5], {"runs": 10, "group_size": 10})  # fmt: skip
     with h5py.File(path) as f:
         assert f["timings_ns"].fletcher32 and f["arch_id"].fletcher32
     assert read_raw(path)["graph_key"].tolist() == ["graph-key-aaaa", "graph-key-bbbb"]

@@ -182,7 +182,7 @@ def test_merge_refuses_mixed_protocols_and_warns_on_hosts(tmp_path):
     df = read_dataset(a)
     meta = dict(df.attrs["metadata"])
     meta["host"] = {**meta["host"], "cpu_model": "Some Other CPU"}
-    df = df.iloc[:0]
+    df = df.iloc[:1]  # an identical row; a dataset of no rows is refused (issue 27)
     latbench.write_dataset(
         df, tmp_path / "c.parquet", {k: v for k, v in meta.items() if k != "schema_version"}
     )

@@ -21,6 +21,7 @@ from latbench.importers.common import Imported, ImportFormatError
 from latbench.importers.eagle import read_eagle
 from latbench.importers.help import read_help
 from latbench.importers.hwnasbench import read_hwnasbench
+from latbench.keys import validate_key as _validate_key
 from latbench.loader import data_home as _data_home
 
 __all__ = [
@@ -97,6 +98,7 @@ def import_datasets(
     Raises :class:`FileExistsError` (before writing anything) when a target exists
     and ``overwrite`` is false.
     """
+    key = None if key is None else _validate_key(key, shadow_check=True)  # issue 27 policy
     parsed = read_source(importer, path, keys, key=key)
     for item in parsed:  # what write_dataset would refuse, refused before any write
         try:

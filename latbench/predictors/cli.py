@@ -161,6 +161,17 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writable(path: Path) -> None:
+    """The one output policy (:func:`latbench.keys.check_output`): regular files only."""
+    from latbench.keys import check_output
+    from latbench.predictors import PredictorError
+
+    try:
+        check_output(path, overwrite=True)
+    except ValueError as exc:
+        raise PredictorError(str(exc)) from None
+
+
 def _predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -182,6 +193,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.out:
         from latbench.dataset import atomic_path
 
+        _writable(args.out)
         with atomic_path(args.out) as tmp:
             df.to_csv(tmp, index=False)
         print(f"wrote {len(df)} prediction(s) -> {args.out}")
@@ -226,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         handlers = {"evaluate": _evaluate, "train": _train, "predict": _predict, **HANDLERS}
         return handlers[args.command](args)
     except (PredictorError, UnknownDatasetError, DatasetNotFoundError, ArchError) as exc:
-        print(f"latbench-predict: error: {exc}", file=sys.stderr)
+        from latbench.terminal import safe_line
+
+        print(f"latbench-predict: error: {safe_line(str(exc), 1000)}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:  # TensorFlow or SciPy: the analysis extra
         from latbench.extras import missing_extra

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from latbench.predictors.base import PredictorError
+from latbench.predictors.fewshot.validate import check_npz, check_prior
 from latbench.space import N_ARCHS
 
 __all__ = [
@@ -171,6 +172,7 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
         )
     from latbench.predictors.npzfile import NpzError, json_header, read_npz
 
+    check_npz(path)  # a prior's own shapes and sizes, before numpy allocates (issue 27)
     try:
         stored = read_npz(path, "few-shot prior")
         meta = json_header(stored.get("meta"), path, "few-shot prior")
@@ -212,6 +214,7 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
         raise PredictorError(f"{path}: header noise variances are not numbers") from None
     if not all(math.isfinite(v) and v > 0 for v in (noise, add_noise) if v is not None):
         raise PredictorError(f"{path}: header noise variances are not positive finite numbers")
+    check_prior(path, arrays, meta)  # values, whatever the checksum says (issue 27)
     return DevicePrior(
         **arrays,
         noise_var=noise,

@@ -1,0 +1,141 @@
+"""Checks of a few-shot prior file: bounded before it is read, sound after.
+
+A prior's SHA-256 sits in its own header and anyone who edits the arrays can
+recompute it, so it proves the file undamaged, not usable. :func:`check_npz` bounds
+the ``.npz`` before numpy allocates anything (members, declared sizes, ``.npy``
+headers); :func:`check_prior` refuses values that would give NaN predictions or bands
+(non-finite arrays, a covariance that is not positive definite, a noise variance that
+is not positive) whatever the checksum says.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latbench.predictors.base import PredictorError
+from latbench.space import N_ARCHS
+
+__all__ = ["MAX_MEMBER_BYTES", "check_npz", "check_prior"]
+
+MAX_MEMBER_BYTES = 64 << 20
+"""Largest decoded member (real priors: the factors, ~0.5 MB)."""
+_MAX_META_BYTES = 1 << 20
+_MAX_COLUMNS = 256  # factors k, features p and weight dimensions are far smaller
+_MAX_SOURCES = 4096
+
+
+def _fail(path: str | os.PathLike[str], what: str) -> PredictorError:
+    from latbench.terminal import safe
+
+    return PredictorError(f"{safe(path)}: {what}")
+
+
+def _shape_ok(name: str, shape: tuple[int, ...]) -> bool:
+    """Whether a member's declared shape is one a prior can have (before reading it)."""
+    if name == "meta":
+        return shape == ()
+    if name in ("factors", "features"):
+        return len(shape) == 2 and shape[0] == N_ARCHS and 0 < shape[1] <= _MAX_COLUMNS
+    if name == "graph":
+        return shape == (N_ARCHS,)
+    if name in ("feature_mean", "feature_std", "mean", "additive_mean"):
+        return len(shape) == 1 and 0 < shape[0] <= 1 + 2 * _MAX_COLUMNS
+    if name in ("cov", "additive_cov"):
+        return len(shape) == 2 and shape[0] == shape[1] and 0 < shape[0] <= 1 + 2 * _MAX_COLUMNS
+    if name == "source_weights":
+        return len(shape) == 2 and 0 < shape[0] <= _MAX_SOURCES and shape[1] <= 1 + 2 * _MAX_COLUMNS
+    return False
+
+
+def check_npz(path: str | os.PathLike[str]) -> None:
+    """Refuse a prior ``.npz`` whose reading could exhaust memory, before numpy reads it.
+
+    A regular file, a readable zip whose members are known ``.npy`` names, each
+    declaring at most :data:`MAX_MEMBER_BYTES` decoded, with an ``.npy`` header whose
+    shape is one a prior can have and whose data fits the member's declared size.
+    Raises :class:`PredictorError` (an empty or truncated file too, never ``EOFError``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "not a regular file")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            if len(infos) > 32:
+                raise _fail(path, f"{len(infos)} members; a prior has at most 11")
+            for info in infos:
+                name = info.filename[: -len(".npy")] if info.filename.endswith(".npy") else ""
+                cap = _MAX_META_BYTES if name == "meta" else MAX_MEMBER_BYTES
+                if info.file_size > cap:
+                    raise _fail(
+                        path, f"member {info.filename[:40]!r} declares {info.file_size} bytes"
+                    )
+                with zf.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, dtype = read_header(fh, max_header_size=10_000)
+                if dtype.hasobject or not _shape_ok(name, tuple(shape)):
+                    raise _fail(
+                        path,
+                        f"member {info.filename[:40]!r} declares shape {tuple(shape)!r:.60}"
+                        f" of {dtype}, which no prior has",
+                    )
+                if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > info.file_size:
+                    raise _fail(path, f"member {info.filename[:40]!r} is shorter than its shape")
+    except PredictorError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
+        text = " ".join(str(exc).split())[:120]
+        raise _fail(
+            path, f"not a LatBench few-shot prior (empty, truncated or no zip: {text})"
+        ) from None
+
+
+def check_prior(
+    path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]
+) -> None:
+    """Refuse a prior whose values cannot give finite predictions and bands.
+
+    Every array finite; ``graph`` ids in -1..15624; ``feature_std`` positive; ``cov``
+    (and ``additive_cov``) symmetric positive definite; ``noise_var`` (and
+    ``additive_noise_var``) positive and finite; ``sources`` a list of strings.
+    """
+    for name, a in arrays.items():
+        if a.dtype.kind not in "fiu":
+            raise _fail(path, f"array {name!r} has dtype {a.dtype}, not numbers")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise _fail(path, f"array {name!r} holds NaN or infinite values")
+    graph = arrays["graph"]
+    if graph.dtype.kind not in "iu" or graph.min() < -1 or graph.max() >= N_ARCHS:
+        raise _fail(path, "array 'graph' holds ids outside -1..15624")
+    if (arrays["feature_std"] <= 0).any():
+        raise _fail(path, "array 'feature_std' holds a value that is not positive")
+    for name in ("cov", "additive_cov"):
+        c = arrays.get(name)
+        if c is None:
+            continue
+        if not np.allclose(c, c.T, rtol=1e-9, atol=1e-12):
+            raise _fail(path, f"covariance {name!r} is not symmetric")
+        try:
+            np.linalg.cholesky(c)
+        except np.linalg.LinAlgError:
+            raise _fail(path, f"covariance {name!r} is not positive definite") from None
+    for name in ("noise_var", "additive_noise_var"):
+        v = meta.get(name)
+        if v is None and name == "additive_noise_var":
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < float("inf"):
+            raise _fail(path, f"header {name} is not a positive finite number")
+    sources = meta.get("sources")
+    if not isinstance(sources, list) or not all(isinstance(x, str) for x in sources):
+        raise _fail(path, "header sources is not a list of names")
