@@ -213,7 +213,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
     if args.key is not None:  # checked before the source is even opened
         validate_key(args.key, shadow_check=True)
-
+    _home_is_a_folder(args.data_home)
     with _skipped_files_reported():
         reports = import_datasets(
             args.importer, args.path, args.data_home, args.only, args.overwrite, key=args.key
@@ -222,10 +222,21 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _home_is_a_folder(home: str | None) -> None:
+    """Refuse a data home that exists but is not a folder, naming it (not "[Errno 17]")."""
+    from latbench.loader import data_home
+    from latbench.terminal import safe
+
+    path = data_home(home)
+    if (path.exists() or path.is_symlink()) and not path.is_dir():
+        raise ValueError(f"{safe(path)}: the data home is not a folder; nothing was written")
+
+
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from latbench.importers.fetch import HELP_BASE_URL, fetch_help, fetch_urls, url_file_name
     from latbench.importers.registry import DRIVE_FOLDER_ID
 
+    _home_is_a_folder(args.data_home)
     if args.source == "latbench":
         if args.urls or args.name or args.sha256 or args.base_url:
             raise ValueError(

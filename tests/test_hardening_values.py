@@ -447,8 +447,8 @@ def _prior_cases():
     return {
         "NaN mean": ({"mean": mean}, "NaN"),
         "negative covariance": ({"cov": cov}, "positive definite"),
-        "negative noise": ({"noise_var": -1.0}, "noise_var"),
-        "zero noise": ({"noise_var": 0.0}, "noise_var"),
+        "negative noise": ({"noise_var": -1.0}, "noise"),
+        "zero noise": ({"noise_var": 0.0}, "noise"),
     }
 
 
