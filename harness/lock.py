@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from filelock import FileLock, Timeout
 
-__all__ = ["KeyLocked", "hold", "holder", "one_writer", "run_stem"]
+__all__ = ["KeyLocked", "LockUnavailable", "hold", "holder", "one_writer", "run_stem"]
 
 _held: dict[str, list] = {}  # lock path -> [FileLock, depth], this process's locks
 _guard = threading.Lock()
@@ -33,6 +33,24 @@ _guard = threading.Lock()
 
 class KeyLocked(RuntimeError):
     """Another process is writing the same dataset key."""
+
+
+class LockUnavailable(KeyLocked):
+    """The lock file cannot be created at all (``--out`` is no writable folder)."""
+
+
+def _lock_file_error(lock_path: Path) -> OSError | None:
+    """Why ``lock_path`` cannot be opened for writing, or ``None`` if it can.
+
+    filelock reports an unopenable file as a timeout, which would read as
+    "another run holds it"; this tells the two apart.
+    """
+    try:
+        fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o644)
+    except OSError as exc:
+        return exc
+    os.close(fd)
+    return None
 
 
 def _paths(out_dir: str | os.PathLike[str], stem: str) -> tuple[Path, Path]:
@@ -73,7 +91,14 @@ def hold(out_dir: str | os.PathLike[str], stem: str) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
-        info = holder(out_dir, stem) or {}
+        info = holder(out_dir, stem)
+        problem = _lock_file_error(lock_path) if info is None else None
+        if problem is not None:
+            raise LockUnavailable(
+                f"cannot create the write lock {lock_path}: {problem.strerror or problem};"
+                " --out must be a writable folder"
+            ) from None
+        info = info or {}
         who = (
             f"PID {info.get('pid', '?')} on host {info.get('host', '?')}"
             f" since {info.get('started', '?')}"
