@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--json", help="write all figures here")
     p.add_argument("--before", action="store_true", help="the pre-issue-25 loss and schedule")
+    p.add_argument("--max-epochs", type=int, help="cap the run (per-step timing only)")
     args = p.parse_args(argv)
 
     import tensorflow as tf
@@ -146,9 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"TF matmul fp32: 2048^3 {out['matmul_gflops_2048']:.0f} GFLOP/s, "
           f"90x600x600 {out['matmul_gflops_step_shape']:.0f} GFLOP/s")  # fmt: skip
     if not args.skip_train:
-        r = train_once(
-            args.dataset, args.data_home, args.seed, **(PRE_ISSUE_25 if args.before else {})
-        )
+        config = {**(PRE_ISSUE_25 if args.before else {})}
+        if args.max_epochs:
+            config["max_epochs"] = args.max_epochs
+        r = train_once(args.dataset, args.data_home, args.seed, **config)
         r["share_of_step_shape_peak"] = r["achieved_gflops"] / out["matmul_gflops_step_shape"]
         out["train"] = r
         print(

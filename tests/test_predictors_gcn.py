@@ -143,3 +143,20 @@ def test_gcn_beats_flops_on_help_gold_6226(help_home):
     assert gcn.within_10pct > flops.within_10pct + 0.3
     assert gcn.within_10pct > 0.8
     assert gcn.kendall > flops.kendall + 0.1
+
+
+def test_table_s2_bar_is_paper_mean_minus_one_sd():
+    import pandas as pd
+
+    from latbench.analysis.paper import s2_beside_paper, s2_markdown
+
+    res = pd.DataFrame({
+        "dataset": ["desktop-cpu-i7-7820x-fp32"] * 2, "predictor": ["gcn"] * 2,
+        "n_train": [900] * 2, "within_1pct": [0.32, 0.33], "within_5pct": [0.9, 0.9],
+        "within_10pct": [0.95, 0.95],
+    })  # fmt: skip
+    t = s2_beside_paper(res).set_index("bound")
+    assert t.loc["±1%", "bar"] == pytest.approx(36.0 - 3.5)
+    assert t.loc["±1%", "meets bar"]  # 32.5 against 32.5
+    assert not t.loc["±10%", "meets bar"]  # 95.0 against 96.4 - 0.7
+    assert "no (95.7)" in s2_markdown(res)
