@@ -114,7 +114,8 @@ def s2_beside_paper(results: pd.DataFrame, n_train: int = 900) -> pd.DataFrame:
     ``results`` is :func:`latbench.predictors.evaluate`'s frame (one row per
     predictor and repeat, any number of datasets). Rows only for datasets that are
     the paper's own release files and predictors the paper reports (GCN, layer-wise)
-    with the paper's training-set size; shares in %.
+    with the paper's training-set size; shares in %. ``bar`` is the paper's mean minus
+    one of its standard deviations, ``meets bar`` whether our mean reaches it.
     """
     names = {"gcn": f"GCN ({n_train} pts.)", "layerwise": f"Layer-wise ({n_train} pts.)"}
     rows = []
@@ -131,7 +132,9 @@ def s2_beside_paper(results: pd.DataFrame, n_train: int = 900) -> pd.DataFrame:
                          "bound": f"±{r.bound_pct}%", "repeats": len(share),
                          "ours mean": float(share.mean()), "ours std": std,
                          "paper mean": r.mean, "paper std": r.std,
-                         "ours - paper": float(share.mean()) - r.mean})  # fmt: skip
+                         "ours - paper": float(share.mean()) - r.mean,
+                         "bar": r.mean - r.std,
+                         "meets bar": bool(share.mean() >= r.mean - r.std)})  # fmt: skip
     out = pd.DataFrame(rows)
     if out.empty:
         return out
@@ -154,6 +157,8 @@ def s2_markdown(results: pd.DataFrame, n_train: int = 900) -> str:
         "ours": [f"{m:.1f} ± {s:.1f}" for m, s in zip(t["ours mean"], t["ours std"], strict=True)],
         "paper": [f"{m:.1f} ± {s:.1f}" for m, s in zip(t["paper mean"], t["paper std"], strict=True)],
         "ours − paper": [f"{d:+.1f}" for d in t["ours - paper"]],
+        "≥ paper − 1 sd": [f"{'yes' if ok else 'no'} ({b:.1f})"
+                           for ok, b in zip(t["meets bar"], t["bar"], strict=True)],
     })  # fmt: skip
     return markdown_table(shown)
 
@@ -161,7 +166,8 @@ def s2_markdown(results: pd.DataFrame, n_train: int = 900) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m latbench.analysis.paper RESULTS.csv...``: Table S2 beside the paper.
 
-    Reads ``latbench-predict evaluate -o`` CSVs and prints the Markdown table.
+    Reads ``latbench-predict evaluate -o`` CSVs and prints the Markdown table: the
+    900-point rows, then the 100-point rows where the CSVs hold such runs.
     """
     import sys
 
@@ -171,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
     print(s2_markdown(results), end="")
+    if "n_train" in results and (results["n_train"] == 100).any():
+        print()
+        print(s2_markdown(results, 100), end="")
     return 0
 
 

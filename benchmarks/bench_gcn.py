@@ -75,14 +75,18 @@ def step_flops(layers: int, hidden: int, n_feat: int, batch: int, nodes: int = 9
     return 2 * (fwd + bwd)
 
 
-def train_once(key: str, data_home: str | None, seed: int) -> dict:
+PRE_ISSUE_25 = {"loss": "mse", "plateau_threshold": 0.0, "schedule_delay": 0}
+"""The GCN's training settings before issue 25 (``--before``), to time both alike."""
+
+
+def train_once(key: str, data_home: str | None, seed: int, **config: object) -> dict:
     from latbench.predictors import GCNPredictor, metrics, repeat_seeds, split_rows, usable_rows
 
     rows = usable_rows(key, data_home)
     split_seed, model_seed = repeat_seeds(seed, 0)
     sp = split_rows(rows, 900, 100, split_seed)
     ids, y = rows["arch_id"].to_numpy(), rows["latency_ms"].to_numpy()
-    gcn = GCNPredictor(seed=model_seed, encoding=rows.attrs["encoding"])
+    gcn = GCNPredictor(seed=model_seed, encoding=rows.attrs["encoding"], **config)
     t = time.perf_counter()
     gcn.fit(ids[sp.train], y[sp.train], val_archs=ids[sp.val], val_latency_ms=y[sp.val])
     fit_s = time.perf_counter() - t
@@ -123,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--predictors", default="gcn,flops,params")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--json", help="write all figures here")
+    p.add_argument("--before", action="store_true", help="the pre-issue-25 loss and schedule")
+    p.add_argument("--max-epochs", type=int, help="cap the run (per-step timing only)")
     args = p.parse_args(argv)
 
     import tensorflow as tf
@@ -141,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"TF matmul fp32: 2048^3 {out['matmul_gflops_2048']:.0f} GFLOP/s, "
           f"90x600x600 {out['matmul_gflops_step_shape']:.0f} GFLOP/s")  # fmt: skip
     if not args.skip_train:
-        r = train_once(args.dataset, args.data_home, args.seed)
+        config = {**(PRE_ISSUE_25 if args.before else {})}
+        if args.max_epochs:
+            config["max_epochs"] = args.max_epochs
+        r = train_once(args.dataset, args.data_home, args.seed, **config)
         r["share_of_step_shape_peak"] = r["achieved_gflops"] / out["matmul_gflops_step_shape"]
         out["train"] = r
         print(
