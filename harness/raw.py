@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -303,7 +304,11 @@ def write_raw(
     file_attrs["fill"] = -1
     file_attrs.pop(DIGEST_ATTR, None)
     path = Path(path)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w", libver=("v108", "latest")) as f:
+    # HDF5 is written to memory and the bytes to disk with plain file I/O: an HDF5
+    # file that hits a full disk cannot be closed cleanly, and h5py then crashes the
+    # interpreter when it frees the handle (SIGSEGV instead of a one-line error).
+    buf = io.BytesIO()
+    with h5py.File(buf, "w", libver=("v108", "latest")) as f:
         # chunked datasets: Fletcher-32 needs chunks (and an empty file still gets them)
         n = max(1, len(keys))
         f.create_dataset("graph_key", data=keys, dtype=h5py.string_dtype("utf-8"))
@@ -315,6 +320,8 @@ def write_raw(
         for key, value in file_attrs.items():
             f.attrs[key] = value
         f.attrs[DIGEST_ATTR] = content_digest(keys, ids, timings, file_attrs)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getbuffer())
     return path
 
 
