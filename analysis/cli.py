@@ -98,10 +98,85 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("pairs", parents=[common], help="device-pair scatter matrix (Figure S13)")
     sub.add_parser("predictors", parents=[common, pred],
                    help="predictor comparison (Figure 1, Tables 1 and S2)")  # fmt: skip
+    nas = sub.add_parser("nas", parents=[common, pred],
+                         help="NAS with latency estimates: oracle NAS, Pareto fronts, aging "
+                              "evolution (Figures 2, 3, S3); needs `latbench fetch nb201-accuracy`",
+                         description="Oracle NAS over latency thresholds (Supplementary S1.3), "
+                         "Pareto-front recovery and aging evolution under a latency limit, with "
+                         "measured latency and each estimate (--predictors: flops, params, "
+                         "layerwise, gcn, fewshot; default flops,layerwise,gcn,fewshot). "
+                         "--repeats and --no-cache do not apply.")  # fmt: skip
+    _nas_options(nas)
+    _nas_options(every, accuracy_only=True)
     return parser
 
 
+def _nas_options(p: argparse.ArgumentParser, accuracy_only: bool = False) -> None:
+    p.add_argument("--accuracy", default="cifar100", metavar="DATASET",
+                   help="NAS-Bench-201 accuracy to search on: cifar10, cifar100 (default), "
+                        "imagenet16-120")  # fmt: skip
+    if accuracy_only:
+        return
+    p.add_argument("--fewshot-n", type=_counts, default=(20,), metavar="N1,N2,...",
+                   help="measurements the few-shot adapter gets (default 20)")  # fmt: skip
+    p.add_argument("--ae-steps", type=_positive, default=1000, metavar="N",
+                   help="aging evolution: models trained per search (default 1000)")  # fmt: skip
+    p.add_argument("--ae-seeds", type=_positive, default=20, metavar="N",
+                   help="aging evolution: searches per latency source (default 20)")  # fmt: skip
+    p.add_argument("--limit-ms", type=_positive_float, default=None, metavar="MS",
+                   help="aging evolution's latency limit (default: each dataset's median)")  # fmt: skip
+    p.add_argument("--prior", default=None, metavar="NPZ",
+                   help="few-shot prior file (default: the shipped one; "
+                        "`latbench-predict pretrain` makes one without your target)")  # fmt: skip
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    return tuple(_positive(k) for k in _keys(text))
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
+def _nas_from_args(args: argparse.Namespace) -> object | None:
+    if args.command not in ("nas", "all"):
+        return None
+    from latbench.analysis.nas import DEFAULT_NAS_PREDICTORS, NasOptions
+    from latbench.analysis.nas_sources import source_names
+
+    preds = (
+        tuple(args.predictors)
+        if args.command == "nas" and args.predictors
+        else DEFAULT_NAS_PREDICTORS
+    )
+    kw: dict = {"accuracy": args.accuracy, "predictors": preds, "seed": args.seed}
+    if args.command == "nas":
+        kw |= {"fewshot_ns": args.fewshot_n, "ae_steps": args.ae_steps,
+               "ae_seeds": args.ae_seeds, "limit_ms": args.limit_ms, "prior": args.prior}  # fmt: skip
+    if args.train:
+        kw["n_train"] = args.train
+    if args.gcn_epochs:
+        kw["gcn_epochs"] = args.gcn_epochs
+    opts = NasOptions(**kw)
+    source_names(opts.predictors, opts.fewshot_ns)  # unknown names: one line, before any work
+    from latbench.accuracy_table import _dataset_name
+
+    _dataset_name(opts.accuracy)
+    if opts.prior is not None and "fewshot" in opts.predictors:
+        from latbench.predictors.fewshot import load_prior
+
+        load_prior(opts.prior)  # a missing or damaged prior: one line, before any work
+    return opts
+
+
 def _errors() -> tuple[type[BaseException], ...]:
+    from latbench.accuracy_table import AccuracyFormatError, AccuracyNotFoundError
     from latbench.analysis.data import NoDatasetsError
     from latbench.catalog import UnknownDatasetError
     from latbench.dataset import DatasetError
@@ -109,6 +184,7 @@ def _errors() -> tuple[type[BaseException], ...]:
 
     errors: list[type[BaseException]] = [
         UnknownDatasetError, DatasetNotFoundError, NoDatasetsError, DatasetError,
+        AccuracyNotFoundError, AccuracyFormatError,
     ]  # fmt: skip
     try:
         from latbench.analysis.fewshot import FewshotResultsError
@@ -144,6 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(missing_extra(exc, _PROG, "analysis"), file=sys.stderr)
         return 2
     try:
+        nas = _nas_from_args(args)
+    except ValueError as exc:  # an unknown estimate or accuracy name
+        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
         sections = run(
             args.command,
             devices=args.devices,
@@ -161,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.quiet,
             fewshot=getattr(args, "fewshot", None),
             min_archs=args.min_archs,
+            nas=nas,
         )
     except _errors() as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)

@@ -18,7 +18,7 @@ MIN_ARCHS = 100
 """Fewest measured architectures a dataset needs to enter the report: below that its
 correlations and predictor scores are noise printed to three decimals."""
 
-RESULTS: tuple[str, ...] = ("correlation", "proxies", "pairs", "predictors")
+RESULTS: tuple[str, ...] = ("correlation", "proxies", "pairs", "predictors", "nas")
 """The results ``run`` can produce, in report order."""
 
 
@@ -36,6 +36,7 @@ def command_line(
     bundled_only: bool = False,
     fewshot: str | os.PathLike[str] | None = None,
     min_archs: int = MIN_ARCHS,
+    accuracy: str | None = None,
 ) -> str:
     """The ``latbench-analysis`` command line equivalent to :func:`run` with these arguments."""
     parts = ["latbench-analysis", result]
@@ -59,6 +60,8 @@ def command_line(
         parts += ["--fewshot", str(fewshot)]
     if min_archs != MIN_ARCHS:
         parts += ["--min-archs", str(min_archs)]
+    if accuracy and accuracy != "cifar100":
+        parts += ["--accuracy", accuracy]
     parts += ["--out", Path(out).as_posix()]
     return shlex.join(parts)
 
@@ -101,6 +104,7 @@ def run(
     progress: bool = False,
     fewshot: str | os.PathLike[str] | None = None,
     min_archs: int = MIN_ARCHS,
+    nas: object | None = None,
 ) -> list[report.Section]:
     """Write ``result`` (one of :data:`RESULTS`, or ``"all"`` plus ``out/README.md``) into ``out``.
 
@@ -113,7 +117,10 @@ def run(
     on stderr. ``fewshot`` is a ``latbench-predict evaluate-adapt -o`` CSV: with it,
     ``all`` also writes the few-shot section (its figure and tables). Datasets with
     fewer than ``min_archs`` measured architectures are left out (:func:`enough_archs`),
-    named in the log and the README. Returns the sections written.
+    named in the log and the README. ``nas`` is a
+    :class:`~latbench.analysis.nas.NasOptions` (default: its defaults); ``all`` runs
+    the NAS result only where the accuracy table is present, and says how to get it
+    where not. Returns the sections written.
     """
     if result != "all" and result not in RESULTS:
         raise ValueError(f"unknown result {result!r}; choose all or one of {', '.join(RESULTS)}")
@@ -145,17 +152,33 @@ def run(
             progress=progress, **pred_kw,
         ),
     }  # fmt: skip
+    from latbench.analysis.nas import NasOptions, write_nas
+
+    nas_options = nas if isinstance(nas, NasOptions) else NasOptions()
+    steps["nas"] = lambda: write_nas(data, out, nas_options, data_home=data_home, log=log)
     names = RESULTS if result == "all" else (result,)
+    say = log or (lambda _msg: None)
+    from latbench.accuracy_table import accuracy_path
+
+    no_accuracy = not accuracy_path(data_home).is_file()
+    if result == "all" and no_accuracy:
+        names = tuple(n for n in names if n != "nas")
+    elif result == "nas" and no_accuracy:
+        import latbench
+
+        latbench.accuracy(nas_options.accuracy, data_home=data_home)  # its error says how
     if fewshot is not None and result == "all":
         from latbench.analysis.fewshot import read_fewshot, write_fewshot
 
         adapt = read_fewshot(fewshot)  # checked before hours of work, not after
         steps["fewshot"] = lambda: write_fewshot(adapt, out)
         names = (*names, "fewshot")
-    say = log or (lambda _msg: None)
     say(f"{len(data.keys)} dataset(s): {', '.join(data.keys)}")
     for key, why in left_out.items():
         say(f"left out {key}: {why} (--min-archs {min_archs})")
+    if result == "all" and no_accuracy:
+        say("nas: skipped, no NAS-Bench-201 accuracy here; get it with "
+            "`latbench fetch nb201-accuracy`, then rerun")  # fmt: skip
     if "predictors" in names:
         from latbench.analysis.predictors import DEFAULT_PREDICTORS, protocols
 
@@ -180,12 +203,18 @@ def run(
             repeats=repeats, n_train=n_train, predictors=predictors, seed=seed,
             gcn_epochs=gcn_epochs, bundled_only=bundled_only, fewshot=fewshot,
             min_archs=min_archs,
+            accuracy=nas_options.accuracy,
         )  # fmt: skip
         params = {"datasets": ", ".join(data.keys), "pairs: most datasets shown": max_pairs}
         params["fewest measured architectures per dataset"] = min_archs
         if left_out:
             params["left out"] = "; ".join(f"{k} ({why})" for k, why in left_out.items())
         params |= report.predictor_parameters(**pred_kw, gcn_epochs=gcn_epochs)
+        if no_accuracy:
+            sections.append(report.Section(
+                "NAS with latency estimates", "Not run: no NAS-Bench-201 accuracy in the data "
+                "home. Get it with `latbench fetch nb201-accuracy` (a pinned public export of "
+                "NAS-Bench-201/NATS-Bench accuracies, checked by SHA-256) and rerun.\n"))  # fmt: skip
         readme = report.write_readme(data, out, sections, command=command, parameters=params)
         say(f"report: {readme}")
     return sections

@@ -9,6 +9,7 @@ Importing this package needs only numpy, pandas and pyarrow; the measurement har
 dependencies on first use.
 """
 
+from latbench.accuracy_table import accuracy
 from latbench.catalog import CATALOG, UnknownDatasetError
 from latbench.dataset import DatasetError, read_dataset, write_dataset
 from latbench.graph import PrunedGraph, prune
@@ -21,7 +22,7 @@ from latbench.loader import (
     load_wide,
 )
 from latbench.network import costs
-from latbench.space import OPS, Arch, ArchError, all_archs
+from latbench.space import OPS, Arch, ArchError, all_archs, nb201_index
 
 __version__ = "0.1.0"
 
@@ -35,6 +36,7 @@ __all__ = [
     "PrunedGraph",
     "UnknownDatasetError",
     "__version__",
+    "accuracy",
     "all_archs",
     "costs",
     "data_home",
@@ -42,6 +44,7 @@ __all__ = [
     "load",
     "load_predicted",
     "load_wide",
+    "nb201_index",
     "prune",
     "read_dataset",
     "write_dataset",

@@ -214,6 +214,15 @@ def _cmd_import(args: argparse.Namespace) -> int:
     if args.key is not None:  # checked before the source is even opened
         validate_key(args.key, shadow_check=True)
     _home_is_a_folder(args.data_home)
+
+    if args.importer == "nb201-accuracy":
+        from latbench.importers.nb201_accuracy import import_accuracy
+
+        if args.only or args.key:
+            raise ValueError("import nb201-accuracy takes no --only or --key")
+        print(import_accuracy(args.path, args.data_home, args.overwrite).line())
+        return 0
+
     with _skipped_files_reported():
         reports = import_datasets(
             args.importer, args.path, args.data_home, args.only, args.overwrite, key=args.key
@@ -237,6 +246,16 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     from latbench.importers.registry import DRIVE_FOLDER_ID
 
     _home_is_a_folder(args.data_home)
+    if args.source == "nb201-accuracy":
+        from latbench.importers.fetch import fetch_accuracy
+
+        if len(args.urls) > 1 or args.only or args.name or args.sha256 or args.base_url:
+            raise ValueError(
+                "fetch nb201-accuracy takes at most one mirror URL and no other file options"
+            )
+        url = args.urls[0] if args.urls else None
+        print(fetch_accuracy(args.data_home, args.overwrite, url=url, timeout=args.timeout).line())
+        return 0
     if args.source == "latbench":
         if args.urls or args.name or args.sha256 or args.base_url:
             raise ValueError(
@@ -307,6 +326,7 @@ def _cmd_arch(args: argparse.Namespace) -> int:
     info = {
         "arch_str": arch.str,
         "arch_id": arch.id,
+        "nb201_index": arch.nb201_index,
         "vector": list(arch.vector),
         "valid": arch.valid,
         "graph_key": g.key,
@@ -321,7 +341,7 @@ def _cmd_arch(args: argparse.Namespace) -> int:
         return 0
     for name, value in info.items():
         if name != "latencies":
-            print(f"{name:<10}{value}")
+            print(f"{name:<12}{value}")
     for row in info.get("latencies", []):
         lat = "-" if row["latency_ms"] is None else f"{row['latency_ms']:.4g} ms"
         print(f"  {safe(row['key']):<40}{lat:>12}  {safe(row['status'])}")
@@ -427,7 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Parse published files (validated, pickles read with a"
         " restricted unpickler) and write one dataset file per device.",
     )
-    p.add_argument("importer", choices=["eagle", "help", "hwnasbench"], help="source format")
+    p.add_argument("importer", choices=["eagle", "help", "hwnasbench", "nb201-accuracy"],
+                   help="source format (nb201-accuracy: NATS-Bench accuracy CSV)")  # fmt: skip
     p.add_argument(
         "path",
         help="a file or a folder of files (eagle: *.pickle/*.pkl, help: *.pt,"
@@ -447,10 +468,13 @@ def build_parser() -> argparse.ArgumentParser:
         " sums and import them like `latbench import`: `latbench fetch latbench` (the"
         " LatBench release, from the authors' Google Drive folder), `latbench fetch help`"
         " (HELP, pinned GitHub commit), `latbench fetch eagle URL...` (release files at"
-        " URLs you give).",
+        " URLs you give), `latbench fetch nb201-accuracy` (NAS-Bench-201 accuracies, a"
+        " pinned GitHub commit; not bundled).",
     )
-    p.add_argument("source", choices=["latbench", "help", "eagle"], help="which publication")
-    p.add_argument("urls", nargs="*", metavar="URL", help="file URLs (eagle only)")
+    p.add_argument("source", choices=["latbench", "help", "eagle", "nb201-accuracy"],
+                   help="which publication (nb201-accuracy: NAS-Bench-201 accuracies)")  # fmt: skip
+    p.add_argument("urls", nargs="*", metavar="URL",
+                   help="file URLs (eagle; nb201-accuracy: one mirror, SHA-256 still checked)")  # fmt: skip
     p.add_argument("--base-url", help="mirror folder URL for help (checksums still apply)")
     p.add_argument("--name", help="release file name for a URL whose path has none")
     p.add_argument("--sha256", help="expected SHA-256 of a single URL")

@@ -124,13 +124,65 @@ def _alias_names() -> list[str]:
 @lru_cache(maxsize=64)
 def _read_cached(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
     verify_file(path)  # bundled files are checked against data/manifest.json
-    return read_dataset(path)
+    return _with_nb201_index(read_dataset(path))
+
+
+def _with_nb201_index(df: pd.DataFrame) -> pd.DataFrame:
+    """Fill ``nb201_index`` where the file left it null (files written before it was known)."""
+    from latbench.space import nb201_indices
+
+    col = df["nb201_index"]
+    if col.isna().any():
+        official = nb201_indices()[df["arch_id"].to_numpy(dtype="int64")]
+        df["nb201_index"] = col.fillna(pd.Series(official, index=df.index)).astype("Int32")
+    return df
+
+
+INDEXES = (None, "arch_id", "nb201")
+"""Values of ``load(..., index=)``: a fresh range index, ``arch_id`` or the official index."""
+
+
+def _set_index(df: pd.DataFrame, index: str | None) -> pd.DataFrame:
+    if index not in INDEXES:
+        raise ValueError(f"index must be None, 'arch_id' or 'nb201', got {index!r}")
+    if index is None:
+        return df
+    col = "arch_id" if index == "arch_id" else "nb201_index"
+    out = df.set_index(col).sort_index()
+    out.index = out.index.astype("int64")
+    out.index.name = col
+    return out
+
+
+def _add_accuracy(
+    df: pd.DataFrame, dataset: str | None, home: str | os.PathLike[str] | None
+) -> pd.DataFrame:
+    if dataset is None:
+        return df
+    from latbench.accuracy_table import accuracy as _accuracy
+
+    acc = _accuracy(dataset, data_home=home)
+    col = f"accuracy_{acc.attrs['dataset']}"
+    df[col] = acc["accuracy"].reindex(df["arch_id"].to_numpy()).to_numpy()
+    return df
 
 
 def load(
-    key: str, *, data_home: str | os.PathLike[str] | None = None, download: bool = False
+    key: str,
+    *,
+    data_home: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    index: str | None = None,
+    accuracy: str | None = None,
 ) -> pd.DataFrame:
     """Load one dataset as a DataFrame (one row per architecture, ``arch_id`` order).
+
+    ``nb201_index`` holds the official NAS-Bench-201 index of every row (filled on
+    load where the file has none). ``index="nb201"`` indexes the rows by it (sorted),
+    for joining with NAS-Bench-201, NATS-Bench or HELP data; ``index="arch_id"`` by
+    ``arch_id``. ``accuracy="cifar100"`` (or ``cifar10``, ``imagenet16-120``) adds
+    the column ``accuracy_<dataset>`` from the imported accuracy table
+    (:func:`latbench.accuracy`).
 
     With ``download=True`` a published catalog dataset that is not present is
     downloaded, verified and imported into the data home first (as scikit-learn's
@@ -153,7 +205,7 @@ def load(
     out = df.copy()
     # deep copy: the metadata holds nested dicts that must not alias the cached frame's
     out.attrs = {"metadata": copy.deepcopy(df.attrs["metadata"]), "path": str(path)}
-    return out
+    return _set_index(_add_accuracy(out, accuracy, data_home), index)
 
 
 def load_predicted(key: str, *, data_home: str | os.PathLike[str] | None = None) -> pd.DataFrame:
@@ -180,12 +232,18 @@ def load_wide(
     *,
     value: str = "latency_ms",
     data_home: str | os.PathLike[str] | None = None,
+    index: str = "arch_id",
+    accuracy: str | None = None,
 ) -> pd.DataFrame:
     """Architectures x datasets table of ``value`` (default latency), ``arch_id`` index.
 
     ``keys=None`` takes every dataset available locally. Entries that are not
-    ``status="ok"`` are NaN.
+    ``status="ok"`` are NaN. ``index="nb201"`` indexes rows by the official
+    NAS-Bench-201 index instead; ``accuracy="cifar100"`` adds the column
+    ``accuracy_cifar100`` (all 15,625 architectures, see :func:`load`).
     """
+    if index not in ("arch_id", "nb201"):
+        raise ValueError(f"index must be 'arch_id' or 'nb201', got {index!r}")
     if keys is None:
         keys = sorted(_local_keys(data_home))
     cols = {}
@@ -195,7 +253,20 @@ def load_wide(
         series.index = df["arch_id"].to_numpy()
         cols[key] = series
     wide = pd.DataFrame(cols)
+    if accuracy is not None:
+        from latbench.accuracy_table import accuracy as _accuracy
+
+        acc = _accuracy(accuracy, data_home=data_home)
+        wide = wide.reindex(wide.index.union(acc.index))
+        wide[f"accuracy_{acc.attrs['dataset']}"] = acc["accuracy"]
     wide.index.name = "arch_id"
+    if index == "nb201":
+        from latbench.space import nb201_indices
+
+        wide.index = pd.Index(
+            nb201_indices()[wide.index.to_numpy(dtype="int64")], name="nb201_index"
+        )
+        wide = wide.sort_index()
     return wide
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import cached_property
-from typing import TYPE_CHECKING
+from functools import cache, cached_property
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from latbench.graph import PrunedGraph
@@ -29,6 +29,8 @@ __all__ = [
     "format_arch",
     "from_id",
     "is_valid",
+    "nb201_index",
+    "nb201_indices",
     "parse_arch",
 ]
 
@@ -49,6 +51,10 @@ N_ARCHS = 5**6
 
 N_VALID = 15_284
 """Number of architectures whose output is reachable from the input."""
+
+NB201_INDEX_FILE = "nb201_index.npy"
+NB201_INDEX_SHA256 = "11050a66fbacaa02d440938bf57aab2d4ee697dd1352352e7f789e0adc538b38"
+"""SHA-256 of the index array's bytes (little-endian uint16, ``arch_id`` order)."""
 
 _OP_INDEX = {op: i for i, op in enumerate(OPS)}
 # [0-9], not \d: "\d" also matches non-ASCII digits such as "１" or "٣"
@@ -176,6 +182,47 @@ def is_valid(vector: Sequence[int]) -> bool:
     return 3 in reach
 
 
+@cache
+def _nb201_table() -> Any:
+    import hashlib
+    from importlib import resources
+
+    import numpy as np
+
+    # The official index is NAS-Bench-201's own numbering (the order its authors trained
+    # the cells in), not a function of the ops: it ships as data, checked here.
+    path = resources.files("latbench").joinpath(NB201_INDEX_FILE)
+    try:
+        with path.open("rb") as fh:
+            table = np.load(fh, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(
+            f"{path}: the packaged NAS-Bench-201 index is unreadable: {exc}"
+        ) from None
+    ok = table.dtype == np.dtype("<u2") and table.shape == (N_ARCHS,)
+    if not ok or hashlib.sha256(table.tobytes()).hexdigest() != NB201_INDEX_SHA256:
+        raise RuntimeError(
+            f"{path}: the packaged NAS-Bench-201 index is damaged; reinstall latbench"
+        )
+    out = table.astype(np.int32)
+    out.setflags(write=False)
+    return out
+
+
+def nb201_indices() -> Any:
+    """The official NAS-Bench-201 index of every ``arch_id`` (int32 array, read-only).
+
+    ``nb201_indices()[arch_id]`` is the architecture's index in NAS-Bench-201,
+    NATS-Bench (topology space) and HELP; ``np.argsort(nb201_indices())`` maps back.
+    """
+    return _nb201_table()
+
+
+def nb201_index(arch: str | int | Sequence[int] | Arch) -> int:
+    """The official NAS-Bench-201 index (0..15624) of one architecture."""
+    return int(_nb201_table()[Arch.parse(arch).id])
+
+
 @dataclass(frozen=True)
 class Arch:
     """One NAS-Bench-201 architecture.
@@ -217,6 +264,11 @@ class Arch:
     @property
     def id(self) -> int:
         return arch_id(self.vector)
+
+    @property
+    def nb201_index(self) -> int:
+        """The official NAS-Bench-201 index (see :func:`nb201_indices`)."""
+        return int(_nb201_table()[self.id])
 
     @property
     def str(self) -> str:

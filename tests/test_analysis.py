@@ -337,6 +337,7 @@ def test_cli_all_on_the_bundled_data_writes_a_complete_report(tmp_path, capsys):
     for title in ("Table S4", "Figure S12", "Figure S13", "Table S2", "## Datasets", "bundled"):
         assert title in readme
     assert "--repeats 2" in readme and "| predictor repeats | 2 |" in readme
+    assert "latbench fetch nb201-accuracy" in readme  # the NAS result says how to get it
     results = pd.read_csv(out / "predictors.csv")
     n_bundled = len(latbench.devices().query("bundled"))
     assert len(results) == n_bundled * 2 * 2 and set(results["repeat"]) == {0, 1}

@@ -169,6 +169,7 @@ def test_arch_accepts_string_id_and_vector(capsys, text):
     assert info == {
         "arch_str": ARCH,
         "arch_id": a.id,
+        "nb201_index": a.nb201_index,
         "vector": list(a.vector),
         "valid": True,
         "graph_key": a.graph.key,
@@ -180,7 +181,7 @@ def test_arch_accepts_string_id_and_vector(capsys, text):
 
 def test_arch_text_and_latencies(home, release, capsys):
     rc, out, _ = _run(capsys, "arch", "0")
-    assert rc == 0 and "valid     False" in out and "graph_key invalid" in out
+    assert rc == 0 and "valid       False" in out and "graph_key   invalid" in out
     rc, out, _ = _run(capsys, "arch", ARCH, "--latencies", "--json", "--data-home", str(home))
     rows = {r["key"]: r for r in json.loads(out)["latencies"]}  # bundled datasets too
     from latbench.dataset import read_dataset

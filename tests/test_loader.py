@@ -57,6 +57,15 @@ def test_catalog_basics():
             assert resolve(a) == d.key
 
 
+def _assert_loaded(got: pd.DataFrame, df: pd.DataFrame) -> None:
+    """``got`` is ``df`` as written, with the official NAS-Bench-201 index filled on load."""
+    from latbench.space import nb201_indices
+
+    assert np.array_equal(got["nb201_index"].to_numpy("int64"), nb201_indices()[got["arch_id"]])
+    cols = [c for c in df.columns if c != "nb201_index"]
+    pd.testing.assert_frame_equal(got[cols], df[cols])
+
+
 def test_load_by_key_and_alias(home, base):
     df = make_frame(base, 2.0)
     write_dataset(df, home / "jetson-nano-fp32.parquet", {"device": {"name": "Jetson"}})
@@ -69,7 +78,7 @@ def test_load_by_key_and_alias(home, base):
         "jetson-nano-fp32.parquet",
     ):
         got = load(key)
-        pd.testing.assert_frame_equal(got, df)
+        _assert_loaded(got, df)
         assert got.attrs["path"] == str(home / "jetson-nano-fp32.parquet")
         assert got.attrs["metadata"]["device"] == {"name": "Jetson"}
     assert latbench.load is load
@@ -78,8 +87,8 @@ def test_load_by_key_and_alias(home, base):
 def test_file_named_by_an_alias(home, base):
     df = make_frame(base, 3.0)
     write_dataset(df, home / "jetson_nano.parquet")
-    pd.testing.assert_frame_equal(load("jetson-nano-fp32"), df)
-    pd.testing.assert_frame_equal(load("jetson_nano"), df)
+    _assert_loaded(load("jetson-nano-fp32"), df)
+    _assert_loaded(load("jetson_nano"), df)
     row = devices().set_index("key").loc["jetson-nano-fp32"]
     assert bool(row["available"]) and row["path"] == str(home / "jetson_nano.parquet")
 
@@ -93,8 +102,8 @@ def test_measured_dataset(home, base):
         "source": "measured here",
     }
     write_dataset(df, home / "mybox-onnxruntime-fp32.parquet", meta)
-    pd.testing.assert_frame_equal(load("mybox-onnxruntime-fp32"), df)
-    pd.testing.assert_frame_equal(load("MYBOX_onnxruntime_fp32"), df)  # normalized
+    _assert_loaded(load("mybox-onnxruntime-fp32"), df)
+    _assert_loaded(load("MYBOX_onnxruntime_fp32"), df)  # normalized
     row = devices().set_index("key").loc["mybox-onnxruntime-fp32"]
     assert row["name"] == "My box" and row["class"] == "desktop-cpu"
     assert row["runtime"] == "onnxruntime 1.17" and row["precision"] == "fp32"

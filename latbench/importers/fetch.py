@@ -44,6 +44,7 @@ __all__ = [
     "FetchError",
     "download",
     "download_dir",
+    "fetch_accuracy",
     "fetch_dataset",
     "fetch_help",
     "fetch_latbench",
@@ -406,3 +407,32 @@ def fetch_urls(
             target = Path(tmp, _local_name(importer, name))
             download(url, target, checks.get(name), timeout=timeout)
         return import_datasets(importer, tmp, data_home, keys, overwrite)
+
+
+def fetch_accuracy(
+    data_home: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    *,
+    url: str | None = None,
+    timeout: float = 60.0,
+) -> Any:
+    """Download the pinned NAS-Bench-201 accuracy CSV and import it (``latbench fetch
+    nb201-accuracy``).
+
+    The file must match :data:`~latbench.importers.registry.NB201_ACCURACY`'s SHA-256,
+    also from a mirror ``url``; it is kept in :func:`download_dir` ``("nb201-accuracy")``
+    and not downloaded again while it verifies. Raises :class:`ChecksumError` (writing
+    nothing) for other content.
+    """
+    from latbench.accuracy_table import accuracy_path
+    from latbench.importers.nb201_accuracy import import_accuracy
+    from latbench.importers.registry import NB201_ACCURACY
+
+    target = accuracy_path(data_home)
+    if target.exists() and not overwrite:  # before any download
+        raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
+    src = url or NB201_ACCURACY.url
+    cached = download_dir("nb201-accuracy", data_home) / NB201_ACCURACY.name
+    if not (cached.is_file() and sha256_file(cached) == NB201_ACCURACY.sha256):
+        download(src, cached, NB201_ACCURACY.sha256, timeout=timeout)
+    return import_accuracy(cached, data_home, overwrite, url=src)

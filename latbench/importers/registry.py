@@ -25,8 +25,10 @@ from latbench.manifest import sha256_file
 __all__ = [
     "DRIVE_FOLDER_ID",
     "JETSON_LABEL_HISTORY",
+    "NB201_ACCURACY",
     "REGISTRY",
     "Identification",
+    "PinnedFile",
     "ReleaseFile",
     "by_name",
     "by_sha256",
@@ -196,3 +198,27 @@ def identify(path: str | os.PathLike[str]) -> Identification:
         return Identification(path, digest, entry, "sha256")
     entry = by_name(path.name)
     return Identification(path, digest, entry, "name" if entry else "none")
+
+
+@dataclass(frozen=True)
+class PinnedFile:
+    """A file downloaded from a pinned URL and accepted only with this SHA-256."""
+
+    name: str
+    url: str
+    sha256: str
+    size: int
+    note: str = ""
+
+
+NB201_ACCURACY_COMMIT = "b307ae5fe6e8d7043cd4fe7d1c3532288271adb7"
+NB201_ACCURACY = PinnedFile(
+    "nats_bench.csv",
+    "https://raw.githubusercontent.com/v-tao/nats-bench-landscape/"
+    f"{NB201_ACCURACY_COMMIT}/nats_bench.csv",
+    "cb5d777ec3368be83c8f9b3aa4d520696051cb0eb8d94b8f85b519f9ea4afa3e",
+    3_024_008,
+    "NATS-Bench topology-space accuracies (= NAS-Bench-201) of all 15,625 cells, exported"
+    " with the NATS-Bench API (200 epochs, seed-averaged); GitHub v-tao/nats-bench-landscape",
+)
+"""The public CSV export of NAS-Bench-201 accuracies (``latbench fetch nb201-accuracy``)."""

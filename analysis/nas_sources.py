@@ -1,0 +1,158 @@
+"""Latency sources for the NAS analysis: measured, or a predictor's estimate of all models.
+
+Every source is an array of 15,625 latencies (ms) indexed by ``arch_id`` (NaN where it
+has none). Predictors are fitted as a user would fit them, then asked for every
+architecture (training models included):
+
+- ``flops``, ``params``: linear fit on the ``n_train`` models of repeat 0 of the
+  predictor protocol (:func:`latbench.predictors.repeat_seeds`);
+- ``layerwise``: scaled sum of the dataset's per-layer table, scale fitted likewise
+  (only datasets with a ``<key>.layers.parquet``);
+- ``gcn``: the GCN trained on those ``n_train`` models (+ ``n_val`` for early
+  stopping), with the quick protocol's epoch cap unless told otherwise;
+- ``fewshot-N``: the few-shot adapter with the shipped prior (or one given), fitted on the ``N``
+  architectures its design selects among the measured ones.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from latbench.space import N_ARCHS
+
+__all__ = ["BASE_PREDICTORS", "LABELS", "label", "latency_sources", "source_names"]
+
+BASE_PREDICTORS = ("flops", "params", "layerwise", "gcn", "fewshot")
+"""Names ``--predictors`` accepts (``fewshot`` expands to one source per N)."""
+LABELS = {"measured": "measured", "flops": "FLOPs fit", "params": "params fit",
+          "layerwise": "layer-wise", "gcn": "GCN"}  # fmt: skip
+
+
+def label(source: str) -> str:
+    """Display name of a source (``fewshot-20`` -> ``few-shot N=20``)."""
+    if source.startswith("fewshot-"):
+        return f"few-shot N={source.split('-', 1)[1]}"
+    return LABELS.get(source, source)
+
+
+def source_names(predictors: Sequence[str], fewshot_ns: Sequence[int]) -> list[str]:
+    """The sources ``predictors`` stand for, ``fewshot`` expanded over ``fewshot_ns``."""
+    bad = [p for p in predictors if p not in BASE_PREDICTORS]
+    if bad:
+        raise ValueError(
+            f"unknown predictor(s) {', '.join(bad)}; choose from {', '.join(BASE_PREDICTORS)}"
+        )
+    out: list[str] = []
+    for p in predictors:
+        out += [f"fewshot-{n}" for n in fewshot_ns] if p == "fewshot" else [p]
+    return list(dict.fromkeys(out))
+
+
+def _full(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    out = np.full(N_ARCHS, np.nan)
+    out[ids] = values
+    return out
+
+
+def latency_sources(
+    frame: pd.DataFrame,
+    sources: Sequence[str],
+    *,
+    n_train: int = 900,
+    n_val: int = 100,
+    seed: int = 0,
+    layers: Any = None,
+    gcn_options: Mapping[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
+    key: str | None = None,
+    prior: str | os.PathLike[str] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, str]]:
+    """``({source: latency by arch_id}, {source: why skipped}, {source: caveat})``;
+    ``measured`` always first. A caveat names a few-shot estimate whose prior was
+    pretrained on the dataset ``key`` itself (not a fair test).
+
+    Only usable rows (valid, ``status == "ok"``) are measured; predictions cover every
+    valid architecture. ``layers`` is the per-layer table for ``layerwise`` (None: skip).
+    """
+    from latbench.predictors import make_predictor, repeat_seeds, split_rows, usable_rows
+
+    say = log or (lambda _m: None)
+    rows = usable_rows(frame)
+    ids, y = rows["arch_id"].to_numpy(), rows["latency_ms"].to_numpy()
+    out = {"measured": _full(ids, y)}
+    skipped: dict[str, str] = {}
+    notes: dict[str, str] = {}
+    split_seed, model_seed = repeat_seeds(seed, 0)
+    sp = None
+    if n_train + n_val < len(rows):
+        sp = split_rows(rows, n_train, n_val, split_seed, "models")
+    valid = np.flatnonzero(np.isfinite(_valid_latency_mask()))
+    for name in sources:
+        if name.startswith("fewshot-"):
+            out[name], sources = _fewshot(ids, y, int(name.split("-", 1)[1]), seed, prior)
+            if key is not None and key in sources:
+                notes[name] = "the few-shot prior was pretrained on this dataset (in-sample)"
+            continue
+        if sp is None:
+            skipped[name] = f"{len(rows)} measured models, too few for {n_train} + {n_val}"
+            continue
+        if name == "layerwise" and layers is None:
+            skipped[name] = "no per-layer table (`latbench-measure --layers` makes one)"
+            continue
+        if name == "gcn":
+            opts = {"seed": model_seed, "encoding": rows.attrs["encoding"]}
+            opts.update(gcn_options or {})
+            say(
+                f"  training the GCN on {n_train} models ({opts.get('max_epochs', 250)} epochs max)"
+            )
+            pred = make_predictor("gcn", **opts)
+            pred.fit(ids[sp.train], y[sp.train], val_archs=ids[sp.val], val_latency_ms=y[sp.val])
+        elif name == "layerwise":
+            from latbench.predictors import read_layers
+
+            table = layers if isinstance(layers, pd.Series) else read_layers(layers)
+            pred = make_predictor("layerwise", layers=table).fit(ids[sp.train], y[sp.train])
+        else:
+            pred = make_predictor(name).fit(ids[sp.train], y[sp.train])
+        out[name] = _full(valid, pred.predict(valid))
+    return out, skipped, notes
+
+
+def _valid_latency_mask() -> np.ndarray:
+    from latbench.predictors.encoding import valid_mask
+
+    return np.where(valid_mask(), 1.0, np.nan)
+
+
+def _fewshot(
+    ids: np.ndarray, y: np.ndarray, n: int, seed: int, prior_path: Any = None
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    from latbench.predictors.fewshot import FewShotAdapter, select_archs
+
+    prior = _prior(str(prior_path) if prior_path is not None else None)
+    chosen = select_archs(prior, n, seed=seed, candidates=ids)
+    where = {int(a): i for i, a in enumerate(ids)}
+    fitted = FewShotAdapter(prior).fit(chosen, y[[where[int(a)] for a in chosen]])
+    pred = fitted.predict()
+    return np.where(prior.valid, pred, np.nan), tuple(prior.sources)
+
+
+@lru_cache(maxsize=2)
+def _prior(path: str | None) -> Any:
+    from latbench.predictors.fewshot import load_prior
+
+    return load_prior(path)
+
+
+def default_layers(key: str, frame: pd.DataFrame, data_home: str | os.PathLike[str] | None) -> Any:
+    """The per-layer table of ``key`` or None (same lookup as the predictor comparison)."""
+    from latbench.analysis.predictors import _layers_for
+
+    path, _why = _layers_for(key, frame, data_home)
+    return path

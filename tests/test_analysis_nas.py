@@ -1,0 +1,139 @@
+"""latbench-analysis nas: oracle NAS, Pareto recovery and evolution wired to real datasets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import latbench
+from latbench.accuracy_table import write_accuracy_table
+from latbench.analysis.cli import main as analysis_main
+from latbench.analysis.nas import ORACLE_COLUMNS, cross_device
+from latbench.space import N_ARCHS
+
+BUNDLED = "xeon2c-onnxruntime-fp32"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """A data home with a synthetic accuracy table: accuracy grows with log-FLOPs, plus noise."""
+    from latbench.dataset import arch_table
+
+    home = tmp_path_factory.mktemp("nas-home")
+    t = arch_table()
+    rng = np.random.default_rng(0)
+    acc = np.clip(10 * np.log(t["flops"].to_numpy() / 7e6) + 40 + rng.normal(0, 2, N_ARCHS), 1, 99)
+    frame = pd.DataFrame({
+        "arch_id": t["arch_id"].to_numpy(dtype=np.int32),
+        "nb201_index": latbench.space.nb201_indices(),
+        "valid": t["valid"].to_numpy(),
+        "cifar10": acc, "cifar100": acc - 20, "imagenet16-120": acc - 40,
+    })  # fmt: skip
+    write_accuracy_table(frame, {"file": "synthetic"}, home)
+    return home
+
+
+@pytest.fixture(scope="module")
+def run_out(home, tmp_path_factory):
+    out = tmp_path_factory.mktemp("nas-out")
+    rc = analysis_main(["nas", "--devices", BUNDLED, "--data-home", str(home), "--out", str(out),
+                        "--predictors", "flops,fewshot", "--fewshot-n", "10", "--ae-steps", "100",
+                        "--ae-seeds", "2", "--quiet"])  # fmt: skip
+    assert rc == 0
+    return out
+
+
+def test_nas_writes_the_csvs_and_figures(run_out, capsys):
+    oracle = pd.read_csv(run_out / "oracle_nas.csv")
+    assert tuple(oracle.columns[: len(ORACLE_COLUMNS)]) == ORACLE_COLUMNS
+    assert set(oracle["predictor"]) == {"flops", "fewshot-10"}  # measured: zero by construction
+    assert set(oracle["device"]) == {BUNDLED}
+    for name in ("fig2", "fig3", "figS3"):
+        assert (run_out / f"nas_{name}_{BUNDLED}.png").stat().st_size > 10_000
+    pareto = pd.read_csv(run_out / "pareto.csv").set_index("predictor")
+    assert pareto.loc["measured", "recall"] == 1.0
+    assert 0 <= pareto.loc["flops", "recall"] <= 1
+    ev = pd.read_csv(run_out / "evolution.csv")
+    assert ev.groupby("predictor")["step"].max().eq(100).all()
+
+
+def test_nas_oracle_rows_agree_with_the_data(run_out, home):
+    df = latbench.load(BUNDLED, data_home=home, accuracy="cifar100")
+    ok = df[(df.status == "ok") & df.valid]
+    oracle = pd.read_csv(run_out / "oracle_nas.csv")
+    g = oracle[oracle["predictor"] == "flops"]
+    assert g["threshold_ms"].is_monotonic_increasing and g["threshold_ms"].is_unique
+    for row in g.iloc[::10].itertuples():
+        t = row.threshold_ms + 1e-6  # the CSV rounds to 6 decimals
+        under = ok[ok["latency_ms"] <= t]
+        assert row.ground_truth_accuracy == pytest.approx(
+            under["accuracy_cifar100"].max(), abs=1e-6
+        )
+        if np.isfinite(row.effective_accuracy):
+            eff = ok.set_index("arch_id").loc[row.effective_best]
+            assert eff["latency_ms"] <= t  # re-validated on measured latency
+            want = row.ground_truth_accuracy - row.effective_accuracy
+            assert row.missed_accuracy == pytest.approx(want, abs=2e-6)
+
+
+def test_nas_markdown_names_provenance(home, tmp_path, capsys):
+    rc = analysis_main(["nas", "--devices", BUNDLED, "--data-home", str(home), "--out",
+                        str(tmp_path), "--predictors", "flops", "--ae-steps", "64",
+                        "--ae-seeds", "1", "--quiet"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0 and "NATS-Bench" in out and "seed 888" in out and "| FLOPs fit |" in out
+
+
+def test_nas_without_accuracy_says_how_to_get_it(tmp_path, capsys):
+    rc = analysis_main(["nas", "--devices", BUNDLED, "--data-home", str(tmp_path / "empty"),
+                        "--out", str(tmp_path / "o")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "latbench fetch nb201-accuracy" in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--predictors", "flops,oracle"], "unknown predictor(s) oracle"),
+        (["--accuracy", "mnist"], "unknown accuracy dataset 'mnist'"),
+        (["--prior", "/nonexistent/prior.npz"], "no such prior file"),
+    ],
+)
+def test_nas_bad_options_are_one_line(home, tmp_path, capsys, args, message):
+    rc = analysis_main(["nas", "--devices", BUNDLED, "--data-home", str(home), "--out",
+                        str(tmp_path), *args])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and message in err
+    assert not list(tmp_path.iterdir())
+
+
+def _brute_cross(lat_a, lat_b, acc, grid):
+    n = len(acc)
+    front = [i for i in range(n) if not any(
+        lat_a[j] <= lat_a[i] and acc[j] >= acc[i] and (lat_a[j] < lat_a[i] or acc[j] > acc[i])
+        for j in range(n))]  # fmt: skip
+    losses = []
+    for t in grid:
+        best = max((acc[i] for i in range(n) if lat_b[i] <= t), default=None)
+        best_f = max((acc[i] for i in front if lat_b[i] <= t), default=None)
+        if best_f is not None:
+            losses.append(best - best_f)
+    return np.mean(losses), np.max(losses)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cross_device_equals_brute_force(seed):
+    from latbench.nas import threshold_grid
+
+    rng = np.random.default_rng(seed)
+    n = 40
+    acc = pd.Series(rng.integers(0, 20, n).astype(float), index=np.arange(n) * 3)
+    a = pd.Series(rng.random(n), index=acc.index)
+    b = pd.Series(np.where(rng.random(n) < 0.5, a, rng.random(n)), index=acc.index)
+    table = cross_device({"A": a, "B": b}, acc).set_index(["searched_on", "deployed_on"])
+    mean, mx = _brute_cross(a.to_numpy(), b.to_numpy(), acc.to_numpy(), threshold_grid(b))
+    assert table.loc[("A", "B"), "mean_lost_accuracy"] == pytest.approx(mean)
+    assert table.loc[("A", "B"), "max_lost_accuracy"] == pytest.approx(mx)
+    same = cross_device({"A": a, "A2": a.copy()}, acc)
+    assert (same["max_lost_accuracy"] == 0).all()
