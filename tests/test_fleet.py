@@ -131,7 +131,7 @@ def test_slow_device_is_reported_by_the_anchor_check(cluster, cache, tmp_path, m
 
 
 def test_graph_failing_on_two_devices_is_failed_with_both_reasons(cluster, tmp_path):
-    from latbench.harness.artifacts import artifact_spec
+    from latbench.harness.artifacts import _record, artifact_spec
 
     cache = ArtifactCache(tmp_path / "cache")  # its own: one artifact in it is damaged
     prof = _profile()
@@ -146,6 +146,8 @@ def test_graph_failing_on_two_devices_is_failed_with_both_reasons(cluster, tmp_p
     sidecar = {**cache.key(bad.graph, fmt, 0, options), "file": path.name,
                "bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}  # fmt: skip
     path.with_suffix(path.suffix + ".json").write_text(json.dumps(sidecar))
+    # ...and the builder's ledger vouches for it, as for a model this builder made.
+    _record(path, sidecar["sha256"])
     ex = _fleet(cluster, cache, tmp_path)
     s = measure(prof, plan, out_dir=tmp_path, key="bad", cache=cache, progress=False,
                 executor=ex)  # fmt: skip
