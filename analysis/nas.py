@@ -112,6 +112,8 @@ def device_nas(
 
     ``accuracy`` is indexed by ``arch_id`` (percent).
     """
+    from latbench.predictors.encoding import valid_mask
+
     say = log or (lambda _m: None)
     gcn = {"max_epochs": options.gcn_epochs} if options.gcn_epochs else None
     full, skipped, notes = latency_sources(frame, options.sources(), n_train=options.n_train,
@@ -136,7 +138,7 @@ def device_nas(
         )
     limit = options.limit_ms or float(np.median(measured))
     curves = []
-    n_valid = int(np.isfinite(_valid_or_nan()).sum())
+    n_valid = int(valid_mask().sum())
     if len(ids) < AE_MIN_MEASURED * n_valid:
         # the search's children would mostly be unmeasured: no truth to judge them by
         skipped["aging evolution"] = (
@@ -172,12 +174,6 @@ def device_nas(
         skipped=skipped,
         notes=notes,
     )
-
-
-def _valid_or_nan() -> np.ndarray:
-    from latbench.predictors.encoding import valid_mask
-
-    return np.where(valid_mask(), 1.0, np.nan)
 
 
 def summary_table(results: Sequence[DeviceNAS]) -> pd.DataFrame:

@@ -81,6 +81,7 @@ def latency_sources(
     valid architecture. ``layers`` is the per-layer table for ``layerwise`` (None: skip).
     """
     from latbench.predictors import make_predictor, repeat_seeds, split_rows, usable_rows
+    from latbench.predictors.encoding import valid_mask
 
     say = log or (lambda _m: None)
     rows = usable_rows(frame)
@@ -92,11 +93,11 @@ def latency_sources(
     sp = None
     if n_train + n_val < len(rows):
         sp = split_rows(rows, n_train, n_val, split_seed, "models")
-    valid = np.flatnonzero(np.isfinite(_valid_latency_mask()))
+    valid = np.flatnonzero(valid_mask())
     for name in sources:
         if name.startswith("fewshot-"):
-            out[name], sources = _fewshot(ids, y, int(name.split("-", 1)[1]), seed, prior)
-            if key is not None and key in sources:
+            out[name], prior_sources = _fewshot(ids, y, int(name.split("-", 1)[1]), seed, prior)
+            if key is not None and key in prior_sources:
                 notes[name] = "the few-shot prior was pretrained on this dataset (in-sample)"
             continue
         if sp is None:
@@ -122,12 +123,6 @@ def latency_sources(
             pred = make_predictor(name).fit(ids[sp.train], y[sp.train])
         out[name] = _full(valid, pred.predict(valid))
     return out, skipped, notes
-
-
-def _valid_latency_mask() -> np.ndarray:
-    from latbench.predictors.encoding import valid_mask
-
-    return np.where(valid_mask(), 1.0, np.nan)
 
 
 def _fewshot(

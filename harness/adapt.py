@@ -98,6 +98,6 @@ def plan_adapt(n: int, prior: str | os.PathLike[str] | None = None, seed: int = 
         raise ValueError(f"--adapt needs at least {MIN_MEASURED} architectures, got {n}")
     path = Path(prior) if prior is not None else default_prior_path()
     loaded = load_prior(path)  # PredictorError is a ValueError: one line, exit 2
-    criterion = resolve_criterion(loaded)
+    criterion = resolve_criterion()
     ids = select_archs(loaded, n, seed=seed, criterion=criterion)
     return AdaptPlan(loaded, path, tuple(int(i) for i in ids), seed, criterion)

@@ -376,11 +376,12 @@ class ArtifactCache:
         start = time.perf_counter()
         with _atomic(path) as tmp:
             report = build_artifact(target, fmt, seed, tmp, options)
-        digest = _sha256(path)
+        st = path.stat()
+        digest = _hash_of(str(path), st.st_mtime_ns, st.st_size)  # a later get() hashes no more
         sidecar = {
             **self.key(target, fmt, seed, options),
             "file": path.name,
-            "bytes": path.stat().st_size,
+            "bytes": st.st_size,
             "sha256": digest,
             "build_s": round(time.perf_counter() - start, 3),
         }

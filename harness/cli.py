@@ -201,8 +201,8 @@ def _merge(argv: list[str]) -> int:
 def _run(args: argparse.Namespace) -> int:
     from latbench.harness.keys import validate_key
     from latbench.harness.lock import hold, run_stem
-    from latbench.harness.options import check_ranges
-    from latbench.harness.plan import make_plan, parse_shard, read_arch_file, select_archs
+    from latbench.harness.options import check_ranges, check_shard
+    from latbench.harness.plan import make_plan, read_arch_file, select_archs
     from latbench.harness.profiles import load_profile
     from latbench.loader import data_home
 
@@ -231,7 +231,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.prior is not None:
         raise ValueError("--prior needs --adapt N")
     selection = select_archs(all=args.all, limit=args.limit, archs=archs, seed=args.seed)
-    shard = parse_shard(args.shard) if args.shard else (1, 1)
+    shard = check_shard(args.shard) if args.shard else (1, 1)
     plan = make_plan(selection, shard)
 
     from latbench.harness.artifacts import ArtifactCache
@@ -260,7 +260,7 @@ def _measure_run(args, profile, plan, out: Path, key: str, shard, cache, adapt=N
         build_workers=args.build_workers,
         prebuild=False if args.pipeline else None,
         fresh=args.fresh,
-        flush_every=max(1, args.flush_every),
+        flush_every=args.flush_every,  # check_ranges: 1 or more
         progress=not args.quiet,
         extra_metadata={"selection": _describe_selection(args)},
         **({"executor": fleet} if fleet is not None else {}),

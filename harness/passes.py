@@ -60,7 +60,8 @@ def measure_passes(
     t0 = time.perf_counter()
     part = profile.with_protocol(runs=proto.runs // passes)
     work_dir = Path(out_dir) / f"{key}.passes"
-    summaries, stores = [], []
+    summaries: list[RunSummary] = []
+    per_pass: list[dict[str, GraphResult]] = []  # each pass's results, read once it is done
     reverse = dataclasses.replace(plan, work=plan.work[::-1])
     executor = kwargs.pop("executor", None)
     affinity = getattr(executor, "affinity", None)
@@ -68,22 +69,20 @@ def measure_passes(
         for p in range(1, passes + 1):
             pkey = f"{key}.pass{p}of{passes}"
             order = plan if p % 2 else reverse
-            if affinity is not None:  # a resumed campaign: the devices of the stored passes
-                for store in stores:
-                    for k, r in store.open().items():
-                        if r.device_id is not None:
-                            affinity.setdefault(k, r.device_id)
+            if affinity is not None and per_pass:  # the devices of the previous pass
+                for k, r in per_pass[-1].items():
+                    if r.device_id is not None:
+                        affinity.setdefault(k, r.device_id)
             extra = {} if executor is None else {"executor": _Held(executor)}
             summaries.append(
                 measure(part, order, out_dir=work_dir, key=pkey, seed=seed, **kwargs, **extra)
             )
-            stores.append(RunStore(work_dir, summaries[-1].key, _run_config(part, seed)))
+            per_pass.append(RunStore(work_dir, summaries[-1].key, _run_config(part, seed)).open())
         fleet_meta = executor.metadata() if executor is not None else {}
     finally:
         if executor is not None:
             executor.close()
 
-    per_pass = [s.open() for s in stores]
     stem = key if plan.shard == (1, 1) else f"{key}.shard{plan.shard[0]}of{plan.shard[1]}"
     config = {**_run_config(profile, seed), "passes": passes}
     final = RunStore(out_dir, stem, config)

@@ -95,14 +95,10 @@ def select_archs(
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """Parse ``"i/n"`` (1-based) into ``(i, n)``."""
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard must look like 'i/n' (e.g. 2/4), got {text!r}") from None
-    if not 1 <= i <= n:
-        raise ValueError(f"--shard {text}: need 1 <= i <= n")
-    return i, n
+    """Parse ``"i/n"`` (1-based) into ``(i, n)``; the rules are :func:`options.check_shard`'s."""
+    from latbench.harness.options import check_shard
+
+    return check_shard(text)
 
 
 @dataclass(frozen=True)

@@ -24,17 +24,12 @@ _FILL = -1
 _MAX_KEY = 256
 
 
-def _shown(path: str | os.PathLike[str]) -> str:
-    from latbench.terminal import safe
-
-    return safe(path)
-
-
 def check_raw_values(path: str | os.PathLike[str], raw: Mapping[str, Any]) -> None:
     """Raise :class:`~latbench.harness.raw.RawFormatError` naming the first bad value.
 
-    ``raw`` is :func:`~latbench.harness.raw.read_raw`'s dict: equal row counts (at most
-    15,625 per pass recorded), ``arch_id`` in 0..15624, each row at least one timing
+    ``raw`` is :func:`~latbench.harness.raw.read_raw`'s dict, whose ranks and equal row
+    counts :func:`~latbench.harness.raw.check_layout` already checked: at most 15,625
+    rows per pass recorded, ``arch_id`` in 0..15624, each row at least one timing
     in 1..:data:`MAX_TIMING_NS` ns with ``-1`` padding only at its end, and graph keys of
     printable characters, at most 256 long.
     """
@@ -43,12 +38,7 @@ def check_raw_values(path: str | os.PathLike[str], raw: Mapping[str, Any]) -> No
     from latbench.terminal import safe
 
     keys, ids, t = raw["graph_key"], np.asarray(raw["arch_id"]), np.asarray(raw["timings_ns"])
-    where = _shown(path)
-    if t.ndim != 2 or ids.ndim != 1 or not len(keys) == len(ids) == len(t):
-        raise RawFormatError(
-            f"{where}: raw arrays disagree in shape (graph_key {len(keys)}, arch_id"
-            f" {ids.shape}, timings_ns {t.shape})"
-        )
+    where = safe(path)
     passes = raw.get("attrs", {}).get("passes", 1)
     limit = N_ARCHS * (passes if isinstance(passes, int) and 1 <= passes <= 64 else 1)
     if len(ids) > limit:

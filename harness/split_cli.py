@@ -71,8 +71,8 @@ def build_main(argv: list[str]) -> int:
     """``latbench-measure build``; returns the exit status."""
     from latbench.harness.check import check_profile
     from latbench.harness.manifest import build_artifacts
-    from latbench.harness.options import check_ranges
-    from latbench.harness.plan import make_plan, parse_shard, read_arch_file, select_archs
+    from latbench.harness.options import check_ranges, check_shard
+    from latbench.harness.plan import make_plan, read_arch_file, select_archs
     from latbench.harness.profiles import load_profile
 
     args = _build_parser().parse_args(argv)
@@ -82,7 +82,7 @@ def build_main(argv: list[str]) -> int:
         return _print_check(check_profile(profile, stages=("build",)))
     archs = read_arch_file(args.archs) if args.archs else None
     selection = select_archs(all=args.all, limit=args.limit, archs=archs, seed=args.seed)
-    plan = make_plan(selection, parse_shard(args.shard) if args.shard else (1, 1))
+    plan = make_plan(selection, check_shard(args.shard) if args.shard else (1, 1))
     if args.all:
         desc = "all"
     elif args.archs:

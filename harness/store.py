@@ -90,6 +90,15 @@ def _read_config(path: Path) -> dict[str, Any]:
     return stored
 
 
+def _config_diff(stored: dict[str, Any], now: dict[str, Any]) -> str:
+    """The settings that differ, shortened for one line; empty when none do."""
+    diff = sorted((k for k in {*stored, *now} if stored.get(k) != now.get(k)), key=str)
+    return "; ".join(
+        f"{short_repr(k, 40)}: stored {short_repr(stored.get(k))}, now {short_repr(now.get(k))}"
+        for k in diff[:8]
+    )
+
+
 class RunStore:
     """Durable results of one run in ``out_dir`` under file stem ``stem``.
 
@@ -131,14 +140,8 @@ class RunStore:
             self._buffer = list(seeded.values())
             self.flush()  # durable again as a part, before anything new is timed
         if cfg_path.exists():
-            stored = _read_config(cfg_path)
-            diff = sorted(k for k in {*stored, *self.config} if stored.get(k) != self.config.get(k))
-            if diff:
-                details = "; ".join(
-                    f"{short_repr(k, 40)}: stored {short_repr(stored.get(k))},"
-                    f" now {short_repr(self.config.get(k))}"
-                    for k in diff[:8]
-                )
+            details = _config_diff(_read_config(cfg_path), self.config)
+            if details:
                 raise RunConfigMismatch(
                     f"{self.parts_dir} holds a run with different settings ({details}). "
                     "Use another --out or --key, or --fresh to discard the stored parts."
@@ -168,11 +171,8 @@ class RunStore:
         stored = df.attrs["metadata"].get("run_config")
         if stored is None:  # written before run settings were recorded: time again
             return {}
-        if stored != self.config:
-            diff = sorted(k for k in {*stored, *self.config} if stored.get(k) != self.config.get(k))
-            details = "; ".join(
-                f"{k}: stored {stored.get(k)!r}, now {self.config.get(k)!r}" for k in diff
-            )
+        details = _config_diff(stored if isinstance(stored, dict) else {"?": stored}, self.config)
+        if details:
             raise RunConfigMismatch(
                 f"{self.dataset_path} was measured with different settings ({details}). "
                 "Use another --out or --key, or --fresh to measure it again."
@@ -184,12 +184,13 @@ class RunStore:
             ok = r.status == "ok"
             if ok and r.graph_key not in raw:
                 return {}  # raw timings lost: never write a raw file without them
-            dev = getattr(r, "device_id", None)
+            dev, run = getattr(r, "device_id", None), getattr(r, "fleet_run", None)
             out[r.graph_key] = GraphResult(
                 r.graph_key, int(r.arch_id if pd.isna(r.timed_arch_id) else r.timed_arch_id), r.status,
                 float(r.latency_ms) if ok else None, float(r.latency_std_ms) if ok else None,
                 int(r.runs), None if ok else str(r.error), raw.get(r.graph_key) if ok else None,
                 None if dev is None or pd.isna(dev) else str(dev),
+                None if run is None or pd.isna(run) else int(run),
             )  # fmt: skip
         return out
 

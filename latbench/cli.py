@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from latbench.terminal import safe, safe_line
+
 __all__ = ["build_parser", "main", "parse_arch_arg", "spearman", "summary"]
 
 _PROG = "latbench"
@@ -61,8 +63,6 @@ def fit_table(df: pd.DataFrame, width: int) -> str:
     least 12 characters) and long cells of any column end in an ellipsis.
     """
     cols = [str(c) for c in df.columns]
-    from latbench.terminal import safe
-
     # names and keys come from files: control characters escaped before measuring widths
     cells = {c: ["-" if pd.isna(v) else safe(v) for v in df[c]] for c in df.columns}
     widths = [min(max(len(c), *(len(x) for x in cells[c])), _CAPS.get(c, 10**6)) for c in cols]
@@ -130,7 +130,6 @@ def spearman(x: pd.Series, y: pd.Series) -> float:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from latbench.loader import load
-    from latbench.terminal import safe
 
     df = load(args.key, data_home=args.data_home)
     meta = df.attrs.get("metadata", {})
@@ -172,8 +171,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _print_reports(reports: Sequence[Any]) -> None:
-    from latbench.terminal import safe
-
     for r in reports:
         c = r.counts
         print(
@@ -189,7 +186,6 @@ def _skipped_files_reported() -> Any:
     import warnings
 
     from latbench.importers.eagle import SkippedFileWarning
-    from latbench.terminal import safe_line
 
     @contextlib.contextmanager
     def ctx() -> Any:
@@ -234,7 +230,6 @@ def _cmd_import(args: argparse.Namespace) -> int:
 def _home_is_a_folder(home: str | None) -> None:
     """Refuse a data home that exists but is not a folder, naming it (not "[Errno 17]")."""
     from latbench.loader import data_home
-    from latbench.terminal import safe
 
     path = data_home(home)
     if (path.exists() or path.is_symlink()) and not path.is_dir():
@@ -318,7 +313,6 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 def _cmd_arch(args: argparse.Namespace) -> int:
     from latbench.network import costs
-    from latbench.terminal import safe
 
     arch = parse_arch_arg(args.arch)
     g = arch.graph
@@ -373,7 +367,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from latbench.dataset import atomic_path, write_dataset
     from latbench.keys import check_output
     from latbench.loader import load
-    from latbench.terminal import safe
 
     out = Path(args.output)
     fmt = args.format or {".csv": "csv", ".parquet": "parquet"}.get(out.suffix.lower())
@@ -530,7 +523,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from latbench.integrity import check_file
-    from latbench.terminal import safe_line
 
     failed = 0
     for f in args.files:
@@ -546,7 +538,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_rewrite(args: argparse.Namespace) -> int:
     from latbench.integrity import rewrite_file
-    from latbench.terminal import safe_line
 
     for f in args.files:
         print(safe_line(rewrite_file(f)))
@@ -554,16 +545,12 @@ def _cmd_rewrite(args: argparse.Namespace) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    from latbench.terminal import safe_line
-
     text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
     return safe_line(text, 1000) or type(exc).__name__
 
 
 def _one_line_warnings(message: Any, category: Any, *_: Any, **__: Any) -> None:
     """Warnings as one escaped line each on stderr (file names and keys come from files)."""
-    from latbench.terminal import safe_line
-
     print(f"{_PROG}: warning: {safe_line(str(message), 1000)}", file=sys.stderr)
 
 

@@ -28,11 +28,12 @@ import pyarrow.parquet as pq
 from latbench.integrity import (
     INTEGRITY_KEY,
     IntegrityError,
-    open_verified,
     verify_table,
     write_verified,
 )
+from latbench.keys import file_kind
 from latbench.safepickle import short_repr
+from latbench.terminal import safe
 
 __all__ = [
     "COLUMNS",
@@ -153,9 +154,6 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 def _refuse_special(path: Path) -> None:
     """Raise unless ``path`` is absent or a regular file (a symlink to one counts)."""
-    from latbench.keys import file_kind
-    from latbench.terminal import safe
-
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -171,8 +169,6 @@ def _refuse_special(path: Path) -> None:
 
 
 def _make_parent(parent: Path) -> None:
-    from latbench.terminal import safe
-
     for p in (parent, *parent.parents):
         if p.exists() or p.is_symlink():
             if not p.is_dir():
@@ -193,8 +189,6 @@ def _is_disk_full(exc: BaseException) -> bool:
 
 def _write_error(path: Path, exc: BaseException, detail: str | None = None) -> OSError:
     """One line naming ``path`` for an OS error while writing it (disk full: says so)."""
-    from latbench.terminal import safe
-
     if getattr(exc, "errno", None) == errno.EFBIG:
         what = "File too large (the file size limit was reached)"
     elif _is_disk_full(exc):
@@ -274,23 +268,17 @@ def write_dataset(
     return path
 
 
-def _open(path: Path, max_rows: int | None = None) -> pq.ParquetFile:
+def _open(path: Path) -> pq.ParquetFile:
     """Open ``path`` after bounding what reading it can cost; see :func:`check_bounds`."""
-    md = check_bounds(path, max_rows)
-    try:
-        if md is not None:  # the footer just parsed: no second parse
-            return pq.ParquetFile(path, metadata=md, page_checksum_verification=True)
-        return open_verified(path)
+    from latbench.space import N_ARCHS
+
+    md = check_bounds(path, N_ARCHS)
+    try:  # the footer check_bounds parsed is reused: no second parse
+        return pq.ParquetFile(path, metadata=md, page_checksum_verification=True)
     except (pa.ArrowException, OSError) as exc:
         raise DatasetError(
-            f"{_shown(path)}: not a readable Parquet file (corrupt or truncated?): {_short(exc)}"
+            f"{safe(path)}: not a readable Parquet file (corrupt or truncated?): {_short(exc)}"
         ) from exc
-
-
-def _shown(path: Path) -> str:
-    from latbench.terminal import safe
-
-    return safe(path)
 
 
 def check_bounds(
@@ -308,32 +296,28 @@ def check_bounds(
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise DatasetError(f"{_shown(path)}: no such file") from None
+        raise DatasetError(f"{safe(path)}: no such file") from None
     except OSError as exc:
-        raise DatasetError(f"{_shown(path)}: cannot open it: {exc.strerror}") from None
+        raise DatasetError(f"{safe(path)}: cannot open it: {exc.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
-        from latbench.keys import file_kind
-
-        raise DatasetError(f"{_shown(path)}: is a {file_kind(st.st_mode)}, not a regular file")
+        raise DatasetError(f"{safe(path)}: is a {file_kind(st.st_mode)}, not a regular file")
     size = st.st_size
     try:
         with open(path, "rb") as fh:
             if size < 12:
-                raise DatasetError(
-                    f"{_shown(path)}: not a readable Parquet file (only {size} bytes)"
-                )
+                raise DatasetError(f"{safe(path)}: not a readable Parquet file (only {size} bytes)")
             fh.seek(size - 8)
             tail = fh.read(8)
     except OSError as exc:
-        raise DatasetError(f"{_shown(path)}: cannot read it: {exc.strerror}") from None
+        raise DatasetError(f"{safe(path)}: cannot read it: {exc.strerror}") from None
     footer = int.from_bytes(tail[:4], "little")
     if tail[4:] != b"PAR1":
         raise DatasetError(
-            f"{_shown(path)}: not a readable Parquet file (no PAR1 trailer: truncated?)"
+            f"{safe(path)}: not a readable Parquet file (no PAR1 trailer: truncated?)"
         )
     if footer > min(MAX_FOOTER_BYTES, size - 12):
         raise DatasetError(
-            f"{_shown(path)}: its Parquet footer claims {footer} bytes (file {size} bytes,"
+            f"{safe(path)}: its Parquet footer claims {footer} bytes (file {size} bytes,"
             f" at most {MAX_FOOTER_BYTES} read)"
         )
     if max_rows is None:
@@ -342,16 +326,16 @@ def check_bounds(
         md = pq.read_metadata(path)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DatasetError(
-            f"{_shown(path)}: not a readable Parquet file (corrupt or truncated?): {_short(exc)}"
+            f"{safe(path)}: not a readable Parquet file (corrupt or truncated?): {_short(exc)}"
         ) from None
     if md.num_rows > max_rows:
         raise DatasetError(
-            f"{_shown(path)}: declares {md.num_rows} rows, more than the {max_rows} a"
+            f"{safe(path)}: declares {md.num_rows} rows, more than the {max_rows} a"
             " dataset can hold"
         )
     if md.num_columns > 64 or md.num_row_groups > 1024:
         raise DatasetError(
-            f"{_shown(path)}: declares {md.num_columns} columns in {md.num_row_groups} row"
+            f"{safe(path)}: declares {md.num_columns} columns in {md.num_row_groups} row"
             " groups (at most 64 and 1024)"
         )
     packed = unpacked = 0
@@ -363,7 +347,7 @@ def check_bounds(
             unpacked += col.total_uncompressed_size
     if packed > size or unpacked > MAX_TABLE_BYTES:
         raise DatasetError(
-            f"{_shown(path)}: its columns declare {packed} bytes stored and {unpacked}"
+            f"{safe(path)}: its columns declare {packed} bytes stored and {unpacked}"
             f" decoded (file {size} bytes, at most {MAX_TABLE_BYTES} decoded)"
         )
     return md
@@ -389,7 +373,7 @@ def parse_metadata(path: str | os.PathLike[str], raw: bytes) -> dict[str, Any]:
     deeper than :data:`MAX_METADATA_DEPTH`, invalid JSON, a non-object or another
     schema version.
     """
-    shown = _shown(Path(path))
+    shown = safe(Path(path))
     if len(raw) > MAX_METADATA_BYTES:
         raise DatasetError(
             f"{shown}: LatBench metadata is {len(raw)} bytes (at most {MAX_METADATA_BYTES})"
@@ -415,7 +399,7 @@ def parse_metadata(path: str | os.PathLike[str], raw: bytes) -> dict[str, Any]:
 def _metadata(path: Path, schema: pa.Schema) -> dict[str, Any]:
     raw = (schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
-        raise DatasetError(f"{_shown(path)}: no LatBench metadata (key {METADATA_KEY.decode()!r})")
+        raise DatasetError(f"{safe(path)}: no LatBench metadata (key {METADATA_KEY.decode()!r})")
     return parse_metadata(path, raw)
 
 
@@ -595,15 +579,13 @@ def _check_rows(path: Path, table: pa.Table, allow_empty: bool = False) -> None:
     """Row-level rules that the Parquet schema cannot express (same as :func:`to_table`)."""
     problems = row_problems(table, allow_empty)
     if problems:
-        raise DatasetError(f"{_shown(path)}: " + "; ".join(problems))
+        raise DatasetError(f"{safe(path)}: " + "; ".join(problems))
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The file-level metadata of a dataset file, validated, without reading rows."""
-    from latbench.space import N_ARCHS
-
     path = Path(path)
-    pf = _open(path, N_ARCHS)
+    pf = _open(path)
     # The Parquet key-value metadata is what a table read returns and what the digest
     # covers; the Arrow schema blob in the footer holds a second, unchecked copy.
     kv = {k: v for k, v in (pf.metadata.metadata or {}).items() if k != b"ARROW:schema"}
@@ -626,7 +608,7 @@ def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
     from latbench.space import N_ARCHS
 
     path = Path(path)
-    pf = _open(path, N_ARCHS)
+    pf = _open(path)
     schema = pf.schema_arrow
     _metadata(path, schema)  # fail fast on a foreign file, before reading its rows
     _check_schema(path, schema)
@@ -635,12 +617,12 @@ def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
         table = pf.read()  # every column: the digest covers them all
     except (pa.ArrowException, OSError) as exc:  # a page checksum failure lands here too
         raise DatasetError(
-            f"{_shown(path)}: cannot read rows (corrupt or truncated?): {_short(exc)}"
+            f"{safe(path)}: cannot read rows (corrupt or truncated?): {_short(exc)}"
         ) from exc
     except (ValueError, KeyError, IndexError, TypeError) as exc:  # e.g. a damaged footer
-        raise DatasetError(f"{_shown(path)}: unreadable (corrupt?): {_short(exc)}") from exc
+        raise DatasetError(f"{safe(path)}: unreadable (corrupt?): {_short(exc)}") from exc
     if table.num_rows > N_ARCHS:  # the footer said otherwise: never trust one number
-        raise DatasetError(f"{_shown(path)}: holds {table.num_rows} rows (at most {N_ARCHS})")
+        raise DatasetError(f"{safe(path)}: holds {table.num_rows} rows (at most {N_ARCHS})")
     try:
         verify_table(path, table)
     except IntegrityError as exc:

@@ -379,7 +379,7 @@ def _check_beside_raw(path: Path, df: Any) -> None:
     except ImportError:
         return
     if raw_path.is_file():
-        _raw_vs_dataset(raw_path, path)
+        _raw_vs_dataset(raw_path, path, df=df)  # the dataset just read: not read twice
 
 
 def _check_beside_dataset(path: Path, raw: Any) -> None:
@@ -390,14 +390,15 @@ def _check_beside_dataset(path: Path, raw: Any) -> None:
         _raw_vs_dataset(path, ds, raw)
 
 
-def _raw_vs_dataset(raw_path: Path, ds_path: Path, raw: Any = None) -> None:
+def _raw_vs_dataset(raw_path: Path, ds_path: Path, raw: Any = None, df: Any = None) -> None:
     from latbench.dataset import read_dataset
     from latbench.harness.raw import read_raw
     from latbench.harness.raw_checks import raw_dataset_problems
     from latbench.terminal import safe
 
     raw = read_raw(raw_path) if raw is None else raw
-    problems = raw_dataset_problems(raw, read_dataset(ds_path))
+    df = read_dataset(ds_path) if df is None else df
+    problems = raw_dataset_problems(raw, df)
     if problems:
         raise IntegrityError(
             f"{safe(raw_path)} and {safe(ds_path.name)} disagree: " + "; ".join(problems)

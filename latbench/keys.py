@@ -56,7 +56,7 @@ def validate_key(key: str, option: str = "--key", *, shadow_check: bool = False)
     """
     if not isinstance(key, str) or not key:
         raise InvalidKeyError(f"{option} must not be empty")
-    shown = repr(safe(key, 60))
+    shown = f"'{safe(key, 60)}'"  # escaped once: repr() would double the backslashes
     if "/" in key or "\\" in key or "\0" in key:
         raise InvalidKeyError(f"{option} {shown} contains a path separator; give a plain name")
     if ".." in key:
@@ -96,7 +96,7 @@ def validate_key(key: str, option: str = "--key", *, shadow_check: bool = False)
 
 def validate_file_name(name: str, option: str = "--name") -> str:
     """Return ``name`` if it is a plain file name (no folder, no control characters)."""
-    shown = repr(safe(name, 60))
+    shown = f"'{safe(name, 60)}'"
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
         raise InvalidKeyError(f"{option} {shown} must be a plain file name, without folders")
     if len(name) > 255 or any(not c.isprintable() for c in name):

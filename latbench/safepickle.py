@@ -214,7 +214,7 @@ def _key_ok(key: Any) -> bool:
     t = type(key)
     if t in _SCALAR_KEY:
         return True
-    return t is tuple and all(type(x) in _SCALAR_KEY for x in key)
+    return t is tuple and _SCALAR_KEY.issuperset(map(type, key))
 
 
 def _measure(root: Any, limits: Limits) -> None:
@@ -302,13 +302,26 @@ def _run(data: bytes, allowed: Mapping[tuple[str, str], Any], limits: Limits) ->
     def setitems(d: Any, items: list[Any]) -> None:
         if type(d) is not dict or len(items) % 2:
             raise ValueError("SETITEMS on a non-dict or an odd item count")
-        for k in range(0, len(items), 2):
-            key = items[k]
-            if not _key_ok(key):
-                raise _Refused("a dict key nested deeper than a flat tuple of scalars")
-            d[key] = items[k + 1]
+        keys = items[::2]
+        if not all(map(_key_ok, keys)):
+            raise _Refused("a dict key nested deeper than a flat tuple of scalars")
+        d.update(zip(keys, items[1::2], strict=True))
         if len(d) > max_items:
             raise _Refused(f"a dict of {len(d)} entries (over {max_items})")
+
+    def add_items(kind: type, items: list[Any]) -> None:
+        # APPEND(S) to the list, or ADDITEMS to the set, on top of the stack
+        c = stack[-1]
+        if type(c) is not kind:
+            raise ValueError(f"adding items to a {type(c).__name__}, not a {kind.__name__}")
+        if kind is set:
+            if not all(map(_key_ok, items)):
+                raise _Refused("a set item nested deeper than a flat tuple of scalars")
+            c.update(items)
+        else:
+            c.extend(items)
+        if len(c) > max_items:
+            raise _Refused(f"a {kind.__name__} of {len(c)} items (over {max_items})")
 
     def resolve(module: Any, name: Any) -> Any:
         if type(module) is not str or type(name) is not str:
@@ -394,13 +407,7 @@ def _run(data: bytes, allowed: Mapping[tuple[str, str], Any], limits: Limits) ->
             k2 = stack.pop()
             setitems(stack[-1], [k2, v])
         elif op == b"e" or op == b"a":
-            items = pop_mark() if op == b"e" else [stack.pop()]
-            lst = stack[-1]
-            if type(lst) is not list:
-                raise ValueError("APPEND to a non-list")
-            lst.extend(items)
-            if len(lst) > max_items:
-                raise _Refused(f"a list of {len(lst)} items (over {max_items})")
+            add_items(list, pop_mark() if op == b"e" else [stack.pop()])
         elif op == b"}":
             container(dict)
             stack.append({})
@@ -464,20 +471,11 @@ def _run(data: bytes, allowed: Mapping[tuple[str, str], Any], limits: Limits) ->
         elif op == b"V":
             stack.append(line().decode("raw-unicode-escape"))
         elif op == b"\x90":
-            items = pop_mark()
-            s = stack[-1]
-            if type(s) is not set:
-                raise ValueError("ADDITEMS to a non-set")
-            for item in items:
-                if not _key_ok(item):
-                    raise _Refused("a set item nested deeper than a flat tuple of scalars")
-                s.add(item)
-            if len(s) > max_items:
-                raise _Refused(f"a set of {len(s)} items (over {max_items})")
+            add_items(set, pop_mark())
         elif op == b"\x91":
             container(frozenset)
             items = pop_mark()
-            if not all(_key_ok(x) for x in items):
+            if not all(map(_key_ok, items)):
                 raise _Refused("a frozenset item nested deeper than a flat tuple of scalars")
             stack.append(frozenset(items))
         elif op == b"l":

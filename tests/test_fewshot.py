@@ -252,8 +252,8 @@ def test_selection_criteria_do_what_they_optimise(prior):
 
     np.testing.assert_array_equal(select_archs(prior, 5, criterion="auto"),
                                   select_archs(prior, 5, criterion="d"))  # fmt: skip
-    assert resolve_criterion(prior) == "d"
-    assert resolve_criterion(prior, "integrated") == "integrated"
+    assert resolve_criterion() == "d"
+    assert resolve_criterion("integrated") == "integrated"
     with pytest.raises(PredictorError, match="criterion"):
         select_archs(prior, 3, criterion="a-optimal")
 

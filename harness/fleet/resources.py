@@ -11,7 +11,7 @@ one of several CPU devices of a node (its actor is pinned to those cores).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 __all__ = [
@@ -50,23 +50,27 @@ def device_options(device_id: str) -> dict[str, str]:
     return {key: value} if sep else {}
 
 
+def _advertised(
+    nodes: Iterable[Mapping[str, Any]], profile: str
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """``(device id, node)`` for every device of ``profile`` a live node advertises."""
+    head = f"{PREFIX}{profile}@"
+    for node in nodes:
+        if node.get("Alive"):
+            for name in node.get("Resources", {}):
+                if name.startswith(head):
+                    yield name[len(head) :], node
+
+
 def devices_in(nodes: Iterable[Mapping[str, Any]], profile: str) -> dict[str, dict[str, Any]]:
     """Device id -> ``{"node_id", "node_ip"}`` of every live node advertising ``profile``.
 
     ``nodes`` is what ``ray.nodes()`` returns.
     """
-    head = f"{PREFIX}{profile}@"
-    out: dict[str, dict[str, Any]] = {}
-    for node in nodes:
-        if not node.get("Alive"):
-            continue
-        for name in node.get("Resources", {}):
-            if name.startswith(head):
-                out[name[len(head) :]] = {
-                    "node_id": node.get("NodeID"),
-                    "node_ip": node.get("NodeManagerAddress"),
-                }
-    return out
+    return {
+        dev: {"node_id": node.get("NodeID"), "node_ip": node.get("NodeManagerAddress")}
+        for dev, node in _advertised(nodes, profile)
+    }
 
 
 def duplicate_devices(nodes: Iterable[Mapping[str, Any]], profile: str) -> dict[str, list[str]]:
@@ -74,13 +78,7 @@ def duplicate_devices(nodes: Iterable[Mapping[str, Any]], profile: str) -> dict[
 
     Only one actor can hold a device's resource, so the second node would sit idle.
     """
-    head = f"{PREFIX}{profile}@"
     seen: dict[str, list[str]] = {}
-    for node in nodes:
-        if node.get("Alive"):
-            for name in node.get("Resources", {}):
-                if name.startswith(head):
-                    seen.setdefault(name[len(head) :], []).append(
-                        str(node.get("NodeManagerAddress"))
-                    )
+    for dev, node in _advertised(nodes, profile):
+        seen.setdefault(dev, []).append(str(node.get("NodeManagerAddress")))
     return {d: ips for d, ips in seen.items() if len(ips) > 1}

@@ -25,7 +25,7 @@ import sys
 import time
 
 from latbench.harness.fleet import FleetError, require_ray
-from latbench.harness.fleet.resources import device_resource, make_device_id
+from latbench.harness.fleet.resources import device_resource, devices_in, make_device_id
 
 __all__ = ["parse_cpus", "ray_start_command", "worker_main"]
 
@@ -123,21 +123,14 @@ def _passed_through(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def _check_head(address: str, timeout_s: float, devices: list[str], resources: list[str]) -> None:
+def _check_head(address: str, timeout_s: float, profile: str, devices: list[str]) -> None:
     """:class:`FleetError` when the head is not there, not Ray, or holds these devices."""
     from latbench.harness.fleet.head import head_nodes
 
-    nodes = head_nodes(address, timeout_s)
-    taken = {
-        r: n.get("NodeManagerAddress")
-        for n in nodes
-        if n.get("Alive")
-        for r in n.get("Resources", {})
-        if r in resources
-    }
+    live = devices_in(head_nodes(address, timeout_s), profile)
+    taken = [d for d in devices if d in live]
     if taken:
-        which = ", ".join(f"{d} (node {taken[r]})" for d, r in zip(devices, resources, strict=True)
-                          if r in taken)  # fmt: skip
+        which = ", ".join(f"{d} (node {live[d]['node_ip']})" for d in taken)
         raise FleetError(
             f"device id {which} is already in the fleet at {address}; give this host "
             "another --name (device ids must be unique), or stop the other worker"
@@ -231,7 +224,7 @@ def worker_main(argv: list[str]) -> int:
         raise ValueError(f"--head-timeout must be > 0, got {args.head_timeout}")
     resource_names = [device_resource(profile.name, d) for d in devices]
     if not args.dry_run:  # before the check: a dead head fails in seconds, not minutes
-        _check_head(args.address, args.head_timeout, devices, resource_names)
+        _check_head(args.address, args.head_timeout, profile.name, devices)
     if not args.skip_check and not args.dry_run:
         import dataclasses
 

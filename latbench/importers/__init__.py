@@ -134,24 +134,17 @@ class KeyLockedError(BlockingIOError):
 
 @contextlib.contextmanager
 def _key_lock(home: Path, key: str) -> Iterator[None]:
-    # The same lock file latbench-measure holds for a run (<out>/.<key>.lock, flock),
-    # so an import never replaces a dataset a campaign is writing, nor the reverse.
-    from filelock import FileLock, Timeout
+    # latbench-measure's own lock (<home>/.<key>.lock), so an import never replaces a
+    # dataset a campaign is writing, nor the reverse, and each names the other.
+    from latbench.lock import KeyLocked, hold
 
-    home.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(home / f".{key}.lock", timeout=0)
     try:
-        lock.acquire()
-    except Timeout:
+        with hold(home, key):
+            yield
+    except KeyLocked as exc:
         raise KeyLockedError(
-            f"dataset {key!r} in {home} is being written by another process (see"
-            f" {home / f'.{key}.lock.json'}); nothing imported: wait for it, or import"
-            " into another --data-home"
+            f"{key!r} in {home}: nothing imported, another process holds its write lock: {exc}"
         ) from None
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def import_path(

@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 
 from latbench.catalog import CATALOG, Dataset, normalize_key, resolve
-from latbench.manifest import sha256_file
-from latbench.safepickle import short_repr  # one checksum routine for every file we record
+from latbench.manifest import sha256_file  # one checksum routine for every file we record
+from latbench.safepickle import short_repr
 
 __all__ = [
     "ImportFormatError",

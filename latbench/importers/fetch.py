@@ -107,6 +107,8 @@ _BY_HAND = {
     "help": f"download HELP's .pt files by hand from {HELP_FOLDER_URL}"
     " and import them with: latbench import help PATH",
     "eagle": "download the files by hand and import them with: latbench import eagle PATH",
+    "nb201-accuracy": "download the CSV by hand and import it with:"
+    " latbench import nb201-accuracy FILE",
 }
 
 _NET_REASONS = (
@@ -153,7 +155,7 @@ def download(
 
     On any failure ``dest`` is left as it was; a network failure raises
     :class:`FetchError` naming how to get the file by hand (``source``: ``eagle``,
-    ``help`` or ``latbench``).
+    ``help``, ``latbench`` or ``nb201-accuracy``).
     """
     dest = Path(dest)
     digest = hashlib.sha256()
@@ -434,5 +436,5 @@ def fetch_accuracy(
     src = url or NB201_ACCURACY.url
     cached = download_dir("nb201-accuracy", data_home) / NB201_ACCURACY.name
     if not (cached.is_file() and sha256_file(cached) == NB201_ACCURACY.sha256):
-        download(src, cached, NB201_ACCURACY.sha256, timeout=timeout)
+        download(src, cached, NB201_ACCURACY.sha256, timeout=timeout, source="nb201-accuracy")
     return import_accuracy(cached, data_home, overwrite, url=src)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -212,9 +211,7 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
         add_noise = None if am is None else float(meta["additive_noise_var"])
     except (KeyError, TypeError, ValueError):
         raise PredictorError(f"{path}: header noise variances are not numbers") from None
-    if not all(math.isfinite(v) and v > 0 for v in (noise, add_noise) if v is not None):
-        raise PredictorError(f"{path}: header noise variances are not positive finite numbers")
-    check_prior(path, arrays, meta)  # values, whatever the checksum says (issue 27)
+    check_prior(path, arrays, meta)  # values and noise variances, whatever the checksum says
     return DevicePrior(
         **arrays,
         noise_var=noise,

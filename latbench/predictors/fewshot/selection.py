@@ -48,13 +48,12 @@ CRITERION_LABELS = {
 """What each resolved criterion is called in a dataset's metadata."""
 
 
-def resolve_criterion(prior: DevicePrior, criterion: str = "auto") -> str:
+def resolve_criterion(criterion: str = "auto") -> str:
     """The criterion ``select_archs`` uses (``auto`` is D-optimal, see the module doc)."""
     if criterion not in CRITERIA:
         raise PredictorError(
             f"unknown selection criterion {criterion!r}: auto, integrated, d or hybrid"
         )
-    del prior  # the default no longer depends on it; kept so callers need not change
     return "d" if criterion == "auto" else criterion
 
 
@@ -107,7 +106,7 @@ def select_archs(
     scales each gain by the share of its variance still unexplained times that
     weight. Same inputs, same answer.
     """
-    criterion = resolve_criterion(prior, criterion)
+    criterion = resolve_criterion(criterion)
     if candidates is None:
         cand = np.flatnonzero(prior.valid)
     else:

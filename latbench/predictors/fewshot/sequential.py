@@ -38,7 +38,6 @@ def select_more(
     ids = arch_ids(measured)
     y = np.asarray(latency_ms, np.float64)
     prior = adapter.prior
-    post = adapter._fit_log(ids, y)
     blind = bool(source_distances(prior, ids, y).get("unlike_sources", False))
     weight = None
     if blind:
@@ -48,8 +47,11 @@ def select_more(
         if prior.source_weights is not None:
             models.append("best-source")
         fits = adapter._fits(models, ids, y)
+        post = fits["log-linear"]  # the log-linear posterior, fitted once
         mus = np.stack([f.predict_log(None)[0] for f in fits.values()])
         weight = mus.var(axis=0)
+    else:
+        post = adapter._fit_log(ids, y)
     more = select_archs(
         prior, n, seed=seed, pool=pool, candidates=candidates, cov=post.cov,
         noise_var=post.noise_var, criterion="d", exclude=ids, weight=weight,

@@ -108,7 +108,8 @@ def check_prior(
 
     Every array finite; ``graph`` ids in -1..15624; ``feature_std`` positive; ``cov``
     (and ``additive_cov``) symmetric positive definite; ``noise_var`` (and
-    ``additive_noise_var``) positive and finite; ``sources`` a list of strings.
+    ``additive_noise_var``) positive and finite (``load_prior`` checks ``sources``
+    before the checksum).
     """
     for name, a in arrays.items():
         if a.dtype.kind not in "fiu":
@@ -136,6 +137,3 @@ def check_prior(
             continue
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < float("inf"):
             raise _fail(path, f"header {name} is not a positive finite number")
-    sources = meta.get("sources")
-    if not isinstance(sources, list) or not all(isinstance(x, str) for x in sources):
-        raise _fail(path, "header sources is not a list of names")

@@ -1,0 +1,132 @@
+"""One writer per dataset key: an OS-level lock held for the whole run.
+
+:func:`hold` takes ``<out>/.<stem>.lock`` with :mod:`filelock` (``flock`` on POSIX,
+released by the kernel when the process dies, so a ``kill -9`` never leaves a stale
+lock) and writes who holds it -- PID, host, start time, command -- beside it in
+``.<stem>.lock.json``. A second run on the same key refuses at once with
+:class:`KeyLocked` naming that holder; it never waits and never touches the first
+run's files. The lock is re-entrant within one process (a campaign's CLI holds it for the
+whole run and its session takes it again inside).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+__all__ = ["KeyLocked", "LockUnavailable", "hold", "holder", "run_stem"]
+
+_held: dict[str, list] = {}  # lock path -> [FileLock, depth], this process's locks
+_guard = threading.Lock()
+
+
+class KeyLocked(RuntimeError):
+    """Another process is writing the same dataset key."""
+
+
+class LockUnavailable(KeyLocked):
+    """The lock file cannot be created at all (``--out`` is no writable folder)."""
+
+
+def _lock_file_error(lock_path: Path) -> OSError | None:
+    """Why ``lock_path`` cannot be opened for writing, or ``None`` if it can.
+
+    filelock reports an unopenable file as a timeout, which would read as
+    "another run holds it"; this tells the two apart.
+    """
+    try:
+        fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o644)
+    except OSError as exc:
+        return exc
+    os.close(fd)
+    return None
+
+
+def _paths(out_dir: str | os.PathLike[str], stem: str) -> tuple[Path, Path]:
+    out = Path(out_dir)
+    return out / f".{stem}.lock", out / f".{stem}.lock.json"
+
+
+def holder(out_dir: str | os.PathLike[str], stem: str) -> dict | None:
+    """What the holder of ``stem``'s lock wrote about itself, or ``None``."""
+    try:
+        info = json.loads(_paths(out_dir, stem)[1].read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+@contextlib.contextmanager
+def hold(out_dir: str | os.PathLike[str], stem: str) -> Iterator[None]:
+    """Hold the write lock of dataset ``stem`` in ``out_dir`` for the ``with`` block.
+
+    Raises :class:`KeyLocked` at once when another process holds it.
+    """
+    lock_path, info_path = _paths(out_dir, stem)
+    key = str(lock_path.resolve() if lock_path.parent.exists() else lock_path.absolute())
+    with _guard:
+        mine = _held.get(key)
+        if mine is not None:
+            mine[1] += 1
+    if mine is not None:
+        try:
+            yield
+        finally:
+            with _guard:
+                mine[1] -= 1
+        return
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        info = holder(out_dir, stem)
+        problem = _lock_file_error(lock_path) if info is None else None
+        if problem is not None:
+            raise LockUnavailable(
+                f"cannot create the write lock {lock_path}: {problem.strerror or problem};"
+                " --out must be a writable folder"
+            ) from None
+        info = info or {}
+        who = (
+            f"PID {info.get('pid', '?')} on host {info.get('host', '?')}"
+            f" since {info.get('started', '?')}"
+        )
+        raise KeyLocked(
+            f"dataset {stem!r} in {Path(out_dir)} is being written by another run ({who}:"
+            f" {info.get('command', '?')}); wait for it to finish, stop it, or use another"
+            " --key or --out"
+        ) from None
+    try:
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv)[:500],
+        }
+        tmp = info_path.with_name(info_path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(info))
+        os.replace(tmp, info_path)
+        with _guard:
+            _held[key] = [lock, 1]
+        yield
+    finally:
+        with _guard:
+            _held.pop(key, None)
+        with contextlib.suppress(OSError):
+            info_path.unlink()
+        lock.release()
+
+
+def run_stem(key: str, shard: tuple[int, int] = (1, 1)) -> str:
+    """The file stem of a run: the key, or ``<key>.shard<i>of<n>`` for a shard."""
+    return key if tuple(shard) == (1, 1) else f"{key}.shard{shard[0]}of{shard[1]}"
