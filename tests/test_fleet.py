@@ -118,7 +118,8 @@ def test_fleet_run_equals_single_machine_run(cluster, cache, tmp_path):
 
 
 def test_slow_device_is_reported_by_the_anchor_check(cluster, cache, tmp_path, monkeypatch):
-    monkeypatch.setenv(SLOWDOWN_ENV, "node2/0=1.3")
+    # 2x, well past the ±30 % one anchor timing swings by on a loaded 2-core host
+    monkeypatch.setenv(SLOWDOWN_ENV, "node2/0=2.0")
     prof = _profile(runs=60)  # G = 6 groups: the quartile filter sees through the load
     plan = make_plan(select_archs(limit=2, seed=5))
     ex = _fleet(cluster, cache, tmp_path, max_device_spread=0.12, anchors=ANCHOR_ARCHS)
