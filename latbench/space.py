@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EDGES",
+    "MAX_ARCH_CHARS",
     "N_ARCHS",
     "N_VALID",
     "OPS",
@@ -72,6 +73,10 @@ def _close_ops(op: str) -> str:
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
+MAX_ARCH_CHARS = 256
+"""Longest string :func:`parse_arch` reads; a valid one has at most ~100 characters."""
+
+
 def parse_arch(arch_str: str) -> tuple[int, ...]:
     """Parse a NAS-Bench-201 string into its 6-op vector.
 
@@ -83,6 +88,11 @@ def parse_arch(arch_str: str) -> tuple[int, ...]:
     s = arch_str.strip()
     if not s:
         raise ArchError("empty architecture string")
+    if len(s) > MAX_ARCH_CHARS:  # every message below quotes the string: keep it short
+        raise ArchError(
+            f"{arch_str[:40]!r}... ({len(arch_str)} characters) is not a NAS-Bench-201"
+            f" architecture string (at most {MAX_ARCH_CHARS})"
+        )
     nodes = s.split("+")
     if len(nodes) != 3:
         raise ArchError(f"{arch_str!r}: expected 3 nodes separated by '+', found {len(nodes)}")

@@ -115,6 +115,12 @@ def test_fleet_run_equals_single_machine_run(cluster, cache, tmp_path):
     # the recorded device agrees with the parts the driver wrote
     assert sorted(_part_keys(tmp_path / "fleet" / "k.parts")) == sorted(w.key for w in plan.work)
     assert any("device" in line for line in ex.report_lines())
+    # every actor removed its artifact folder when the campaign closed
+    import tempfile
+
+    pids = [dev["pid"] for dev in meta["devices"].values()]
+    left = [p for pid in pids for p in Path(tempfile.gettempdir()).glob(f"latbench-fleet-{pid}-*")]
+    assert pids and not left
 
 
 def test_slow_device_is_reported_by_the_anchor_check(cluster, cache, tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 from latbench.harness.cli import main
 from latbench.harness.fleet import FleetError, require_ray
 from latbench.harness.fleet.anchors import ANCHOR_ARCHS, NOISE_FLOOR, anchor_work, check_spread
-from latbench.harness.fleet.device import slowdown_for
+from latbench.harness.fleet.device import _sweep_stale, slowdown_for
 from latbench.harness.fleet.resources import (
     device_options,
     device_resource,
@@ -427,3 +427,19 @@ def test_a_device_that_rejoins_mid_run_is_anchored_again_under_a_new_run(tmp_pat
     assert ex._state["runs"]["1"]["devices"]["h/0"]["lost"] == "ActorDiedError: boom"
     assert ex._run_of([("h/0", "err")]) == 2
     assert ex.progress.device("h/0").lost is None
+
+
+def test_stale_artifact_folders_of_dead_actors_are_swept(tmp_path):
+    import os
+    import subprocess
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid names no process now
+    dead = tmp_path / f"latbench-fleet-{gone.pid}-abc"
+    mine = tmp_path / f"latbench-fleet-{os.getpid()}-abc"
+    other = tmp_path / "latbench-fleet-notapid-abc"
+    for d in (dead, mine, other):
+        d.mkdir()
+        (d / "model-0.onnx").write_bytes(b"x")
+    _sweep_stale(tmp_path)
+    assert not dead.exists() and mine.exists() and other.exists()

@@ -271,3 +271,16 @@ def test_arch_is_immutable():
     a = Arch((3,) * 6)
     with pytest.raises(AttributeError):
         a.vector = (0,) * 6  # type: ignore[misc]
+
+
+def test_an_overlong_string_is_refused_with_a_short_message():
+    from latbench.space import MAX_ARCH_CHARS
+
+    huge = "|nor_conv_3x3~0|" * 100_000
+    with pytest.raises(ArchError) as err:
+        parse_arch(huge)
+    assert len(str(err.value)) < 200 and str(len(huge)) in str(err.value)
+    longest = "+".join(
+        "|" + "|".join(f"nor_conv_3x3~{i}" for i in range(n)) + "|" for n in (1, 2, 3)
+    )
+    assert len(longest) < MAX_ARCH_CHARS and parse_arch(longest) == (3,) * 6

@@ -46,6 +46,27 @@ def slowdown_for(device_id: str, spec: str | None = None) -> float:
     return 1.0
 
 
+_SCRATCH = "latbench-fleet-"
+"""Prefix of a device actor's artifact folder, ``latbench-fleet-<pid>-<random>``."""
+
+
+def _sweep_stale(tmp: Path) -> None:
+    """Remove artifact folders of device actors whose process is gone.
+
+    A killed actor (lost device, Ctrl-C, crashed node) never runs :meth:`close`.
+    """
+    for d in tmp.glob(f"{_SCRATCH}*-*"):
+        pid = d.name[len(_SCRATCH) :].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or not d.is_dir() or d.is_symlink():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (PermissionError, OverflowError):
+            continue  # alive under another user, or no such pid on this system
+
+
 def _cache(root: str | None) -> Any:
     from latbench.harness.artifacts import ArtifactCache
 
@@ -106,7 +127,8 @@ class DeviceWorker:
         if self.slowdown != 1.0:  # shadow the method: every timed run really takes longer
             plain = self.runner.timed_call
             self.runner.timed_call = lambda: _slowed(plain(), self.slowdown)
-        self.dir = Path(tempfile.mkdtemp(prefix="latbench-fleet-"))
+        _sweep_stale(Path(tempfile.gettempdir()))
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH}{os.getpid()}-"))
         self._n = 0
 
     def describe(self) -> dict[str, Any]:

@@ -756,7 +756,12 @@ class FleetExecutor:
             self.devices.clear()
             self._ray = None
             return
-        for d in self.devices.values():
+        alive = [d for d in self.devices.values() if d.alive]
+        with contextlib.suppress(Exception):  # let each actor remove its artifact folder
+            self._ray.wait(
+                [d.actor.close.remote() for d in alive], num_returns=len(alive), timeout=10
+            )
+        for d in alive:
             if d.alive:
                 try:
                     self._ray.kill(d.actor, no_restart=True)
