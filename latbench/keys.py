@@ -133,6 +133,26 @@ def check_output(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     return path
 
 
+def check_writable(path: str | os.PathLike[str]) -> Path:
+    """``path`` if a file can be written there now (folder made, a probe file written).
+
+    For commands that compute for minutes before they write: a bad ``-o`` fails first.
+    Raises :class:`ValueError` in one line otherwise; an existing regular file is fine.
+    """
+    import tempfile
+
+    path = check_output(path, overwrite=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise ValueError(f"{safe(path)}: cannot write there: {why}") from None
+    os.close(fd)
+    os.unlink(probe)
+    return path
+
+
 def file_kind(mode: int) -> str:
     """What an ``st_mode`` names, in words: ``"FIFO"``, ``"socket"``, ``"folder"``..."""
     for test, name in (

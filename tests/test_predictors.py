@@ -357,3 +357,28 @@ def test_load_predictor_rejects_other_files(tmp_path):
 def test_all_archs_order_matches_ids():
     # predict(None) relies on arch_id order being all_archs() order
     assert [a.id for a in list(all_archs())[:50]] == list(range(50))
+
+
+@pytest.mark.parametrize("command", ["evaluate", "train", "evaluate-adapt"])
+def test_an_unwritable_output_fails_before_any_work(
+    synth_home, tmp_path, capsys, monkeypatch, command
+):
+    import latbench.predictors as predictors
+
+    def never(*a, **k):
+        raise AssertionError("work started before the output was checked")
+
+    monkeypatch.setattr(predictors, "evaluate", never)
+    monkeypatch.setattr(predictors, "usable_rows", never)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("kept")
+    out = blocker / "res.csv"  # its folder is a regular file: nothing can be written there
+    args = {
+        "evaluate": ["evaluate", "-d", "synth-cpu-fp32", "-p", "flops", "-o", str(out)],
+        "train": ["train", "-d", "synth-cpu-fp32", "-p", "flops", "-o", str(out)],
+        "evaluate-adapt": ["evaluate-adapt", "--n", "5", "-o", str(out)],
+    }[command]
+    rc = predict_main([*args, "--data-home", str(synth_home)])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(out) in err and len(err.strip().splitlines()) == 1
+    assert blocker.read_text() == "kept"

@@ -97,6 +97,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from latbench.predictors.cache import default_cache_dir
 
     names = [n.strip() for n in args.predictor.split(",") if n.strip()]
+    if args.out:
+        check_out(args.out, probe=True)  # before minutes of training, not after
     res = evaluate(
         args.dataset, names, train=args.train, val=args.val, repeats=args.repeats,
         seed=args.seed, unit=args.unit, jobs=args.jobs, layers=args.layers,
@@ -108,9 +110,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"{res.attrs['cached']} repeat(s) from the cache, {res.attrs['computed']} computed",
               file=sys.stderr)  # fmt: skip
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        res.to_csv(args.out, index=False)
-        print(f"wrote {len(res)} row(s) -> {args.out}")
+        write_csv(res, args.out)
     print(format_summary(summarize(res)))
     return 0
 
@@ -138,6 +138,7 @@ def _train(args: argparse.Namespace) -> int:
     from latbench.predictors import make_predictor, metrics, repeat_seeds, split_rows, usable_rows
     from latbench.predictors.layerwise import layers_path
 
+    check_out(args.out, probe=True)  # before the training, not after
     rows = usable_rows(args.dataset, args.data_home)
     split_seed, model_seed = repeat_seeds(args.seed, 0)
     sp = split_rows(rows, args.train, args.val, split_seed, args.unit)
@@ -161,15 +162,26 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _writable(path: Path) -> None:
-    """The one output policy (:func:`latbench.keys.check_output`): regular files only."""
-    from latbench.keys import check_output
+def check_out(path: Path, probe: bool = False) -> None:
+    """The one output policy (:func:`latbench.keys.check_output`): regular files only;
+    with ``probe``, also that the folder can be made and written now."""
+    from latbench.keys import check_output, check_writable
     from latbench.predictors import PredictorError
 
     try:
-        check_output(path, overwrite=True)
+        check_writable(path) if probe else check_output(path, overwrite=True)
     except ValueError as exc:
         raise PredictorError(str(exc)) from None
+
+
+def write_csv(df: Any, path: Path) -> None:
+    """Write ``df`` to ``path`` atomically and say so."""
+    from latbench.dataset import atomic_path
+
+    check_out(path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    print(f"wrote {len(df)} row(s) -> {path}")
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -193,7 +205,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.out:
         from latbench.dataset import atomic_path
 
-        _writable(args.out)
+        check_out(args.out)
         with atomic_path(args.out) as tmp:
             df.to_csv(tmp, index=False)
         print(f"wrote {len(df)} prediction(s) -> {args.out}")

@@ -141,10 +141,13 @@ def _evaluate_adapt(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from latbench.predictors import PredictorError
+    from latbench.predictors.cli import check_out, write_csv
     from latbench.predictors.fewshot import load_prior, source_matrix
     from latbench.predictors.fewshot.evaluate import HELP_META_TEST, evaluate_adapt, group_table
     from latbench.predictors.fewshot.report import format_group_table
 
+    if args.out:
+        check_out(args.out, probe=True)  # before minutes of adapting, not after
     keys = _available(args.data_home)
     prior = load_prior(args.prior) if args.prior is not None else None
     sources = _fixed_sources(args.sources, keys) if args.sources is not None else None
@@ -175,9 +178,7 @@ def _evaluate_adapt(args: argparse.Namespace) -> int:
     if res.empty:
         raise PredictorError("no target to evaluate (a shipped prior's own sources are skipped)")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        res.to_csv(args.out, index=False)
-        print(f"wrote {len(res)} row(s) -> {args.out}")
+        write_csv(res, args.out)
     print(format_group_table(group_table(res, by=args.by)))
     return 0
 
