@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -443,3 +444,37 @@ def test_stale_artifact_folders_of_dead_actors_are_swept(tmp_path):
         (d / "model-0.onnx").write_bytes(b"x")
     _sweep_stale(tmp_path)
     assert not dead.exists() and mine.exists() and other.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ('{"runs": {"abc": {"devices": {}}}}', "not a run number"),
+        ('{"runs": {"-1": {}}}', "not a run number"),
+        ('{"runs": {"1": []}}', "not an object"),
+        ('{"runs": {"1": {"devices": {"d": {"anchors_ms": {"a": -3}}}}}}', "not positive times"),
+        ('{"runs": {"1": {"devices": {"d": {"anchors_ms": {"a": 1}, "anchor_spread": "x"}}}}}',
+         "anchor spread"),
+        ('{"runs": [1, 2]}', "must be objects"),
+        ("[]", "not a JSON object"),
+        ("{not json", "not JSON"),
+    ],
+)  # fmt: skip
+def test_a_damaged_fleet_state_is_refused_in_one_line_and_kept(tmp_path, content, why):
+    from latbench.harness.fleet.executor import FleetExecutor
+
+    state = tmp_path / "fleet.json"
+    state.write_text(content)
+    with pytest.raises(FleetError, match=why) as err:
+        FleetExecutor("127.0.0.1:1", state_path=state, progress=False)
+    assert "\n" not in str(err.value) and "--fresh" in str(err.value)
+    assert state.read_text() == content
+
+
+def test_a_sound_fleet_state_gives_the_next_run_number(tmp_path):
+    from latbench.harness.fleet.executor import FleetExecutor
+
+    state = tmp_path / "fleet.json"
+    run = {"started": "t", "devices": {"d": {"anchors_ms": {"a": 1.5}, "anchor_spread": 0.01}}}
+    state.write_text(json.dumps({"runs": {"1": run, "7": run}, "devices": {"d": {}}}))
+    assert FleetExecutor("127.0.0.1:1", state_path=state, progress=False).run_id == 8

@@ -45,6 +45,7 @@ from latbench.harness.fleet.device import DEVICE_BUILT, DeviceWorker, build_byte
 from latbench.harness.fleet.head import HeadWatch, head_nodes, split_address
 from latbench.harness.fleet.progress import FleetProgress
 from latbench.harness.fleet.resources import device_resource, devices_in, duplicate_devices
+from latbench.harness.fleet.state import read_state
 from latbench.harness.plan import GraphWork
 from latbench.harness.store import GraphResult
 
@@ -159,14 +160,7 @@ class FleetExecutor:
         self._dups_warned: set[str] = set()
         self._state: dict[str, Any] = {"runs": {}, "devices": {}}
         if self.state_path is not None and self.state_path.exists() and not fresh:
-            try:
-                loaded = json.loads(self.state_path.read_text())
-                self._state = {
-                    "runs": dict(loaded.get("runs", {})),
-                    "devices": dict(loaded.get("devices", {})),
-                }
-            except (OSError, ValueError, AttributeError):
-                log.warning("ignoring unreadable fleet state %s", self.state_path)
+            self._state = read_state(self.state_path)
         elif fresh and self.state_path is not None:
             self.state_path.unlink(missing_ok=True)
         self.run_id = 1 + max((int(r) for r in self._state["runs"]), default=0)
