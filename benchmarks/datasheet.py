@@ -52,7 +52,7 @@ def figures(key: str, data_home: Path | None = None) -> dict[str, Any]:
             out["files"][suffix] = f"{f.stat().st_size / 1e6:.2f} MB"
     raw = path.with_name(key + ".raw.h5")
     if raw.exists():
-        from latbench.harness.raw import read_raw
+        from latbench.raw import read_raw
 
         r = read_raw(raw)
         t = np.asarray(r["timings_ns"], dtype=float)

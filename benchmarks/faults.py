@@ -70,7 +70,7 @@ def _fingerprint(kind: str, path: Path) -> str:
     import numpy as np
 
     if kind == "raw":
-        from latbench.harness.raw import read_raw
+        from latbench.raw import read_raw
 
         raw = read_raw(path)
         h = hashlib.sha256()

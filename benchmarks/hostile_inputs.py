@@ -631,7 +631,7 @@ for _label, _mut in [
 def _raw_file(d: Path, make: Callable) -> Path:
     import h5py
 
-    from latbench.harness.raw import write_raw
+    from latbench.raw import write_raw
 
     good = write_raw(d / "good.raw.h5", ["g0", "g1"], [1, 2],
                      [np.arange(10, dtype=np.int64) * 1000] * 2, {"runs": 10, "group_size": 5})  # fmt: skip

@@ -145,7 +145,7 @@ for _label, _mut in POISON.items():
 
 
 def _raw(path: Path, ids, rows, keys=None) -> Path:
-    from latbench.harness.raw import write_raw
+    from latbench.raw import write_raw
 
     keys = keys or [f"g{i}" for i in range(len(ids))]
     return write_raw(path, keys, ids, [np.asarray(r, np.int64) for r in rows], {"runs": 3})

@@ -59,8 +59,8 @@ class AdaptPlan:
     def finish(self, out_dir: str | os.PathLike[str], key: str, level: float = 0.9) -> Path:
         """Fit on ``<key>.parquet``'s measured rows; write ``<key>.predicted.parquet``."""
         from latbench.dataset import read_dataset
+        from latbench.predicted import predicted_path, write_predicted
         from latbench.predictors.fewshot import FewShotAdapter
-        from latbench.predictors.fewshot.predicted import predicted_path, write_predicted
 
         t0 = time.perf_counter()
         measured_path = Path(out_dir) / f"{key}.parquet"

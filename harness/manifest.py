@@ -179,11 +179,12 @@ MAX_MANIFEST_BYTES = 64 << 20
 
 
 def _read_capped(path: Path) -> str:
-    with path.open("rb") as fh:
-        raw = fh.read(MAX_MANIFEST_BYTES + 1)
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise ValueError(f"larger than {MAX_MANIFEST_BYTES} bytes, not a manifest")
-    return raw.decode("utf-8")
+    from latbench.files import FileTooLarge, read_capped
+
+    try:
+        return read_capped(path, MAX_MANIFEST_BYTES).decode("utf-8")
+    except FileTooLarge as exc:
+        raise ValueError(f"{exc}, not a manifest") from None
 
 
 def _check_header(path: Path, data: dict[str, Any]) -> None:

@@ -178,7 +178,7 @@ def _merge_raw(paths: list[Path], out: Path, protocol: dict) -> Path | None:
         missing = ", ".join(str(r) for r in raws if not r.exists())
         warnings.warn(f"raw timings not merged: missing {missing}", stacklevel=3)
         return None
-    from latbench.harness.raw import read_raw, write_raw
+    from latbench.raw import read_raw, write_raw
 
     keys, ids, rows, seen = [], [], [], set()
     for r in present:

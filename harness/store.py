@@ -71,11 +71,13 @@ class GraphResult:
 
 def _read_config(path: Path) -> dict[str, Any]:
     """A run's stored settings; one line naming ``path`` when it is damaged."""
+    from latbench.files import FileTooLarge, read_capped
+
+    too_big = False
     try:
-        with path.open("rb") as fh:
-            raw = fh.read((1 << 20) + 1)  # a run's settings take a few KB
-        too_big = len(raw) > 1 << 20
-        stored = None if too_big else json.loads(raw)
+        stored = json.loads(read_capped(path, 1 << 20))  # a run's settings take a few KB
+    except FileTooLarge:
+        too_big, stored = True, None
     except (ValueError, RecursionError) as exc:
         what = " ".join(str(exc).split())[:100] or type(exc).__name__
         raise RunConfigMismatch(
@@ -197,7 +199,7 @@ class RunStore:
     def _raw_rows(self) -> dict[str, np.ndarray]:
         if not self.raw_path.is_file():
             return {}
-        from latbench.harness.raw import RawFormatError, read_raw
+        from latbench.raw import RawFormatError, read_raw
 
         try:
             with warnings.catch_warnings():
@@ -351,7 +353,7 @@ class RunStore:
         return write_dataset(df, self.dataset_path, {**metadata, "run_config": self.config})
 
     def _write_raw(self, plan: Plan, protocol: dict[str, Any]) -> None:
-        from latbench.harness.raw import write_raw
+        from latbench.raw import write_raw
 
         keys = {w.key for w in plan.work}
         rows = [r for k, r in sorted(self._results.items()) if k in keys and r.raw_ns is not None]

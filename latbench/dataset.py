@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from latbench.files import NotRegularFile, require_regular
 from latbench.integrity import (
     INTEGRITY_KEY,
     IntegrityError,
@@ -294,13 +295,13 @@ def check_bounds(
     """
     path = Path(path)
     try:
-        st = path.stat()
+        st = require_regular(path)
     except FileNotFoundError:
         raise DatasetError(f"{safe(path)}: no such file") from None
+    except NotRegularFile as exc:
+        raise DatasetError(f"{safe(path)}: {exc}") from None
     except OSError as exc:
         raise DatasetError(f"{safe(path)}: cannot open it: {exc.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise DatasetError(f"{safe(path)}: is a {file_kind(st.st_mode)}, not a regular file")
     size = st.st_size
     try:
         with open(path, "rb") as fh:

@@ -259,7 +259,7 @@ def rewrite_file(path: str | os.PathLike[str]) -> str:
         raise FileNotFoundError(f"{path}: no such file")
     verify_file(path)  # never launder a damaged bundled file into a "verified" one
     if path.name.endswith(".raw.h5"):
-        from latbench.harness.raw import read_raw, write_raw
+        from latbench.raw import read_raw, write_raw
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnverifiedFileWarning)
@@ -322,7 +322,7 @@ def check_file(path: str | os.PathLike[str]) -> str:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnverifiedFileWarning)
         if path.name.endswith(".raw.h5"):
-            from latbench.harness.raw import read_raw
+            from latbench.raw import read_raw
 
             raw = read_raw(path)
             n = len(raw["arch_id"])
@@ -356,22 +356,20 @@ def check_file(path: str | os.PathLike[str]) -> str:
 
 def _regular_only(path: Path) -> None:
     """Refuse a FIFO, socket or device node by name (opening a FIFO blocks forever)."""
-    import stat
-
-    from latbench.keys import file_kind
+    from latbench.files import NotRegularFile, require_regular
     from latbench.terminal import safe
 
     try:
-        st = path.stat()
+        require_regular(path)
+    except NotRegularFile as exc:
+        raise ValueError(f"{safe(path)}: {exc}") from None
     except OSError:
         return  # absent: the caller says "no such file"
-    if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"{safe(path)}: is a {file_kind(st.st_mode)}, not a regular file")
 
 
 def _check_beside_raw(path: Path, df: Any) -> None:
     """A dataset and the raw file of the same key must agree (a kill between the writes)."""
-    from latbench.harness.raw_checks import sibling
+    from latbench.raw_checks import sibling
 
     raw_path = sibling(path, ".raw.h5")
     try:
@@ -383,7 +381,7 @@ def _check_beside_raw(path: Path, df: Any) -> None:
 
 
 def _check_beside_dataset(path: Path, raw: Any) -> None:
-    from latbench.harness.raw_checks import sibling
+    from latbench.raw_checks import sibling
 
     ds = sibling(path, ".parquet")
     if ds.is_file():
@@ -392,8 +390,8 @@ def _check_beside_dataset(path: Path, raw: Any) -> None:
 
 def _raw_vs_dataset(raw_path: Path, ds_path: Path, raw: Any = None, df: Any = None) -> None:
     from latbench.dataset import read_dataset
-    from latbench.harness.raw import read_raw
-    from latbench.harness.raw_checks import raw_dataset_problems
+    from latbench.raw import read_raw
+    from latbench.raw_checks import raw_dataset_problems
     from latbench.terminal import safe
 
     raw = read_raw(raw_path) if raw is None else raw

@@ -214,7 +214,7 @@ def load_predicted(key: str, *, data_home: str | os.PathLike[str] | None = None)
     One row per architecture: ``arch_id``, ``valid``, ``latency_pred_ms``, ``latency_lo_ms``,
     ``latency_hi_ms``, ``measured``; never mixed into :func:`load`'s measurements.
     """
-    from latbench.predictors.fewshot.predicted import predicted_path, read_predicted
+    from latbench.predicted import predicted_path, read_predicted
 
     for d in _search_dirs(data_home):
         for candidate in dict.fromkeys((key, normalize_key(key))):

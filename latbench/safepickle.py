@@ -610,14 +610,16 @@ def _loads(
 
 
 def _read_bounded(path: Path, cap: int) -> bytes:
-    # read at most cap + 1 bytes, so a huge (or endless, e.g. a FIFO) file costs no more
-    with path.open("rb") as fh:
-        data = fh.read(cap + 1)
-    if len(data) > cap:
+    from latbench.files import FileTooLarge, NotRegularFile, read_capped
+
+    try:
+        return read_capped(path, cap)
+    except FileTooLarge:
         raise CorruptPickleError(
             f"{path}: refused: larger than the {cap} bytes this file's layout needs"
-        )
-    return data
+        ) from None
+    except NotRegularFile as exc:
+        raise CorruptPickleError(f"{path}: refused: {exc}") from None
 
 
 def load_pickle(

@@ -48,7 +48,7 @@ SAMPLES = ("xeon2c-tflite-fp32", "xeon2c-tf-fp32")
 @pytest.mark.parametrize("key", (KEY, *SAMPLES))
 def test_raw_timings_refilter_to_the_published_figures(key):
     pytest.importorskip("h5py")
-    from latbench.harness.raw import read_raw, refilter
+    from latbench.raw import read_raw, refilter
 
     df = latbench.load(key)
     raw = bundled_dir() / f"{key}.raw.h5"

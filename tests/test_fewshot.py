@@ -14,6 +14,7 @@ import refdata
 from scipy.stats import spearmanr
 
 import latbench
+from latbench.predicted import read_predicted, write_predicted
 from latbench.predictors import PredictorError
 from latbench.predictors.encoding import cost_arrays, valid_mask
 from latbench.predictors.fewshot import (
@@ -28,7 +29,6 @@ from latbench.predictors.fewshot import (
     sources_for,
 )
 from latbench.predictors.fewshot.evaluate import evaluate_adapt, group_table
-from latbench.predictors.fewshot.predicted import read_predicted, write_predicted
 from latbench.predictors.fewshot.selection import graph_index
 from latbench.space import N_ARCHS
 

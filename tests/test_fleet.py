@@ -315,7 +315,7 @@ def test_a_second_worker_with_a_taken_device_id_is_refused(cluster, capsys):
 
 def test_two_pass_fleet_campaign_equals_a_two_pass_local_one(cluster, cache, tmp_path):
     from latbench.harness.passes import measure_passes
-    from latbench.harness.raw import read_raw
+    from latbench.raw import read_raw
 
     prof = _profile(runs=20)
     plan = make_plan(select_archs(limit=5, seed=21))

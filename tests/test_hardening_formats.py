@@ -247,7 +247,7 @@ def test_hostile_hwnasbench(tmp_path, case):
 
 
 def _raw(path: Path) -> Path:
-    from latbench.harness.raw import write_raw
+    from latbench.raw import write_raw
 
     rows = [np.arange(10, 20, dtype=np.int64) * 1000 for _ in range(3)]
     return write_raw(path, ["g0", "g1", "g2"], [1, 2, 3], rows, {"runs": 10, "group_size": 5})

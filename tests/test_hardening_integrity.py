@@ -159,8 +159,8 @@ def test_missing_bundled_manifest_is_an_error(bundled_copy):
 
 @pytest.mark.parametrize("name", ["xeon2c-tf-fp32.layers.parquet", "xeon2c-tf-fp32.raw.h5"])
 def test_bundled_layers_and_raw_files_are_verified_when_used(bundled_copy, name):
-    from latbench.harness.raw import read_raw
     from latbench.predictors.layerwise import read_layers
+    from latbench.raw import read_raw
 
     path = bundled_copy / name
     raw = bytearray(path.read_bytes())
@@ -174,7 +174,7 @@ def test_bundled_layers_and_raw_files_are_verified_when_used(bundled_copy, name)
 def test_raw_files_have_fletcher32_and_a_digest_over_the_string_heap(tmp_path):
     import h5py
 
-    from latbench.harness.raw import RawFormatError, read_raw, write_raw
+    from latbench.raw import RawFormatError, read_raw, write_raw
 
     path = write_raw(tmp_path / "r.raw.h5", ["graph-key-aaaa", "graph-key-bbbb"], [1, 2],
                      [np.arange(10) + 1, np.arange(10) + 5], {"runs": 10, "group_size": 10})  # fmt: skip

@@ -379,7 +379,7 @@ needs_h5py = pytest.mark.skipif(
 
 
 def _raw(path: Path, ids, rows, keys=None) -> Path:
-    from latbench.harness.raw import write_raw
+    from latbench.raw import write_raw
 
     keys = keys or [f"g{i}" for i in range(len(ids))]
     return write_raw(path, keys, ids, [np.asarray(r, np.int64) for r in rows], {"runs": 3})

@@ -161,7 +161,7 @@ def test_shards_then_merge_equal_unsharded(tmp_path, arch_file):
     full = read_dataset(tmp_path / "out" / "s.parquet")
     assert _rows(merged).equals(_rows(full))
     assert read_metadata(tmp_path / "merged.parquet")["shard"] == "merged"
-    from latbench.harness.raw import read_raw
+    from latbench.raw import read_raw
 
     raw_merged = read_raw(tmp_path / "merged.raw.h5")
     raw_full = read_raw(tmp_path / "out" / "s.raw.h5")
@@ -247,8 +247,8 @@ def test_every_cpu_profile_measures_a_few_archs(tmp_path, name):
 
 
 def test_interleaved_passes_join_raw_timings_and_resume(tmp_path, arch_file):
-    from latbench.harness.raw import read_raw
     from latbench.harness.timing import two_stage_filter
+    from latbench.raw import read_raw
 
     env = _env(tmp_path)
     common = ["--device", "cpu-onnxruntime", "--archs", str(arch_file), "--cache", str(tmp_path / "cache"),

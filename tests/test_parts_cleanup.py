@@ -7,7 +7,7 @@ import pytest
 
 from latbench.dataset import read_dataset
 from latbench.harness.cli import main
-from latbench.harness.raw import read_raw
+from latbench.raw import read_raw
 
 pytest.importorskip("onnxruntime")
 

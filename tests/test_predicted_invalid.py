@@ -11,7 +11,7 @@ import pyarrow as pa
 import latbench
 from latbench.dataset import METADATA_KEY, atomic_path
 from latbench.integrity import write_verified
-from latbench.predictors.fewshot.predicted import predicted_path, write_predicted
+from latbench.predicted import predicted_path, write_predicted
 from latbench.space import N_ARCHS
 
 

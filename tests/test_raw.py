@@ -9,8 +9,8 @@ import pytest
 
 h5py = pytest.importorskip("h5py")
 
-from latbench.harness.raw import RawFormatError, RawWriter, read_raw, refilter  # noqa: E402
 from latbench.harness.timing import Protocol, two_stage_filter  # noqa: E402
+from latbench.raw import RawFormatError, RawWriter, read_raw, refilter  # noqa: E402
 
 P = Protocol(runs=20, group_size=5, warmup=2)
 

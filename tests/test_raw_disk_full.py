@@ -15,7 +15,7 @@ def test_write_raw_on_a_full_disk_raises_and_leaves_no_file(tmp_path):
         import resource, signal, sys
         from pathlib import Path
         import numpy as np
-        from latbench.harness.raw import write_raw
+        from latbench.raw import write_raw
 
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from latbench.files import FileTooLarge, NotRegularFile, read_capped
 from latbench.harness.fleet import FleetError
 
 __all__ = ["read_state"]
@@ -34,11 +35,9 @@ def read_state(path: Path) -> dict[str, Any]:
         )
 
     try:
-        with path.open("rb") as f:
-            raw = f.read(_STATE_BYTES + 1)
-        if len(raw) > _STATE_BYTES:
-            raise bad(f"larger than {_STATE_BYTES >> 20} MiB")
-        loaded = json.loads(raw)
+        loaded = json.loads(read_capped(path, _STATE_BYTES))
+    except (FileTooLarge, NotRegularFile) as exc:
+        raise bad(str(exc)) from None
     except OSError as exc:
         raise bad(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
     except ValueError:

@@ -1,6 +1,6 @@
 """Value checks of raw timings, run on every read whatever the file's digest says.
 
-The digest (:data:`~latbench.harness.raw.DIGEST_ATTR`) carries no secret, so anyone
+The digest (:data:`~latbench.raw.DIGEST_ATTR`) carries no secret, so anyone
 who rebuilds a file recomputes it: it proves a file undamaged, never sound. These
 checks bound what a sound file holds: ids in the space, timings that are positive and
 at most :data:`MAX_TIMING_NS` (or the ``-1`` padding), printable graph keys, and, next
@@ -25,15 +25,15 @@ _MAX_KEY = 256
 
 
 def check_raw_values(path: str | os.PathLike[str], raw: Mapping[str, Any]) -> None:
-    """Raise :class:`~latbench.harness.raw.RawFormatError` naming the first bad value.
+    """Raise :class:`~latbench.raw.RawFormatError` naming the first bad value.
 
-    ``raw`` is :func:`~latbench.harness.raw.read_raw`'s dict, whose ranks and equal row
-    counts :func:`~latbench.harness.raw.check_layout` already checked: at most 15,625
+    ``raw`` is :func:`~latbench.raw.read_raw`'s dict, whose ranks and equal row
+    counts :func:`~latbench.raw.check_layout` already checked: at most 15,625
     rows per pass recorded, ``arch_id`` in 0..15624, each row at least one timing
     in 1..:data:`MAX_TIMING_NS` ns with ``-1`` padding only at its end, and graph keys of
     printable characters, at most 256 long.
     """
-    from latbench.harness.raw import RawFormatError
+    from latbench.raw import RawFormatError
     from latbench.space import N_ARCHS
     from latbench.terminal import safe
 

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from latbench.harness.raw_checks import check_raw_values
-from latbench.harness.timing import Protocol, two_stage_filter
+from latbench.protocol import Protocol, two_stage_filter
+from latbench.raw_checks import check_raw_values
 
 __all__ = [
     "DIGEST_ATTR",

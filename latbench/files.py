@@ -1,0 +1,52 @@
+"""Reading files from outside safely: regular files only, and never more than a cap.
+
+Opening a FIFO for reading blocks until someone writes to it, and a device or an
+endless file would be read forever; every reader of a small file (settings, state,
+manifests, pickles) goes through :func:`read_capped`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from latbench.keys import file_kind
+
+__all__ = ["FileTooLarge", "NotRegularFile", "read_capped", "require_regular"]
+
+
+class NotRegularFile(ValueError):
+    """The path names a folder, FIFO, socket or device, not a regular file."""
+
+
+class FileTooLarge(ValueError):
+    """The file is larger than its reader's cap."""
+
+
+def require_regular(path: str | os.PathLike[str]) -> os.stat_result:
+    """``path``'s stat (symbolic links followed) if it is a regular file.
+
+    Raises :class:`FileNotFoundError` when it is absent and :class:`NotRegularFile`
+    ("is a FIFO, not a regular file") otherwise.
+    """
+    st = Path(path).stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFile(f"is a {file_kind(st.st_mode)}, not a regular file")
+    return st
+
+
+def read_capped(path: str | os.PathLike[str], cap: int) -> bytes:
+    """The bytes of the regular file ``path``, refused beyond ``cap`` bytes.
+
+    Reads at most ``cap + 1`` bytes whatever the file claims. Raises
+    :class:`FileNotFoundError`, :class:`NotRegularFile`, :class:`FileTooLarge`
+    ("larger than N bytes") or another :class:`OSError`; messages omit the path,
+    which the caller names in its own words.
+    """
+    require_regular(path)
+    with open(path, "rb") as fh:
+        data = fh.read(cap + 1)
+    if len(data) > cap:
+        raise FileTooLarge(f"larger than {cap:,} bytes")
+    return data
