@@ -269,10 +269,10 @@ def test_resumed_campaign_anchors_every_device_in_every_run(cluster, cache, tmp_
     r2 = {d: v["ratio"] for d, v in runs["2"]["devices"].items()}
     # node0 ran 2x slower in run 1 than the others of run 1, and like them in run 2. The
     # bounds are wide: three devices, the driver and other jobs share this host's cores,
-    # so one anchor timing can be off by a third (a lab's devices have their own hosts).
+    # so one anchor timing can be off by half (a lab's devices have their own hosts).
     slow1 = r1["node0/0"] / statistics.median(r1[d] for d in DEVICES[1:])
     slow2 = r2["node0/0"] / statistics.median(r2[d] for d in DEVICES[1:])
-    assert 1.4 < slow1 < 2.8 and slow2 < slow1 / 1.3
+    assert 1.4 < slow1 < 4.0 and slow2 < slow1 / 1.3
     assert r2["late/0"] > 0 and "late/0" not in runs["1"]["devices"]  # anchored in run 2
     assert any("node0/0 (run 1)" in w for w in meta["warnings"])
     assert any(

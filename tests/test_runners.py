@@ -212,9 +212,11 @@ def test_cpu_profile_times_nb201_archs(name: str, nb201) -> None:
     for arch in (SMALLEST, MIXED):
         t, _, _ = _time(name, nb201(arch, fmt))
         _assert_sane(t)
-        times[arch] = t.latency_ms
+        times[arch] = t.raw_ns.min()
     # 15 cells with two 3x3 and one 1x1 convolutions against 15 identity cells: the
-    # mixed network does about 10x the work.
+    # mixed network does about 10x the work. The fastest run of each: other jobs on a
+    # shared host only ever add time, and TensorFlow's per-call overhead (~6 ms here)
+    # hides the difference in a filtered mean taken under load.
     assert times[MIXED] > times[SMALLEST]
 
 
