@@ -14,6 +14,9 @@ resemble, :func:`_local_priors`) and ``s2`` (a multiple of the prior's noise) ar
 by empirical Bayes; then ``W`` are Student-t weights (``nu`` = 4, iteratively
 reweighted) so that one slow outlier, common on phones and boards, cannot tilt the fit.
 
+**Encoder** (``"encoder"``, ``"encoder-full"``): the log-linear model over a prior's
+learned embedding ``[1, e]`` or ``[1, U, x, e]`` (:mod:`.encoder`), same fit.
+
 **Additive** (``"additive"``): latency itself is a sum of per-op costs, linear in the
 op counts ``F`` (:data:`~latbench.predictors.fewshot.features.ADDITIVE_NAMES`), with
 relative noise: rows ``F / y`` regress on 1 under the prior's additive weights scaled to
@@ -40,7 +43,10 @@ import pandas as pd
 from latbench.predictors.base import Archs, PredictorError, arch_ids
 from latbench.predictors.fewshot.prior import ADAPTER_VERSION, DevicePrior
 
-__all__ = ["MODELS", "UNLIKE_RMSE_LOG", "AdaptedDevice", "FewShotAdapter", "source_distances"]
+__all__ = [
+    "DEFAULT_ENCODER_MODELS",
+    "ENCODER_MODELS",
+    "MODELS", "UNLIKE_RMSE_LOG", "AdaptedDevice", "FewShotAdapter", "source_distances"]
 
 
 @dataclass(frozen=True)
@@ -180,6 +186,10 @@ MODELS = ("auto", "log-linear", "additive", "encoder", "encoder-full", "flops", 
 """Values of :class:`FewShotAdapter`'s ``model``."""
 _SET_OF = {"encoder": "enc", "encoder-full": "encfull"}
 """Log-linear models over a prior's encoder feature sets (``prior.SETS``)."""
+ENCODER_MODELS = tuple(_SET_OF)
+DEFAULT_ENCODER_MODELS = ("encoder",)
+"""Encoder models ``"auto"`` also weighs by leave-one-out when the prior has an encoder
+(chosen on HELP's split only, docs/predictors.md)."""
 _NOISE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 _ADDITIVE_NOISE_GRID = (1 / 64, 1 / 16, 0.25, 1.0, 4.0, 16.0, 64.0)
 _T_NU = 4.0
@@ -202,7 +212,9 @@ class FewShotAdapter:
     linear in log-FLOPs) and ``"best-source"`` (the source of best correlation on the
     measured rows, rescaled) by leave-one-out; off by default, as on held-out devices
     the leave-one-out choice among four models at N <= 10 cost more than it saved
-    (docs/predictors.md).
+    (docs/predictors.md). ``encoder_models`` are the log-linear models over the prior's
+    encoder feature sets that ``"auto"`` also weighs (``None``: those of
+    :data:`DEFAULT_ENCODER_MODELS` the prior has; ``()``: none).
     """
 
     def __init__(
@@ -214,12 +226,15 @@ class FewShotAdapter:
         robust: bool = True,
         model: str = "auto",
         fallback: bool = False,
-        encoder_models: tuple[str, ...] = (),
+        encoder_models: tuple[str, ...] | None = None,
     ) -> None:
         if model not in MODELS:
             raise PredictorError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
         if model == "additive" and prior.additive_mean is None:
             raise PredictorError("this prior has no additive model (rebuild it: `pretrain`)")
+        if encoder_models is None:  # what the prior offers of the tuned default
+            have = [m for m in ENCODER_MODELS if _SET_OF[m] in prior.sets]
+            encoder_models = tuple(m for m in DEFAULT_ENCODER_MODELS if m in have)
         for m in (model, *encoder_models):
             if m in _SET_OF and _SET_OF[m] not in prior.sets:
                 raise PredictorError(
