@@ -46,7 +46,12 @@ from latbench.predictors.fewshot.prior import ADAPTER_VERSION, DevicePrior
 __all__ = [
     "DEFAULT_ENCODER_MODELS",
     "ENCODER_MODELS",
-    "MODELS", "UNLIKE_RMSE_LOG", "AdaptedDevice", "FewShotAdapter", "source_distances"]
+    "MODELS",
+    "UNLIKE_RMSE_LOG",
+    "AdaptedDevice",
+    "FewShotAdapter",
+    "source_distances",
+]
 
 
 @dataclass(frozen=True)

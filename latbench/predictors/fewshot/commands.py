@@ -90,7 +90,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ea.add_argument("--out", "-o", type=Path, help="CSV with one row per target/method/N/repeat")
 
 
-MODEL_CHOICES = ("auto", "log-linear", "additive", "encoder", "encoder-full", "flops", "best-source")
+MODEL_CHOICES = (
+    "auto",
+    "log-linear",
+    "additive",
+    "encoder",
+    "encoder-full",
+    "flops",
+    "best-source",
+)
 """``adapter.MODELS``, literal so that ``--help`` imports no numpy (a test keeps them equal)."""
 PROTOCOL_CHOICES = ("siblings", "class", "help", "shipped")
 """``evaluate.PROTOCOLS``, literal for the same reason (a test keeps them equal)."""

@@ -122,10 +122,10 @@ def _glorot(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
 def train_encoder(
     z: np.ndarray,
     *,
-    hidden: int = 64,
+    hidden: int = 32,
     dim: int = 16,
     layers: int = 3,
-    epochs: int = 40,
+    epochs: int = 60,
     batch: int = 256,
     learning_rate: float = 3e-3,
     weight_decay: float = 1e-4,

@@ -174,7 +174,6 @@ def evaluate_adapt(
         else:
             srcs = _sources(protocol, t, src_pool, metas, mode)
             if tuple(srcs) not in priors:  # targets with the same sources share a prior
-                priors.clear()
                 priors[tuple(srcs)] = pretrain(matrix[srcs], **dict(prior_options or {}))
             tprior = priors[tuple(srcs)]
         y = lat[:, keys.index(t)]
