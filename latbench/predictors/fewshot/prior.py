@@ -444,7 +444,11 @@ def pretrain(
         zfull[valid] = z
         fit = train_encoder(zfull, **dict(encoder))
         enc_weights = fit.weights
-        info["encoder"] = {**{k: v for k, v in dict(encoder).items()}, "loss": round(fit.loss, 5)}
+        import inspect
+
+        defaults = {k: v.default for k, v in inspect.signature(train_encoder).parameters.items()
+                    if v.default is not inspect.Parameter.empty and k != "threads"}  # fmt: skip
+        info["encoder"] = {**defaults, **dict(encoder), "loss": round(fit.loss, 5)}
     prior = DevicePrior(
         factors=factors.astype(np.float32),
         graph=graph_index().astype(np.int32),
