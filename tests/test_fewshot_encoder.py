@@ -119,6 +119,19 @@ def test_hostile_encoder_prior_is_refused_in_one_line(prior, tmp_path, edit, mes
     assert "\n" not in str(exc.value)
 
 
+def test_overflowing_encoder_is_refused_not_nan(prior, tmp_path):
+    path = prior.save(tmp_path / "p.npz")
+
+    def blow_up(a, m):
+        for k in ("enc_p0", "enc_p1", "enc_c0", "enc_c1"):
+            a[k] = np.full_like(a[k], 1e30)
+        a["enc_out"][::2] = -1e30  # inf - inf: NaN without the check
+
+    bad = load_prior(_rewrite(path, tmp_path / "big.npz", blow_up))
+    with pytest.raises(PredictorError, match="non-finite"):
+        FewShotAdapter(bad, model="encoder").fit(np.flatnonzero(bad.valid)[:3], [1.0, 2.0, 3.0])
+
+
 def test_altered_encoder_weights_fail_the_checksum(prior, tmp_path):
     path = prior.save(tmp_path / "p.npz")
 

@@ -28,9 +28,17 @@ import numpy as np
 
 from latbench.predictors.base import PredictorError
 
-__all__ = ["EncoderFit", "embed", "encoder_inputs", "is_encoder_array", "train_encoder"]
+__all__ = [
+    "EncoderFit",
+    "check_weights",
+    "embed",
+    "encoder_inputs",
+    "is_encoder_array",
+    "train_encoder",
+]
 
 _NAME = re.compile(r"enc_(?:[pc]\d|out)")
+_FEAT_PRUNED, _FEAT_CELL = 6, 8  # one-hot widths of the pruned and cell GCN inputs
 
 
 def is_encoder_array(name: str) -> bool:
@@ -67,9 +75,7 @@ def check_weights(weights: Mapping[str, np.ndarray]) -> str | None:
     p, c = _layers(weights, "p"), _layers(weights, "c")
     if not p or len(p) != len(c) or "enc_out" not in weights:
         return "encoder layers missing"
-    adj_p, feat_p, adj_c, feat_c = 9, 6, 9, 8
-    del adj_p, adj_c
-    for stack, width in ((p, feat_p), (c, feat_c)):
+    for stack, width in ((p, _FEAT_PRUNED), (c, _FEAT_CELL)):
         for w in stack:
             if w.ndim != 2 or w.shape[0] != width + 1:
                 return "encoder layer shapes do not chain"
@@ -150,7 +156,7 @@ def train_encoder(
     rows = np.flatnonzero(seen.any(axis=1))
     rng = np.random.default_rng(seed)
     init: dict[str, np.ndarray] = {}
-    for stack, width in (("p", 6), ("c", 8)):
+    for stack, width in (("p", _FEAT_PRUNED), ("c", _FEAT_CELL)):
         for i in range(layers):
             init[f"enc_{stack}{i}"] = _glorot(rng, width if i == 0 else hidden, hidden)
     init["enc_out"] = _glorot(rng, 2 * hidden, dim)

@@ -127,7 +127,10 @@ class DevicePrior:
 
         if self.encoder is None:
             raise PredictorError("this prior has no encoder (pretrain it with one)")
-        e = embed(self.encoder)
+        with np.errstate(all="ignore"):
+            e = embed(self.encoder)
+        if not np.isfinite(e).all():  # finite weights can still overflow: refuse, no NaN bands
+            raise PredictorError("this prior's encoder gives non-finite embeddings")
         v = self.valid
         sd = e[v].std(axis=0)
         e = (e - e[v].mean(axis=0)) / np.where(sd > 1e-9, sd, 1.0)
