@@ -8,9 +8,14 @@ Times, in a fresh process with the prior on disk:
   (:meth:`AdaptedDevice.predict_frame`) + the predicted file's metadata (with the
   distance to every source); select + adapt is what the issue bounds by 1 s;
 * ``pretrain`` (with ``--pretrain``): rebuilding the shipped prior from the HELP,
-  LatBench release and bundled datasets in the data home (the issue bounds it by 30 min).
+  LatBench release and bundled datasets in the data home (the issue bounds it by 30 min),
+  with the architecture encoder when the shipped prior has one (or ``--encoder``).
 
-Run:  python benchmarks/bench_adapt.py [--n 10] [--repeat 20] [--pretrain] [--json out.json]
+``load_prior`` includes the encoder's numpy embedding of all 15,625 when the prior has
+an encoder. ``--prior FILE`` times another prior.
+
+Run:  python benchmarks/bench_adapt.py [--n 10] [--repeat 20] [--pretrain] [--encoder]
+      [--prior FILE] [--json out.json]
 """
 
 from __future__ import annotations
@@ -29,15 +34,23 @@ import numpy as np
 TARGET_S = 1.0
 
 
-def run(n: int = 10, repeat: int = 20, do_pretrain: bool = False) -> dict[str, object]:
+def run(
+    n: int = 10,
+    repeat: int = 20,
+    do_pretrain: bool = False,
+    encoder: bool | None = None,
+    prior_path: Path | None = None,
+) -> dict[str, object]:
     """Time the steps; returns the figures (seconds)."""
     t0 = time.perf_counter()
     from latbench.predictors.fewshot import FewShotAdapter, load_prior, select_archs
 
     import_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    prior = load_prior()
+    prior = load_prior(prior_path)
     _ = prior.design
+    for name in prior.sets:
+        _ = prior.design_for(name)
     load_s = time.perf_counter() - t0
     # a synthetic target: a source's own pattern, rescaled (values do not change the cost)
     y = np.exp(prior.design @ prior.mean) * 1.7
@@ -61,6 +74,7 @@ def run(n: int = 10, repeat: int = 20, do_pretrain: bool = False) -> dict[str, o
         "adapt_max_s": max(adapt_s),
         "select_adapt_s": statistics.median(select_s) + statistics.median(adapt_s),
         "end_to_end_s": load_s + statistics.median(select_s) + statistics.median(adapt_s),
+        "encoder_sets": sorted(prior.sets),
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
     }
@@ -71,9 +85,11 @@ def run(n: int = 10, repeat: int = 20, do_pretrain: bool = False) -> dict[str, o
 
         d = devices()
         keys = match_keys(SHIPPED_SOURCES, d.loc[d["available"], "key"].tolist())
+        with_encoder = bool(prior.sets) if encoder is None else encoder
         t0 = time.perf_counter()
         matrix = source_matrix(keys)
-        pretrain(matrix)
+        pretrain(matrix, encoder={} if with_encoder else None)
+        out["pretrain_encoder"] = with_encoder
         out["pretrain_s"] = time.perf_counter() - t0
         out["pretrain_sources"] = len(keys)
     return out
@@ -84,9 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=10, help="measured architectures (10)")
     ap.add_argument("--repeat", type=int, default=20, help="repetitions (20)")
     ap.add_argument("--pretrain", action="store_true", help="also time pretraining")
+    ap.add_argument("--encoder", action="store_true", help="pretrain with the encoder")
+    ap.add_argument("--prior", type=Path, help="time this prior (default: the shipped one)")
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
-    res = run(args.n, args.repeat, args.pretrain)
+    res = run(args.n, args.repeat, args.pretrain, args.encoder or None, args.prior)
     print(f"few-shot adaptation, N = {res['n']}  ({res['machine']}, Python {res['python']})")
     for k in ("import_s", "load_prior_s", "select_median_s", "adapt_median_s", "adapt_max_s",
               "select_adapt_s", "end_to_end_s", "pretrain_s"):  # fmt: skip

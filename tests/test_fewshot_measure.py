@@ -76,3 +76,24 @@ def test_adapt_plan_names_the_criterion_it_used():
     sel = plan.describe()
     assert sel["criterion"] == "d" and "D-optimal" in sel["method"]
     np.testing.assert_array_equal(plan.arch_ids, select_archs(plan.prior, 5, seed=3, criterion="d"))
+
+
+@pytest.mark.slow
+def test_adapt_end_to_end_with_an_encoder_prior(tmp_path):
+    from latbench.predictors.fewshot import load_prior, pretrain, source_matrix
+
+    keys = ["xeon2c-onnxruntime-fp32", "xeon2c-tf-fp32", "xeon2c-tflite-fp32"]
+    tiny = {"hidden": 8, "dim": 4, "layers": 2, "epochs": 2, "batch": 4096}
+    path = pretrain(source_matrix(keys), rank=2, encoder=tiny).save(tmp_path / "enc.npz")
+    assert load_prior(path).sets  # the file carries the encoder's feature sets
+    res = _measure(tmp_path, "--adapt", "10", "--key", "kenc", "--prior", str(path))
+    assert res.returncode == 0, res.stderr
+    pred = latbench.load_predicted("kenc", data_home=tmp_path / "home")
+    meta = pred.attrs["metadata"]
+    assert "encoder" in meta["loo_mse_log"]  # the encoder model was weighed by leave-one-out
+    invalid = ~pred["valid"]
+    assert invalid.sum() == 341 and pred.loc[invalid, "latency_pred_ms"].isna().all()
+    bundled = latbench.load("xeon2c-onnxruntime-fp32")
+    ok = bundled[bundled.status == "ok"].sample(2000, random_state=0)
+    got = pred.set_index("arch_id").loc[ok.arch_id, "latency_pred_ms"].to_numpy()
+    assert spearmanr(got, ok.latency_ms)[0] >= 0.9

@@ -7,6 +7,8 @@
 >>> adapted.predict_frame()                      # arch_id, latency_pred_ms, lo, hi  # doctest: +SKIP
 
 Modules: :mod:`.prior` (source factors and the prior over device weights),
+:mod:`.encoder` (a learned architecture embedding, trained over every source; numpy
+inference),
 :mod:`.selection` (which architectures to measure), :mod:`.sequential` (a second
 round aimed where the models disagree), :mod:`.adapter` (Bayesian linear
 regression), :mod:`.siblings` (which datasets are the same hardware, device classes),

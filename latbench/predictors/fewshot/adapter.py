@@ -14,6 +14,9 @@ resemble, :func:`_local_priors`) and ``s2`` (a multiple of the prior's noise) ar
 by empirical Bayes; then ``W`` are Student-t weights (``nu`` = 4, iteratively
 reweighted) so that one slow outlier, common on phones and boards, cannot tilt the fit.
 
+**Encoder** (``"encoder"``, ``"encoder-full"``): the log-linear model over a prior's
+learned embedding ``[1, e]`` or ``[1, U, x, e]`` (:mod:`.encoder`), same fit.
+
 **Additive** (``"additive"``): latency itself is a sum of per-op costs, linear in the
 op counts ``F`` (:data:`~latbench.predictors.fewshot.features.ADDITIVE_NAMES`), with
 relative noise: rows ``F / y`` regress on 1 under the prior's additive weights scaled to
@@ -40,7 +43,15 @@ import pandas as pd
 from latbench.predictors.base import Archs, PredictorError, arch_ids
 from latbench.predictors.fewshot.prior import ADAPTER_VERSION, DevicePrior
 
-__all__ = ["MODELS", "UNLIKE_RMSE_LOG", "AdaptedDevice", "FewShotAdapter", "source_distances"]
+__all__ = [
+    "DEFAULT_ENCODER_MODELS",
+    "ENCODER_MODELS",
+    "MODELS",
+    "UNLIKE_RMSE_LOG",
+    "AdaptedDevice",
+    "FewShotAdapter",
+    "source_distances",
+]
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,7 @@ class AdaptedDevice:
     measured_ms: np.ndarray
     band_scale: float = 1.0
     model: str = "log-linear"
-    """``"log-linear"`` or ``"additive"`` (module doc)."""
+    """One of :data:`MODELS` but ``"auto"`` (module doc)."""
     scale_ms: float = 1.0
     """The additive model's unit: the device's geometric-mean latency estimate (ms)."""
     loo: dict[str, float] | None = None
@@ -71,7 +82,7 @@ class AdaptedDevice:
             # delta method: a relative sd is a log-space sd
             var = var * (self.scale_ms / lin) ** 2 + self.noise_var
             return np.log(lin), self.band_scale * np.sqrt(var)
-        phi = self.prior.design[ids]
+        phi = self.prior.design_for(_SET_OF.get(self.model, "base"))[ids]
         mu = phi @ self.mean
         var = np.einsum("ij,jk,ik->i", phi, self.cov, phi, optimize=True) + self.noise_var
         return mu, self.band_scale * np.sqrt(var)
@@ -81,7 +92,7 @@ class AdaptedDevice:
         ids = arch_ids(archs)
         if self.model == "additive":
             return self._linear(self.prior.additive_design[ids])
-        return np.exp(self.prior.design[ids] @ self.mean)
+        return np.exp(self.prior.design_for(_SET_OF.get(self.model, "base"))[ids] @ self.mean)
 
     def _linear(self, f: np.ndarray) -> np.ndarray:
         # a sum of fitted costs can go negative far from the data; a tenth of the
@@ -176,8 +187,14 @@ def source_distances(prior: DevicePrior, ids: np.ndarray, latency_ms: np.ndarray
     }
 
 
-MODELS = ("auto", "log-linear", "additive", "flops", "best-source")
+MODELS = ("auto", "log-linear", "additive", "encoder", "encoder-full", "flops", "best-source")
 """Values of :class:`FewShotAdapter`'s ``model``."""
+_SET_OF = {"encoder": "enc", "encoder-full": "encfull"}
+"""Log-linear models over a prior's encoder feature sets (``prior.SETS``)."""
+ENCODER_MODELS = tuple(_SET_OF)
+DEFAULT_ENCODER_MODELS = ("encoder",)
+"""Encoder models ``"auto"`` also weighs by leave-one-out when the prior has an encoder
+(chosen on HELP's split only, docs/predictors.md)."""
 _NOISE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 _ADDITIVE_NOISE_GRID = (1 / 64, 1 / 16, 0.25, 1.0, 4.0, 16.0, 64.0)
 _T_NU = 4.0
@@ -200,7 +217,9 @@ class FewShotAdapter:
     linear in log-FLOPs) and ``"best-source"`` (the source of best correlation on the
     measured rows, rescaled) by leave-one-out; off by default, as on held-out devices
     the leave-one-out choice among four models at N <= 10 cost more than it saved
-    (docs/predictors.md).
+    (docs/predictors.md). ``encoder_models`` are the log-linear models over the prior's
+    encoder feature sets that ``"auto"`` also weighs (``None``: those of
+    :data:`DEFAULT_ENCODER_MODELS` the prior has; ``()``: none).
     """
 
     def __init__(
@@ -212,11 +231,25 @@ class FewShotAdapter:
         robust: bool = True,
         model: str = "auto",
         fallback: bool = False,
+        encoder_models: tuple[str, ...] | None = None,
     ) -> None:
         if model not in MODELS:
             raise PredictorError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
         if model == "additive" and prior.additive_mean is None:
             raise PredictorError("this prior has no additive model (rebuild it: `pretrain`)")
+        if encoder_models is None:  # what the prior offers of the tuned default
+            have = [m for m in ENCODER_MODELS if _SET_OF[m] in prior.sets]
+            encoder_models = tuple(m for m in DEFAULT_ENCODER_MODELS if m in have)
+        for m in (model, *encoder_models):
+            if m in _SET_OF and _SET_OF[m] not in prior.sets:
+                raise PredictorError(
+                    f"this prior has no encoder (model {m!r}; `pretrain --encoder`)"
+                )
+            if m not in _SET_OF and m != model:
+                raise PredictorError(
+                    f"encoder_models must be among {', '.join(_SET_OF)}, got {m!r}"
+                )
+        self.encoder_models = encoder_models
         self.prior = prior
         self.noise = noise
         self.local = local
@@ -245,6 +278,8 @@ class FewShotAdapter:
         can_add = am is not None and len(ids) >= len(am)  # LOO of fewer is noise
         if self.model == "auto" and can_add:
             models.append("additive")
+        if self.model == "auto" and len(ids) >= 3:
+            models += list(self.encoder_models)
         if self.model == "auto" and self.fallback and len(ids) >= _SIMPLE_MIN:
             # the simple baselines compete too: never worse than them for a device
             # the prior cannot express (leave-one-out decides, as between the two)
@@ -269,6 +304,9 @@ class FewShotAdapter:
 
     def _fits(self, models: list[str], ids: np.ndarray, y: np.ndarray) -> dict[str, AdaptedDevice]:
         out: dict[str, AdaptedDevice] = {}
+        for m in models:
+            if m in _SET_OF:
+                out[m] = self._fit_log(ids, y, m)
         if "log-linear" in models or "additive" in models:
             log_fit = self._fit_log(ids, y)  # the additive model takes its scale from it
             out["log-linear"] = log_fit
@@ -318,23 +356,30 @@ class FewShotAdapter:
         cov = t @ (s2 * np.linalg.inv(xtx)) @ t.T
         return AdaptedDevice(self.prior, t @ ab, cov, s2, ids, y, model=model)
 
-    def _fit_log(self, ids: np.ndarray, y: np.ndarray) -> AdaptedDevice:
+    def _fit_log(self, ids: np.ndarray, y: np.ndarray, model: str = "log-linear") -> AdaptedDevice:
         p = self.prior
-        a, z = p.design[ids], np.log(y)
+        if model in _SET_OF:
+            st = p.sets[_SET_OF[model]]
+            mean0, cov0, sw, noise0 = st.mean, st.cov, st.source_weights, st.noise_var
+            a = p.design_for(_SET_OF[model])[ids]
+        else:
+            mean0, cov0, sw, noise0 = p.mean, p.cov, p.source_weights, p.noise_var
+            a = p.design[ids]
+        z = np.log(y)
         grid = (self.noise,) if self.noise is not None else _NOISE_GRID
-        priors = [(p.mean, p.cov)]
-        if self.local and p.source_weights is not None and len(z) >= 3:
-            priors += _local_priors(p, a, z)
+        priors = [(mean0, cov0)]
+        if self.local and sw is not None and len(z) >= 3:
+            priors += _local_priors(sw, cov0, noise0, a, z)
         # model choice by marginal likelihood: the global prior, or one local to the
         # sources the measurements resemble, and the noise level
-        mu0, c0, s2 = _best(priors, grid, a, z, p.noise_var)
+        mu0, c0, s2 = _best(priors, grid, a, z, noise0)
         ci = np.linalg.inv(c0)
         w = np.ones(len(z))
         for _ in range(_T_ITERS if self.robust and len(z) >= 3 else 0):
             mean, _ = _posterior(ci, mu0, a, z, s2, w)
             w = (_T_NU + 1) / (_T_NU + (z - a @ mean) ** 2 / s2)
         mean, cov = _posterior(ci, mu0, a, z, s2, w)
-        return AdaptedDevice(p, mean, cov, float(s2), ids, y)
+        return AdaptedDevice(p, mean, cov, float(s2), ids, y, model=model)
 
     def _fit_additive(
         self, ids: np.ndarray, y: np.ndarray, log_fit: AdaptedDevice
@@ -370,7 +415,7 @@ _SPREADS = (0.1, 0.3, 1.0)
 
 
 def _local_priors(
-    p: DevicePrior, a: np.ndarray, z: np.ndarray
+    source_weights: np.ndarray, cov: np.ndarray, noise_var: float, a: np.ndarray, z: np.ndarray
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Priors centred on the sources that fit the measured rows best.
 
@@ -379,13 +424,13 @@ def _local_priors(
     likelihood, tempered, and the prior is their weighted mean and spread plus a share
     of the global covariance (so the target may still differ from all of them).
     """
-    w = np.asarray(p.source_weights, np.float64)
+    w = np.asarray(source_weights, np.float64)
     pred = a @ w.T
     n = len(z)
     off = (z[:, None] - pred).mean(axis=0)
     rss = ((z[:, None] - pred - off) ** 2).sum(axis=0)
     shifted = w.copy()
-    ll = -0.5 * n * np.log(rss / n + 1e-3 * p.noise_var)
+    ll = -0.5 * n * np.log(rss / n + 1e-3 * noise_var)
     shifted[:, 0] += off
     out = []
     for t in _TEMPERATURES:
@@ -394,7 +439,7 @@ def _local_priors(
         m = pi @ shifted
         d = shifted - m
         spread = (d.T * pi) @ d
-        out += [(m, spread + f * p.cov) for f in _SPREADS]
+        out += [(m, spread + f * cov) for f in _SPREADS]
     return out
 
 

@@ -41,6 +41,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     pt.add_argument("--data-home", type=Path, help="LatBench data home (default: $LATBENCH_HOME)")
     pt.add_argument("--rank", type=int, default=8, help="architecture factors k (default 8)")
     pt.add_argument("--shrink", type=float, default=0.1, help="covariance shrinkage (default 0.1)")
+    pt.add_argument("--encoder", action="store_true",
+                    help="also learn an architecture encoder over all sources (needs "
+                         "TensorFlow; adapting stays numpy)")  # fmt: skip
     pt.add_argument("--out", "-o", type=Path, required=True, help="prior file (.npz)")
     ea = sub.add_parser("evaluate-adapt", help="leave-one-device-out few-shot evaluation")
     ea.add_argument("--data-home", type=Path, help="LatBench data home (default: $LATBENCH_HOME)")
@@ -78,13 +81,24 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     ea.add_argument("--model", choices=MODEL_CHOICES, default="auto",
                     help="adapter model: chosen by leave-one-out (auto, default) or fixed")  # fmt: skip
+    ea.add_argument("--encoder", action="store_true",
+                    help="pretrain each target's prior with an architecture encoder too "
+                         "(not with --prior: a given prior is used as is)")  # fmt: skip
     ea.add_argument("--gcn-repeats", type=int, default=2, help="repeats of the GCN baseline")
     ea.add_argument("--gcn-n", default="10", help="N values of the GCN baseline")
     ea.add_argument("--seed", type=int, default=0)
     ea.add_argument("--out", "-o", type=Path, help="CSV with one row per target/method/N/repeat")
 
 
-MODEL_CHOICES = ("auto", "log-linear", "additive", "flops", "best-source")
+MODEL_CHOICES = (
+    "auto",
+    "log-linear",
+    "additive",
+    "encoder",
+    "encoder-full",
+    "flops",
+    "best-source",
+)
 """``adapter.MODELS``, literal so that ``--help`` imports no numpy (a test keeps them equal)."""
 PROTOCOL_CHOICES = ("siblings", "class", "help", "shipped")
 """``evaluate.PROTOCOLS``, literal for the same reason (a test keeps them equal)."""
@@ -116,7 +130,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         )
     matrix = source_matrix(chosen, args.data_home)
     command = "latbench-predict " + " ".join(sys.argv[1:]) if sys.argv[1:] else "pretrain"
-    prior = pretrain(matrix, rank=args.rank, shrink=args.shrink, meta={"command": command})
+    prior = pretrain(matrix, rank=args.rank, shrink=args.shrink, meta={"command": command},
+                     encoder={} if args.encoder else None)  # fmt: skip
     path = prior.save(args.out)
     print(f"wrote {path}: {len(chosen)} sources, rank {prior.rank}, "
           f"{path.stat().st_size / 1e6:.2f} MB")  # fmt: skip
@@ -169,6 +184,7 @@ def _evaluate_adapt(args: argparse.Namespace) -> int:
                 matrix, tg, protocol=protocol, mode=args.mode, ns=ns, repeats=args.repeats,
                 seed=args.seed, methods=[m.strip() for m in args.methods.split(",")],
                 sources=sources, prior=prior,
+                prior_options={"encoder": {}} if args.encoder else None,
                 adapter_options={"model": args.model}, gcn_repeats=args.gcn_repeats,
                 gcn_ns=[int(x) for x in args.gcn_n.split(",")],
                 progress=lambda line: print(line, file=sys.stderr),

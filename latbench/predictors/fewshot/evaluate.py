@@ -165,6 +165,7 @@ def evaluate_adapt(
     lat = matrix.to_numpy(np.float64)
     logz = np.log(lat)
     rows: list[dict[str, Any]] = []
+    priors: dict[tuple[str, ...], DevicePrior] = {}
     for t in targets:
         t0 = time.perf_counter()
         if protocol == "shipped":
@@ -172,7 +173,9 @@ def evaluate_adapt(
             srcs, tprior = [s for s in prior.sources if s in keys], prior
         else:
             srcs = _sources(protocol, t, src_pool, metas, mode)
-            tprior = pretrain(matrix[srcs], **dict(prior_options or {}))
+            if tuple(srcs) not in priors:  # targets with the same sources share a prior
+                priors[tuple(srcs)] = pretrain(matrix[srcs], **dict(prior_options or {}))
+            tprior = priors[tuple(srcs)]
         y = lat[:, keys.index(t)]
         have = np.flatnonzero(np.isfinite(y))
         from scipy.stats import rankdata

@@ -17,6 +17,12 @@ each source by relative least squares on its latencies over their geometric mean
 the weights of devices of any speed are comparable (``additive_mean``,
 ``additive_cov``, ``additive_noise_var``: variance of the relative residual).
 
+Optionally (version 5, ``pretrain(..., encoder={...})``), a learned architecture
+embedding ``e(a)`` (:mod:`~latbench.predictors.fewshot.encoder`, trained multi-task over
+every source) with two more weight distributions of the same kind: over the design
+``[1, e(a)]`` (set ``enc``) and over ``[1, U(a), x(a), e(a)]`` (set ``encfull``). The
+encoder's weights are stored, and the embedding is computed with numpy on load.
+
 A prior is saved as one ``.npz`` without pickles: arrays plus a JSON ``meta`` string
 that names the sources, their citations and licenses, the settings, the command that
 made it, and a SHA-256 of the arrays that :func:`load_prior` verifies.
@@ -29,7 +35,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -46,19 +52,34 @@ __all__ = [
     "ADAPTER_VERSION",
     "DEFAULT_PRIOR",
     "DevicePrior",
+    "LinearSet",
     "default_prior_path",
     "load_prior",
     "pretrain",
     "source_matrix",
 ]
 
-ADAPTER_VERSION = "fewshot-blr-4"
+ADAPTER_VERSION = "fewshot-blr-5"
 """Names the model and file layout; recorded in priors and predicted datasets."""
 DEFAULT_PRIOR = "nb201-help-release-xeon2c.npz"
 """File name of the prior shipped in ``latbench.predictors.priors``."""
 _FORMAT = "latbench-fewshot-prior"
 _ARRAYS = ("factors", "features", "feature_mean", "feature_std", "mean", "cov", "graph")
 _OPTIONAL = ("source_weights", "additive_mean", "additive_cov")
+SETS = ("enc", "encfull")
+"""Feature sets an encoder adds: ``[1, e]`` and ``[1, U, x, e]`` (module doc)."""
+_SET_ARRAYS = tuple(f"{s}_{part}" for s in SETS for part in ("mean", "cov", "source_weights"))
+
+
+@dataclass(frozen=True)
+class LinearSet:
+    """A weight distribution over one design: ``w ~ N(mean, cov)``, residual variance
+    ``noise_var``, and each source's own weights (``sources x len(mean)``)."""
+
+    mean: np.ndarray
+    cov: np.ndarray
+    source_weights: np.ndarray
+    noise_var: float
 
 
 @dataclass(frozen=True)
@@ -93,6 +114,42 @@ class DevicePrior:
     """Covariance of those weights over the sources."""
     additive_noise_var: float | None = None
     """Median over sources of the additive model's relative residual variance."""
+    encoder: Mapping[str, np.ndarray] | None = None
+    """Encoder weights (:mod:`~latbench.predictors.fewshot.encoder`); ``None`` before
+    version 5 or when pretrained without one."""
+    sets: Mapping[str, LinearSet] = field(default_factory=dict)
+    """Weight distributions over the encoder's designs, by :data:`SETS` name."""
+
+    @cached_property
+    def embedding(self) -> np.ndarray:
+        """``(15625, dim)`` standardised encoder embedding (numpy inference; invalid rows 0)."""
+        from latbench.predictors.fewshot.encoder import embed
+
+        if self.encoder is None:
+            raise PredictorError("this prior has no encoder (pretrain it with one)")
+        with np.errstate(all="ignore"):
+            e = embed(self.encoder)
+        if not np.isfinite(e).all():  # finite weights can still overflow: refuse, no NaN bands
+            raise PredictorError("this prior's encoder gives non-finite embeddings")
+        v = self.valid
+        sd = e[v].std(axis=0)
+        e = (e - e[v].mean(axis=0)) / np.where(sd > 1e-9, sd, 1.0)
+        e[~v] = 0.0
+        return e
+
+    def design_for(self, name: str = "base") -> np.ndarray:
+        """The design matrix of feature set ``name``: ``base`` (:attr:`design`) or one of
+        :data:`SETS`."""
+        if name == "base":
+            return self.design
+        if name not in self.sets:
+            raise PredictorError(f"this prior has no feature set {name!r}")
+        cache = self.__dict__.setdefault("_designs", {})
+        if name not in cache:
+            ones = np.ones((N_ARCHS, 1))
+            parts = [ones, self.embedding] if name == "enc" else [self.design, self.embedding]
+            cache[name] = np.hstack(parts)
+        return cache[name]
 
     @cached_property
     def additive_design(self) -> np.ndarray:
@@ -129,6 +186,11 @@ class DevicePrior:
         for name in _OPTIONAL:
             if getattr(self, name) is not None:
                 arrays[name] = np.ascontiguousarray(getattr(self, name), np.float64)
+        for name, w in (self.encoder or {}).items():
+            arrays[name] = np.ascontiguousarray(w, np.float32)
+        for name, st in self.sets.items():
+            for part in ("mean", "cov", "source_weights"):
+                arrays[f"{name}_{part}"] = np.ascontiguousarray(getattr(st, part), np.float64)
         arrays["factors"] = arrays["factors"].astype(np.float32)
         arrays["features"] = arrays["features"].astype(np.float32)
         meta = {
@@ -138,6 +200,7 @@ class DevicePrior:
             "sources": list(self.sources),
             "noise_var": float(self.noise_var),
             "additive_noise_var": self.additive_noise_var,
+            **{f"{name}_noise_var": float(st.noise_var) for name, st in self.sets.items()},
             "sha256": _digest(arrays),
         }
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -147,7 +210,8 @@ class DevicePrior:
 
 def _digest(arrays: Mapping[str, np.ndarray]) -> str:
     h = hashlib.sha256()
-    for name in (*_ARRAYS, *[n for n in _OPTIONAL if n in arrays]):
+    extra = sorted(n for n in arrays if n not in _ARRAYS and n not in _OPTIONAL)
+    for name in (*_ARRAYS, *[n for n in _OPTIONAL if n in arrays], *extra):
         a = np.ascontiguousarray(arrays[name])
         h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
         h.update(a.tobytes())
@@ -169,6 +233,7 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
         raise PredictorError(
             f"{path}: no such prior file (rebuild it with `latbench-predict pretrain`)"
         )
+    from latbench.predictors.fewshot.encoder import check_weights, is_encoder_array
     from latbench.predictors.npzfile import NpzError, json_header, read_npz
 
     check_npz(path)  # a prior's own shapes and sizes, before numpy allocates (issue 27)
@@ -177,6 +242,7 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
         meta = json_header(stored.get("meta"), path, "few-shot prior")
         arrays = {name: stored[name] for name in _ARRAYS}
         arrays.update({name: stored[name] for name in _OPTIONAL if name in stored})
+        arrays.update({n: stored[n] for n in stored if n in _SET_ARRAYS or is_encoder_array(n)})
     except NpzError as exc:
         raise PredictorError(str(exc)) from None
     except KeyError as exc:
@@ -211,14 +277,52 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
         add_noise = None if am is None else float(meta["additive_noise_var"])
     except (KeyError, TypeError, ValueError):
         raise PredictorError(f"{path}: header noise variances are not numbers") from None
+    encoder = {n: a for n, a in arrays.items() if is_encoder_array(n)} or None
+    sets = _read_sets(path, arrays, meta, d)
+    if encoder is not None and check_weights(encoder):
+        raise PredictorError(f"{path}: {check_weights(encoder)}")
+    if (encoder is None) != (not sets):
+        raise PredictorError(f"{path}: encoder weights and their feature sets come together")
+    if encoder is not None:
+        dim = encoder["enc_out"].shape[1]
+        if sets["enc"].mean.shape != (1 + dim,) or sets["encfull"].mean.shape != (d + dim,):
+            raise PredictorError(f"{path}: feature sets do not match the encoder's width")
     check_prior(path, arrays, meta)  # values and noise variances, whatever the checksum says
+    base = {n: a for n, a in arrays.items() if n in _ARRAYS or n in _OPTIONAL}
     return DevicePrior(
-        **arrays,
+        **base,
+        encoder=encoder,
+        sets=sets,
         noise_var=noise,
         additive_noise_var=add_noise,
         sources=tuple(meta["sources"]),
         meta=meta,
     )
+
+
+def _read_sets(
+    path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], d: int
+) -> dict[str, LinearSet]:
+    """The encoder's feature sets of a loaded file: all of :data:`SETS` or none."""
+    present = [
+        n for n in SETS if any(f"{n}_{p}" in arrays for p in ("mean", "cov", "source_weights"))
+    ]
+    if not present:
+        return {}
+    n_src = len(meta["sources"])
+    out = {}
+    for name in SETS:
+        try:
+            m, c, w = (arrays[f"{name}_{p}"] for p in ("mean", "cov", "source_weights"))
+            noise = meta[f"{name}_noise_var"]
+        except KeyError:
+            raise PredictorError(f"{path}: feature set {name!r} is incomplete") from None
+        if m.ndim != 1 or c.shape != (len(m),) * 2 or w.shape != (n_src, len(m)):
+            raise PredictorError(f"{path}: feature set {name!r} shapes do not fit together")
+        if isinstance(noise, bool) or not isinstance(noise, int | float) or not 0 < noise < np.inf:
+            raise PredictorError(f"{path}: header {name}_noise_var is not a positive finite number")
+        out[name] = LinearSet(m, c, w, float(noise))
+    return out
 
 
 def source_matrix(
@@ -276,13 +380,17 @@ def pretrain(
     ridge: float = 1e-3,
     iters: int = 15,
     min_archs: int = 100,
+    encoder: Mapping[str, Any] | None = None,
     meta: Mapping[str, Any] | None = None,
 ) -> DevicePrior:
     """Learn a :class:`DevicePrior` from a latency table (:func:`source_matrix`).
 
     ``rank`` factors (capped at sources - 1), covariance ``shrink`` towards its
     diagonal (0..1), ``ridge`` per-source penalty (times the rows fitted). Sources
-    with fewer than ``min_archs`` latencies are refused. Deterministic.
+    with fewer than ``min_archs`` latencies are refused. ``encoder``: options of
+    :func:`~latbench.predictors.fewshot.encoder.train_encoder` (``{}`` for its
+    defaults) to learn an embedding too (needs TensorFlow); ``None``: none. Deterministic
+    (the encoder: on one thread).
     """
     from latbench.predictors.encoding import valid_mask
     from latbench.predictors.fewshot.features import FEATURE_NAMES, arch_features
@@ -311,13 +419,7 @@ def pretrain(
     fstd = np.where(fstd > 0, fstd, 1.0)
     feats = (x - fmean) / fstd
     phi = np.hstack([np.ones((N_ARCHS, 1)), factors, feats])[valid]
-    weights, resid = [], []
-    for j in range(z.shape[1]):
-        seen = np.isfinite(z[:, j])
-        a, y = phi[seen], z[seen, j]
-        w = np.linalg.solve(a.T @ a + ridge * len(a) * np.eye(a.shape[1]), a.T @ y)
-        weights.append(w)
-        resid.append(float(np.var(y - a @ w)))
+    weights, resid = _ridge_fits(phi, z, ridge)
     mean, cov = _weight_distribution(np.array(weights), shrink)
     add_mean, add_cov, add_resid = _additive_prior(lat[valid], x[valid], shrink)
     metas = matrix.attrs.get("metadata", {}) or {}
@@ -337,7 +439,20 @@ def pretrain(
     }
     from latbench.predictors.fewshot.selection import graph_index
 
-    return DevicePrior(
+    enc_weights, sets = None, {}
+    if encoder is not None:
+        from latbench.predictors.fewshot.encoder import train_encoder
+
+        zfull = np.full(lat.shape, np.nan)
+        zfull[valid] = z
+        fit = train_encoder(zfull, **dict(encoder))
+        enc_weights = fit.weights
+        import inspect
+
+        defaults = {k: v.default for k, v in inspect.signature(train_encoder).parameters.items()
+                    if v.default is not inspect.Parameter.empty and k != "threads"}  # fmt: skip
+        info["encoder"] = {**defaults, **dict(encoder), "loss": round(fit.loss, 5)}
+    prior = DevicePrior(
         factors=factors.astype(np.float32),
         graph=graph_index().astype(np.int32),
         features=feats.astype(np.float32),
@@ -352,7 +467,30 @@ def pretrain(
         additive_mean=add_mean,
         additive_cov=add_cov,
         additive_noise_var=float(np.median(add_resid)),
+        encoder=enc_weights,
     )
+    if enc_weights is None:
+        return prior
+    for name in SETS:
+        # the sets' source weights are fitted as the base's, on the standardised embedding
+        design = np.hstack([np.ones((N_ARCHS, 1)), prior.embedding]) if name == "enc" else None
+        design = design if design is not None else np.hstack([prior.design, prior.embedding])
+        w, r = _ridge_fits(design[valid], z, ridge)
+        m, c = _weight_distribution(np.array(w), shrink)
+        sets[name] = LinearSet(m, c, np.array(w), float(np.median(r)))
+    return replace(prior, sets=sets)
+
+
+def _ridge_fits(phi: np.ndarray, z: np.ndarray, ridge: float) -> tuple[list, list[float]]:
+    """Each source's ridge weights on ``phi`` over its observed rows, and residual variance."""
+    weights, resid = [], []
+    for j in range(z.shape[1]):
+        seen = np.isfinite(z[:, j])
+        a, y = phi[seen], z[seen, j]
+        w = np.linalg.solve(a.T @ a + ridge * len(a) * np.eye(a.shape[1]), a.T @ y)
+        weights.append(w)
+        resid.append(float(np.var(y - a @ w)))
+    return weights, resid
 
 
 def _weight_distribution(wts: np.ndarray, shrink: float) -> tuple[np.ndarray, np.ndarray]:

@@ -5,12 +5,14 @@ recompute it, so it proves the file undamaged, not usable. :func:`check_npz` bou
 the ``.npz`` before numpy allocates anything (members, declared sizes, ``.npy``
 headers); :func:`check_prior` refuses values that would give NaN predictions or bands
 (non-finite arrays, a covariance that is not positive definite, a noise variance that
-is not positive) whatever the checksum says.
+is not positive) whatever the checksum says. Encoder layers (``enc_p0``.., ``enc_out``)
+and their feature sets (``enc_*``, ``encfull_*``) are bounded the same way.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +30,8 @@ MAX_MEMBER_BYTES = 64 << 20
 _MAX_META_BYTES = 1 << 20
 _MAX_COLUMNS = 256  # factors k, features p and weight dimensions are far smaller
 _MAX_SOURCES = 4096
+_ENCODER = re.compile(r"enc_(?:[pc]\d|out)")  # as encoder.is_encoder_array (no import cycle)
+_MAX_MEMBERS = 32  # 11 without an encoder; with one, 7 sets' arrays and 2 per layer pair
 
 
 def _fail(path: str | os.PathLike[str], what: str) -> PredictorError:
@@ -48,6 +52,30 @@ def _shape_ok(name: str, shape: tuple[int, ...]) -> bool:
         return len(shape) == 1 and 0 < shape[0] <= 1 + 2 * _MAX_COLUMNS
     if name in ("cov", "additive_cov"):
         return len(shape) == 2 and shape[0] == shape[1] and 0 < shape[0] <= 1 + 2 * _MAX_COLUMNS
+    if _ENCODER.fullmatch(name):  # encoder layers (in + 1, out); the chain is checked on load
+        return (
+            len(shape) == 2
+            and 1 < shape[0] <= 1 + 2 * _MAX_COLUMNS
+            and 0 < shape[1] <= _MAX_COLUMNS
+        )
+    for prefix in ("enc", "encfull"):
+        if name.startswith(prefix + "_"):
+            rest = name[len(prefix) :]
+            if rest == "_mean":
+                return len(shape) == 1 and 0 < shape[0] <= 1 + 3 * _MAX_COLUMNS
+            if rest == "_cov":
+                return (
+                    len(shape) == 2
+                    and shape[0] == shape[1]
+                    and 0 < shape[0] <= 1 + 3 * _MAX_COLUMNS
+                )
+            if rest == "_source_weights":
+                return (
+                    len(shape) == 2
+                    and 0 < shape[0] <= _MAX_SOURCES
+                    and shape[1] <= 1 + 3 * _MAX_COLUMNS
+                )
+            return False
     if name == "source_weights":
         return len(shape) == 2 and 0 < shape[0] <= _MAX_SOURCES and shape[1] <= 1 + 2 * _MAX_COLUMNS
     return False
@@ -67,8 +95,8 @@ def check_npz(path: str | os.PathLike[str]) -> None:
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
-            if len(infos) > 32:
-                raise _fail(path, f"{len(infos)} members; a prior has at most 11")
+            if len(infos) > _MAX_MEMBERS:
+                raise _fail(path, f"{len(infos)} members; a prior has at most {_MAX_MEMBERS}")
             for info in infos:
                 name = info.filename[: -len(".npy")] if info.filename.endswith(".npy") else ""
                 cap = _MAX_META_BYTES if name == "meta" else MAX_MEMBER_BYTES
@@ -121,7 +149,7 @@ def check_prior(
         raise _fail(path, "array 'graph' holds ids outside -1..15624")
     if (arrays["feature_std"] <= 0).any():
         raise _fail(path, "array 'feature_std' holds a value that is not positive")
-    for name in ("cov", "additive_cov"):
+    for name in ("cov", "additive_cov", "enc_cov", "encfull_cov"):
         c = arrays.get(name)
         if c is None:
             continue
@@ -131,9 +159,9 @@ def check_prior(
             np.linalg.cholesky(c)
         except np.linalg.LinAlgError:
             raise _fail(path, f"covariance {name!r} is not positive definite") from None
-    for name in ("noise_var", "additive_noise_var"):
+    for name in ("noise_var", "additive_noise_var", "enc_noise_var", "encfull_noise_var"):
         v = meta.get(name)
-        if v is None and name == "additive_noise_var":
+        if v is None and name != "noise_var":
             continue
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < float("inf"):
             raise _fail(path, f"header {name} is not a positive finite number")
