@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Oracle NAS over latency thresholds (Supplementary S1.3), "
                          "Pareto-front recovery and aging evolution under a latency limit, with "
                          "measured latency and each estimate (--predictors: flops, params, "
-                         "layerwise, gcn, fewshot; default flops,layerwise,gcn,fewshot). "
+                         "layerwise, gcn, fewshot, fewshot-nas; default flops,layerwise,gcn,fewshot). "
                          "--repeats and --no-cache do not apply.")  # fmt: skip
     _nas_options(nas)
     _nas_options(every, accuracy_only=True)
@@ -168,7 +168,7 @@ def _nas_from_args(args: argparse.Namespace) -> object | None:
     from latbench.accuracy_table import _dataset_name
 
     _dataset_name(opts.accuracy)
-    if opts.prior is not None and "fewshot" in opts.predictors:
+    if opts.prior is not None and {"fewshot", "fewshot-nas"} & set(opts.predictors):
         from latbench.predictors.fewshot import load_prior
 
         load_prior(opts.prior)  # a missing or damaged prior: one line, before any work

@@ -95,6 +95,12 @@ class DeviceNAS:
     """Source -> caveat (e.g. a few-shot prior pretrained on this very dataset)."""
 
 
+def _by_arch(accuracy: pd.Series) -> np.ndarray:
+    from latbench.space import N_ARCHS
+
+    return accuracy.reindex(np.arange(N_ARCHS)).to_numpy(dtype=np.float64)
+
+
 def _positions_to_ids(pos: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return np.where(pos >= 0, ids[np.maximum(pos, 0)], -1)
 
@@ -119,8 +125,9 @@ def device_nas(
     full, skipped, notes = latency_sources(frame, options.sources(), n_train=options.n_train,
                                            n_val=options.n_val, seed=options.seed,
                                            layers=layers, gcn_options=gcn, log=say,
-                                           key=key, prior=options.prior)  # fmt: skip
-    acc_full = accuracy.reindex(np.arange(len(full["measured"]))).to_numpy(dtype=np.float64)
+                                           key=key, prior=options.prior,
+                                           accuracy=_by_arch(accuracy))  # fmt: skip
+    acc_full = _by_arch(accuracy)
     keep = np.isfinite(acc_full) & np.all([np.isfinite(v) for v in full.values()], axis=0)
     ids = np.flatnonzero(keep)
     acc = acc_full[ids]

@@ -15,13 +15,17 @@ __all__ = ["COLORS", "figure2", "figure3", "figure_s3"]
 COLORS = {"measured": "black", "flops": "tab:gray", "params": "tab:brown",
           "layerwise": "tab:red", "gcn": "tab:green"}  # fmt: skip
 _FEWSHOT = ("tab:blue", "tab:purple", "tab:cyan", "tab:olive")
+_FEWSHOT_NAS = ("tab:orange", "tab:pink", "gold")
 
 
 def _color(name: str, names: list[str]) -> str:
     if name in COLORS:
         return COLORS[name]
-    few = [n for n in names if n.startswith("fewshot-")]
-    return _FEWSHOT[few.index(name) % len(_FEWSHOT)] if name in few else "tab:orange"
+    nas = [n for n in names if n.startswith("fewshot-nas-")]
+    if name in nas:
+        return _FEWSHOT_NAS[nas.index(name) % len(_FEWSHOT_NAS)]
+    few = [n for n in names if n.startswith("fewshot-") and n not in nas]
+    return _FEWSHOT[few.index(name) % len(_FEWSHOT)] if name in few else "tab:olive"
 
 
 def _predictors(r: DeviceNAS) -> list[str]:

@@ -11,7 +11,11 @@ architecture (training models included):
 - ``gcn``: the GCN trained on those ``n_train`` models (+ ``n_val`` for early
   stopping), with the quick protocol's epoch cap unless told otherwise;
 - ``fewshot-N``: the few-shot adapter with the shipped prior (or one given), fitted on the ``N``
-  architectures its design selects among the measured ones.
+  architectures its design selects among the measured ones;
+- ``fewshot-nas-N``: the same adapter with its ``N`` measurements spent for NAS
+  (:mod:`latbench.predictors.fewshot.nasaware`: a designed half, then one at a time where
+  the expected missed accuracy drops most); the estimate is **measured where measured,
+  else predicted** (the N measured models keep their dataset latency).
 """
 
 from __future__ import annotations
@@ -28,14 +32,16 @@ from latbench.space import N_ARCHS
 
 __all__ = ["BASE_PREDICTORS", "LABELS", "label", "latency_sources", "source_names"]
 
-BASE_PREDICTORS = ("flops", "params", "layerwise", "gcn", "fewshot")
-"""Names ``--predictors`` accepts (``fewshot`` expands to one source per N)."""
+BASE_PREDICTORS = ("flops", "params", "layerwise", "gcn", "fewshot", "fewshot-nas")
+"""Names ``--predictors`` accepts (``fewshot`` and ``fewshot-nas`` expand to one source per N)."""
 LABELS = {"measured": "measured", "flops": "FLOPs fit", "params": "params fit",
           "layerwise": "layer-wise", "gcn": "GCN"}  # fmt: skip
 
 
 def label(source: str) -> str:
     """Display name of a source (``fewshot-20`` -> ``few-shot N=20``)."""
+    if source.startswith("fewshot-nas-"):
+        return f"few-shot NAS-aware N={source.rsplit('-', 1)[1]} (measured where measured)"
     if source.startswith("fewshot-"):
         return f"few-shot N={source.split('-', 1)[1]}"
     return LABELS.get(source, source)
@@ -50,7 +56,10 @@ def source_names(predictors: Sequence[str], fewshot_ns: Sequence[int]) -> list[s
         )
     out: list[str] = []
     for p in predictors:
-        out += [f"fewshot-{n}" for n in fewshot_ns] if p == "fewshot" else [p]
+        if p in ("fewshot", "fewshot-nas"):
+            out += [f"{p}-{n}" for n in fewshot_ns]
+        else:
+            out.append(p)
     return list(dict.fromkeys(out))
 
 
@@ -72,13 +81,15 @@ def latency_sources(
     log: Callable[[str], None] | None = None,
     key: str | None = None,
     prior: str | os.PathLike[str] | None = None,
+    accuracy: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, str]]:
     """``({source: latency by arch_id}, {source: why skipped}, {source: caveat})``;
     ``measured`` always first. A caveat names a few-shot estimate whose prior was
     pretrained on the dataset ``key`` itself (not a fair test).
 
     Only usable rows (valid, ``status == "ok"``) are measured; predictions cover every
-    valid architecture. ``layers`` is the per-layer table for ``layerwise`` (None: skip).
+    valid architecture. ``layers`` is the per-layer table for ``layerwise`` (None: skip);
+    ``accuracy`` (per ``arch_id``) is what ``fewshot-nas-N`` selects by (None: skipped).
     """
     from latbench.predictors import make_predictor, repeat_seeds, split_rows, usable_rows
     from latbench.predictors.encoding import valid_mask
@@ -95,6 +106,15 @@ def latency_sources(
         sp = split_rows(rows, n_train, n_val, split_seed, "models")
     valid = np.flatnonzero(valid_mask())
     for name in sources:
+        if name.startswith("fewshot-nas-"):
+            if accuracy is None:
+                skipped[name] = "no accuracy table to select by"
+                continue
+            n = int(name.rsplit("-", 1)[1])
+            out[name], prior_sources = _fewshot_nas(ids, y, n, seed, prior, accuracy)
+            if key is not None and key in prior_sources:
+                notes[name] = "the few-shot prior was pretrained on this dataset (in-sample)"
+            continue
         if name.startswith("fewshot-"):
             out[name], prior_sources = _fewshot(ids, y, int(name.split("-", 1)[1]), seed, prior)
             if key is not None and key in prior_sources:
@@ -136,6 +156,20 @@ def _fewshot(
     fitted = FewShotAdapter(prior).fit(chosen, y[[where[int(a)] for a in chosen]])
     pred = fitted.predict()
     return np.where(prior.valid, pred, np.nan), tuple(prior.sources)
+
+
+def _fewshot_nas(
+    ids: np.ndarray, y: np.ndarray, n: int, seed: int, prior_path: Any, accuracy: np.ndarray
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Measured where measured, else predicted: ``n`` measurements spent for NAS."""
+    from latbench.predictors.fewshot import FewShotAdapter
+    from latbench.predictors.fewshot.nasaware import adapt_for_nas
+
+    prior = _prior(str(prior_path) if prior_path is not None else None)
+    lat = _full(ids, y)
+    done = adapt_for_nas(FewShotAdapter(prior), accuracy, n, lambda a: lat[a], seed=seed,
+                         candidates=ids)  # fmt: skip
+    return done.estimate(), tuple(prior.sources)
 
 
 @lru_cache(maxsize=2)
