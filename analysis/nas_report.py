@@ -140,9 +140,10 @@ def _markdown(
         f"random models (seed {options.seed}; the GCN with {options.n_val} more for early "
         f"stopping, {gcn}) and asked for all; few-shot N = the adapter with "
         f"{_prior_text(options.prior)} on the N architectures its design picks (one seeded "
-        "draw); few-shot NAS-aware N = the same adapter with half the N designed and the "
-        "rest measured one at a time where the expected missed accuracy drops most, its "
-        "estimate **measured where measured, else predicted** (docs/analysis.md).\n\n",
+        "draw); few-shot NAS N (meas.+pred.) = the same adapter with half the N designed "
+        "and the rest measured one at a time where the expected missed accuracy drops "
+        "most, its estimate **measured where measured, else predicted** "
+        "(docs/analysis.md).\n\n",
     ]
     show = summary.copy()
     show["predictor"] = [label(p) + (" *" if c else "") for p, c in

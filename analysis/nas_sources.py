@@ -41,7 +41,7 @@ LABELS = {"measured": "measured", "flops": "FLOPs fit", "params": "params fit",
 def label(source: str) -> str:
     """Display name of a source (``fewshot-20`` -> ``few-shot N=20``)."""
     if source.startswith("fewshot-nas-"):
-        return f"few-shot NAS-aware N={source.rsplit('-', 1)[1]} (measured where measured)"
+        return f"few-shot NAS N={source.rsplit('-', 1)[1]} (meas.+pred.)"
     if source.startswith("fewshot-"):
         return f"few-shot N={source.split('-', 1)[1]}"
     return LABELS.get(source, source)

@@ -137,3 +137,20 @@ def test_cross_device_equals_brute_force(seed):
     assert table.loc[("A", "B"), "max_lost_accuracy"] == pytest.approx(mx)
     same = cross_device({"A": a, "A2": a.copy()}, acc)
     assert (same["max_lost_accuracy"] == 0).all()
+
+
+def test_fewshot_nas_source_is_measured_where_measured(home):
+    from latbench.analysis.nas_sources import label, latency_sources, source_names
+
+    assert source_names(["fewshot", "fewshot-nas"], [10, 20]) == [
+        "fewshot-10", "fewshot-20", "fewshot-nas-10", "fewshot-nas-20"]  # fmt: skip
+    assert label("fewshot-nas-20") == "few-shot NAS N=20 (meas.+pred.)"
+    frame = latbench.load(BUNDLED)
+    acc = latbench.accuracy("cifar100", data_home=home)["accuracy"].to_numpy()
+    lat, skipped, _ = latency_sources(frame, ["fewshot-10", "fewshot-nas-10"], accuracy=acc)
+    measured, est = lat["measured"], lat["fewshot-nas-10"]
+    same = np.isfinite(est) & (est == measured)
+    assert same.sum() == 10  # the ten it measured; a prediction never lands on one exactly
+    assert not skipped
+    _, skipped, _ = latency_sources(frame, ["fewshot-nas-10"])
+    assert "accuracy" in skipped["fewshot-nas-10"]

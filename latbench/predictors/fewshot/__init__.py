@@ -10,7 +10,8 @@ Modules: :mod:`.prior` (source factors and the prior over device weights),
 :mod:`.encoder` (a learned architecture embedding, trained over every source; numpy
 inference),
 :mod:`.selection` (which architectures to measure), :mod:`.sequential` (a second
-round aimed where the models disagree), :mod:`.adapter` (Bayesian linear
+round aimed where the models disagree), :mod:`.nasaware` (measurements spent where
+hardware-aware NAS misses accuracy, given the accuracy table), :mod:`.adapter` (Bayesian linear
 regression), :mod:`.siblings` (which datasets are the same hardware, device classes),
 :mod:`.evaluate` (leave-one-device/class-out and shipped-prior protocols with baselines). See
 docs/predictors.md, "Few-shot adaptation".
@@ -18,6 +19,7 @@ docs/predictors.md, "Few-shot adaptation".
 
 from latbench.predictors.fewshot.adapter import AdaptedDevice, FewShotAdapter
 from latbench.predictors.fewshot.features import FEATURE_NAMES, arch_features
+from latbench.predictors.fewshot.nasaware import NASAdapted, adapt_for_nas, nas_picks
 from latbench.predictors.fewshot.prior import (
     ADAPTER_VERSION,
     DevicePrior,
@@ -36,11 +38,14 @@ __all__ = [
     "AdaptedDevice",
     "DevicePrior",
     "FewShotAdapter",
+    "NASAdapted",
+    "adapt_for_nas",
     "arch_features",
     "default_prior_path",
     "distinct_graph_archs",
     "hardware_ids",
     "load_prior",
+    "nas_picks",
     "pretrain",
     "select_archs",
     "select_more",
