@@ -155,6 +155,9 @@ def test_bad_accuracy_is_refused_in_one_line(device, bad, message):
 def test_accuracy_frame_from_the_library_is_accepted():
     frame = pd.DataFrame({"accuracy": np.arange(N_ARCHS, dtype=float)})
     assert np.array_equal(check_accuracy(frame), np.arange(N_ARCHS))
+    frame["valid"] = np.arange(N_ARCHS) % 2 == 0
+    got = check_accuracy(frame)
+    assert np.isnan(got[1::2]).all() and np.array_equal(got[::2], np.arange(0, N_ARCHS, 2))
 
 
 def test_bad_measurements_are_refused(device):

@@ -64,15 +64,18 @@ FOCUS = 2.0
 def check_accuracy(accuracy: object) -> np.ndarray:
     """Accuracy per ``arch_id`` as 15,625 floats (NaN: not searched), or a one-line error.
 
-    Takes an array of 15,625 values or a Series / one-column frame indexed by
-    ``arch_id`` 0..15,624 (what :func:`latbench.accuracy` returns).
+    Takes an array of 15,625 values, or a Series or a frame with an ``accuracy``
+    column (and optionally ``valid``: false rows become NaN) indexed by ``arch_id``
+    0..15,624, as :func:`latbench.accuracy` returns it.
     """
     import pandas as pd
 
     if isinstance(accuracy, pd.DataFrame):
         if "accuracy" not in accuracy.columns:
             raise PredictorError("accuracy table has no 'accuracy' column")
-        accuracy = accuracy["accuracy"]
+        col = accuracy["accuracy"]
+        # invalid cells keep their published value in the table; nothing to search there
+        accuracy = col.where(accuracy["valid"].astype(bool)) if "valid" in accuracy else col
     if isinstance(accuracy, pd.Series):
         idx = accuracy.index.to_numpy()
         if len(idx) != N_ARCHS or not np.array_equal(idx, np.arange(N_ARCHS)):
