@@ -104,13 +104,15 @@ def figure3(r: DeviceNAS, accuracy_name: str, sources: list[str] | None = None) 
                            edgecolors=colour, linewidths=0.9,
                            label=f"Pareto-optimal on {label(pred)}")  # fmt: skip
                 ax.set_ylim(ylim)
-                what = "measured" if space == "measured" else f"{label(pred)} predicted"
+                what = ("measured" if space == "measured" else f"{label(pred)} estimated"
+                        if pred.startswith("fewshot-nas-") else f"{label(pred)} predicted")  # fmt: skip
                 ax.set_xlabel(f"{what} latency [ms]")
                 ax.set_ylabel(f"{accuracy_name} accuracy [%]")
                 ax.legend(loc="lower right", fontsize=6)
             row[0].set_title(f"{label(pred)} space")
+            wrap = "\n" if len(label(pred)) > 20 else " "  # a long label would be clipped
             row[1].set_title(
-                f"measured space: {label(pred)} front recovers {recall[pred]:.0%} of it"
+                f"measured space: {label(pred)} front{wrap}recovers {recall[pred]:.0%} of it"
             )
         fig.suptitle(f"{r.key}: Pareto fronts, accuracy vs latency (Figure 3)")
     return fig
