@@ -105,6 +105,30 @@ def test_tiny_gcn_is_reproducible_and_round_trips(tmp_path):
     np.testing.assert_allclose(loaded.predict([one, 5]), a.predict([one, 5]), rtol=1e-6)
 
 
+def test_flat_kernel_product_keeps_the_batched_products_numbers(monkeypatch):
+    # The training step multiplies each kernel as one 2-D product (benchmarks/bench_gcn.py:
+    # ~30 % cheaper per step); the batched product it replaced must give the same run to
+    # float rounding, trained in this test beside it from the same seed and batches.
+    from latbench.predictors import gcn
+
+    rows = usable_rows(BUNDLED)
+    ids, y = rows.arch_id.to_numpy()[:300], rows.latency_ms.to_numpy()[:300]
+    vids, vy = rows.arch_id.to_numpy()[300:350], rows.latency_ms.to_numpy()[300:350]
+
+    def fit(seed: int, flat: bool) -> GCNPredictor:
+        monkeypatch.setattr(gcn, "_FLAT_KERNEL", flat)
+        p = GCNPredictor(hidden=48, max_epochs=4, seed=seed)
+        return p.fit(ids, y, val_archs=vids, val_latency_ms=vy)
+
+    old, new, other = fit(5, False), fit(5, True), fit(6, True)
+    np.testing.assert_allclose(new.log.train_loss, old.log.train_loss, rtol=1e-4)
+    np.testing.assert_allclose(new.log.val_loss, old.log.val_loss, rtol=1e-4)
+    test = rows.arch_id.to_numpy()[350:]
+    po, pn, px = old.predict(test), new.predict(test), other.predict(test)
+    np.testing.assert_allclose(pn, po, rtol=1e-4)
+    assert np.max(np.abs(px / po - 1)) > 1e-2  # another seed is far outside that tolerance
+
+
 def test_gcn_needs_both_validation_parts():
     ids = np.flatnonzero(valid_mask())[:3]
     with pytest.raises(PredictorError, match="both"):
