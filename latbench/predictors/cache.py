@@ -22,7 +22,7 @@ import pandas as pd
 
 __all__ = ["CACHE_VERSION", "RepeatCache", "default_cache_dir", "frame_checksum"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Bump when a change of code changes the numbers a repeat produces."""
 
 
