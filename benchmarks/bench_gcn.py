@@ -11,8 +11,14 @@ Measures, on this machine:
 * with ``--repeats N``: Table S2-style numbers for ``--predictors`` via
   :func:`latbench.predictors.evaluate`.
 
+* with ``--compare-step N``: the training step before and after the kernel-product
+  change, N epochs each, interleaved, and their ratio (robust to a busy machine);
+* with ``--compare-full R``: R rounds of two full runs, before issue 25 (its loss and
+  schedule, the batched kernel product) and now, in alternating order.
+
 Run:  python benchmarks/bench_gcn.py [--dataset KEY] [--data-home DIR] [--repeats 5]
       [--predictors gcn,flops,params,layerwise] [--jobs 1] [--json out.json]
+      [--threads 1] [--compare-step 20] [--compare-full 1]
 """
 
 from __future__ import annotations
@@ -117,6 +123,71 @@ def train_once(key: str, data_home: str | None, seed: int, **config: object) -> 
     }
 
 
+def compare_steps(key: str, data_home: str | None, epochs: int, threads: int | None) -> dict:
+    """Time the pre-change step (batched kernel product) against the current one, interleaved.
+
+    Both compiled epochs train on the same 900 models and batches from the same initial
+    weights; each round times one epoch of each, in alternating order, so load on a
+    shared machine hits both alike. Reports the median per-round ratio new / old.
+    """
+    from latbench.predictors import gcn, repeat_seeds, split_rows, usable_rows
+    from latbench.predictors.encoding import gcn_inputs
+
+    tf, keras = gcn._tf(threads)
+    rows = usable_rows(key, data_home)
+    sp = split_rows(rows, 900, 100, repeat_seeds(0, 0)[0])
+    ids, y = rows["arch_id"].to_numpy()[sp.train], rows["latency_ms"].to_numpy()[sp.train]
+    cfg = gcn.GCNConfig(encoding=rows.attrs["encoding"])
+    adj_all, feat_all = gcn_inputs(cfg.encoding)
+    logy = np.log(y)
+    z = tf.constant(((logy - logy.mean()) / logy.std()).astype(np.float32))
+    adj, feat = tf.constant(adj_all[ids]), tf.constant(feat_all[ids])
+    idx, w = (tf.constant(a) for a in gcn._batches(np.random.default_rng(0), len(ids), 10))
+    runners = {}
+    for name, flat in (("old", False), ("new", True)):
+        gcn._FLAT_KERNEL = flat
+        runners[name] = gcn._Runner(tf, keras, cfg)
+        runners[name].reset(tf, keras, cfg, 0)
+        runners[name].run_epoch(idx, w, tf.constant(0, tf.int64), adj, feat, z)  # compile
+    gcn._FLAT_KERNEL = True
+    wall: dict[str, list[float]] = {"old": [], "new": []}
+    cpu: dict[str, list[float]] = {"old": [], "new": []}
+    for e in range(epochs):
+        for name in ("old", "new") if e % 2 == 0 else ("new", "old"):
+            t, c = time.perf_counter(), time.process_time()
+            float(runners[name].run_epoch(idx, w, tf.constant(e, tf.int64), adj, feat, z))
+            wall[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
+    steps = int(idx.shape[0])
+    ratio = np.array(wall["new"]) / np.array(wall["old"])
+    cpu_ratio = np.array(cpu["new"]) / np.array(cpu["old"])
+    return {
+        "epochs_each": epochs,
+        "steps_per_epoch": steps,
+        **{f"{n}_ms_per_step": 1e3 * statistics.median(wall[n]) / steps for n in wall},
+        **{f"{n}_cpu_ms_per_step": 1e3 * statistics.median(cpu[n]) / steps for n in cpu},
+        "ratio_new_old": float(np.median(ratio)),
+        "ratio_new_old_quartiles": [float(q) for q in np.percentile(ratio, [25, 75])],
+        "cpu_ratio_new_old": float(np.median(cpu_ratio)),
+    }
+
+
+def compare_full(key: str, data_home: str | None, rounds: int) -> list[dict]:
+    """Full runs: before issue 25 (its settings, batched product) and now, alternating."""
+    from latbench.predictors import gcn
+
+    out = []
+    for r in range(rounds):
+        for name in ("before", "now") if r % 2 == 0 else ("now", "before"):
+            gcn._FLAT_KERNEL = name == "now"
+            res = train_once(key, data_home, 0, **(PRE_ISSUE_25 if name == "before" else {}))
+            out.append({"run": name, **res})
+            print(f"full run {name}: {res['fit_seconds']:.1f} s wall, {res['cpu_seconds']:.1f} s "
+                  f"CPU, {res['epochs']} epochs, {res['ms_per_step']:.2f} ms/step")  # fmt: skip
+    gcn._FLAT_KERNEL = True
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="xeon2c-onnxruntime-fp32")
@@ -129,6 +200,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write all figures here")
     p.add_argument("--before", action="store_true", help="the pre-issue-25 loss and schedule")
     p.add_argument("--max-epochs", type=int, help="cap the run (per-step timing only)")
+    p.add_argument("--compare-step", type=int, metavar="EPOCHS",
+                   help="time the pre-change step against the current one, EPOCHS each, "
+                        "interleaved")  # fmt: skip
+    p.add_argument(
+        "--compare-full",
+        type=int,
+        metavar="ROUNDS",
+        help="full runs before issue 25 (settings and step) and now, alternating",
+    )
+    p.add_argument("--threads", type=int, help="TensorFlow threads (default: all)")
     args = p.parse_args(argv)
 
     import tensorflow as tf
@@ -142,11 +223,25 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_start": os.getloadavg(),
         }
     }
+    if args.threads:
+        from latbench.predictors.gcn import _tf
+
+        _tf(args.threads)
     out["matmul_gflops_2048"] = matmul_gflops(2048, 2048, 2048, reps=5)
     out["matmul_gflops_step_shape"] = matmul_gflops(90, 600, 600)
     print(f"TF matmul fp32: 2048^3 {out['matmul_gflops_2048']:.0f} GFLOP/s, "
           f"90x600x600 {out['matmul_gflops_step_shape']:.0f} GFLOP/s")  # fmt: skip
-    if not args.skip_train:
+    if args.compare_step:
+        c = compare_steps(args.dataset, args.data_home, args.compare_step, args.threads)
+        out["compare_step"] = c
+        print(f"step before (batched kernel product) {c['old_ms_per_step']:.2f} ms, now "
+              f"{c['new_ms_per_step']:.2f} ms (wall, median of {c['epochs_each']} epochs); "
+              f"ratio now/before {c['ratio_new_old']:.3f} (IQR "
+              f"{c['ratio_new_old_quartiles'][0]:.3f}-{c['ratio_new_old_quartiles'][1]:.3f}), "
+              f"CPU ratio {c['cpu_ratio_new_old']:.3f}")  # fmt: skip
+    if args.compare_full:
+        out["compare_full"] = compare_full(args.dataset, args.data_home, args.compare_full)
+    if not args.skip_train and not (args.compare_step or args.compare_full):
         config = {**(PRE_ISSUE_25 if args.before else {})}
         if args.max_epochs:
             config["max_epochs"] = args.max_epochs
