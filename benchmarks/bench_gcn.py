@@ -172,16 +172,21 @@ def compare_steps(key: str, data_home: str | None, epochs: int, threads: int | N
     }
 
 
-def compare_full(key: str, data_home: str | None, rounds: int) -> list[dict]:
-    """Full runs: before issue 25 (its settings, batched product) and now, alternating."""
+def compare_full(key: str, data_home: str | None, rounds: int, seed: int = 0) -> list[dict]:
+    """Full runs: before issue 25 (its settings, batched product) and now, alternating.
+
+    Round ``r`` trains on the split and initial weights of protocol seed ``seed + r``:
+    early stopping depends on the split, so one split says little about the average.
+    """
     from latbench.predictors import gcn
 
     out = []
     for r in range(rounds):
         for name in ("before", "now") if r % 2 == 0 else ("now", "before"):
             gcn._FLAT_KERNEL = name == "now"
-            res = train_once(key, data_home, 0, **(PRE_ISSUE_25 if name == "before" else {}))
-            out.append({"run": name, **res})
+            kw = PRE_ISSUE_25 if name == "before" else {}
+            res = train_once(key, data_home, seed + r, **kw)
+            out.append({"run": name, "seed": seed + r, **res})
             print(f"full run {name}: {res['fit_seconds']:.1f} s wall, {res['cpu_seconds']:.1f} s "
                   f"CPU, {res['epochs']} epochs, {res['ms_per_step']:.2f} ms/step")  # fmt: skip
     gcn._FLAT_KERNEL = True
@@ -240,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{c['ratio_new_old_quartiles'][0]:.3f}-{c['ratio_new_old_quartiles'][1]:.3f}), "
               f"CPU ratio {c['cpu_ratio_new_old']:.3f}")  # fmt: skip
     if args.compare_full:
-        out["compare_full"] = compare_full(args.dataset, args.data_home, args.compare_full)
+        out["compare_full"] = compare_full(
+            args.dataset, args.data_home, args.compare_full, args.seed
+        )
     if not args.skip_train and not (args.compare_step or args.compare_full):
         config = {**(PRE_ISSUE_25 if args.before else {})}
         if args.max_epochs:
