@@ -14,3 +14,28 @@ def _isolated_data_home(tmp_path_factory):
         mp.setenv("LATBENCH_HOME", str(home))
         mp.setenv("TF_CPP_MIN_LOG_LEVEL", os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
         yield home
+
+
+@pytest.fixture
+def adapt_in_fresh_process():
+    """Run select + fit + predict of the few-shot adapter in a new interpreter.
+
+    ``run(prior_expr, model_kw)`` returns the finished process; its stdout is the
+    sorted list of deep-learning framework modules the adaptation imported.
+    """
+    import subprocess
+    import sys
+
+    def run(prior_expr: str = "", model_kw: str = "") -> subprocess.CompletedProcess[str]:
+        code = (
+            "import sys, numpy as np\n"
+            "from latbench.predictors.fewshot import FewShotAdapter, load_prior, select_archs\n"
+            f"p = load_prior({prior_expr}); ids = select_archs(p, 10)\n"
+            f"fit = FewShotAdapter(p{model_kw}).fit(ids, np.exp(p.design[ids] @ p.mean))\n"
+            "fit.predict_frame(); fit.describe()\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('tensorflow', 'keras', 'torch', 'jax')))\n"
+        )
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+    return run

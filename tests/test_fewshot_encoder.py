@@ -143,20 +143,10 @@ def test_altered_encoder_weights_fail_the_checksum(prior, tmp_path):
         load_prior(bad)
 
 
-def test_adapting_with_an_encoder_imports_no_deep_learning_framework(prior, tmp_path):
-    import subprocess
-    import sys
-
+def test_adapting_with_an_encoder_imports_no_deep_learning_framework(
+    prior, tmp_path, adapt_in_fresh_process
+):
     path = prior.save(tmp_path / "p.npz")
-    code = (
-        "import sys, numpy as np\n"
-        "from latbench.predictors.fewshot import FewShotAdapter, load_prior, select_archs\n"
-        f"p = load_prior({str(path)!r}); ids = select_archs(p, 10)\n"
-        "fit = FewShotAdapter(p, model='encoder').fit(ids, np.exp(p.design[ids] @ p.mean))\n"
-        "fit.predict_frame(); fit.describe()\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('tensorflow', 'keras', 'torch', 'jax')))\n"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    res = adapt_in_fresh_process(repr(str(path)), ", model='encoder'")
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"

@@ -752,9 +752,10 @@ class FleetExecutor:
             return
         alive = [d for d in self.devices.values() if d.alive]
         with contextlib.suppress(Exception):  # let each actor remove its artifact folder
-            self._ray.wait(
-                [d.actor.close.remote() for d in alive], num_returns=len(alive), timeout=10
-            )
+            if alive:
+                self._ray.wait(
+                    [d.actor.close.remote() for d in alive], num_returns=len(alive), timeout=10
+                )
         for d in alive:
             if d.alive:
                 try:
