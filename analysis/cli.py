@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from latbench.argparsing import OneLineParser
+
 __all__ = ["DEFAULT_OUT", "build_parser", "main"]
 
 # Defaults shown in --help; the numbers live in latbench.analysis.predictors, which
@@ -79,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--gcn-epochs", type=_positive, default=None, metavar="N",
                       help="cap on GCN training epochs (default: the paper's 250, early "
                            f"stopping 35, with --repeats; else {QUICK_GCN_EPOCHS})")  # fmt: skip
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=_PROG,
         description="Regenerate the BRP-NAS paper's LatBench tables and figures from the "
         "datasets on this machine (bundled, imported or measured). The default predictor "
@@ -128,10 +130,24 @@ def _nas_options(p: argparse.ArgumentParser, accuracy_only: bool = False) -> Non
     p.add_argument("--prior", default=None, metavar="NPZ",
                    help="few-shot prior file (default: the shipped one; "
                         "`latbench-predict pretrain` makes one without your target)")  # fmt: skip
+    p.add_argument("--fewshot-accept", type=_probability, default=0.5, metavar="P",
+                   help="few-shot estimates accept a model under a threshold when the adapter "
+                        "gives it at least this probability of being under it (default 0.5, "
+                        "the median; lower: fewer misses, more re-validations)")  # fmt: skip
 
 
 def _counts(text: str) -> tuple[int, ...]:
     return tuple(_positive(k) for k in _keys(text))
+
+
+def _probability(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text}")
+    return v
 
 
 def _positive_float(text: str) -> float:
@@ -158,7 +174,8 @@ def _nas_from_args(args: argparse.Namespace) -> object | None:
     kw: dict = {"accuracy": args.accuracy, "predictors": preds, "seed": args.seed}
     if args.command == "nas":
         kw |= {"fewshot_ns": args.fewshot_n, "ae_steps": args.ae_steps,
-               "ae_seeds": args.ae_seeds, "limit_ms": args.limit_ms, "prior": args.prior}  # fmt: skip
+               "ae_seeds": args.ae_seeds, "limit_ms": args.limit_ms, "prior": args.prior,
+               "fewshot_accept": args.fewshot_accept}  # fmt: skip
     if args.train:
         kw["n_train"] = args.train
     if args.gcn_epochs:

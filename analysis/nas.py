@@ -70,6 +70,9 @@ class NasOptions:
     """Aging Evolution's latency limit (None: each dataset's median measured latency)."""
     prior: str | None = None
     """Few-shot prior file (None: the shipped one)."""
+    fewshot_accept: float = 0.5
+    """Few-shot estimates accept a model at ``t`` when ``P(lat <= t)`` reaches this
+    (0.5: their median; :func:`~latbench.predictors.fewshot.nasaware.acceptance_estimate`)."""
 
     def sources(self) -> list[str]:
         """Latency sources compared (predictors, ``fewshot`` expanded per N)."""
@@ -126,7 +129,8 @@ def device_nas(
                                            n_val=options.n_val, seed=options.seed,
                                            layers=layers, gcn_options=gcn, log=say,
                                            key=key, prior=options.prior,
-                                           accuracy=_by_arch(accuracy))  # fmt: skip
+                                           accuracy=_by_arch(accuracy),
+                                           fewshot_accept=options.fewshot_accept)  # fmt: skip
     acc_full = _by_arch(accuracy)
     keep = np.isfinite(acc_full) & np.all([np.isfinite(v) for v in full.values()], axis=0)
     ids = np.flatnonzero(keep)
@@ -202,6 +206,8 @@ def summary_table(results: Sequence[DeviceNAS]) -> pd.DataFrame:
                 "thresholds_no_model": int(miss.isna().sum()),
                 "thresholds": len(g),
                 "max_overclaimed_accuracy": float(g["overclaimed_accuracy"].max()),
+                "median_revalidations": float(g["revalidations"].median()),
+                "max_revalidations": int(g["revalidations"].max()),
                 "mean_false_positives": float(g["false_positives"].mean()),
                 "front_recall": float(front.loc[name, "recall"]),
                 "front_precision": float(front.loc[name, "precision"]),

@@ -82,6 +82,7 @@ def latency_sources(
     key: str | None = None,
     prior: str | os.PathLike[str] | None = None,
     accuracy: np.ndarray | None = None,
+    fewshot_accept: float = 0.5,
 ) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, str]]:
     """``({source: latency by arch_id}, {source: why skipped}, {source: caveat})``;
     ``measured`` always first. A caveat names a few-shot estimate whose prior was
@@ -89,7 +90,8 @@ def latency_sources(
 
     Only usable rows (valid, ``status == "ok"``) are measured; predictions cover every
     valid architecture. ``layers`` is the per-layer table for ``layerwise`` (None: skip);
-    ``accuracy`` (per ``arch_id``) is what ``fewshot-nas-N`` selects by (None: skipped).
+    ``accuracy`` (per ``arch_id``) is what ``fewshot-nas-N`` selects by (None: skipped);
+    ``fewshot_accept`` the acceptance probability of the few-shot estimates (module doc).
     """
     from latbench.predictors import make_predictor, repeat_seeds, split_rows, usable_rows
     from latbench.predictors.encoding import valid_mask
@@ -111,14 +113,15 @@ def latency_sources(
                 skipped[name] = "no accuracy table to select by"
                 continue
             n = int(name.rsplit("-", 1)[1])
-            out[name], prior_sources = _fewshot_nas(ids, y, n, seed, prior, accuracy)
-            if key is not None and key in prior_sources:
-                notes[name] = "the few-shot prior was pretrained on this dataset (in-sample)"
+            out[name], prior_sources = _fewshot_nas(
+                ids, y, n, seed, prior, accuracy, fewshot_accept
+            )
+            _fewshot_notes(notes, name, key, prior_sources, fewshot_accept)
             continue
         if name.startswith("fewshot-"):
-            out[name], prior_sources = _fewshot(ids, y, int(name.split("-", 1)[1]), seed, prior)
-            if key is not None and key in prior_sources:
-                notes[name] = "the few-shot prior was pretrained on this dataset (in-sample)"
+            n = int(name.split("-", 1)[1])
+            out[name], prior_sources = _fewshot(ids, y, n, seed, prior, fewshot_accept)
+            _fewshot_notes(notes, name, key, prior_sources, fewshot_accept)
             continue
         if sp is None:
             skipped[name] = f"{len(rows)} measured models, too few for {n_train} + {n_val}"
@@ -145,21 +148,39 @@ def latency_sources(
     return out, skipped, notes
 
 
+def _fewshot_notes(
+    notes: dict[str, str], name: str, key: str | None, sources: Sequence[str], accept: float
+) -> None:
+    said = []
+    if key is not None and key in sources:
+        said.append("the few-shot prior was pretrained on this dataset (in-sample)")
+    if accept != 0.5:
+        said.append(f"accepted where P(latency <= threshold) >= {accept:g}, not the median")
+    if said:
+        notes[name] = "; ".join(said)
+
+
 def _fewshot(
-    ids: np.ndarray, y: np.ndarray, n: int, seed: int, prior_path: Any = None
+    ids: np.ndarray, y: np.ndarray, n: int, seed: int, prior_path: Any = None, accept: float = 0.5
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     from latbench.predictors.fewshot import FewShotAdapter, select_archs
+    from latbench.predictors.fewshot.nasaware import acceptance_estimate
 
     prior = _prior(str(prior_path) if prior_path is not None else None)
     chosen = select_archs(prior, n, seed=seed, candidates=ids)
     where = {int(a): i for i, a in enumerate(ids)}
     fitted = FewShotAdapter(prior).fit(chosen, y[[where[int(a)] for a in chosen]])
-    pred = fitted.predict()
-    return np.where(prior.valid, pred, np.nan), tuple(prior.sources)
+    return acceptance_estimate(fitted, accept), tuple(prior.sources)
 
 
 def _fewshot_nas(
-    ids: np.ndarray, y: np.ndarray, n: int, seed: int, prior_path: Any, accuracy: np.ndarray
+    ids: np.ndarray,
+    y: np.ndarray,
+    n: int,
+    seed: int,
+    prior_path: Any,
+    accuracy: np.ndarray,
+    accept: float = 0.5,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Measured where measured, else predicted: ``n`` measurements spent for NAS."""
     from latbench.predictors.fewshot import FewShotAdapter
@@ -169,7 +190,7 @@ def _fewshot_nas(
     lat = _full(ids, y)
     done = adapt_for_nas(FewShotAdapter(prior), accuracy, n, lambda a: lat[a], seed=seed,
                          candidates=ids)  # fmt: skip
-    return done.estimate(), tuple(prior.sources)
+    return done.estimate(accept), tuple(prior.sources)
 
 
 @lru_cache(maxsize=2)

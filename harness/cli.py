@@ -20,13 +20,15 @@ import sys
 import warnings
 from pathlib import Path
 
+from latbench.argparsing import OneLineParser
+
 __all__ = ["main"]
 
 log = logging.getLogger("latbench.measure")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="latbench-measure",
         description="Build, time and record NAS-Bench-201 architectures on a device profile "
         "(docs/design.md §5 protocol: R = G x g timed runs, two-stage quartile filter). "
@@ -147,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _merge_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="latbench-measure merge",
         description="Combine shard datasets of one profile and protocol into one dataset. "
         "Refuses to mix profiles, runtime versions, threads, precisions, protocols or "

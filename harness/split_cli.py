@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+from latbench.argparsing import OneLineParser
+
 __all__ = ["build_main", "run_main"]
 
 log = logging.getLogger("latbench.measure")
@@ -25,7 +27,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="latbench-measure build",
         description="Build every artifact a profile needs, with a manifest (graph keys, "
         "files, SHA-256, toolchain versions), for 'latbench-measure run' on the device.",
@@ -43,7 +45,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _run_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="latbench-measure run",
         description="Time the artifacts 'latbench-measure build' made (checksums verified) "
         "and write the dataset. Rerun the same command to resume.",

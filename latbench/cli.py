@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from latbench.argparsing import OneLineParser
 from latbench.terminal import safe, safe_line
 
 __all__ = ["build_parser", "main", "parse_arch_arg", "spearman", "summary"]
@@ -405,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``latbench`` command."""
     from latbench import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=_PROG,
         description="LatBench: latency datasets of the 15,625 NAS-Bench-201 architectures.",
     )

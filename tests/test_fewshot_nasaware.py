@@ -109,6 +109,29 @@ def test_estimate_is_measured_where_measured_else_predicted(device):
     assert np.isnan(est[~prior.valid]).all()
 
 
+def test_a_lower_acceptance_never_misses_more_and_pays_in_revalidations(device):
+    """Accepting on P(lat <= t) >= p admits a superset as p drops: the effective best can
+    only improve; the models it admits wrongly are the re-validations."""
+    from latbench.nas import oracle_nas, threshold_grid
+
+    prior, lat, acc = device
+    res = _run(device, n=12)
+    keep = prior.valid & np.isfinite(acc)
+    grid = threshold_grid(lat[keep])
+    runs = {p: oracle_nas(acc[keep], lat[keep], res.estimate(p)[keep], grid) for p in
+            (0.5, 0.2, 0.05)}  # fmt: skip
+    assert np.allclose(res.estimate(0.5)[keep], res.estimate()[keep])
+    for hi, lo in ((0.5, 0.2), (0.2, 0.05)):
+        assert np.all(res.estimate(lo)[keep] <= res.estimate(hi)[keep])
+        miss_hi, miss_lo = (np.nan_to_num(runs[p].missed_accuracy) for p in (hi, lo))
+        assert np.all(miss_lo <= miss_hi + 1e-12)
+        assert runs[lo].false_positives.sum() >= runs[hi].false_positives.sum()
+    assert runs[0.05].revalidations.sum() > runs[0.5].revalidations.sum()
+    assert np.array_equal(res.estimate(0.05)[res.fit.measured], lat[res.fit.measured])
+    with pytest.raises(PredictorError, match="within"):
+        res.estimate(1.0)
+
+
 def test_measurements_never_raise_the_miss_of_the_designed_fit(device):
     """The NAS picks only replace estimates by measurements: missed accuracy can only drop."""
     from latbench.nas import oracle_nas, threshold_grid

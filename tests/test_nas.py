@@ -82,6 +82,7 @@ def _brute_oracle(acc, lat, pred, t):
 
     miss_err = pred[s_star] - lat[s_star] if s_star is not None and s_star != s_p else 0.0
     over_err = pred[s_f] - lat[s_f] if s_f is not None and s_f != s_p else 0.0
+    ahead = [s for s in Pf if s_p is None or (-acc[s], s) < (-acc[s_p], s_p)]
     return {
         "false_positives": len(Pf),
         "false_negatives": len(Nf),
@@ -92,6 +93,7 @@ def _brute_oracle(acc, lat, pred, t):
         "overclaimed_accuracy": a(s_f) - a(s_p),
         "missed_latency_error_ms": miss_err,
         "overclaimed_latency_error_ms": over_err,
+        "revalidations": len(ahead),
     }
 
 

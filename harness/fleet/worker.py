@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 
+from latbench.argparsing import OneLineParser
 from latbench.harness.fleet import FleetError, require_ray
 from latbench.harness.fleet.resources import device_resource, devices_in, make_device_id
 
@@ -45,7 +46,7 @@ PASSED_THROUGH = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="latbench-measure worker",
         description="Check that the head answers and what this device host needs for the "
         "profile (runtime, device, adb; the head builds), then join the LatBench fleet (a Ray "

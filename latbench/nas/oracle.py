@@ -12,7 +12,11 @@ For models ``S`` with accuracy ``acc``, measured latency ``lat`` and an estimate
 - missed accuracy ``acc(s*) - acc(s*_p)``, over-claimed accuracy
   ``acc(s*_f) - acc(s*_p)``, and the latency errors behind them,
   ``pred(s*) - lat(s*)`` when ``s* != s*_p`` and ``pred(s*_f) - lat(s*_f)`` when
-  ``s*_f != s*_p`` (else 0).
+  ``s*_f != s*_p`` (else 0);
+- re-validations: the false positives the search measures, and rejects, before it
+  reaches ``s*_p`` (those of ``Pf`` ahead of it in the accuracy order; all of ``Pf``
+  when no model is effective). An over-claim costs no accuracy, only these
+  measurements: the price of an estimate that errs low.
 
 Ties in accuracy are broken by position (the lower index wins) in every argmax, so
 the three bests are consistent: with ``pred == lat`` they coincide. A latency equal
@@ -39,6 +43,7 @@ ORACLE_FIELDS = (
     "overclaimed_accuracy",
     "missed_latency_error_ms",
     "overclaimed_latency_error_ms",
+    "revalidations",
     "ground_truth_best",
     "assumed_best",
     "effective_best",
@@ -71,6 +76,7 @@ class OracleResult:
     overclaimed_accuracy: np.ndarray
     missed_latency_error_ms: np.ndarray
     overclaimed_latency_error_ms: np.ndarray
+    revalidations: np.ndarray
 
     def as_dict(self) -> dict[str, np.ndarray]:
         """Column name -> array, in :data:`ORACLE_FIELDS` order."""
@@ -125,6 +131,10 @@ def oracle_nas(
     fp = np.count_nonzero(accepted & ~under, axis=1)
     fn = np.count_nonzero(~accepted & under, axis=1)
     gt, assumed, eff = _first(under), _first(accepted), _first(accepted & under)
+    # false positives ahead of the effective best (all of them when there is none)
+    fp_ahead = np.cumsum(accepted & ~under, axis=1)
+    stop = np.where(eff >= 0, eff, l_s.size - 1)
+    reval = fp_ahead[np.arange(th.size), stop] if l_s.size else np.zeros(th.size, dtype=int)
 
     def pick(values: np.ndarray, k: np.ndarray) -> np.ndarray:
         return np.where(k >= 0, values[np.maximum(k, 0)], np.nan)
@@ -151,4 +161,5 @@ def oracle_nas(
         overclaimed_accuracy=as_acc - ef_acc,
         missed_latency_error_ms=miss_err,
         overclaimed_latency_error_ms=over_err,
+        revalidations=reval,
     )

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from latbench.argparsing import OneLineParser
+
 __all__ = ["main"]
 
 
@@ -40,7 +42,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="latbench-predict",
         description="Latency predictors (GCN, layer-wise, FLOPs, params) and the paper's "
         "protocol: random train/val/test splits, shares of test models within +-1/5/10 %.",

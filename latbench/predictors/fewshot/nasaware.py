@@ -48,6 +48,7 @@ from latbench.space import N_ARCHS
 
 __all__ = [
     "NASAdapted",
+    "acceptance_estimate",
     "adapt_for_nas",
     "check_accuracy",
     "expected_gain",
@@ -228,13 +229,31 @@ class NASAdapted:
     designed: int
     """How many of ``fit.measured`` came from the first, designed batch."""
 
-    def estimate(self) -> np.ndarray:
+    def estimate(self, accept: float = 0.5) -> np.ndarray:
         """Latency (ms) per ``arch_id`` for the search: **measured where measured**, else
-        the adapter's prediction (NaN for invalid architectures). Not a prediction: keep it
-        out of measured datasets."""
-        est = np.where(self.fit.prior.valid, self.fit.predict(), np.nan)
+        :func:`acceptance_estimate` of the designed fit (the median at ``accept`` 0.5; NaN
+        for invalid architectures). Not a prediction: keep it out of measured datasets."""
+        est = acceptance_estimate(self.fit, accept)
         est[self.fit.measured] = self.fit.measured_ms
         return est
+
+
+def acceptance_estimate(fit: AdaptedDevice, accept: float = 0.5) -> np.ndarray:
+    """Per ``arch_id``, the latency (ms) ``x`` with ``P(lat <= x) = accept`` under the
+    fit's predictive band (log-normal): a search that takes a model as under ``t`` when
+    this is ``<= t`` accepts it when ``P(lat <= t) >= accept``. ``0.5`` is the median
+    (:meth:`AdaptedDevice.predict`); lower values miss fewer models truly under ``t`` and
+    re-validate more that are not (:mod:`latbench.nas.oracle`). NaN for invalid ones."""
+    from statistics import NormalDist
+
+    if not 0 < accept < 1:
+        raise PredictorError(f"acceptance probability must be within (0, 1), got {accept}")
+    if accept == 0.5:
+        pred = fit.predict()
+    else:
+        mu, sd = fit.predict_log(None)
+        pred = np.exp(mu + NormalDist().inv_cdf(accept) * sd)
+    return np.where(fit.prior.valid, pred, np.nan)
 
 
 def adapt_for_nas(

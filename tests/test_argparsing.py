@@ -1,0 +1,33 @@
+"""Every command's bad command line is one line on stderr, exit status 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from latbench.analysis.cli import main as analysis_main
+from latbench.cli import main as latbench_main
+from latbench.harness.cli import main as measure_main
+from latbench.predictors.cli import main as predict_main
+
+
+@pytest.mark.parametrize(
+    "main, argv, message",
+    [
+        (latbench_main, ["fetch"], "the following arguments are required"),
+        (latbench_main, ["info", "KEY", "--bogus"], "unrecognized arguments: --bogus"),
+        (measure_main, ["--repeats", "x"], "unrecognized arguments"),
+        (predict_main, ["evaluate-adapt", "--repeats", "x"], "invalid int value: 'x'"),
+        (analysis_main, ["nas", "--limit-ms", "-1"], "must be a positive number"),
+        (analysis_main, ["nas", "--fewshot-accept", "0"], "strictly between 0 and 1"),
+        (analysis_main, ["nas", "--fewshot-accept", "nan"], "strictly between 0 and 1"),
+        (analysis_main, ["nas", "--fewshot-accept", "low"], "expected a number"),
+        (analysis_main, ["nas", "--accuracy", "cifar100", "--seed", "\x1b[2Jx"], "invalid int"),
+    ],
+)
+def test_bad_command_line_is_one_line_exit_2(capsys, main, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "--help" in err
+    assert "usage:" not in err and "\x1b" not in err
