@@ -47,6 +47,8 @@ import time
 import warnings
 from pathlib import Path
 
+from hostile_common import run_capped
+
 SEED = 2024
 RESULTS = Path(__file__).resolve().parent / "results" / "faults.json"
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -338,17 +340,6 @@ def forgeries(n: int, rng: random.Random, work: Path) -> list[dict]:
 # ------------------------------------------------------------------ disk full
 
 
-def _limited(limit: int):
-    def pre() -> None:
-        import resource
-        import signal
-
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return pre
-
-
 def disk_full(n: int, rng: random.Random, work: Path) -> list[dict]:
     """``n`` writes cut short by a seeded file-size limit: export, rewrite and import."""
     import numpy as np
@@ -381,8 +372,13 @@ def disk_full(n: int, rng: random.Random, work: Path) -> list[dict]:
                "rewrite": ["rewrite", str(target)],
                "import": ["import", "eagle", str(pkl), "--key", "photos"]}[kind]  # fmt: skip
         limit = rng.randrange(1, size)
-        p = subprocess.run([sys.executable, "-m", "latbench", *cmd], capture_output=True,
-                           text=True, env=env, preexec_fn=_limited(limit), timeout=300)  # fmt: skip
+        p = run_capped(
+            [sys.executable, "-m", "latbench", *cmd],
+            timeout=300,
+            env=env,
+            memory=None,
+            file_size=limit,
+        )  # EFBIG past `limit` bytes: a full disk
         err = p.stderr.strip()
         after = target.read_bytes() if target.exists() else None
         leftovers = [x.name for x in target.parent.iterdir() if x.name.endswith(".tmp")]

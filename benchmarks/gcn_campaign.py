@@ -40,9 +40,19 @@ DEVICES = {
 }
 
 
+GCN_SHARED = (
+    "batch_size", "learning_rate", "weight_decay", "dropout", "hidden", "layers",
+    "max_epochs", "patience", "plateau_patience",
+)  # fmt: skip
+"""Fields a :class:`Variant` shares with ``latbench.predictors.gcn.GCNConfig``: ``None``
+in a variant means GCNConfig's default, which ``prepare`` stores in the pack (so that
+``run`` needs no latbench)."""
+
+
 @dataclass(frozen=True)
 class Variant:
-    """One training recipe (defaults: the predictor before issue 25)."""
+    """One training recipe (defaults: the predictor before issue 25, whose loss, target
+    and schedule differ from today's; the :data:`GCN_SHARED` fields are GCNConfig's)."""
 
     target: str = "zlog"
     """``zlog`` (standardised log latency), ``log`` (log latency), ``raw`` (ms, Eagle)."""
@@ -52,17 +62,37 @@ class Variant:
     """Relative improvement the plateau needs (Eagle/PyTorch ``threshold=0.01``)."""
     delay: int = 0
     """Epochs before the plateau and early stopping start counting (Eagle: 21)."""
-    batch_size: int = 10
-    learning_rate: float = 8e-4
-    weight_decay: float = 5e-4
-    dropout: float = 0.002
-    hidden: int = 600
-    layers: int = 4
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    weight_decay: float | None = None
+    dropout: float | None = None
+    hidden: int | None = None
+    layers: int | None = None
     f64: bool = False
-    max_epochs: int = 250
-    patience: int = 35
-    plateau_patience: int = 10
+    max_epochs: int | None = None
+    patience: int | None = None
+    plateau_patience: int | None = None
     eps: float = 1e-7
+
+
+def with_defaults(v: Variant, gcn_config: dict) -> Variant:
+    """``v`` with every unset :data:`GCN_SHARED` field taken from ``gcn_config``."""
+    return replace(v, **{k: gcn_config[k] for k in GCN_SHARED if getattr(v, k) is None})
+
+
+def _typed(overrides: dict, base: Variant) -> dict:
+    """``FIELD=VALUE`` strings as the types of ``base``'s fields (a resolved variant)."""
+    out = {}
+    for k, val in overrides.items():
+        if not isinstance(val, str):
+            out[k] = val
+        elif not hasattr(base, k):
+            raise SystemExit(f"gcn_campaign: error: no Variant field {k!r}")
+        elif type(getattr(base, k)) is bool:
+            out[k] = val in ("1", "true", "True")
+        else:
+            out[k] = type(getattr(base, k))(val)
+    return out
 
 
 BASE = Variant()
@@ -91,11 +121,13 @@ def prepare(data_home: str, repeats: int, seeds: list[int], train: int, val: int
     """Write the encodings, each device's latencies and its protocol splits to ``out``."""
     from latbench.predictors.data import split_rows, usable_rows
     from latbench.predictors.encoding import gcn_inputs
+    from latbench.predictors.gcn import GCNConfig
     from latbench.predictors.protocol import repeat_seeds
 
     adj, feat = gcn_inputs("pruned")
     arrays: dict[str, np.ndarray] = {"adj": adj, "feat": feat}
-    meta = {"devices": [], "repeats": repeats, "seeds": seeds, "train": train, "val": val}
+    meta = {"devices": [], "repeats": repeats, "seeds": seeds, "train": train, "val": val,
+            "gcn_config": {k: getattr(GCNConfig(), k) for k in GCN_SHARED}}  # fmt: skip
     for label, key in DEVICES.items():
         try:
             rows = usable_rows(key, data_home)
@@ -358,13 +390,16 @@ def run(pack: str, jobs: list[tuple[str, str, list[str], int, int, dict]],
     data = np.load(pack)
     meta = json.loads(bytes(data["meta"]).decode())
     adj, feat = data["adj"], data["feat"]
+    if "gcn_config" not in meta:
+        raise SystemExit(f"gcn_campaign: error: {pack} has no GCN defaults; rerun prepare")
+    base = with_defaults(BASE, meta["gcn_config"])
     # GCN_CAMPAIGN_SET="hidden=32,max_epochs=2": a smoke test of the whole pipeline
     env = dict(kv.split("=") for kv in os.environ.get("GCN_CAMPAIGN_SET", "").split(",") if kv)
-    types = {k: type(val) for k, val in asdict(BASE).items()}
-    env_over = {k: types[k](val) for k, val in env.items()}
+    env_over = _typed(env, base)
     parts = []  # (job index, device, ids, y, tr, va, ms, variant)
     for j, (_, variant, devices, repeats, seed, overrides) in enumerate(jobs):
-        v = replace(VARIANTS[variant], **{**overrides, **env_over})
+        v = with_defaults(VARIANTS[variant], meta["gcn_config"])
+        v = replace(v, **{**_typed(overrides, base), **env_over})
         for d in devices:
             if d not in meta["devices"]:
                 print(f"skip {d}: not in the pack", file=sys.stderr)
@@ -437,7 +472,8 @@ def campaign(
         return budget_s - (time.perf_counter() - t0)
 
     abl = f"{out}/ablation"
-    cheap = [n for n in VARIANTS if not VARIANTS[n].f64 and VARIANTS[n].batch_size == 10]
+    # float32 at GCNConfig's batch size (batch 1 is the costly one)
+    cheap = [n for n in VARIANTS if not VARIANTS[n].f64 and VARIANTS[n].batch_size is None]
     jobs = [(f"{out}/portcheck/baseline-60ep.csv", "baseline", ["D.CPU", "E.TPU"], min(5, repeats), 0,
              {"max_epochs": 60})]  # fmt: skip
     jobs += [(f"{abl}/{n}.csv", n, ["D.CPU", "E.GPU"], ablation_repeats, 1, {}) for n in cheap]
@@ -514,11 +550,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "campaign":
         campaign(a.pack, a.out, a.repeats, a.budget, a.ablation_repeats)
         return 0
-    over = {} if a.max_epochs is None else {"max_epochs": a.max_epochs}
-    types = {k: type(val) for k, val in asdict(BASE).items()}
-    for item in a.set:
+    over: dict = {} if a.max_epochs is None else {"max_epochs": a.max_epochs}
+    for item in a.set:  # typed in run(), once the pack gives GCNConfig's defaults
         k, _, val = item.partition("=")
-        over[k] = types[k](val) if types[k] is not bool else val in ("1", "true", "True")
+        over[k] = val
     devices = a.devices.split(",")
     suffix = f"-{a.train}pts" if a.train else ""
     jobs = [(f"{a.out}/{n}{suffix}.csv", n, devices, a.repeats, a.seed, over) for n in a.variant]

@@ -33,11 +33,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from hostile_common import petabyte_npz, run_capped
 
 SEED = 12
 RESULTS = Path(__file__).resolve().parent / "results" / "hostile_inputs.json"
-AS_LIMIT = 1 << 30
-"""Address-space limit of every case's process (1 GiB, set in the child)."""
 
 Builder = Callable[[Path, Path], Path]  # (case folder, marker) -> file to import
 CASES: list[tuple[str, str, str, Builder]] = []  # name, importer, category, builder
@@ -766,23 +765,13 @@ def _npz_bytes(**arrays: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _petabyte_npz() -> bytes:
-    head = io.BytesIO()
-    np.lib.format.write_array_header_1_0(head, {"descr": "<f8", "fortran_order": False,
-                                                "shape": (1 << 47,)})  # fmt: skip
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("__header__.npy", head.getvalue() + b"\0" * 64)
-    return buf.getvalue()
-
-
 for _label, _bytes in [
     ("list header", lambda: _npz_bytes(__header__=np.array("[1, 2]"))),
     ("deep header", lambda: _npz_bytes(__header__=np.array("[" * 10**5 + "]" * 10**5))),
     ("missing config", lambda: _npz_bytes(__header__=np.array(json.dumps(
         {"format": "latbench-predictor", "version": 1, "kind": "proxy"})))),
     ("truncated", lambda: _npz_bytes(__header__=np.array("{}"), w=np.zeros(1000))[:3000]),
-    ("member declares 1 PB", _petabyte_npz),
+    ("member declares 1 PB", petabyte_npz),
 ]:  # fmt: skip
     case(f"predictor: {_label}", "predict", "predictor and prior files")(
         lambda d, m, b=_bytes: (d / "pred.npz").write_bytes(b()) and d / "pred.npz"
@@ -847,20 +836,13 @@ def _command(kind: str, path: Path, home: Path) -> list[str]:
     raise ValueError(f"unknown case kind {kind!r}")
 
 
-def _limit_memory() -> None:
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
-
-
 def _run(importer: str, path: Path, home: Path, timeout: float) -> dict:
     env = {**os.environ, "LATBENCH_HOME": str(home), "PYTHONHASHSEED": "0",
            "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}  # fmt: skip
     cmd = [sys.executable, "-m", *_command(importer, path, home)]
     t0 = time.perf_counter()
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                           preexec_fn=_limit_memory)  # fmt: skip
+        p = run_capped(cmd, timeout=timeout, env=env)  # address space: MEMORY_LIMIT
         rc, err = p.returncode, p.stderr
     except subprocess.TimeoutExpired:
         rc, err = None, "timeout"

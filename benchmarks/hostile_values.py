@@ -26,13 +26,11 @@ import json
 import os
 import pickle
 import platform
-import resource
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -41,9 +39,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from hostile_common import MEMORY_LIMIT, bombed_prior, forge_dataset, ok_frame, run_capped
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hostile_values.json"
-MEMORY_LIMIT = 1 << 30
 SEED = 27
 ESC = "\x1b]0;title\x07\x1b[2J owned\nlatbench: error: fake"
 META = {"device": {"name": "Bench device", "class": "desktop-cpu"}, "source": "bench"}
@@ -69,29 +67,11 @@ def case(
 
 
 def _frame(n: int = 400):
-    from latbench.dataset import skeleton_frame
-
-    df = skeleton_frame(list(range(0, 25 * n, 25)))
-    rng = np.random.default_rng(SEED)
-    ok = df["valid"].to_numpy()
-    df.loc[ok, "status"] = "ok"
-    df.loc[ok, "latency_ms"] = rng.uniform(0.5, 5.0, int(ok.sum()))
-    df.loc[ok, "runs"] = 100
-    df.loc[ok, "timed_arch_id"] = df.loc[ok, "arch_id"]
-    return df
+    return ok_frame(n, seed=SEED)
 
 
 def _forge(path: Path, mutate=None, meta=None, raw_meta: bytes | None = None) -> Path:
-    from latbench.dataset import DIGEST_EXCLUDES, METADATA_KEY, to_table
-    from latbench.integrity import write_verified
-
-    table = to_table(_frame(), META if meta is None else meta)
-    if mutate is not None:
-        table = mutate(table)
-    if raw_meta is not None:
-        table = table.replace_schema_metadata({METADATA_KEY: raw_meta})
-    write_verified(table, path, exclude=DIGEST_EXCLUDES, compression="zstd")
-    return path
+    return forge_dataset(path, _frame(), META if meta is None else meta, mutate, raw_meta)
 
 
 def _set(name: str, index: int | None, value):
@@ -214,24 +194,7 @@ def _prior_cases() -> dict[str, Callable[[Path], Path]]:
 def _bombed_prior(home: Path, shape: tuple[int, int], real: bool) -> Path:
     from latbench.predictors.fewshot.prior import default_prior_path
 
-    path = home / "p.npz"
-    with (
-        zipfile.ZipFile(default_prior_path()) as zin,
-        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout,
-    ):
-        for info in zin.infolist():
-            if info.filename != "factors.npy":
-                zout.writestr(info.filename, zin.read(info))
-                continue
-            header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 1), np.float32))
-            header["shape"] = shape
-            with zout.open("factors.npy", "w", force_zip64=True) as fh:
-                np.lib.format.write_array_header_1_0(fh, header)
-                if real:
-                    zero = bytes(1 << 22)
-                    for _ in range(shape[0] * shape[1] * 4 // len(zero)):
-                        fh.write(zero)
-    return path
+    return bombed_prior(default_prior_path(), home / "p.npz", shape, real)
 
 
 for _label, _make in _prior_cases().items():
@@ -402,14 +365,10 @@ def _run(argv: list[str], home: Path, timeout: float, child_path: str | None = N
         env["PYTHONPATH"] = child_path
     cmd = [sys.executable, *argv] if argv[0] == "-m" else [sys.executable, "-m", "latbench", *argv]
 
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-
     t0 = time.perf_counter()
     try:
         # cwd: the data home, so that `-m` never picks a checkout's package by accident
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                           preexec_fn=cap, cwd=home)  # fmt: skip
+        p = run_capped(cmd, timeout=timeout, env=env, cwd=home)
         rc, out, err = p.returncode, p.stdout, p.stderr
     except subprocess.TimeoutExpired:
         rc, out, err = None, "", "timeout"

@@ -71,11 +71,13 @@ class _Dtype:
     the state numpy writes for a builtin dtype and keeps its byte order.
     """
 
-    __slots__ = ("_dt", "_unpack", "code", "order")
+    __slots__ = ("_dt", "_make", "_size", "_unpack", "code", "order")
 
     def __init__(self, code: str) -> None:
         self.code, self.order, self._dt = code, "=", None
         self._unpack: Any = None
+        self._make: Any = None
+        self._size = 0
 
     def __setstate__(self, state: Any) -> None:
         ok = (
@@ -103,11 +105,19 @@ class _Dtype:
             # struct reads the bytes exactly as numpy would, without an array per call
             order = {"|": "<", "=": "="}.get(self.order, self.order)
             self._unpack = struct.Struct(order + _STRUCT_CODES[self.code]).unpack
+            self._make, self._size = dt.type, dt.itemsize
         return self._dt
 
-    def scalar(self, data: bytes) -> Any:
-        dt = self.dtype()
-        return dt.type(self._unpack(data)[0])
+    def scalar(self, data: Any) -> Any:
+        """The numpy scalar whose raw bytes are ``data`` (exactly ``itemsize`` bytes)."""
+        if self._dt is None:
+            self.dtype()
+        if type(data) is not bytes or len(data) != self._size:
+            raise CorruptPickleError(
+                f"numpy scalar payload must be {self._size} bytes, got {type(data).__name__}"
+                + (f" of {len(data)} bytes" if isinstance(data, bytes) else "")
+            )
+        return self._make(self._unpack(data)[0])
 
 
 def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
@@ -116,12 +126,6 @@ def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
     if type(dtype) is not _Dtype:
         raise UnsafePickleError(
             f"numpy scalar of dtype {short_repr(dtype)} refused: only builtin numeric dtypes"
-        )
-    dt = dtype.dtype()
-    if type(data) is not bytes or len(data) != dt.itemsize:
-        raise CorruptPickleError(
-            f"numpy scalar payload must be {dt.itemsize} bytes, got {type(data).__name__}"
-            + (f" of {len(data)} bytes" if isinstance(data, bytes) else "")
         )
     return dtype.scalar(data)
 
@@ -189,17 +193,17 @@ DEFAULT_LIMITS = Limits()
 """Limits of :func:`load_pickle` when a caller names none (a plain-data pickle)."""
 
 _SCALAR_KEY = frozenset({str, int, float, bytes, bool, type(None)})
-# Argument layouts (pickletools names): fixed byte counts and little-endian length
-# prefixes of 1, 4 or 8 bytes.
-_SIZED = {b"U": 1, b"C": 1, b"\x8c": 1, b"T": 4, b"X": 4, b"B": 4}
+# Argument layouts (pickletools names), keyed by opcode byte value: little-endian
+# length prefixes of 1, 4 or 8 bytes.
+_SIZED = {op: w for ops, w in ((b"UC\x8c", 1), (b"TXB", 4)) for op in ops}
 _SIZED8 = frozenset(b"\x8d\x8e")
 _REFUSED_OPS = {
-    b"\x81": "NEWOBJ",
-    b"\x92": "NEWOBJ_EX",
-    b"o": "OBJ",
-    b"\x96": "BYTEARRAY8",
-    b"\x97": "NEXT_BUFFER",
-    b"\x98": "READONLY_BUFFER",
+    0x81: "NEWOBJ",
+    0x92: "NEWOBJ_EX",
+    0x6F: "OBJ",
+    0x96: "BYTEARRAY8",
+    0x97: "NEXT_BUFFER",
+    0x98: "READONLY_BUFFER",
 }
 
 
@@ -250,15 +254,18 @@ def _run(data: bytes, allowed: Mapping[tuple[str, str], Any], limits: Limits) ->
     """
     stack: list[Any] = []
     marks: list[int] = []
-    memo: dict[int, Any] = {}
+    # pickle numbers memo entries 0, 1, 2, ... as it goes, so a list holds them
+    memo: list[Any] = []
     n = len(data)
     i = 0
-    ops = 0
     max_ops, max_items = limits.max_ops, limits.max_items
     allowed_containers = limits.containers
     frombytes = int.from_bytes
     unpack_float = struct.Struct(">d").unpack_from
+    unpack_u32 = struct.Struct("<I").unpack_from
     sized = _SIZED
+    tuples_ok = tuple in allowed_containers
+    push = stack.append
 
     def need(k: int) -> None:
         if i + k > n:
@@ -290,12 +297,16 @@ def _run(data: bytes, allowed: Mapping[tuple[str, str], Any], limits: Limits) ->
             raise _Refused(f"a {kind.__name__}, which this file's layout never holds")
 
     def put(idx: int) -> None:
-        if not 0 <= idx <= len(memo):  # pickle numbers memo entries 0, 1, 2, ... as it goes
-            raise _Refused(f"memo index {idx} beyond the {len(memo)} entries written so far")
-        memo[idx] = stack[-1]
+        m = len(memo)
+        if idx == m:
+            memo.append(stack[-1])
+        elif 0 <= idx < m:
+            memo[idx] = stack[-1]
+        else:
+            raise _Refused(f"memo index {idx} beyond the {m} entries written so far")
 
     def get(idx: int) -> Any:
-        if idx not in memo:
+        if not 0 <= idx < len(memo):
             raise ValueError(f"memo index {idx} was never written")
         return memo[idx]
 
@@ -336,56 +347,78 @@ def _run(data: bytes, allowed: Mapping[tuple[str, str], Any], limits: Limits) ->
                 " refusing to load it"
             ) from None
 
-    while i < n:
-        op = data[i : i + 1]
+    # Opcodes are compared as ints (``data[i]``), the most frequent in the release
+    # pickles first; the loop's range is the opcode budget.
+    for _ in range(max_ops):
+        if i >= n:
+            raise ValueError("no STOP opcode (truncated?)")
+        op = data[i]
         i += 1
-        ops += 1
-        if ops > max_ops:
-            raise _Refused(f"more than {max_ops} opcodes (objects) for this file's layout")
-        if op == b"K":  # a one-byte read past the end raises IndexError: corrupt
-            stack.append(data[i])
+        if op == 0x4B:  # BININT1; a one-byte read past the end raises IndexError
+            push(data[i])
             i += 1
-        elif op == b"q":
-            put(data[i])
-            i += 1
-        elif op == b"r":
-            need(4)
-            put(frombytes(data[i : i + 4], "little"))
+        elif op == 0x72:  # LONG_BINPUT
+            if i + 4 > n:
+                raise ValueError("truncated argument")
+            idx = unpack_u32(data, i)[0]
             i += 4
-        elif op == b"h":
-            stack.append(get(data[i]))
+            if idx == len(memo):
+                memo.append(stack[-1])
+            else:
+                put(idx)
+        elif op == 0x68:  # BINGET
+            idx = data[i]
             i += 1
-        elif op == b"j":
-            need(4)
-            stack.append(get(frombytes(data[i : i + 4], "little")))
-            i += 4
-        elif op == b"G":
-            need(8)
-            stack.append(unpack_float(data, i)[0])
-            i += 8
-        elif op == b"(":
+            push(memo[idx] if idx < len(memo) else get(idx))
+        elif op == 0x28:  # MARK
             marks.append(len(stack))
-        elif op == b"t":
-            container(tuple)
-            stack.append(tuple(pop_mark()))
-        elif op == b"\x85" or op == b"\x86" or op == b"\x87":
-            container(tuple)
-            k = op[0] - 0x84
-            if len(stack) < k or (marks and marks[-1] > len(stack) - k):
-                raise ValueError("tuple opcode on a short stack")
-            items = stack[-k:]
-            del stack[-k:]
-            stack.append(tuple(items))
-        elif op == b"R":
+        elif op == 0x74:  # TUPLE
+            if not tuples_ok:
+                container(tuple)
+            push(tuple(pop_mark()))
+        elif op == 0x52:  # REDUCE
             args = stack.pop()
             func = stack.pop()
             if type(args) is not tuple or not callable(func) or type(func) is type:
                 raise UnsafePickleError("REDUCE of something that is not an allowed callable")
-            stack.append(func(*args))
-        elif op in sized:
+            push(func(*args))
+        elif op == 0x43:  # SHORT_BINBYTES
+            if i >= n:
+                raise ValueError("truncated argument")
+            size = data[i]
+            i += 1
+            if i + size > n:
+                raise ValueError(
+                    f"a string or bytes argument claims {size} bytes, more than the data holds"
+                )
+            push(data[i : i + size])
+            i += size
+        elif 0x85 <= op <= 0x87:  # TUPLE1, TUPLE2, TUPLE3
+            if not tuples_ok:
+                container(tuple)
+            k = op - 0x84
+            if len(stack) < k or (marks and marks[-1] > len(stack) - k):
+                raise ValueError("tuple opcode on a short stack")
+            items = stack[-k:]
+            del stack[-k:]
+            push(tuple(items))
+        elif op == 0x94:  # MEMOIZE
+            memo.append(stack[-1])
+        elif op == 0x71:  # BINPUT
+            put(data[i])
+            i += 1
+        elif op == 0x6A:  # LONG_BINGET
+            need(4)
+            stack.append(get(frombytes(data[i : i + 4], "little")))
+            i += 4
+        elif op == 0x47:  # BINFLOAT
+            need(8)
+            stack.append(unpack_float(data, i)[0])
+            i += 8
+        elif op in sized:  # the other strings and bytes with 1- or 4-byte lengths
             w = sized[op]
             need(w)
-            size = frombytes(data[i : i + w], "little", signed=op == b"T")
+            size = frombytes(data[i : i + w], "little", signed=op == 0x54)
             i += w
             if size < 0 or i + size > n:
                 raise ValueError(
@@ -393,47 +426,47 @@ def _run(data: bytes, allowed: Mapping[tuple[str, str], Any], limits: Limits) ->
                 )
             raw = data[i : i + size]
             i += size
-            if op == b"X" or op == b"\x8c":
+            if op == 0x58 or op == 0x8C:  # BINUNICODE, SHORT_BINUNICODE
                 stack.append(raw.decode("utf-8", "surrogatepass"))
-            elif op == b"C" or op == b"B":
+            elif op == 0x42:  # BINBYTES
                 stack.append(raw)
-            else:
+            else:  # BINSTRING, SHORT_BINSTRING
                 stack.append(raw.decode("ascii"))
-        elif op == b"u":
+        elif op == 0x75:  # SETITEMS
             items = pop_mark()
             setitems(stack[-1], items)
-        elif op == b"s":
+        elif op == 0x73:  # SETITEM
             v = stack.pop()
             k2 = stack.pop()
             setitems(stack[-1], [k2, v])
-        elif op == b"e" or op == b"a":
-            add_items(list, pop_mark() if op == b"e" else [stack.pop()])
-        elif op == b"}":
+        elif op == 0x65 or op == 0x61:  # APPENDS, APPEND
+            add_items(list, pop_mark() if op == 0x65 else [stack.pop()])
+        elif op == 0x7D:  # EMPTY_DICT
             container(dict)
             stack.append({})
-        elif op == b"]":
+        elif op == 0x5D:  # EMPTY_LIST
             container(list)
             stack.append([])
-        elif op == b")":
+        elif op == 0x29:  # EMPTY_TUPLE
             container(tuple)
             stack.append(())
-        elif op == b"\x8f":
+        elif op == 0x8F:  # EMPTY_SET
             container(set)
             stack.append(set())
-        elif op == b"M":
+        elif op == 0x4D:  # BININT2
             need(2)
             stack.append(frombytes(data[i : i + 2], "little"))
             i += 2
-        elif op == b"J":
+        elif op == 0x4A:  # BININT
             need(4)
             stack.append(frombytes(data[i : i + 4], "little", signed=True))
             i += 4
-        elif op == b"N":
+        elif op == 0x4E:  # NONE
             stack.append(None)
-        elif op == b"\x88" or op == b"\x89":
-            stack.append(op == b"\x88")
-        elif op == b"\x8a" or op == b"\x8b":
-            w = 1 if op == b"\x8a" else 4
+        elif op == 0x88 or op == 0x89:  # NEWTRUE, NEWFALSE
+            stack.append(op == 0x88)
+        elif op == 0x8A or op == 0x8B:  # LONG1, LONG4
+            w = 1 if op == 0x8A else 4
             need(w)
             size = frombytes(data[i : i + w], "little")
             i += w
@@ -442,7 +475,7 @@ def _run(data: bytes, allowed: Mapping[tuple[str, str], Any], limits: Limits) ->
             need(size)
             stack.append(frombytes(data[i : i + size], "little", signed=True))
             i += size
-        elif op[0] in _SIZED8:
+        elif op in _SIZED8:  # BINUNICODE8, BINBYTES8
             need(8)
             size = frombytes(data[i : i + 8], "little")
             i += 8
@@ -452,92 +485,90 @@ def _run(data: bytes, allowed: Mapping[tuple[str, str], Any], limits: Limits) ->
                 )
             raw = data[i : i + size]
             i += size
-            stack.append(raw if op == b"\x8e" else raw.decode("utf-8", "surrogatepass"))
-        elif op == b"I" or op == b"L":
+            stack.append(raw if op == 0x8E else raw.decode("utf-8", "surrogatepass"))
+        elif op == 0x49 or op == 0x4C:  # INT, LONG
             digits = line()
             if len(digits) > 2 * MAX_INT_BYTES + 8:
                 raise _Refused(f"an integer of {len(digits)} digits")
-            if op == b"I" and digits in (b"00", b"01"):
+            if op == 0x49 and digits in (b"00", b"01"):
                 stack.append(digits == b"01")
             else:
                 stack.append(int(digits.rstrip(b"L")))
-        elif op == b"F":
+        elif op == 0x46:  # FLOAT
             stack.append(float(line()))
-        elif op == b"S":
+        elif op == 0x53:  # STRING
             text = line()
             if len(text) < 2 or text[:1] != text[-1:] or text[:1] not in (b"'", b'"'):
                 raise ValueError("STRING argument is not quoted")
             stack.append(codecs.escape_decode(text[1:-1])[0].decode("ascii"))
-        elif op == b"V":
+        elif op == 0x56:  # UNICODE
             stack.append(line().decode("raw-unicode-escape"))
-        elif op == b"\x90":
+        elif op == 0x90:  # ADDITEMS
             add_items(set, pop_mark())
-        elif op == b"\x91":
+        elif op == 0x91:  # FROZENSET
             container(frozenset)
             items = pop_mark()
             if not all(map(_key_ok, items)):
                 raise _Refused("a frozenset item nested deeper than a flat tuple of scalars")
             stack.append(frozenset(items))
-        elif op == b"l":
+        elif op == 0x6C:  # LIST
             container(list)
             stack.append(pop_mark())
-        elif op == b"d":
+        elif op == 0x64:  # DICT
             container(dict)
             d: dict[Any, Any] = {}
             setitems(d, pop_mark())
             stack.append(d)
-        elif op == b"0":
+        elif op == 0x30:  # POP
             if marks and marks[-1] == len(stack):
                 marks.pop()
             else:
                 stack.pop()
-        elif op == b"1":
+        elif op == 0x31:  # POP_MARK
             pop_mark()
-        elif op == b"2":
+        elif op == 0x32:  # DUP
             stack.append(stack[-1])
-        elif op == b"p":
+        elif op == 0x70:  # PUT
             put(int(line()))
-        elif op == b"g":
+        elif op == 0x67:  # GET
             stack.append(get(int(line())))
-        elif op == b"\x94":
-            put(len(memo))
-        elif op == b"c":
+        elif op == 0x63:  # GLOBAL
             module = line().decode("utf-8")
             stack.append(resolve(module, line().decode("utf-8")))
-        elif op == b"\x93":
+        elif op == 0x93:  # STACK_GLOBAL
             name = stack.pop()
             stack.append(resolve(stack.pop(), name))
-        elif op == b"i":
+        elif op == 0x69:  # INST
             module = line().decode("utf-8")
             resolve(module, line().decode("utf-8"))
             raise UnsafePickleError("INST (build an object from a class) is refused")
-        elif op == b"b":
+        elif op == 0x62:  # BUILD
             state = stack.pop()
             obj = stack[-1]
             setstate = getattr(type(obj), "__setstate__", None)
             if type(obj) not in _BUILDABLE or setstate is None:
                 raise UnsafePickleError(f"BUILD of a {type(obj).__name__} is refused")
             setstate(obj, state)
-        elif op == b"\x80":
+        elif op == 0x80:  # PROTO
             need(1)
             if data[i] > pickle.HIGHEST_PROTOCOL:
                 raise ValueError(f"unsupported pickle protocol {data[i]}")
             i += 1
-        elif op == b"\x95":
+        elif op == 0x95:  # FRAME
             need(8)
             i += 8
-        elif op == b".":
+        elif op == 0x2E:  # STOP
             if len(stack) != 1 or marks:
                 raise ValueError("STOP with a stack that is not exactly one object")
             return stack[0], i
-        elif op == b"P" or op == b"Q":
-            pid = line() if op == b"P" else stack.pop()
+        elif op == 0x50 or op == 0x51:  # PERSID, BINPERSID
+            pid = line() if op == 0x50 else stack.pop()
             raise UnsafePickleError(
                 f"pickle references external (persistent) object {short_repr(pid)}, e.g. a"
                 " tensor storage; only plain Python data is allowed"
             )
-        elif op == b"\x82" or op == b"\x83" or op == b"\x84":
-            w = {b"\x82": 1, b"\x83": 2, b"\x84": 4}[op]
+        elif 0x82 <= op <= 0x84:  # EXT1, EXT2, EXT4
+            w = {0x82: 1, 0x83: 2, 0x84: 4}[op]
             need(w)
             code = frombytes(data[i : i + w], "little")
             target = copyreg._inverted_registry.get(code)  # type: ignore[attr-defined]
@@ -548,7 +579,9 @@ def _run(data: bytes, allowed: Mapping[tuple[str, str], Any], limits: Limits) ->
         elif op in _REFUSED_OPS:
             raise UnsafePickleError(f"opcode {_REFUSED_OPS[op]} is refused (never plain data)")
         else:
-            raise ValueError(f"unknown opcode {short_repr(op)}")
+            raise ValueError(f"unknown opcode {short_repr(bytes([op]))}")
+    if i < n:
+        raise _Refused(f"more than {max_ops} opcodes (objects) for this file's layout")
     raise ValueError("no STOP opcode (truncated?)")
 
 

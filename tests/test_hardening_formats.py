@@ -9,11 +9,9 @@ no traceback, no signal, and nothing written to the data home.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import pickle
-import resource
 import struct
 import subprocess
 import sys
@@ -22,18 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile import petabyte_npz, run_capped
 
 from latbench.space import N_ARCHS, all_archs
 
 pytestmark = pytest.mark.slow  # subprocesses: a crash must not take the test run down
 
-AS_LIMIT = 1 << 30
 TIMEOUT_S = 30
 KEY6 = b"(K\x03K\x03K\x03K\x03K\x03K\x03t"  # (3, 3, 3, 3, 3, 3), a valid architecture
-
-
-def _limits() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
 
 
 def _cli(tool: str, *args: str, home: Path) -> subprocess.CompletedProcess:
@@ -44,10 +38,7 @@ def _cli(tool: str, *args: str, home: Path) -> subprocess.CompletedProcess:
     }[tool]
     env = dict(os.environ, LATBENCH_HOME=str(home), OMP_NUM_THREADS="1",
                OPENBLAS_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")  # fmt: skip
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
-        preexec_fn=_limits, timeout=TIMEOUT_S,
-    )  # fmt: skip
+    return run_capped([sys.executable, "-m", module, *args], timeout=TIMEOUT_S, env=env)
 
 
 def _written(home: Path) -> list[str]:
@@ -436,17 +427,8 @@ PREDICTOR_CASES = {
         ),
         "truncated or corrupt",
     ),
-    "declares a petabyte": (lambda p: _petabyte(p), "declares"),
+    "declares a petabyte": (lambda p: p.write_bytes(petabyte_npz()), "declares"),
 }
-
-
-def _petabyte(path: Path) -> None:
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(
-        header, {"descr": "<f8", "fortran_order": False, "shape": (1 << 47,)}
-    )
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("__header__.npy", header.getvalue() + b"\0" * 64)
 
 
 @pytest.mark.parametrize("case", sorted(PREDICTOR_CASES))
@@ -476,20 +458,12 @@ def test_prior_header_is_validated(tmp_path):
 
 def test_cache_on_a_full_disk_ends_the_run_with_exit_2(tmp_path):
     pytest.importorskip("onnxruntime")
-    import signal
-
     home = tmp_path / "home"
-
-    def small_disk() -> None:  # every file past 200 KB fails to grow, as on a full disk
-        _limits()
-        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-
     env = dict(os.environ, LATBENCH_HOME=str(home), OMP_NUM_THREADS="1")
-    p = subprocess.run(
+    p = run_capped(
         [sys.executable, "-m", "latbench.harness.cli", "--device", "cpu-onnxruntime", "--limit",
          "2", "--cache", str(tmp_path / "cache"), "--out", str(home), "--key", "k", "-q"],
-        capture_output=True, text=True, env=env, preexec_fn=small_disk, timeout=TIMEOUT_S,
+        timeout=TIMEOUT_S, env=env, file_size=200_000,  # every file past 200 KB: a full disk
     )  # fmt: skip
     _refused(p, "errno 27", "rerun the same command")
     assert not (home / "k.parquet").exists()  # no dataset of 2/2 "artifact build failed"

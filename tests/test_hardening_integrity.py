@@ -11,9 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hostile import ok_frame
 
 from latbench import manifest
-from latbench.dataset import DatasetError, read_dataset, skeleton_frame, write_dataset
+from latbench.dataset import DatasetError, read_dataset, write_dataset
 from latbench.integrity import (
     INTEGRITY_KEY,
     UnverifiedFileWarning,
@@ -26,14 +27,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def _frame(n: int = 300, seed: int = 0):
-    df = skeleton_frame(list(range(0, 5 * n, 5)))
-    rng = np.random.default_rng(seed)
-    ok = df["valid"].to_numpy()
-    df.loc[ok, "status"] = "ok"
-    df.loc[ok, "latency_ms"] = rng.uniform(0.1, 2.0, int(ok.sum()))
-    df.loc[ok, "runs"] = 100
-    df.loc[ok, "timed_arch_id"] = df.loc[ok, "arch_id"]
-    return df
+    return ok_frame(n, step=5, seed=seed, low=0.1, high=2.0)
 
 
 @pytest.fixture

@@ -15,11 +15,9 @@ import importlib.util
 import json
 import os
 import pickle
-import resource
 import socket
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from hostile import MEMORY_LIMIT, bombed_prior, forge_dataset, ok_frame, run_capped
 
 from latbench.cli import main
 from latbench.dataset import (
@@ -34,26 +33,17 @@ from latbench.dataset import (
     METADATA_KEY,
     DatasetError,
     read_dataset,
-    skeleton_frame,
     to_table,
     write_dataset,
 )
 from latbench.integrity import check_file, write_verified
 from latbench.space import N_ARCHS, all_archs
 
-MEMORY_LIMIT = 1 << 30  # bytes of address space for a child reading a bomb
 ESC_NAME = "\x1b]0;title\x07\x1b[2J owned\nlatbench: error: fake"
 
 
 def _frame(n: int = 400):
-    df = skeleton_frame(list(range(0, 25 * n, 25)))
-    rng = np.random.default_rng(0)
-    ok = df["valid"].to_numpy()
-    df.loc[ok, "status"] = "ok"
-    df.loc[ok, "latency_ms"] = rng.uniform(0.5, 5.0, int(ok.sum()))
-    df.loc[ok, "runs"] = 100
-    df.loc[ok, "timed_arch_id"] = df.loc[ok, "arch_id"]
-    return df
+    return ok_frame(n)
 
 
 META = {"device": {"name": "Test device", "class": "desktop-cpu"}, "source": "test"}
@@ -62,11 +52,7 @@ META = {"device": {"name": "Test device", "class": "desktop-cpu"}, "source": "te
 def _forge(path: Path, mutate=None, meta: dict | None = None) -> Path:
     """A dataset whose values are edited after validation and whose digest is recomputed,
     as anyone can: ``mutate(table) -> table``."""
-    table = to_table(_frame(), META if meta is None else meta)
-    if mutate is not None:
-        table = mutate(table)
-    write_verified(table, path, exclude=DIGEST_EXCLUDES, compression="zstd")
-    return path
+    return forge_dataset(path, _frame(), META if meta is None else meta, mutate)
 
 
 def _set(name: str, index: int, value, type_=None):
@@ -142,19 +128,8 @@ def test_poisoned_values_with_recomputed_digest_are_refused(case, tmp_path, caps
 
 def _cli(*args: str, home: Path | None = None, limit: int | None = MEMORY_LIMIT, timeout=120):
     env = {**os.environ, "LATBENCH_HOME": str(home) if home else "/nonexistent-latbench-home"}
-
-    def cap() -> None:
-        if limit:
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-    return subprocess.run(
-        [sys.executable, "-m", "latbench", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        preexec_fn=cap,
-    )
+    return run_capped([sys.executable, "-m", "latbench", *args], timeout=timeout, env=env,
+                      memory=limit)  # fmt: skip
 
 
 def _one_line_error(p: subprocess.CompletedProcess, *words: str) -> str:
@@ -477,25 +452,6 @@ def test_empty_or_truncated_prior_is_one_error(size, tmp_path):
         load_prior(path)  # before: EOFError / BadZipFile tracebacks
 
 
-def _bombed_prior(src: Path, path: Path, shape: tuple[int, int], real: bool) -> Path:
-    """The shipped prior with ``factors`` declaring ``shape``: deflated zeros (``real``)
-    or a header alone (numpy would allocate the array before reading a byte)."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
-        for info in zin.infolist():
-            if info.filename != "factors.npy":
-                zout.writestr(info.filename, zin.read(info))
-                continue
-            header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 1), np.float32))
-            header["shape"] = shape
-            with zout.open("factors.npy", "w", force_zip64=True) as fh:
-                np.lib.format.write_array_header_1_0(fh, header)
-                if real:
-                    zero = bytes(1 << 22)
-                    for _ in range(shape[0] * shape[1] * 4 // len(zero)):
-                        fh.write(zero)
-    return path
-
-
 @pytest.mark.parametrize(
     ("shape", "real", "problem"),
     [((N_ARCHS, 1100), True, "bytes"), ((N_ARCHS, 40_000), False, "declares shape")],
@@ -503,7 +459,7 @@ def _bombed_prior(src: Path, path: Path, shape: tuple[int, int], real: bool) -> 
 def test_bombed_prior_member_is_refused_before_inflating(shape, real, problem, tmp_path):
     from latbench.predictors.fewshot.prior import default_prior_path
 
-    path = _bombed_prior(default_prior_path(), tmp_path / "bomb.npz", shape, real)
+    path = bombed_prior(default_prior_path(), tmp_path / "bomb.npz", shape, real)
     assert path.stat().st_size < 2_000_000
     code = (
         "import sys\nfrom latbench.predictors.fewshot.prior import load_prior\n"
@@ -511,12 +467,7 @@ def test_bombed_prior_member_is_refused_before_inflating(shape, real, problem, t
         f"try:\n    load_prior({str(path)!r})\nexcept PredictorError as e:\n"
         "    print(e); sys.exit(2)\n"
     )
-
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       preexec_fn=cap, timeout=120)  # fmt: skip
+    p = run_capped([sys.executable, "-c", code], timeout=120)  # address space: MEMORY_LIMIT
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
     assert "factors.npy" in p.stdout and problem in p.stdout
 

@@ -67,6 +67,17 @@ def test_pruned_gcn_inputs_aggregate_predecessors_and_global_sums_all():
     assert not adj.flags.writeable
 
 
+def test_fast_pruned_gcn_inputs_equal_the_per_graph_ones_for_every_architecture():
+    from latbench.predictors.encoding import _pruned_inputs_from_graphs, _vectors
+
+    assert _vectors().tolist() == [list(from_id(i)) for i in range(N_ARCHS)]
+    adj, feat = gcn_inputs("pruned")
+    slow_adj, slow_feat = _pruned_inputs_from_graphs()  # graph.prune, one by one
+    np.testing.assert_array_equal(adj, slow_adj)
+    np.testing.assert_array_equal(feat, slow_feat)
+    assert adj.dtype == feat.dtype == np.float32
+
+
 def test_cell_inputs_keep_every_op():
     adj, feat = gcn_inputs("cell")
     i = arch_id(parse_arch(SKIP))

@@ -92,7 +92,7 @@ def _cell_inputs() -> tuple[np.ndarray, np.ndarray]:
     feat[:, 0, CELL_FEATURES.index("global")] = 1.0
     feat[:, 1, CELL_FEATURES.index("input")] = 1.0
     feat[:, 8, CELL_FEATURES.index("output")] = 1.0
-    vectors = np.array([from_id(i) for i in range(N_ARCHS)])  # op index = feature column
+    vectors = _vectors()  # op index = feature column
     for k in range(6):
         feat[np.arange(N_ARCHS), k + 2, vectors[:, k]] = 1.0
     adj.setflags(write=False)
@@ -100,8 +100,68 @@ def _cell_inputs() -> tuple[np.ndarray, np.ndarray]:
     return adj, feat
 
 
+def _vectors() -> np.ndarray:
+    """``(N_ARCHS, 6)`` op indices of every architecture (:func:`latbench.space.from_id`)."""
+    ids = np.arange(N_ARCHS)
+    return np.stack([ids // 5 ** (5 - k) % 5 for k in range(6)], axis=1)
+
+
 @cache
 def _pruned_inputs() -> tuple[np.ndarray, np.ndarray]:
+    # graph.prune (docs/design.md §3) on all 15,625 at once, an edge set being a
+    # boolean 8x8 matrix (0 input, 1..6 op slots, 7 output) per architecture; equal to
+    # _pruned_inputs_from_graphs for every architecture (tests/test_predictors.py) in
+    # a tenth of the time.
+    from latbench.graph import _LABEL, GCN_FEATURES, INPUT, OUTPUT
+    from latbench.space import EDGES
+
+    v = _vectors()
+    ending_at = {n: [k + 1 for k, (_, dst) in enumerate(EDGES) if dst == n] for n in (1, 2, 3)}
+    base = np.zeros((8, 8), dtype=bool)
+    for k, (src, _) in enumerate(EDGES):
+        base[[INPUT] if src == 0 else ending_at[src], k + 1] = True
+    base[ending_at[3], OUTPUT] = True
+    e = np.broadcast_to(base, (N_ARCHS, 8, 8)).copy()
+    for slot in range(1, 7):  # none: detach
+        none = v[:, slot - 1] == 0
+        e[none, slot, :] = e[none, :, slot] = False
+    for slot in range(1, 7):  # skip_connect, slot by slot: wire predecessors to successors
+        skip = v[:, slot - 1] == 1
+        pre, suc = e[skip, :, slot], e[skip, slot, :]
+        e[skip, slot, :] = e[skip, :, slot] = False
+        e[skip] |= pre[:, :, None] & suc[:, None, :]
+    fwd = np.zeros((N_ARCHS, 8), dtype=bool)
+    bwd = np.zeros((N_ARCHS, 8), dtype=bool)
+    fwd[:, INPUT] = bwd[:, OUTPUT] = True
+    for _ in range(7):  # a path visits at most 8 nodes
+        fwd |= (fwd[:, :, None] & e).any(axis=1)
+        bwd |= (e & bwd[:, None, :]).any(axis=2)
+    keep = fwd & bwd & fwd[:, OUTPUT, None]
+    e &= keep[:, :, None] & keep[:, None, :]
+
+    # PrunedGraph.gcn_encoding, transposed: node u sits in row/column u + 1 after global
+    adj = np.zeros((N_ARCHS, 9, 9), dtype=np.float32)
+    adj[:, 1:, 1:] = e.transpose(0, 2, 1)
+    adj[:, np.arange(9), np.arange(9)] = 1.0
+    adj[:, 0, :] = 1.0
+    feat = np.zeros((N_ARCHS, 9, len(GCN_FEATURES)), dtype=np.float32)
+    feat[:, 0, GCN_FEATURES.index("global")] = 1.0
+    feat[:, 1, GCN_FEATURES.index("input")] = 1.0
+    feat[:, 8, GCN_FEATURES.index("output")] = 1.0
+    column = np.full(5, -1)
+    for op, label in _LABEL.items():
+        column[op] = GCN_FEATURES.index(label)
+    for slot in range(1, 7):
+        rows = np.flatnonzero(keep[:, slot] & (column[v[:, slot - 1]] >= 0))
+        feat[rows, slot + 1, column[v[rows, slot - 1]]] = 1.0
+    adj.setflags(write=False)
+    feat.setflags(write=False)
+    return adj, feat
+
+
+def _pruned_inputs_from_graphs() -> tuple[np.ndarray, np.ndarray]:
+    """The definition :func:`_pruned_inputs` computes fast: each architecture's
+    :func:`latbench.graph.prune` graph and its ``gcn_encoding`` (tests, benchmarks)."""
     adj = np.empty((N_ARCHS, 9, 9), dtype=np.float32)
     feat = np.empty((N_ARCHS, 9, 6), dtype=np.float32)
     by_key: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -113,8 +173,6 @@ def _pruned_inputs() -> tuple[np.ndarray, np.ndarray]:
                 by_key[g.key] = enc
         adj[i] = enc[0].T
         feat[i] = enc[1]
-    adj.setflags(write=False)
-    feat.setflags(write=False)
     return adj, feat
 
 

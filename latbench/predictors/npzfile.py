@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["MAX_MEMBER_BYTES", "NpzError", "json_header", "read_npz"]
+__all__ = ["MAX_MEMBER_BYTES", "MemberCheck", "NpzError", "json_header", "read_npz"]
 
 MAX_MEMBER_BYTES = 1 << 28
 """Largest array a member may declare (256 MiB; a GCN's weights take a few MB)."""
@@ -30,39 +31,71 @@ class NpzError(ValueError):
     """A ``.npz`` that is truncated, corrupt, or declares more than it may hold."""
 
 
-def _member_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[Any, ...]:
-    with zf.open(info) as fh:
-        version = np.lib.format.read_magic(fh)
-        if version == (1, 0):
-            return np.lib.format.read_array_header_1_0(fh)
-        return np.lib.format.read_array_header_2_0(fh)
+MemberCheck = Callable[[zipfile.ZipInfo, tuple[int, ...], np.dtype], str | None]
+"""``check(info, shape, dtype)``: a member's problem in words, or None when it may be read."""
 
 
-def read_npz(path: str | os.PathLike[str], what: str = "file") -> dict[str, np.ndarray]:
+def _member_header(fh: IO[bytes]) -> tuple[Any, ...]:
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(fh)
+    return np.lib.format.read_array_header_2_0(fh)
+
+
+def _member_data(fh: IO[bytes], shape: tuple[int, ...], fortran: bool, dtype: np.dtype) -> Any:
+    # numpy.lib.format.read_array's path for a file-like member, minus the header it
+    # would parse a second time; the size was bounded before this reads a byte.
+    count = int(np.prod(shape, dtype=np.int64))
+    array = np.ndarray(count, dtype=dtype)  # np.empty mishandles zero-width strings
+    size = count * dtype.itemsize
+    if size:
+        data = fh.read(size)
+        if len(data) != size:
+            raise EOFError(f"array data: expected {size} bytes, got {len(data)}")
+        array[:] = np.frombuffer(data, dtype=dtype, count=count)
+    return array.reshape(shape[::-1]).transpose() if fortran else array.reshape(shape)
+
+
+def read_npz(
+    path: str | os.PathLike[str],
+    what: str = "file",
+    check: MemberCheck | None = None,
+    max_members: int | None = None,
+) -> dict[str, np.ndarray]:
     """Every array of ``path`` by name; :class:`NpzError` (one line) when damaged.
 
     Each member must be a numeric or string ``.npy`` (no object arrays) declaring at
-    most :data:`MAX_MEMBER_BYTES`; nothing larger is read.
+    most :data:`MAX_MEMBER_BYTES`; nothing larger is read. The archive is opened once
+    and each member's header read once. ``check`` (a file layout's own bounds) sees
+    every member's header before its data is read, other members included (a
+    non-``.npy`` one fails as not an array); ``max_members`` bounds their number.
     """
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as zf:
-            names = []
-            for info in zf.infolist():
-                if not info.filename.endswith(".npy"):
+            infos = zf.infolist()
+            if max_members is not None and len(infos) > max_members:
+                raise NpzError(f"{len(infos)} members; it has at most {max_members}")
+            arrays = {}
+            for info in infos:
+                if check is None and not info.filename.endswith(".npy"):
                     continue
-                shape, _, dtype = _member_header(zf, info)
-                if dtype.hasobject:
-                    raise NpzError(f"member {info.filename[:60]!r} is an object array")
-                size = float(np.prod(shape, dtype=np.float64)) * dtype.itemsize
-                if size > MAX_MEMBER_BYTES or info.file_size > MAX_MEMBER_BYTES + 4096:
-                    raise NpzError(
-                        f"member {info.filename[:60]!r} declares {size:.3g} bytes"
-                        f" (over {MAX_MEMBER_BYTES})"
-                    )
-                names.append(info.filename[:-4])
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in names}
+                with zf.open(info) as fh:
+                    shape, fortran, dtype = _member_header(fh)
+                    problem = check(info, tuple(shape), dtype) if check else None
+                    if problem:
+                        raise NpzError(problem)
+                    if dtype.hasobject:
+                        raise NpzError(f"member {info.filename[:60]!r} is an object array")
+                    size = float(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                    if size > MAX_MEMBER_BYTES or info.file_size > MAX_MEMBER_BYTES + 4096:
+                        raise NpzError(
+                            f"member {info.filename[:60]!r} declares {size:.3g} bytes"
+                            f" (over {MAX_MEMBER_BYTES})"
+                        )
+                    if info.filename.endswith(".npy"):
+                        arrays[info.filename[:-4]] = _member_data(fh, shape, fortran, dtype)
+            return arrays
     except NpzError as exc:
         raise NpzError(f"{path}: not a LatBench {what}: {exc}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, MemoryError) as exc:

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from latbench.predictors.base import PredictorError
-from latbench.predictors.fewshot.validate import check_npz, check_prior
+from latbench.predictors.fewshot.validate import MAX_MEMBERS, check_member, check_prior
 from latbench.space import N_ARCHS
 
 __all__ = [
@@ -236,9 +236,8 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
     from latbench.predictors.fewshot.encoder import check_weights, is_encoder_array
     from latbench.predictors.npzfile import NpzError, json_header, read_npz
 
-    check_npz(path)  # a prior's own shapes and sizes, before numpy allocates (issue 27)
-    try:
-        stored = read_npz(path, "few-shot prior")
+    try:  # a prior's own shapes and sizes, checked before numpy allocates (issue 27)
+        stored = read_npz(path, "few-shot prior", check_member, MAX_MEMBERS)
         meta = json_header(stored.get("meta"), path, "few-shot prior")
         arrays = {name: stored[name] for name in _ARRAYS}
         arrays.update({name: stored[name] for name in _OPTIONAL if name in stored})

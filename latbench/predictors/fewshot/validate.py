@@ -1,9 +1,9 @@
 """Checks of a few-shot prior file: bounded before it is read, sound after.
 
 A prior's SHA-256 sits in its own header and anyone who edits the arrays can
-recompute it, so it proves the file undamaged, not usable. :func:`check_npz` bounds
-the ``.npz`` before numpy allocates anything (members, declared sizes, ``.npy``
-headers); :func:`check_prior` refuses values that would give NaN predictions or bands
+recompute it, so it proves the file undamaged, not usable. :func:`check_member` bounds
+each member of the ``.npz`` from its declared size and ``.npy`` header before its data
+is read; :func:`check_prior` refuses values that would give NaN predictions or bands
 (non-finite arrays, a covariance that is not positive definite, a noise variance that
 is not positive) whatever the checksum says. Encoder layers (``enc_p0``.., ``enc_out``)
 and their feature sets (``enc_*``, ``encfull_*``) are bounded the same way.
@@ -15,7 +15,6 @@ import os
 import re
 import zipfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,15 +22,16 @@ import numpy as np
 from latbench.predictors.base import PredictorError
 from latbench.space import N_ARCHS
 
-__all__ = ["MAX_MEMBER_BYTES", "check_npz", "check_prior"]
+__all__ = ["MAX_MEMBERS", "MAX_MEMBER_BYTES", "check_member", "check_prior"]
 
 MAX_MEMBER_BYTES = 64 << 20
 """Largest decoded member (real priors: the factors, ~0.5 MB)."""
+MAX_MEMBERS = 32
+"""Most members (11 without an encoder; with one, 7 sets' arrays and 2 per layer pair)."""
 _MAX_META_BYTES = 1 << 20
 _MAX_COLUMNS = 256  # factors k, features p and weight dimensions are far smaller
 _MAX_SOURCES = 4096
 _ENCODER = re.compile(r"enc_(?:[pc]\d|out)")  # as encoder.is_encoder_array (no import cycle)
-_MAX_MEMBERS = 32  # 11 without an encoder; with one, 7 sets' arrays and 2 per layer pair
 
 
 def _fail(path: str | os.PathLike[str], what: str) -> PredictorError:
@@ -81,52 +81,26 @@ def _shape_ok(name: str, shape: tuple[int, ...]) -> bool:
     return False
 
 
-def check_npz(path: str | os.PathLike[str]) -> None:
-    """Refuse a prior ``.npz`` whose reading could exhaust memory, before numpy reads it.
+def check_member(info: zipfile.ZipInfo, shape: tuple[int, ...], dtype: np.dtype) -> str | None:
+    """What is wrong with a prior's member, from its zip entry and ``.npy`` header alone.
 
-    A regular file, a readable zip whose members are known ``.npy`` names, each
-    declaring at most :data:`MAX_MEMBER_BYTES` decoded, with an ``.npy`` header whose
-    shape is one a prior can have and whose data fits the member's declared size.
-    Raises :class:`PredictorError` (an empty or truncated file too, never ``EOFError``).
+    A known name, at most :data:`MAX_MEMBER_BYTES` decoded (the header, ``meta``, far
+    less), a shape a prior can have and data that fits the member's declared size.
+    :func:`~latbench.predictors.npzfile.read_npz` calls it on every member before
+    reading its data (and bounds the members to :data:`MAX_MEMBERS`).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise _fail(path, "not a regular file")
-    try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-            if len(infos) > _MAX_MEMBERS:
-                raise _fail(path, f"{len(infos)} members; a prior has at most {_MAX_MEMBERS}")
-            for info in infos:
-                name = info.filename[: -len(".npy")] if info.filename.endswith(".npy") else ""
-                cap = _MAX_META_BYTES if name == "meta" else MAX_MEMBER_BYTES
-                if info.file_size > cap:
-                    raise _fail(
-                        path, f"member {info.filename[:40]!r} declares {info.file_size} bytes"
-                    )
-                with zf.open(info) as fh:
-                    version = np.lib.format.read_magic(fh)
-                    read_header = (
-                        np.lib.format.read_array_header_1_0
-                        if version == (1, 0)
-                        else np.lib.format.read_array_header_2_0
-                    )
-                    shape, _, dtype = read_header(fh, max_header_size=10_000)
-                if dtype.hasobject or not _shape_ok(name, tuple(shape)):
-                    raise _fail(
-                        path,
-                        f"member {info.filename[:40]!r} declares shape {tuple(shape)!r:.60}"
-                        f" of {dtype}, which no prior has",
-                    )
-                if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > info.file_size:
-                    raise _fail(path, f"member {info.filename[:40]!r} is shorter than its shape")
-    except PredictorError:
-        raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
-        text = " ".join(str(exc).split())[:120]
-        raise _fail(
-            path, f"not a LatBench few-shot prior (empty, truncated or no zip: {text})"
-        ) from None
+    name = info.filename[: -len(".npy")] if info.filename.endswith(".npy") else ""
+    cap = _MAX_META_BYTES if name == "meta" else MAX_MEMBER_BYTES
+    if info.file_size > cap:
+        return f"member {info.filename[:40]!r} declares {info.file_size} bytes"
+    if dtype.hasobject or not _shape_ok(name, shape):
+        return (
+            f"member {info.filename[:40]!r} declares shape {shape!r:.60} of {dtype},"
+            " which no prior has"
+        )
+    if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > info.file_size:
+        return f"member {info.filename[:40]!r} is shorter than its shape"
+    return None
 
 
 def check_prior(

@@ -1,0 +1,21 @@
+"""``benchmarks/hostile_common.py`` for the tests: the hostile files and capped runner
+the campaigns use, so both build a case one way (benchmarks never import from tests/).
+Loaded by file path, so ``benchmarks/`` never goes on ``sys.path``."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "hostile_common.py"
+_spec = importlib.util.spec_from_file_location("latbench_bench_hostile_common", _PATH)
+assert _spec is not None and _spec.loader is not None
+_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_module)
+
+MEMORY_LIMIT: int = _module.MEMORY_LIMIT
+bombed_prior = _module.bombed_prior
+forge_dataset = _module.forge_dataset
+ok_frame = _module.ok_frame
+petabyte_npz = _module.petabyte_npz
+run_capped = _module.run_capped
