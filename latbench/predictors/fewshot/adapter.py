@@ -305,6 +305,8 @@ class FewShotAdapter:
             # the simple baselines compete too: never worse than them for a device
             # the prior cannot express (leave-one-out decides, as between the two)
             models += simple
+        else:
+            simple = [m for m in simple if m in _BLEND_MODELS]
         tried = models + [m for m in simple if m not in models]
         fits = self._fits(tried, ids, y)
         if len(ids) < 3:
@@ -320,7 +322,8 @@ class FewShotAdapter:
         loo = {m: float(np.mean(err[m] ** 2)) for m in tried}
         best = min(models, key=lambda m: loo[m])
         band = max(1.0, float(np.sqrt(np.mean((err[best] / std[best]) ** 2))))
-        fit = replace(fits[best], band_scale=band, loo=loo if len(tried) > 1 else None)
+        chosen = {m: loo[m] for m in models} if len(models) > 1 else None
+        fit = replace(fits[best], band_scale=band, loo=chosen)
         if not self.blend or self.fallback or not simple:
             return fit
         names = [best, *simple]
@@ -430,6 +433,10 @@ class FewShotAdapter:
 _BLEND_LOG_PRIOR = -2.0
 """Log prior odds of each simple model against the adapter's own choice in the blend
 (chosen on HELP's split only, docs/predictors.md)."""
+_BLEND_MODELS = ("flops",)
+"""Simple models the blend weighs. Not ``"best-source"``: the local priors already
+centre the log-linear model on the sources the measurements resemble, and on HELP's
+split its leave-one-out lead at N = 5 was mostly chance (docs/predictors.md)."""
 _BLEND_MIN = 1e-3
 """Simple models' largest weight under which the blend is the adapter's choice alone."""
 
