@@ -89,8 +89,7 @@ def test_local_prior_follows_a_source_the_target_resembles(synthetic, prior):
     ids = select_archs(prior, 4, seed=0)  # too few to pin down the 4 hidden loadings alone
     err = {}
     for local in (False, True):
-        # without the blend, which would lean on the best source instead (its own test)
-        pred = FewShotAdapter(prior, local=local, blend=False).fit(ids, y[ids]).predict()
+        pred = FewShotAdapter(prior, local=local).fit(ids, y[ids]).predict()
         err[local] = float(np.median(np.abs(np.log(pred[ok] / y[ok]))))
     assert err[True] < 0.7 * err[False]
     assert err[True] < 0.017  # the noise floor: dev3's 2 % and the target's 1 %
@@ -176,8 +175,7 @@ def test_adapter_model_option_is_checked(prior):
         FewShotAdapter(old, model="additive")
     y = _additive_device(prior, 1)
     ids = select_archs(prior, 12, seed=0)
-    v2 = FewShotAdapter(old).fit(ids, y[ids])  # a version-2 prior: no additive model
-    assert v2.model in ("log-linear", "blend") and "additive" not in v2.blend_weights
+    assert FewShotAdapter(old).fit(ids, y[ids]).model == "log-linear"  # a version-2 prior
     forced = FewShotAdapter(prior, model="additive").fit(ids, y[ids])
     assert forced.model == "additive" and np.all(forced.predict() > 0)
 

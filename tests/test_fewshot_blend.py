@@ -41,8 +41,8 @@ def test_a_device_flops_ranks_is_matched_at_five(world, seed):
     prior, y, _ = world
     ids = select_archs(prior, 5, seed=seed)
     flops = _rho(FewShotAdapter(prior, model="flops").fit(ids, y[ids]), y)
-    alone = _rho(FewShotAdapter(prior, blend=False).fit(ids, y[ids]), y)
-    fit = FewShotAdapter(prior).fit(ids, y[ids])
+    alone = _rho(FewShotAdapter(prior).fit(ids, y[ids]), y)  # the default: no blend
+    fit = FewShotAdapter(prior, blend=True).fit(ids, y[ids])
     assert alone < flops - 0.2  # the prior's hidden factors mislead the model alone
     assert fit.model == "blend" and fit.blend_weights["flops"] > 0.9
     assert _rho(fit, y) >= flops - 0.005
@@ -60,7 +60,7 @@ def test_a_device_the_prior_knows_keeps_the_prior(world):
     ok = np.isfinite(twin)
     for seed in (0, 1):
         ids = select_archs(prior, 5, seed=seed)
-        fit = FewShotAdapter(prior).fit(ids, twin[ids])
+        fit = FewShotAdapter(prior, blend=True).fit(ids, twin[ids])
         assert fit.blend_weights.get("flops", 0.0) < 0.1
         assert _rho(fit, twin) > 0.99
         assert np.all(np.isfinite(fit.predict()[ok]))
@@ -79,6 +79,25 @@ def test_blend_weights_favour_the_adapter_until_evidence_is_decisive():
 def test_blend_off_or_fallback_is_the_hard_choice(world):
     prior, y, _ = world
     ids = select_archs(prior, 5, seed=0)
-    assert FewShotAdapter(prior, blend=False).fit(ids, y[ids]).blend == ()
-    hard = FewShotAdapter(prior, fallback=True).fit(ids, y[ids])
+    off = FewShotAdapter(prior).fit(ids, y[ids])
+    assert off.blend == () and off.model == "log-linear"
+    assert off.describe()["blend_weights"] == {"log-linear": 1.0}
+    hard = FewShotAdapter(prior, blend=True, fallback=True).fit(ids, y[ids])
     assert hard.model == "flops" and hard.blend == ()
+
+
+def test_evaluate_adapt_cli_blend_flag(tmp_path, capsys):
+    from latbench.predictors.cli import main
+
+    prior_file = tmp_path / "p.npz"
+    src = "xeon2c-onnxruntime-fp32,xeon2c-tflite-fp32"
+    assert main(["pretrain", "--sources", src, "--rank", "2", "-o", str(prior_file)]) == 0
+    models = {}
+    for flag in ([], ["--blend"]):
+        out = tmp_path / f"res{len(flag)}.csv"
+        args = ["evaluate-adapt", "--prior", str(prior_file), "--targets", "xeon2c-tf-fp32",
+                "--n", "5", "--repeats", "2", "--methods", "adapter", "-o", str(out), *flag]  # fmt: skip
+        assert main(args) == 0
+        models[bool(flag)] = set(pd.read_csv(out)["model"])
+    assert "blend" not in models[False] and "blend" in models[True]
+    capsys.readouterr()

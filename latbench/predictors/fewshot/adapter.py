@@ -231,7 +231,10 @@ class FewShotAdapter:
     linear in log-FLOPs) and ``"best-source"`` (the source of best correlation on the
     measured rows, rescaled) by leave-one-out; off by default, as on held-out devices
     the leave-one-out choice among four models at N <= 10 cost more than it saved
-    (docs/predictors.md). ``encoder_models`` are the log-linear models over the prior's
+    (docs/predictors.md). ``blend`` makes ``"auto"`` average its chosen model with the
+    ``"flops"`` model in log space, weighted by leave-one-out evidence
+    (:func:`_blend_weights`); off by default, as on held-out devices it cost more at
+    N = 5 than it saved (docs/predictors.md). ``encoder_models`` are the log-linear models over the prior's
     encoder feature sets that ``"auto"`` also weighs (``None``: those of
     :data:`DEFAULT_ENCODER_MODELS` the prior has; ``()``: none).
     """
@@ -245,7 +248,7 @@ class FewShotAdapter:
         robust: bool = True,
         model: str = "auto",
         fallback: bool = False,
-        blend: bool = True,
+        blend: bool = False,
         encoder_models: tuple[str, ...] | None = None,
     ) -> None:
         if model not in MODELS:
