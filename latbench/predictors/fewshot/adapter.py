@@ -31,6 +31,11 @@ refits everything). The band is the central ``level`` interval of the predictive
 normal in log space, its standard deviation scaled by ``band_scale``: the root mean
 square of the chosen model's leave-one-out standardised residuals (at least 1), since a
 prior learnt from other devices is over-confident about a device unlike them.
+
+With ``blend=True`` (not the default) ``"auto"`` does not choose between its model and
+the FLOPs fit but averages them in log space (``model="blend"``), weighted by the
+profile likelihood of their leave-one-out errors with prior odds for its own model
+(:func:`_blend_weights`).
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ class AdaptedDevice:
     measured_ms: np.ndarray
     band_scale: float = 1.0
     model: str = "log-linear"
-    """One of :data:`MODELS` but ``"auto"`` (module doc)."""
+    """One of :data:`MODELS` but ``"auto"``, or ``"blend"`` (module doc)."""
     scale_ms: float = 1.0
     """The additive model's unit: the device's geometric-mean latency estimate (ms)."""
     loo: dict[str, float] | None = None
