@@ -240,8 +240,8 @@ class FewShotAdapter:
     ``"flops"`` model in log space, weighted by leave-one-out evidence
     (:func:`_blend_weights`); off by default, as on held-out devices it cost more at
     N = 5 than it saved (docs/predictors.md). ``encoder_models`` are the log-linear
-    models over the prior's encoder feature sets that ``"auto"`` also weighs (``None``: those of
-    :data:`DEFAULT_ENCODER_MODELS` the prior has; ``()``: none).
+    models over the prior's encoder feature sets that ``"auto"`` also weighs
+    (``None``: those of :data:`DEFAULT_ENCODER_MODELS` the prior has; ``()``: none).
     """
 
     def __init__(
