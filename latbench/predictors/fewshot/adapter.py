@@ -31,6 +31,11 @@ refits everything). The band is the central ``level`` interval of the predictive
 normal in log space, its standard deviation scaled by ``band_scale``: the root mean
 square of the chosen model's leave-one-out standardised residuals (at least 1), since a
 prior learnt from other devices is over-confident about a device unlike them.
+
+With ``blend=True`` (not the default) ``"auto"`` does not choose between its model and
+the FLOPs fit but averages them in log space (``model="blend"``), weighted by the
+profile likelihood of their leave-one-out errors with prior odds for its own model
+(:func:`_blend_weights`).
 """
 
 from __future__ import annotations
@@ -66,15 +71,26 @@ class AdaptedDevice:
     measured_ms: np.ndarray
     band_scale: float = 1.0
     model: str = "log-linear"
-    """One of :data:`MODELS` but ``"auto"`` (module doc)."""
+    """One of :data:`MODELS` but ``"auto"``, or ``"blend"`` (module doc)."""
     scale_ms: float = 1.0
     """The additive model's unit: the device's geometric-mean latency estimate (ms)."""
     loo: dict[str, float] | None = None
     """Leave-one-out mean squared log error per model tried (``None``: not compared)."""
+    blend: tuple[tuple[float, AdaptedDevice], ...] = ()
+    """Weighted fits whose log-space mixture this is (empty: ``model`` alone)."""
+
+    @property
+    def blend_weights(self) -> dict[str, float]:
+        """Weight of each blended model (``{model: 1.0}`` when not blended)."""
+        if not self.blend:
+            return {self.model: 1.0}
+        return {f.model: float(w) for w, f in self.blend}
 
     def predict_log(self, archs: Archs = None) -> tuple[np.ndarray, np.ndarray]:
         """Predictive mean and standard deviation of log-latency (natural log of ms)."""
         ids = arch_ids(archs)
+        if self.blend:
+            return _mix([(w, *f.predict_log(ids)) for w, f in self.blend], self.band_scale)
         if self.model == "additive":
             f = self.prior.additive_design[ids]
             lin = self._linear(f)
@@ -90,6 +106,8 @@ class AdaptedDevice:
     def predict(self, archs: Archs = None) -> np.ndarray:
         """Predicted latency (ms): the predictive median ``exp(mean)``."""
         ids = arch_ids(archs)
+        if self.blend:
+            return np.exp(self.predict_log(ids)[0])
         if self.model == "additive":
             return self._linear(self.prior.additive_design[ids])
         return np.exp(self.prior.design_for(_SET_OF.get(self.model, "base"))[ids] @ self.mean)
@@ -133,6 +151,7 @@ class AdaptedDevice:
             "model": self.model,
             "scale_ms": float(self.scale_ms),
             "loo_mse_log": self.loo,
+            "blend_weights": {k: round(v, 4) for k, v in self.blend_weights.items()},
             "prior_sources": list(self.prior.sources),
             "prior_created": self.prior.meta.get("created"),
             "prior_sha256": self.prior.meta.get("sha256"),
@@ -217,9 +236,12 @@ class FewShotAdapter:
     linear in log-FLOPs) and ``"best-source"`` (the source of best correlation on the
     measured rows, rescaled) by leave-one-out; off by default, as on held-out devices
     the leave-one-out choice among four models at N <= 10 cost more than it saved
-    (docs/predictors.md). ``encoder_models`` are the log-linear models over the prior's
-    encoder feature sets that ``"auto"`` also weighs (``None``: those of
-    :data:`DEFAULT_ENCODER_MODELS` the prior has; ``()``: none).
+    (docs/predictors.md). ``blend`` makes ``"auto"`` average its chosen model with the
+    ``"flops"`` model in log space, weighted by leave-one-out evidence
+    (:func:`_blend_weights`); off by default, as on held-out devices it cost more at
+    N = 5 than it saved (docs/predictors.md). ``encoder_models`` are the log-linear
+    models over the prior's encoder feature sets that ``"auto"`` also weighs
+    (``None``: those of :data:`DEFAULT_ENCODER_MODELS` the prior has; ``()``: none).
     """
 
     def __init__(
@@ -231,6 +253,7 @@ class FewShotAdapter:
         robust: bool = True,
         model: str = "auto",
         fallback: bool = False,
+        blend: bool = False,
         encoder_models: tuple[str, ...] | None = None,
     ) -> None:
         if model not in MODELS:
@@ -256,6 +279,7 @@ class FewShotAdapter:
         self.robust = robust
         self.model = model
         self.fallback = fallback
+        self.blend = blend
         # mean design row of the valid architectures: the log of the device's geometric-
         # mean latency is this row times the log-linear weights (one dot per fit)
         self._mean_row = prior.design[prior.valid].mean(axis=0)
@@ -280,27 +304,45 @@ class FewShotAdapter:
             models.append("additive")
         if self.model == "auto" and len(ids) >= 3:
             models += list(self.encoder_models)
-        if self.model == "auto" and self.fallback and len(ids) >= _SIMPLE_MIN:
+        simple = []
+        if self.model == "auto" and len(ids) >= _SIMPLE_MIN and (self.fallback or self.blend):
+            simple = ["flops"]
+            if self.prior.source_weights is not None:
+                simple.append("best-source")
+        if self.fallback:
             # the simple baselines compete too: never worse than them for a device
             # the prior cannot express (leave-one-out decides, as between the two)
-            models.append("flops")
-            if self.prior.source_weights is not None:
-                models.append("best-source")
-        fits = self._fits(models, ids, y)
+            models += simple
+        else:
+            simple = [m for m in simple if m in _BLEND_MODELS]
+        tried = models + [m for m in simple if m not in models]
+        fits = self._fits(tried, ids, y)
         if len(ids) < 3:
             return fits[models[0]]
         # leave-one-out: every left-out fit redoes the model choice inside its model
-        err = {m: np.empty(len(ids)) for m in models}
-        std = {m: np.empty(len(ids)) for m in models}
+        err = {m: np.empty(len(ids)) for m in tried}
+        std = {m: np.empty(len(ids)) for m in tried}
         for i in range(len(ids)):
             keep = np.arange(len(ids)) != i
-            for m, f in self._fits(models, ids[keep], y[keep]).items():
+            for m, f in self._fits(tried, ids[keep], y[keep]).items():
                 mu, sd = f.predict_log(ids[i : i + 1])
                 err[m][i], std[m][i] = np.log(y[i]) - mu[0], sd[0]
-        loo = {m: float(np.mean(err[m] ** 2)) for m in models}
+        loo = {m: float(np.mean(err[m] ** 2)) for m in tried}
         best = min(models, key=lambda m: loo[m])
         band = max(1.0, float(np.sqrt(np.mean((err[best] / std[best]) ** 2))))
-        return replace(fits[best], band_scale=band, loo=loo if len(models) > 1 else None)
+        chosen = {m: loo[m] for m in models} if len(models) > 1 else None
+        fit = replace(fits[best], band_scale=band, loo=chosen)
+        if not self.blend or self.fallback or not simple:
+            return fit
+        names = [best, *simple]
+        w = _blend_weights(np.stack([err[m] for m in names]))
+        if w[1:].max() < _BLEND_MIN:
+            return fit
+        e = w @ np.stack([err[m] for m in names])
+        v = w @ np.stack([std[m] ** 2 + err[m] ** 2 for m in names]) - e**2
+        band = max(1.0, float(np.sqrt(np.mean(e**2 / np.maximum(v, 1e-12)))))
+        parts = tuple((float(wi), fits[m]) for wi, m in zip(w, names, strict=True) if wi > 0)
+        return replace(fit, model="blend", blend=parts, band_scale=band)
 
     def _fits(self, models: list[str], ids: np.ndarray, y: np.ndarray) -> dict[str, AdaptedDevice]:
         out: dict[str, AdaptedDevice] = {}
@@ -394,6 +436,40 @@ class FewShotAdapter:
         m0, c0, s2 = _best(priors, _ADDITIVE_NOISE_GRID, a, t, p.additive_noise_var)
         mean, cov = _posterior(np.linalg.inv(c0), m0, a, t, s2)
         return AdaptedDevice(p, mean, cov, float(s2), ids, y, model="additive", scale_ms=scale)
+
+
+_BLEND_LOG_PRIOR = -2.0
+"""Log prior odds of each simple model against the adapter's own choice in the blend
+(chosen on HELP's split only, docs/predictors.md)."""
+_BLEND_MODELS = ("flops",)
+"""Simple models the blend weighs. Not ``"best-source"``: the local priors already
+centre the log-linear model on the sources the measurements resemble, and on HELP's
+split its leave-one-out lead at N = 5 was mostly chance (docs/predictors.md)."""
+_BLEND_MIN = 1e-3
+"""Simple models' largest weight under which the blend is the adapter's choice alone."""
+
+
+def _blend_weights(err: np.ndarray) -> np.ndarray:
+    """Pseudo-Bayesian model-averaging weights from leave-one-out errors (models x points).
+
+    A model's score is the profile likelihood of its leave-one-out log errors as
+    zero-mean normal, ``-n/2 log(mean err^2)``: the evidence the measurements give it
+    on points it did not see, independent of how confident its own band is (a prior
+    learnt on unlike sources is over-confident). The first model (the adapter's own
+    choice) has prior odds ``exp(-_BLEND_LOG_PRIOR)`` over each other one, so a simple
+    model takes over only on decisive evidence and shares the weight when it is not.
+    """
+    ll = -0.5 * err.shape[1] * np.log(np.mean(err**2, axis=1) + 1e-12)
+    ll[1:] += _BLEND_LOG_PRIOR
+    w = np.exp(ll - ll.max())
+    return w / w.sum()
+
+
+def _mix(parts: list[tuple[float, np.ndarray, np.ndarray]], scale: float):
+    """Mean and scaled sd of a weighted mixture of normals (moment matched)."""
+    m = sum(w * mu for w, mu, _ in parts)
+    v = sum(w * (sd**2 + mu**2) for w, mu, sd in parts) - m**2
+    return m, scale * np.sqrt(np.maximum(v, 1e-12))
 
 
 def _posterior(ci, mu, a, z, s2, w=None) -> tuple[np.ndarray, np.ndarray]:

@@ -81,6 +81,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     ea.add_argument("--model", choices=MODEL_CHOICES, default="auto",
                     help="adapter model: chosen by leave-one-out (auto, default) or fixed")  # fmt: skip
+    ea.add_argument("--blend", action="store_true",
+                    help="auto: average the chosen model with the FLOPs fit, weighted by "
+                         "leave-one-out evidence (an experiment, not the default)")  # fmt: skip
     ea.add_argument("--encoder", action="store_true",
                     help="pretrain each target's prior with an architecture encoder too "
                          "(not with --prior: a given prior is used as is)")  # fmt: skip
@@ -185,7 +188,7 @@ def _evaluate_adapt(args: argparse.Namespace) -> int:
                 seed=args.seed, methods=[m.strip() for m in args.methods.split(",")],
                 sources=sources, prior=prior,
                 prior_options={"encoder": {}} if args.encoder else None,
-                adapter_options={"model": args.model}, gcn_repeats=args.gcn_repeats,
+                adapter_options={"model": args.model, "blend": args.blend}, gcn_repeats=args.gcn_repeats,
                 gcn_ns=[int(x) for x in args.gcn_n.split(",")],
                 progress=lambda line: print(line, file=sys.stderr),
             )
