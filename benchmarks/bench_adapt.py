@@ -16,7 +16,7 @@ an encoder. ``--prior FILE`` times another prior. ``--encoder-inputs`` first tim
 cold in this process, the encoder's inputs of all 15,625 (what an encoder prior's load
 builds once per process) against the per-graph path they replaced (``graph.prune`` and
 ``gcn_encoding`` of each architecture: the pruned half, the slow one), checks that
-both give the same arrays, and times the numpy embedding of all 15,625 with random
+both give the same arrays (and the same valid mask and graph numbers, timed first), and times the numpy embedding of all 15,625 with random
 weights of ``train_encoder``'s default sizes (the rest of an encoder prior's load).
 
 Run:  python benchmarks/bench_adapt.py [--n 10] [--repeat 20] [--pretrain] [--encoder]
@@ -41,9 +41,18 @@ TARGET_S = 1.0
 
 def time_encoder_inputs() -> dict[str, float]:
     """Seconds to build the encoder's inputs, cold: today's and the per-graph path's."""
-    from latbench.predictors.encoding import _pruned_inputs_from_graphs, gcn_inputs
+    from latbench.predictors.encoding import (
+        _graphs,
+        _pruned_inputs_from_graphs,
+        gcn_inputs,
+        pruned_graph_index,
+        valid_mask,
+    )
     from latbench.predictors.fewshot.encoder import embed, encoder_inputs
 
+    t0 = time.perf_counter()
+    valid_mask(), pruned_graph_index()  # what selection and every predictor need first
+    numbering = time.perf_counter() - t0
     t0 = time.perf_counter()
     encoder_inputs()
     fast = time.perf_counter() - t0
@@ -54,6 +63,12 @@ def time_encoder_inputs() -> dict[str, float]:
         raise SystemExit(
             "bench_adapt: error: the fast pruned inputs differ from the per-graph ones"
         )
+    numbers: dict[str, int] = {}
+    slow_index = [numbers.setdefault(g.key, len(numbers)) if g.valid else -1 for g in _graphs()]
+    if slow_index != pruned_graph_index().tolist():
+        raise SystemExit(
+            "bench_adapt: error: the fast graph numbers differ from the per-graph ones"
+        )
     # the rest of an encoder prior's load: embedding all 15,625 (train_encoder's sizes)
     rng = np.random.default_rng(0)
     weights = {"enc_out": rng.normal(size=(2 * 32 + 1, 16))}
@@ -63,6 +78,7 @@ def time_encoder_inputs() -> dict[str, float]:
     t0 = time.perf_counter()
     embed(weights)
     return {
+        "valid_and_graph_index_s": numbering,
         "encoder_inputs_s": fast,
         "pruned_inputs_per_graph_s": per_graph,
         "embed_s": time.perf_counter() - t0,
@@ -147,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         args.n, args.repeat, args.pretrain, args.encoder or None, args.prior, args.encoder_inputs
     )
     print(f"few-shot adaptation, N = {res['n']}  ({res['machine']}, Python {res['python']})")
-    for k in ("import_s", "encoder_inputs_s", "pruned_inputs_per_graph_s", "embed_s",
+    for k in ("import_s", "valid_and_graph_index_s", "encoder_inputs_s", "pruned_inputs_per_graph_s", "embed_s",
               "load_prior_s", "select_median_s", "adapt_median_s", "adapt_max_s",
               "select_adapt_s", "end_to_end_s", "pretrain_s"):  # fmt: skip
         if k in res:

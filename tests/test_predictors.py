@@ -78,6 +78,23 @@ def test_fast_pruned_gcn_inputs_equal_the_per_graph_ones_for_every_architecture(
     assert adj.dtype == feat.dtype == np.float32
 
 
+def test_fast_valid_mask_and_graph_numbers_equal_the_per_graph_ones():
+    from latbench.graph import prune
+    from latbench.predictors.encoding import pruned_graph_index, valid_mask
+    from latbench.predictors.fewshot.selection import distinct_graph_archs
+
+    graphs = [prune(from_id(i)) for i in range(N_ARCHS)]
+    assert valid_mask().tolist() == [g.valid for g in graphs]
+    numbers: dict[str, int] = {}
+    slow = [numbers.setdefault(g.key, len(numbers)) if g.valid else -1 for g in graphs]
+    assert pruned_graph_index().tolist() == slow  # numbered by first appearance
+    first: dict[str, int] = {}
+    for i, g in enumerate(graphs):
+        if g.valid:
+            first.setdefault(g.key, i)
+    assert distinct_graph_archs().tolist() == sorted(first.values())
+
+
 def test_cell_inputs_keep_every_op():
     adj, feat = gcn_inputs("cell")
     i = arch_id(parse_arch(SKIP))

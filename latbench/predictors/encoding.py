@@ -18,6 +18,7 @@ __all__ = [
     "cost_arrays",
     "gcn_inputs",
     "layer_count_matrix",
+    "pruned_graph_index",
     "valid_mask",
 ]
 
@@ -31,7 +32,26 @@ def _graphs() -> tuple:
 
 @cache
 def _valid() -> np.ndarray:
-    out = np.array([g.valid for g in _graphs()], dtype=bool)
+    out = _pruned_edges()[:, :, 7].any(axis=1)  # an edge into the output survives
+    out.setflags(write=False)
+    return out
+
+
+@cache
+def pruned_graph_index() -> np.ndarray:
+    """Per ``arch_id``, the number of its distinct pruned graph, numbered in ``arch_id``
+    order of first appearance (-1 for invalid): two architectures share a number iff
+    their :attr:`latbench.graph.PrunedGraph.key` is equal."""
+    edges = _pruned_edges().reshape(N_ARCHS, 64)
+    ops = np.where(_pruned_alive(), _vectors(), -1)  # a removed slot has no op
+    rows = np.ascontiguousarray(np.hstack([edges.astype(np.int8), ops.astype(np.int8)]))
+    keys = rows.view(np.dtype((np.void, rows.shape[1]))).ravel()  # one bytes key per row
+    valid = _valid()
+    _, first, inverse = np.unique(keys[valid], return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    out = np.full(N_ARCHS, -1, dtype=np.int64)
+    out[valid] = rank[inverse.ravel()]
     out.setflags(write=False)
     return out
 
@@ -107,12 +127,12 @@ def _vectors() -> np.ndarray:
 
 
 @cache
-def _pruned_inputs() -> tuple[np.ndarray, np.ndarray]:
+def _pruned() -> tuple[np.ndarray, np.ndarray]:
     # graph.prune (docs/design.md §3) on all 15,625 at once, an edge set being a
     # boolean 8x8 matrix (0 input, 1..6 op slots, 7 output) per architecture; equal to
-    # _pruned_inputs_from_graphs for every architecture (tests/test_predictors.py) in
-    # a tenth of the time.
-    from latbench.graph import _LABEL, GCN_FEATURES, INPUT, OUTPUT
+    # the per-graph path for every architecture (tests/test_predictors.py) in a tenth
+    # of the time. Returns the pruned edges and the nodes kept.
+    from latbench.graph import INPUT, OUTPUT
     from latbench.space import EDGES
 
     v = _vectors()
@@ -138,6 +158,27 @@ def _pruned_inputs() -> tuple[np.ndarray, np.ndarray]:
         bwd |= (e & bwd[:, None, :]).any(axis=2)
     keep = fwd & bwd & fwd[:, OUTPUT, None]
     e &= keep[:, :, None] & keep[:, None, :]
+    e.setflags(write=False)
+    keep.setflags(write=False)
+    return e, keep
+
+
+def _pruned_edges() -> np.ndarray:
+    """``(N_ARCHS, 8, 8)`` bool: ``[a, u, v]`` is an edge ``u -> v`` of ``a``'s pruned graph."""
+    return _pruned()[0]
+
+
+def _pruned_alive() -> np.ndarray:
+    """``(N_ARCHS, 6)`` bool: op slot ``1..6`` survives pruning with an op (not a skip)."""
+    return _pruned()[1][:, 1:7] & (_vectors() >= 2)
+
+
+@cache
+def _pruned_inputs() -> tuple[np.ndarray, np.ndarray]:
+    from latbench.graph import _LABEL, GCN_FEATURES
+
+    v = _vectors()
+    e, keep = _pruned()
 
     # PrunedGraph.gcn_encoding, transposed: node u sits in row/column u + 1 after global
     adj = np.zeros((N_ARCHS, 9, 9), dtype=np.float32)

@@ -60,13 +60,9 @@ def resolve_criterion(criterion: str = "auto") -> str:
 @cache
 def distinct_graph_archs() -> np.ndarray:
     """Lowest ``arch_id`` of each distinct pruned graph of a valid architecture."""
-    from latbench.predictors.encoding import _graphs
-
-    seen: dict[str, int] = {}
-    for i, g in enumerate(_graphs()):
-        if g.valid:
-            seen.setdefault(g.key, i)
-    out = np.array(sorted(seen.values()), dtype=np.int64)
+    g = graph_index()
+    _, first = np.unique(g, return_index=True)
+    out = np.sort(first[g[first] >= 0]).astype(np.int64)
     out.setflags(write=False)
     return out
 
@@ -74,12 +70,9 @@ def distinct_graph_archs() -> np.ndarray:
 @cache
 def graph_index() -> np.ndarray:
     """Per ``arch_id``, the number of its distinct pruned graph (-1 for invalid)."""
-    from latbench.predictors.encoding import _graphs
+    from latbench.predictors.encoding import pruned_graph_index
 
-    ids: dict[str, int] = {}
-    out = np.array([ids.setdefault(g.key, len(ids)) if g.valid else -1 for g in _graphs()])
-    out.setflags(write=False)
-    return out
+    return pruned_graph_index()
 
 
 def select_archs(
