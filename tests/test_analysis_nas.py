@@ -77,6 +77,26 @@ def test_nas_oracle_rows_agree_with_the_data(run_out, home):
             assert row.missed_accuracy == pytest.approx(want, abs=2e-6)
 
 
+def test_a_lower_fewshot_acceptance_misses_no_more_and_says_so(run_out, home, tmp_path):
+    rc = analysis_main(["nas", "--devices", BUNDLED, "--data-home", str(home), "--out",
+                        str(tmp_path), "--predictors", "fewshot", "--fewshot-n", "10",
+                        "--ae-steps", "64", "--ae-seeds", "1", "--fewshot-accept", "0.1",
+                        "--quiet"])  # fmt: skip
+    assert rc == 0
+    cols = ["threshold_ms", "missed_accuracy", "false_positives", "revalidations"]
+    median, low = (pd.read_csv(d / "oracle_nas.csv").query("predictor == 'fewshot-10'")[cols]
+                   .reset_index(drop=True) for d in (run_out, tmp_path))  # fmt: skip
+    assert np.allclose(median["threshold_ms"], low["threshold_ms"])
+    assert (low["missed_accuracy"].fillna(0) <= median["missed_accuracy"].fillna(0) + 1e-9).all()
+    assert low["false_positives"].sum() > median["false_positives"].sum()
+    summary = pd.read_csv(tmp_path / "nas_summary.csv").set_index("predictor")
+    caveat = summary.loc["fewshot-10", "caveat"]  # the shipped prior holds this very dataset
+    assert "P(latency <= threshold) >= 0.1" in caveat and "in-sample" in caveat
+    assert summary.loc["fewshot-10", "max_revalidations"] == low["revalidations"].max()
+    report = (tmp_path / "nas.md").read_text()
+    assert "probability of at least 0.1" in report and "few-shot N=10 *" in report
+
+
 def test_nas_markdown_names_provenance(home, tmp_path, capsys):
     rc = analysis_main(["nas", "--devices", BUNDLED, "--data-home", str(home), "--out",
                         str(tmp_path), "--predictors", "flops", "--ae-steps", "64",
