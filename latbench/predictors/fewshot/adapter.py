@@ -304,18 +304,16 @@ class FewShotAdapter:
             models.append("additive")
         if self.model == "auto" and len(ids) >= 3:
             models += list(self.encoder_models)
-        simple = []
-        if self.model == "auto" and len(ids) >= _SIMPLE_MIN and (self.fallback or self.blend):
-            simple = ["flops"]
-            if self.prior.source_weights is not None:
-                simple.append("best-source")
-        if self.fallback:
+        simple: list[str] = []  # fitted and left out beside ``models``, for the blend
+        if self.model == "auto" and len(ids) >= _SIMPLE_MIN and self.fallback:
             # the simple baselines compete too: never worse than them for a device
             # the prior cannot express (leave-one-out decides, as between the two)
-            models += simple
-        else:
-            simple = [m for m in simple if m in _BLEND_MODELS]
-        tried = models + [m for m in simple if m not in models]
+            models.append("flops")
+            if self.prior.source_weights is not None:
+                models.append("best-source")
+        elif self.model == "auto" and len(ids) >= _SIMPLE_MIN and self.blend:
+            simple = list(_BLEND_MODELS)
+        tried = models + simple
         fits = self._fits(tried, ids, y)
         if len(ids) < 3:
             return fits[models[0]]
@@ -332,15 +330,15 @@ class FewShotAdapter:
         band = max(1.0, float(np.sqrt(np.mean((err[best] / std[best]) ** 2))))
         chosen = {m: loo[m] for m in models} if len(models) > 1 else None
         fit = replace(fits[best], band_scale=band, loo=chosen)
-        if not self.blend or self.fallback or not simple:
+        if not simple:
             return fit
         names = [best, *simple]
         w = _blend_weights(np.stack([err[m] for m in names]))
         if w[1:].max() < _BLEND_MIN:
             return fit
-        e = w @ np.stack([err[m] for m in names])
-        v = w @ np.stack([std[m] ** 2 + err[m] ** 2 for m in names]) - e**2
-        band = max(1.0, float(np.sqrt(np.mean(e**2 / np.maximum(v, 1e-12)))))
+        # the blend's own leave-one-out error and sd: the mixture of the models' ones
+        e, s = _mix([(wi, err[m], std[m]) for wi, m in zip(w, names, strict=True)], 1.0)
+        band = max(1.0, float(np.sqrt(np.mean((e / s) ** 2))))
         parts = tuple((float(wi), fits[m]) for wi, m in zip(w, names, strict=True) if wi > 0)
         return replace(fit, model="blend", blend=parts, band_scale=band)
 
@@ -465,7 +463,9 @@ def _blend_weights(err: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
-def _mix(parts: list[tuple[float, np.ndarray, np.ndarray]], scale: float):
+def _mix(
+    parts: list[tuple[float, np.ndarray, np.ndarray]], scale: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and scaled sd of a weighted mixture of normals (moment matched)."""
     m = sum(w * mu for w, mu, _ in parts)
     v = sum(w * (sd**2 + mu**2) for w, mu, sd in parts) - m**2

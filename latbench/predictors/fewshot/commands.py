@@ -72,7 +72,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="siblings: same chip/SoC/board (default) or also the same machine",
     )
     ea.add_argument("--targets", default="*", help="comma list of keys or globs (default all)")
-    ea.add_argument("--n", default="5,10,20,50", help="measured architectures (comma list)")
+    ea.add_argument("--n", type=_sizes, default="5,10,20,50",
+                    help="measured architectures (comma list)")  # fmt: skip
     ea.add_argument("--repeats", type=int, default=20, help="seeded repeats (default 20)")
     ea.add_argument(
         "--methods",
@@ -88,9 +89,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     help="pretrain each target's prior with an architecture encoder too "
                          "(not with --prior: a given prior is used as is)")  # fmt: skip
     ea.add_argument("--gcn-repeats", type=int, default=2, help="repeats of the GCN baseline")
-    ea.add_argument("--gcn-n", default="10", help="N values of the GCN baseline")
+    ea.add_argument("--gcn-n", type=_sizes, default="10", help="N values of the GCN baseline")
     ea.add_argument("--seed", type=int, default=0)
     ea.add_argument("--out", "-o", type=Path, help="CSV with one row per target/method/N/repeat")
+
+
+def _sizes(text: str) -> list[int]:
+    """``--n``/``--gcn-n``: a comma list of positive counts, or a one-line usage error."""
+    try:
+        ns = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of counts, got {text!r}") from None
+    if min(ns) < 1:
+        raise argparse.ArgumentTypeError(f"counts must be at least 1, got {text!r}")
+    return ns
 
 
 MODEL_CHOICES = (
@@ -164,6 +176,8 @@ def _evaluate_adapt(args: argparse.Namespace) -> int:
     from latbench.predictors.fewshot.evaluate import HELP_META_TEST, evaluate_adapt, group_table
     from latbench.predictors.fewshot.report import format_group_table
 
+    if args.blend and args.model != "auto":  # else it would be silently ignored
+        raise PredictorError(f"--blend averages what --model auto chooses, not {args.model}")
     if args.out:
         check_out(args.out, probe=True)  # before minutes of adapting, not after
     keys = _available(args.data_home)
@@ -172,7 +186,6 @@ def _evaluate_adapt(args: argparse.Namespace) -> int:
     targets = match_keys(args.targets, keys)
     needed = set(targets) | set(sources or keys)
     matrix = source_matrix([k for k in keys if k in needed], args.data_home)
-    ns = [int(x) for x in args.n.split(",")]
     if prior is not None:
         protocols: tuple[str, ...] = ("shipped",)
     elif args.protocol == "both":
@@ -184,12 +197,12 @@ def _evaluate_adapt(args: argparse.Namespace) -> int:
         tg = [t for t in targets if t in HELP_META_TEST] if protocol == "help" else targets
         parts.append(
             evaluate_adapt(
-                matrix, tg, protocol=protocol, mode=args.mode, ns=ns, repeats=args.repeats,
+                matrix, tg, protocol=protocol, mode=args.mode, ns=args.n, repeats=args.repeats,
                 seed=args.seed, methods=[m.strip() for m in args.methods.split(",")],
                 sources=sources, prior=prior,
                 prior_options={"encoder": {}} if args.encoder else None,
-                adapter_options={"model": args.model, "blend": args.blend}, gcn_repeats=args.gcn_repeats,
-                gcn_ns=[int(x) for x in args.gcn_n.split(",")],
+                adapter_options={"model": args.model, "blend": args.blend},
+                gcn_repeats=args.gcn_repeats, gcn_ns=args.gcn_n,
                 progress=lambda line: print(line, file=sys.stderr),
             )
         )  # fmt: skip
