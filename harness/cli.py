@@ -206,9 +206,10 @@ def _run(args: argparse.Namespace) -> int:
     from latbench.harness.options import check_ranges, check_shard
     from latbench.harness.plan import make_plan, read_arch_file, select_archs
     from latbench.harness.profiles import load_profile
-    from latbench.loader import data_home
+    from latbench.loader import home_folder
 
     check_ranges(args)
+    out = home_folder(args.out)  # before anything is built or measured
     profile = load_profile(args.device)
     if args.runs is not None or args.group_size is not None or args.warmup is not None:
         profile = profile.with_protocol(
@@ -239,7 +240,6 @@ def _run(args: argparse.Namespace) -> int:
     from latbench.harness.artifacts import ArtifactCache
     from latbench.harness.host import host_name
 
-    out = args.out or data_home()
     key = validate_key(args.key or f"{host_name()}-{profile.name}")
     cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
     with hold(out, run_stem(key, shard)):  # one writer per key, for the whole run

@@ -210,8 +210,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
     if args.key is not None:  # checked before the source is even opened
         validate_key(args.key, shadow_check=True)
-    _home_is_a_folder(args.data_home)
+    from latbench.loader import home_folder
 
+    home_folder(args.data_home)
     if args.importer == "nb201-accuracy":
         from latbench.importers.nb201_accuracy import import_accuracy
 
@@ -228,20 +229,12 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _home_is_a_folder(home: str | None) -> None:
-    """Refuse a data home that exists but is not a folder, naming it (not "[Errno 17]")."""
-    from latbench.loader import data_home
-
-    path = data_home(home)
-    if (path.exists() or path.is_symlink()) and not path.is_dir():
-        raise ValueError(f"{safe(path)}: the data home is not a folder; nothing was written")
-
-
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from latbench.importers.fetch import HELP_BASE_URL, fetch_help, fetch_urls, url_file_name
     from latbench.importers.registry import DRIVE_FOLDER_ID
+    from latbench.loader import home_folder
 
-    _home_is_a_folder(args.data_home)
+    home_folder(args.data_home)
     if args.source == "nb201-accuracy":
         from latbench.importers.fetch import fetch_accuracy
 

@@ -27,6 +27,7 @@ __all__ = [
     "data_home",
     "dataset_path",
     "devices",
+    "home_folder",
     "load",
     "load_predicted",
     "load_wide",
@@ -67,6 +68,18 @@ def data_home(data_home: str | os.PathLike[str] | None = None) -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("latbench", appauthor=False))
+
+
+def home_folder(home: str | os.PathLike[str] | None = None) -> Path:
+    """:func:`data_home` before anything is written there: a :class:`ValueError` naming it
+    when it exists but is not a folder (a file, a FIFO, a dangling link), where creating
+    it would otherwise fail with a bare ``[Errno 17] File exists``."""
+    path = data_home(home)
+    if (path.exists() or path.is_symlink()) and not path.is_dir():
+        from latbench.terminal import safe
+
+        raise ValueError(f"{safe(path)}: the data home is not a folder; nothing was written")
+    return path
 
 
 def bundled_dir() -> Path:

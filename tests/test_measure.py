@@ -99,6 +99,13 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     bad.write_text("|nor_conv_3x3~1|+|none~0|none~1|+|none~0|none~1|none~2|\n")
     res = _cli("--device", "cpu-onnxruntime", "--archs", str(bad), env=env)
     assert res.returncode == 2 and "bad.txt:1" in res.stderr and "input index" in res.stderr
+    home = tmp_path / "home"
+    home.write_text("a file where the data home should be")
+    for extra in ([], ["--out", str(home)]):
+        res = _cli("--device", "cpu-onnxruntime", "--limit", "2", *extra, env=env)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1
+        assert "the data home is not a folder" in res.stderr and "Errno" not in res.stderr
+    assert home.read_text() == "a file where the data home should be"
 
 
 def test_list_devices_names_every_profile():
