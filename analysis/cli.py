@@ -238,7 +238,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         nas = _nas_from_args(args)
-    except ValueError as exc:  # an unknown estimate or accuracy name
+        from latbench.files import require_folder
+        from latbench.loader import home_folder
+
+        require_folder(args.out)  # before hours of analysis, not at the first write
+        home_folder(args.data_home)  # the predictor cache lives there
+    except ValueError as exc:  # an unknown estimate or accuracy name, a file for a folder
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
         return 2
     try:

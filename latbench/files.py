@@ -1,8 +1,10 @@
-"""Reading files from outside safely: regular files only, and never more than a cap.
+"""Paths from outside, checked: regular files only, never more than a cap, folders that are.
 
 Opening a FIFO for reading blocks until someone writes to it, and a device or an
 endless file would be read forever; every reader of a small file (settings, state,
-manifests, pickles) goes through :func:`read_capped`.
+manifests, pickles) goes through :func:`read_capped`. A folder a command will write
+into is checked with :func:`require_folder` before any work, where creating it would
+fail late with a bare ``[Errno 17] File exists``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from latbench.keys import file_kind
 
-__all__ = ["FileTooLarge", "NotRegularFile", "read_capped", "require_regular"]
+__all__ = ["FileTooLarge", "NotRegularFile", "read_capped", "require_folder", "require_regular"]
 
 
 class NotRegularFile(ValueError):
@@ -50,3 +52,19 @@ def read_capped(path: str | os.PathLike[str], cap: int) -> bytes:
     if len(data) > cap:
         raise FileTooLarge(f"larger than {cap:,} bytes")
     return data
+
+
+def require_folder(path: str | os.PathLike[str], what: str = "the output") -> Path:
+    """``path`` if it is a folder or does not exist yet; else a :class:`ValueError`
+    naming it, ``what`` it was meant for and what it is (a file, a FIFO, a broken link)."""
+    from latbench.terminal import safe
+
+    p = Path(path).expanduser()
+    if p.is_dir() or not (p.exists() or p.is_symlink()):
+        return p
+    if not p.exists():
+        kind = "broken link"
+    else:
+        mode = p.stat().st_mode
+        kind = "file" if stat.S_ISREG(mode) else file_kind(mode)
+    raise ValueError(f"{safe(p)}: is a {kind}, not a folder for {what}; nothing was written")

@@ -74,12 +74,9 @@ def home_folder(home: str | os.PathLike[str] | None = None) -> Path:
     """:func:`data_home` before anything is written there: a :class:`ValueError` naming it
     when it exists but is not a folder (a file, a FIFO, a dangling link), where creating
     it would otherwise fail with a bare ``[Errno 17] File exists``."""
-    path = data_home(home)
-    if (path.exists() or path.is_symlink()) and not path.is_dir():
-        from latbench.terminal import safe
+    from latbench.files import require_folder
 
-        raise ValueError(f"{safe(path)}: the data home is not a folder; nothing was written")
-    return path
+    return require_folder(data_home(home), "the data home")
 
 
 def bundled_dir() -> Path:

@@ -1,4 +1,4 @@
-"""Every command's bad command line is one line on stderr, exit status 2."""
+"""Every command's bad command line is one line on stderr, exit status 2, before any work."""
 
 from __future__ import annotations
 
@@ -31,3 +31,23 @@ def test_bad_command_line_is_one_line_exit_2(capsys, main, argv, message):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "--help" in err
     assert "usage:" not in err and "\x1b" not in err
+
+
+@pytest.mark.parametrize(
+    "main, argv, want",
+    [
+        (analysis_main, ["correlation", "--bundled", "--out", "{file}"], "for the output"),
+        (analysis_main, ["correlation", "--bundled", "--data-home", "{file}", "--out", "{dir}"],
+         "for the data home"),
+        (predict_main, ["evaluate", "-d", "xeon2c-onnxruntime-fp32", "--data-home", "{file}"],
+         "for the data home"),
+    ],
+)  # fmt: skip
+def test_a_file_where_a_folder_goes_is_one_line_and_untouched(tmp_path, capsys, main, argv, want):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("keep me")
+    argv = [a.format(file=blocker, dir=tmp_path / "out") for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file, not a folder " + want in err
+    assert blocker.read_text() == "keep me" and not (tmp_path / "out").exists()

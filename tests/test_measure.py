@@ -104,7 +104,8 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     for extra in ([], ["--out", str(home)]):
         res = _cli("--device", "cpu-onnxruntime", "--limit", "2", *extra, env=env)
         assert res.returncode == 2 and res.stderr.count("\n") == 1
-        assert "the data home is not a folder" in res.stderr and "Errno" not in res.stderr
+        assert "is a file, not a folder for the data home" in res.stderr
+        assert "Errno" not in res.stderr
     assert home.read_text() == "a file where the data home should be"
 
 

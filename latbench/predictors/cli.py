@@ -247,6 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     from latbench.space import ArchError
 
     try:
+        from latbench.loader import home_folder
+
+        home_folder(getattr(args, "data_home", None))  # caches and imports are written there
+    except ValueError as exc:
+        print(f"latbench-predict: error: {exc}", file=sys.stderr)
+        return 2
+    try:
         from latbench.predictors.fewshot.commands import HANDLERS
 
         handlers = {"evaluate": _evaluate, "train": _train, "predict": _predict, **HANDLERS}
