@@ -67,4 +67,6 @@ def require_folder(path: str | os.PathLike[str], what: str = "the output") -> Pa
     else:
         mode = p.stat().st_mode
         kind = "file" if stat.S_ISREG(mode) else file_kind(mode)
-    raise ValueError(f"{safe(p)}: is a {kind}, not a folder for {what}; nothing was written")
+    raise ValueError(
+        f"{safe(p)}: is not a folder but a {kind}, no place for {what}; nothing was written"
+    )

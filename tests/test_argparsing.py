@@ -49,5 +49,5 @@ def test_a_file_where_a_folder_goes_is_one_line_and_untouched(tmp_path, capsys, 
     argv = [a.format(file=blocker, dir=tmp_path / "out") for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "is a file, not a folder " + want in err
+    assert err.count("\n") == 1 and "is not a folder but a file, no place " + want in err
     assert blocker.read_text() == "keep me" and not (tmp_path / "out").exists()

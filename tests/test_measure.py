@@ -104,7 +104,7 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     for extra in ([], ["--out", str(home)]):
         res = _cli("--device", "cpu-onnxruntime", "--limit", "2", *extra, env=env)
         assert res.returncode == 2 and res.stderr.count("\n") == 1
-        assert "is a file, not a folder for the data home" in res.stderr
+        assert "is not a folder but a file, no place for the data home" in res.stderr
         assert "Errno" not in res.stderr
     assert home.read_text() == "a file where the data home should be"
 
