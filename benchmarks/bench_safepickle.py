@@ -14,7 +14,6 @@ Run:  python benchmarks/bench_safepickle.py FOLDER [--rounds 5] [--baseline FILE
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import pickle
@@ -29,7 +28,7 @@ from typing import Any
 
 def _load_module(path: Path) -> Any:
     spec = importlib.util.spec_from_file_location("baseline_safepickle", path)
-    if spec is None or spec.loader is None:
+    if not path.is_file() or spec is None or spec.loader is None:
         raise SystemExit(f"bench_safepickle: error: cannot import {path}")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look the module up while it executes
@@ -42,6 +41,8 @@ def run(folder: Path, rounds: int, baseline: Path | None) -> dict[str, Any]:
     from latbench import safepickle
     from latbench.importers.eagle import LIMITS
 
+    if not folder.is_dir():
+        raise SystemExit(f"bench_safepickle: error: {folder} is not a folder")
     files = sorted(p for p in folder.iterdir() if p.suffix in (".pickle", ".pkl"))
     if not files:
         raise SystemExit(f"bench_safepickle: error: no .pickle files in {folder}")
@@ -84,12 +85,16 @@ def run(folder: Path, rounds: int, baseline: Path | None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from latbench.argparsing import OneLineParser
+
+    ap = OneLineParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path, help="folder of LatBench release pickles")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--baseline", type=Path, help="safepickle.py of an older LatBench")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {args.rounds}")
     res = run(args.folder, args.rounds, args.baseline)
     print(f"{len(res['files'])} files, {res['bytes']} bytes, {args.rounds} rounds")
     for name, f in res["figures"].items():

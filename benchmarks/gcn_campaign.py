@@ -89,9 +89,17 @@ def _typed(overrides: dict, base: Variant) -> dict:
         elif not hasattr(base, k):
             raise SystemExit(f"gcn_campaign: error: no Variant field {k!r}")
         elif type(getattr(base, k)) is bool:
+            if val not in ("0", "1", "false", "true", "False", "True"):
+                raise SystemExit(f"gcn_campaign: error: {k}={val!r} is not a boolean")
             out[k] = val in ("1", "true", "True")
         else:
-            out[k] = type(getattr(base, k))(val)
+            kind = type(getattr(base, k))
+            try:
+                out[k] = kind(val)
+            except ValueError:
+                raise SystemExit(
+                    f"gcn_campaign: error: {k}={val!r} is not {kind.__name__}"
+                ) from None
     return out
 
 
@@ -394,7 +402,9 @@ def run(pack: str, jobs: list[tuple[str, str, list[str], int, int, dict]],
         raise SystemExit(f"gcn_campaign: error: {pack} has no GCN defaults; rerun prepare")
     base = with_defaults(BASE, meta["gcn_config"])
     # GCN_CAMPAIGN_SET="hidden=32,max_epochs=2": a smoke test of the whole pipeline
-    env = dict(kv.split("=") for kv in os.environ.get("GCN_CAMPAIGN_SET", "").split(",") if kv)
+    env = dict(
+        kv.partition("=")[::2] for kv in os.environ.get("GCN_CAMPAIGN_SET", "").split(",") if kv
+    )
     env_over = _typed(env, base)
     parts = []  # (job index, device, ids, y, tr, va, ms, variant)
     for j, (_, variant, devices, repeats, seed, overrides) in enumerate(jobs):

@@ -193,10 +193,10 @@ DEFAULT_LIMITS = Limits()
 """Limits of :func:`load_pickle` when a caller names none (a plain-data pickle)."""
 
 _SCALAR_KEY = frozenset({str, int, float, bytes, bool, type(None)})
-# Argument layouts (pickletools names), keyed by opcode byte value: little-endian
-# length prefixes of 1, 4 or 8 bytes.
-_SIZED = {op: w for ops, w in ((b"UC\x8c", 1), (b"TXB", 4)) for op in ops}
-_SIZED8 = frozenset(b"\x8d\x8e")
+# Strings and bytes with a little-endian length prefix, by opcode byte value: its width
+# (SHORT_BINBYTES, the most frequent, has a branch of its own).
+_SIZED = {op: w for ops, w in ((b"U\x8c", 1), (b"TXB", 4)) for op in ops}
+_SIZED8 = frozenset(b"\x8d\x8e")  # BINUNICODE8, BINBYTES8: 8-byte lengths
 _REFUSED_OPS = {
     0x81: "NEWOBJ",
     0x92: "NEWOBJ_EX",

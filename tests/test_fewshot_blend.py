@@ -101,3 +101,24 @@ def test_evaluate_adapt_cli_blend_flag(tmp_path, capsys):
         models[bool(flag)] = set(pd.read_csv(out)["model"])
     assert "blend" not in models[False] and "blend" in models[True]
     capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--model", "flops", "--blend"], "--blend averages what --model auto chooses"),
+        (["--n", "5,"], "argument --n: expected a comma list of counts"),
+        (["--gcn-n", "0"], "argument --gcn-n: counts must be at least 1"),
+        (["--repeats", "0"], "argument --repeats: must be at least 1"),
+        (["--encoder", "--prior", "x.npz"], "--prior uses one as is"),
+    ],
+)
+def test_evaluate_adapt_cli_bad_options_are_one_line(args, needle, capsys):
+    from latbench.predictors.cli import main
+
+    try:
+        rc = main(["evaluate-adapt", "--targets", "xeon2c-tf-fp32", *args])
+    except SystemExit as exc:  # argparse's usage error
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err

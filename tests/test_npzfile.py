@@ -60,6 +60,20 @@ def test_truncated_member_data_is_one_error(tmp_path):
         read_npz(path)
 
 
+def test_member_declaring_more_than_it_holds_is_refused_before_allocating(tmp_path):
+    import io
+
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        head, {"descr": "<f8", "fortran_order": False, "shape": (10**7,)}
+    )
+    path = tmp_path / "a.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("x.npy", head.getvalue() + bytes(64))  # 80 MB declared, 64 bytes held
+    with pytest.raises(NpzError, match="'x.npy' is shorter than its shape"):
+        read_npz(path)
+
+
 def test_a_prior_load_opens_the_archive_and_each_member_once(monkeypatch):
     from latbench.predictors.fewshot.prior import default_prior_path, load_prior
 

@@ -65,10 +65,11 @@ def read_npz(
     """Every array of ``path`` by name; :class:`NpzError` (one line) when damaged.
 
     Each member must be a numeric or string ``.npy`` (no object arrays) declaring at
-    most :data:`MAX_MEMBER_BYTES`; nothing larger is read. The archive is opened once
-    and each member's header read once. ``check`` (a file layout's own bounds) sees
-    every member's header before its data is read, other members included (a
-    non-``.npy`` one fails as not an array); ``max_members`` bounds their number.
+    most :data:`MAX_MEMBER_BYTES` and no more than the member holds; nothing larger is
+    allocated or read. The archive is opened once and each member's header read once.
+    ``check`` (a file layout's own bounds) sees every member's header before its data
+    is read, other members included (a non-``.npy`` one fails as not an array);
+    ``max_members`` bounds their number.
     """
     path = Path(path)
     try:
@@ -93,6 +94,8 @@ def read_npz(
                             f"member {info.filename[:60]!r} declares {size:.3g} bytes"
                             f" (over {MAX_MEMBER_BYTES})"
                         )
+                    if size > info.file_size:  # would allocate all, then read too little
+                        raise NpzError(f"member {info.filename[:60]!r} is shorter than its shape")
                     if info.filename.endswith(".npy"):
                         arrays[info.filename[:-4]] = _member_data(fh, shape, fortran, dtype)
             return arrays

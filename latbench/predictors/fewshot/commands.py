@@ -74,7 +74,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ea.add_argument("--targets", default="*", help="comma list of keys or globs (default all)")
     ea.add_argument("--n", type=_sizes, default="5,10,20,50",
                     help="measured architectures (comma list)")  # fmt: skip
-    ea.add_argument("--repeats", type=int, default=20, help="seeded repeats (default 20)")
+    ea.add_argument("--repeats", type=_count, default=20, help="seeded repeats (default 20)")
     ea.add_argument(
         "--methods",
         default="adapter,adapter-random,flops,best-source",
@@ -88,10 +88,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ea.add_argument("--encoder", action="store_true",
                     help="pretrain each target's prior with an architecture encoder too "
                          "(not with --prior: a given prior is used as is)")  # fmt: skip
-    ea.add_argument("--gcn-repeats", type=int, default=2, help="repeats of the GCN baseline")
+    ea.add_argument("--gcn-repeats", type=_count, default=2, help="repeats of the GCN baseline")
     ea.add_argument("--gcn-n", type=_sizes, default="10", help="N values of the GCN baseline")
     ea.add_argument("--seed", type=int, default=0)
     ea.add_argument("--out", "-o", type=Path, help="CSV with one row per target/method/N/repeat")
+
+
+def _count(text: str) -> int:
+    """``--repeats``: one positive count, or a one-line usage error."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return n
 
 
 def _sizes(text: str) -> list[int]:
@@ -178,6 +189,8 @@ def _evaluate_adapt(args: argparse.Namespace) -> int:
 
     if args.blend and args.model != "auto":  # else it would be silently ignored
         raise PredictorError(f"--blend averages what --model auto chooses, not {args.model}")
+    if args.encoder and args.prior is not None:  # likewise: a given prior is used as is
+        raise PredictorError("--encoder pretrains each target's prior; --prior uses one as is")
     if args.out:
         check_out(args.out, probe=True)  # before minutes of adapting, not after
     keys = _available(args.data_home)

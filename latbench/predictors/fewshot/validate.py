@@ -85,9 +85,10 @@ def check_member(info: zipfile.ZipInfo, shape: tuple[int, ...], dtype: np.dtype)
     """What is wrong with a prior's member, from its zip entry and ``.npy`` header alone.
 
     A known name, at most :data:`MAX_MEMBER_BYTES` decoded (the header, ``meta``, far
-    less), a shape a prior can have and data that fits the member's declared size.
+    less) and a shape a prior can have.
     :func:`~latbench.predictors.npzfile.read_npz` calls it on every member before
-    reading its data (and bounds the members to :data:`MAX_MEMBERS`).
+    reading its data, bounds the members to :data:`MAX_MEMBERS` and refuses, as for
+    any file, data longer than the member holds.
     """
     name = info.filename[: -len(".npy")] if info.filename.endswith(".npy") else ""
     cap = _MAX_META_BYTES if name == "meta" else MAX_MEMBER_BYTES
@@ -98,8 +99,6 @@ def check_member(info: zipfile.ZipInfo, shape: tuple[int, ...], dtype: np.dtype)
             f"member {info.filename[:40]!r} declares shape {shape!r:.60} of {dtype},"
             " which no prior has"
         )
-    if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > info.file_size:
-        return f"member {info.filename[:40]!r} is shorter than its shape"
     return None
 
 
