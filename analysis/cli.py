@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from latbench.argparsing import OneLineParser
+from latbench.argparsing import OneLineParser, interruptible
 
 __all__ = ["DEFAULT_OUT", "build_parser", "main"]
 
@@ -218,6 +218,7 @@ def _errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+@interruptible(_PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``latbench-analysis``; returns the exit status."""
     os.environ.setdefault("MPLBACKEND", "Agg")  # never open a window, even via pyplot

@@ -1,18 +1,25 @@
-"""Command-line parsing whose errors are one line, like every other LatBench error.
+"""Command-line plumbing shared by every LatBench command: one-line errors, Ctrl-C.
 
 argparse prints the whole usage block before ``error: ...``; a script that reads the
 last line, or a user who reads the first, then misses the message. Here a bad
-argument prints ``prog: error: <message> (see prog --help)`` and exits with 2.
+argument prints ``prog: error: <message> (see prog --help)`` and exits with 2. A
+Ctrl-C prints ``prog: interrupted`` and exits with 130, not a traceback from wherever
+it landed (often deep in TensorFlow's import).
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+import functools
+import sys
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
 from latbench.terminal import safe_line
 
-__all__ = ["OneLineParser"]
+__all__ = ["OneLineParser", "interruptible"]
+
+_Main = TypeVar("_Main", bound=Callable[..., int])
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -21,3 +28,23 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {safe_line(message)} (see {self.prog} --help)\n")
+
+
+def interruptible(prog: str) -> Callable[[_Main], _Main]:
+    """Decorate a command's ``main``: a Ctrl-C returns 130 with ``prog: interrupted``.
+
+    Only for commands whose writes are atomic, so an interruption loses no finished
+    output (every LatBench writer goes through a temporary file and a rename)."""
+
+    def wrap(main: _Main) -> _Main:
+        @functools.wraps(main)
+        def run(*args: object, **kwargs: object) -> int:
+            try:
+                return main(*args, **kwargs)
+            except KeyboardInterrupt:
+                print(f"{prog}: interrupted", file=sys.stderr)
+                return 130
+
+        return run  # type: ignore[return-value]
+
+    return wrap

@@ -16,7 +16,7 @@ from latbench.predictors.cli import main as predict_main
         (latbench_main, ["fetch"], "the following arguments are required"),
         (latbench_main, ["info", "KEY", "--bogus"], "unrecognized arguments: --bogus"),
         (measure_main, ["--repeats", "x"], "unrecognized arguments"),
-        (predict_main, ["evaluate-adapt", "--repeats", "x"], "invalid int value: 'x'"),
+        (predict_main, ["evaluate-adapt", "--seed", "x"], "invalid int value: 'x'"),
         (analysis_main, ["nas", "--limit-ms", "-1"], "must be a positive number"),
         (analysis_main, ["nas", "--fewshot-accept", "0"], "strictly between 0 and 1"),
         (analysis_main, ["nas", "--fewshot-accept", "nan"], "strictly between 0 and 1"),
@@ -51,3 +51,16 @@ def test_a_file_where_a_folder_goes_is_one_line_and_untouched(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not a folder but a file, no place " + want in err
     assert blocker.read_text() == "keep me" and not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_is_one_line_and_status_130(capsys):
+    from latbench.argparsing import interruptible
+
+    @interruptible("latbench-x")
+    def main(argv=None):
+        """Doc kept."""
+        raise KeyboardInterrupt
+
+    assert main([]) == 130 and main.__doc__ == "Doc kept."
+    assert capsys.readouterr().err == "latbench-x: interrupted\n"
+    assert analysis_main.__wrapped__ and predict_main.__wrapped__  # both commands wear it

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from latbench.argparsing import OneLineParser
+from latbench.argparsing import OneLineParser, interruptible
 
 __all__ = ["main"]
 
@@ -233,6 +233,7 @@ def _summary(df: Any, model: Path) -> str:
     )
 
 
+@interruptible("latbench-predict")
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``latbench-predict``; returns the exit status."""
     from latbench.quiet import filter_native_stderr, quiet_tensorflow
