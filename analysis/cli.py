@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from latbench.argparsing import OneLineParser, interruptible
+from latbench.argparsing import OneLineParser, interruptible, positive_int
 
 __all__ = ["DEFAULT_OUT", "build_parser", "main"]
 
@@ -36,16 +36,6 @@ def _keys(text: str) -> list[str]:
     return keys
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``latbench-analysis``."""
     common = argparse.ArgumentParser(add_help=False)
@@ -57,16 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"output folder (default: ./{DEFAULT_OUT})")  # fmt: skip
     common.add_argument("--data-home", default=None,
                         help="LatBench data home (default: $LATBENCH_HOME or the user data dir)")  # fmt: skip
-    common.add_argument("--max-pairs", type=_positive, default=None, metavar="N",
+    common.add_argument("--max-pairs", type=positive_int, default=None, metavar="N",
                         help="most datasets in the pairs scatter matrix (default 8)")  # fmt: skip
-    common.add_argument("--min-archs", type=_positive, default=MIN_ARCHS, metavar="N",
+    common.add_argument("--min-archs", type=positive_int, default=MIN_ARCHS, metavar="N",
                         help="leave out datasets with fewer measured architectures, saying"
                              f" which (default {MIN_ARCHS})")  # fmt: skip
     common.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     common.add_argument("--verbose", "-v", action="store_true",
                         help="keep TensorFlow's log lines (silenced by default)")  # fmt: skip
     pred = argparse.ArgumentParser(add_help=False)
-    pred.add_argument("--repeats", type=_positive, default=None, metavar="N",
+    pred.add_argument("--repeats", type=positive_int, default=None, metavar="N",
                       help="repeats of every predictor, each a fresh random split; 100 is the "
                            "paper's protocol (default: FLOPs/params/layer-wise 100, the GCN "
                            f"{QUICK_GCN_REPEATS} of at most {QUICK_GCN_EPOCHS} epochs)")  # fmt: skip
@@ -76,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--seed", type=int, default=0, help="seed of splits and training (default 0)")
     pred.add_argument("--predictors", type=_keys, default=None, metavar="P1,P2,...",
                       help="predictors to compare (default: flops, params, layerwise, gcn)")  # fmt: skip
-    pred.add_argument("--train", type=_positive, default=None, metavar="N",
+    pred.add_argument("--train", type=positive_int, default=None, metavar="N",
                       help="training architectures per repeat (default 900, as the paper)")  # fmt: skip
-    pred.add_argument("--gcn-epochs", type=_positive, default=None, metavar="N",
+    pred.add_argument("--gcn-epochs", type=positive_int, default=None, metavar="N",
                       help="cap on GCN training epochs (default: the paper's 250, early "
                            f"stopping 35, with --repeats; else {QUICK_GCN_EPOCHS})")  # fmt: skip
     parser = OneLineParser(
@@ -121,9 +111,9 @@ def _nas_options(p: argparse.ArgumentParser, accuracy_only: bool = False) -> Non
         return
     p.add_argument("--fewshot-n", type=_counts, default=(20,), metavar="N1,N2,...",
                    help="measurements the few-shot adapter gets (default 20)")  # fmt: skip
-    p.add_argument("--ae-steps", type=_positive, default=1000, metavar="N",
+    p.add_argument("--ae-steps", type=positive_int, default=1000, metavar="N",
                    help="aging evolution: models trained per search (default 1000)")  # fmt: skip
-    p.add_argument("--ae-seeds", type=_positive, default=20, metavar="N",
+    p.add_argument("--ae-seeds", type=positive_int, default=20, metavar="N",
                    help="aging evolution: searches per latency source (default 20)")  # fmt: skip
     p.add_argument("--limit-ms", type=_positive_float, default=None, metavar="MS",
                    help="aging evolution's latency limit (default: each dataset's median)")  # fmt: skip
@@ -137,27 +127,27 @@ def _nas_options(p: argparse.ArgumentParser, accuracy_only: bool = False) -> Non
 
 
 def _counts(text: str) -> tuple[int, ...]:
-    return tuple(_positive(k) for k in _keys(text))
+    return tuple(positive_int(k) for k in _keys(text))
 
 
-def _probability(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text}")
-    return v
+def _number(ok: Callable[[float], bool], rule: str) -> Callable[[str], float]:
+    """An argument ``type``: a number for which ``ok`` holds (NaN never does), else
+    a one-line usage error saying it ``must be <rule>``."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return v
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return v
+_probability = _number(lambda v: 0 < v < 1, "strictly between 0 and 1")
+_positive_float = _number(lambda v: 0 < v < float("inf"), "a positive number")
 
 
 def _nas_from_args(args: argparse.Namespace) -> object | None:

@@ -17,7 +17,7 @@ from typing import NoReturn, TypeVar
 
 from latbench.terminal import safe_line
 
-__all__ = ["OneLineParser", "interruptible"]
+__all__ = ["OneLineParser", "interruptible", "positive_int"]
 
 _Main = TypeVar("_Main", bound=Callable[..., int])
 
@@ -48,3 +48,14 @@ def interruptible(prog: str) -> Callable[[_Main], _Main]:
         return run  # type: ignore[return-value]
 
     return wrap
+
+
+def positive_int(text: str) -> int:
+    """An argument ``type``: a whole number of at least 1, or a one-line usage error."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v

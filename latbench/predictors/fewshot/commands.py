@@ -13,6 +13,8 @@ import fnmatch
 import sys
 from pathlib import Path
 
+from latbench.argparsing import positive_int
+
 __all__ = ["HANDLERS", "add_parsers", "match_keys"]
 
 RELEASE_KEYS = (
@@ -74,7 +76,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ea.add_argument("--targets", default="*", help="comma list of keys or globs (default all)")
     ea.add_argument("--n", type=_sizes, default="5,10,20,50",
                     help="measured architectures (comma list)")  # fmt: skip
-    ea.add_argument("--repeats", type=_count, default=20, help="seeded repeats (default 20)")
+    ea.add_argument("--repeats", type=positive_int, default=20, help="seeded repeats (default 20)")
     ea.add_argument(
         "--methods",
         default="adapter,adapter-random,flops,best-source",
@@ -88,21 +90,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ea.add_argument("--encoder", action="store_true",
                     help="pretrain each target's prior with an architecture encoder too "
                          "(not with --prior: a given prior is used as is)")  # fmt: skip
-    ea.add_argument("--gcn-repeats", type=_count, default=2, help="repeats of the GCN baseline")
+    ea.add_argument(
+        "--gcn-repeats", type=positive_int, default=2, help="repeats of the GCN baseline"
+    )
     ea.add_argument("--gcn-n", type=_sizes, default="10", help="N values of the GCN baseline")
     ea.add_argument("--seed", type=int, default=0)
     ea.add_argument("--out", "-o", type=Path, help="CSV with one row per target/method/N/repeat")
-
-
-def _count(text: str) -> int:
-    """``--repeats``: one positive count, or a one-line usage error."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a count, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
-    return n
 
 
 def _sizes(text: str) -> list[int]:
