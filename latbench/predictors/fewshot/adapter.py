@@ -112,6 +112,19 @@ class AdaptedDevice:
             return self._linear(self.prior.additive_design[ids])
         return np.exp(self.prior.design_for(_SET_OF.get(self.model, "base"))[ids] @ self.mean)
 
+    def quantile(self, p: float, archs: Archs = None) -> np.ndarray:
+        """Latency (ms) each architecture has probability ``p`` of undercutting under the
+        predictive band (log-normal); :meth:`predict` at ``p`` = 0.5. A search that takes
+        a model as under ``t`` when this is ``<= t`` admits it when ``P(lat <= t) >= p``."""
+        from statistics import NormalDist
+
+        if not 0 < p < 1:
+            raise PredictorError(f"acceptance probability must be within (0, 1), got {p}")
+        if p == 0.5:
+            return self.predict(archs)
+        mu, sd = self.predict_log(archs)
+        return np.exp(mu + NormalDist().inv_cdf(p) * sd)
+
     def _linear(self, f: np.ndarray) -> np.ndarray:
         # a sum of fitted costs can go negative far from the data; a tenth of the
         # fastest measurement is below any real network and keeps the log finite

@@ -241,19 +241,11 @@ class NASAdapted:
 def acceptance_estimate(fit: AdaptedDevice, accept: float = 0.5) -> np.ndarray:
     """Per ``arch_id``, the latency (ms) ``x`` with ``P(lat <= x) = accept`` under the
     fit's predictive band (log-normal): a search that takes a model as under ``t`` when
-    this is ``<= t`` accepts it when ``P(lat <= t) >= accept``. ``0.5`` is the median
-    (:meth:`AdaptedDevice.predict`); lower values miss fewer models truly under ``t`` and
-    re-validate more that are not (:mod:`latbench.nas.oracle`). NaN for invalid ones."""
-    from statistics import NormalDist
-
-    if not 0 < accept < 1:
-        raise PredictorError(f"acceptance probability must be within (0, 1), got {accept}")
-    if accept == 0.5:
-        pred = fit.predict()
-    else:
-        mu, sd = fit.predict_log(None)
-        pred = np.exp(mu + NormalDist().inv_cdf(accept) * sd)
-    return np.where(fit.prior.valid, pred, np.nan)
+    this is ``<= t`` accepts it when ``P(lat <= t) >= accept``
+    (:meth:`AdaptedDevice.quantile`; the median at 0.5); lower values miss fewer models
+    truly under ``t`` and re-validate more that are not (:mod:`latbench.nas.oracle`).
+    NaN for invalid ones."""
+    return np.where(fit.prior.valid, fit.quantile(accept), np.nan)
 
 
 def adapt_for_nas(
