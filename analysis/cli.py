@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Oracle NAS over latency thresholds (Supplementary S1.3), "
                          "Pareto-front recovery and aging evolution under a latency limit, with "
                          "measured latency and each estimate (--predictors: flops, params, "
-                         "layerwise, gcn, fewshot, fewshot-nas; default flops,layerwise,gcn,fewshot). "
+                         "layerwise, gcn, fewshot, fewshot-nas, remeasured; default "
+                         "flops,layerwise,gcn,fewshot,remeasured; remeasured is the device's own "
+                         "re-measurement of each computation, the noise floor). "
                          "--repeats and --no-cache do not apply.")  # fmt: skip
     _nas_options(nas)
     _nas_options(every, accuracy_only=True)
@@ -111,8 +113,9 @@ def _nas_options(p: argparse.ArgumentParser, accuracy_only: bool = False) -> Non
         return
     p.add_argument("--fewshot-n", type=_counts, default=(20,), metavar="N1,N2,...",
                    help="measurements the few-shot adapter gets (default 20)")  # fmt: skip
-    p.add_argument("--ae-steps", type=positive_int, default=1000, metavar="N",
-                   help="aging evolution: models trained per search (default 1000)")  # fmt: skip
+    p.add_argument("--ae-steps", type=_ae_steps, default=1000, metavar="N",
+                   help="aging evolution: models trained per search, at least its population "
+                        "of 64 (default 1000)")  # fmt: skip
     p.add_argument("--ae-seeds", type=positive_int, default=20, metavar="N",
                    help="aging evolution: searches per latency source (default 20)")  # fmt: skip
     p.add_argument("--limit-ms", type=_positive_float, default=None, metavar="MS",
@@ -124,6 +127,17 @@ def _nas_options(p: argparse.ArgumentParser, accuracy_only: bool = False) -> Non
                    help="few-shot estimates accept a model under a threshold when the adapter "
                         "gives it at least this probability of being under it (default 0.5, "
                         "the median; lower: fewer misses, more re-validations)")  # fmt: skip
+
+
+def _ae_steps(text: str) -> int:
+    from latbench.analysis.nas import AE_POPULATION
+
+    v = positive_int(text)
+    if v < AE_POPULATION:
+        raise argparse.ArgumentTypeError(
+            f"must be at least {AE_POPULATION}, the population aging evolution first fills, got {v}"
+        )
+    return v
 
 
 def _counts(text: str) -> tuple[int, ...]:

@@ -36,7 +36,7 @@ __all__ = [
     "summary_table",
 ]
 
-DEFAULT_NAS_PREDICTORS = ("flops", "layerwise", "gcn", "fewshot")
+DEFAULT_NAS_PREDICTORS = ("flops", "layerwise", "gcn", "fewshot", "remeasured")
 DEFAULT_FEWSHOT_NS = (20,)
 AE_POPULATION = 64
 """Aging Evolution's population (Supplementary S3.1)."""

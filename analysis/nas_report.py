@@ -145,6 +145,15 @@ def _markdown(
         "most, its estimate **measured where measured, else predicted** "
         "(docs/analysis.md).\n\n",
     ]
+    if any("remeasured" in r.latency for r in results):
+        parts.append(
+            "*re-measured (noise floor)* is not a predictor: each model's latency as the "
+            "dataset's other timings of the same computation (isomorphic pruned graphs timed "
+            "apart) put it, its own measurement where there is none. It is as exact as the "
+            "device's run-to-run noise allows, so what it misses is the noise's share of "
+            "the figures above, and no predictor of a computation's cost can be expected "
+            "to miss less without measuring more.\n\n"
+        )
     if options.fewshot_accept != 0.5:
         parts.append(
             f"Few-shot estimates here accept a model at a threshold when the adapter gives it a "

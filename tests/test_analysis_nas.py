@@ -128,6 +128,16 @@ def test_nas_bad_options_are_one_line(home, tmp_path, capsys, args, message):
     assert not list(tmp_path.iterdir())
 
 
+def test_too_few_evolution_steps_is_a_usage_error(home, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        analysis_main(["nas", "--devices", BUNDLED, "--data-home", str(home), "--out",
+                       str(tmp_path), "--ae-steps", "32"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert "--ae-steps: must be at least 64, the population" in err
+    assert not list(tmp_path.iterdir())
+
+
 def _brute_cross(lat_a, lat_b, acc, grid):
     n = len(acc)
     front = [i for i in range(n) if not any(
@@ -174,3 +184,42 @@ def test_fewshot_nas_source_is_measured_where_measured(home):
     assert not skipped
     _, skipped, _ = latency_sources(frame, ["fewshot-nas-10"])
     assert "accuracy" in skipped["fewshot-nas-10"]
+
+
+def test_the_remeasured_floor_uses_other_timings_of_the_same_computation(home, tmp_path):
+    """The bundled set times one graph per pruned graph; isomorphic graphs timed apart
+    re-measure each other, and the report says the floor is no predictor."""
+    from latbench.analysis.nas_sources import latency_sources
+    from latbench.nas import isomorphism_classes
+
+    frame = latbench.load(BUNDLED, data_home=home)
+    lat, skipped, _ = latency_sources(frame, ["remeasured"])
+    assert not skipped
+    measured, floor = lat["measured"], lat["remeasured"]
+    ok = np.isfinite(measured)
+    assert np.array_equal(np.isfinite(floor), ok)
+    cls = isomorphism_classes()
+    timed = frame.set_index("arch_id")["timed_arch_id"]
+    differs = ok & (floor != measured)
+    assert differs.sum() > 1000
+    for a in np.flatnonzero(differs)[::500]:
+        others = np.flatnonzero(ok & (cls == cls[a]))
+        apart = {int(timed[o]): measured[o] for o in others if timed[o] != timed[a]}
+        assert floor[a] == pytest.approx(np.mean(list(apart.values())))
+    # one timing per computation: nothing re-measures anything
+    first = frame[frame["status"] == "ok"].assign(c=lambda d: cls[d["arch_id"].to_numpy()])
+    lone = frame[frame["arch_id"].isin(first.drop_duplicates("c")["arch_id"])]
+    _, skipped, _ = latency_sources(lone, ["remeasured"])
+    assert "no computation was timed more than once" in skipped["remeasured"]
+    # HELP and HW-NAS-Bench timed unpruned cells: isomorphic pruned graphs differ in work
+    cells = frame.copy()
+    cells.attrs["metadata"] = {**frame.attrs["metadata"], "imported_from": {"importer": "help"}}
+    _, skipped, _ = latency_sources(cells, ["remeasured"])
+    assert "unpruned cells" in skipped["remeasured"]
+    rc = analysis_main(["nas", "--devices", BUNDLED, "--data-home", str(home), "--out",
+                        str(tmp_path), "--predictors", "remeasured", "--ae-steps", "64",
+                        "--ae-seeds", "1", "--quiet"])  # fmt: skip
+    assert rc == 0
+    summary = pd.read_csv(tmp_path / "nas_summary.csv").set_index("predictor")
+    assert summary.loc["remeasured", "max_missed_accuracy"] >= 0
+    assert "noise floor" in (tmp_path / "nas.md").read_text()
