@@ -161,18 +161,13 @@ def latency_sources(
     return out, skipped, notes
 
 
-UNPRUNED_IMPORTERS = ("help", "hwnasbench")
-"""Importers of datasets that timed NAS-Bench-201's unpruned cells (HW-NAS-Bench's networks)."""
-
-
 def _remeasured(frame: pd.DataFrame, measured: np.ndarray) -> tuple[np.ndarray, str]:
     """The ``remeasured`` source and, when it cannot be formed, why. A frame without
     ``timed_arch_id`` counts each row as its own timing."""
     from latbench.nas.remeasure import isomorphism_classes, remeasured_latency
+    from latbench.predictors.data import timed_encoding
 
-    meta = frame.attrs.get("metadata", {})
-    imported = meta.get("imported_from") if isinstance(meta, dict) else None
-    if isinstance(imported, dict) and imported.get("importer") in UNPRUNED_IMPORTERS:
+    if timed_encoding(frame.attrs.get("metadata", {})) == "cell":
         # unpruned cells run their dead branches: isomorphic pruned graphs differ in work
         return measured, "the dataset timed unpruned cells, so isomorphs are not re-measurements"
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 import latbench
-from latbench.analysis.nas_sources import UNPRUNED_IMPORTERS, latency_sources
+from latbench.analysis.nas_sources import latency_sources
 from latbench.analysis.tables import write_csv
 from latbench.nas import (
     denoised_latency,
@@ -36,6 +36,7 @@ from latbench.nas import (
     remeasured_latency,
     threshold_grid,
 )
+from latbench.predictors.data import timed_encoding
 from latbench.space import N_ARCHS
 
 
@@ -54,8 +55,7 @@ def floor_rows(
     key: str, acc_full: np.ndarray, ns: list[int], seeds: int, accepts: list[float], prior
 ) -> list[dict]:
     frame = latbench.load(key)
-    imported = frame.attrs.get("metadata", {}).get("imported_from") or {}
-    if imported.get("importer") in UNPRUNED_IMPORTERS:
+    if timed_encoding(frame.attrs.get("metadata", {})) == "cell":
         print(f"{key}: timed unpruned cells, isomorphs are not re-measurements", file=sys.stderr)
         return []
     ok = (frame["status"] == "ok").to_numpy() & frame["valid"].to_numpy(dtype=bool)

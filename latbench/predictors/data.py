@@ -19,7 +19,7 @@ import pandas as pd
 
 from latbench.predictors.base import PredictorError
 
-__all__ = ["UNITS", "Split", "split_rows", "timed_encoding", "usable_rows"]
+__all__ = ["CELL_IMPORTERS", "UNITS", "Split", "split_rows", "timed_encoding", "usable_rows"]
 
 UNITS = ("models", "graphs")
 """What a split draws: architectures (the paper) or distinct pruned graphs."""
@@ -77,15 +77,21 @@ def usable_rows(
     return out
 
 
-def timed_encoding(metadata: dict) -> str:
-    """GCN encoding of the network a dataset timed: ``cell`` for HELP, else ``pruned``.
+CELL_IMPORTERS = ("help", "hwnasbench")
+"""Importers of datasets that timed NAS-Bench-201's unpruned cells (HW-NAS-Bench's networks,
+which HELP's data reuses for its shared devices)."""
 
-    HELP timed NAS-Bench-201's unpruned cells (zero ops and skips executed), so
+
+def timed_encoding(metadata: dict) -> str:
+    """GCN encoding of the network a dataset timed: ``cell`` for HELP and HW-NAS-Bench
+    imports, else ``pruned``.
+
+    They timed NAS-Bench-201's unpruned cells (zero ops and skips executed), so
     architectures that share a pruned graph differ in latency by ~12% (median) there,
     and a pruned-graph model cannot beat ~74% within +-10% even as an oracle.
     """
     imported = metadata.get("imported_from") if isinstance(metadata, dict) else None
-    if isinstance(imported, dict) and imported.get("importer") == "help":
+    if isinstance(imported, dict) and imported.get("importer") in CELL_IMPORTERS:
         return "cell"
     return "pruned"
 

@@ -22,11 +22,13 @@ from latbench.predictors.fewshot.features import FEATURE_NAMES, arch_features
 from latbench.predictors.fewshot.nasaware import NASAdapted, adapt_for_nas, nas_picks
 from latbench.predictors.fewshot.prior import (
     ADAPTER_VERSION,
+    VIEWS,
     DevicePrior,
     default_prior_path,
     load_prior,
     pretrain,
     source_matrix,
+    source_view,
 )
 from latbench.predictors.fewshot.selection import distinct_graph_archs, select_archs
 from latbench.predictors.fewshot.sequential import select_more
@@ -39,6 +41,7 @@ __all__ = [
     "DevicePrior",
     "FewShotAdapter",
     "NASAdapted",
+    "VIEWS",
     "adapt_for_nas",
     "arch_features",
     "default_prior_path",
@@ -51,5 +54,6 @@ __all__ = [
     "select_more",
     "siblings",
     "source_matrix",
+    "source_view",
     "sources_for",
 ]

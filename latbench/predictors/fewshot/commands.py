@@ -46,6 +46,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     pt.add_argument("--encoder", action="store_true",
                     help="also learn an architecture encoder over all sources (needs "
                          "TensorFlow; adapting stays numpy)")  # fmt: skip
+    pt.add_argument("--view", choices=("pruned", "timed"), default="pruned",
+                    help="how the prior sees sources that timed unpruned cells (HELP, "
+                         "HW-NAS-Bench): as their pruned networks, for targets that time "
+                         "pruned graphs as latbench-measure does (pruned, default), or as "
+                         "timed, for targets that time unpruned cells")  # fmt: skip
     pt.add_argument("--out", "-o", type=Path, required=True, help="prior file (.npz)")
     ea = sub.add_parser("evaluate-adapt", help="leave-one-device-out few-shot evaluation")
     ea.add_argument("--data-home", type=Path, help="LatBench data home (default: $LATBENCH_HOME)")
@@ -147,12 +152,12 @@ def _pretrain(args: argparse.Namespace) -> int:
             f"--sources {args.sources!r} matches {len(chosen)} available dataset(s); need 2 "
             "(import some: `latbench import help PATH`, see `latbench devices`)"
         )
-    matrix = source_matrix(chosen, args.data_home)
+    matrix = source_matrix(chosen, args.data_home, view=args.view)
     command = "latbench-predict " + " ".join(sys.argv[1:]) if sys.argv[1:] else "pretrain"
     prior = pretrain(matrix, rank=args.rank, shrink=args.shrink, meta={"command": command},
                      encoder={} if args.encoder else None)  # fmt: skip
     path = prior.save(args.out)
-    print(f"wrote {path}: {len(chosen)} sources, rank {prior.rank}, "
+    print(f"wrote {path}: {len(chosen)} sources ({args.view} view), rank {prior.rank}, "
           f"{path.stat().st_size / 1e6:.2f} MB")  # fmt: skip
     return 0
 

@@ -18,6 +18,11 @@ random N when the adapter is not run): ``flops`` (log-latency linear in log-FLOP
 the N, rescaled by a linear fit), ``gcn`` (the paper's GCN trained from scratch on the
 N; expensive, so fewer repeats); ``adapter-random`` is the adapter on N random
 architectures (the value of the design).
+
+Each target's prior sees its sources the way the target was timed
+(:func:`~latbench.predictors.fewshot.prior.source_view`): a target that timed pruned
+graphs (the release, this harness) gets sources in the ``pruned`` view, one that timed
+unpruned cells (HELP) gets them as timed; ``best-source`` draws from the same view.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import pandas as pd
 
 from latbench.predictors.base import PredictorError
 from latbench.predictors.fewshot.adapter import FewShotAdapter
-from latbench.predictors.fewshot.prior import DevicePrior, pretrain
+from latbench.predictors.fewshot.prior import DevicePrior, pretrain, source_view
 from latbench.predictors.fewshot.selection import select_archs
 from latbench.predictors.fewshot.siblings import device_class, sources_for
 
@@ -133,10 +138,13 @@ def evaluate_adapt(
     dataset that may serve as target or source. ``sources`` fixes the datasets sources
     are drawn from (default: every column; each must be in ``matrix``), so a figure does
     not move when more files are imported. ``prior`` (protocol ``shipped``, default the
-    shipped one) is adapted as is, on the targets it was not trained on. Columns: target,
-    group, class, protocol, mode, method, draw, n, repeat, spearman, within_10pct,
-    coverage_90, model, n_sources, seconds.
+    shipped one) is adapted as is, on the targets it was not trained on. ``matrix`` holds
+    the sources as timed; each target's prior sees them in the target's own view (module
+    doc; ``shipped``: the prior's). Columns: target, group, class, protocol, mode, view,
+    method, draw, n, repeat, spearman, within_10pct, coverage_90, model, n_sources, seconds.
     """
+    from latbench.predictors.data import timed_encoding
+
     if protocol not in PROTOCOLS:
         raise PredictorError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
     bad = sorted(set(methods) - set(METHODS))
@@ -164,28 +172,31 @@ def evaluate_adapt(
             raise PredictorError(f"protocol help needs HELP's meta-train sets; missing {missing}")
     lat = matrix.to_numpy(np.float64)
     logz = np.log(lat)
+    views: dict[str, pd.DataFrame] = {}
     rows: list[dict[str, Any]] = []
     priors: dict[tuple[str, ...], DevicePrior] = {}
     for t in targets:
         t0 = time.perf_counter()
         if protocol == "shipped":
             assert prior is not None
-            srcs, tprior = [s for s in prior.sources if s in keys], prior
+            srcs, tprior, view = [s for s in prior.sources if s in keys], prior, prior.view
         else:
             srcs = _sources(protocol, t, src_pool, metas, mode)
-            if tuple(srcs) not in priors:  # targets with the same sources share a prior
-                priors[tuple(srcs)] = pretrain(matrix[srcs], **dict(prior_options or {}))
-            tprior = priors[tuple(srcs)]
+            view = "pruned" if timed_encoding(metas.get(t, {})) == "pruned" else "timed"
+            if (view, *srcs) not in priors:  # targets with the same sources share a prior
+                seen = views.setdefault(view, source_view(matrix, view))
+                priors[(view, *srcs)] = pretrain(seen[srcs], **dict(prior_options or {}))
+            tprior = priors[(view, *srcs)]
         y = lat[:, keys.index(t)]
         have = np.flatnonzero(np.isfinite(y))
         from scipy.stats import rankdata
 
         rank_true = rankdata(logz[have, keys.index(t)])
         rank_true -= rank_true.mean()
-        src_cols = [keys.index(s) for s in srcs]
+        src_z = np.log(views.setdefault(view, source_view(matrix, view))[srcs].to_numpy(np.float64))
         base = {"target": t, "group": dataset_group(t, metas.get(t)),
                 "class": device_class(t, metas.get(t)), "protocol": protocol, "mode": mode,
-                "n_sources": len(tprior.sources)}  # fmt: skip
+                "view": view, "n_sources": len(tprior.sources)}  # fmt: skip
         for n in ns:
             for r in range(repeats):
                 rng = np.random.default_rng(_seed(seed, t, n, r))
@@ -214,7 +225,7 @@ def evaluate_adapt(
                     elif method == "flops":
                         pred = _flops_fit(ids, y[ids], have)
                     elif method == "best-source":
-                        pred = _best_source(logz[:, src_cols], ids, np.log(y[ids]), have)
+                        pred = _best_source(src_z, ids, np.log(y[ids]), have)
                     else:
                         pred = _gcn_fit(ids, y[ids], have, int(rng.integers(2**31)), gcn_options)
                     truth = y[have]

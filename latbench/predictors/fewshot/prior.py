@@ -55,11 +55,13 @@ __all__ = [
     "LinearSet",
     "default_prior_path",
     "load_prior",
+    "VIEWS",
     "pretrain",
     "source_matrix",
+    "source_view",
 ]
 
-ADAPTER_VERSION = "fewshot-blr-5"
+ADAPTER_VERSION = "fewshot-blr-6"
 """Names the model and file layout; recorded in priors and predicted datasets."""
 DEFAULT_PRIOR = "nb201-help-release-xeon2c.npz"
 """File name of the prior shipped in ``latbench.predictors.priors``."""
@@ -175,6 +177,11 @@ class DevicePrior:
     def rank(self) -> int:
         """Number of architecture factors ``k``."""
         return int(self.factors.shape[1])
+
+    @property
+    def view(self) -> str:
+        """How the sources were seen (:data:`VIEWS`); priors before it record none: ``timed``."""
+        return str(self.meta.get("view", "timed"))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the prior atomically to ``path`` (``.npz``, no pickle); returns the path."""
@@ -324,12 +331,51 @@ def _read_sets(
     return out
 
 
-def source_matrix(
-    keys: Sequence[str], data_home: str | os.PathLike[str] | None = None
-) -> pd.DataFrame:
-    """Latency (ms) table ``arch_id`` x ``keys`` of valid, ``status == "ok"`` rows.
+VIEWS = ("pruned", "timed")
+"""How a prior sees its sources: ``pruned`` (a source that timed unpruned cells stands for
+each architecture with its latency of the architecture's pruned-graph representative,
+:func:`~latbench.predictors.encoding.pruned_representatives`), or ``timed`` (as each
+source timed it)."""
 
-    ``attrs["metadata"]`` maps each key to its dataset's file metadata.
+
+def source_view(matrix: pd.DataFrame, view: str) -> pd.DataFrame:
+    """``matrix`` (:func:`source_matrix`) with its sources seen as ``view`` (:data:`VIEWS`).
+
+    In the ``pruned`` view every source is a function of the pruned graph, as a LatBench
+    measurement is: HELP's and HW-NAS-Bench's cells run their dead branches, and their
+    latency of the cell with the least dead work stands for every cell of that graph.
+    """
+    from latbench.predictors.data import timed_encoding
+    from latbench.predictors.encoding import pruned_representatives
+
+    if view not in VIEWS:
+        raise PredictorError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
+    if matrix.attrs.get("view", "timed") == view:
+        return matrix
+    if matrix.attrs.get("view", "timed") != "timed":
+        raise PredictorError(f"a {matrix.attrs['view']} view cannot be seen as {view}")
+    metas = matrix.attrs.get("metadata", {}) or {}
+    rep = pruned_representatives()
+    valid = rep >= 0
+    out = matrix.copy()
+    for key in out.columns:
+        if timed_encoding(metas.get(key, {})) == "cell":
+            col = out[key].to_numpy(np.float64)
+            seen = np.full(N_ARCHS, np.nan)
+            seen[valid] = col[rep[valid]]
+            out[key] = seen
+    out.attrs = {**matrix.attrs, "view": view}
+    return out
+
+
+def source_matrix(
+    keys: Sequence[str], data_home: str | os.PathLike[str] | None = None, view: str = "timed"
+) -> pd.DataFrame:
+    """Latency (ms) table ``arch_id`` x ``keys`` of valid, ``status == "ok"`` rows, the
+    sources seen as ``view`` (:func:`source_view`; default as timed).
+
+    ``attrs["metadata"]`` maps each key to its dataset's file metadata, ``attrs["view"]``
+    names the view.
     """
     from latbench.loader import load
     from latbench.predictors.encoding import valid_mask
@@ -347,7 +393,8 @@ def source_matrix(
         metas[key] = df.attrs.get("metadata", {})
     out = pd.DataFrame(cols, index=pd.RangeIndex(N_ARCHS, name="arch_id"))
     out.attrs["metadata"] = metas
-    return out
+    out.attrs["view"] = "timed"
+    return source_view(out, view)
 
 
 def _top_factors(m: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -434,6 +481,7 @@ def pretrain(
         "citations": sorted({str(m.get("citation")) for m in metas.values() if m.get("citation")}),
         "licenses": {key: str(m.get("license", "unknown")) for key, m in metas.items()},
         "source_citations": {key: str(m.get("citation", "")) for key, m in metas.items()},
+        "view": str(matrix.attrs.get("view", "timed")),
         **dict(meta or {}),
     }
     from latbench.predictors.fewshot.selection import graph_index

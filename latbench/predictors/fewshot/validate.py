@@ -109,8 +109,8 @@ def check_prior(
 
     Every array finite; ``graph`` ids in -1..15624; ``feature_std`` positive; ``cov``
     (and ``additive_cov``) symmetric positive definite; ``noise_var`` (and
-    ``additive_noise_var``) positive and finite (``load_prior`` checks ``sources``
-    before the checksum).
+    ``additive_noise_var``) positive and finite; ``view`` one of ``pruned``, ``timed``
+    (``load_prior`` checks ``sources`` before the checksum).
     """
     for name, a in arrays.items():
         if a.dtype.kind not in "fiu":
@@ -132,6 +132,8 @@ def check_prior(
             np.linalg.cholesky(c)
         except np.linalg.LinAlgError:
             raise _fail(path, f"covariance {name!r} is not positive definite") from None
+    if meta.get("view", "timed") not in ("pruned", "timed"):  # prior.VIEWS, without the cycle
+        raise _fail(path, f"header view {str(meta.get('view'))[:40]!r} is not pruned or timed")
     for name in ("noise_var", "additive_noise_var", "enc_noise_var", "encfull_noise_var"):
         v = meta.get(name)
         if v is None and name != "noise_var":
