@@ -35,7 +35,7 @@ import pandas as pd
 
 from latbench.space import N_ARCHS
 
-__all__ = ["BASE_PREDICTORS", "LABELS", "label", "latency_sources", "source_names"]
+__all__ = ["BASE_PREDICTORS", "LABELS", "label", "latency_sources", "source_names", "timings"]
 
 BASE_PREDICTORS = ("flops", "params", "layerwise", "gcn", "fewshot", "fewshot-nas", "remeasured")
 """Names ``--predictors`` accepts (``fewshot`` and ``fewshot-nas`` expand to one source per N)."""
@@ -161,9 +161,20 @@ def latency_sources(
     return out, skipped, notes
 
 
+def timings(frame: pd.DataFrame) -> np.ndarray:
+    """Per ``arch_id``, the architecture whose timing gave its latency (``timed_arch_id``;
+    -1 where the frame has no row or none recorded): the ``timing`` of
+    :func:`latbench.nas.remeasure.remeasured_latency`. A frame without ``timed_arch_id``
+    counts each row as its own timing."""
+    ids = frame["arch_id"].to_numpy(dtype=np.int64)
+    col = frame["timed_arch_id"] if "timed_arch_id" in frame.columns else frame["arch_id"]
+    out = np.full(N_ARCHS, -1, dtype=np.int64)
+    out[ids] = pd.to_numeric(col).astype("Int64").fillna(-1).to_numpy(dtype=np.int64)
+    return out
+
+
 def _remeasured(frame: pd.DataFrame, measured: np.ndarray) -> tuple[np.ndarray, str]:
-    """The ``remeasured`` source and, when it cannot be formed, why. A frame without
-    ``timed_arch_id`` counts each row as its own timing."""
+    """The ``remeasured`` source and, when it cannot be formed, why (:func:`timings`)."""
     from latbench.nas.remeasure import isomorphism_classes, remeasured_latency
     from latbench.predictors.data import timed_encoding
 
@@ -171,10 +182,11 @@ def _remeasured(frame: pd.DataFrame, measured: np.ndarray) -> tuple[np.ndarray, 
         # unpruned cells run their dead branches: isomorphic pruned graphs differ in work
         return measured, "the dataset timed unpruned cells, so isomorphs are not re-measurements"
 
-    ids = frame["arch_id"].to_numpy(dtype=np.int64)
-    col = frame["timed_arch_id"] if "timed_arch_id" in frame.columns else frame["arch_id"]
-    timing = np.full(N_ARCHS, -1, dtype=np.int64)
-    timing[ids] = pd.to_numeric(col).astype("Int64").fillna(-1).to_numpy(dtype=np.int64)
+    timing = timings(frame)
+    if not np.isfinite(measured).any():
+        return measured, "the dataset has no measured rows"
+    if not (timing[np.isfinite(measured)] >= 0).any():
+        return measured, "the dataset records no timed_arch_id for its measured rows"
     est = remeasured_latency(measured, timing, isomorphism_classes())
     if not np.isfinite(est).any():
         return est, "no computation was timed more than once (no isomorphic graphs timed apart)"

@@ -11,8 +11,9 @@ additive model's ceiling is higher, the log-linear model's curvature is the limi
 
 Each target's sources are seen in the view its own timing matches (pruned graphs:
 ``pruned``; HELP's unpruned cells: as timed), as in ``evaluate-adapt``. With
-``--prior FILE`` that prior's design is used as is for every target instead (the
-``shipped`` protocol's ceiling). Rows give the share within ±10 % and Spearman's rho.
+``--prior FILE`` that prior's design is used as is instead, for every target not among
+its sources (the ``shipped`` protocol's ceiling). Rows give the share within ±10 % and
+Spearman's rho.
 
 Run:  LATBENCH_HOME=... python benchmarks/fewshot_ceilings.py [--targets 'help-*,jetson*']
       [--prior no-release.npz] [--json benchmarks/results/fewshot_ceilings.json]
@@ -61,6 +62,7 @@ def ceilings(targets: str = "*", prior_path: str | None = None) -> list[dict[str
     lat = matrix.to_numpy(np.float64)
     rows = []
     given = load_prior(prior_path) if prior_path else None
+    seen = {"timed": matrix, "pruned": source_view(matrix, "pruned")}
     for t in match_keys(targets, keys):
         if given is not None:
             if t in given.sources:
@@ -71,7 +73,7 @@ def ceilings(targets: str = "*", prior_path: str | None = None) -> list[dict[str
             if len(srcs) < 2:
                 continue
             view = "pruned" if timed_encoding(metas.get(t, {})) == "pruned" else "timed"
-            prior = pretrain(source_view(matrix, view)[srcs])
+            prior = pretrain(seen[view][srcs])
         y = lat[:, keys.index(t)]
         have = np.isfinite(y)
         a = prior.design[have]

@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 
 import latbench
-from latbench.analysis.nas_sources import latency_sources
+from latbench.analysis.nas_sources import latency_sources, timings
 from latbench.analysis.tables import write_csv
+from latbench.cli import spearman
 from latbench.nas import (
     denoised_latency,
     isomorphism_classes,
@@ -36,14 +37,10 @@ from latbench.nas import (
     remeasured_latency,
     threshold_grid,
 )
+from latbench.predictors import usable_rows
 from latbench.predictors.data import timed_encoding
+from latbench.predictors.metrics import within
 from latbench.space import N_ARCHS
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra = pd.Series(a).rank().to_numpy()
-    rb = pd.Series(b).rank().to_numpy()
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def _miss(acc: np.ndarray, truth: np.ndarray, est: np.ndarray) -> tuple[float, float]:
@@ -58,12 +55,10 @@ def floor_rows(
     if timed_encoding(frame.attrs.get("metadata", {})) == "cell":
         print(f"{key}: timed unpruned cells, isomorphs are not re-measurements", file=sys.stderr)
         return []
-    ok = (frame["status"] == "ok").to_numpy() & frame["valid"].to_numpy(dtype=bool)
+    usable = usable_rows(frame)
     lat = np.full(N_ARCHS, np.nan)
-    ids = frame["arch_id"].to_numpy()
-    lat[ids[ok]] = frame["latency_ms"].to_numpy(dtype=float)[ok]
-    timing = np.full(N_ARCHS, -1, dtype=np.int64)
-    timing[ids] = frame["timed_arch_id"].astype("Int64").fillna(-1).to_numpy(dtype=np.int64)
+    lat[usable["arch_id"].to_numpy()] = usable["latency_ms"].to_numpy(dtype=float)
+    timing = timings(frame)
     cls = isomorphism_classes()
     re = remeasured_latency(lat, timing, cls)
     den = denoised_latency(lat, timing, cls)
@@ -77,8 +72,8 @@ def floor_rows(
         calm = _miss(acc_full[keep], den[keep], filled[keep])
         rows.append(base | {
             "estimate": "remeasured", "seed": np.nan, "accept": np.nan,
-            "spearman": _spearman(re[twins], lat[twins]),
-            "within_10pct": float(np.mean(np.abs(re[twins] / lat[twins] - 1) <= 0.1)),
+            "spearman": spearman(pd.Series(re[twins]), pd.Series(lat[twins])),
+            "within_10pct": within(lat[twins], re[twins], 10),
             "median_rel_diff": float(np.median(np.abs(re[twins] / lat[twins] - 1))),
             "max_missed_raw": raw[0], "mean_missed_raw": raw[1],
             "max_missed_denoised": calm[0], "mean_missed_denoised": calm[1],
@@ -118,12 +113,15 @@ def main() -> int:
     acc_full = table["accuracy"].where(table["valid"]).to_numpy(dtype=float)
     rows = [r for k in a.devices.split(",") for r in
             floor_rows(k, acc_full, ns, a.seeds, accepts, a.prior)]  # fmt: skip
+    if not rows:
+        print("no device gave a row (all timed unpruned cells?); nothing written", file=sys.stderr)
+        return 1
     res = pd.DataFrame(rows)
     write_csv(res, a.out)
     floor = res[res["estimate"] == "remeasured"]
     cols = ["device", "with_twin", "spearman", "within_10pct", "median_rel_diff",
             "max_missed_raw", "max_missed_denoised"]  # fmt: skip
-    print(floor[cols].round(3).to_string(index=False))
+    print(floor.reindex(columns=cols).round(3).to_string(index=False))
     few = res[res["estimate"] != "remeasured"]
     if len(few):
         by = few.groupby(["device", "estimate", "accept"], sort=False)

@@ -81,8 +81,7 @@ def remeasured_latency(latency: ArrayLike, timing: ArrayLike, classes: ArrayLike
     u = unit[has]
     c = ucls[u]
     others = count[c] - 1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out[has] = np.where(others > 0, (total[c] - ulat[u]) / np.maximum(others, 1), np.nan)
+    out[has] = np.where(others > 0, (total[c] - ulat[u]) / np.maximum(others, 1), np.nan)
     return out
 
 

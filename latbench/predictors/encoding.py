@@ -19,7 +19,6 @@ __all__ = [
     "gcn_inputs",
     "layer_count_matrix",
     "pruned_graph_index",
-    "pruned_representatives",
     "valid_mask",
 ]
 
@@ -53,25 +52,6 @@ def pruned_graph_index() -> np.ndarray:
     rank[np.argsort(first, kind="stable")] = np.arange(len(first))
     out = np.full(N_ARCHS, -1, dtype=np.int64)
     out[valid] = rank[inverse.ravel()]
-    out.setflags(write=False)
-    return out
-
-
-@cache
-def pruned_representatives() -> np.ndarray:
-    """Per ``arch_id``, the architecture of its pruned graph with the least dead work:
-    the one with the most ``none`` ops (then the lowest ``arch_id``); -1 for invalid.
-
-    Read-only. A source that timed unpruned cells (HELP) runs the dead branches of a
-    cell; its latency of the representative is its best estimate of the pruned network's.
-    """
-    graph = pruned_graph_index()
-    nones = (_vectors() == 0).sum(axis=1)
-    ids = np.flatnonzero(graph >= 0)
-    order = ids[np.lexsort((ids, -nones[ids], graph[ids]))]  # by graph, most nones, arch_id
-    first = order[np.r_[True, np.diff(graph[order]) != 0]]
-    out = np.full(N_ARCHS, -1, dtype=np.int64)
-    out[ids] = first[graph[ids]]
     out.setflags(write=False)
     return out
 

@@ -34,6 +34,8 @@ and the bundled datasets (CC-BY-4.0)."""
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add the two few-shot subcommands to ``latbench-predict``'s subparsers."""
+    from latbench.predictors.fewshot.prior import VIEWS
+
     pt = sub.add_parser("pretrain", help="learn a few-shot prior from source datasets")
     pt.add_argument("--sources", default="*",
                     help="comma list of dataset keys or globs (default: every available "
@@ -46,7 +48,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     pt.add_argument("--encoder", action="store_true",
                     help="also learn an architecture encoder over all sources (needs "
                          "TensorFlow; adapting stays numpy)")  # fmt: skip
-    pt.add_argument("--view", choices=("pruned", "timed"), default="pruned",
+    pt.add_argument("--view", choices=VIEWS, default="pruned",
                     help="how the prior sees sources that timed unpruned cells (HELP, "
                          "HW-NAS-Bench): as their pruned networks, for targets that time "
                          "pruned graphs as latbench-measure does (pruned, default), or as "

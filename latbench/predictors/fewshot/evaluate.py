@@ -173,6 +173,12 @@ def evaluate_adapt(
     lat = matrix.to_numpy(np.float64)
     logz = np.log(lat)
     views: dict[str, pd.DataFrame] = {}
+
+    def seen(view: str) -> pd.DataFrame:  # each view is built once
+        if view not in views:
+            views[view] = source_view(matrix, view)
+        return views[view]
+
     rows: list[dict[str, Any]] = []
     priors: dict[tuple[str, ...], DevicePrior] = {}
     for t in targets:
@@ -184,8 +190,7 @@ def evaluate_adapt(
             srcs = _sources(protocol, t, src_pool, metas, mode)
             view = "pruned" if timed_encoding(metas.get(t, {})) == "pruned" else "timed"
             if (view, *srcs) not in priors:  # targets with the same sources share a prior
-                seen = views.setdefault(view, source_view(matrix, view))
-                priors[(view, *srcs)] = pretrain(seen[srcs], **dict(prior_options or {}))
+                priors[(view, *srcs)] = pretrain(seen(view)[srcs], **dict(prior_options or {}))
             tprior = priors[(view, *srcs)]
         y = lat[:, keys.index(t)]
         have = np.flatnonzero(np.isfinite(y))
@@ -193,7 +198,7 @@ def evaluate_adapt(
 
         rank_true = rankdata(logz[have, keys.index(t)])
         rank_true -= rank_true.mean()
-        src_z = np.log(views.setdefault(view, source_view(matrix, view))[srcs].to_numpy(np.float64))
+        src_z = np.log(seen(view)[srcs].to_numpy(np.float64))
         base = {"target": t, "group": dataset_group(t, metas.get(t)),
                 "class": device_class(t, metas.get(t)), "protocol": protocol, "mode": mode,
                 "view": view, "n_sources": len(tprior.sources)}  # fmt: skip

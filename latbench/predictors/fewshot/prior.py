@@ -45,7 +45,12 @@ import numpy as np
 import pandas as pd
 
 from latbench.predictors.base import PredictorError
-from latbench.predictors.fewshot.validate import MAX_MEMBERS, check_member, check_prior
+from latbench.predictors.fewshot.validate import (
+    MAX_MEMBERS,
+    VIEWS,
+    check_member,
+    check_prior,
+)
 from latbench.space import N_ARCHS
 
 __all__ = [
@@ -331,22 +336,16 @@ def _read_sets(
     return out
 
 
-VIEWS = ("pruned", "timed")
-"""How a prior sees its sources: ``pruned`` (a source that timed unpruned cells stands for
-each architecture with its latency of the architecture's pruned-graph representative,
-:func:`~latbench.predictors.encoding.pruned_representatives`), or ``timed`` (as each
-source timed it)."""
-
-
 def source_view(matrix: pd.DataFrame, view: str) -> pd.DataFrame:
     """``matrix`` (:func:`source_matrix`) with its sources seen as ``view`` (:data:`VIEWS`).
 
     In the ``pruned`` view every source is a function of the pruned graph, as a LatBench
-    measurement is: HELP's and HW-NAS-Bench's cells run their dead branches, and their
-    latency of the cell with the least dead work stands for every cell of that graph.
+    measurement is: HELP's and HW-NAS-Bench's cells run their dead branches (a ``none``
+    edge multiplies by zero), so such a source stands for every cell of a pruned graph
+    with the least latency it measured among them, the cell with the least dead work.
     """
     from latbench.predictors.data import timed_encoding
-    from latbench.predictors.encoding import pruned_representatives
+    from latbench.predictors.encoding import pruned_graph_index
 
     if view not in VIEWS:
         raise PredictorError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
@@ -354,16 +353,22 @@ def source_view(matrix: pd.DataFrame, view: str) -> pd.DataFrame:
         return matrix
     if matrix.attrs.get("view", "timed") != "timed":
         raise PredictorError(f"a {matrix.attrs['view']} view cannot be seen as {view}")
+    if len(matrix) != N_ARCHS:  # rows are looked up by arch_id
+        raise PredictorError(f"a source matrix has one row per architecture, got {len(matrix)}")
     metas = matrix.attrs.get("metadata", {}) or {}
-    rep = pruned_representatives()
-    valid = rep >= 0
+    graph = pruned_graph_index()
+    valid = graph >= 0
+    n_graphs = int(graph.max()) + 1
     out = matrix.copy()
     for key in out.columns:
         if timed_encoding(metas.get(key, {})) == "cell":
             col = out[key].to_numpy(np.float64)
-            seen = np.full(N_ARCHS, np.nan)
-            seen[valid] = col[rep[valid]]
-            out[key] = seen
+            least = np.full(n_graphs, np.inf)
+            seen = valid & np.isfinite(col)
+            np.minimum.at(least, graph[seen], col[seen])
+            view_col = np.full(N_ARCHS, np.nan)
+            view_col[valid] = np.where(np.isfinite(least), least, np.nan)[graph[valid]]
+            out[key] = view_col
     out.attrs = {**matrix.attrs, "view": view}
     return out
 

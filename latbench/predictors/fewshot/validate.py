@@ -22,12 +22,17 @@ import numpy as np
 from latbench.predictors.base import PredictorError
 from latbench.space import N_ARCHS
 
-__all__ = ["MAX_MEMBERS", "MAX_MEMBER_BYTES", "check_member", "check_prior"]
+__all__ = ["MAX_MEMBERS", "MAX_MEMBER_BYTES", "VIEWS", "check_member", "check_prior"]
 
 MAX_MEMBER_BYTES = 64 << 20
 """Largest decoded member (real priors: the factors, ~0.5 MB)."""
 MAX_MEMBERS = 32
 """Most members (11 without an encoder; with one, 7 sets' arrays and 2 per layer pair)."""
+VIEWS = ("pruned", "timed")
+"""How a prior sees its sources (:func:`latbench.predictors.fewshot.prior.source_view`):
+``pruned`` (a source that timed unpruned cells stands for each architecture with the
+least latency it measured among the cells of the architecture's pruned graph), or
+``timed`` (as each source timed it)."""
 _MAX_META_BYTES = 1 << 20
 _MAX_COLUMNS = 256  # factors k, features p and weight dimensions are far smaller
 _MAX_SOURCES = 4096
@@ -132,7 +137,7 @@ def check_prior(
             np.linalg.cholesky(c)
         except np.linalg.LinAlgError:
             raise _fail(path, f"covariance {name!r} is not positive definite") from None
-    if meta.get("view", "timed") not in ("pruned", "timed"):  # prior.VIEWS, without the cycle
+    if meta.get("view", "timed") not in VIEWS:
         raise _fail(path, f"header view {str(meta.get('view'))[:40]!r} is not pruned or timed")
     for name in ("noise_var", "additive_noise_var", "enc_noise_var", "encfull_noise_var"):
         v = meta.get(name)
