@@ -59,7 +59,7 @@ def timing_units(
         raise ValueError(f"{lat.size} latencies, {tim.size} timings, {cls.size} classes")
     ok = np.isfinite(lat) & (cls >= 0) & (tim >= 0)
     unit = np.full(lat.size, -1, dtype=np.int64)
-    keys, first, inverse = np.unique(tim[ok], return_index=True, return_inverse=True)
+    _, first, inverse = np.unique(tim[ok], return_index=True, return_inverse=True)
     unit[ok] = inverse.ravel()
     rows = np.flatnonzero(ok)[first]
     return unit, cls[rows], lat[rows]

@@ -56,11 +56,11 @@ from latbench.space import N_ARCHS
 __all__ = [
     "ADAPTER_VERSION",
     "DEFAULT_PRIOR",
+    "VIEWS",
     "DevicePrior",
     "LinearSet",
     "default_prior_path",
     "load_prior",
-    "VIEWS",
     "pretrain",
     "source_matrix",
     "source_view",
