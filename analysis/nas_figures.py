@@ -104,8 +104,10 @@ def figure3(r: DeviceNAS, accuracy_name: str, sources: list[str] | None = None) 
                            edgecolors=colour, linewidths=0.9,
                            label=f"Pareto-optimal on {label(pred)}")  # fmt: skip
                 ax.set_ylim(ylim)
-                what = ("measured" if space == "measured" else f"{label(pred)} estimated"
-                        if pred.startswith("fewshot-nas-") else f"{label(pred)} predicted")  # fmt: skip
+                # measured-where-measured and the device's re-measurements are no predictions
+                guessed = not (pred.startswith("fewshot-nas-") or pred == "remeasured")
+                what = ("measured" if space == "measured"
+                        else f"{label(pred)} {'predicted' if guessed else 'estimated'}")  # fmt: skip
                 ax.set_xlabel(f"{what} latency [ms]")
                 ax.set_ylabel(f"{accuracy_name} accuracy [%]")
                 ax.legend(loc="lower right", fontsize=6)

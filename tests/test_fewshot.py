@@ -519,6 +519,16 @@ def test_pretrain_cli_on_bundled_data(tmp_path, capsys):
     assert main(["pretrain", "--sources", "xeon2c-*", "--rank", "2", "-o", str(out)]) == 0
     got = set(load_prior(out).sources)
     assert got == {"xeon2c-onnxruntime-fp32", "xeon2c-tf-fp32", "xeon2c-tflite-fp32"}
+    assert load_prior(out).view == "pruned" and "(pruned view)" in capsys.readouterr().out
+    timed = tmp_path / "t.npz"
+    assert main(["pretrain", "--sources", "xeon2c-*", "--rank", "2", "--view", "timed",
+                 "-o", str(timed)]) == 0  # fmt: skip
+    # no source timed unpruned cells here, so the two views agree
+    np.testing.assert_array_equal(load_prior(timed).factors, load_prior(out).factors)
+    assert load_prior(timed).view == "timed"
+    with pytest.raises(SystemExit) as e:
+        main(["pretrain", "--sources", "xeon2c-*", "--view", "sideways", "-o", str(timed)])
+    assert e.value.code == 2 and "invalid choice: 'sideways'" in capsys.readouterr().err
     capsys.readouterr()
     assert main(["pretrain", "--sources", "nothing-*", "-o", str(tmp_path / "q.npz")]) == 2
     err = capsys.readouterr().err
