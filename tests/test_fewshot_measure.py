@@ -36,6 +36,7 @@ def test_adapt_end_to_end_matches_bundled_measurements(tmp_path):
     meta = pred.attrs["metadata"]
     assert sorted(meta["measured_arch_ids"]) == sorted(measured.arch_id.tolist())
     assert meta["adapter_version"] and meta["prior_sources"] and meta["measured_dataset"]
+    assert meta["prior_view"] == "pruned"  # the shipped prior sees HELP as pruned networks
     assert int(pred["measured"].sum()) == 10 and len(pred) == 15625
     invalid = ~pred["valid"]
     assert invalid.sum() == 341 and pred.loc[invalid, "latency_pred_ms"].isna().all()

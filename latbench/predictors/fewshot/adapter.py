@@ -168,6 +168,7 @@ class AdaptedDevice:
             "prior_sources": list(self.prior.sources),
             "prior_created": self.prior.meta.get("created"),
             "prior_sha256": self.prior.meta.get("sha256"),
+            "prior_view": self.prior.view,
             "measured_arch_ids": [int(i) for i in self.measured],
             "measured_latency_ms": [float(v) for v in self.measured_ms],
             "noise_var": float(self.noise_var),
