@@ -151,7 +151,7 @@ def _markdown(
             "dataset's other timings of the same computation (isomorphic pruned graphs timed "
             "apart) put it, its own measurement where there is none. It is as exact as the "
             "device's run-to-run noise allows, so what it misses is the noise's share of "
-            "the figures above, and no predictor of a computation's cost can be expected "
+            "every estimate's misses, and no predictor of a computation's cost can be expected "
             "to miss less without measuring more.\n\n"
         )
     if options.fewshot_accept != 0.5:
