@@ -27,23 +27,19 @@ import sys
 import warnings
 
 import numpy as np
+import pandas as pd
+
+from latbench.cli import spearman
 
 
 def _share(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.abs(pred - y) <= 0.1 * y))
 
 
-def _rho(pred: np.ndarray, y: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(pred, y)[0])
-
-
 def ceilings(targets: str = "*", prior_path: str | None = None) -> list[dict[str, object]]:
     """One row per target: its share within ±10 % and Spearman under each model fitted
     to all rows."""
     from latbench.loader import devices
-    from latbench.predictors.data import timed_encoding
     from latbench.predictors.fewshot import (
         load_prior,
         pretrain,
@@ -52,6 +48,7 @@ def ceilings(targets: str = "*", prior_path: str | None = None) -> list[dict[str
         sources_for,
     )
     from latbench.predictors.fewshot.commands import match_keys
+    from latbench.predictors.fewshot.prior import view_for
 
     d = devices()
     keys = d.loc[d["available"], "key"].tolist()
@@ -72,8 +69,7 @@ def ceilings(targets: str = "*", prior_path: str | None = None) -> list[dict[str
             srcs = sources_for(t, keys, metas, "chip")
             if len(srcs) < 2:
                 continue
-            view = "pruned" if timed_encoding(metas.get(t, {})) == "pruned" else "timed"
-            prior = pretrain(seen[view][srcs])
+            prior = pretrain(seen[view_for(metas.get(t))][srcs])
         y = lat[:, keys.index(t)]
         have = np.isfinite(y)
         a = prior.design[have]
@@ -84,8 +80,8 @@ def ceilings(targets: str = "*", prior_path: str | None = None) -> list[dict[str
             "target": t, "archs": int(have.sum()), "sources": len(srcs),
             "log_linear": _share(np.exp(a @ w), y[have]),
             "additive": _share(f @ b, y[have]),
-            "log_linear_spearman": _rho(a @ w, y[have]),
-            "additive_spearman": _rho(f @ b, y[have]),
+            "log_linear_spearman": spearman(pd.Series(a @ w), pd.Series(y[have])),
+            "additive_spearman": spearman(pd.Series(f @ b), pd.Series(y[have])),
         })  # fmt: skip
         r = rows[-1]
         print(f"{t:30s} {r['log_linear']:.3f} {r['additive']:.3f}   "

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import refdata
+from hostile import with_header
 from scipy.stats import spearmanr
 
 import latbench
@@ -296,16 +297,9 @@ def test_prior_round_trip_and_tamper_detection(prior, tmp_path):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(PredictorError, match="checksum"):
         load_prior(tmp_path / "bad.npz")
-    import json
-
-    with np.load(path) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    meta = json.loads(str(arrays["meta"][()]))
-    meta["additive_noise_var"] = "abc"  # the header is not under the arrays' checksum
-    arrays["meta"] = np.array(json.dumps(meta))
-    np.savez(tmp_path / "hdr.npz", **arrays)
+    hostile = with_header(path, tmp_path / "hdr.npz", additive_noise_var="abc")
     with pytest.raises(PredictorError, match="not numbers"):
-        load_prior(tmp_path / "hdr.npz")
+        load_prior(hostile)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(PredictorError, match="not a LatBench"):
         load_prior(tmp_path / "junk.npz")

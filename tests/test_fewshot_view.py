@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
+from hostile import with_header
 from scipy.stats import spearmanr
 
 from latbench.predictors import PredictorError
@@ -60,14 +59,9 @@ def test_a_prior_records_its_view_and_refuses_a_hostile_one(tmp_path):
     assert pretrain(m, rank=2).view == "timed"
     path = prior.save(tmp_path / "p.npz")
     assert load_prior(path).view == "pruned"
-    with np.load(path) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    meta = json.loads(str(arrays["meta"][()]))
-    meta["view"] = "sideways"  # the header is not under the arrays' checksum
-    arrays["meta"] = np.array(json.dumps(meta))
-    np.savez(tmp_path / "hdr.npz", **arrays)
+    hostile = with_header(path, tmp_path / "hdr.npz", view="sideways")
     with pytest.raises(PredictorError, match="header view 'sideways' is not pruned or timed"):
-        load_prior(tmp_path / "hdr.npz")
+        load_prior(hostile)
 
 
 def test_evaluation_gives_each_target_the_view_it_was_timed_in():

@@ -65,6 +65,16 @@ def test_a_copy_of_one_timing_is_not_a_remeasurement():
     assert np.isnan(alone).all()
 
 
+def test_nothing_usable_gives_nan_not_an_error():
+    lat = np.array([np.nan, 2.0, 3.0])
+    cls = np.array([0, -1, 0])  # one without latency, one invalid, one alone
+    for f in (remeasured_latency, denoised_latency):
+        got = f(lat, np.array([0, 1, 2]), cls)
+        assert got.shape == (3,) and np.isnan(got[:2]).all()
+        assert np.isnan(f(np.array([]), np.array([]), np.array([]))).size == 0
+    assert denoised_latency(lat, np.array([0, 1, 2]), cls)[2] == 3.0
+
+
 def test_mismatched_inputs_are_refused():
     with pytest.raises(ValueError, match="3 latencies, 2 timings"):
         remeasured_latency(np.ones(3), np.ones(2), np.ones(3))

@@ -89,14 +89,16 @@ def denoised_latency(latency: ArrayLike, timing: ArrayLike, classes: ArrayLike) 
     """Per architecture, the median latency over all timings of its isomorphism class
     (its own included; NaN where it has no latency)."""
     unit, ucls, ulat = timing_units(latency, timing, classes)
+    out = np.full(unit.size, np.nan)
+    if ucls.size == 0:
+        return out
     order = np.lexsort((ulat, ucls))
     sc, sl = ucls[order], ulat[order]
     starts = np.r_[0, np.flatnonzero(np.diff(sc)) + 1]
     ends = np.r_[starts[1:], sc.size]
-    med = np.full(int(sc.max()) + 1 if sc.size else 0, np.nan)
+    med = np.full(int(sc.max()) + 1, np.nan)
     lo, hi = starts + (ends - starts - 1) // 2, starts + (ends - starts) // 2
     med[sc[starts]] = (sl[lo] + sl[hi]) / 2
-    out = np.full(unit.size, np.nan)
     has = unit >= 0
     out[has] = med[ucls[unit[has]]]
     return out

@@ -37,7 +37,7 @@ import pandas as pd
 
 from latbench.predictors.base import PredictorError
 from latbench.predictors.fewshot.adapter import FewShotAdapter
-from latbench.predictors.fewshot.prior import DevicePrior, pretrain, source_view
+from latbench.predictors.fewshot.prior import DevicePrior, pretrain, source_view, view_for
 from latbench.predictors.fewshot.selection import select_archs
 from latbench.predictors.fewshot.siblings import device_class, sources_for
 
@@ -143,8 +143,6 @@ def evaluate_adapt(
     doc; ``shipped``: the prior's). Columns: target, group, class, protocol, mode, view,
     method, draw, n, repeat, spearman, within_10pct, coverage_90, model, n_sources, seconds.
     """
-    from latbench.predictors.data import timed_encoding
-
     if protocol not in PROTOCOLS:
         raise PredictorError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
     bad = sorted(set(methods) - set(METHODS))
@@ -188,7 +186,7 @@ def evaluate_adapt(
             srcs, tprior, view = [s for s in prior.sources if s in keys], prior, prior.view
         else:
             srcs = _sources(protocol, t, src_pool, metas, mode)
-            view = "pruned" if timed_encoding(metas.get(t, {})) == "pruned" else "timed"
+            view = view_for(metas.get(t))
             if (view, *srcs) not in priors:  # targets with the same sources share a prior
                 priors[(view, *srcs)] = pretrain(seen(view)[srcs], **dict(prior_options or {}))
             tprior = priors[(view, *srcs)]

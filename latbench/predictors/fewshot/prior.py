@@ -64,6 +64,7 @@ __all__ = [
     "pretrain",
     "source_matrix",
     "source_view",
+    "view_for",
 ]
 
 ADAPTER_VERSION = "fewshot-blr-6"
@@ -334,6 +335,14 @@ def _read_sets(
             raise PredictorError(f"{path}: header {name}_noise_var is not a positive finite number")
         out[name] = LinearSet(m, c, w, float(noise))
     return out
+
+
+def view_for(metadata: Mapping[str, Any] | None) -> str:
+    """The view (:data:`VIEWS`) in which a target with this file metadata should see its
+    sources: the way it was timed itself (``pruned`` unless it timed unpruned cells)."""
+    from latbench.predictors.data import timed_encoding
+
+    return "timed" if timed_encoding(dict(metadata or {})) == "cell" else "pruned"
 
 
 def source_view(matrix: pd.DataFrame, view: str) -> pd.DataFrame:
