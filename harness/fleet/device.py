@@ -26,8 +26,9 @@ DEVICE_BUILT = ("trt-engine",)
 """Build-format prefixes built on the device's own node (an engine is tied to its GPU)."""
 
 SLOWDOWN_ENV = "LATBENCH_FLEET_SLOWDOWN"
-"""Test hook, read by the driver: ``<device id>=<factor>[,...]`` makes that device spin
-``factor - 1`` times each run's duration after every run, i.e. really run slower."""
+"""Test hook, read by the driver: ``<device id>=<factor>[,...]`` makes that device wait
+``factor - 1`` times each run's duration after every run, inside the timing, i.e. really
+run slower (sleeping, so it takes no core from the host's other devices)."""
 
 
 def slowdown_for(device_id: str, spec: str | None = None) -> float:
@@ -93,6 +94,12 @@ def _slowed(fn: Any, factor: float) -> Any:
         t0 = clock()
         fn()
         until = clock() + int((clock() - t0) * extra)
+        # sleep, then spin only the last 0.1 ms: a slow device is slow on its own
+        # hardware; spinning the whole time would take a shared host's core from the
+        # other devices and slow them too (test fleets share one host)
+        rest = until - clock() - 100_000
+        if rest > 0:
+            time.sleep(rest / 1e9)
         while clock() < until:
             pass
 
