@@ -24,8 +24,8 @@ the device's geometric-mean latency (from the log-linear fit). Exact for simulat
 accelerators (Eyeriss, FPGA in HW-NAS-Bench) and close for GPUs and NPUs, where the
 log-linear model's curvature costs accuracy.
 
-With ``model="auto"`` (the default) and at least as many measurements as the additive
-model has weights (10), the model of smaller
+With ``model="auto"`` (the default) and at least 10 measurements (the additive model's
+weights before the path features; its prior holds the four more), the model of smaller
 leave-one-out squared log error on the measured rows is used (each left-out fit
 refits everything). The band is the central ``level`` interval of the predictive
 normal in log space, its standard deviation scaled by ``band_scale``: the root mean
@@ -233,6 +233,11 @@ _ADDITIVE_NOISE_GRID = (1 / 64, 1 / 16, 0.25, 1.0, 4.0, 16.0, 64.0)
 _T_NU = 4.0
 _T_ITERS = 10
 _ADDITIVE_WIDTHS = (1.0, 10.0, 100.0)
+_ADDITIVE_MIN = 10
+"""Fewest measurements at which the additive model enters the leave-one-out choice
+(fewer if it has fewer weights): version 6's entry point, kept when version 7's path
+features raised its weights to 14 (entering only at 14 cost Spearman at N = 10 on the
+release devices, docs/predictors.md)."""
 _SIMPLE_MIN = 4
 """Fewest measurements at which the simple models enter the leave-one-out choice."""
 _LOG_FLOPS = 0
@@ -313,7 +318,7 @@ class FewShotAdapter:
             raise PredictorError(f"arch_id {int(bad[0])} is invalid (no latency to learn from)")
         models = ["log-linear"] if self.model == "auto" else [self.model]
         am = self.prior.additive_mean
-        can_add = am is not None and len(ids) >= len(am)  # LOO of fewer is noise
+        can_add = am is not None and len(ids) >= min(len(am), _ADDITIVE_MIN)
         if self.model == "auto" and can_add:
             models.append("additive")
         if self.model == "auto" and len(ids) >= 3:

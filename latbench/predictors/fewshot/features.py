@@ -1,12 +1,16 @@
 """Architecture features the few-shot adapter regresses on besides the device factors.
 
-Eleven columns per ``arch_id``, all of the pruned network (docs/design.md §3-§4) or of the
-cell's six op labels: log FLOPs, log params, the cell's count of each non-zero op
+Fifteen columns per ``arch_id``, all of the pruned network (docs/design.md §3-§4) or of
+the cell's six op labels: log FLOPs, log params, the cell's count of each non-zero op
 (skip, conv1x1, conv3x3, avgpool), the pruned graph's surviving conv1x1, conv3x3 and
-avgpool nodes, its edges and its multi-input adds. They let the prior express what
-the source devices' factors miss (per-op cost on a pruned-graph target). The nine
-counts are also the terms of the additive cost model (latency, not its log, as a sum
-of per-op costs), exact for simulated accelerators and close for many real targets.
+avgpool nodes, its edges and its multi-input adds, and its path features: the most
+conv1x1, conv3x3 and avgpool nodes on any one input-to-output path, and the most op
+nodes on one (the depth). They let the prior express what the source devices' factors
+miss: per-op cost on a pruned-graph target, and, where a runtime runs the cell's
+branches concurrently, the cost of the longest branch rather than of all of them
+(adapter version 7). The op and path counts are also the terms of the additive cost
+model (latency, not its log, as a sum of per-op costs), exact for simulated
+accelerators and close for many real targets.
 """
 
 from __future__ import annotations
@@ -15,7 +19,13 @@ from functools import cache
 
 import numpy as np
 
-__all__ = ["ADDITIVE_NAMES", "FEATURE_NAMES", "arch_features"]
+__all__ = [
+    "ADDITIVE_NAMES",
+    "FEATURE_NAMES",
+    "LEGACY_ADDITIVE_NAMES",
+    "arch_features",
+    "feature_names",
+]
 
 FEATURE_NAMES = (
     "log_flops",
@@ -29,10 +39,28 @@ FEATURE_NAMES = (
     "pruned_avgpool",
     "pruned_edges",
     "pruned_adds",
+    "path_conv1x1",
+    "path_conv3x3",
+    "path_avgpool",
+    "path_depth",
 )
-ADDITIVE_COLUMNS = tuple(range(2, len(FEATURE_NAMES)))
-"""Columns of :data:`FEATURE_NAMES` that are op counts: the additive cost model's terms."""
-ADDITIVE_NAMES = tuple(FEATURE_NAMES[i] for i in ADDITIVE_COLUMNS)
+ADDITIVE_NAMES = FEATURE_NAMES[2:]
+"""Features that are op counts: the additive cost model's terms."""
+LEGACY_ADDITIVE_NAMES = FEATURE_NAMES[2:11]
+"""The additive terms of priors made before adapter version 7 (they record none)."""
+_OPS = ("conv1x1", "conv3x3", "avgpool3x3")
+_PATH_NAMES = FEATURE_NAMES[11:]
+
+
+def feature_names(view: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The features and additive terms of a prior whose sources are seen in ``view``.
+
+    The path features describe the pruned graph's branches; a source that timed the
+    unpruned cell (view ``timed``) ran every edge, so its prior goes without them.
+    """
+    if view == "pruned":
+        return FEATURE_NAMES, ADDITIVE_NAMES
+    return FEATURE_NAMES[:11], LEGACY_ADDITIVE_NAMES
 
 
 @cache
@@ -54,5 +82,22 @@ def arch_features() -> np.ndarray:
         out[i, 8] = labels.count("avgpool3x3")
         out[i, 9] = len(g.edges)
         out[i, 10] = sum(1 for s in (*g.op_nodes, 7) if len(g.preds(s)) > 1)
+        out[i, 11:15] = _path_counts(g)
     out.setflags(write=False)
+    return out
+
+
+def _path_counts(g) -> list[int]:
+    """Most conv1x1, conv3x3, avgpool and op nodes on one input-to-output path of ``g``."""
+    if not g.valid:
+        return [0, 0, 0, 0]
+    out = []
+    for op in (*_OPS, None):
+        most = {0: 0}  # slot order is topological: one pass finds the longest path
+        for s in range(1, 8):
+            ins = [most[p] for p in g.preds(s) if p in most]
+            if ins:
+                lab = g.labels[s] if s < 7 else None
+                most[s] = max(ins) + int(lab is not None and op in (None, lab))
+        out.append(most[7])
     return out

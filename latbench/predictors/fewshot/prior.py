@@ -67,7 +67,7 @@ __all__ = [
     "view_for",
 ]
 
-ADAPTER_VERSION = "fewshot-blr-6"
+ADAPTER_VERSION = "fewshot-blr-7"
 """Names the model and file layout; recorded in priors and predicted datasets."""
 DEFAULT_PRIOR = "nb201-help-release-xeon2c.npz"
 """File name of the prior shipped in ``latbench.predictors.priors``."""
@@ -116,7 +116,7 @@ class DevicePrior:
     sources a target resembles (:class:`~latbench.predictors.fewshot.adapter.FewShotAdapter`);
     ``None`` in priors written before adapter version 2."""
     additive_mean: np.ndarray | None = None
-    """``(1 + len(ADDITIVE_NAMES),)`` mean weights of the additive cost model per unit of
+    """``(1 + len(additive_names),)`` mean weights of the additive cost model per unit of
     the device's geometric-mean latency; ``None`` in priors before adapter version 3."""
     additive_cov: np.ndarray | None = None
     """Covariance of those weights over the sources."""
@@ -159,12 +159,18 @@ class DevicePrior:
             cache[name] = np.hstack(parts)
         return cache[name]
 
+    @property
+    def additive_names(self) -> tuple[str, ...]:
+        """The additive model's terms; priors before version 7 record none (theirs are
+        :data:`~latbench.predictors.fewshot.features.LEGACY_ADDITIVE_NAMES`)."""
+        from latbench.predictors.fewshot.features import LEGACY_ADDITIVE_NAMES
+
+        return tuple(self.meta.get("additive_features", LEGACY_ADDITIVE_NAMES))
+
     @cached_property
     def additive_design(self) -> np.ndarray:
-        """``(15625, 1 + len(ADDITIVE_NAMES))`` float64 ``[1, op counts]`` (raw counts)."""
-        from latbench.predictors.fewshot.features import ADDITIVE_COLUMNS
-
-        cols = list(ADDITIVE_COLUMNS)
+        """``(15625, 1 + len(additive_names))`` float64 ``[1, op counts]`` (raw counts)."""
+        cols = _columns(self.meta, self.additive_names)
         raw = self.features[:, cols] * self.feature_std[cols] + self.feature_mean[cols]
         return np.hstack([np.ones((N_ARCHS, 1)), np.round(raw)]).astype(np.float64)
 
@@ -247,6 +253,7 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
             f"{path}: no such prior file (rebuild it with `latbench-predict pretrain`)"
         )
     from latbench.predictors.fewshot.encoder import check_weights, is_encoder_array
+    from latbench.predictors.fewshot.features import FEATURE_NAMES, LEGACY_ADDITIVE_NAMES
     from latbench.predictors.npzfile import NpzError, json_header, read_npz
 
     try:  # a prior's own shapes and sizes, checked before numpy allocates (issue 27)
@@ -282,7 +289,18 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
         or (am is not None and meta.get("additive_noise_var") is None)
     ):
         raise PredictorError(f"{path}: array shapes do not fit together")
-    if am is not None and len(am) != 1 + arrays["features"].shape[1] - 2:
+    names = meta.get("features", list(FEATURE_NAMES[:11]))
+    add = meta.get("additive_features", list(LEGACY_ADDITIVE_NAMES))
+    if (
+        not isinstance(names, list)
+        or not isinstance(add, list)
+        or not all(isinstance(n, str) for n in (*names, *add))
+        or len(names) != arrays["features"].shape[1]
+        or not set(add) <= set(names)
+        or len(set(add)) != len(add)
+    ):
+        raise PredictorError(f"{path}: header 'features' does not describe the feature columns")
+    if am is not None and len(am) != 1 + len(add):
         raise PredictorError(f"{path}: additive weights do not match the features")
     try:  # the header is outside the arrays' checksum: its numbers are checked here
         noise = float(meta["noise_var"])
@@ -453,7 +471,7 @@ def pretrain(
     (the encoder: on one thread).
     """
     from latbench.predictors.encoding import valid_mask
-    from latbench.predictors.fewshot.features import FEATURE_NAMES, arch_features
+    from latbench.predictors.fewshot.features import FEATURE_NAMES, arch_features, feature_names
 
     if matrix.shape[0] != N_ARCHS:
         raise PredictorError(f"source table has {matrix.shape[0]} rows, expected {N_ARCHS}")
@@ -474,14 +492,17 @@ def pretrain(
     k = max(1, min(rank, len(keys) - 1))
     factors = np.zeros((N_ARCHS, k))
     factors[valid] = _soft_impute(z, k, iters)  # invalid rows: the mean architecture
-    x = arch_features()
+    view = str(matrix.attrs.get("view", "timed"))
+    names, add_names = feature_names(view)
+    x = arch_features()[:, [FEATURE_NAMES.index(n) for n in names]]
     fmean, fstd = x[valid].mean(axis=0), x[valid].std(axis=0)
     fstd = np.where(fstd > 0, fstd, 1.0)
     feats = (x - fmean) / fstd
     phi = np.hstack([np.ones((N_ARCHS, 1)), factors, feats])[valid]
     weights, resid = _ridge_fits(phi, z, ridge)
     mean, cov = _weight_distribution(np.array(weights), shrink)
-    add_mean, add_cov, add_resid = _additive_prior(lat[valid], x[valid], shrink)
+    add = x[:, [names.index(n) for n in add_names]]
+    add_mean, add_cov, add_resid = _additive_prior(lat[valid], add[valid], shrink)
     metas = matrix.attrs.get("metadata", {}) or {}
     info = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -489,13 +510,14 @@ def pretrain(
         "shrink": shrink,
         "ridge": ridge,
         "iters": iters,
-        "features": list(FEATURE_NAMES),
+        "features": list(names),
+        "additive_features": list(add_names),
         "source_archs": {key: int(c) for key, c in zip(keys, counts, strict=True)},
         "source_residual_var": dict(zip(keys, resid, strict=True)),
         "citations": sorted({str(m.get("citation")) for m in metas.values() if m.get("citation")}),
         "licenses": {key: str(m.get("license", "unknown")) for key, m in metas.items()},
         "source_citations": {key: str(m.get("citation", "")) for key, m in metas.items()},
-        "view": str(matrix.attrs.get("view", "timed")),
+        "view": view,
         **dict(meta or {}),
     }
     from latbench.predictors.fewshot.selection import graph_index
@@ -542,6 +564,14 @@ def pretrain(
     return replace(prior, sets=sets)
 
 
+def _columns(meta: Mapping[str, Any], names: Sequence[str]) -> list[int]:
+    """Positions of ``names`` among the prior's recorded ``features`` (checked on load)."""
+    from latbench.predictors.fewshot.features import FEATURE_NAMES
+
+    have = list(meta.get("features", FEATURE_NAMES[:11]))
+    return [have.index(n) for n in names]
+
+
 def _ridge_fits(phi: np.ndarray, z: np.ndarray, ridge: float) -> tuple[list, list[float]]:
     """Each source's ridge weights on ``phi`` over its observed rows, and residual variance."""
     weights, resid = [], []
@@ -564,12 +594,11 @@ def _weight_distribution(wts: np.ndarray, shrink: float) -> tuple[np.ndarray, np
 
 
 def _additive_prior(
-    lat: np.ndarray, x: np.ndarray, shrink: float
+    lat: np.ndarray, counts: np.ndarray, shrink: float
 ) -> tuple[np.ndarray, np.ndarray, list[float]]:
-    """Additive cost model per source (relative least squares), as a weight distribution."""
-    from latbench.predictors.fewshot.features import ADDITIVE_COLUMNS
-
-    f = np.hstack([np.ones((len(x), 1)), x[:, list(ADDITIVE_COLUMNS)]])
+    """Additive cost model per source (relative least squares) on op ``counts``, as a
+    weight distribution."""
+    f = np.hstack([np.ones((len(counts), 1)), counts])
     weights, resid = [], []
     for j in range(lat.shape[1]):
         seen = np.isfinite(lat[:, j])
