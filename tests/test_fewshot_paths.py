@@ -111,7 +111,12 @@ def test_a_prior_from_before_version_7_loads_with_its_own_terms(tmp_path):
         ({"additive_features": "cell_skip"}, "does not describe the feature"),
         ({"features": ["log_flops"]}, "does not describe the feature"),
         ({"features": [1] * 15}, "does not describe the feature"),
-        ({"additive_features": list(F.ADDITIVE_NAMES[:3])}, "additive weights do not match"),
+        ({"additive_features": list(F.ADDITIVE_NAMES[:3])}, "does not describe the feature"),
+        ({"additive_features": list(F.ADDITIVE_NAMES[::-1])}, "does not describe the feature"),
+        ({"features": ["cell_skip", *F.FEATURE_NAMES[1:]]}, "does not describe the feature"),
+        ({"features": [*F.FEATURE_NAMES[:6], *F.FEATURE_NAMES[7:5:-1], *F.FEATURE_NAMES[8:]]},
+         "does not describe the feature"),  # fmt: skip
+        ({"view": "timed"}, "does not describe the feature"),
     ],
 )
 def test_a_hostile_feature_header_is_refused(tmp_path, change, message):
@@ -150,3 +155,13 @@ def test_path_features_fit_a_desktop_that_runs_branches_concurrently(tmp_path, m
         ok = np.isfinite(y)
         rho[name] = pd.Series(fit.predict()[ok]).corr(pd.Series(y[ok]), method="spearman")
     assert rho["paths"] > rho["legacy"] + 0.02, rho
+
+
+def test_feature_scalings_that_do_not_fit_the_columns_are_refused(tmp_path):
+    """A rewritten file with a recomputed checksum still has to fit together."""
+    from dataclasses import replace
+
+    prior = pretrain(source_view(_matrix(), "pruned"), rank=2)
+    bad = replace(prior, feature_mean=prior.feature_mean[:11], feature_std=prior.feature_std[:11])
+    with pytest.raises(PredictorError, match="array shapes do not fit together"):
+        load_prior(bad.save(tmp_path / "short.npz"))

@@ -18,7 +18,7 @@ reweighted) so that one slow outlier, common on phones and boards, cannot tilt t
 learned embedding ``[1, e]`` or ``[1, U, x, e]`` (:mod:`.encoder`), same fit.
 
 **Additive** (``"additive"``): latency itself is a sum of per-op costs, linear in the
-op counts ``F`` (:data:`~latbench.predictors.fewshot.features.ADDITIVE_NAMES`), with
+op counts ``F`` (the prior's ``additive_names``), with
 relative noise: rows ``F / y`` regress on 1 under the prior's additive weights scaled to
 the device's geometric-mean latency (from the log-linear fit). Exact for simulated
 accelerators (Eyeriss, FPGA in HW-NAS-Bench) and close for GPUs and NPUs, where the

@@ -49,7 +49,6 @@ ADDITIVE_NAMES = FEATURE_NAMES[2:]
 LEGACY_ADDITIVE_NAMES = FEATURE_NAMES[2:11]
 """The additive terms of priors made before adapter version 7 (they record none)."""
 _OPS = ("conv1x1", "conv3x3", "avgpool3x3")
-_PATH_NAMES = FEATURE_NAMES[11:]
 
 
 def feature_names(view: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -65,7 +64,7 @@ def feature_names(view: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 @cache
 def arch_features() -> np.ndarray:
-    """``(15625, 11)`` float64 array of :data:`FEATURE_NAMES`, read-only (a few seconds once)."""
+    """``(15625, 15)`` float64 array of :data:`FEATURE_NAMES`, read-only (a few seconds once)."""
     from latbench.predictors.encoding import _graphs, cost_arrays
     from latbench.space import N_ARCHS, from_id
 

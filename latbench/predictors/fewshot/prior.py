@@ -12,7 +12,8 @@ covariance over sources, shrunk towards the diagonal) and ``noise_var`` (the med
 residual variance); a new device is Bayesian linear regression under that prior.
 
 Beside it, a prior for the additive cost model: latency (ms, not its log) linear in
-the :data:`~latbench.predictors.fewshot.features.ADDITIVE_NAMES` op counts, fitted to
+the op counts of :func:`~latbench.predictors.fewshot.features.feature_names` (the
+``additive_features`` the prior records), fitted to
 each source by relative least squares on its latencies over their geometric mean, so
 the weights of devices of any speed are comparable (``additive_mean``,
 ``additive_cov``, ``additive_noise_var``: variance of the relative residual).
@@ -253,7 +254,11 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
             f"{path}: no such prior file (rebuild it with `latbench-predict pretrain`)"
         )
     from latbench.predictors.fewshot.encoder import check_weights, is_encoder_array
-    from latbench.predictors.fewshot.features import FEATURE_NAMES, LEGACY_ADDITIVE_NAMES
+    from latbench.predictors.fewshot.features import (
+        FEATURE_NAMES,
+        LEGACY_ADDITIVE_NAMES,
+        feature_names,
+    )
     from latbench.predictors.npzfile import NpzError, json_header, read_npz
 
     try:  # a prior's own shapes and sizes, checked before numpy allocates (issue 27)
@@ -289,18 +294,23 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
         or (am is not None and meta.get("additive_noise_var") is None)
     ):
         raise PredictorError(f"{path}: array shapes do not fit together")
+    p = arrays["features"].shape[1]
+    if arrays["feature_mean"].shape != (p,) or arrays["feature_std"].shape != (p,):
+        raise PredictorError(f"{path}: array shapes do not fit together")
+    # the header is outside the checksum: the feature lists must be exactly those of the
+    # prior's view (version 7) or, with no additive terms recorded, those of version 6
     names = meta.get("features", list(FEATURE_NAMES[:11]))
-    add = meta.get("additive_features", list(LEGACY_ADDITIVE_NAMES))
-    if (
-        not isinstance(names, list)
-        or not isinstance(add, list)
-        or not all(isinstance(n, str) for n in (*names, *add))
-        or len(names) != arrays["features"].shape[1]
-        or not set(add) <= set(names)
-        or len(set(add)) != len(add)
-    ):
+    add = meta.get("additive_features")
+    view = meta.get("view", "timed")
+    if view not in VIEWS:  # check_prior names it below
+        want: tuple = (names, add)
+    elif add is None:
+        want = (list(FEATURE_NAMES[:11]), None)
+    else:
+        want = tuple(list(x) for x in feature_names(view))
+    if [names, add] != list(want) or len(names) != p:
         raise PredictorError(f"{path}: header 'features' does not describe the feature columns")
-    if am is not None and len(am) != 1 + len(add):
+    if am is not None and len(am) != 1 + len(add or LEGACY_ADDITIVE_NAMES):
         raise PredictorError(f"{path}: additive weights do not match the features")
     try:  # the header is outside the arrays' checksum: its numbers are checked here
         noise = float(meta["noise_var"])
@@ -510,15 +520,15 @@ def pretrain(
         "shrink": shrink,
         "ridge": ridge,
         "iters": iters,
-        "features": list(names),
-        "additive_features": list(add_names),
         "source_archs": {key: int(c) for key, c in zip(keys, counts, strict=True)},
         "source_residual_var": dict(zip(keys, resid, strict=True)),
         "citations": sorted({str(m.get("citation")) for m in metas.values() if m.get("citation")}),
         "licenses": {key: str(m.get("license", "unknown")) for key, m in metas.items()},
         "source_citations": {key: str(m.get("citation", "")) for key, m in metas.items()},
-        "view": view,
         **dict(meta or {}),
+        "view": view,
+        "features": list(names),
+        "additive_features": list(add_names),
     }
     from latbench.predictors.fewshot.selection import graph_index
 
