@@ -114,8 +114,10 @@ def test_a_prior_from_before_version_7_loads_with_its_own_terms(tmp_path):
         ({"additive_features": list(F.ADDITIVE_NAMES[:3])}, "does not describe the feature"),
         ({"additive_features": list(F.ADDITIVE_NAMES[::-1])}, "does not describe the feature"),
         ({"features": ["cell_skip", *F.FEATURE_NAMES[1:]]}, "does not describe the feature"),
-        ({"features": [*F.FEATURE_NAMES[:6], *F.FEATURE_NAMES[7:5:-1], *F.FEATURE_NAMES[8:]]},
-         "does not describe the feature"),  # fmt: skip
+        (
+            {"features": [*F.FEATURE_NAMES[:6], *F.FEATURE_NAMES[7:5:-1], *F.FEATURE_NAMES[8:]]},
+            "does not describe the feature",
+        ),  # fmt: skip
         ({"view": "timed"}, "does not describe the feature"),
     ],
 )
