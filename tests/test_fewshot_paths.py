@@ -167,3 +167,63 @@ def test_feature_scalings_that_do_not_fit_the_columns_are_refused(tmp_path):
     bad = replace(prior, feature_mean=prior.feature_mean[:11], feature_std=prior.feature_std[:11])
     with pytest.raises(PredictorError, match="array shapes do not fit together"):
         load_prior(bad.save(tmp_path / "short.npz"))
+
+
+def _additive_world(seed: int = 0):
+    """Sources that run a cell's branches one after the other, as sums of op costs."""
+    rng = np.random.default_rng(seed)
+    x = F.arch_features()
+    col = {n: x[:, F.FEATURE_NAMES.index(n)] for n in F.FEATURE_NAMES}
+    ops = ("conv1x1", "conv3x3", "avgpool")
+
+    def device(concurrent: bool, rng) -> np.ndarray:
+        cost = dict(zip(ops, rng.uniform([0.2, 0.6, 0.1], [0.4, 1.2, 0.3]), strict=True))
+        kind = "path_" if concurrent else "pruned_"
+        lat = 0.5 + sum(cost[o] * col[kind + o] for o in ops) + 0.05 * col["pruned_edges"]
+        return lat * rng.lognormal(0, 0.01, N_ARCHS)
+
+    m = pd.DataFrame({f"s{i}": device(False, rng) for i in range(6)})
+    m[~valid_mask()] = np.nan
+    m.attrs["metadata"] = {k: {"harness_version": "x"} for k in m.columns}
+    m.attrs["view"] = "timed"
+    return pretrain(source_view(m, "pruned"), rank=3), device(True, rng), device(False, rng)
+
+
+def test_concurrent_counts_mix_each_op_count_with_its_path_count():
+    from latbench.predictors.fewshot.adapter import concurrent_counts
+
+    prior = _additive_world()[0]
+    x = F.arch_features()
+    legacy = [F.FEATURE_NAMES.index(n) for n in F.LEGACY_ADDITIVE_NAMES]
+    np.testing.assert_array_equal(concurrent_counts(prior, 0.0)[:, 1:], x[:, legacy])
+    both = concurrent_counts(prior, 1.0)[:, 1:]
+    for count, path in (("conv1x1", "conv1x1"), ("conv3x3", "conv3x3"), ("avgpool", "avgpool")):
+        i = F.LEGACY_ADDITIVE_NAMES.index(f"pruned_{count}")
+        np.testing.assert_array_equal(both[:, i], x[:, F.FEATURE_NAMES.index(f"path_{path}")])
+    half = concurrent_counts(prior, 0.5)
+    np.testing.assert_allclose(
+        half, (concurrent_counts(prior, 0.0) + concurrent_counts(prior, 1.0)) / 2
+    )
+    with pytest.raises(PredictorError, match="within 0..1"):
+        concurrent_counts(prior, 1.5)
+    with pytest.raises(PredictorError, match="no path features"):
+        concurrent_counts(pretrain(_matrix(), rank=2), 0.5)
+
+
+def test_ten_measurements_find_how_concurrent_a_device_is():
+    """With fewer measurements than the additive model's 14 weights, the four path terms
+    give way to one share of concurrency, chosen by evidence; from 14 on, all terms."""
+    from latbench.predictors.fewshot import FewShotAdapter, select_archs
+
+    prior, concurrent, sequential = _additive_world()
+    ids = select_archs(prior, 20, seed=0)
+    adapter = FewShotAdapter(prior, model="additive")
+    assert adapter.fit(ids[:10], concurrent[ids[:10]]).concurrency == 1.0
+    assert adapter.fit(ids[:10], sequential[ids[:10]]).concurrency == 0.0
+    full = adapter.fit(ids, concurrent[ids])
+    assert full.concurrency is None and full.describe()["additive_concurrency"] is None
+    fit = adapter.fit(ids[:10], concurrent[ids[:10]])
+    ok = valid_mask()
+    rho = pd.Series(fit.predict()[ok]).corr(pd.Series(concurrent[ok]), method="spearman")
+    assert rho > 0.97
+    assert fit.describe()["additive_concurrency"] == 1.0
