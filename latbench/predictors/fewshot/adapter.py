@@ -55,7 +55,6 @@ __all__ = [
     "UNLIKE_RMSE_LOG",
     "AdaptedDevice",
     "FewShotAdapter",
-    "concurrent_counts",
     "source_distances",
 ]
 
@@ -75,9 +74,6 @@ class AdaptedDevice:
     """One of :data:`MODELS` but ``"auto"``, or ``"blend"`` (module doc)."""
     scale_ms: float = 1.0
     """The additive model's unit: the device's geometric-mean latency estimate (ms)."""
-    concurrency: float | None = None
-    """The additive model's share of branch concurrency (:func:`concurrent_counts`) when
-    it was fitted with fewer measurements than its weights; ``None``: all its terms."""
     loo: dict[str, float] | None = None
     """Leave-one-out mean squared log error per model tried (``None``: not compared)."""
     blend: tuple[tuple[float, AdaptedDevice], ...] = ()
@@ -96,7 +92,7 @@ class AdaptedDevice:
         if self.blend:
             return _mix([(w, *f.predict_log(ids)) for w, f in self.blend], self.band_scale)
         if self.model == "additive":
-            f = self._additive_rows(ids)
+            f = self.prior.additive_design[ids]
             lin = self._linear(f)
             var = np.einsum("ij,jk,ik->i", f, self.cov, f, optimize=True)
             # delta method: a relative sd is a log-space sd
@@ -113,7 +109,7 @@ class AdaptedDevice:
         if self.blend:
             return np.exp(self.predict_log(ids)[0])
         if self.model == "additive":
-            return self._linear(self._additive_rows(ids))
+            return self._linear(self.prior.additive_design[ids])
         return np.exp(self.prior.design_for(_SET_OF.get(self.model, "base"))[ids] @ self.mean)
 
     def quantile(self, p: float, archs: Archs = None) -> np.ndarray:
@@ -128,11 +124,6 @@ class AdaptedDevice:
             return self.predict(archs)
         mu, sd = self.predict_log(archs)
         return np.exp(mu + NormalDist().inv_cdf(p) * sd)
-
-    def _additive_rows(self, ids: np.ndarray) -> np.ndarray:
-        if self.concurrency is None:
-            return self.prior.additive_design[ids]
-        return concurrent_counts(self.prior, self.concurrency)[ids]
 
     def _linear(self, f: np.ndarray) -> np.ndarray:
         # a sum of fitted costs can go negative far from the data; a tenth of the
@@ -172,7 +163,6 @@ class AdaptedDevice:
             "adapter_version": ADAPTER_VERSION,
             "model": self.model,
             "scale_ms": float(self.scale_ms),
-            "additive_concurrency": self.concurrency,
             "loo_mse_log": self.loo,
             "blend_weights": {k: round(v, 4) for k, v in self.blend_weights.items()},
             "prior_sources": list(self.prior.sources),
@@ -457,70 +447,12 @@ class FewShotAdapter:
         if p.additive_mean is None or p.additive_cov is None or p.additive_noise_var is None:
             raise PredictorError("this prior has no additive model (rebuild it: `pretrain`)")
         scale = float(np.exp(self._mean_row @ log_fit.mean))
+        a = p.additive_design[ids] * scale / y[:, None]
         t = np.ones(len(y))
-        # fewer points than weights: the path terms give way to one concurrency share
-        fits = [(None, p.additive_design, p.additive_mean, p.additive_cov)]
-        if len(ids) < len(p.additive_mean) and _has_paths(p):
-            keep = _legacy_terms(p)
-            m, c = p.additive_mean[keep], p.additive_cov[np.ix_(keep, keep)]
-            fits = [(r, concurrent_counts(p, r), m, c) for r in _CONCURRENCY]
-        best = None
-        for r, design, m, c in fits:
-            a = design[ids] * scale / y[:, None]
-            priors = [(m, k * c) for k in _ADDITIVE_WIDTHS]
-            m0, c0, s2 = _best(priors, _ADDITIVE_NOISE_GRID, a, t, p.additive_noise_var)
-            ev = _log_evidence(a, t, m0, c0, s2) if len(fits) > 1 else 0.0
-            if best is None or ev > best[0]:
-                best = (ev, r, a, m0, c0, s2)
-        _, r, a, m0, c0, s2 = best
+        priors = [(p.additive_mean, k * p.additive_cov) for k in _ADDITIVE_WIDTHS]
+        m0, c0, s2 = _best(priors, _ADDITIVE_NOISE_GRID, a, t, p.additive_noise_var)
         mean, cov = _posterior(np.linalg.inv(c0), m0, a, t, s2)
-        return AdaptedDevice(
-            p, mean, cov, float(s2), ids, y, model="additive", scale_ms=scale, concurrency=r
-        )
-
-
-_CONCURRENCY = (0.0, 0.25, 0.5, 0.75, 1.0)
-"""Shares of branch concurrency the additive model chooses among by evidence when it has
-fewer measurements than weights (chosen on the release devices, docs/predictors.md)."""
-_CONCURRENT_TERMS = (
-    ("pruned_conv1x1", "path_conv1x1"),
-    ("pruned_conv3x3", "path_conv3x3"),
-    ("pruned_avgpool", "path_avgpool"),
-)
-
-
-def _has_paths(prior: DevicePrior) -> bool:
-    return all(path in prior.additive_names for _, path in _CONCURRENT_TERMS)
-
-
-def _legacy_terms(prior: DevicePrior) -> list[int]:
-    from latbench.predictors.fewshot.features import LEGACY_ADDITIVE_NAMES
-
-    return [0, *(1 + prior.additive_names.index(n) for n in LEGACY_ADDITIVE_NAMES)]
-
-
-def concurrent_counts(prior: DevicePrior, share: float) -> np.ndarray:
-    """``(15625, 10)`` additive design ``[1, version 6's op counts]`` with each surviving
-    op's count (conv1x1, conv3x3, avgpool) replaced by ``(1 - share) * count + share *
-    path count``: ``share`` 0 runs a cell's branches one after the other, 1 all at once
-    (the longest branch's ops are what costs). One weight for what the four path terms
-    express, so that 10 measurements can fit it. Needs a prior with path terms."""
-    if not _has_paths(prior):
-        raise PredictorError("this prior has no path features (version 7, pruned view)")
-    if not 0.0 <= share <= 1.0:
-        raise PredictorError(f"concurrency share must be within 0..1, got {share}")
-    cache = prior.__dict__.setdefault("_concurrent", {})
-    if share not in cache:
-        f = prior.additive_design
-        names = prior.additive_names
-        out = f[:, _legacy_terms(prior)].copy()
-        legacy = [names[i - 1] for i in _legacy_terms(prior)[1:]]
-        for count, path in _CONCURRENT_TERMS:
-            i, j, k = 1 + legacy.index(count), 1 + names.index(count), 1 + names.index(path)
-            out[:, i] = (1 - share) * f[:, j] + share * f[:, k]
-        out.setflags(write=False)
-        cache[share] = out
-    return cache[share]
+        return AdaptedDevice(p, mean, cov, float(s2), ids, y, model="additive", scale_ms=scale)
 
 
 _BLEND_LOG_PRIOR = -2.0
