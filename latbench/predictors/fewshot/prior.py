@@ -49,6 +49,7 @@ from latbench.predictors.base import PredictorError
 from latbench.predictors.fewshot.validate import (
     MAX_MEMBERS,
     VIEWS,
+    check_features,
     check_member,
     check_prior,
 )
@@ -254,11 +255,6 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
             f"{path}: no such prior file (rebuild it with `latbench-predict pretrain`)"
         )
     from latbench.predictors.fewshot.encoder import check_weights, is_encoder_array
-    from latbench.predictors.fewshot.features import (
-        FEATURE_NAMES,
-        LEGACY_ADDITIVE_NAMES,
-        feature_names,
-    )
     from latbench.predictors.npzfile import NpzError, json_header, read_npz
 
     try:  # a prior's own shapes and sizes, checked before numpy allocates (issue 27)
@@ -297,20 +293,8 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
     p = arrays["features"].shape[1]
     if arrays["feature_mean"].shape != (p,) or arrays["feature_std"].shape != (p,):
         raise PredictorError(f"{path}: array shapes do not fit together")
-    # the header is outside the checksum: the feature lists must be exactly those of the
-    # prior's view (version 7) or, with no additive terms recorded, those of version 6
-    names = meta.get("features", list(FEATURE_NAMES[:11]))
-    add = meta.get("additive_features")
-    view = meta.get("view", "timed")
-    if view not in VIEWS:  # check_prior names it below
-        want: tuple = (names, add)
-    elif add is None:
-        want = (list(FEATURE_NAMES[:11]), None)
-    else:
-        want = tuple(list(x) for x in feature_names(view))
-    if [names, add] != list(want) or len(names) != p:
-        raise PredictorError(f"{path}: header 'features' does not describe the feature columns")
-    if am is not None and len(am) != 1 + len(add or LEGACY_ADDITIVE_NAMES):
+    n_add = check_features(path, meta, p)  # the header is outside the checksum
+    if am is not None and len(am) != 1 + n_add:
         raise PredictorError(f"{path}: additive weights do not match the features")
     try:  # the header is outside the arrays' checksum: its numbers are checked here
         noise = float(meta["noise_var"])

@@ -22,7 +22,14 @@ import numpy as np
 from latbench.predictors.base import PredictorError
 from latbench.space import N_ARCHS
 
-__all__ = ["MAX_MEMBERS", "MAX_MEMBER_BYTES", "VIEWS", "check_member", "check_prior"]
+__all__ = [
+    "MAX_MEMBERS",
+    "MAX_MEMBER_BYTES",
+    "VIEWS",
+    "check_features",
+    "check_member",
+    "check_prior",
+]
 
 MAX_MEMBER_BYTES = 64 << 20
 """Largest decoded member (real priors: the factors, ~0.5 MB)."""
@@ -107,6 +114,31 @@ def check_member(info: zipfile.ZipInfo, shape: tuple[int, ...], dtype: np.dtype)
     return None
 
 
+def check_features(path: str | os.PathLike[str], meta: Mapping[str, Any], columns: int) -> int:
+    """Refuse a header whose ``view``, ``features`` and ``additive_features`` do not
+    describe the prior's ``columns`` feature columns; return the number of additive terms.
+
+    The header is outside the checksum, so the lists must be exactly those
+    :func:`~latbench.predictors.fewshot.features.feature_names` gives the view (version
+    7 on), or version 6's 11 features when no additive terms are recorded.
+    """
+    from latbench.predictors.fewshot.features import (
+        FEATURE_NAMES,
+        LEGACY_ADDITIVE_NAMES,
+        feature_names,
+    )
+
+    view = meta.get("view", "timed")
+    if view not in VIEWS:
+        raise _fail(path, f"header view {str(view)[:40]!r} is not pruned or timed")
+    add = meta.get("additive_features")
+    want = (FEATURE_NAMES[:11], None) if add is None else feature_names(view)
+    have = (meta.get("features", list(FEATURE_NAMES[:11])), add)
+    if [list(x) if x is not None else None for x in want] != list(have) or len(have[0]) != columns:
+        raise _fail(path, "header 'features' does not describe the feature columns")
+    return len(add if add is not None else LEGACY_ADDITIVE_NAMES)
+
+
 def check_prior(
     path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]
 ) -> None:
@@ -114,8 +146,8 @@ def check_prior(
 
     Every array finite; ``graph`` ids in -1..15624; ``feature_std`` positive; ``cov``
     (and ``additive_cov``) symmetric positive definite; ``noise_var`` (and
-    ``additive_noise_var``) positive and finite; ``view`` one of ``pruned``, ``timed``
-    (``load_prior`` checks ``sources`` before the checksum).
+    ``additive_noise_var``) positive and finite (``load_prior`` checks ``sources``
+    before the checksum, and the header's view and features with :func:`check_features`).
     """
     for name, a in arrays.items():
         if a.dtype.kind not in "fiu":
@@ -137,8 +169,6 @@ def check_prior(
             np.linalg.cholesky(c)
         except np.linalg.LinAlgError:
             raise _fail(path, f"covariance {name!r} is not positive definite") from None
-    if meta.get("view", "timed") not in VIEWS:
-        raise _fail(path, f"header view {str(meta.get('view'))[:40]!r} is not pruned or timed")
     for name in ("noise_var", "additive_noise_var", "enc_noise_var", "encfull_noise_var"):
         v = meta.get(name)
         if v is None and name != "noise_var":
