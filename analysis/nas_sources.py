@@ -35,7 +35,15 @@ import pandas as pd
 
 from latbench.space import N_ARCHS
 
-__all__ = ["BASE_PREDICTORS", "LABELS", "label", "latency_sources", "source_names", "timings"]
+__all__ = [
+    "BASE_PREDICTORS",
+    "LABELS",
+    "label",
+    "latency_sources",
+    "remeasurements",
+    "source_names",
+    "timings",
+]
 
 BASE_PREDICTORS = ("flops", "params", "layerwise", "gcn", "fewshot", "fewshot-nas", "remeasured")
 """Names ``--predictors`` accepts (``fewshot`` and ``fewshot-nas`` expand to one source per N)."""
@@ -173,23 +181,35 @@ def timings(frame: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def _remeasured(frame: pd.DataFrame, measured: np.ndarray) -> tuple[np.ndarray, str]:
-    """The ``remeasured`` source and, when it cannot be formed, why (:func:`timings`)."""
+def remeasurements(frame: pd.DataFrame, measured: np.ndarray) -> tuple[np.ndarray, str]:
+    """Per ``arch_id``, the latency the dataset's other timings of the same computation
+    give (:func:`latbench.nas.remeasure.remeasured_latency`; NaN where there is none),
+    and why there is none at all ("" when some model has one). ``measured`` is the
+    dataset's latency per ``arch_id``; :func:`timings` says which timing gave each."""
     from latbench.nas.remeasure import isomorphism_classes, remeasured_latency
     from latbench.predictors.data import timed_encoding
 
+    none = np.full(N_ARCHS, np.nan)
     if timed_encoding(frame.attrs.get("metadata", {})) == "cell":
         # unpruned cells run their dead branches: isomorphic pruned graphs differ in work
-        return measured, "the dataset timed unpruned cells, so isomorphs are not re-measurements"
-
+        return none, "the dataset timed unpruned cells, so isomorphs are not re-measurements"
     timing = timings(frame)
     if not np.isfinite(measured).any():
-        return measured, "the dataset has no measured rows"
+        return none, "the dataset has no measured rows"
     if not (timing[np.isfinite(measured)] >= 0).any():
-        return measured, "the dataset records no timed_arch_id for its measured rows"
+        return none, "the dataset's timed_arch_id is empty for its measured rows"
     est = remeasured_latency(measured, timing, isomorphism_classes())
     if not np.isfinite(est).any():
         return est, "no computation was timed more than once (no isomorphic graphs timed apart)"
+    return est, ""
+
+
+def _remeasured(frame: pd.DataFrame, measured: np.ndarray) -> tuple[np.ndarray, str]:
+    """The ``remeasured`` source (:func:`remeasurements`, each model's own measurement
+    where it has no other) and, when it cannot be formed, why."""
+    est, why = remeasurements(frame, measured)
+    if why:
+        return measured, why
     return np.where(np.isfinite(est), est, measured), ""
 
 

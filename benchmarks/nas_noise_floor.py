@@ -27,18 +27,11 @@ import numpy as np
 import pandas as pd
 
 import latbench
-from latbench.analysis.nas_sources import latency_sources, timings
+from latbench.analysis.nas_sources import latency_sources, remeasurements, timings
 from latbench.analysis.tables import write_csv
 from latbench.cli import spearman
-from latbench.nas import (
-    denoised_latency,
-    isomorphism_classes,
-    oracle_nas,
-    remeasured_latency,
-    threshold_grid,
-)
+from latbench.nas import denoised_latency, isomorphism_classes, oracle_nas, threshold_grid
 from latbench.predictors import usable_rows
-from latbench.predictors.data import timed_encoding
 from latbench.predictors.metrics import within
 from latbench.space import N_ARCHS
 
@@ -52,16 +45,14 @@ def floor_rows(
     key: str, acc_full: np.ndarray, ns: list[int], seeds: int, accepts: list[float], prior
 ) -> list[dict]:
     frame = latbench.load(key)
-    if timed_encoding(frame.attrs.get("metadata", {})) == "cell":
-        print(f"{key}: timed unpruned cells, isomorphs are not re-measurements", file=sys.stderr)
-        return []
     usable = usable_rows(frame)
     lat = np.full(N_ARCHS, np.nan)
     lat[usable["arch_id"].to_numpy()] = usable["latency_ms"].to_numpy(dtype=float)
-    timing = timings(frame)
-    cls = isomorphism_classes()
-    re = remeasured_latency(lat, timing, cls)
-    den = denoised_latency(lat, timing, cls)
+    re, why = remeasurements(frame, lat)
+    if why:
+        print(f"{key}: {why}", file=sys.stderr)
+        return []
+    den = denoised_latency(lat, timings(frame), isomorphism_classes())
     twins = np.isfinite(re)
     keep = np.isfinite(lat) & np.isfinite(acc_full)
     base = {"device": key, "measured": int(np.isfinite(lat).sum()), "with_twin": int(twins.sum())}
