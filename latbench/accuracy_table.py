@@ -118,7 +118,9 @@ def read_nats_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
 
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        # a folder is the likeliest slip (the CSV's directory given instead of the file)
+        what = "a directory, not the CSV file" if path.is_dir() else "no such file"
+        raise FileNotFoundError(f"{path}: {what}")
     size = path.stat().st_size
     if size > MAX_CSV_BYTES:
         raise AccuracyFormatError(f"{path}: {size} bytes, larger than any accuracy CSV")

@@ -199,6 +199,14 @@ def test_import_command_refuses_bad_csv_in_one_line(tmp_path, capsys, which):
     assert not accuracy_path(home).exists()
 
 
+def test_import_command_names_a_folder_given_for_the_csv(tmp_path, capsys):
+    home = tmp_path / "home"
+    rc = cli_main(["import", "nb201-accuracy", str(tmp_path), "--data-home", str(home)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "a directory, not the CSV file" in err and err.count("\n") == 1
+    assert not accuracy_path(home).exists()
+
+
 # --- the table, load(accuracy=), fetch --------------------------------------------------
 
 
