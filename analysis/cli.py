@@ -36,6 +36,19 @@ def _keys(text: str) -> list[str]:
     return keys
 
 
+def _nonempty(what: str) -> Callable[[str], str]:
+    """An argument ``type``: the text unless empty. An unset shell variable in
+    ``--out "$DIR"`` must not mean the working directory."""
+
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"expected {what}, got an empty string")
+        return text
+
+    parse.__name__ = what
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``latbench-analysis``."""
     common = argparse.ArgumentParser(add_help=False)
@@ -43,9 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dataset keys or aliases (default: every dataset available here)")  # fmt: skip
     common.add_argument("--bundled", action="store_true",
                         help="default devices: only the datasets bundled with the package")  # fmt: skip
-    common.add_argument("--out", type=Path, default=Path(DEFAULT_OUT),
+    common.add_argument("--out", type=lambda t: Path(_nonempty("a folder")(t)),
+                        default=Path(DEFAULT_OUT),
                         help=f"output folder (default: ./{DEFAULT_OUT})")  # fmt: skip
-    common.add_argument("--data-home", default=None,
+    common.add_argument("--data-home", type=_nonempty("a folder"), default=None,
                         help="LatBench data home (default: $LATBENCH_HOME or the user data dir)")  # fmt: skip
     common.add_argument("--max-pairs", type=positive_int, default=None, metavar="N",
                         help="most datasets in the pairs scatter matrix (default 8)")  # fmt: skip
@@ -63,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--no-cache", action="store_true",
                       help="recompute every repeat (default: reuse those stored in "
                            "<data home>/cache/predictors)")  # fmt: skip
-    pred.add_argument("--seed", type=int, default=0, help="seed of splits and training (default 0)")
+    pred.add_argument("--seed", type=int, default=0,
+                      help="seed of splits and training, at least 0 (default 0)")  # fmt: skip
     pred.add_argument("--predictors", type=_keys, default=None, metavar="P1,P2,...",
                       help="predictors to compare (default: flops, params, layerwise, gcn)")  # fmt: skip
     pred.add_argument("--train", type=positive_int, default=None, metavar="N",
@@ -115,12 +130,13 @@ def _nas_options(p: argparse.ArgumentParser, accuracy_only: bool = False) -> Non
                    help="measurements the few-shot adapter gets (default 20)")  # fmt: skip
     p.add_argument("--ae-steps", type=_ae_steps, default=1000, metavar="N",
                    help="aging evolution: models trained per search, at least its population "
-                        "of 64 (default 1000)")  # fmt: skip
-    p.add_argument("--ae-seeds", type=positive_int, default=20, metavar="N",
-                   help="aging evolution: searches per latency source (default 20)")  # fmt: skip
+                        "of 64, at most 100000 (default 1000)")  # fmt: skip
+    p.add_argument("--ae-seeds", type=_ae_seeds, default=20, metavar="N",
+                   help="aging evolution: searches per latency source, at most 1000 "
+                        "(default 20)")  # fmt: skip
     p.add_argument("--limit-ms", type=_positive_float, default=None, metavar="MS",
                    help="aging evolution's latency limit (default: each dataset's median)")  # fmt: skip
-    p.add_argument("--prior", default=None, metavar="NPZ",
+    p.add_argument("--prior", type=_nonempty("a file"), default=None, metavar="NPZ",
                    help="few-shot prior file (default: the shipped one; "
                         "`latbench-predict pretrain` makes one without your target)")  # fmt: skip
     p.add_argument("--fewshot-accept", type=_probability, default=0.5, metavar="P",
@@ -130,13 +146,24 @@ def _nas_options(p: argparse.ArgumentParser, accuracy_only: bool = False) -> Non
 
 
 def _ae_steps(text: str) -> int:
-    from latbench.analysis.nas import AE_POPULATION
+    from latbench.analysis.nas import AE_MAX_STEPS, AE_POPULATION
 
     v = positive_int(text)
     if v < AE_POPULATION:
         raise argparse.ArgumentTypeError(
             f"must be at least {AE_POPULATION}, the population aging evolution first fills, got {v}"
         )
+    if v > AE_MAX_STEPS:  # its curves are held in memory: 10**12 steps is 7 TiB
+        raise argparse.ArgumentTypeError(f"must be at most {AE_MAX_STEPS}, got {v}")
+    return v
+
+
+def _ae_seeds(text: str) -> int:
+    from latbench.analysis.nas import AE_MAX_SEEDS
+
+    v = positive_int(text)
+    if v > AE_MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"must be at most {AE_MAX_SEEDS}, got {v}")
     return v
 
 
@@ -175,7 +202,10 @@ def _nas_from_args(args: argparse.Namespace) -> object | None:
         if args.command == "nas" and args.predictors
         else DEFAULT_NAS_PREDICTORS
     )
-    kw: dict = {"accuracy": args.accuracy, "predictors": preds, "seed": args.seed}
+    from latbench.accuracy_table import _dataset_name
+
+    # the canonical name: the report titles and the README's command line use it
+    kw: dict = {"accuracy": _dataset_name(args.accuracy), "predictors": preds, "seed": args.seed}
     if args.command == "nas":
         kw |= {"fewshot_ns": args.fewshot_n, "ae_steps": args.ae_steps,
                "ae_seeds": args.ae_seeds, "limit_ms": args.limit_ms, "prior": args.prior,
@@ -186,14 +216,38 @@ def _nas_from_args(args: argparse.Namespace) -> object | None:
         kw["gcn_epochs"] = args.gcn_epochs
     opts = NasOptions(**kw)
     source_names(opts.predictors, opts.fewshot_ns)  # unknown names: one line, before any work
-    from latbench.accuracy_table import _dataset_name
+    from latbench.accuracy_table import accuracy_path
 
-    _dataset_name(opts.accuracy)
-    if opts.prior is not None and {"fewshot", "fewshot-nas"} & set(opts.predictors):
+    if args.command == "nas" or accuracy_path(args.data_home).is_file():
+        import latbench
+
+        # a damaged table would fail `all` only after hours of the other results
+        latbench.accuracy(opts.accuracy, data_home=args.data_home)
+    if opts.prior is not None:
+        # checked even when no few-shot estimate uses it: the report describes it
         from latbench.predictors.fewshot import load_prior
 
         load_prior(opts.prior)  # a missing or damaged prior: one line, before any work
     return opts
+
+
+def _require_creatable(path: Path, what: str = "the output", writable: bool = True) -> None:
+    """A one-line error when folder ``path`` cannot be made (or, with ``writable``,
+    written), before any work: a file where a parent folder should be, or a folder
+    this user cannot write. A data home may be read-only: only its datasets are read."""
+    from latbench.terminal import safe
+
+    p = path.expanduser().absolute()
+    target = p
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise ValueError(
+            f"{safe(target)}: cannot create the folder for {what}, {safe(p)} is not a folder;"
+            " nothing was written"
+        )
+    if writable and not os.access(p, os.W_OK | os.X_OK):
+        raise ValueError(f"{safe(p)}: not writable, no place for {what}; nothing was written")
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -207,6 +261,12 @@ def _errors() -> tuple[type[BaseException], ...]:
         UnknownDatasetError, DatasetNotFoundError, NoDatasetsError, DatasetError,
         AccuracyNotFoundError, AccuracyFormatError,
     ]  # fmt: skip
+    try:
+        from latbench.analysis.nas import NasError
+    except ImportError:  # matplotlib absent: reported where it is needed
+        pass
+    else:
+        errors.append(NasError)
     try:
         from latbench.analysis.fewshot import FewshotResultsError
     except ImportError:  # matplotlib absent: reported where it is needed
@@ -226,7 +286,10 @@ def _errors() -> tuple[type[BaseException], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``latbench-analysis``; returns the exit status."""
     os.environ.setdefault("MPLBACKEND", "Agg")  # never open a window, even via pyplot
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "seed", 0) < 0:  # numpy's seed sequence takes no negative entropy
+        parser.error(f"argument --seed: must be at least 0, got {args.seed}")
     from latbench.quiet import filter_native_stderr, quiet_tensorflow
 
     quiet_tensorflow(args.verbose)
@@ -241,15 +304,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(missing_extra(exc, _PROG, "analysis"), file=sys.stderr)
         return 2
+    from latbench.terminal import safe_line
+
     try:
-        nas = _nas_from_args(args)
         from latbench.files import require_folder
         from latbench.loader import home_folder
 
         require_folder(args.out)  # before hours of analysis, not at the first write
-        home_folder(args.data_home)  # the predictor cache lives there
-    except ValueError as exc:  # an unknown estimate or accuracy name, a file for a folder
-        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        _require_creatable(args.out)
+        _require_creatable(home_folder(args.data_home), "the data home", writable=False)
+        nas = _nas_from_args(args)  # after: a file for a data home is named as such
+    except (ValueError, *_errors()) as exc:  # an unknown name, a file for a folder, no table
+        print(f"{_PROG}: error: {safe_line(str(exc))}", file=sys.stderr)
         return 2
     try:
         sections = run(
@@ -272,7 +338,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             nas=nas,
         )
     except _errors() as exc:
-        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        print(f"{_PROG}: error: {safe_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a write refused late: a full disk, a folder in a file's place
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{_PROG}: error: {safe_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:  # e.g. TensorFlow for the GCN
         from latbench.extras import missing_extra

@@ -24,13 +24,17 @@ from latbench.nas import aging_evolution, front_recovery, iqr_curves, oracle_nas
 from latbench.nas.pareto import pareto_front
 
 __all__ = [
+    "AE_MAX_SEEDS",
+    "AE_MAX_STEPS",
     "AE_POPULATION",
     "AE_SAMPLE",
     "DEFAULT_FEWSHOT_NS",
     "DEFAULT_NAS_PREDICTORS",
     "DeviceNAS",
+    "NasError",
     "NasOptions",
     "ORACLE_COLUMNS",
+    "check_options",
     "cross_device",
     "device_nas",
     "summary_table",
@@ -42,6 +46,11 @@ AE_POPULATION = 64
 """Aging Evolution's population (Supplementary S3.1)."""
 AE_SAMPLE = 16
 """Aging Evolution's sample size (Supplementary S3.1)."""
+AE_MAX_STEPS = 100_000
+"""Most Aging Evolution steps per search (100 times the paper's); its curves are held
+in memory, seeds x steps."""
+AE_MAX_SEEDS = 1_000
+"""Most Aging Evolution searches per latency source."""
 AE_MIN_MEASURED = 0.9
 """Share of valid architectures a dataset must measure for Aging Evolution to run on it."""
 ORACLE_COLUMNS = (
@@ -50,6 +59,11 @@ ORACLE_COLUMNS = (
     "overclaimed_latency_error_ms",
 )  # fmt: skip
 """The first columns of ``oracle_nas.csv`` (more follow: the three bests and their accuracies)."""
+
+
+class NasError(ValueError):
+    """Options the datasets cannot satisfy (a few-shot N larger than a dataset's
+    measurements, a latency limit below every measured model), found before any work."""
 
 
 @dataclass(frozen=True)
@@ -155,15 +169,26 @@ def device_nas(
         skipped["aging evolution"] = (
             f"{len(ids)} of {n_valid} architectures measured; it needs (almost) all"
         )
+    elif not (measured <= limit).any():  # --limit-ms below this device's fastest model
+        skipped["aging evolution"] = (
+            f"no model measured under the {limit:.3g} ms limit (fastest {measured.min():.3g} ms)"
+        )
     else:
         say(f"  aging evolution: {options.ae_seeds} seeds x {options.ae_steps} steps,"
             f" limit {limit:.3g} ms")  # fmt: skip
     ae_sources = {} if "aging evolution" in skipped else full
     for name, v in ae_sources.items():
         say(f"    {label(name)}")
-        res = aging_evolution(acc_full, v, full["measured"], limit, steps=options.ae_steps,
-                              population=AE_POPULATION, sample=AE_SAMPLE,
-                              seeds=options.ae_seeds)  # fmt: skip
+        try:
+            res = aging_evolution(acc_full, v, full["measured"], limit, steps=options.ae_steps,
+                                  population=AE_POPULATION, sample=AE_SAMPLE,
+                                  seeds=options.ae_seeds)  # fmt: skip
+        except ValueError as exc:  # a source that admits no model (or too few) under the limit
+            if name == "measured":  # no true search to set the estimates' against
+                skipped["aging evolution"] = str(exc)
+                break
+            skipped[f"aging evolution with {label(name)}"] = str(exc)
+            continue
         q25, med, q75 = iqr_curves(res.effective)
         _, assumed, _ = iqr_curves(res.assumed)
         curves.append(pd.DataFrame({
@@ -253,6 +278,40 @@ def cross_device(latency: Mapping[str, pd.Series], accuracy: pd.Series) -> pd.Da
     return pd.DataFrame(rows)
 
 
+def check_options(data: Datasets, options: NasOptions) -> None:
+    """Raise :class:`NasError` when ``options`` ask what ``data`` cannot give, before the
+    first dataset's hours of work: a few-shot N above a dataset's measured distinct
+    graphs (the design picks one model per graph), or a latency limit under every
+    measured model of every dataset Aging Evolution would search."""
+    from latbench.predictors import usable_rows
+    from latbench.predictors.encoding import valid_mask
+    from latbench.predictors.fewshot.selection import graph_index
+
+    few = [s for s in options.sources() if s.startswith("fewshot-")]
+    n_few = max(options.fewshot_ns) if few else 0
+    n_valid = int(valid_mask().sum())
+    fastest: dict[str, float] = {}
+    for key, frame in data.frames.items():
+        rows = usable_rows(frame)
+        ids = rows["arch_id"].to_numpy(dtype=np.int64)
+        graphs = graph_index()[ids]
+        distinct = int(np.unique(graphs[graphs >= 0]).size)
+        if n_few > distinct:
+            raise NasError(
+                f"--fewshot-n {n_few}: {key} measured {distinct} distinct pruned graphs (the"
+                f" few-shot design takes one model of each), fewer than {n_few}; lower --fewshot-n"
+            )
+        if len(rows) >= AE_MIN_MEASURED * n_valid:
+            fastest[key] = float(rows["latency_ms"].min())
+    limit = options.limit_ms
+    if limit is not None and fastest and all(v > limit for v in fastest.values()):
+        shown = ", ".join(f"{k} {v:.3g} ms" for k, v in fastest.items())
+        raise NasError(
+            f"--limit-ms {limit:g}: below every measured model, Aging Evolution would find"
+            f" none (fastest: {shown})"
+        )
+
+
 def run_nas(
     data: Datasets,
     options: NasOptions,
@@ -266,6 +325,7 @@ def run_nas(
 
     say = log or (lambda _m: None)
     acc = latbench.accuracy(options.accuracy, data_home=data_home)["accuracy"]
+    check_options(data, options)
     results = []
     for i, (key, frame) in enumerate(data.frames.items(), 1):
         say(f"nas [{i}/{len(data.frames)}] {key}: latency sources {', '.join(options.sources())}")

@@ -52,13 +52,16 @@ def figure2(r: DeviceNAS, accuracy_name: str) -> Figure:
         left.set_xlabel("latency threshold [ms]")
         left.set_ylabel(f"missed {accuracy_name} accuracy [points]")
         left.set_title("oracle NAS on the estimate: best model missed")
-        left.legend(loc="upper right")
+        if _predictors(r):  # with every estimate skipped, matplotlib warns of an empty legend
+            left.legend(loc="upper right")
         if r.evolution.empty:
             right.text(0.5, 0.5, "aging evolution not run:\n" + r.skipped.get("aging evolution", ""),
                        ha="center", va="center", transform=right.transAxes)  # fmt: skip
             right.set_axis_off()
         for name in [] if r.evolution.empty else names:
             g = r.evolution[r.evolution["predictor"] == name]
+            if g.empty:  # its search could not run under the limit (named in the report)
+                continue
             c = _color(name, names)
             right.plot(g["step"], g["median"], color=c, linewidth=1.1, label=label(name))
             right.fill_between(g["step"], g["q25"], g["q75"], color=c, alpha=0.15, linewidth=0)
@@ -145,7 +148,8 @@ def figure_s3(r: DeviceNAS, accuracy_name: str) -> Figure:
             ax.set_ylabel(ylabel)
             if "error" in col:
                 ax.axhline(0, color="black", linewidth=0.5)
-        axes[0].legend(loc="upper left")
+        if _predictors(r):
+            axes[0].legend(loc="upper left")
         fig.suptitle(
             f"{r.key}: oracle NAS on {accuracy_name} (Figure S3); thresholds: 2nd-98th"
             " percentile of measured latency"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -40,12 +43,47 @@ def write_nas_results(
     log: Callable[[str], None] | None = None,
 ) -> Section:
     """Write ``oracle_nas.csv``, ``pareto.csv``, ``evolution.csv``, ``nas_summary.csv``, ``nas.md``,
-    ``cross_device.csv`` and three figures per dataset into ``out``; return the section."""
+    ``cross_device.csv`` and three figures per dataset into ``out``; return the section.
+
+    The files are made in a hidden folder inside ``out`` and moved in only once all
+    are made, so a run that fails (or is interrupted) leaves ``out``'s earlier results
+    whole rather than half replaced."""
+    final = Path(out)
+    final.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".nas-partial-", dir=final))
+    try:
+        section = _write(results, accuracy, stage, options, log)
+        _publish(stage, final, section.files)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return section
+
+
+def _publish(stage: Path, out: Path, names: Sequence[str]) -> None:
+    """Move ``names`` from ``stage`` into ``out``, after checking that none would land on
+    a folder (which would stop the moves half-way)."""
+    for name in names:
+        target = out / name
+        if target.is_dir() or (target.exists() and not target.is_file()):
+            raise IsADirectoryError(
+                errno.EISDIR,
+                "is in the way of a NAS result file; nothing was replaced",
+                str(target),
+            )
+    for name in names:
+        os.replace(stage / name, out / name)
+
+
+def _write(
+    results: Sequence[DeviceNAS],
+    accuracy: pd.Series,
+    out: Path,
+    options: NasOptions,
+    log: Callable[[str], None] | None,
+) -> Section:
     from latbench.analysis.nas_figures import figure2, figure3, figure_s3
 
     say = log or (lambda _m: None)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     acc_name = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}.get(
         options.accuracy, options.accuracy.upper()
     )

@@ -26,7 +26,8 @@ architecture (training models included):
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -134,14 +135,16 @@ def latency_sources(
                 skipped[name] = "no accuracy table to select by"
                 continue
             n = int(name.rsplit("-", 1)[1])
-            out[name], prior_sources = _fewshot_nas(
-                ids, y, n, seed, prior, accuracy, fewshot_accept
-            )
+            with _naming(key, name):
+                out[name], prior_sources = _fewshot_nas(
+                    ids, y, n, seed, prior, accuracy, fewshot_accept
+                )
             _fewshot_notes(notes, name, key, prior_sources, fewshot_accept)
             continue
         if name.startswith("fewshot-"):
             n = int(name.split("-", 1)[1])
-            out[name], prior_sources = _fewshot(ids, y, n, seed, prior, fewshot_accept)
+            with _naming(key, name):
+                out[name], prior_sources = _fewshot(ids, y, n, seed, prior, fewshot_accept)
             _fewshot_notes(notes, name, key, prior_sources, fewshot_accept)
             continue
         if sp is None:
@@ -167,6 +170,19 @@ def latency_sources(
             pred = make_predictor(name).fit(ids[sp.train], y[sp.train])
         out[name] = _full(valid, pred.predict(valid))
     return out, skipped, notes
+
+
+@contextmanager
+def _naming(key: str | None, source: str) -> Iterator[None]:
+    """A few-shot selection's error names the dataset and estimate: the design draws
+    from a pool, so an N that fits the measured graphs can still exceed the pool's."""
+    from latbench.predictors import PredictorError
+
+    try:
+        yield
+    except PredictorError as exc:
+        where = f"{key}, " if key else ""
+        raise PredictorError(f"{where}{label(source)}: {exc}") from None
 
 
 def timings(frame: pd.DataFrame) -> np.ndarray:
