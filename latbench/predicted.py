@@ -77,27 +77,70 @@ def write_predicted(
 def read_predicted(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read and verify a predicted file; metadata in ``attrs["metadata"]``.
 
-    Raises :class:`latbench.dataset.DatasetError` for a damaged or foreign file.
+    Raises :class:`latbench.dataset.DatasetError` (one line) for a damaged, foreign or
+    unsound file: bounded before it is decoded as a dataset is, and its rows checked
+    whatever its digest says, since anyone who edits a file can recompute that.
     """
-    import pyarrow.lib
+    import pyarrow.parquet as pq
 
-    from latbench.dataset import METADATA_KEY, DatasetError
-    from latbench.integrity import IntegrityError, read_verified
+    from latbench.dataset import METADATA_KEY, DatasetError, check_bounds
+    from latbench.integrity import verify_table
+    from latbench.space import N_ARCHS
+    from latbench.terminal import safe, safe_line
 
     path = Path(path)
+    md = check_bounds(path, N_ARCHS)  # a regular file, its footer and sizes bounded
     try:
-        table = read_verified(path)
-    except (IntegrityError, OSError, pyarrow.lib.ArrowInvalid) as exc:
-        raise DatasetError(f"{path}: unreadable prediction ({exc})") from None
+        pf = pq.ParquetFile(path, metadata=md, page_checksum_verification=True)
+        table = pf.read()
+        verify_table(path, table)
+    # a damaged footer also surfaces as UnicodeDecodeError, KeyError or IndexError
+    except (pa.ArrowException, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise DatasetError(f"{safe(path)}: unreadable prediction ({safe_line(exc, 200)})") from None
     try:
         meta = json.loads((table.schema.metadata or {})[METADATA_KEY])
-    except (KeyError, ValueError):
-        raise DatasetError(f"{path}: no LatBench prediction metadata") from None
+    except (KeyError, ValueError, RecursionError):
+        raise DatasetError(f"{safe(path)}: no LatBench prediction metadata") from None
     if not isinstance(meta, dict) or meta.get("kind") != _KIND:
-        raise DatasetError(f"{path}: not a LatBench prediction file")
+        raise DatasetError(f"{safe(path)}: not a LatBench prediction file")
     missing = [c for c in PREDICTED_COLUMNS if c not in table.column_names]
     if missing:
-        raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}")
-    df = _blank_invalid(table.to_pandas())  # files written before invalid rows were NaN
+        raise DatasetError(f"{safe(path)}: missing column(s) {', '.join(missing)}")
+    try:
+        raw = table.to_pandas()
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        raise DatasetError(f"{safe(path)}: unreadable prediction ({safe_line(exc, 200)})") from None
+    problem = _row_problem(raw)
+    if problem:
+        raise DatasetError(f"{safe(path)}: {problem}")
+    df = _blank_invalid(raw)  # files written before invalid rows were NaN
     df.attrs = {"metadata": meta, "path": str(path)}
     return df
+
+
+def _row_problem(df: pd.DataFrame) -> str | None:
+    """What makes a prediction's rows unusable: not one row per architecture in
+    ``arch_id`` order, flags that are not booleans, or a valid architecture without a
+    positive, finite prediction inside its band (invalid rows are not looked at)."""
+    import numpy as np
+
+    from latbench.space import N_ARCHS
+
+    ids = df["arch_id"]
+    if (
+        len(df) != N_ARCHS
+        or ids.dtype.kind not in "iu"
+        or (ids.to_numpy() != np.arange(N_ARCHS)).any()
+    ):
+        return f"rows are not the {N_ARCHS} architectures in arch_id order"
+    for col in ("valid", "measured"):
+        if df[col].dtype != bool:
+            return f"column {col} is {df[col].dtype}, not bool"
+    for col in _LATENCIES:
+        if df[col].dtype.kind != "f":
+            return f"column {col} is {df[col].dtype}, not numbers"
+    v = df["valid"].to_numpy()
+    pred, lo, hi = (df[c].to_numpy()[v] for c in _LATENCIES)
+    if not (np.isfinite(pred) & (pred > 0) & (lo <= pred) & (pred <= hi)).all():
+        return "a valid architecture has no positive, finite prediction inside its band"
+    return None

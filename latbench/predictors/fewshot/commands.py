@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from latbench.argparsing import positive_int
+from latbench.space import N_ARCHS
 
 __all__ = ["HANDLERS", "add_parsers", "match_keys"]
 
@@ -43,7 +44,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                          "the bundled ones)")  # fmt: skip
     pt.add_argument("--exclude", default="", help="comma list of keys or globs to leave out")
     pt.add_argument("--data-home", type=Path, help="LatBench data home (default: $LATBENCH_HOME)")
-    pt.add_argument("--rank", type=int, default=8, help="architecture factors k (default 8)")
+    pt.add_argument("--rank", type=positive_int, default=8,
+                    help="architecture factors k (default 8; at most sources - 1)")  # fmt: skip
     pt.add_argument("--shrink", type=float, default=0.1, help="covariance shrinkage (default 0.1)")
     pt.add_argument("--encoder", action="store_true",
                     help="also learn an architecture encoder over all sources (needs "
@@ -86,6 +88,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ea.add_argument("--repeats", type=positive_int, default=20, help="seeded repeats (default 20)")
     ea.add_argument(
         "--methods",
+        type=_methods,
         default="adapter,adapter-random,flops,best-source",
         help="comma list of adapter, adapter-random, flops, best-source, gcn",
     )
@@ -113,7 +116,31 @@ def _sizes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected a comma list of counts, got {text!r}") from None
     if min(ns) < 1:
         raise argparse.ArgumentTypeError(f"counts must be at least 1, got {text!r}")
+    if max(ns) > N_ARCHS:  # also keeps a 30-digit count away from numpy's C longs
+        raise argparse.ArgumentTypeError(f"counts must be at most {N_ARCHS}, got {text!r}")
+    _no_repeats(ns, text)
     return ns
+
+
+def _methods(text: str) -> list[str]:
+    """``--methods``: known names, each once, checked before any dataset is read."""
+    names = [m.strip() for m in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected a comma list of methods, got {text!r}")
+    bad = [m for m in names if m not in METHOD_CHOICES]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"unknown method(s) {', '.join(bad)}; choose from {', '.join(METHOD_CHOICES)}"
+        )
+    _no_repeats(names, text)
+    return names
+
+
+def _no_repeats(items: list, text: str) -> None:
+    # a repeat would write duplicate CSV rows that the summary then counts twice
+    twice = sorted({str(x) for x in items if items.count(x) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"{', '.join(twice)} listed twice in {text!r}")
 
 
 MODEL_CHOICES = (
@@ -128,6 +155,8 @@ MODEL_CHOICES = (
 """``adapter.MODELS``, literal so that ``--help`` imports no numpy (a test keeps them equal)."""
 PROTOCOL_CHOICES = ("siblings", "class", "help", "shipped")
 """``evaluate.PROTOCOLS``, literal for the same reason (a test keeps them equal)."""
+METHOD_CHOICES = ("adapter", "adapter-random", "flops", "best-source", "gcn")
+"""``evaluate.METHODS``, literal for the same reason (a test keeps them equal)."""
 
 
 def match_keys(patterns: str, keys: list[str]) -> list[str]:
@@ -143,18 +172,44 @@ def _available(data_home: Path | None) -> list[str]:
     return d.loc[d["available"], "key"].tolist()
 
 
+def _absent(option: str, patterns: str, keys: list[str]) -> None:
+    """Refuse plain keys (not globs) in ``patterns`` that are not available: a typo must
+    not quietly drop a dataset from the figure."""
+    from latbench.predictors import PredictorError
+
+    pats = [p.strip() for p in patterns.split(",") if p.strip()]
+    absent = [p for p in pats if not any(c in p for c in "*?[") and p not in keys]
+    if absent:
+        raise PredictorError(f"{option} names dataset(s) not available: {', '.join(absent)}")
+
+
+def _read_sources(keys: list[str], data_home: Path | None, view: str = "timed"):
+    """:func:`source_matrix`, a damaged or foreign dataset file refused in one line."""
+    from latbench.dataset import DatasetError
+    from latbench.predictors import PredictorError
+    from latbench.predictors.fewshot import source_matrix
+
+    try:
+        return source_matrix(keys, data_home, view=view)
+    except DatasetError as exc:  # latbench-predict's main reports PredictorError only
+        raise PredictorError(str(exc)) from None
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     from latbench.predictors import PredictorError
-    from latbench.predictors.fewshot import pretrain, source_matrix
+    from latbench.predictors.cli import check_out
+    from latbench.predictors.fewshot import pretrain
 
+    check_out(args.out, probe=True)  # a bad -o fails now, not after the fitting
     keys = _available(args.data_home)
+    _absent("--sources", args.sources, keys)
     chosen = [k for k in match_keys(args.sources, keys) if k not in match_keys(args.exclude, keys)]
     if len(chosen) < 2:
         raise PredictorError(
             f"--sources {args.sources!r} matches {len(chosen)} available dataset(s); need 2 "
             "(import some: `latbench import help PATH`, see `latbench devices`)"
         )
-    matrix = source_matrix(chosen, args.data_home, view=args.view)
+    matrix = _read_sources(chosen, args.data_home, view=args.view)
     command = "latbench-predict " + " ".join(sys.argv[1:]) if sys.argv[1:] else "pretrain"
     prior = pretrain(matrix, rank=args.rank, shrink=args.shrink, meta={"command": command},
                      encoder={} if args.encoder else None)  # fmt: skip
@@ -168,10 +223,7 @@ def _fixed_sources(patterns: str, keys: list[str]) -> list[str]:
     """Keys of ``--sources``: globs match available keys, plain keys must be available."""
     from latbench.predictors import PredictorError
 
-    pats = [p.strip() for p in patterns.split(",") if p.strip()]
-    absent = [p for p in pats if not any(c in p for c in "*?[") and p not in keys]
-    if absent:
-        raise PredictorError(f"--sources names dataset(s) not available: {', '.join(absent)}")
+    _absent("--sources", patterns, keys)
     chosen = match_keys(patterns, keys)
     if len(chosen) < 2:
         raise PredictorError(f"--sources {patterns!r} matches {len(chosen)} dataset(s); need 2")
@@ -183,36 +235,75 @@ def _evaluate_adapt(args: argparse.Namespace) -> int:
 
     from latbench.predictors import PredictorError
     from latbench.predictors.cli import check_out, write_csv
-    from latbench.predictors.fewshot import load_prior, source_matrix
-    from latbench.predictors.fewshot.evaluate import HELP_META_TEST, evaluate_adapt, group_table
+    from latbench.predictors.fewshot import load_prior
+    from latbench.predictors.fewshot.evaluate import (
+        HELP_META_TEST,
+        evaluate_adapt,
+        group_table,
+        plan_targets,
+    )
     from latbench.predictors.fewshot.report import format_group_table
 
     if args.blend and args.model != "auto":  # else it would be silently ignored
         raise PredictorError(f"--blend averages what --model auto chooses, not {args.model}")
-    if args.encoder and args.prior is not None:  # likewise: a given prior is used as is
-        raise PredictorError("--encoder pretrains each target's prior; --prior uses one as is")
+    shipped = args.prior is not None or args.protocol == "shipped"
+    if args.encoder and shipped:  # likewise: a given prior is used as is
+        raise PredictorError(
+            "--encoder pretrains each target's prior; --prior uses one as is, as does "
+            "--protocol shipped"
+        )
+    if args.sources is not None and shipped:  # likewise
+        raise PredictorError(
+            "--sources picks what each target's prior is pretrained on; a shipped or "
+            "--prior prior is used as is"
+        )
+    lost = sorted(set(args.gcn_n) - set(args.n)) if "gcn" in args.methods else []
+    if lost:  # else those GCN rows would silently never run
+        raise PredictorError(
+            f"--gcn-n {','.join(map(str, lost))} is not among --n {','.join(map(str, args.n))}: "
+            "the GCN baseline runs only at N values the other methods run at"
+        )
     if args.out:
         check_out(args.out, probe=True)  # before minutes of adapting, not after
     keys = _available(args.data_home)
-    prior = load_prior(args.prior) if args.prior is not None else None
+    prior = load_prior(args.prior) if shipped else None
     sources = _fixed_sources(args.sources, keys) if args.sources is not None else None
+    _absent("--targets", args.targets, keys)
     targets = match_keys(args.targets, keys)
-    needed = set(targets) | set(sources or keys)
-    matrix = source_matrix([k for k in keys if k in needed], args.data_home)
+    if not targets:
+        raise PredictorError(f"--targets {args.targets!r} matches no available dataset")
     if prior is not None:
         protocols: tuple[str, ...] = ("shipped",)
+        if not [t for t in targets if t not in prior.sources]:
+            raise PredictorError(
+                f"every target of --targets {args.targets!r} is one of the prior's sources; "
+                "a prior is tested on datasets it was not trained on"
+            )
     elif args.protocol == "both":
         protocols = ("siblings", "help")
     else:
         protocols = (args.protocol,)
+    if protocols == ("help",) and not [t for t in targets if t in HELP_META_TEST]:
+        raise PredictorError(
+            f"protocol help tests HELP's meta-test devices ({', '.join(HELP_META_TEST)}); "
+            f"--targets {args.targets!r} matches none"
+        )
+    # a shipped prior's baselines need only its own sources: no other file is read
+    needed = set(targets) | set(sources or (prior.sources if prior is not None else keys))
+    matrix = _read_sources([k for k in keys if k in needed], args.data_home)
+    chosen = {
+        protocol: [t for t in targets if t in HELP_META_TEST] if protocol == "help" else targets
+        for protocol in protocols
+    }
+    for protocol, tg in chosen.items():  # every protocol's refusals before any adapting
+        plan_targets(matrix, tg, protocol=protocol, mode=args.mode, ns=args.n, sources=sources,
+                     prior=prior)  # fmt: skip
     parts = []
-    for protocol in protocols:
-        tg = [t for t in targets if t in HELP_META_TEST] if protocol == "help" else targets
+    for protocol, tg in chosen.items():
         parts.append(
             evaluate_adapt(
                 matrix, tg, protocol=protocol, mode=args.mode, ns=args.n, repeats=args.repeats,
-                seed=args.seed, methods=[m.strip() for m in args.methods.split(",")],
-                sources=sources, prior=prior,
+                seed=args.seed, methods=args.methods, sources=sources, prior=prior,
                 prior_options={"encoder": {}} if args.encoder else None,
                 adapter_options={"model": args.model, "blend": args.blend},
                 gcn_repeats=args.gcn_repeats, gcn_ns=args.gcn_n,
@@ -221,7 +312,7 @@ def _evaluate_adapt(args: argparse.Namespace) -> int:
         )  # fmt: skip
     res = pd.concat(parts, ignore_index=True)
     if res.empty:
-        raise PredictorError("no target to evaluate (a shipped prior's own sources are skipped)")
+        raise PredictorError("no target to evaluate")
     if args.out:
         write_csv(res, args.out)
     print(format_group_table(group_table(res, by=args.by)))

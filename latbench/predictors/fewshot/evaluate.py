@@ -50,6 +50,7 @@ __all__ = [
     "dataset_group",
     "evaluate_adapt",
     "group_table",
+    "plan_targets",
 ]
 
 _help = lambda names: tuple(f"help-{n.replace('_', '-')}" for n in names.split())  # noqa: E731
@@ -90,7 +91,9 @@ def _spearman(rank_true: np.ndarray, pred: np.ndarray) -> float:
 
     r = rankdata(pred)
     r = r - r.mean()
-    return float(r @ rank_true / np.sqrt((r @ r) * (rank_true @ rank_true)))
+    denom = np.sqrt((r @ r) * (rank_true @ rank_true))
+    # a constant prediction (N = 1 baselines) ranks nothing: NaN, without numpy's warning
+    return float(r @ rank_true / denom) if denom > 0 else float("nan")
 
 
 def _sources(
@@ -143,31 +146,17 @@ def evaluate_adapt(
     doc; ``shipped``: the prior's). Columns: target, group, class, protocol, mode, view,
     method, draw, n, repeat, spearman, within_10pct, coverage_90, model, n_sources, seconds.
     """
-    if protocol not in PROTOCOLS:
-        raise PredictorError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
     bad = sorted(set(methods) - set(METHODS))
     if bad:
         raise PredictorError(f"unknown method(s) {', '.join(bad)}; choose from {METHODS}")
-    metas = matrix.attrs.get("metadata", {}) or {}
-    keys = [str(c) for c in matrix.columns]
-    src_pool = keys if sources is None else list(sources)
-    missing = [k for k in src_pool if k not in keys]
-    if missing:
-        raise PredictorError(f"source dataset(s) not available: {', '.join(missing)}")
     if protocol == "shipped" and prior is None:
         from latbench.predictors.fewshot.prior import load_prior
 
         prior = load_prior()
-    if targets is None:
-        targets = HELP_META_TEST if protocol == "help" else keys
-    targets = [t for t in targets if t in keys]
-    if protocol == "shipped":
-        assert prior is not None
-        targets = [t for t in targets if t not in prior.sources]
-    if protocol == "help":
-        missing = [k for k in HELP_META_TRAIN if k not in keys]
-        if missing:
-            raise PredictorError(f"protocol help needs HELP's meta-train sets; missing {missing}")
+    plan = plan_targets(matrix, targets, protocol=protocol, mode=mode, ns=ns, sources=sources,
+                        prior=prior)  # fmt: skip
+    metas = matrix.attrs.get("metadata", {}) or {}
+    keys = [str(c) for c in matrix.columns]
     lat = matrix.to_numpy(np.float64)
     logz = np.log(lat)
     views: dict[str, pd.DataFrame] = {}
@@ -179,14 +168,12 @@ def evaluate_adapt(
 
     rows: list[dict[str, Any]] = []
     priors: dict[tuple[str, ...], DevicePrior] = {}
-    for t in targets:
+    for t, srcs, view in plan:
         t0 = time.perf_counter()
         if protocol == "shipped":
             assert prior is not None
-            srcs, tprior, view = [s for s in prior.sources if s in keys], prior, prior.view
+            tprior = prior
         else:
-            srcs = _sources(protocol, t, src_pool, metas, mode)
-            view = view_for(metas.get(t))
             if (view, *srcs) not in priors:  # targets with the same sources share a prior
                 priors[(view, *srcs)] = pretrain(seen(view)[srcs], **dict(prior_options or {}))
             tprior = priors[(view, *srcs)]
@@ -245,6 +232,70 @@ def evaluate_adapt(
         if progress is not None:
             progress(f"{t}: {len(tprior.sources)} sources, {time.perf_counter() - t0:.1f} s")
     return pd.DataFrame(rows)
+
+
+def plan_targets(
+    matrix: pd.DataFrame,
+    targets: Iterable[str] | None = None,
+    *,
+    protocol: str = "siblings",
+    mode: str = "chip",
+    ns: Sequence[int] = (5, 10, 20, 50),
+    sources: Sequence[str] | None = None,
+    prior: DevicePrior | None = None,
+) -> list[tuple[str, list[str], str]]:
+    """What :func:`evaluate_adapt` will do: each target it evaluates, with the sources
+    its prior learns from and the view it sees them in.
+
+    Only metadata and counts are read, so every :class:`PredictorError` a bad request
+    earns (a source not in ``matrix``, HELP's meta-train sets missing, a target with
+    fewer measured architectures than ``max(ns)`` or fewer than two sources) comes
+    before minutes of adapting, not after some targets are done. Targets not in
+    ``matrix`` and, under ``shipped``, the prior's own sources are skipped.
+    """
+    if protocol not in PROTOCOLS:
+        raise PredictorError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
+    if protocol == "shipped" and prior is None:
+        raise PredictorError("protocol shipped adapts a given prior; none was given")
+    metas = matrix.attrs.get("metadata", {}) or {}
+    keys = [str(c) for c in matrix.columns]
+    src_pool = keys if sources is None else list(sources)
+    missing = [k for k in src_pool if k not in keys]
+    if missing:
+        raise PredictorError(f"source dataset(s) not available: {', '.join(missing)}")
+    if targets is None:
+        targets = HELP_META_TEST if protocol == "help" else keys
+    targets = [t for t in targets if t in keys]
+    if prior is not None and protocol == "shipped":
+        targets = [t for t in targets if t not in prior.sources]
+    if protocol == "help" and targets:
+        # the meta-train sets must be among the allowed sources, not merely on disk
+        missing = [k for k in HELP_META_TRAIN if k not in src_pool]
+        if missing:
+            where = "the sources" if sources is not None else "the data"
+            raise PredictorError(
+                f"protocol help needs HELP's meta-train sets; {where} lack {', '.join(missing)}"
+            )
+    plan = []
+    for t in targets:
+        have = int(np.isfinite(matrix[t].to_numpy(np.float64)).sum())
+        if max(ns, default=0) > have:
+            raise PredictorError(
+                f"target {t} has {have} measured architectures, fewer than N = {max(ns)}"
+            )
+        if protocol == "shipped":
+            assert prior is not None
+            plan.append((t, [s for s in prior.sources if s in keys], prior.view))
+            continue
+        srcs = _sources(protocol, t, src_pool, metas, mode)
+        if len(srcs) < 2:  # pretrain needs two; say why this target has fewer
+            left_out = "its siblings" + (" and its device class" if protocol == "class" else "")
+            raise PredictorError(
+                f"target {t} has {len(srcs)} source dataset(s) under protocol {protocol}, "
+                f"which leaves out the target, {left_out}; need 2"
+            )
+        plan.append((t, srcs, view_for(metas.get(t))))
+    return plan
 
 
 def _flops_fit(ids: np.ndarray, y: np.ndarray, have: np.ndarray) -> np.ndarray:

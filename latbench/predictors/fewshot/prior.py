@@ -249,11 +249,18 @@ def load_prior(path: str | os.PathLike[str] | None = None) -> DevicePrior:
 
     Raises :class:`PredictorError` for a missing, foreign, truncated or altered file.
     """
+    from latbench.files import NotRegularFile, require_regular
+    from latbench.terminal import safe
+
     path = default_prior_path() if path is None else Path(path)
-    if not path.is_file():
+    try:  # a folder or FIFO is not "missing": say what it is
+        require_regular(path)
+    except NotRegularFile as exc:
+        raise PredictorError(f"{safe(path)}: {exc}; a prior is one .npz file") from None
+    except OSError:
         raise PredictorError(
-            f"{path}: no such prior file (rebuild it with `latbench-predict pretrain`)"
-        )
+            f"{safe(path)}: no such prior file (rebuild it with `latbench-predict pretrain`)"
+        ) from None
     from latbench.predictors.fewshot.encoder import check_weights, is_encoder_array
     from latbench.predictors.npzfile import NpzError, json_header, read_npz
 
