@@ -95,3 +95,20 @@ def test_a_prior_load_opens_the_archive_and_each_member_once(monkeypatch):
     load_prior()
     assert len(opened) == 1  # before: three times (bounds, headers, numpy)
     assert sorted(members) == names  # each header and its data read in one pass
+
+
+def test_a_damaged_deflate_stream_is_an_npz_error(tmp_path):
+    # zlib's own error is neither OSError nor ValueError: it once escaped as a traceback
+    path = tmp_path / "a.npz"
+    np.savez_compressed(path, x=np.random.default_rng(0).normal(size=4000))
+    with zipfile.ZipFile(path) as zf:
+        info = zf.infolist()[0]
+    raw = bytearray(path.read_bytes())
+    h = info.header_offset  # the local header's name and extra lengths, not the central ones
+    start = h + 30 + int.from_bytes(raw[h + 26 : h + 28], "little")
+    start += int.from_bytes(raw[h + 28 : h + 30], "little")
+    for k in range(16):  # scramble the stream's first block header and some data
+        raw[start + k] ^= 0xA5
+    path.write_bytes(bytes(raw))
+    with pytest.raises(NpzError, match="truncated or corrupt"):
+        read_npz(path, what="few-shot prior")

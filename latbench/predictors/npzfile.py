@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -101,7 +102,9 @@ def read_npz(
             return arrays
     except NpzError as exc:
         raise NpzError(f"{path}: not a LatBench {what}: {exc}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, MemoryError) as exc:
+    except (
+        OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, MemoryError
+    ) as exc:  # fmt: skip
         text = " ".join(str(exc).split())[:120] or type(exc).__name__
         raise NpzError(f"{path}: not a LatBench {what} (truncated or corrupt?): {text}") from None
 
