@@ -337,6 +337,26 @@ def _describe_selection(args: argparse.Namespace) -> str:
     return f"random sample of {args.limit or 'default'} valid architectures, seed {args.seed}"
 
 
+def _dispatch(argv: list[str]) -> int:
+    """Run the subcommand or measurement ``argv`` names (errors propagate to :func:`main`)."""
+    if argv[:1] == ["merge"]:
+        return _merge(argv[1:])
+    if argv[:1] == ["worker"]:
+        from latbench.harness.fleet.worker import worker_main
+
+        return worker_main(argv[1:])
+    if argv[:1] in (["build"], ["run"]):
+        from latbench.harness.split_cli import build_main, run_main
+
+        return (build_main if argv[0] == "build" else run_main)(argv[1:])
+    args = _parser().parse_args(argv)
+    if args.quiet:
+        logging.getLogger("latbench").setLevel(logging.WARNING)
+    if args.list_devices:
+        return _list_devices()
+    return _run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``latbench-measure``; returns the exit status."""
     from_console = argv is None  # a console script: the process is ours to filter
@@ -352,23 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     if from_console:
         filter_native_stderr(verbose)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    from latbench.terminal import one_line_warnings, safe_line
+
     try:
-        if argv[:1] == ["merge"]:
-            return _merge(argv[1:])
-        if argv[:1] == ["worker"]:
-            from latbench.harness.fleet.worker import worker_main
-
-            return worker_main(argv[1:])
-        if argv[:1] in (["build"], ["run"]):
-            from latbench.harness.split_cli import build_main, run_main
-
-            return (build_main if argv[0] == "build" else run_main)(argv[1:])
-        args = _parser().parse_args(argv)
-        if args.quiet:
-            logging.getLogger("latbench").setLevel(logging.WARNING)
-        if args.list_devices:
-            return _list_devices()
-        return _run(args)
+        with one_line_warnings("latbench-measure"):
+            return _dispatch(argv)
     except KeyboardInterrupt:
         print("interrupted: results so far are stored; rerun the same command to resume",
               file=sys.stderr)  # fmt: skip
@@ -382,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (ValueError, FileNotFoundError, RuntimeError, KeyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"latbench-measure: error: {msg}", file=sys.stderr)
+        print(f"latbench-measure: error: {safe_line(str(msg), 1000)}", file=sys.stderr)
         if from_console and getattr(exc, "hard_exit", False):  # a fleet whose head is gone
             import os
 

@@ -50,7 +50,8 @@ PART_SCHEMA = pa.schema(
 
 
 class RunConfigMismatch(ValueError):
-    """The output folder holds parts of a run with different settings."""
+    """The output folder holds what this run must neither continue nor replace: parts or
+    a dataset measured with other settings, or a dataset it cannot read."""
 
 
 @dataclass(frozen=True)
@@ -166,10 +167,13 @@ class RunStore:
                 warnings.simplefilter("ignore", UnverifiedFileWarning)
                 df = read_dataset(self.dataset_path)
         except (DatasetError, OSError) as exc:
-            log.warning(
-                "not resuming from %s (%s); its graphs will be timed", self.dataset_path, exc
-            )
-            return {}
+            # the run would replace it at the end: an unreadable file may still be the
+            # user's only copy of something (a damaged dataset, a misplaced prediction)
+            raise RunConfigMismatch(
+                f"{exc}; {self.dataset_path.name} would be replaced by this run, so it"
+                " stops here and writes nothing. Move the file away, use another --out or"
+                " --key, or pass --fresh to measure again and replace it."
+            ) from None
         stored = df.attrs["metadata"].get("run_config")
         if stored is None:  # written before run settings were recorded: time again
             return {}

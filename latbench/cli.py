@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from latbench.argparsing import OneLineParser
-from latbench.terminal import safe, safe_line
+from latbench.terminal import one_line_warnings, safe, safe_line
 
 __all__ = ["build_parser", "main", "parse_arch_arg", "spearman", "summary"]
 
@@ -543,20 +543,12 @@ def _one_line(exc: BaseException) -> str:
     return safe_line(text, 1000) or type(exc).__name__
 
 
-def _one_line_warnings(message: Any, category: Any, *_: Any, **__: Any) -> None:
-    """Warnings as one escaped line each on stderr (file names and keys come from files)."""
-    print(f"{_PROG}: warning: {safe_line(str(message), 1000)}", file=sys.stderr)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``latbench`` command; returns the exit status."""
-    import warnings
-
     args = build_parser().parse_args(argv)
-    shown = warnings.showwarning
-    warnings.showwarning = _one_line_warnings
     try:
-        return int(args.func(args))
+        with one_line_warnings(_PROG):
+            return int(args.func(args))
     except BrokenPipeError:
         # The reader (e.g. `| head`) went away; silence the flush at interpreter exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -575,8 +567,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{_PROG}: interrupted", file=sys.stderr)
         return 130
-    finally:
-        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

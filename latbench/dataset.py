@@ -389,6 +389,12 @@ def parse_metadata(path: str | os.PathLike[str], raw: bytes) -> dict[str, Any]:
         raise DatasetError(f"{shown}: LatBench metadata is not valid JSON: {_short(exc)}") from None
     if not isinstance(meta, dict):
         raise DatasetError(f"{shown}: LatBench metadata must be a JSON object")
+    if meta.get("kind") == "latbench-predicted":
+        # a prediction renamed to <key>.parquet must not pass for measurements
+        raise DatasetError(
+            f"{shown}: a few-shot prediction, not a measured dataset (predictions are"
+            " <key>.predicted.parquet, read with latbench.load_predicted)"
+        )
     version = meta.get("schema_version")
     if version != SCHEMA_VERSION:
         raise DatasetError(

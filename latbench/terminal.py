@@ -9,9 +9,13 @@ through :func:`safe`.
 from __future__ import annotations
 
 import re
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["MAX_SHOWN", "safe", "safe_line"]
+__all__ = ["MAX_SHOWN", "one_line_warnings", "safe", "safe_line"]
 
 MAX_SHOWN = 200
 """Characters of one value shown before it is cut with ``...``."""
@@ -45,3 +49,19 @@ def safe(value: Any, limit: int = MAX_SHOWN) -> str:
 def safe_line(text: str, limit: int = 2000) -> str:
     """A whole message as one printable line: whitespace runs joined, controls escaped."""
     return safe(" ".join(str(text).split()), limit)
+
+
+@contextmanager
+def one_line_warnings(prog: str) -> Iterator[None]:
+    """Within, each warning is one escaped ``<prog>: warning: ...`` line on stderr: not
+    Python's two lines with a source excerpt, and safe when its text comes from a file."""
+
+    def show(message: Any, *_: Any, **__: Any) -> None:
+        print(f"{prog}: warning: {safe_line(str(message), 1000)}", file=sys.stderr)
+
+    shown = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown

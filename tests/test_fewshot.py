@@ -384,6 +384,10 @@ def test_predicted_file_stays_apart_from_measurements(synthetic, prior, tmp_path
     (home / "bad.predicted.parquet").write_bytes(bytes(raw))
     with pytest.raises(latbench.DatasetError):
         read_predicted(home / "bad.predicted.parquet")
+    # filed under a measured dataset's name, it is refused as what it is
+    (home / "misfiled.parquet").write_bytes((home / "mine.predicted.parquet").read_bytes())
+    with pytest.raises(latbench.DatasetError, match="a few-shot prediction, not a measured"):
+        latbench.load("misfiled", data_home=home)
 
 
 def test_evaluate_adapt_rows_and_baselines(synthetic):

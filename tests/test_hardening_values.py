@@ -544,3 +544,21 @@ def test_key_policy_accepts_plain_keys_and_names_the_option():
     with pytest.raises(InvalidKeyError, match="^--name"):
         validate_file_name("../x.pickle", "--name")
     assert validate_file_name("x.pickle") == "x.pickle"
+
+
+def test_warnings_from_files_print_as_one_escaped_line(capsys):
+    import warnings
+
+    from latbench.terminal import one_line_warnings
+
+    shown = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        with one_line_warnings("latbench-predict"):
+            warnings.warn(
+                "skipping k.parquet:\nlatbench-predict: error: forged\x1b[2J", stacklevel=1
+            )
+        assert warnings.showwarning is shown  # restored on leaving
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("latbench-predict: warning: skipping")
+    assert "\x1b" not in err and "\\x1b" in err

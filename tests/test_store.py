@@ -108,3 +108,15 @@ def test_finalize_expands_graphs_to_archs(tmp_path, plan):
         assert h5["timings_ns"].shape == (len(plan.work) - 1, 20)
         keys = [k.decode() for k in h5["graph_key"][:]]
         assert plan.work[3].key not in keys and plan.work[0].key in keys
+
+
+@pytest.mark.parametrize("content", [b"PAR1 damaged in transit", b"not parquet at all"])
+def test_unreadable_dataset_at_the_output_is_kept_not_replaced(tmp_path, plan, content):
+    # the run would write k.parquet at its end: a file there it cannot read may be
+    # the user's only copy (a damaged dataset, a prediction filed under the wrong name)
+    target = tmp_path / "k.parquet"
+    target.write_bytes(content)
+    with pytest.raises(RunConfigMismatch, match="writes nothing.*--fresh"):
+        RunStore(tmp_path, "k", CFG).open()
+    assert target.read_bytes() == content and not (tmp_path / "k.parts").exists()
+    assert RunStore(tmp_path, "k", CFG).open(fresh=True) == {}  # asked for: measure again

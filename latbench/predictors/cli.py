@@ -243,9 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:  # a console script: the process is ours to filter
         filter_native_stderr(getattr(args, "verbose", False))
     from latbench.catalog import UnknownDatasetError
+    from latbench.dataset import DatasetError
     from latbench.loader import DatasetNotFoundError
     from latbench.predictors import PredictorError
     from latbench.space import ArchError
+    from latbench.terminal import one_line_warnings
 
     try:
         from latbench.loader import home_folder
@@ -258,8 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         from latbench.predictors.fewshot.commands import HANDLERS
 
         handlers = {"evaluate": _evaluate, "train": _train, "predict": _predict, **HANDLERS}
-        return handlers[args.command](args)
-    except (PredictorError, UnknownDatasetError, DatasetNotFoundError, ArchError) as exc:
+        with one_line_warnings("latbench-predict"):
+            return handlers[args.command](args)
+    except (
+        PredictorError, UnknownDatasetError, DatasetNotFoundError, DatasetError, ArchError
+    ) as exc:  # fmt: skip
         from latbench.terminal import safe_line
 
         print(f"latbench-predict: error: {safe_line(str(exc), 1000)}", file=sys.stderr)
