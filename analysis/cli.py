@@ -304,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(missing_extra(exc, _PROG, "analysis"), file=sys.stderr)
         return 2
-    from latbench.terminal import safe_line
+    from latbench.terminal import one_line_warnings, safe_line
 
     try:
         from latbench.files import require_folder
@@ -318,25 +318,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{_PROG}: error: {safe_line(str(exc))}", file=sys.stderr)
         return 2
     try:
-        sections = run(
-            args.command,
-            devices=args.devices,
-            out=args.out,
-            data_home=args.data_home,
-            max_pairs=args.max_pairs,
-            repeats=getattr(args, "repeats", None),
-            n_train=getattr(args, "train", None),
-            predictors=getattr(args, "predictors", None),
-            seed=getattr(args, "seed", 0),
-            gcn_epochs=getattr(args, "gcn_epochs", None),
-            bundled_only=args.bundled,
-            log=None if args.quiet else lambda msg: print(msg, file=sys.stderr, flush=True),
-            cache=not getattr(args, "no_cache", False),
-            progress=not args.quiet,
-            fewshot=getattr(args, "fewshot", None),
-            min_archs=args.min_archs,
-            nas=nas,
-        )
+        with one_line_warnings(_PROG):
+            sections = run(
+                args.command,
+                devices=args.devices,
+                out=args.out,
+                data_home=args.data_home,
+                max_pairs=args.max_pairs,
+                repeats=getattr(args, "repeats", None),
+                n_train=getattr(args, "train", None),
+                predictors=getattr(args, "predictors", None),
+                seed=getattr(args, "seed", 0),
+                gcn_epochs=getattr(args, "gcn_epochs", None),
+                bundled_only=args.bundled,
+                log=None if args.quiet else lambda msg: print(msg, file=sys.stderr, flush=True),
+                cache=not getattr(args, "no_cache", False),
+                progress=not args.quiet,
+                fewshot=getattr(args, "fewshot", None),
+                min_archs=args.min_archs,
+                nas=nas,
+            )
     except _errors() as exc:
         print(f"{_PROG}: error: {safe_line(str(exc))}", file=sys.stderr)
         return 2
