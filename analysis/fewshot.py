@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from latbench.analysis.style import plot_style, save_png
+from latbench.analysis.tables import write_text
 
 __all__ = ["FewshotResultsError", "fewshot_figure", "read_fewshot", "write_fewshot"]
 
@@ -94,7 +95,7 @@ def write_fewshot(results: str | os.PathLike[str] | pd.DataFrame, out: str | os.
     out = Path(out)
     png = save_png(fewshot_figure(res), out / "fewshot.png")
     md = markdown_tables(res)
-    (out / "fewshot.md").write_text(md + "\n")
+    write_text(out / "fewshot.md", md + "\n")
     body = (
         'Leave-one-device-out few-shot adaptation (docs/predictors.md, "Few-shot '
         "adaptation\"): a prior pretrained on the target's sources only, N designed "

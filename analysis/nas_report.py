@@ -15,7 +15,7 @@ from latbench.analysis.nas import ORACLE_COLUMNS, DeviceNAS, NasOptions, cross_d
 from latbench.analysis.nas_sources import label
 from latbench.analysis.report import Section
 from latbench.analysis.style import save_png
-from latbench.analysis.tables import markdown_table, write_csv
+from latbench.analysis.tables import markdown_table, write_csv, write_text
 
 __all__ = ["EVOLUTION_EVERY", "PROVENANCE", "write_nas_results"]
 
@@ -117,7 +117,7 @@ def _write(
         files.append(write_csv(cross, out / "cross_device.csv").name)
     body = _markdown(results, summary, cross, options, acc_name)
     title = f"NAS with latency estimates ({acc_name})"
-    (out / "nas.md").write_text(f"# {title}\n\n{body.rstrip()}\n")
+    write_text(out / "nas.md", f"# {title}\n\n{body.rstrip()}\n")
     files.append("nas.md")
     return Section(title, body, files)
 

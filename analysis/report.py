@@ -30,7 +30,7 @@ from latbench.analysis.data import Datasets
 from latbench.analysis.pairs import MAX_DEVICES, pairs_figure, select_devices
 from latbench.analysis.proxies import proxies_figure, proxy_correlations
 from latbench.analysis.style import save_png
-from latbench.analysis.tables import markdown_table, write_csv
+from latbench.analysis.tables import markdown_table, write_csv, write_text
 
 __all__ = [
     "PROXIES_PER_FIGURE",
@@ -103,7 +103,7 @@ def write_correlation(data: Datasets, out: str | os.PathLike[str]) -> Section:
         m = correlation_matrix(pairs, method)
         files.append(write_csv(m, out / f"correlation_{method}.csv", index=True).name)
         md = markdown_table(m.rename_axis(""), index=True)
-        (out / f"correlation_{method}.md").write_text(md)
+        write_text(out / f"correlation_{method}.md", md)
         files.append(f"correlation_{method}.md")
         png = save_png(correlation_figure(m, title=_TITLES[method]),
                        out / f"correlation_{method}.png")  # fmt: skip
@@ -291,7 +291,7 @@ def write_readme(
     for s in (datasets_section(data), *sections):
         lines.append(f"## {s.title}\n\n{s.body.rstrip()}\n\n")
     path = out / "README.md"
-    path.write_text("".join(lines).rstrip() + "\n")
+    write_text(path, "".join(lines).rstrip() + "\n")
     return path
 
 

@@ -64,11 +64,12 @@ def new_figure(width: float, height: float) -> Figure:
 
 def save_png(fig: Figure, path: str | os.PathLike[str]) -> Path:
     """Write ``fig`` as a PNG whose bytes are reproducible; returns the path."""
+    from latbench.dataset import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with plot_style():
+    with plot_style(), atomic_path(path) as tmp:  # atomic, as the tables are
         # metadata Software=None drops the only run-dependent chunk matplotlib writes
-        fig.savefig(path, format="png", dpi=DPI, metadata={"Software": None})
+        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
     return path
 
 

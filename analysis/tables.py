@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["FLOAT_FORMAT", "fmt_value", "markdown_table", "write_csv"]
+__all__ = ["FLOAT_FORMAT", "fmt_value", "markdown_table", "write_csv", "write_text"]
 
 FLOAT_FORMAT = "%.6f"
 """CSV float format: fixed, so the same numbers always give the same bytes."""
@@ -38,7 +38,20 @@ def markdown_table(df: pd.DataFrame, *, floatfmt: str = ".3f", index: bool = Fal
 
 def write_csv(df: pd.DataFrame, path: str | os.PathLike[str], *, index: bool = False) -> Path:
     """Write ``df`` as CSV with :data:`FLOAT_FORMAT` and ``\\n`` line ends; returns the path."""
+    from latbench.dataset import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=index, float_format=FLOAT_FORMAT, lineterminator="\n")
+    # atomic: an interrupted run leaves the previous results whole, never a cut CSV
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=index, float_format=FLOAT_FORMAT, lineterminator="\n")
+    return path
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically, as :func:`write_csv`; returns the path."""
+    from latbench.dataset import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path

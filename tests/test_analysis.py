@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -410,3 +411,24 @@ def test_cli_all_on_imported_help_datasets(tmp_path):
     readme = (out / "README.md").read_text()
     assert "Shown: 3 of 4 datasets" in readme and "HELP" in readme
     assert len(pd.read_csv(out / "predictors.csv")) == len(keys)
+
+
+def test_result_files_are_replaced_whole_or_not_at_all(tmp_path):
+    from latbench.analysis.tables import write_csv, write_text
+
+    class Interrupted(pd.DataFrame):
+        def to_csv(self, path, **kw):  # half a table, then Ctrl-C
+            Path(path).write_text("a\n1\n")
+            raise KeyboardInterrupt
+
+    csv, md = tmp_path / "t.csv", tmp_path / "t.md"
+    write_csv(pd.DataFrame({"a": [1.5, 2.5]}), csv)
+    write_text(md, "# before\n")
+    before = csv.read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        write_csv(Interrupted({"a": [9]}), csv)
+    assert csv.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "t.csv",
+        "t.md",
+    ]
+    assert write_text(md, "# after\n").read_text() == "# after\n"
