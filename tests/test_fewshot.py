@@ -230,6 +230,11 @@ def test_selection_is_deterministic_distinct_and_seeded(prior):
     assert set(select_archs(prior, 5, candidates=only)) <= set(only)
     with pytest.raises(PredictorError):
         select_archs(prior, 0)
+    # more than the candidates' graphs: the message says how many one may ask for
+    few = np.flatnonzero(valid_mask())[:60]
+    graphs = len(set(graph_index()[few]))
+    with pytest.raises(PredictorError, match=f"ask for at most {graphs}$"):
+        select_archs(prior, graphs + 1, candidates=few)
 
 
 def test_selection_criteria_do_what_they_optimise(prior):

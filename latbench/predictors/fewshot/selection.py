@@ -134,7 +134,11 @@ def select_archs(
         score = np.where(taken, -np.inf, gain + jitter)
         i = int(np.argmax(score))
         if not np.isfinite(score[i]):
-            raise PredictorError(f"the candidates hold fewer than {n} distinct pruned graphs")
+            # every free graph is taken by now, one per step
+            raise PredictorError(
+                f"asked for {n} architectures, one per pruned graph, but the candidates"
+                f" hold {step} distinct pruned graphs not yet measured; ask for at most {step}"
+            )
         chosen.append(i)
         taken |= graph == graph[i]
         sa = s @ a[i]
