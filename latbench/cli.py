@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
 import sys
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from latbench.argparsing import OneLineParser
+from latbench.argparsing import OneLineParser, nonempty
 from latbench.terminal import one_line_warnings, safe, safe_line
 
 __all__ = ["build_parser", "main", "parse_arch_arg", "spearman", "summary"]
@@ -178,6 +180,8 @@ def _print_reports(reports: Sequence[Any]) -> None:
             f"wrote {safe(r.key)}: ok {c['ok']}, invalid {c['invalid']}, missing {c['missing']}"
             f" -> {safe(r.path)}"
         )
+        for note in r.warnings:  # a damaged or edited copy: said where the import is read
+            print(f"  note: {safe_line(note, 1000)}")
     print(f"{len(reports)} dataset(s) imported")
 
 
@@ -190,24 +194,34 @@ def _skipped_files_reported() -> Any:
 
     @contextlib.contextmanager
     def ctx() -> Any:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", SkippedFileWarning)
-            try:
+        caught: list[Any] = []
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", SkippedFileWarning)
                 yield
-            finally:
-                for w in caught:
-                    if issubclass(w.category, SkippedFileWarning):
-                        print(f"{_PROG}: {safe_line(str(w.message))}", file=sys.stderr)
-                    else:
-                        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        finally:
+            # shown after catch_warnings is left: inside it, showwarning appends to the
+            # list being walked and the loop never ends
+            for w in caught:
+                if issubclass(w.category, SkippedFileWarning):
+                    print(f"{_PROG}: {safe_line(str(w.message))}", file=sys.stderr)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
     return ctx()
+
+
+def _refuse_empty_path(args: argparse.Namespace) -> None:
+    # "" is Path("."): an unset shell variable would import the current folder
+    if not args.path.strip():
+        raise ValueError("PATH is empty; give the file or folder to import")
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from latbench.importers import import_datasets
     from latbench.keys import validate_key
 
+    _refuse_empty_path(args)
     if args.key is not None:  # checked before the source is even opened
         validate_key(args.key, shadow_check=True)
     from latbench.loader import home_folder
@@ -234,6 +248,16 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     from latbench.importers.registry import DRIVE_FOLDER_ID
     from latbench.loader import home_folder
 
+    if not (math.isfinite(args.timeout) and args.timeout > 0):  # requests: 0 is an error
+        raise ValueError(f"--timeout must be a positive number of seconds, not {args.timeout}")
+    if args.sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", args.sha256):
+        raise ValueError(f"--sha256 {safe(args.sha256, 80)!r} is not 64 hexadecimal digits")
+    for url in args.urls:
+        if len(urllib.parse.urlparse(url).scheme) < 2:  # 1 letter: a Windows drive
+            raise ValueError(
+                f"{safe(url, 200)!r} is not a URL (https://... or file://...); to import a"
+                f" local file run: {_PROG} import {args.source} PATH"
+            )
     home_folder(args.data_home)
     if args.source == "nb201-accuracy":
         from latbench.importers.fetch import fetch_accuracy
@@ -382,6 +406,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _add_data_home(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-home",
+        type=nonempty("a folder"),
         metavar="DIR",
         help="dataset folder (default: $LATBENCH_HOME or the user data directory)",
     )

@@ -21,6 +21,7 @@ from latbench.importers.common import Imported, ImportFormatError
 from latbench.importers.eagle import read_eagle
 from latbench.importers.help import read_help
 from latbench.importers.hwnasbench import read_hwnasbench
+from latbench.keys import InvalidKeyError
 from latbench.keys import validate_key as _validate_key
 from latbench.loader import data_home as _data_home
 
@@ -57,6 +58,8 @@ class ImportReport:
     path: Path
     source: Path
     counts: dict[str, int]
+    warnings: tuple[str, ...] = ()
+    """The metadata's ``warnings`` (e.g. a file that is not the published one)."""
 
 
 def read_source(
@@ -102,6 +105,12 @@ def import_datasets(
     parsed = read_source(importer, path, keys, key=key)
     for item in parsed:  # what write_dataset would refuse, refused before any write
         try:
+            # the final key: a HELP file name or a normalized --key ('x.layers.pkl' ->
+            # 'x.layers') must not name a companion file, a hidden or a bundled one
+            _validate_key(item.key, f"dataset key (from {item.source.name})", shadow_check=True)
+        except InvalidKeyError as exc:
+            raise ImportFormatError(f"{exc}; nothing imported") from None
+        try:
             to_table(item.frame, item.metadata)
         except DatasetError as exc:
             raise ImportFormatError(f"{item.source}: nothing imported: {exc}") from None
@@ -124,7 +133,8 @@ def import_datasets(
         for item, target in progress(pairs, f"writing {importer} datasets", unit="dataset",
                                      enabled=len(pairs) > 3):  # fmt: skip
             write_dataset(item.frame, target, item.metadata)
-            reports.append(ImportReport(item.key, target, item.source, item.counts()))
+            notes = tuple(str(w) for w in item.metadata.get("warnings", ()))
+            reports.append(ImportReport(item.key, target, item.source, item.counts(), notes))
     return reports
 
 
@@ -138,13 +148,25 @@ def _key_lock(home: Path, key: str) -> Iterator[None]:
     # dataset a campaign is writing, nor the reverse, and each names the other.
     from latbench.lock import KeyLocked, hold
 
+    held = False
     try:
         with hold(home, key):
+            held = True
             yield
     except KeyLocked as exc:
         raise KeyLockedError(
             f"{key!r} in {home}: nothing imported, another process holds its write lock: {exc}"
         ) from None
+    except OSError as exc:
+        if held:  # the write itself failed: its own message names the file
+            raise
+        # a read-only or full data home: filelock's bare "[Errno 30] ...: '.x.lock'"
+        err = OSError(
+            f"{home}: cannot take the write lock of {key!r} ({exc.strerror or exc});"
+            " the data home must be a writable folder; nothing imported"
+        )
+        err.errno = exc.errno
+        raise err from None
 
 
 def import_path(

@@ -12,16 +12,19 @@ import pandas as pd
 
 from latbench.catalog import CATALOG, Dataset, normalize_key, resolve
 from latbench.manifest import sha256_file  # one checksum routine for every file we record
-from latbench.safepickle import short_repr
+from latbench.safepickle import CorruptPickleError, Limits, load_pickle, short_repr
 
 __all__ = [
     "ImportFormatError",
     "Imported",
     "canonical_key",
     "catalog_metadata",
+    "load_source_pickle",
+    "packed_kind",
     "refuse_duplicates",
     "select_keys",
     "sha256_file",
+    "source_problem",
 ]
 
 
@@ -42,6 +45,82 @@ class Imported:
         """Number of rows per status (``ok``, ``invalid``, ``failed``, ``missing``)."""
         vc = self.frame["status"].value_counts()
         return {s: int(vc.get(s, 0)) for s in ("ok", "invalid", "failed", "missing")}
+
+
+# First bytes of what users hold instead of the file itself: a browser's or Drive's
+# compressed download. None of them starts a pickle that loads.
+_PACKED = (
+    (b"\x1f\x8b", "gzip-compressed", "decompress it first (gunzip)"),
+    (b"PK\x03\x04", "a zip archive", "unzip it and import what it holds"),
+    (b"BZh", "bzip2-compressed", "decompress it first (bunzip2)"),
+    (b"\xfd7zXZ\x00", "xz-compressed", "decompress it first (unxz)"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive", "extract it and import what it holds"),
+)
+PACKED_SUFFIXES = (".gz", ".zip", ".bz2", ".xz", ".7z")
+"""File name endings of compressed copies (``x.pickle.gz``) a folder import reports."""
+
+
+def packed_kind(path: Path) -> tuple[str, str] | None:
+    """``(what it is, what to do)`` for a compressed file or archive; ``None`` otherwise.
+
+    Only for a regular file: opening a FIFO would block.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None
+    return next(((kind, todo) for magic, kind, todo in _PACKED if head.startswith(magic)), None)
+
+
+def source_problem(path: Path, max_bytes: int) -> str | None:
+    """Why ``path`` cannot be a source file of at most ``max_bytes``, or ``None``.
+
+    Checked before a file is hashed or read: a FIFO or ``/dev/zero`` would block or
+    never end, and a multi-gigabyte file would be hashed in full before being refused.
+    """
+    from latbench.files import NotRegularFile, require_regular
+
+    try:
+        size = require_regular(path).st_size
+    except NotRegularFile as exc:
+        return str(exc)
+    if size > max_bytes:
+        return f"refused: {size} bytes, more than the {max_bytes} this file's layout needs"
+    found = packed_kind(path)
+    if found is not None:
+        return f"{found[0]}, not the file itself; {found[1]}"
+    return None
+
+
+def _is_text(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return False
+    if not head or head[0] == 0x80:  # protocol 2+ pickles open with PROTO
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not a character cut by the 512-byte read
+            return False
+        text = head[: exc.start].decode("utf-8")
+    return all(c.isprintable() or c in "\r\n\t" for c in text)
+
+
+def load_source_pickle(path: Path, allowed: Mapping[tuple[str, str], Any], limits: Limits) -> Any:
+    """:func:`~latbench.safepickle.load_pickle`, saying so when the file is text (a CSV or
+    JSON given where a pickle is expected) rather than reporting a bare opcode error."""
+    try:
+        return load_pickle(path, allowed, limits)
+    except CorruptPickleError:
+        if _is_text(path):
+            raise CorruptPickleError(
+                f"{path}: text (a CSV or JSON file?), not a pickle; give the published .pickle file"
+            ) from None
+        raise
 
 
 def canonical_key(key: str) -> str:

@@ -10,6 +10,7 @@ latency, valid ones the file lacks are ``status="missing"``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
@@ -23,15 +24,18 @@ import pandas as pd
 from latbench.catalog import BRP_NAS_CITATION, CATALOG, Dataset, normalize_key
 from latbench.dataset import LATENCY_RANGE_MS, skeleton_frame
 from latbench.importers.common import (
+    PACKED_SUFFIXES,
     Imported,
     ImportFormatError,
     canonical_key,
     catalog_metadata,
+    load_source_pickle,
     refuse_duplicates,
     select_keys,
+    source_problem,
 )
 from latbench.importers.registry import JETSON_LABEL_HISTORY, Identification, identify
-from latbench.safepickle import NUMPY_SCALARS, Limits, load_pickle, short_repr
+from latbench.safepickle import NUMPY_SCALARS, Limits, short_repr
 from latbench.space import N_ARCHS, OPS, format_arch
 
 __all__ = ["SUFFIXES", "SkippedFileWarning", "eagle_latencies", "eagle_protocol", "read_eagle"]
@@ -155,16 +159,36 @@ def _fallback(key: str, stem: str) -> Dataset:
     )
 
 
-def _release_files(path: Path) -> list[Path]:
+def _release_files(path: Path) -> tuple[list[Path], list[Path]]:
+    """The release pickles at ``path`` and, for a folder, its compressed copies of some."""
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+        entries = sorted(p for p in path.iterdir() if p.is_file())
+        files = [p for p in entries if p.suffix.lower() in SUFFIXES]
+        packed = [
+            p
+            for p in entries
+            if p.suffix.lower() in PACKED_SUFFIXES and Path(p.stem).suffix.lower() in SUFFIXES
+        ]
         refuse_duplicates({f: f.name.casefold() for f in files}, path)
         if not files:
-            raise ImportFormatError(f"{path}: no release files ({', '.join(SUFFIXES)}) here")
-        return files
+            raise ImportFormatError(
+                f"{path}: no release files ({', '.join(SUFFIXES)}) here" + _hint(path, packed)
+            )
+        return files, packed
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
-    return [path]
+    return [path], []
+
+
+def _hint(path: Path, packed: list[Path]) -> str:
+    if packed:
+        return f"; {packed[0].name} is compressed: decompress it first"
+    # a Drive download unzipped one level deeper than the folder given
+    for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+        with contextlib.suppress(OSError):
+            if any(f.suffix.lower() in SUFFIXES for f in sub.iterdir()):
+                return f"; give the folder that holds them, e.g. {sub}"
+    return ""
 
 
 def _not_release(ident: Identification) -> str:
@@ -177,14 +201,21 @@ def _not_release(ident: Identification) -> str:
 
 def _identified(path: Path, key: str | None) -> dict[str, Identification]:
     """Release files under ``path`` by catalog key; unrecognised ones warned about and skipped."""
-    files = _release_files(path)
+    files, packed = _release_files(path)
     if key is not None and len(files) != 1:
         raise ImportFormatError(
             f"--key names the dataset of one file, but {path} holds {len(files)}; give the file"
         )
     keyed: dict[str, Identification] = {}
     skipped = []
+    unread = [f"skipped {f.name}: compressed, decompress it first" for f in packed]
     for f in files:
+        problem = source_problem(f, LIMITS.max_bytes)
+        if problem is not None:  # checked before hashing: a FIFO or /dev/zero never ends
+            if not path.is_dir():
+                raise ImportFormatError(f"{f}: {problem}")
+            unread.append(f"skipped {f.name}: {problem}")
+            continue
         ident = identify(f)
         if key is not None:
             keyed[canonical_key(key)] = ident
@@ -216,6 +247,8 @@ def _identified(path: Path, key: str | None) -> dict[str, Identification]:
             SkippedFileWarning,
             stacklevel=3,
         )
+    for message in unread:
+        warnings.warn(message, SkippedFileWarning, stacklevel=3)
     if not keyed:
         raise ImportFormatError(f"{path}: none of its {len(files)} pickle(s) is a release file")
     return keyed
@@ -271,7 +304,7 @@ def read_eagle(
     out = []
     for k in select_keys({k: i.path for k, i in found.items()}, keys, path):
         f = found[k].path
-        seconds = eagle_latencies(load_pickle(f, NUMPY_SCALARS, LIMITS), str(f))
+        seconds = eagle_latencies(load_source_pickle(f, NUMPY_SCALARS, LIMITS), str(f))
         fallback = _fallback(k, f.stem)
         protocol = eagle_protocol(CATALOG.get(k, fallback).device_class)
         release = _release_metadata(found[k], k, seconds)

@@ -221,6 +221,8 @@ def _pooch_fetch(pup: Any, downloader: Any, name: str, url: str) -> Path:
     try:
         return Path(pup.fetch(name, downloader=downloader))
     except ValueError as exc:  # pooch's hash mismatch; it has removed the file already
+        if "hash" not in str(exc).lower():  # e.g. requests refusing a timeout: no checksum issue
+            raise FetchError(f"cannot download {url}: {' '.join(str(exc).split())}") from None
         raise ChecksumError(
             f"{url}: {name}: SHA-256 does not match the pinned one (changed upstream or"
             f" corrupted in transit); nothing was imported ({' '.join(str(exc).split())})"

@@ -28,10 +28,12 @@ from latbench.importers.common import (
     Imported,
     ImportFormatError,
     catalog_metadata,
+    packed_kind,
     refuse_duplicates,
     select_keys,
     sha256_file,
 )
+from latbench.importers.registry import drop_copy_mark
 from latbench.safepickle import Limits, load_torch_zip, short_repr
 from latbench.space import N_ARCHS, ArchError, arch_id, parse_arch
 
@@ -59,9 +61,13 @@ _PROTOCOL = {
 
 
 def help_key(stem: str) -> str:
-    """Dataset key of a HELP file name: its catalog entry, else ``help-<stem>``."""
+    """Dataset key of a HELP file name: its catalog entry, else ``help-<stem>``.
+
+    Case and a second download's `` (1)`` do not matter: ``Pixel2 (1)`` is ``help-pixel2``.
+    """
+    stem = drop_copy_mark(stem.strip())
     for entry in CATALOG.values():
-        if entry.importer == "help" and stem in entry.files:
+        if entry.importer == "help" and stem.casefold() in (f.casefold() for f in entry.files):
             return entry.key
     return normalize_key(f"help-{stem}")
 
@@ -148,16 +154,41 @@ def _fallback(key: str, stem: str) -> Dataset:
     )
 
 
+_CHECKOUT_FOLDERS = ("data/nasbench201", "nasbench201")
+"""Where a HELP checkout (or its ``data`` folder) keeps the NAS-Bench-201 files."""
+
+
+def _is_pt(p: Path) -> bool:
+    return p.suffix.lower() == ".pt" and p.is_file()
+
+
+def _index_beside(folder: Path) -> Path:
+    return next(
+        (p for p in sorted(folder.iterdir()) if p.name.lower() == INDEX_FILE),
+        folder / INDEX_FILE,
+    )
+
+
 def _latency_files(path: Path) -> tuple[dict[str, Path], Path]:
     if path.is_dir():
-        files = sorted(p for p in path.glob("*.pt") if p.name != INDEX_FILE)
-        index = path / INDEX_FILE
+        if not any(_is_pt(p) for p in path.iterdir()):  # the checkout's root or data/
+            path = next((path / sub for sub in _CHECKOUT_FOLDERS if (path / sub).is_dir()), path)
+        files = sorted(p for p in path.iterdir() if _is_pt(p) and p.name.lower() != INDEX_FILE)
+        index = _index_beside(path)
         if not files:
             raise ImportFormatError(f"{path}: no HELP latency files (*.pt) here")
     elif path.is_file():
-        if path.name == INDEX_FILE:
+        if path.name.lower() == INDEX_FILE:
             raise ImportFormatError(f"{path} is the index file; give a latency file or folder")
-        files, index = [path], path.with_name(INDEX_FILE)
+        if path.suffix.lower() != ".pt":
+            packed = packed_kind(path)
+            what = f"{packed[0]} ({packed[1]})" if packed else "not a HELP latency file"
+            raise ImportFormatError(
+                f"{path}: {what}; HELP's files are <device>.pt beside {INDEX_FILE}"
+            )
+        files, index = [path], _index_beside(path.parent)
+    elif path.exists():  # a FIFO or device: never opened
+        raise ImportFormatError(f"{path}: not a regular file")
     else:
         raise FileNotFoundError(f"{path}: no such file or directory")
     if not index.is_file():

@@ -30,12 +30,19 @@ import numpy as np
 import pandas as pd
 
 from latbench.dataset import LATENCY_RANGE_MS, skeleton_frame
-from latbench.importers.common import Imported, ImportFormatError, catalog_metadata, select_keys
+from latbench.importers.common import (
+    Imported,
+    ImportFormatError,
+    catalog_metadata,
+    load_source_pickle,
+    select_keys,
+    source_problem,
+)
+from latbench.importers.registry import compact_name
 from latbench.safepickle import (
     NUMPY_SCALARS,
     Limits,
     UnsafePickleError,
-    load_pickle,
     register_buildable,
     short_repr,
 )
@@ -235,6 +242,18 @@ def _shared_with(nb201: Mapping[str, Any], metric: str, values: np.ndarray) -> d
     return {"identical_in": same, "differs_in": differ}
 
 
+def _published_file(folder: Path) -> Path:
+    """The file in ``folder`` that is HW-NAS-Bench's, in any case, ``.pkl`` or `` (1)``."""
+    if (folder / FILE_NAME).exists():
+        return folder / FILE_NAME
+    want = compact_name(FILE_NAME)
+    found = sorted(p for p in folder.iterdir() if compact_name(p.name) == want)
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found[:4])
+        raise ImportFormatError(f"{folder}: {names} all look like {FILE_NAME}; keep one of them")
+    return found[0] if found else folder / FILE_NAME
+
+
 def read_hwnasbench(
     path: str | os.PathLike[str], keys: Collection[str] | None = None
 ) -> list[Imported]:
@@ -247,12 +266,15 @@ def read_hwnasbench(
     """
     path = Path(path)
     if path.is_dir():
-        path = path / FILE_NAME
-    if not path.is_file():
+        path = _published_file(path)
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no such file (HW-NAS-Bench's file is {FILE_NAME})")
+    problem = source_problem(path, LIMITS.max_bytes)
+    if problem is not None:  # before opening: a FIFO would block
+        raise ImportFormatError(f"{path}: {problem}")
     available = {hwnasbench_key(d): path for d in DEVICES}
     selected = select_keys(available, keys, path)
-    root = load_pickle(path, HWNASBENCH_GLOBALS, LIMITS)
+    root = load_source_pickle(path, HWNASBENCH_GLOBALS, LIMITS)
     nb201 = _get(root, "nasbench201", str(path))
     data = _get(nb201, DATASET, f"{path}: nasbench201")
     where = f"{path}: nasbench201/{DATASET}"

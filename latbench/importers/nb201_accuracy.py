@@ -13,8 +13,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from latbench.accuracy_table import read_nats_csv, write_accuracy_table
-from latbench.importers.common import sha256_file
+from latbench.accuracy_table import (
+    MAX_CSV_BYTES,
+    AccuracyFormatError,
+    accuracy_path,
+    read_nats_csv,
+    write_accuracy_table,
+)
+from latbench.importers.common import sha256_file, source_problem
 from latbench.importers.registry import NB201_ACCURACY
 
 __all__ = ["AccuracyReport", "import_accuracy"]
@@ -48,6 +54,10 @@ def import_accuracy(
 ) -> AccuracyReport:
     """Parse the CSV at ``path`` and write the accuracy table; ``url`` is recorded as its origin."""
     path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        problem = source_problem(path, MAX_CSV_BYTES)
+        if problem is not None:  # a FIFO or a .csv.gz, named as what it is
+            raise AccuracyFormatError(f"{path}: {problem}")
     frame = read_nats_csv(path)
     digest = sha256_file(path)
     published = digest == NB201_ACCURACY.sha256
@@ -59,5 +69,27 @@ def import_accuracy(
     }
     if url is not None:
         source["url"] = url
-    target = write_accuracy_table(frame, source, data_home, overwrite)
+    from latbench.lock import KeyLocked, hold, holder
+
+    table = accuracy_path(data_home)
+    held = False
+    try:
+        # one writer: a second import must not pass the exists-check while the first writes
+        with hold(table.parent, table.stem):
+            held = True
+            target = write_accuracy_table(frame, source, data_home, overwrite)
+    except KeyLocked:
+        info = holder(table.parent, table.stem) or {}
+        raise BlockingIOError(
+            f"{table}: nothing imported, another process is writing it (PID"
+            f" {info.get('pid', '?')}: {info.get('command', '?')}); wait for it to finish"
+        ) from None
+    except OSError as exc:
+        if held:
+            raise
+        err = OSError(
+            f"{table.parent}: cannot write there ({exc.strerror or exc}); nothing imported"
+        )
+        err.errno = exc.errno
+        raise err from None
     return AccuracyReport(target, path, digest, published)

@@ -33,6 +33,7 @@ __all__ = [
     "by_name",
     "by_sha256",
     "compact_name",
+    "drop_copy_mark",
     "identify",
 ]
 
@@ -135,6 +136,11 @@ _SUFFIXES = (".pickle", ".pkl")
 _COPY_MARK = re.compile(r"(\s*\(\d+\)|[-_ ]copy(\d+)?)$")
 
 
+def drop_copy_mark(stem: str) -> str:
+    """``stem`` without the `` (1)`` or ``-copy`` a second download appends."""
+    return _COPY_MARK.sub("", stem)
+
+
 def compact_name(name: str) -> str:
     """A file or key name reduced to lower-case letters and digits, suffixes dropped.
 
@@ -146,7 +152,7 @@ def compact_name(name: str) -> str:
         if n.endswith(suffix):
             n = n[: -len(suffix)]
             break
-    n = _COPY_MARK.sub("", n)
+    n = drop_copy_mark(n)
     return re.sub(r"[^a-z0-9]", "", n)
 
 
