@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from latbench.argparsing import OneLineParser, interruptible, positive_int
+from latbench.argparsing import OneLineParser, folder, interruptible, nonempty, positive_int
 
 __all__ = ["DEFAULT_OUT", "build_parser", "main"]
 
@@ -36,19 +36,6 @@ def _keys(text: str) -> list[str]:
     return keys
 
 
-def _nonempty(what: str) -> Callable[[str], str]:
-    """An argument ``type``: the text unless empty. An unset shell variable in
-    ``--out "$DIR"`` must not mean the working directory."""
-
-    def parse(text: str) -> str:
-        if not text.strip():
-            raise argparse.ArgumentTypeError(f"expected {what}, got an empty string")
-        return text
-
-    parse.__name__ = what
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``latbench-analysis``."""
     common = argparse.ArgumentParser(add_help=False)
@@ -56,10 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dataset keys or aliases (default: every dataset available here)")  # fmt: skip
     common.add_argument("--bundled", action="store_true",
                         help="default devices: only the datasets bundled with the package")  # fmt: skip
-    common.add_argument("--out", type=lambda t: Path(_nonempty("a folder")(t)),
+    common.add_argument("--out", type=folder,
                         default=Path(DEFAULT_OUT),
                         help=f"output folder (default: ./{DEFAULT_OUT})")  # fmt: skip
-    common.add_argument("--data-home", type=_nonempty("a folder"), default=None,
+    common.add_argument("--data-home", type=nonempty("a folder"), default=None,
                         help="LatBench data home (default: $LATBENCH_HOME or the user data dir)")  # fmt: skip
     common.add_argument("--max-pairs", type=positive_int, default=None, metavar="N",
                         help="most datasets in the pairs scatter matrix (default 8)")  # fmt: skip
@@ -136,7 +123,7 @@ def _nas_options(p: argparse.ArgumentParser, accuracy_only: bool = False) -> Non
                         "(default 20)")  # fmt: skip
     p.add_argument("--limit-ms", type=_positive_float, default=None, metavar="MS",
                    help="aging evolution's latency limit (default: each dataset's median)")  # fmt: skip
-    p.add_argument("--prior", type=_nonempty("a file"), default=None, metavar="NPZ",
+    p.add_argument("--prior", type=nonempty("a file"), default=None, metavar="NPZ",
                    help="few-shot prior file (default: the shipped one; "
                         "`latbench-predict pretrain` makes one without your target)")  # fmt: skip
     p.add_argument("--fewshot-accept", type=_probability, default=0.5, metavar="P",

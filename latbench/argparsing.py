@@ -13,11 +13,12 @@ import argparse
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from latbench.terminal import safe_line
 
-__all__ = ["OneLineParser", "interruptible", "positive_int"]
+__all__ = ["OneLineParser", "folder", "interruptible", "nonempty", "positive_int"]
 
 _Main = TypeVar("_Main", bound=Callable[..., int])
 
@@ -59,3 +60,22 @@ def positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
     return v
+
+
+def nonempty(what: str) -> Callable[[str], str]:
+    """An argument ``type``: the text unless blank, else a one-line usage error.
+    ``""`` is ``Path(".")``: an unset shell variable in ``--data-home "$DIR"`` must not
+    mean the working folder."""
+
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"expected {what}, got an empty string")
+        return text
+
+    parse.__name__ = what  # argparse names the type in "invalid <name> value"
+    return parse
+
+
+def folder(text: str) -> Path:
+    """An argument ``type``: a folder's path, not blank (:func:`nonempty`)."""
+    return Path(nonempty("a folder")(text))

@@ -13,7 +13,7 @@ import fnmatch
 import sys
 from pathlib import Path
 
-from latbench.argparsing import positive_int
+from latbench.argparsing import folder, positive_int
 from latbench.space import N_ARCHS
 
 __all__ = ["HANDLERS", "add_parsers", "match_keys"]
@@ -43,7 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                          "dataset; the shipped prior uses HELP's, the LatBench release's and "
                          "the bundled ones)")  # fmt: skip
     pt.add_argument("--exclude", default="", help="comma list of keys or globs to leave out")
-    pt.add_argument("--data-home", type=Path, help="LatBench data home (default: $LATBENCH_HOME)")
+    pt.add_argument("--data-home", type=folder, help="LatBench data home (default: $LATBENCH_HOME)")
     pt.add_argument("--rank", type=positive_int, default=8,
                     help="architecture factors k (default 8; at most sources - 1)")  # fmt: skip
     pt.add_argument("--shrink", type=float, default=0.1, help="covariance shrinkage (default 0.1)")
@@ -57,7 +57,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                          "timed, for targets that time unpruned cells")  # fmt: skip
     pt.add_argument("--out", "-o", type=Path, required=True, help="prior file (.npz)")
     ea = sub.add_parser("evaluate-adapt", help="leave-one-device-out few-shot evaluation")
-    ea.add_argument("--data-home", type=Path, help="LatBench data home (default: $LATBENCH_HOME)")
+    ea.add_argument("--data-home", type=folder, help="LatBench data home (default: $LATBENCH_HOME)")
     ea.add_argument("--protocol", choices=(*PROTOCOL_CHOICES, "both"), default="both",
                     help="sources: all but the target's siblings (siblings), also all but "
                          "its device class (class), HELP's meta-train set (help), the "
