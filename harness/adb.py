@@ -16,13 +16,34 @@ from typing import Any
 
 from latbench.harness.tools import ToolError, find_tool, run_tool
 
-__all__ = ["ADB_INSTALL", "Adb", "device_problems", "find_adb", "list_devices"]
+__all__ = ["ADB_INSTALL", "Adb", "device_problems", "find_adb", "list_devices", "option_problems"]
 
 ADB_INSTALL = (
     "install the Android platform tools (sudo apt-get install adb, or "
     "https://developer.android.com/tools/releases/platform-tools) or set [options] adb"
 )
 _RC = re.compile(r"LATBENCH_RC=(\d+)\s*$")
+# The folder goes unquoted into 'rm -rf D && mkdir -p D' on the phone: only plain names,
+# and only where adb may write anyway, so a shared profile cannot wipe the phone's storage.
+_DEVICE_DIR = re.compile(r"/data/local/tmp(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+")
+
+
+def option_problems(options: Mapping[str, Any], default_dir: str) -> list[str]:
+    """What is wrong with ``[options] device_dir`` and ``adb_timeout_s``, each with the rule."""
+    problems = []
+    folder = options.get("device_dir", default_dir)
+    if not isinstance(folder, str) or not _DEVICE_DIR.fullmatch(folder):
+        problems.append(
+            f"[options] device_dir must be a folder under /data/local/tmp named with letters, "
+            f"digits and '._-' (it is removed with rm -rf on the device), not {folder!r:.60}"
+        )
+    timeout = options.get("adb_timeout_s", 600)
+    number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
+    if not (number and 0 < timeout <= 86_400):
+        problems.append(
+            f"[options] adb_timeout_s must be seconds in (0, 86400], not {timeout!r:.40}"
+        )
+    return problems
 
 
 def find_adb(options: Mapping[str, Any]) -> Path | None:

@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 from latbench.argparsing import OneLineParser
+from latbench.harness.options import path_arg
 
 __all__ = ["main"]
 
@@ -54,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sel.add_argument(
         "--archs",
-        type=Path,
+        type=path_arg,
         metavar="FILE",
         help="file with one NAS-Bench-201 string (or arch_id) per line",
     )
@@ -65,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         help="measure N architectures chosen by the few-shot adapter, then predict all "
         "15,625 into <key>.predicted.parquet (latbench.load_predicted)",
     )
-    p.add_argument("--prior", type=Path, metavar="FILE",
+    p.add_argument("--prior", type=path_arg, metavar="FILE",
                    help="with --adapt: prior from `latbench-predict pretrain` (default: shipped)")  # fmt: skip
     p.add_argument("--shard", metavar="I/N", help="measure shard I of N (split by pruned graph)")
     p.add_argument("--runs", "-R", type=int, help="timed runs per model (overrides the profile)")
@@ -76,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         "-o",
-        type=Path,
+        type=path_arg,
         help="output folder (default: the LatBench data home, where latbench.load looks)",
     )
     p.add_argument("--key", help="dataset key (default: <host>-<profile>)")
@@ -91,7 +92,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="processes converting artifacts (default: cores - 1)",
     )
-    p.add_argument("--cache", type=Path, help="artifact cache folder (default: <data home>/cache)")
+    p.add_argument(
+        "--cache", type=path_arg, help="artifact cache folder (default: <data home>/cache)"
+    )
     p.add_argument(
         "--builder",
         choices=("direct", "converter"),
@@ -156,8 +159,8 @@ def _merge_parser() -> argparse.ArgumentParser:
         "selections, and a set with a shard missing or repeated (unless --allow-partial); "
         "warns when the shards come from hosts with different fingerprints.",
     )
-    p.add_argument("shards", nargs="+", type=Path, help="shard .parquet files")
-    p.add_argument("--out", "-o", type=Path, required=True, help="merged .parquet file")
+    p.add_argument("shards", nargs="+", type=path_arg, help="shard .parquet files")
+    p.add_argument("--out", "-o", type=path_arg, required=True, help="merged .parquet file")
     p.add_argument(
         "--allow-partial",
         action="store_true",
@@ -190,8 +193,10 @@ def _merge(argv: list[str]) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         path = merge_datasets(args.shards, args.out, allow_partial=args.allow_partial)
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
+    from latbench.terminal import safe_line
+
+    for w in caught:  # the shards' metadata (hosts, versions) is the files' word: escaped
+        print(f"warning: {safe_line(str(w.message), 1000)}", file=sys.stderr)
     from latbench.dataset import read_dataset
 
     df = read_dataset(path)
@@ -240,7 +245,7 @@ def _run(args: argparse.Namespace) -> int:
     from latbench.harness.artifacts import ArtifactCache
     from latbench.harness.host import host_name
 
-    key = validate_key(args.key or f"{host_name()}-{profile.name}")
+    key = validate_key(f"{host_name()}-{profile.name}" if args.key is None else args.key)
     cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
     with hold(out, run_stem(key, shard)):  # one writer per key, for the whole run
         return _measure_run(args, profile, plan, out, key, shard, cache, adapt)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 
+from latbench.terminal import safe_line
+
 __all__ = ["os_error_line"]
 
 _ADVICE = {
@@ -11,7 +13,7 @@ _ADVICE = {
     errno.EDQUOT: "free some space (disk quota)",
     errno.EACCES: "check the folder's permissions",
     errno.EPERM: "check the folder's permissions",
-    errno.EROFS: "choose a writable --out",
+    errno.EROFS: "choose a folder on a writable file system (--out, --cache, LATBENCH_HOME)",
 }
 
 
@@ -25,7 +27,7 @@ def os_error_line(exc: OSError) -> str:
     where = f" ({exc.filename})" if exc.filename else ""
     code = f" [errno {exc.errno}: {errno.errorcode.get(exc.errno, '?')}]" if exc.errno else ""
     advice = _ADVICE.get(exc.errno or 0, "fix the cause")
-    text = " ".join(f"{what}{where}{code}".split())
+    text = safe_line(f"{what}{where}{code}")  # a path may hold ESC or newlines
     return (
         f"{text}; results flushed so far are kept: {advice}, then rerun the same command to resume"
     )

@@ -25,6 +25,7 @@ from latbench.harness.host import host_fingerprint
 from latbench.harness.lock import one_writer
 from latbench.harness.plan import GraphWork, Plan
 from latbench.harness.store import GraphResult, RunStore
+from latbench.terminal import safe_line
 
 __all__ = [
     "Executor",
@@ -81,7 +82,8 @@ class RunSummary:
             f"median latency {med}; wall time {self.wall_s:.1f} s "
             f"(artifact builds {self.build_s:.1f} s, timed inference {self.inference_s:.1f} s)",
         ]
-        out += [f"  failed: {f}" for f in self.failures[:10]]
+        # reasons quote tool output: escaped, so an ESC or newline cannot forge lines
+        out += [f"  failed: {safe_line(f, 1000)}" for f in self.failures[:10]]
         out += [f"wrote {p}" for p in self.files]
         return out
 
@@ -311,8 +313,22 @@ def measure(
     t_start = time.perf_counter()
     fmt, build_options = artifact_spec(profile)
     stem = key if plan.shard == (1, 1) else f"{key}.shard{plan.shard[0]}of{plan.shard[1]}"
+    cache = cache if cache is not None else ArtifactCache()
+    local = executor is None
+    if executor is None:
+        executor = LocalExecutor(
+            cache, build_workers=build_workers, prebuild=prebuild, progress=progress
+        )
+        # A missing runtime or device stops the run before the store writes its settings:
+        # else a rerun with other settings is refused over a run that timed nothing.
+        executor._runner_for(profile)
     store = RunStore(out_dir, stem, _run_config(profile, seed))
-    done = store.open(fresh=fresh)
+    try:
+        done = store.open(fresh=fresh)
+    except BaseException:
+        if local:
+            executor.close()
+        raise
     todo = [w for w in plan.work if not (w.key in done and done[w.key].status == "ok")]
     summary = RunSummary(key=stem, dataset=None, n_archs=plan.n_archs, invalid=len(plan.invalid))
     summary.reused = len(plan.work) - len(todo)
@@ -321,11 +337,6 @@ def measure(
             "%s: %d graphs to time (%d architectures, %d already stored)",
             profile.name, len(todo), plan.n_archs, summary.reused,
         )  # fmt: skip
-    cache = cache if cache is not None else ArtifactCache()
-    if executor is None:
-        executor = LocalExecutor(
-            cache, build_workers=build_workers, prebuild=prebuild, progress=progress
-        )
     bar = _Progress(len(todo), f"timing {profile.name}", progress)
     last_flush = time.perf_counter()
     try:
@@ -407,7 +418,7 @@ def _time_one(runner: Any, w: GraphWork, artifact: Any, profile: Any, seed: int)
         t = time_runner(runner, profile.protocol)
     except Exception as exc:  # one model failing must not stop the campaign
         msg = f"timing failed: {type(exc).__name__}: {exc}"
-        log.warning("%s (arch %d): %s", w.key, w.timed_arch_id, msg)
+        log.warning("%s (arch %d): %s", w.key, w.timed_arch_id, safe_line(msg, 1000))
         return GraphResult(w.key, w.timed_arch_id, "failed", error=msg)
     return GraphResult(
         w.key, w.timed_arch_id, "ok", float(t.latency_ms), float(t.latency_std_ms),

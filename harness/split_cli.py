@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 from latbench.argparsing import OneLineParser
+from latbench.harness.options import path_arg
+from latbench.terminal import safe_line
 
 __all__ = ["build_main", "run_main"]
 
@@ -33,11 +35,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "files, SHA-256, toolchain versions), for 'latbench-measure run' on the device.",
     )
     _common(p)
-    p.add_argument("--out", "-o", type=Path, required=True, help="artifacts folder")
+    p.add_argument("--out", "-o", type=path_arg, required=True, help="artifacts folder")
     sel = p.add_mutually_exclusive_group()
     sel.add_argument("--all", action="store_true", help="all 15,625 architectures")
     sel.add_argument("--limit", type=int, metavar="N", help="seeded sample of N valid archs")
-    sel.add_argument("--archs", type=Path, metavar="FILE", help="one arch string or id a line")
+    sel.add_argument("--archs", type=path_arg, metavar="FILE", help="one arch string or id a line")
     p.add_argument("--shard", metavar="I/N", help="build shard I of N")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling, weights and inputs")
     p.add_argument("--build-workers", type=int, metavar="N", help="converter processes")
@@ -51,8 +53,8 @@ def _run_parser() -> argparse.ArgumentParser:
         "and write the dataset. Rerun the same command to resume.",
     )
     _common(p)
-    p.add_argument("--artifacts", "-a", type=Path, required=True, help="artifacts folder")
-    p.add_argument("--out", "-o", type=Path, help="output folder (default: LatBench data home)")
+    p.add_argument("--artifacts", "-a", type=path_arg, required=True, help="artifacts folder")
+    p.add_argument("--out", "-o", type=path_arg, help="output folder (default: LatBench data home)")
     p.add_argument("--key", help="dataset key (default: <host>-<profile>)")
     p.add_argument("--runs", "-R", type=int, help="timed runs per model")
     p.add_argument("--group-size", "-g", type=int, help="runs per group g")
@@ -96,7 +98,7 @@ def build_main(argv: list[str]) -> int:
     def on_built(entry: dict) -> None:
         counts[entry["status"]] += 1
         if entry["status"] == "failed":
-            log.warning("%s %s: %s", entry["kind"], entry["key"], entry["error"])
+            log.warning("%s %s: %s", entry["kind"], entry["key"], safe_line(entry["error"], 1000))
         elif not args.quiet:
             log.info("built %s (%d bytes)", entry["file"], entry["bytes"])
 
@@ -140,7 +142,7 @@ def run_main(argv: list[str]) -> int:
     ids, shard = source.selection()
     plan = make_plan([Arch.parse(i) for i in ids], shard)
     out = args.out or data_home()
-    key = validate_key(args.key or f"{host_name()}-{profile.name}")
+    key = validate_key(f"{host_name()}-{profile.name}" if args.key is None else args.key)
     with hold(out, run_stem(key, plan.shard)):  # one writer per key, for the whole run
         return _run_locked(args, profile, plan, source, out, key)
 

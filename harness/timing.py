@@ -75,7 +75,9 @@ def time_runner(runner: Runner, protocol: Protocol) -> Timing:
 
     The runner's :meth:`~latbench.harness.runners.base.Runner.time` does the warm-up and
     the R timed runs; the previous GC state is restored afterwards, also on error.
-    Raises :class:`RuntimeError` if the runner returns anything but R positive timings.
+    Raises :class:`RuntimeError` if the runner returns anything but R positive timings of
+    at most :data:`~latbench.raw_checks.MAX_TIMING_NS`, or if they filter to a latency
+    outside :data:`~latbench.dataset.LATENCY_RANGE_MS`.
     """
     was_enabled = gc.isenabled()
     # Young generations only: a full collection costs ~20 ms on a large heap, more than
@@ -101,5 +103,21 @@ def time_runner(runner: Runner, protocol: Protocol) -> Timing:
             f"runner {type(runner).__name__} returned non-positive timings; the clock "
             f"or the runner is broken"
         )
+    from latbench.dataset import LATENCY_RANGE_MS
+    from latbench.raw_checks import MAX_TIMING_NS
+
+    if (raw > MAX_TIMING_NS).any():
+        raise RuntimeError(
+            f"runner {type(runner).__name__} returned a run of {int(raw.max())} ns, more than "
+            f"{MAX_TIMING_NS} ns (~2.8 h): not a measurement"
+        )
     latency, std = two_stage_filter(raw / 1e6, protocol.group_size)
+    lo, hi = LATENCY_RANGE_MS
+    # The dataset refuses such a row when it is written; refused here it is one failed
+    # graph, not a stored "ok" part that stops every later write of the dataset.
+    if not lo <= latency <= hi:
+        raise RuntimeError(
+            f"runner {type(runner).__name__} timed {latency:.3g} ms, outside the plausible "
+            f"{lo:g}..{hi:g} ms: a unit error, not a measurement"
+        )
     return Timing(latency, std, raw, protocol.runs, wall)

@@ -9,22 +9,40 @@ install it, never by a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import locale
+import math
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 __all__ = [
     "ToolError",
+    "check_wall",
     "find_tool",
     "quote",
+    "reported_ns",
     "run_tool",
     "tool_output",
 ]
+
+UNITS_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6}
+"""Factor from a unit a tool prints its run times in to nanoseconds."""
+
+WALL_SLACK = 10
+"""How many times the wall time a tool ran for its reported runs may add up to. An honest
+tool's runs fit inside the time it ran (overlapping transfers at most double them); a
+unit read wrong is off by 1,000."""
 
 
 class ToolError(RuntimeError):
@@ -60,6 +78,28 @@ def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+MAX_OUTPUT_BYTES = 64 << 20
+"""Most a tool may print (stdout and stderr together) before it is stopped: real tools
+print kilobytes, a runaway one would fill memory before its timeout."""
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    # The tool leads its own process group: a child it forked (a compiler's worker,
+    # a shell's pipeline) would otherwise outlive it and load the CPU the next model
+    # is timed on.
+    if proc.returncode is None:  # not reaped yet, so its pid is still its group's id
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    proc.wait()
+
+
+def _decode(data: bytes) -> str:
+    text = data.decode(locale.getpreferredencoding(False), errors="replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # as text=True reads it
+
+
 def run_tool(
     argv: Sequence[str | os.PathLike[str]],
     *,
@@ -68,33 +108,100 @@ def run_tool(
     timeout: float | None = None,
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` (no shell), capture stdout and stderr as text.
+    """Run ``argv`` (no shell, stdin from ``/dev/null``), capture stdout and stderr as text.
 
     Raises :class:`ToolError` naming the command and quoting the tail of its output
-    when it cannot start, times out, or (with ``check``) exits non-zero.
+    when it cannot start, times out, prints more than :data:`MAX_OUTPUT_BYTES`, or
+    (with ``check``) exits non-zero. A tool that times out or floods is killed with
+    every process it started.
     """
     args = [os.fspath(a) for a in argv]
     try:
-        res = subprocess.run(
+        proc = subprocess.Popen(
             args,
             cwd=cwd,
             env=None if env is None else {**os.environ, **env},
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            check=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
     except FileNotFoundError:
         raise ToolError(f"{args[0]} not found (command: {quote(args)})") from None
     except PermissionError:
         raise ToolError(f"{args[0]} is not executable (command: {quote(args)})") from None
+    bufs, flooded = (bytearray(), bytearray()), threading.Event()
+
+    def pump(stream: Any, buf: bytearray) -> None:
+        with stream:
+            while chunk := stream.read1(1 << 16):
+                if len(bufs[0]) + len(bufs[1]) + len(chunk) > MAX_OUTPUT_BYTES:
+                    flooded.set()
+                    _stop(proc)
+                    return
+                buf += chunk
+
+    pumps = [threading.Thread(target=pump, args=(stream, buf), daemon=True)
+             for stream, buf in zip((proc.stdout, proc.stderr), bufs, strict=True)]  # fmt: skip
+    for t in pumps:
+        t.start()
+    try:
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        _stop(proc)
         raise ToolError(f"{quote(args)} did not finish within {timeout} s") from None
+    except BaseException:  # Ctrl-C: its processes must not outlive the run
+        _stop(proc)
+        raise
+    for t in pumps:  # a daemon it started (adb's server) may hold a pipe: do not wait on it
+        t.join(timeout=10)
+    if flooded.is_set():
+        raise ToolError(f"{quote(args)} printed more than {MAX_OUTPUT_BYTES >> 20} MiB; stopped")
+    res = subprocess.CompletedProcess(args, proc.returncode, _decode(bufs[0]), _decode(bufs[1]))
     if check and res.returncode != 0:
         out = _tail(res.stdout + "\n" + res.stderr)
         raise ToolError(f"{quote(args)} exited with status {res.returncode}:\n{out}")
     return res
+
+
+def reported_ns(values: Iterable[Any], unit: str, source: str, first: int = 1) -> np.ndarray:
+    """Per-run times ``source`` printed in ``unit`` (``ns``, ``us``, ``ms``), as int64 ns.
+
+    A tool's figures are refused, never clamped: each must be a number (not a bool or
+    text), finite, above 0 and at most :data:`~latbench.raw_checks.MAX_TIMING_NS` once
+    in ns, else :class:`ToolError` names the first bad one (runs numbered from
+    ``first``). A clamp would turn a negative or zero figure into a 1 ns "measurement".
+    """
+    from latbench.raw_checks import MAX_TIMING_NS
+
+    scale, out = UNITS_NS[unit], []
+    for i, v in enumerate(values):
+        number = isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+        try:
+            ns = float(v) * scale if number else math.nan
+        except OverflowError:  # an int from JSON beyond any float
+            ns = math.inf
+        if not (math.isfinite(ns) and 0 < ns <= MAX_TIMING_NS):
+            text = repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."
+            what = f"{text} {unit}" if number else f"{text} ({type(v).__name__})"
+            raise ToolError(
+                f"{source} reported {what} for run {first + i}; a run time must be a number "
+                f"above 0 and at most {MAX_TIMING_NS / 1e9:g} s, so none is recorded"
+            )
+        out.append(ns)
+    return np.maximum(np.rint(np.asarray(out, np.float64)), 1).astype(np.int64)
+
+
+def check_wall(times_ns: np.ndarray, wall_s: float, source: str) -> None:
+    """Raise :class:`ToolError` when ``times_ns`` add up to more than :data:`WALL_SLACK`
+    times the ``wall_s`` seconds the tool that reported them ran for (a unit error)."""
+    total = float(np.sum(times_ns)) / 1e9
+    if total > WALL_SLACK * max(wall_s, 0.0):
+        raise ToolError(
+            f"{source} reported {total:.3g} s of runs while it ran for {wall_s:.3g} s: its "
+            f"unit is not the one read (another version, or microseconds labelled as "
+            f"milliseconds?), so none is recorded"
+        )
 
 
 @functools.lru_cache(maxsize=64)

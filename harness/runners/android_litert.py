@@ -32,19 +32,21 @@ with the tool's own message, never a silent CPU fallback.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from latbench.harness.adb import Adb, device_problems
+from latbench.harness.adb import Adb, device_problems, option_problems
 from latbench.harness.profiles import Profile
 from latbench.harness.runners.base import Runner
 from latbench.harness.timing import Protocol
-from latbench.harness.tools import ToolError
+from latbench.harness.tools import ToolError, check_wall, reported_ns
 
 __all__ = [
     "BENCHMARK_MODEL_ENV",
@@ -64,6 +66,7 @@ BENCHMARK_MODEL_INSTALL = (
     "--config=android_arm64 //tensorflow/lite/tools/benchmark:benchmark_model, then set "
     f"[options] benchmark_model or ${BENCHMARK_MODEL_ENV} to its path"
 )
+DEFAULT_DEVICE_DIR = "/data/local/tmp/latbench-litert"
 DELEGATES = ("xnnpack", "none", "gpu", "nnapi")
 _DELEGATE_FLAGS = {
     "xnnpack": ["--use_xnnpack=true"],
@@ -107,14 +110,18 @@ class BenchmarkRun(dict):
     """What one ``benchmark_model`` run printed: ``init_us``, ``first_us``, ``warmup_avg_us``,
     ``inference_avg_us`` (the summary line), ``blocks`` (each ``count=...`` line as a dict,
     warm-up block first), ``delegated`` (``(nodes, total, delegate)`` per
-    ``Replacing ... node(s) with delegate`` line) and ``errors`` (ERROR/failure lines)."""
+    ``Replacing ... node(s) with delegate`` line), ``errors`` (ERROR/failure lines) and
+    ``malformed`` (summary or block fields that are not numbers, as printed)."""
 
 
+# Values are taken whole (\S+) and must then be numbers: a prefix match would read
+# another locale's '2,189' as 2 us.
 _SUMMARY = re.compile(
-    r"Inference timings in us: Init: ([\d.e+]+), First inference: ([\d.e+]+), "
-    r"Warmup \(avg\): ([\d.e+\-]+|nan), Inference \(avg\): ([\d.e+]+)"
+    r"Inference timings in us: Init: (\S+), First inference: (\S+), "
+    r"Warmup \(avg\): (\S+), Inference \(avg\): (\S+)(.*)$"
 )
-_BLOCK = re.compile(r"(?:^|\s)count=(\d+)((?:\s+\w+=[\d.e+\-]+)*)")
+_BLOCK = re.compile(r"(?:^|\s)count=(\d+)(?=\s|$)(.*)")
+_NUMBER = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)", re.IGNORECASE)
 _REPLACING = re.compile(r"Replacing (\d+) out of (\d+) node\(s\) with delegate \((\w+)\) node")
 _ERROR = re.compile(
     r"(^|\s)(ERROR:.*|.*Failed to apply .*delegate.*|Benchmarking failed.*|"
@@ -127,16 +134,30 @@ def parse_benchmark_output(text: str) -> BenchmarkRun:
     """Parse ``benchmark_model``'s log (any version that prints the ``Inference timings in
     us:`` summary; ``INFO:``/logcat prefixes ignored). Never raises: fields it cannot
     find are absent, so the caller decides what is missing."""
-    out = BenchmarkRun(blocks=[], delegated=[], errors=[])
+    out = BenchmarkRun(blocks=[], delegated=[], errors=[], malformed=[])
+
+    def number(name: str, text: str) -> float | None:
+        if _NUMBER.fullmatch(text):
+            return float(text)
+        out["malformed"].append(f"{name}={text[:40]}")
+        return None
+
     for line in text.replace("\r", "").splitlines():
         if m := _SUMMARY.search(line):
-            out["init_us"], out["first_us"] = float(m.group(1)), float(m.group(2))
-            out["warmup_avg_us"], out["inference_avg_us"] = float(m.group(3)), float(m.group(4))
+            names = ("init_us", "first_us", "warmup_avg_us", "inference_avg_us")
+            for name, value in zip(names, m.groups()[:4], strict=True):
+                if (v := number(name, value)) is not None:
+                    out[name] = v
+            if m.group(5).strip():  # '2 189' with a space (or NBSP) as thousands separator
+                out["malformed"].append(f"Inference (avg)={m.group(4)}{m.group(5)[:40]}")
         elif (m := _BLOCK.search(line)) and "Timings (microseconds)" not in line:
-            block = {"count": int(m.group(1))}
-            for kv in m.group(2).split():
-                k, _, v = kv.partition("=")
-                block[k] = float(v)
+            block: dict[str, float] = {"count": int(m.group(1))}
+            for token in m.group(2).split():
+                k, eq, v = token.partition("=")
+                if not eq:  # '2 189' with a space (or NBSP) as thousands separator
+                    out["malformed"].append(token[:40])
+                elif (x := number(k, v)) is not None:
+                    block[k] = x
             out["blocks"].append(block)
         if m := _REPLACING.search(line):
             out["delegated"].append((int(m.group(1)), int(m.group(2)), m.group(3)))
@@ -148,6 +169,11 @@ def parse_benchmark_output(text: str) -> BenchmarkRun:
 def _one_run_us(run: BenchmarkRun, text: str) -> float:
     # The measured block is the last 'count=' line: with --num_runs=1 --min_secs=0 it holds
     # one run, whose time is 'curr' (and 'avg'); the summary's 'Inference (avg)' agrees.
+    if run.get("malformed"):
+        raise ToolError(
+            f"benchmark_model printed {', '.join(run['malformed'][:3])}, not numbers as its "
+            f"2.x log has them (another locale or version?)"
+        )
     blocks = run["blocks"]
     if "inference_avg_us" not in run or not blocks:
         tail = "\n".join(text.strip().splitlines()[-12:])
@@ -161,7 +187,17 @@ def _one_run_us(run: BenchmarkRun, text: str) -> float:
             f"benchmark_model timed {last['count']} runs, expected 1 (--num_runs=1 "
             f"--min_secs=0); flags in [options] benchmark_args may override them"
         )
-    return float(last.get("curr", last.get("avg", run["inference_avg_us"])))
+    us = float(last.get("curr", last.get("avg", run["inference_avg_us"])))
+    summary = run["inference_avg_us"]
+    # Two figures of the same single run: a version printing one of them in another unit
+    # (or a garbled log) shows up as a disagreement.
+    finite = math.isfinite(us) and math.isfinite(summary)  # else reported_ns names it
+    if finite and abs(us - summary) > max(1.0, 0.01 * abs(summary)):
+        raise ToolError(
+            f"benchmark_model's timed run curr={us:g} us and its summary's Inference (avg) "
+            f"{summary:g} us disagree (one run, so they should not): unknown output format"
+        )
+    return us
 
 
 # ------------------------------------------------------------------------ command
@@ -209,6 +245,14 @@ def _problems(profile: Profile) -> list[str]:
     mask = opts.get("cpu_mask")
     if mask is not None and not re.fullmatch(r"(0x)?[0-9a-fA-F]+", str(mask)):
         problems.append(f"[options] cpu_mask must be a hex CPU mask such as 'f0', not {mask!r}")
+    max_secs = opts.get("max_secs", 150)
+    if (
+        isinstance(max_secs, bool)
+        or not isinstance(max_secs, int | float)
+        or not (0 < max_secs <= 86_400)
+    ):
+        problems.append(f"[options] max_secs must be seconds in (0, 86400], not {max_secs!r:.40}")
+    problems += option_problems(opts, DEFAULT_DEVICE_DIR)
     path, where = find_benchmark_model(dict(opts))
     if path is None:
         what = f"benchmark_model not found at {where}" if where else (
@@ -231,7 +275,7 @@ class AndroidLiteRTRunner(Runner):
         problems = [p for p in _problems(profile) if "benchmark_model" not in p]
         if problems:
             raise ValueError("; ".join(problems))
-        self.device_dir = str(profile.options.get("device_dir", "/data/local/tmp/latbench-litert"))
+        self.device_dir = str(profile.options.get("device_dir", DEFAULT_DEVICE_DIR))
         self._adb: Adb | None = None
         self._fingerprint: dict[str, Any] = {}
         self._delegated: list[tuple[int, int, str]] = []
@@ -299,11 +343,14 @@ class AndroidLiteRTRunner(Runner):
         adb.push(artifact, f"{self.device_dir}/model.tflite")
         self.artifact, self.inputs = artifact, {}
 
-    def _invoke(self, warmup: int) -> float:
+    def _invoke(self, warmup: int) -> int:
+        """One benchmark_model process: ``warmup`` runs, then one timed run; its ns."""
         adb = self._session()
         cmd = benchmark_command(self.device_dir, self.profile, warmup)
+        t0 = time.perf_counter()
         try:
             text = adb.shell(cmd)
+            wall = time.perf_counter() - t0
         except ToolError as exc:
             run = parse_benchmark_output(str(exc))
             reason = "; ".join(dict.fromkeys(run["errors"])) or str(exc).splitlines()[-1]
@@ -319,7 +366,9 @@ class AndroidLiteRTRunner(Runner):
                 f"run on the CPU"
             )
         self._delegated = run["delegated"]
-        return _one_run_us(run, text)
+        ns = reported_ns([_one_run_us(run, text)], "us", "benchmark_model")
+        check_wall(ns, wall, "benchmark_model")
+        return int(ns[0])
 
     def run_once(self) -> None:
         """One invocation: no warm-up, one run."""
@@ -329,8 +378,7 @@ class AndroidLiteRTRunner(Runner):
     def time(self, protocol: Protocol) -> np.ndarray:
         """R invocations of W warm-ups + 1 timed run; the R runs' times (int64 ns)."""
         self._require_prepared()
-        us = [self._invoke(protocol.warmup) for _ in range(protocol.runs)]
-        return np.maximum(np.rint(np.asarray(us) * 1e3), 1).astype(np.int64)
+        return np.asarray([self._invoke(protocol.warmup) for _ in range(protocol.runs)], np.int64)
 
     def close(self) -> None:
         """Remove the binary and model from the device."""

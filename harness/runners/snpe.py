@@ -21,27 +21,30 @@ import re
 import shlex
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from latbench.harness import snpe_sdk
-from latbench.harness.adb import Adb, device_problems
+from latbench.harness.adb import Adb, device_problems, option_problems
 from latbench.harness.build.dlc import input_list_line
 from latbench.harness.profiles import Profile
 from latbench.harness.runners.base import Runner
 from latbench.harness.timing import Protocol
-from latbench.harness.tools import ToolError, run_tool
+from latbench.harness.tools import ToolError, check_wall, reported_ns, run_tool
 
 __all__ = ["SNPERunner", "diagview_command", "net_run_command", "parse_diagview_csv"]
 
 DEFAULT_INPUTS = [{"name": "input", "shape": [1, 32, 32, 3], "dtype": "float32"}]
 """A network's input, used when an artifact comes without a build report."""
 
+DEFAULT_DEVICE_DIR = "/data/local/tmp/latbench"
 _RUNTIME_FLAGS = {"cpu": [], "gpu": ["--use_gpu"], "dsp": ["--use_dsp"], "npu": ["--use_aip"]}
-_UNITS_NS = {"us": 1e3, "usec": 1e3, "microseconds": 1e3, "ms": 1e6, "msec": 1e6,
-             "ns": 1.0, "nsec": 1.0}  # fmt: skip
+_UNITS = {"us": "us", "usec": "us", "microseconds": "us", "ms": "ms", "msec": "ms",
+          "ns": "ns", "nsec": "ns"}  # fmt: skip
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def _norm(text: str) -> str:
@@ -59,7 +62,8 @@ def parse_diagview_csv(text: str) -> np.ndarray:
     named ``Total Inference Time`` (case, spaces and underscores ignored); summary
     rows (``Avg_Total_Inference_Time`` and the like) do not match. Values are in the
     row's unit column (``USEC``/``us``, ``ms`` or ``ns``; microseconds when absent).
-    Raises :class:`ToolError` when no such row is found or a value is not a number.
+    Raises :class:`ToolError` when no such row is found or a value is not a number
+    above 0 (``nan``, ``-3``, ``3,348`` in another locale: :func:`reported_ns`).
     """
     rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
     name_col, value_col, unit_col, start = 1, 3, None, 0
@@ -77,18 +81,18 @@ def parse_diagview_csv(text: str) -> np.ndarray:
         if len(row) <= max(name_col, value_col) or _norm(row[name_col]) != "total inference time":
             continue
         unit = _norm(row[unit_col]) if unit_col is not None and unit_col < len(row) else "us"
-        if unit not in _UNITS_NS:
+        if unit not in _UNITS:
             raise ToolError(f"snpe-diagview: unknown unit {row[unit_col]!r} in row {row}")
-        try:
-            out.append(float(row[value_col]) * _UNITS_NS[unit])
-        except ValueError:
-            raise ToolError(f"snpe-diagview: value {row[value_col]!r} is not a number") from None
+        text = row[value_col].strip()
+        if not _NUMBER.fullmatch(text):  # float() would also take 'nan', '1_000', 'inf'
+            raise ToolError(f"snpe-diagview: value {text[:40]!r} is not a number")
+        out.append(reported_ns([float(text)], _UNITS[unit], "snpe-diagview", len(out) + 1)[0])
     if not out:
         raise ToolError(
             "snpe-diagview output has no per-execution 'Total Inference Time' rows (was "
             "snpe-net-run run with --profiling_level basic?)"
         )
-    return np.maximum(np.rint(out), 1).astype(np.int64)
+    return np.asarray(out, np.int64)
 
 
 def net_run_command(device_dir: str, runtime: str, options: dict[str, Any]) -> str:
@@ -146,7 +150,9 @@ class SNPERunner(Runner):
         super().__init__(profile)
         if profile.target not in _RUNTIME_FLAGS:
             raise ValueError(f"SNPE targets cpu, gpu, dsp or npu, not {profile.target!r}")
-        self.device_dir = str(profile.options.get("device_dir", "/data/local/tmp/latbench"))
+        if problems := option_problems(profile.options, DEFAULT_DEVICE_DIR):
+            raise ValueError("; ".join(problems))
+        self.device_dir = str(profile.options.get("device_dir", DEFAULT_DEVICE_DIR))
         self._adb: Adb | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._inputs: list[dict[str, Any]] = []
@@ -155,7 +161,9 @@ class SNPERunner(Runner):
     @classmethod
     def check(cls, profile: Profile) -> list[str]:
         """Problems: SDK, its device binaries, snpe-diagview, adb, the device and its state."""
-        return _sdk_problems(profile) + device_problems(profile.options)
+        opts = profile.options
+        problems = _sdk_problems(profile) + option_problems(opts, DEFAULT_DEVICE_DIR)
+        return problems + device_problems(opts)
 
     @property
     def version(self) -> str:
@@ -232,7 +240,9 @@ class SNPERunner(Runner):
         listing = local / "input_list.txt"
         listing.write_text((line + "\n") * (protocol.warmup + protocol.runs))
         adb.push(listing, f"{model}/input_list.txt")
+        t0 = time.perf_counter()
         adb.shell(net_run_command(self.device_dir, self.profile.target, dict(self.profile.options)))
+        wall = time.perf_counter() - t0
         out = local / "output"
         shutil.rmtree(out, ignore_errors=True)
         adb.pull(f"{model}/output", out)
@@ -249,6 +259,7 @@ class SNPERunner(Runner):
         want = protocol.warmup + protocol.runs
         if times.size != want:
             raise ToolError(f"snpe-diagview listed {times.size} executions, expected {want}")
+        check_wall(times, wall, "snpe-net-run (via snpe-diagview)")
         return times[protocol.warmup :]
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ import json
 import re
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from latbench.harness.build.trt import TRT_INSTALL, find_trtexec, import_tensorr
 from latbench.harness.profiles import Profile
 from latbench.harness.runners.base import Runner, RunnerUnavailable
 from latbench.harness.timing import Protocol, time_calls
-from latbench.harness.tools import ToolError, run_tool
+from latbench.harness.tools import ToolError, check_wall, reported_ns, run_tool
 
 __all__ = [
     "TensorRTRunner",
@@ -56,7 +57,8 @@ def parse_export_times(text: str, warmup: int, runs: int) -> np.ndarray:
 
     Each record's ``latencyMs`` (end-to-end: host-to-device copy, compute, copy back)
     is one run; the first ``warmup`` records are dropped. Raises :class:`ToolError`
-    when the JSON is not a list of such records or holds fewer than ``warmup + runs``.
+    when the JSON is not a list of such records, holds fewer than ``warmup + runs``, or
+    a timed ``latencyMs`` is not a number above 0 (:func:`reported_ns`).
     """
     try:
         records = json.loads(text)
@@ -71,8 +73,8 @@ def parse_export_times(text: str, warmup: int, runs: int) -> np.ndarray:
             f"trtexec ran {len(records)} iterations, expected {warmup + runs} "
             f"({warmup} warm-up + {runs} timed)"
         )
-    ms = np.array([float(r["latencyMs"]) for r in records[warmup : warmup + runs]])
-    return np.maximum(np.rint(ms * 1e6), 1).astype(np.int64)
+    timed = [r["latencyMs"] for r in records[warmup : warmup + runs]]
+    return reported_ns(timed, "ms", "trtexec --exportTimes latencyMs")
 
 
 def _read(path: str) -> str | None:
@@ -272,10 +274,14 @@ class TensorRTRunner(Runner):
                 exe, self.artifact, protocol.warmup + protocol.runs, times,
                 self.profile.options.get("trtexec_args", ()),
             )  # fmt: skip
+            t0 = time.perf_counter()
             run_tool(cmd, cwd=tmp, timeout=_TIMEOUT_S)
+            wall = time.perf_counter() - t0
             if not times.is_file():
                 raise ToolError(f"trtexec wrote no {times.name} (command: {' '.join(cmd)})")
-            return parse_export_times(times.read_text(), protocol.warmup, protocol.runs)
+            raw = parse_export_times(times.read_text(), protocol.warmup, protocol.runs)
+            check_wall(raw, wall, "trtexec --exportTimes")
+            return raw
 
     def close(self) -> None:
         """Free the engine's device buffers."""
