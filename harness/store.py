@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from latbench.dataset import COLUMNS, atomic_path, skeleton_frame, write_dataset
+from latbench.dataset import COLUMNS, atomic_path, skeleton_frame, to_table, write_dataset
 from latbench.harness.plan import Plan
 from latbench.integrity import UnverifiedFileWarning, read_verified, write_verified
 from latbench.safepickle import short_repr
@@ -254,6 +254,14 @@ class RunStore:
             for row in table.to_pylist():
                 raw = row.pop("raw_ns")
                 res = GraphResult(**row, raw_ns=None if raw is None else np.asarray(raw, np.int64))
+                if res.status == "ok" and not _plausible(res.latency_ms):
+                    # stored by a version that took a tool's figure as it came: counted as
+                    # done it would block the dataset on every rerun, so time it again
+                    log.warning(
+                        "ignoring %s's latency %s ms in %s (outside the plausible range);"
+                        " it will be re-timed", res.graph_key, res.latency_ms, part.name
+                    )  # fmt: skip
+                    continue
                 prev = results.get(res.graph_key)
                 if prev is None or (prev.status != "ok" and res.status == "ok"):
                     results[res.graph_key] = res
@@ -352,9 +360,11 @@ class RunStore:
         """Flush, then write the dataset and its raw timings; returns the dataset path."""
         self.flush()
         df = self.frame(plan)
-        self._write_raw(plan, metadata.get("protocol", {}))
         # the settings a rerun must match to resume from this file once parts are gone
-        return write_dataset(df, self.dataset_path, {**metadata, "run_config": self.config})
+        meta = {**metadata, "run_config": self.config}
+        to_table(df, meta)  # a dataset it would refuse must not leave a raw file beside it
+        self._write_raw(plan, metadata.get("protocol", {}))
+        return write_dataset(df, self.dataset_path, meta)
 
     def _write_raw(self, plan: Plan, protocol: dict[str, Any]) -> None:
         from latbench.raw import write_raw
@@ -371,3 +381,11 @@ class RunStore:
             )
         else:  # an earlier run's raw file must not pass for this dataset's
             self.raw_path.unlink(missing_ok=True)
+
+
+def _plausible(latency_ms: float | None) -> bool:
+    """Whether a stored figure is one a dataset accepts (:data:`LATENCY_RANGE_MS`)."""
+    from latbench.dataset import LATENCY_RANGE_MS
+
+    lo, hi = LATENCY_RANGE_MS
+    return latency_ms is not None and lo <= latency_ms <= hi

@@ -541,7 +541,7 @@ def row_problems(table: pa.Table, allow_empty: bool = False) -> list[str]:
     lo, hi = LATENCY_RANGE_MS
     if lat.size and not ((lat >= lo) & (lat <= hi)).all():
         bad_lat = lat[~((lat >= lo) & (lat <= hi))][0]
-        problems.append(f"latency {bad_lat!r} ms is outside the plausible {lo:g}..{hi:g} ms")
+        problems.append(f"latency {float(bad_lat):g} ms is outside the plausible {lo:g}..{hi:g} ms")
     optional = [f.name for f in OPTIONAL_FIELDS if f.name in table.column_names]
     for name in ("latency_std_ms", "runs", "flops", "params", "timed_arch_id", *optional):
         col = table.column(name)

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from latbench.dataset import read_dataset
+from latbench.dataset import DatasetError, read_dataset
 from latbench.harness.plan import make_plan, select_archs
 from latbench.harness.store import GraphResult, RunConfigMismatch, RunStore
 from latbench.space import Arch
@@ -120,3 +120,22 @@ def test_unreadable_dataset_at_the_output_is_kept_not_replaced(tmp_path, plan, c
         RunStore(tmp_path, "k", CFG).open()
     assert target.read_bytes() == content and not (tmp_path / "k.parts").exists()
     assert RunStore(tmp_path, "k", CFG).open(fresh=True) == {}  # asked for: measure again
+
+
+def test_an_implausible_stored_figure_is_timed_again_not_blocking(tmp_path, plan, caplog):
+    # parts written before tools' figures were checked may hold a clamped 1 ns "ok"
+    s = RunStore(tmp_path, "k", CFG)
+    s.open()
+    s.add(_result(plan.work[0], 1.0))
+    s.add(_result(plan.work[1], 1e-6))
+    s.flush()
+    got = RunStore(tmp_path, "k", CFG).open()
+    assert set(got) == {plan.work[0].key} and "re-timed" in caplog.text
+    # one that reaches finalize is refused before any raw file is written
+    s = RunStore(tmp_path / "b", "k", CFG)
+    s.open()
+    for i, w in enumerate(plan.work):
+        s.add(_result(w, 1e-6 if i == 1 else 1.0 + i))
+    with pytest.raises(DatasetError, match="1e-06 ms is outside"):
+        s.finalize(plan, {"protocol": CFG["protocol"]})
+    assert not s.raw_path.exists() and not s.dataset_path.exists()
