@@ -342,6 +342,20 @@ def _describe_selection(args: argparse.Namespace) -> str:
     return f"random sample of {args.limit or 'default'} valid architectures, seed {args.seed}"
 
 
+def _unwind_on_termination() -> None:
+    """Make SIGTERM and SIGHUP exit by unwinding, as Ctrl-C does. A tool the run started
+    leads its own process group (:func:`~latbench.harness.tools.run_tool`), so a signal to
+    ours (``kill %1``, ``timeout``, a closed terminal) no longer reaches it; unwinding
+    kills it, and Python's default handling would not unwind."""
+    import signal
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+
+
 def _dispatch(argv: list[str]) -> int:
     """Run the subcommand or measurement ``argv`` names (errors propagate to :func:`main`)."""
     if argv[:1] == ["merge"]:
@@ -376,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_tensorflow(verbose)
     if from_console:
         filter_native_stderr(verbose)
+        _unwind_on_termination()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     from latbench.terminal import one_line_warnings, safe_line
 

@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.returncode is None:  # not reaped yet, so its pid is still its group's id
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # a setuid tool
         proc.kill()
     proc.wait()
 
@@ -143,9 +144,9 @@ def run_tool(
 
     pumps = [threading.Thread(target=pump, args=(stream, buf), daemon=True)
              for stream, buf in zip((proc.stdout, proc.stderr), bufs, strict=True)]  # fmt: skip
-    for t in pumps:
-        t.start()
-    try:
+    try:  # the pumps start inside: a Ctrl-C between would leave the tool running
+        for t in pumps:
+            t.start()
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         _stop(proc)
@@ -153,8 +154,11 @@ def run_tool(
     except BaseException:  # Ctrl-C: its processes must not outlive the run
         _stop(proc)
         raise
-    for t in pumps:  # a daemon it started (adb's server) may hold a pipe: do not wait on it
-        t.join(timeout=10)
+    # a daemon it started (adb's server) may hold a pipe open: wait 10 s in all, not on
+    # it; such a child, left running by a tool that exited normally, is not ours to stop
+    end = time.monotonic() + 10
+    for t in pumps:
+        t.join(timeout=max(0.0, end - time.monotonic()))
     if flooded.is_set():
         raise ToolError(f"{quote(args)} printed more than {MAX_OUTPUT_BYTES >> 20} MiB; stopped")
     res = subprocess.CompletedProcess(args, proc.returncode, _decode(bufs[0]), _decode(bufs[1]))
@@ -171,6 +175,8 @@ def reported_ns(values: Iterable[Any], unit: str, source: str, first: int = 1) -
     text), finite, above 0 and at most :data:`~latbench.raw_checks.MAX_TIMING_NS` once
     in ns, else :class:`ToolError` names the first bad one (runs numbered from
     ``first``). A clamp would turn a negative or zero figure into a 1 ns "measurement".
+    Positive figures under 1 ns (a tool's rounding) are stored as 1 ns, the resolution
+    of the raw timings.
     """
     from latbench.raw_checks import MAX_TIMING_NS
 
