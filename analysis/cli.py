@@ -14,7 +14,14 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from latbench.argparsing import OneLineParser, folder, interruptible, nonempty, positive_int
+from latbench.argparsing import (
+    OneLineParser,
+    folder,
+    interruptible,
+    nonempty,
+    nonnegative_int,
+    positive_int,
+)
 
 __all__ = ["DEFAULT_OUT", "build_parser", "main"]
 
@@ -64,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--no-cache", action="store_true",
                       help="recompute every repeat (default: reuse those stored in "
                            "<data home>/cache/predictors)")  # fmt: skip
-    pred.add_argument("--seed", type=int, default=0,
+    pred.add_argument("--seed", type=nonnegative_int, default=0,
                       help="seed of splits and training, at least 0 (default 0)")  # fmt: skip
     pred.add_argument("--predictors", type=_keys, default=None, metavar="P1,P2,...",
                       help="predictors to compare (default: flops, params, layerwise, gcn)")  # fmt: skip
@@ -273,10 +280,7 @@ def _errors() -> tuple[type[BaseException], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``latbench-analysis``; returns the exit status."""
     os.environ.setdefault("MPLBACKEND", "Agg")  # never open a window, even via pyplot
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "seed", 0) < 0:  # numpy's seed sequence takes no negative entropy
-        parser.error(f"argument --seed: must be at least 0, got {args.seed}")
+    args = build_parser().parse_args(argv)
     from latbench.quiet import filter_native_stderr, quiet_tensorflow
 
     quiet_tensorflow(args.verbose)

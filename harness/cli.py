@@ -20,8 +20,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from latbench.argparsing import OneLineParser
-from latbench.harness.options import path_arg
+from latbench.argparsing import OneLineParser, nonnegative_int, path_arg
 
 __all__ = ["main"]
 
@@ -73,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--group-size", "-g", type=int, help="runs per group g (G = R / g)")
     p.add_argument("--warmup", type=int, help="warm-up runs per model (overrides the profile)")
     p.add_argument("--threads", type=int, help="runtime threads (overrides the profile)")
-    p.add_argument("--seed", type=int, default=0, help="seed for sampling, weights and inputs")
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="seed for sampling, weights and inputs"
+    )
     p.add_argument(
         "--out",
         "-o",

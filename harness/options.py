@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from latbench.space import N_ARCHS
 
-__all__ = ["RANGES", "check_ranges", "check_shard", "check_value", "path_arg"]
+__all__ = ["RANGES", "check_ranges", "check_shard", "check_value"]
 
 RANGES: Mapping[str, tuple[int, int]] = {
     "runs": (1, 100_000),
@@ -57,17 +56,6 @@ def check_value(name: str, value: Any, what: str | None = None) -> int:
         shown = str(value) if abs(value) < 10**30 else f"a {len(str(abs(value)))}-digit number"
         raise ValueError(f"{label} must be in {lo}..{hi}, got {shown}")
     return value
-
-
-def path_arg(text: str) -> Path:
-    """argparse ``type`` for a path option: refuses empty text.
-
-    ``Path("")`` is the current folder, so ``--out "$DIR"`` with ``DIR`` unset would
-    write there (or, for ``--key``, into the default key) without a word.
-    """
-    if not text.strip():
-        raise argparse.ArgumentTypeError("empty path (an unset shell variable?)")
-    return Path(text)
 
 
 def check_shard(shard: Any, what: str = "--shard") -> tuple[int, int]:

@@ -11,8 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from latbench.argparsing import OneLineParser
-from latbench.harness.options import path_arg
+from latbench.argparsing import OneLineParser, nonnegative_int, path_arg
 from latbench.terminal import safe_line
 
 __all__ = ["build_main", "run_main"]
@@ -41,7 +40,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--limit", type=int, metavar="N", help="seeded sample of N valid archs")
     sel.add_argument("--archs", type=path_arg, metavar="FILE", help="one arch string or id a line")
     p.add_argument("--shard", metavar="I/N", help="build shard I of N")
-    p.add_argument("--seed", type=int, default=0, help="seed for sampling, weights and inputs")
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="seed for sampling, weights and inputs"
+    )
     p.add_argument("--build-workers", type=int, metavar="N", help="converter processes")
     return p
 

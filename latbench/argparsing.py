@@ -18,7 +18,15 @@ from typing import NoReturn, TypeVar
 
 from latbench.terminal import safe_line
 
-__all__ = ["OneLineParser", "folder", "interruptible", "nonempty", "positive_int"]
+__all__ = [
+    "OneLineParser",
+    "folder",
+    "interruptible",
+    "nonempty",
+    "nonnegative_int",
+    "path_arg",
+    "positive_int",
+]
 
 _Main = TypeVar("_Main", bound=Callable[..., int])
 
@@ -51,6 +59,18 @@ def interruptible(prog: str) -> Callable[[_Main], _Main]:
     return wrap
 
 
+def nonnegative_int(text: str) -> int:
+    """An argument ``type``: a whole number of at least 0 (a seed: numpy's seed
+    sequences take no negative entropy), or a one-line usage error."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {v}")
+    return v
+
+
 def positive_int(text: str) -> int:
     """An argument ``type``: a whole number of at least 1, or a one-line usage error."""
     try:
@@ -79,3 +99,8 @@ def nonempty(what: str) -> Callable[[str], str]:
 def folder(text: str) -> Path:
     """An argument ``type``: a folder's path, not blank (:func:`nonempty`)."""
     return Path(nonempty("a folder")(text))
+
+
+def path_arg(text: str) -> Path:
+    """An argument ``type``: a file's or folder's path, not blank (:func:`nonempty`)."""
+    return Path(nonempty("a path")(text))

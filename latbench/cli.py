@@ -211,17 +211,10 @@ def _skipped_files_reported() -> Any:
     return ctx()
 
 
-def _refuse_empty_path(args: argparse.Namespace) -> None:
-    # "" is Path("."): an unset shell variable would import the current folder
-    if not args.path.strip():
-        raise ValueError("PATH is empty; give the file or folder to import")
-
-
 def _cmd_import(args: argparse.Namespace) -> int:
     from latbench.importers import import_datasets
     from latbench.keys import validate_key
 
-    _refuse_empty_path(args)
     if args.key is not None:  # checked before the source is even opened
         validate_key(args.key, shadow_check=True)
     from latbench.loader import home_folder
@@ -463,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="source format (nb201-accuracy: NATS-Bench accuracy CSV)")  # fmt: skip
     p.add_argument(
         "path",
+        type=nonempty("a file or folder"),
         help="a file or a folder of files (eagle: *.pickle/*.pkl, help: *.pt,"
         " hwnasbench: HW-NAS-Bench-v1_0.pickle)",
     )

@@ -16,12 +16,12 @@ from latbench.predictors.cli import main as predict_main
         (latbench_main, ["fetch"], "the following arguments are required"),
         (latbench_main, ["info", "KEY", "--bogus"], "unrecognized arguments: --bogus"),
         (measure_main, ["--repeats", "x"], "unrecognized arguments"),
-        (predict_main, ["evaluate-adapt", "--seed", "x"], "invalid int value: 'x'"),
+        (predict_main, ["evaluate-adapt", "--seed", "x"], "expected a whole number, got 'x'"),
         (analysis_main, ["nas", "--limit-ms", "-1"], "must be a positive number"),
         (analysis_main, ["nas", "--fewshot-accept", "0"], "strictly between 0 and 1"),
         (analysis_main, ["nas", "--fewshot-accept", "nan"], "strictly between 0 and 1"),
         (analysis_main, ["nas", "--fewshot-accept", "low"], "expected a number"),
-        (analysis_main, ["nas", "--accuracy", "cifar100", "--seed", "\x1b[2Jx"], "invalid int"),
+        (analysis_main, ["nas", "--accuracy", "cifar100", "--seed", "\x1b[2Jx"], "expected a whole number"),
     ],
 )
 def test_bad_command_line_is_one_line_exit_2(capsys, main, argv, message):

@@ -353,7 +353,9 @@ def test_a_second_accuracy_import_waits_for_no_one(tmp_path, accuracy_csv):
 def test_empty_path_or_data_home_never_means_the_current_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _write_pickle(tmp_path / f"{CPU_FILE}.pickle", _release(1, n=20))
-    _one_line_refusal(*_cli(capsys, "import", "eagle", "")[::2], "PATH is empty")
+    _one_line_refusal(
+        *_cli(capsys, "import", "eagle", "")[::2], "expected a file or folder, got an empty"
+    )
     argv = ["import", "eagle", f"{CPU_FILE}.pickle", "--data-home", ""]
     _one_line_refusal(*_cli(capsys, *argv)[::2], "--data-home: expected a folder, got an empty")
     _one_line_refusal(*_cli(capsys, "export", CPU_KEY, "-o", "x.csv", "--data-home", " ")[::2])

@@ -272,11 +272,11 @@ def test_tool_printing_without_end_is_stopped(monkeypatch):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [(["--key", ""], "--key must not be empty"),
-     (["--out", ""], "argument --out/-o: empty path"),
-     (["--cache", " "], "argument --cache: empty path"),
-     (["build", "--device", "cpu-onnxruntime", "--out", ""], "argument --out/-o: empty path"),
+     (["--out", ""], "argument --out/-o: expected a path, got an empty"),
+     (["--cache", " "], "argument --cache: expected a path, got an empty"),
+     (["build", "--device", "cpu-onnxruntime", "--out", ""], "argument --out/-o: expected a path, got an empty"),
      (["run", "--artifacts", "", "--device", "cpu-onnxruntime"], "argument --artifacts/-a"),
-     (["merge", "a.parquet", "-o", ""], "argument --out/-o: empty path")],
+     (["merge", "a.parquet", "-o", ""], "argument --out/-o: expected a path, got an empty")],
 )  # fmt: skip
 def test_empty_key_or_path_is_refused_not_defaulted(tmp_path, monkeypatch, capsys, argv, message):
     # before: --key "" measured into the default key, --out "" into the current folder

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from latbench.argparsing import OneLineParser, folder, interruptible
+from latbench.argparsing import OneLineParser, folder, interruptible, nonnegative_int
 
 __all__ = ["main"]
 
@@ -24,7 +24,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-home", type=folder, help="LatBench data home (default: $LATBENCH_HOME)")
     p.add_argument("--train", type=int, default=900, help="training models (default 900)")
     p.add_argument("--val", type=int, default=100, help="validation models (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="protocol seed (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="protocol seed (default 0)")
     p.add_argument(
         "--unit",
         choices=("models", "graphs"),

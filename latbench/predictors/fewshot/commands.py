@@ -13,7 +13,7 @@ import fnmatch
 import sys
 from pathlib import Path
 
-from latbench.argparsing import folder, positive_int
+from latbench.argparsing import folder, nonnegative_int, positive_int
 from latbench.space import N_ARCHS
 
 __all__ = ["HANDLERS", "add_parsers", "match_keys"]
@@ -104,7 +104,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--gcn-repeats", type=positive_int, default=2, help="repeats of the GCN baseline"
     )
     ea.add_argument("--gcn-n", type=_sizes, default="10", help="N values of the GCN baseline")
-    ea.add_argument("--seed", type=int, default=0)
+    ea.add_argument("--seed", type=nonnegative_int, default=0)
     ea.add_argument("--out", "-o", type=Path, help="CSV with one row per target/method/N/repeat")
 
 
@@ -183,22 +183,10 @@ def _absent(option: str, patterns: str, keys: list[str]) -> None:
         raise PredictorError(f"{option} names dataset(s) not available: {', '.join(absent)}")
 
 
-def _read_sources(keys: list[str], data_home: Path | None, view: str = "timed"):
-    """:func:`source_matrix`, a damaged or foreign dataset file refused in one line."""
-    from latbench.dataset import DatasetError
-    from latbench.predictors import PredictorError
-    from latbench.predictors.fewshot import source_matrix
-
-    try:
-        return source_matrix(keys, data_home, view=view)
-    except DatasetError as exc:  # latbench-predict's main reports PredictorError only
-        raise PredictorError(str(exc)) from None
-
-
 def _pretrain(args: argparse.Namespace) -> int:
     from latbench.predictors import PredictorError
     from latbench.predictors.cli import check_out
-    from latbench.predictors.fewshot import pretrain
+    from latbench.predictors.fewshot import pretrain, source_matrix
 
     check_out(args.out, probe=True)  # a bad -o fails now, not after the fitting
     keys = _available(args.data_home)
@@ -209,7 +197,7 @@ def _pretrain(args: argparse.Namespace) -> int:
             f"--sources {args.sources!r} matches {len(chosen)} available dataset(s); need 2 "
             "(import some: `latbench import help PATH`, see `latbench devices`)"
         )
-    matrix = _read_sources(chosen, args.data_home, view=args.view)
+    matrix = source_matrix(chosen, args.data_home, view=args.view)
     command = "latbench-predict " + " ".join(sys.argv[1:]) if sys.argv[1:] else "pretrain"
     prior = pretrain(matrix, rank=args.rank, shrink=args.shrink, meta={"command": command},
                      encoder={} if args.encoder else None)  # fmt: skip
@@ -235,7 +223,7 @@ def _evaluate_adapt(args: argparse.Namespace) -> int:
 
     from latbench.predictors import PredictorError
     from latbench.predictors.cli import check_out, write_csv
-    from latbench.predictors.fewshot import load_prior
+    from latbench.predictors.fewshot import load_prior, source_matrix
     from latbench.predictors.fewshot.evaluate import (
         HELP_META_TEST,
         evaluate_adapt,
@@ -290,7 +278,7 @@ def _evaluate_adapt(args: argparse.Namespace) -> int:
         )
     # a shipped prior's baselines need only its own sources: no other file is read
     needed = set(targets) | set(sources or (prior.sources if prior is not None else keys))
-    matrix = _read_sources([k for k in keys if k in needed], args.data_home)
+    matrix = source_matrix([k for k in keys if k in needed], args.data_home)
     chosen = {
         protocol: [t for t in targets if t in HELP_META_TEST] if protocol == "help" else targets
         for protocol in protocols
