@@ -21,7 +21,11 @@ from latbench.predictors.cli import main as predict_main
         (analysis_main, ["nas", "--fewshot-accept", "0"], "strictly between 0 and 1"),
         (analysis_main, ["nas", "--fewshot-accept", "nan"], "strictly between 0 and 1"),
         (analysis_main, ["nas", "--fewshot-accept", "low"], "expected a number"),
-        (analysis_main, ["nas", "--accuracy", "cifar100", "--seed", "\x1b[2Jx"], "expected a whole number"),
+        (
+            analysis_main,
+            ["nas", "--accuracy", "cifar100", "--seed", "\x1b[2Jx"],
+            "expected a whole number",
+        ),
     ],
 )
 def test_bad_command_line_is_one_line_exit_2(capsys, main, argv, message):

@@ -342,7 +342,7 @@ def test_a_second_accuracy_import_waits_for_no_one(tmp_path, accuracy_csv):
     other = FileLock(lock, timeout=0)  # another process's flock, as far as the kernel cares
     other.acquire()
     try:
-        with pytest.raises(BlockingIOError, match="another process is writing it"):
+        with pytest.raises(BlockingIOError, match="another process holds its write lock"):
             import_accuracy(accuracy_csv, home)
     finally:
         other.release()
@@ -424,3 +424,28 @@ def test_real_help_checkout_root(tmp_path):
     (root / "data" / "nasbench201").symlink_to(refdata.ref_dir("help"), target_is_directory=True)
     (item,) = read_source("help", root, ["pixel2"])
     assert item.key == "help-pixel2" and item.counts()["ok"] == sum(a.valid for a in all_archs())
+
+
+def test_a_lock_file_no_one_can_open_is_not_called_another_writer(
+    tmp_path, accuracy_csv, monkeypatch
+):
+    # e.g. a shared data home after an admin's import: the lock file exists, read-only
+    # (faked at the lock layer: root, which runs CI here, can open any file)
+    import contextlib
+
+    from latbench import lock
+
+    @contextlib.contextmanager
+    def unavailable(folder, key):
+        raise lock.LockUnavailable(
+            f"cannot create the write lock {folder}/.{key}.lock: Permission denied;"
+            " --out must be a writable folder"
+        )
+        yield
+
+    monkeypatch.setattr(lock, "hold", unavailable)
+    with pytest.raises(OSError, match="cannot create the write lock") as exc:
+        import_accuracy(accuracy_csv, tmp_path / "home")
+    msg = str(exc.value)
+    assert not isinstance(exc.value, BlockingIOError) and "another process" not in msg
+    assert "the data home must be a writable folder" in msg and "--out" not in msg

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from latbench.dataset import DatasetError, to_table, write_dataset
-from latbench.importers.common import Imported, ImportFormatError
+from latbench.importers.common import Imported, ImportFormatError, KeyLockedError, write_lock
 from latbench.importers.eagle import read_eagle
 from latbench.importers.help import read_help
 from latbench.importers.hwnasbench import read_hwnasbench
@@ -120,7 +120,7 @@ def import_datasets(
 
     with contextlib.ExitStack() as locks:
         for item in sorted(parsed, key=lambda it: it.key):
-            locks.enter_context(_key_lock(home, item.key))
+            locks.enter_context(write_lock(home, item.key))
         existing = [str(t) for t in targets if t.exists()]
         if existing and not overwrite:
             raise FileExistsError(
@@ -136,37 +136,6 @@ def import_datasets(
             notes = tuple(str(w) for w in item.metadata.get("warnings", ()))
             reports.append(ImportReport(item.key, target, item.source, item.counts(), notes))
     return reports
-
-
-class KeyLockedError(BlockingIOError):
-    """Another process (a ``latbench-measure`` run, another import) writes the key."""
-
-
-@contextlib.contextmanager
-def _key_lock(home: Path, key: str) -> Iterator[None]:
-    # latbench-measure's own lock (<home>/.<key>.lock), so an import never replaces a
-    # dataset a campaign is writing, nor the reverse, and each names the other.
-    from latbench.lock import KeyLocked, hold
-
-    held = False
-    try:
-        with hold(home, key):
-            held = True
-            yield
-    except KeyLocked as exc:
-        raise KeyLockedError(
-            f"{key!r} in {home}: nothing imported, another process holds its write lock: {exc}"
-        ) from None
-    except OSError as exc:
-        if held:  # the write itself failed: its own message names the file
-            raise
-        # a read-only or full data home: filelock's bare "[Errno 30] ...: '.x.lock'"
-        err = OSError(
-            f"{home}: cannot take the write lock of {key!r} ({exc.strerror or exc});"
-            " the data home must be a writable folder; nothing imported"
-        )
-        err.errno = exc.errno
-        raise err from None
 
 
 def import_path(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import contextlib
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +18,7 @@ from latbench.safepickle import CorruptPickleError, Limits, load_pickle, short_r
 __all__ = [
     "ImportFormatError",
     "Imported",
+    "KeyLockedError",
     "canonical_key",
     "catalog_metadata",
     "load_source_pickle",
@@ -25,6 +27,7 @@ __all__ = [
     "select_keys",
     "sha256_file",
     "source_problem",
+    "write_lock",
 ]
 
 
@@ -221,3 +224,40 @@ def catalog_metadata(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "latbench_version": __version__,
     }
+
+
+class KeyLockedError(BlockingIOError):
+    """Another process holds the dataset key's write lock; nothing was imported."""
+
+
+@contextlib.contextmanager
+def write_lock(folder: Path, key: str) -> Iterator[None]:
+    """Hold ``latbench-measure``'s write lock of ``key`` in ``folder`` (``<folder>/.<key>.lock``),
+    so an import never replaces a dataset a campaign is writing, nor the reverse.
+
+    Raises :class:`KeyLockedError` naming the holder, or ``OSError`` naming ``folder``
+    when the lock cannot be taken at all (a read-only or full data home).
+    """
+    from latbench.lock import KeyLocked, LockUnavailable, hold
+
+    held = False
+    try:
+        with hold(folder, key):
+            held = True
+            yield
+    except LockUnavailable as exc:  # no process holds it: the folder refuses the file
+        raise OSError(f"{exc}; nothing imported".replace("--out", "the data home")) from None
+    except KeyLocked as exc:
+        raise KeyLockedError(
+            f"{key!r} in {folder}: nothing imported, another process holds its write lock: {exc}"
+        ) from None
+    except OSError as exc:
+        if held:  # the write itself failed: its own message names the file
+            raise
+        # filelock's bare "[Errno 30] ...: '.x.lock'"
+        err = OSError(
+            f"{folder}: cannot take the write lock of {key!r} ({exc.strerror or exc});"
+            " the data home must be a writable folder; nothing imported"
+        )
+        err.errno = exc.errno
+        raise err from None

@@ -69,27 +69,10 @@ def import_accuracy(
     }
     if url is not None:
         source["url"] = url
-    from latbench.lock import KeyLocked, hold, holder
+    from latbench.importers.common import write_lock
 
     table = accuracy_path(data_home)
-    held = False
-    try:
-        # one writer: a second import must not pass the exists-check while the first writes
-        with hold(table.parent, table.stem):
-            held = True
-            target = write_accuracy_table(frame, source, data_home, overwrite)
-    except KeyLocked:
-        info = holder(table.parent, table.stem) or {}
-        raise BlockingIOError(
-            f"{table}: nothing imported, another process is writing it (PID"
-            f" {info.get('pid', '?')}: {info.get('command', '?')}); wait for it to finish"
-        ) from None
-    except OSError as exc:
-        if held:
-            raise
-        err = OSError(
-            f"{table.parent}: cannot write there ({exc.strerror or exc}); nothing imported"
-        )
-        err.errno = exc.errno
-        raise err from None
+    # one writer: a second import must not pass the exists-check while the first writes
+    with write_lock(table.parent, table.stem):
+        target = write_accuracy_table(frame, source, data_home, overwrite)
     return AccuracyReport(target, path, digest, published)
