@@ -304,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         require_folder(args.out)  # before hours of analysis, not at the first write
         _require_creatable(args.out)
         _require_creatable(home_folder(args.data_home), "the data home", writable=False)
-        nas = _nas_from_args(args)  # after: a file for a data home is named as such
+        with one_line_warnings(_PROG):  # reading the accuracy table or prior may warn
+            nas = _nas_from_args(args)  # after: a file for a data home is named as such
     except (ValueError, *_errors()) as exc:  # an unknown name, a file for a folder, no table
         print(f"{_PROG}: error: {safe_line(str(exc))}", file=sys.stderr)
         return 2

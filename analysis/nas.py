@@ -20,7 +20,14 @@ import pandas as pd
 
 from latbench.analysis.data import Datasets
 from latbench.analysis.nas_sources import label, latency_sources, source_names
-from latbench.nas import aging_evolution, front_recovery, iqr_curves, oracle_nas, threshold_grid
+from latbench.nas import (
+    InfeasibleLimit,
+    aging_evolution,
+    front_recovery,
+    iqr_curves,
+    oracle_nas,
+    threshold_grid,
+)
 from latbench.nas.pareto import pareto_front
 
 __all__ = [
@@ -183,7 +190,7 @@ def device_nas(
             res = aging_evolution(acc_full, v, full["measured"], limit, steps=options.ae_steps,
                                   population=AE_POPULATION, sample=AE_SAMPLE,
                                   seeds=options.ae_seeds)  # fmt: skip
-        except ValueError as exc:  # a source that admits no model (or too few) under the limit
+        except InfeasibleLimit as exc:  # a source admitting no model (or too few) under it
             if name == "measured":  # no true search to set the estimates' against
                 skipped["aging evolution"] = str(exc)
                 break

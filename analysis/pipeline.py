@@ -128,7 +128,6 @@ def run(
         load_datasets(devices, data_home=data_home, bundled_only=bundled_only), min_archs
     )
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     max_pairs = max_pairs or MAX_DEVICES
     pred_kw: dict = {"seed": seed}
     if repeats:
@@ -167,12 +166,17 @@ def run(
         import latbench
 
         latbench.accuracy(nas_options.accuracy, data_home=data_home)  # its error says how
+    if "nas" in names:
+        from latbench.analysis.nas import check_options
+
+        check_options(data, nas_options)  # under `all` too: before the other results
     if fewshot is not None and result == "all":
         from latbench.analysis.fewshot import read_fewshot, write_fewshot
 
         adapt = read_fewshot(fewshot)  # checked before hours of work, not after
         steps["fewshot"] = lambda: write_fewshot(adapt, out)
         names = (*names, "fewshot")
+    out.mkdir(parents=True, exist_ok=True)  # after every check: a refusal makes no folder
     say(f"{len(data.keys)} dataset(s): {', '.join(data.keys)}")
     for key, why in left_out.items():
         say(f"left out {key}: {why} (--min-archs {min_archs})")

@@ -15,7 +15,13 @@ Pure numpy, on arrays indexed alike (one entry per candidate architecture):
 >>> res = oracle_nas(acc, measured_ms, predicted_ms, threshold_grid(measured_ms))  # doctest: +SKIP
 """
 
-from latbench.nas.evolution import EvolutionResult, aging_evolution, iqr_curves, mutate
+from latbench.nas.evolution import (
+    EvolutionResult,
+    InfeasibleLimit,
+    aging_evolution,
+    iqr_curves,
+    mutate,
+)
 from latbench.nas.oracle import ORACLE_FIELDS, OracleResult, oracle_nas, threshold_grid
 from latbench.nas.pareto import front_recovery, pareto_front
 from latbench.nas.remeasure import denoised_latency, isomorphism_classes, remeasured_latency
@@ -23,6 +29,7 @@ from latbench.nas.remeasure import denoised_latency, isomorphism_classes, remeas
 __all__ = [
     "ORACLE_FIELDS",
     "EvolutionResult",
+    "InfeasibleLimit",
     "OracleResult",
     "aging_evolution",
     "denoised_latency",

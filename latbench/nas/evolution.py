@@ -21,13 +21,17 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["EvolutionResult", "aging_evolution", "iqr_curves", "mutate"]
+__all__ = ["EvolutionResult", "InfeasibleLimit", "aging_evolution", "iqr_curves", "mutate"]
 
 N_OPS = 5
 N_EDGES = 6
 N_ARCHS = N_OPS**N_EDGES
 MAX_REJECTIONS = 100_000
 """Consecutive children the search may discard before it gives up (limit too tight)."""
+
+
+class InfeasibleLimit(ValueError):
+    """The latency limit admits no model (or too few to search) under the estimate."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ def aging_evolution(
         )
     feasible = np.isfinite(acc) & np.isfinite(believed) & (believed <= limit_ms)
     if not feasible.any():
-        raise ValueError(f"no architecture is believed to satisfy {limit_ms} ms")
+        raise InfeasibleLimit(f"no architecture is believed to satisfy {limit_ms} ms")
     really = np.isfinite(truth) & (truth <= limit_ms)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     eff = np.full((len(seed_list), steps), np.nan)
@@ -111,7 +115,7 @@ def aging_evolution(
                 rejected[r] += 1
                 misses += 1
                 if misses > MAX_REJECTIONS:
-                    raise ValueError(
+                    raise InfeasibleLimit(
                         f"no feasible child in {MAX_REJECTIONS} tries at {limit_ms} ms"
                     )
             pop.append(child)
