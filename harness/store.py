@@ -134,6 +134,16 @@ class RunStore:
         settings are this run's; so a rerun still times only what is not done.
         """
         cfg_path = self.parts_dir / "run.json"
+        if not fresh and (self.dataset_path.exists() or self.dataset_path.is_symlink()):
+            from latbench.files import NotRegularFile, require_regular
+
+            try:  # a folder or FIFO there would stop the run only at its end
+                require_regular(self.dataset_path)
+            except (NotRegularFile, OSError) as exc:
+                raise RunConfigMismatch(
+                    f"{self.dataset_path}: {exc}; the run would end by writing its dataset"
+                    " there, so it stops now and writes nothing"
+                ) from None
         if fresh and self.parts_dir.exists():
             for p in [*self.parts_dir.glob("part-*.parquet"), cfg_path]:
                 p.unlink(missing_ok=True)

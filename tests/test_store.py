@@ -139,3 +139,10 @@ def test_an_implausible_stored_figure_is_timed_again_not_blocking(tmp_path, plan
     with pytest.raises(DatasetError, match="1e-06 ms is outside"):
         s.finalize(plan, {"protocol": CFG["protocol"]})
     assert not s.raw_path.exists() and not s.dataset_path.exists()
+
+
+def test_a_folder_where_the_dataset_goes_is_refused_at_open(tmp_path, plan):
+    (tmp_path / "k.parquet").mkdir()
+    with pytest.raises(RunConfigMismatch, match="stops now and writes nothing"):
+        RunStore(tmp_path, "k", CFG).open()
+    assert not (tmp_path / "k.parts").exists()
