@@ -225,25 +225,6 @@ def _nas_from_args(args: argparse.Namespace) -> object | None:
     return opts
 
 
-def _require_creatable(path: Path, what: str = "the output", writable: bool = True) -> None:
-    """A one-line error when folder ``path`` cannot be made (or, with ``writable``,
-    written), before any work: a file where a parent folder should be, or a folder
-    this user cannot write. A data home may be read-only: only its datasets are read."""
-    from latbench.terminal import safe
-
-    p = path.expanduser().absolute()
-    target = p
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    if not p.is_dir():
-        raise ValueError(
-            f"{safe(target)}: cannot create the folder for {what}, {safe(p)} is not a folder;"
-            " nothing was written"
-        )
-    if writable and not os.access(p, os.W_OK | os.X_OK):
-        raise ValueError(f"{safe(p)}: not writable, no place for {what}; nothing was written")
-
-
 def _errors() -> tuple[type[BaseException], ...]:
     from latbench.accuracy_table import AccuracyFormatError, AccuracyNotFoundError
     from latbench.analysis.data import NoDatasetsError
@@ -301,9 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from latbench.files import require_folder
         from latbench.loader import home_folder
 
-        require_folder(args.out)  # before hours of analysis, not at the first write
-        _require_creatable(args.out)
-        _require_creatable(home_folder(args.data_home), "the data home", writable=False)
+        # before hours of analysis, not at the first write
+        require_folder(args.out, creatable=True, writable=True)
+        require_folder(home_folder(args.data_home), "the data home", creatable=True)
         with one_line_warnings(_PROG):  # reading the accuracy table or prior may warn
             nas = _nas_from_args(args)  # after: a file for a data home is named as such
     except (ValueError, *_errors()) as exc:  # an unknown name, a file for a folder, no table

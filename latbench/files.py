@@ -54,13 +54,26 @@ def read_capped(path: str | os.PathLike[str], cap: int) -> bytes:
     return data
 
 
-def require_folder(path: str | os.PathLike[str], what: str = "the output") -> Path:
+def require_folder(
+    path: str | os.PathLike[str],
+    what: str = "the output",
+    *,
+    creatable: bool = False,
+    writable: bool = False,
+) -> Path:
     """``path`` if it is a folder or does not exist yet; else a :class:`ValueError`
-    naming it, ``what`` it was meant for and what it is (a file, a FIFO, a broken link)."""
+    naming it, ``what`` it was meant for and what it is (a file, a FIFO, a broken link).
+
+    With ``creatable``, a missing ``path`` must have a folder as its nearest existing
+    ancestor (not a file); with ``writable``, that folder (or ``path``) must be
+    writable by this user. Checked before any work, not at the first write.
+    """
     from latbench.terminal import safe
 
     p = Path(path).expanduser()
     if p.is_dir() or not (p.exists() or p.is_symlink()):
+        if creatable or writable:
+            _require_reachable(p, what, writable)
         return p
     if not p.exists():
         kind = "broken link"
@@ -70,3 +83,18 @@ def require_folder(path: str | os.PathLike[str], what: str = "the output") -> Pa
     raise ValueError(
         f"{safe(p)}: is not a folder but a {kind}, no place for {what}; nothing was written"
     )
+
+
+def _require_reachable(path: Path, what: str, writable: bool) -> None:
+    from latbench.terminal import safe
+
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise ValueError(
+            f"{safe(path)}: cannot create the folder for {what}, {safe(p)} is not a folder;"
+            " nothing was written"
+        )
+    if writable and not os.access(p, os.W_OK | os.X_OK):
+        raise ValueError(f"{safe(p)}: not writable, no place for {what}; nothing was written")
