@@ -330,7 +330,7 @@ def test_raw_file_reads_only_itself(tmp_path, case, command):
 
 OPTION_CASES = {
     "runs 10^12": (["--runs", "1000000000000"], "--runs must be in"),
-    "seed -1": (["--seed", "-1"], "--seed must be in"),
+    "seed -1": (["--seed", "-1"], "--seed: must be at least 0"),
     "threads 10^6": (["--threads", "1000000"], "--threads must be in"),
     "build workers 0": (["--build-workers", "0"], "--build-workers must be in"),
     "shard 1/0": (["--shard", "1/0"], "--shard count n must be in"),
