@@ -59,27 +59,25 @@ def interruptible(prog: str) -> Callable[[_Main], _Main]:
     return wrap
 
 
-def nonnegative_int(text: str) -> int:
-    """An argument ``type``: a whole number of at least 0 (a seed: numpy's seed
-    sequences take no negative entropy), or a one-line usage error."""
+def _int_at_least(text: str, low: int) -> int:
     try:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {v}")
+    if v < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}, got {v}")
     return v
+
+
+def nonnegative_int(text: str) -> int:
+    """An argument ``type``: a whole number of at least 0 (a seed: numpy's seed
+    sequences take no negative entropy), or a one-line usage error."""
+    return _int_at_least(text, 0)
 
 
 def positive_int(text: str) -> int:
     """An argument ``type``: a whole number of at least 1, or a one-line usage error."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
+    return _int_at_least(text, 1)
 
 
 def nonempty(what: str) -> Callable[[str], str]:

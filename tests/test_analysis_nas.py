@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_accuracy import write_synthetic_accuracy
 
 import latbench
-from latbench.accuracy_table import write_accuracy_table
 from latbench.analysis.cli import main as analysis_main
 from latbench.analysis.nas import ORACLE_COLUMNS, cross_device
-from latbench.space import N_ARCHS
 
 BUNDLED = "xeon2c-onnxruntime-fp32"
 
@@ -18,19 +17,8 @@ BUNDLED = "xeon2c-onnxruntime-fp32"
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     """A data home with a synthetic accuracy table: accuracy grows with log-FLOPs, plus noise."""
-    from latbench.dataset import arch_table
-
     home = tmp_path_factory.mktemp("nas-home")
-    t = arch_table()
-    rng = np.random.default_rng(0)
-    acc = np.clip(10 * np.log(t["flops"].to_numpy() / 7e6) + 40 + rng.normal(0, 2, N_ARCHS), 1, 99)
-    frame = pd.DataFrame({
-        "arch_id": t["arch_id"].to_numpy(dtype=np.int32),
-        "nb201_index": latbench.space.nb201_indices(),
-        "valid": t["valid"].to_numpy(),
-        "cifar10": acc, "cifar100": acc - 20, "imagenet16-120": acc - 40,
-    })  # fmt: skip
-    write_accuracy_table(frame, {"file": "synthetic"}, home)
+    write_synthetic_accuracy(home, noise_sd=2.0)
     return home
 
 

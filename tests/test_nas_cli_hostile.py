@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pandas as pd
 import pytest
+from synthetic_accuracy import write_synthetic_accuracy
 
 import latbench
-from latbench.accuracy_table import accuracy_path, write_accuracy_table
+from latbench.accuracy_table import accuracy_path
 from latbench.analysis.cli import main
-from latbench.space import N_ARCHS
 
 PARTIAL = "xeon2c-tf-fp32"
 FULL = "xeon2c-tflite-fp32"
@@ -28,19 +27,8 @@ FAST = ("--predictors", "flops", "--ae-steps", "64", "--ae-seeds", "1", "--quiet
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     """A data home whose only content is a synthetic accuracy table."""
-    from latbench.dataset import arch_table
-
     home = tmp_path_factory.mktemp("hostile-home")
-    t = arch_table()
-    acc = np.clip(10 * np.log(t["flops"].to_numpy() / 7e6) + 40, 1, 99)
-    frame = pd.DataFrame({
-        "arch_id": t["arch_id"].to_numpy(dtype=np.int32),
-        "nb201_index": latbench.space.nb201_indices(),
-        "valid": t["valid"].to_numpy(),
-        "cifar10": acc, "cifar100": acc - 20, "imagenet16-120": acc - 40,
-    })  # fmt: skip
-    assert len(frame) == N_ARCHS
-    write_accuracy_table(frame, {"file": "synthetic"}, home)
+    write_synthetic_accuracy(home)
     return home
 
 
