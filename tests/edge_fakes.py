@@ -418,3 +418,18 @@ def environment(fakes: dict[str, Path], tmp: Path) -> dict[str, str]:
         "FAKE_DEVICE_PATH": str(fakes["device_bin"]),
         "SNPE_ROOT": str(fakes["sdk"]),
     }
+
+
+REAL_DEVICE_VARIABLES = ("ANDROID_SERIAL", "QAIRT_SDK_ROOT", "ANDROID_HOME", "ANDROID_SDK_ROOT",
+                         "FAKE_BENCHMARK_MODE")  # fmt: skip
+"""Variables of a developer's real setup (or an earlier test) that would bypass the fakes."""
+
+
+def use(monkeypatch: object, fakes: dict[str, Path], tmp: Path) -> Path:
+    """Point the harness at the fakes for one test (``monkeypatch`` undoes it); ``tmp``."""
+    for var in REAL_DEVICE_VARIABLES:
+        monkeypatch.delenv(var, raising=False)  # type: ignore[attr-defined]
+    for name, value in environment(fakes, tmp).items():
+        monkeypatch.setenv(name, value)  # type: ignore[attr-defined]
+    monkeypatch.setenv("LATBENCH_BENCHMARK_MODEL", str(fakes["benchmark_model"]))  # type: ignore[attr-defined]
+    return tmp

@@ -103,12 +103,7 @@ def fakes(tmp_path_factory):
 
 @pytest.fixture
 def env(fakes, tmp_path, monkeypatch):
-    for var in ("ANDROID_SERIAL", "ANDROID_HOME", "ANDROID_SDK_ROOT", "FAKE_BENCHMARK_MODE"):
-        monkeypatch.delenv(var, raising=False)
-    for name, value in edge_fakes.environment(fakes, tmp_path).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("LATBENCH_BENCHMARK_MODEL", str(fakes["benchmark_model"]))
-    return tmp_path
+    return edge_fakes.use(monkeypatch, fakes, tmp_path)
 
 
 @pytest.fixture

@@ -41,11 +41,7 @@ def fakes(tmp_path_factory):
 
 @pytest.fixture
 def env(fakes, tmp_path, monkeypatch):
-    for var in ("ANDROID_SERIAL", "QAIRT_SDK_ROOT", "ANDROID_HOME", "ANDROID_SDK_ROOT"):
-        monkeypatch.delenv(var, raising=False)
-    for name, value in edge_fakes.environment(fakes, tmp_path).items():
-        monkeypatch.setenv(name, value)
-    return tmp_path
+    return edge_fakes.use(monkeypatch, fakes, tmp_path)
 
 
 @pytest.fixture
