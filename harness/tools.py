@@ -131,20 +131,20 @@ def run_tool(
         raise ToolError(f"{args[0]} not found (command: {quote(args)})") from None
     except PermissionError:
         raise ToolError(f"{args[0]} is not executable (command: {quote(args)})") from None
-    bufs, flooded = (bytearray(), bytearray()), threading.Event()
+    try:  # from here on a Ctrl-C or SIGTERM (raised here) must not leave the tool running
+        bufs, flooded = (bytearray(), bytearray()), threading.Event()
 
-    def pump(stream: Any, buf: bytearray) -> None:
-        with stream:
-            while chunk := stream.read1(1 << 16):
-                if len(bufs[0]) + len(bufs[1]) + len(chunk) > MAX_OUTPUT_BYTES:
-                    flooded.set()
-                    _stop(proc)
-                    return
-                buf += chunk
+        def pump(stream: Any, buf: bytearray) -> None:
+            with stream:
+                while chunk := stream.read1(1 << 16):
+                    if len(bufs[0]) + len(bufs[1]) + len(chunk) > MAX_OUTPUT_BYTES:
+                        flooded.set()
+                        _stop(proc)
+                        return
+                    buf += chunk
 
-    pumps = [threading.Thread(target=pump, args=(stream, buf), daemon=True)
-             for stream, buf in zip((proc.stdout, proc.stderr), bufs, strict=True)]  # fmt: skip
-    try:  # the pumps start inside: a Ctrl-C between would leave the tool running
+        pumps = [threading.Thread(target=pump, args=(stream, buf), daemon=True)
+                 for stream, buf in zip((proc.stdout, proc.stderr), bufs, strict=True)]  # fmt: skip
         for t in pumps:
             t.start()
         proc.wait(timeout=timeout)
