@@ -39,3 +39,30 @@ def adapt_in_fresh_process():
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
 
     return run
+
+
+# --- the fake device tools (edge_fakes), for the tests of the hardware code paths ------
+
+
+@pytest.fixture(scope="module")
+def fakes(tmp_path_factory):
+    """Fake edgetpu_compiler, trtexec, adb, SNPE SDK and benchmark_model, installed once."""
+    import edge_fakes
+
+    return edge_fakes.install(tmp_path_factory.mktemp("fakes"))
+
+
+@pytest.fixture
+def env(fakes, tmp_path, monkeypatch):
+    """The harness pointed at the fakes for one test; the test's ``tmp_path``."""
+    import edge_fakes
+
+    return edge_fakes.use(monkeypatch, fakes, tmp_path)
+
+
+@pytest.fixture
+def gpu_visible(monkeypatch):
+    """Profiles that need an NVIDIA GPU see one (their tools are the fakes)."""
+    import latbench.harness.runners.onnxrt as ort_runner
+
+    monkeypatch.setattr(ort_runner, "nvidia_gpu_visible", lambda: True)

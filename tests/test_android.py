@@ -96,16 +96,6 @@ def test_command_carries_threads_mask_delegate_and_protocol():
     assert "--use_nnapi=true --nnapi_accelerator_name=qti-dsp" in benchmark_command(WD, nnapi, 1)
 
 
-@pytest.fixture(scope="module")
-def fakes(tmp_path_factory):
-    return edge_fakes.install(tmp_path_factory.mktemp("fakes"))
-
-
-@pytest.fixture
-def env(fakes, tmp_path, monkeypatch):
-    return edge_fakes.use(monkeypatch, fakes, tmp_path)
-
-
 @pytest.fixture
 def arch_file(tmp_path):
     path = tmp_path / "archs.txt"

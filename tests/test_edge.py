@@ -34,16 +34,6 @@ EDGE_PROFILES = ["edgetpu", "jetson-nano-fp16", "jetson-nano-fp32", "tensorrt",
 FAST = ["--runs", "20", "--group-size", "10", "--warmup", "2", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def fakes(tmp_path_factory):
-    return edge_fakes.install(tmp_path_factory.mktemp("fakes"))
-
-
-@pytest.fixture
-def env(fakes, tmp_path, monkeypatch):
-    return edge_fakes.use(monkeypatch, fakes, tmp_path)
-
-
 @pytest.fixture
 def arch_file(tmp_path):
     path = tmp_path / "archs.txt"
@@ -309,13 +299,6 @@ def test_edgetpu_one_step_and_build_run(env, arch_file, edgetpu_profile, monkeyp
 
 
 # ---------------------------------------------------------------- Jetson / TensorRT
-
-
-@pytest.fixture
-def gpu_visible(monkeypatch):
-    import latbench.harness.runners.onnxrt as ort_runner
-
-    monkeypatch.setattr(ort_runner, "nvidia_gpu_visible", lambda: True)
 
 
 @pytest.mark.parametrize("name", ["jetson-nano-fp16", "jetson-nano-fp32"])

@@ -107,23 +107,6 @@ def test_time_runner_refuses_what_a_dataset_cannot_hold(ns):
 # ------------------------------------------------------- the same, end to end with fakes
 
 
-@pytest.fixture(scope="module")
-def fakes(tmp_path_factory):
-    return edge_fakes.install(tmp_path_factory.mktemp("fakes"))
-
-
-@pytest.fixture
-def env(fakes, tmp_path, monkeypatch):
-    return edge_fakes.use(monkeypatch, fakes, tmp_path)
-
-
-@pytest.fixture
-def gpu_visible(monkeypatch):
-    import latbench.harness.runners.onnxrt as ort_runner
-
-    monkeypatch.setattr(ort_runner, "nvidia_gpu_visible", lambda: True)
-
-
 def _swap(tmp: Path, path: Path, body: str) -> Path:
     """A copy of the fakes' folder of ``path`` with ``path`` replaced by ``body``."""
     copy = tmp / "swapped" / path.parent.name
