@@ -196,10 +196,14 @@ def _nas_from_args(args: argparse.Namespace) -> object | None:
         if args.command == "nas" and args.predictors
         else DEFAULT_NAS_PREDICTORS
     )
-    from latbench.accuracy_table import _dataset_name
+    from latbench.accuracy_table import accuracy_dataset_name
 
     # the canonical name: the report titles and the README's command line use it
-    kw: dict = {"accuracy": _dataset_name(args.accuracy), "predictors": preds, "seed": args.seed}
+    kw: dict = {
+        "accuracy": accuracy_dataset_name(args.accuracy),
+        "predictors": preds,
+        "seed": args.seed,
+    }
     if args.command == "nas":
         kw |= {"fewshot_ns": args.fewshot_n, "ae_steps": args.ae_steps,
                "ae_seeds": args.ae_seeds, "limit_ms": args.limit_ms, "prior": args.prior,

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import errno
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import pandas as pd
 from latbench.analysis.nas import ORACLE_COLUMNS, DeviceNAS, NasOptions, cross_device, summary_table
 from latbench.analysis.nas_sources import label
 from latbench.analysis.report import Section
+from latbench.analysis.staging import staged
 from latbench.analysis.style import save_png
 from latbench.analysis.tables import markdown_table, write_csv, write_text
 
@@ -48,30 +46,8 @@ def write_nas_results(
     The files are made in a hidden folder inside ``out`` and moved in only once all
     are made, so a run that fails (or is interrupted) leaves ``out``'s earlier results
     whole rather than half replaced."""
-    final = Path(out)
-    final.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".nas-partial-", dir=final))
-    try:
-        section = _write(results, accuracy, stage, options, log)
-        _publish(stage, final, section.files)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    return section
-
-
-def _publish(stage: Path, out: Path, names: Sequence[str]) -> None:
-    """Move ``names`` from ``stage`` into ``out``, after checking that none would land on
-    a folder (which would stop the moves half-way)."""
-    for name in names:
-        target = out / name
-        if target.is_dir() or (target.exists() and not target.is_file()):
-            raise IsADirectoryError(
-                errno.EISDIR,
-                "is in the way of a NAS result file; nothing was replaced",
-                str(target),
-            )
-    for name in names:
-        os.replace(stage / name, out / name)
+    with staged(out, prefix=".nas-partial-") as stage:
+        return _write(results, accuracy, stage, options, log)
 
 
 def _write(

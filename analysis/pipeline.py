@@ -11,6 +11,7 @@ from pathlib import Path
 from latbench.analysis import report
 from latbench.analysis.data import Datasets, NoDatasetsError, load_datasets
 from latbench.analysis.pairs import MAX_DEVICES
+from latbench.analysis.staging import staged
 
 __all__ = ["MIN_ARCHS", "RESULTS", "command_line", "enough_archs", "run"]
 
@@ -121,6 +122,11 @@ def run(
     :class:`~latbench.analysis.nas.NasOptions` (default: its defaults); ``all`` runs
     the NAS result only where the accuracy table is present, and says how to get it
     where not. Returns the sections written.
+
+    All or nothing: the files are made in a hidden folder inside ``out`` and moved in
+    only once every one is made, so a run that fails or is interrupted leaves
+    ``out``'s earlier results whole (and removes its hidden folder). Files of ``out``
+    that the run does not write are kept.
     """
     if result != "all" and result not in RESULTS:
         raise ValueError(f"unknown result {result!r}; choose all or one of {', '.join(RESULTS)}")
@@ -142,19 +148,20 @@ def run(
 
         cache = default_cache_dir(data_home)
     cache = cache or None
-    steps: dict[str, Callable[[], report.Section]] = {
-        "correlation": lambda: report.write_correlation(data, out),
-        "proxies": lambda: report.write_proxies(data, out),
-        "pairs": lambda: report.write_pairs(data, out, max_devices=max_pairs),
-        "predictors": lambda: report.write_predictors(
-            data, out, data_home=data_home, gcn_options=gcn_options, cache=cache,
+    # each step writes into the folder it is given: the staging folder, see below
+    steps: dict[str, Callable[[Path], report.Section]] = {
+        "correlation": lambda d: report.write_correlation(data, d),
+        "proxies": lambda d: report.write_proxies(data, d),
+        "pairs": lambda d: report.write_pairs(data, d, max_devices=max_pairs),
+        "predictors": lambda d: report.write_predictors(
+            data, d, data_home=data_home, gcn_options=gcn_options, cache=cache,
             progress=progress, **pred_kw,
         ),
     }  # fmt: skip
     from latbench.analysis.nas import NasOptions, write_nas
 
     nas_options = nas if isinstance(nas, NasOptions) else NasOptions()
-    steps["nas"] = lambda: write_nas(data, out, nas_options, data_home=data_home, log=log)
+    steps["nas"] = lambda d: write_nas(data, d, nas_options, data_home=data_home, log=log)
     names = RESULTS if result == "all" else (result,)
     say = log or (lambda _msg: None)
     from latbench.accuracy_table import accuracy_path
@@ -174,9 +181,8 @@ def run(
         from latbench.analysis.fewshot import read_fewshot, write_fewshot
 
         adapt = read_fewshot(fewshot)  # checked before hours of work, not after
-        steps["fewshot"] = lambda: write_fewshot(adapt, out)
+        steps["fewshot"] = lambda d: write_fewshot(adapt, d)
         names = (*names, "fewshot")
-    out.mkdir(parents=True, exist_ok=True)  # after every check: a refusal makes no folder
     say(f"{len(data.keys)} dataset(s): {', '.join(data.keys)}")
     for key, why in left_out.items():
         say(f"left out {key}: {why} (--min-archs {min_archs})")
@@ -192,33 +198,38 @@ def run(
             say("  (the paper's protocol for all: --repeats 100; fewer predictors: --predictors)")
         if cache:
             say(f"  repeat cache: {cache} (a rerun computes only new repeats)")
-    sections = []
-    for i, name in enumerate(names, 1):
-        t0 = time.perf_counter()
-        say(f"[{i}/{len(names)}] {name} ...")
-        sections.append(steps[name]())
-        say(
-            f"[{i}/{len(names)}] {name}: {time.perf_counter() - t0:.0f} s, wrote "
-            + ", ".join(sections[-1].files)
-        )
+    # the whole set is written into a hidden folder inside ``out`` and moved in only once
+    # all of it is made: a failure or Ctrl-C midway leaves the previous results whole,
+    # never a README whose tables and figures come from different runs
+    with staged(out) as stage:
+        sections = []
+        for i, name in enumerate(names, 1):
+            t0 = time.perf_counter()
+            say(f"[{i}/{len(names)}] {name} ...")
+            sections.append(steps[name](stage))
+            say(
+                f"[{i}/{len(names)}] {name}: {time.perf_counter() - t0:.0f} s, wrote "
+                + ", ".join(sections[-1].files)
+            )
+        if result == "all":
+            command = command_line(
+                "all", devices=devices, out=out, max_pairs=None if max_pairs == MAX_DEVICES else max_pairs,
+                repeats=repeats, n_train=n_train, predictors=predictors, seed=seed,
+                gcn_epochs=gcn_epochs, bundled_only=bundled_only, fewshot=fewshot,
+                min_archs=min_archs,
+                accuracy=nas_options.accuracy,
+            )  # fmt: skip
+            params = {"datasets": ", ".join(data.keys), "pairs: most datasets shown": max_pairs}
+            params["fewest measured architectures per dataset"] = min_archs
+            if left_out:
+                params["left out"] = "; ".join(f"{k} ({why})" for k, why in left_out.items())
+            params |= report.predictor_parameters(**pred_kw, gcn_epochs=gcn_epochs)
+            if no_accuracy:
+                sections.append(report.Section(
+                    "NAS with latency estimates", "Not run: no NAS-Bench-201 accuracy in the data "
+                    "home. Get it with `latbench fetch nb201-accuracy` (a pinned public export of "
+                    "NAS-Bench-201/NATS-Bench accuracies, checked by SHA-256) and rerun.\n"))  # fmt: skip
+            report.write_readme(data, stage, sections, command=command, parameters=params)
     if result == "all":
-        command = command_line(
-            "all", devices=devices, out=out, max_pairs=None if max_pairs == MAX_DEVICES else max_pairs,
-            repeats=repeats, n_train=n_train, predictors=predictors, seed=seed,
-            gcn_epochs=gcn_epochs, bundled_only=bundled_only, fewshot=fewshot,
-            min_archs=min_archs,
-            accuracy=nas_options.accuracy,
-        )  # fmt: skip
-        params = {"datasets": ", ".join(data.keys), "pairs: most datasets shown": max_pairs}
-        params["fewest measured architectures per dataset"] = min_archs
-        if left_out:
-            params["left out"] = "; ".join(f"{k} ({why})" for k, why in left_out.items())
-        params |= report.predictor_parameters(**pred_kw, gcn_epochs=gcn_epochs)
-        if no_accuracy:
-            sections.append(report.Section(
-                "NAS with latency estimates", "Not run: no NAS-Bench-201 accuracy in the data "
-                "home. Get it with `latbench fetch nb201-accuracy` (a pinned public export of "
-                "NAS-Bench-201/NATS-Bench accuracies, checked by SHA-256) and rerun.\n"))  # fmt: skip
-        readme = report.write_readme(data, out, sections, command=command, parameters=params)
-        say(f"report: {readme}")
+        say(f"report: {out / 'README.md'}")
     return sections

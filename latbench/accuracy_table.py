@@ -38,6 +38,7 @@ __all__ = [
     "AccuracyFormatError",
     "AccuracyNotFoundError",
     "accuracy",
+    "accuracy_dataset_name",
     "accuracy_path",
     "accuracy_table",
     "read_nats_csv",
@@ -88,7 +89,12 @@ class AccuracyNotFoundError(FileNotFoundError):
     """No accuracy table in the data home."""
 
 
-def _dataset_name(name: str) -> str:
+def accuracy_dataset_name(name: str) -> str:
+    """The canonical accuracy dataset name (a key of :data:`ACCURACY_DATASETS`) for
+    ``name`` or one of its aliases (case, ``_`` for ``-`` and surrounding spaces
+    ignored: ``CIFAR_10`` -> ``cifar10``, ``imagenet`` -> ``imagenet16-120``).
+    Raises :class:`ValueError` for a non-string, and for any other name (naming the
+    choices)."""
     if not isinstance(name, str):
         raise ValueError(f"accuracy dataset must be a name, got {type(name).__name__}")
     key = _ALIASES.get(name.strip().lower().replace("_", "-"))
@@ -301,7 +307,7 @@ def accuracy(
     (percent, seed-averaged, 200 epochs), ``valid``, ``nb201_index``. ``attrs`` holds
     ``dataset`` and the table's ``metadata`` (source, citation, licence).
     """
-    name = _dataset_name(dataset)
+    name = accuracy_dataset_name(dataset)
     table = accuracy_table(data_home)
     out = pd.DataFrame(
         {

@@ -1,0 +1,83 @@
+"""Write a set of result files so that an output folder holds all of them or none.
+
+:func:`staged` hands out a hidden folder inside the output folder (so on the same
+file system) to write into, and moves what was written there into the output folder
+only once the writing has finished; a failure or an interrupt leaves the output
+folder's earlier files as they were.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+__all__ = ["publish", "staged"]
+
+
+@contextmanager
+def staged(out: str | os.PathLike[str], *, prefix: str = ".latbench-partial-") -> Iterator[Path]:
+    """Yield a new hidden folder inside ``out`` (made if missing) to write results into.
+
+    When the ``with`` block ends normally, every file written there is moved into
+    ``out`` (:func:`publish`), replacing files of the same name; files of ``out`` that
+    the block did not write are kept. When it raises (an error, Ctrl-C), ``out`` is
+    left as it was, and removed again if this call made it and it is still empty; an
+    :class:`OSError` about a file in the staging folder is re-raised naming that
+    file's place in ``out``. The staging folder is removed either way.
+    """
+    final = Path(out)
+    made = not final.is_dir()
+    final.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=prefix, dir=final))
+    done = False
+    try:
+        yield stage
+        publish(stage, final)
+        done = True
+    except OSError as exc:  # name the file where it was going, not the staging folder
+        for attr in ("filename", "filename2"):
+            name = getattr(exc, attr, None)
+            if isinstance(name, str) and Path(name).is_relative_to(stage):
+                setattr(exc, attr, str(final / Path(name).relative_to(stage)))
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if made and not done:
+            with suppress(OSError):  # only if empty: never a file put there meanwhile
+                final.rmdir()
+
+
+def publish(stage: Path, out: Path) -> list[Path]:
+    """Move every file under ``stage`` to the same place under ``out``; return the targets.
+
+    Checks first that none would land on a folder, or under something that is not a
+    folder (which would stop the moves half-way), and raises
+    :class:`IsADirectoryError` / :class:`NotADirectoryError` naming it before moving
+    anything. The moves are :func:`os.replace`, each atomic.
+    """
+    files = sorted(p.relative_to(stage) for p in stage.rglob("*") if not p.is_dir())
+    for rel in files:
+        target = out / rel
+        for parent in list(rel.parents)[-2::-1]:  # out/a, out/a/b, ...: folders or absent
+            above = out / parent
+            if above.exists() and not above.is_dir():
+                raise NotADirectoryError(
+                    errno.ENOTDIR, "is in the way of a result folder; nothing was replaced",
+                    str(above),
+                )  # fmt: skip
+        if target.is_dir() or (target.exists() and not target.is_file()):
+            raise IsADirectoryError(
+                errno.EISDIR, "is in the way of a result file; nothing was replaced", str(target)
+            )
+    moved = []
+    for rel in files:
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(stage / rel, target)
+        moved.append(target)
+    return moved

@@ -1,0 +1,161 @@
+"""latbench-analysis writes its results all or nothing: a run that fails or is
+interrupted midway leaves the output folder's previous results whole (no mix of new
+and old files, no staging folder), one line on stderr; a run that succeeds replaces
+every result and keeps the files it does not write.
+
+Every run is one bundled dataset, the FLOPs predictor and one repeat, no NAS
+(seconds).
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+from pathlib import Path
+
+import pytest
+
+from latbench.analysis import report
+from latbench.analysis.cli import main
+
+DEVICE = "xeon2c-tf-fp32"
+FAST = ("--devices", DEVICE, "--predictors", "flops", "--repeats", "1", "--quiet")
+NOTES = "notes.txt"  # a user's own file in the output folder
+
+
+def _all(home: Path, out: Path, *args: str) -> int:
+    return main(["all", "--data-home", str(home), "--out", str(out), *FAST, *args])
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every entry of ``folder`` (hidden ones too) by name, with its bytes (``None``: a folder)."""
+    return {p.name: None if p.is_dir() else p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _one_line(err: str) -> str:
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    """A data home without the NAS accuracy table (so `all` skips the NAS result)."""
+    return tmp_path_factory.mktemp("staged-home")
+
+
+@pytest.fixture(scope="module")
+def previous(home, tmp_path_factory) -> Path:
+    """A complete earlier `all` run's results, and a user's notes beside them."""
+    out = tmp_path_factory.mktemp("staged-previous") / "results"
+    assert _all(home, out) == 0
+    (out / NOTES).write_text("my notes\n")
+    return out
+
+
+@pytest.fixture
+def results(previous, tmp_path) -> Path:
+    """An earlier run's result files, each holding ``old <name>`` (a rerun's results are
+    byte-identical to the earlier ones, so they would not tell which run wrote a file)."""
+    out = tmp_path / "results"
+    shutil.copytree(previous, out)
+    for p in out.iterdir():
+        if p.name != NOTES:
+            p.write_text(f"old {p.name}\n")
+    return out
+
+
+def _is_new(out: Path) -> bool:
+    """Every file of ``out`` is this run's, except the notes, which are kept."""
+    return all(
+        (p.read_text() == "my notes\n") if p.name == NOTES else not _old(p) for p in out.iterdir()
+    )
+
+
+def _old(p: Path) -> bool:
+    return p.read_bytes() == f"old {p.name}\n".encode()
+
+
+def _disk_full_at(monkeypatch, name: str) -> list[str]:
+    """Make the figure ``name`` fail with ENOSPC (a cut file left where it was going)."""
+    real = report.save_png
+    saved: list[str] = []
+
+    def save_png(fig, path):
+        if Path(path).name == name:
+            Path(path).write_bytes(b"\x89PNG cut")
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        saved.append(Path(path).name)
+        return real(fig, path)
+
+    monkeypatch.setattr(report, "save_png", save_png)
+    return saved
+
+
+def test_a_full_disk_midway_keeps_every_previous_result(home, results, monkeypatch, capsys):
+    before = _snapshot(results)
+    saved = _disk_full_at(monkeypatch, "pairs.png")  # after the correlation and proxies files
+    rc = _all(home, results)
+    err = _one_line(capsys.readouterr().err)
+    assert rc == 2 and err.startswith("latbench-analysis: error: ")
+    assert f"{results / 'pairs.png'}: No space left on device" in err
+    assert "correlation_pearson.png" in saved and "proxies.png" in saved  # made, not moved in
+    assert _snapshot(results) == before  # same names (no staging folder), same bytes
+    monkeypatch.undo()  # room on the disk again: the rerun replaces every result
+    assert _all(home, results) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert sorted(p.name for p in results.iterdir()) == sorted(before)
+    assert _is_new(results)
+
+
+def test_an_interrupt_midway_keeps_every_previous_result(home, results, monkeypatch, capsys):
+    before = _snapshot(results)
+
+    def interrupted(*_a, **_kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_predictors", interrupted)  # the last result
+    rc = _all(home, results)
+    assert rc == 130 and _one_line(capsys.readouterr().err) == "latbench-analysis: interrupted\n"
+    assert _snapshot(results) == before
+
+
+def test_a_failing_first_run_leaves_no_output_folder(home, tmp_path, monkeypatch, capsys):
+    _disk_full_at(monkeypatch, "pairs.png")
+    out = tmp_path / "new" / "results"
+    rc = _all(home, out)
+    assert rc == 2 and "No space left on device" in _one_line(capsys.readouterr().err)
+    assert not out.exists() and list((tmp_path / "new").iterdir()) == []
+
+
+def test_a_single_result_is_replaced_whole_or_not_at_all(home, results, monkeypatch, capsys):
+    before = _snapshot(results)
+    _disk_full_at(monkeypatch, "proxies.png")  # proxies.csv is made first
+    rc = main(["proxies", "--data-home", str(home), "--out", str(results), "--devices", DEVICE,
+               "--quiet"])  # fmt: skip
+    err = _one_line(capsys.readouterr().err)
+    # named where it was going, not in the staging folder the user never sees
+    assert rc == 2 and f"{results / 'proxies.png'}: No space left on device" in err
+    assert _snapshot(results) == before
+
+
+def test_staged_publishes_nested_files_or_nothing(tmp_path):
+    from latbench.analysis.staging import staged
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.csv").write_text("old a\n")
+    with staged(out) as stage:
+        assert stage.parent == out and stage.name.startswith(".")
+        (stage / "a.csv").write_text("new a\n")
+        (stage / "sub").mkdir()
+        (stage / "sub" / "b.csv").write_text("new b\n")
+    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "sub"]
+    assert (out / "a.csv").read_text() == "new a\n"
+    assert (out / "sub" / "b.csv").read_text() == "new b\n"
+    # a folder where a result goes stops the set before any file is moved
+    (out / "c.csv").mkdir()
+    with pytest.raises(IsADirectoryError, match="in the way"), staged(out) as stage:
+        (stage / "a.csv").write_text("newer a\n")
+        (stage / "c.csv").write_text("c\n")
+    assert (out / "a.csv").read_text() == "new a\n"
+    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "c.csv", "sub"]
