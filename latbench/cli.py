@@ -516,20 +516,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "check",
-        help="verify dataset, per-layer and raw files",
-        description="Verify files: bundled-manifest SHA-256, Parquet page checksums and"
-        " digests, row checks, HDF5 Fletcher-32 and digest. Exit 2 if any fails.",
+        help="verify dataset, per-layer, prediction and raw files",
+        description="Verify files LatBench wrote (datasets, per-layer tables, predictions,"
+        " the accuracy table, a run's parts, raw timings): bundled-manifest SHA-256, Parquet"
+        " page checksums and digests, row checks, HDF5 Fletcher-32 and digest. A Parquet"
+        " file without LatBench metadata is refused. Exit 2 if any fails.",
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help=".parquet or .raw.h5 files")
+    p.add_argument("files", nargs="+", metavar="FILE", help="LatBench .parquet or .raw.h5 files")
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser(
         "rewrite",
         help="rewrite old files with checksums (content unchanged)",
         description="Rewrite files written before LatBench stored checksums, in place and"
-        " atomically, after checking them; the data stays identical.",
+        " atomically, after checking them; the data stays identical. A Parquet file"
+        " without LatBench metadata is refused, unchanged.",
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help=".parquet or .raw.h5 files")
+    p.add_argument("files", nargs="+", metavar="FILE", help="LatBench .parquet or .raw.h5 files")
     p.set_defaults(func=_cmd_rewrite)
     return parser
 

@@ -33,7 +33,9 @@ __all__ = [
     "INTEGRITY_KEY",
     "check_file",
     "IntegrityError",
+    "NotLatBenchFile",
     "UnverifiedFileWarning",
+    "latbench_kind",
     "warn_unverified",
     "integrity_entry",
     "read_table_file",
@@ -54,6 +56,75 @@ class IntegrityError(ValueError):
 
 class UnverifiedFileWarning(UserWarning):
     """A file written before LatBench stored checksums: it loads, but unchecked."""
+
+
+class NotLatBenchFile(ValueError):
+    """A readable Parquet file that LatBench did not write (no LatBench metadata)."""
+
+
+# The schema key of the NAS-Bench-201 accuracy table (latbench.accuracy_table._META_KEY).
+ACCURACY_KEY = b"latbench.accuracy"
+# A run's part (harness/store.py PART_SCHEMA; the core cannot import the harness). Parts
+# written before checksums carry no key-value metadata at all: they are recognised by
+# their name and exactly these columns (the last two were added later, so optional).
+_PART_COLUMNS = {
+    "graph_key": pa.string(), "timed_arch_id": pa.int32(), "status": pa.string(),
+    "error": pa.string(), "latency_ms": pa.float64(), "latency_std_ms": pa.float64(),
+    "runs": pa.int32(), "raw_ns": pa.list_(pa.int64()),
+}  # fmt: skip
+_PART_COLUMNS_LATER = {"device_id": pa.string(), "fleet_run": pa.int32()}
+_WHAT = (
+    "datasets, per-layer tables, predictions, the accuracy table and a run's parts"
+    " written by LatBench"
+)
+
+
+def latbench_kind(path: str | os.PathLike[str], schema: pa.Schema, command: str = "check") -> str:
+    """What LatBench file ``path`` (with Parquet ``schema``) is, from its markers.
+
+    ``"dataset"``, ``"layers"`` or ``"prediction"`` (the ``latbench`` metadata key, told
+    apart by the file name), ``"accuracy"`` (``latbench.accuracy``), ``"table"`` (only
+    ``latbench.integrity``: a run's part) or ``"part"`` (a part written before checksums:
+    named ``part-*.parquet`` with exactly a part's columns). Raises
+    :class:`NotLatBenchFile` for anything else, such as a Parquet file from elsewhere
+    (its message names ``latbench COMMAND``).
+    """
+    from latbench.dataset import METADATA_KEY
+
+    name = Path(path).name
+    meta = schema.metadata or {}
+    if METADATA_KEY in meta:
+        if name.endswith(".layers.parquet"):
+            return "layers"
+        return "prediction" if name.endswith(".predicted.parquet") else "dataset"
+    if ACCURACY_KEY in meta:
+        return "accuracy"
+    if INTEGRITY_KEY in meta:
+        return "table"
+    if name.startswith("part-") and name.endswith(".parquet") and _is_part_schema(schema):
+        return "part"
+    raise NotLatBenchFile(not_latbench_message(path, command))
+
+
+def _is_part_schema(schema: pa.Schema) -> bool:
+    """A part's columns in a part's order, with a part's types (list items may be renamed)."""
+    names = list(schema.names)
+    want = list(_PART_COLUMNS)
+    later = names[len(want) :]
+    if names[: len(want)] != want or later != list(_PART_COLUMNS_LATER)[: len(later)]:
+        return False
+    types = {**_PART_COLUMNS, **_PART_COLUMNS_LATER}
+    return all(_type_name(f.type) == _type_name(types[f.name]) for f in schema)
+
+
+def not_latbench_message(path: str | os.PathLike[str], command: str = "check") -> str:
+    """The one line that refuses a Parquet file LatBench did not write."""
+    from latbench.terminal import safe
+
+    return (
+        f"{safe(Path(path))}: not a LatBench file (no LatBench metadata); `latbench {command}`"
+        f" {'verifies' if command == 'check' else 'rewrites'} {_WHAT}"
+    )
 
 
 def warn_unverified(path: str | os.PathLike[str], stacklevel: int = 2) -> None:
@@ -241,14 +312,16 @@ def rewrite_file(path: str | os.PathLike[str]) -> str:
 
     Datasets (``*.parquet``) and tables (``*.layers.parquet``, parts) get page
     checksums and the integrity entry; raw timings (``*.raw.h5``) Fletcher-32 and a
-    content digest. The file is fully read and checked first (a dataset's row checks
-    too) and replaced atomically. Returns a one-line description of what was done.
+    content digest. The file is fully read and checked first (a dataset's or a
+    prediction's row checks too) and replaced atomically. A Parquet file LatBench did
+    not write is refused unread (:class:`NotLatBenchFile`, see :func:`latbench_kind`).
+    Returns a one-line description of what was done.
     """
     from latbench.dataset import (
         DIGEST_EXCLUDES,
-        METADATA_KEY,
         DatasetError,
         atomic_path,
+        check_bounds,
         read_dataset,
     )
     from latbench.manifest import update_entry, verify_file
@@ -274,6 +347,13 @@ def rewrite_file(path: str | os.PathLike[str]) -> str:
         return f"rewrote {path}: {len(raw['arch_id'])} raw rows, Fletcher-32 and SHA-256 added"
     if not path.name.endswith(".parquet"):
         raise ValueError(f"{path}: not a LatBench file (.parquet or .raw.h5)")
+    check_bounds(path)  # a regular file whose footer is bounded, before parsing it
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DatasetError(f"{path}: not a readable Parquet file: {exc}") from None
+    # a Parquet file from elsewhere is refused before it is read, let alone "verified"
+    kind = latbench_kind(path, schema, "rewrite")
     try:
         table = open_verified(path).read()
     except (pa.ArrowException, OSError) as exc:
@@ -281,12 +361,14 @@ def rewrite_file(path: str | os.PathLike[str]) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnverifiedFileWarning)
         verify_table(path, table)
-    meta = table.schema.metadata or {}
-    is_dataset = METADATA_KEY in meta and not path.name.endswith(".layers.parquet")
-    if is_dataset:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UnverifiedFileWarning)
-            read_dataset(path)  # every row check, before anything is replaced
+        # every row check, before anything is replaced
+        if kind == "dataset":
+            read_dataset(path)
+        elif kind == "prediction":
+            from latbench.predicted import read_predicted
+
+            read_predicted(path)
+    is_dataset = kind == "dataset"
     exclude = DIGEST_EXCLUDES if is_dataset else ()
     with atomic_path(path) as tmp:
         write_verified(table, tmp, exclude=exclude, compression="zstd")
@@ -295,8 +377,8 @@ def rewrite_file(path: str | os.PathLike[str]) -> str:
         if table_digest(read_verified(tmp)) != table_digest(table):
             raise IntegrityError(f"{path}: rewriting would change the table; left as it was")
     update_entry(path)
-    kind = "dataset" if is_dataset else "table"
-    return f"rewrote {path}: {kind} of {table.num_rows} rows, page checksums and SHA-256 added"
+    what = kind if kind in ("dataset", "prediction") else "table"
+    return f"rewrote {path}: {what} of {table.num_rows} rows, page checksums and SHA-256 added"
 
 
 def _h5_attrs(path: Path) -> dict[str, Any]:
@@ -310,9 +392,10 @@ def check_file(path: str | os.PathLike[str]) -> str:
     """Verify one LatBench file as its reader would; returns a one-line verdict.
 
     Raises the reader's error (:class:`ValueError` subclasses, ``OSError``) for a file
-    that fails; a file without checksums passes with a note saying how to add them.
+    that fails, :class:`NotLatBenchFile` for a Parquet file LatBench did not write; a
+    file without checksums passes with a note saying how to add them.
     """
-    from latbench.dataset import METADATA_KEY, read_dataset
+    from latbench.dataset import read_dataset
     from latbench.manifest import verify_file
 
     path = Path(path)
@@ -339,12 +422,15 @@ def check_file(path: str | os.PathLike[str]) -> str:
                 schema = pq.read_schema(path)
             except (pa.ArrowException, OSError) as exc:
                 raise IntegrityError(f"{path}: not a readable Parquet file: {exc}") from None
-            if METADATA_KEY in (schema.metadata or {}) and not path.name.endswith(
-                ".layers.parquet"
-            ):
+            kind = latbench_kind(path, schema)  # a Parquet file from elsewhere: refused
+            if kind == "dataset":
                 df = read_dataset(path)
                 what = f"dataset, {len(df)} rows, values valid"
                 _check_beside_raw(path, df)
+            elif kind == "prediction":
+                from latbench.predicted import read_predicted
+
+                what = f"prediction, {len(read_predicted(path))} rows, values valid"
             else:
                 try:
                     what = f"table, {read_verified(path).num_rows} rows"
