@@ -21,7 +21,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,75 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+class _Paused:
+    """Seconds this process spent stopped by Ctrl-Z while a tool ran."""
+
+    seconds = 0.0
+
+
+@contextlib.contextmanager
+def _job_control(proc: subprocess.Popen[bytes]) -> Iterator[_Paused]:
+    """While ``proc`` runs: Ctrl-Z (SIGTSTP) stops its process group, then this process.
+
+    The tool leads its own process group in its own session, so the terminal's SIGTSTP
+    reaches only us; a timing tool left running would keep loading the machine. The
+    group gets SIGSTOP (an orphaned group ignores SIGTSTP, and a tool cannot catch it),
+    then this process stops with SIGTSTP's default action; on SIGCONT (``fg``) the group
+    is resumed. POSIX only, main thread only (where Python runs handlers), and not when
+    SIGTSTP is ignored; the previous handlers are restored on exit.
+    """
+    paused = _Paused()
+    if (
+        not hasattr(signal, "SIGTSTP")
+        or threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTSTP) == signal.SIG_IGN
+    ):
+        yield paused
+        return
+
+    def group(sig: int) -> None:
+        if proc.returncode is None:  # not reaped yet, so its pid is still its group's id
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+
+    def on_tstp(_signum: int, _frame: object) -> None:
+        group(signal.SIGSTOP)
+        start = time.monotonic()
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        try:
+            os.kill(os.getpid(), signal.SIGTSTP)  # stops here until SIGCONT
+        finally:
+            signal.signal(signal.SIGTSTP, on_tstp)
+            paused.seconds += time.monotonic() - start
+            group(signal.SIGCONT)
+
+    def on_cont(_signum: int, _frame: object) -> None:
+        group(signal.SIGCONT)  # continued by someone else than our own handler
+
+    previous = {
+        signal.SIGTSTP: signal.signal(signal.SIGTSTP, on_tstp),
+        signal.SIGCONT: signal.signal(signal.SIGCONT, on_cont),
+    }
+    try:
+        yield paused
+    finally:
+        for sig, handler in previous.items():  # None: set outside Python, i.e. the default
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float | None, paused: _Paused) -> None:
+    """``proc.wait(timeout)``, the time this process was stopped not counted."""
+    start = time.monotonic()
+    while True:
+        left = None if timeout is None else start + timeout + paused.seconds - time.monotonic()
+        try:
+            proc.wait(timeout=None if left is None else max(left, 0.0))
+            return
+        except subprocess.TimeoutExpired:
+            if timeout is None or start + timeout + paused.seconds <= time.monotonic():
+                raise  # no pause moved the deadline while it waited: time is up
+
+
 def _decode(data: bytes) -> str:
     text = data.decode(locale.getpreferredencoding(False), errors="replace")
     return text.replace("\r\n", "\n").replace("\r", "\n")  # as text=True reads it
@@ -114,7 +183,8 @@ def run_tool(
     Raises :class:`ToolError` naming the command and quoting the tail of its output
     when it cannot start, times out, prints more than :data:`MAX_OUTPUT_BYTES`, or
     (with ``check``) exits non-zero. A tool that times out or floods is killed with
-    every process it started.
+    every process it started. Ctrl-Z stops the tool's process group with us and ``fg``
+    resumes it; the time stopped does not count towards ``timeout``.
     """
     args = [os.fspath(a) for a in argv]
     try:
@@ -147,7 +217,8 @@ def run_tool(
                  for stream, buf in zip((proc.stdout, proc.stderr), bufs, strict=True)]  # fmt: skip
         for t in pumps:
             t.start()
-        proc.wait(timeout=timeout)
+        with _job_control(proc) as paused:
+            _wait(proc, timeout, paused)
     except subprocess.TimeoutExpired:
         _stop(proc)
         raise ToolError(f"{quote(args)} did not finish within {timeout} s") from None

@@ -15,6 +15,8 @@ import os
 import re
 import stat
 import tempfile
+import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -42,11 +44,14 @@ __all__ = [
     "OPTIONAL_FIELDS",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "STALE_TMP_AGE_S",
     "STATUSES",
     "DatasetError",
+    "StaleTempWarning",
     "arch_table",
     "atomic_path",
     "check_bounds",
+    "open_parquet",
     "parse_metadata",
     "read_dataset",
     "read_metadata",
@@ -69,6 +74,9 @@ MAX_FOOTER_BYTES = 1 << 20
 """Largest Parquet footer read (schema and metadata; real ones are ~10 KB)."""
 MAX_TABLE_BYTES = 64 << 20
 """Largest decoded size a dataset's column chunks may declare (real ones: ~3 MB)."""
+STALE_TMP_AGE_S = 600
+"""Seconds a temporary file of :func:`atomic_path` must have gone unmodified before the
+next writer of its target removes it as left by a killed write (see :func:`atomic_path`)."""
 DIGEST_EXCLUDES = ("arch_str",)
 """Columns the table digest leaves out: ``arch_str`` is checked equal to ``arch_id``'s
 architecture on every read instead, which is cheaper and stronger."""
@@ -112,6 +120,10 @@ class DatasetError(ValueError):
     """A dataset file or frame that does not follow the LatBench format."""
 
 
+class StaleTempWarning(UserWarning):
+    """Temporary files that a killed write left beside a dataset file were removed."""
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it over ``path`` on success.
@@ -120,10 +132,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     Only a regular file (or nothing) is ever replaced: a FIFO, socket, device node or
     folder at ``path`` raises :class:`DatasetError` before anything is written. An
     ``OSError`` while writing (a full disk) is re-raised as one line naming ``path``.
+
+    A write killed outright (``kill -9``, power loss) leaves its hidden temporary
+    ``.<name>.<random>.tmp``; the next write of ``path`` by a process holding its
+    dataset's write lock (:func:`latbench.lock.holds`) removes those that are regular
+    files unmodified for :data:`STALE_TMP_AGE_S`, with a :class:`StaleTempWarning`.
     """
     path = Path(path)
     _make_parent(path.parent)
     _refuse_special(path)
+    _remove_stale_temps(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
@@ -151,6 +169,41 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
                 os.close(dfd)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Remove the temporaries killed writes of ``path`` left, if this process holds its
+    dataset's write lock (so no other writer of ``path`` that takes the lock can be
+    using one); see :func:`atomic_path`."""
+    from latbench.lock import holds
+
+    if not holds(path):
+        return
+    # exactly what mkstemp(prefix=".<name>.", suffix=".tmp") creates: 8 random characters
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    cutoff = time.time() - STALE_TMP_AGE_S  # a lock-less writer (rewrite) may be writing
+    removed: list[tuple[str, int]] = []
+    with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
+        for entry in entries:
+            if not pattern.fullmatch(entry.name):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed.append((entry.name, st.st_size))
+            except OSError:  # gone meanwhile, or not ours to remove: left as it is
+                continue
+    if removed:
+        size = sum(n for _, n in removed) / 1e6
+        names = ", ".join(safe(name, 80) for name, _ in removed[:3])
+        more = f" and {len(removed) - 3} more" if len(removed) > 3 else ""
+        warnings.warn(
+            f"removed {len(removed)} temporary file(s) ({size:.1f} MB) that an interrupted"
+            f" write of {safe(path)} left: {names}{more}",
+            StaleTempWarning,
+            stacklevel=4,
+        )
 
 
 def _refuse_special(path: Path) -> None:
@@ -269,11 +322,16 @@ def write_dataset(
     return path
 
 
-def _open(path: Path) -> pq.ParquetFile:
-    """Open ``path`` after bounding what reading it can cost; see :func:`check_bounds`."""
-    from latbench.space import N_ARCHS
+def open_parquet(path: str | os.PathLike[str], max_rows: int) -> pq.ParquetFile:
+    """``path`` opened for reading with page checksum verification, once
+    :func:`check_bounds` (``max_rows``) has passed; its parsed footer is reused.
 
-    md = check_bounds(path, N_ARCHS)
+    Raises :class:`DatasetError`: check_bounds' own refusals (no ``__cause__``), or
+    ``not a readable Parquet file`` when pyarrow cannot open the file (the pyarrow or
+    OS error chained as ``__cause__``).
+    """
+    path = Path(path)
+    md = check_bounds(path, max_rows)
     try:  # the footer check_bounds parsed is reused: no second parse
         return pq.ParquetFile(path, metadata=md, page_checksum_verification=True)
     except (pa.ArrowException, OSError) as exc:
@@ -591,8 +649,10 @@ def _check_rows(path: Path, table: pa.Table, allow_empty: bool = False) -> None:
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The file-level metadata of a dataset file, validated, without reading rows."""
+    from latbench.space import N_ARCHS
+
     path = Path(path)
-    pf = _open(path)
+    pf = open_parquet(path, N_ARCHS)
     # The Parquet key-value metadata is what a table read returns and what the digest
     # covers; the Arrow schema blob in the footer holds a second, unchecked copy.
     kv = {k: v for k, v in (pf.metadata.metadata or {}).items() if k != b"ARROW:schema"}
@@ -615,7 +675,7 @@ def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
     from latbench.space import N_ARCHS
 
     path = Path(path)
-    pf = _open(path)
+    pf = open_parquet(path, N_ARCHS)
     schema = pf.schema_arrow
     _metadata(path, schema)  # fail fast on a foreign file, before reading its rows
     _check_schema(path, schema)

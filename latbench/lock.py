@@ -6,7 +6,8 @@ lock) and writes who holds it -- PID, host, start time, command -- beside it in
 ``.<stem>.lock.json``. A second run on the same key refuses at once with
 :class:`KeyLocked` naming that holder; it never waits and never touches the first
 run's files. The lock is re-entrant within one process (a campaign's CLI holds it for the
-whole run and its session takes it again inside).
+whole run and its session takes it again inside). :func:`holds` tells whether this
+process holds the lock a given dataset file belongs to.
 """
 
 from __future__ import annotations
@@ -23,10 +24,23 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-__all__ = ["KeyLocked", "LockUnavailable", "hold", "holder", "run_stem"]
+__all__ = [
+    "DATASET_SUFFIXES",
+    "KeyLocked",
+    "LockUnavailable",
+    "hold",
+    "holder",
+    "holds",
+    "run_stem",
+]
 
 _held: dict[str, list] = {}  # lock path -> [FileLock, depth], this process's locks
 _guard = threading.Lock()
+
+DATASET_SUFFIXES = (".parquet", ".raw.h5", ".layers.parquet", ".predicted.parquet")
+"""Endings of the files ``<stem><suffix>`` beside ``.<stem>.lock`` that belong to its
+dataset. Keys never end in ``.layers``, ``.raw`` or ``.predicted``
+(:data:`latbench.keys.RESERVED_SUFFIXES`), so each file belongs to one stem only."""
 
 
 class KeyLocked(RuntimeError):
@@ -63,6 +77,26 @@ def holder(out_dir: str | os.PathLike[str], stem: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None
+
+
+def holds(path: str | os.PathLike[str]) -> bool:
+    """Whether this process holds the write lock of the dataset file ``path``: the lock
+    ``.<stem>.lock`` in ``path``'s folder, ``path`` named ``<stem>`` plus one of
+    :data:`DATASET_SUFFIXES` (``k.parquet`` is k's; ``k.shard1of2.parquet`` is not)."""
+    path = Path(path)
+    stems = [path.name[: -len(s)] for s in DATASET_SUFFIXES if path.name.endswith(s)]
+    if not stems:
+        return False
+    with _guard:
+        if not _held:
+            return False
+        held = set(_held)
+    for stem in stems:
+        lock_path = path.parent / f".{stem}.lock"
+        with contextlib.suppress(OSError, RuntimeError):  # a symlink loop
+            if str(lock_path.resolve()) in held or str(lock_path.absolute()) in held:
+                return True
+    return False
 
 
 @contextlib.contextmanager

@@ -81,22 +81,30 @@ def read_predicted(path: str | os.PathLike[str]) -> pd.DataFrame:
     unsound file: bounded before it is decoded as a dataset is, and its rows checked
     whatever its digest says, since anyone who edits a file can recompute that.
     """
-    import pyarrow.parquet as pq
-
-    from latbench.dataset import METADATA_KEY, DatasetError, check_bounds
+    from latbench.dataset import METADATA_KEY, DatasetError, open_parquet
     from latbench.integrity import verify_table
     from latbench.space import N_ARCHS
     from latbench.terminal import safe, safe_line
 
     path = Path(path)
-    md = check_bounds(path, N_ARCHS)  # a regular file, its footer and sizes bounded
+
+    def unreadable(exc: BaseException) -> DatasetError:
+        return DatasetError(f"{safe(path)}: unreadable prediction ({safe_line(exc, 200)})")
+
+    try:  # bounded before anything is decoded: a regular file, its footer and sizes
+        pf = open_parquet(path, N_ARCHS)
+    except DatasetError as exc:
+        if exc.__cause__ is None:  # a check_bounds refusal: its own line
+            raise
+        raise unreadable(exc.__cause__) from None
+    except (pa.ArrowException, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise unreadable(exc) from None
     try:
-        pf = pq.ParquetFile(path, metadata=md, page_checksum_verification=True)
         table = pf.read()
         verify_table(path, table)
     # a damaged footer also surfaces as UnicodeDecodeError, KeyError or IndexError
     except (pa.ArrowException, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise DatasetError(f"{safe(path)}: unreadable prediction ({safe_line(exc, 200)})") from None
+        raise unreadable(exc) from None
     try:
         meta = json.loads((table.schema.metadata or {})[METADATA_KEY])
     except (KeyError, ValueError, RecursionError):
@@ -109,7 +117,7 @@ def read_predicted(path: str | os.PathLike[str]) -> pd.DataFrame:
     try:
         raw = table.to_pandas()
     except (pa.ArrowException, ValueError, TypeError) as exc:
-        raise DatasetError(f"{safe(path)}: unreadable prediction ({safe_line(exc, 200)})") from None
+        raise unreadable(exc) from None
     problem = _row_problem(raw)
     if problem:
         raise DatasetError(f"{safe(path)}: {problem}")
