@@ -22,6 +22,7 @@ from synthetic_accuracy import write_synthetic_accuracy
 
 from latbench.cli import main
 from latbench.dataset import METADATA_KEY, write_dataset
+from latbench.harness.store import PART_SCHEMA
 from latbench.integrity import (
     INTEGRITY_KEY,
     NotLatBenchFile,
@@ -33,19 +34,20 @@ from latbench.integrity import (
 
 NOT_OURS = "not a LatBench file (no LatBench metadata)"
 
-# a run's part as the first harness wrote it: no key-value metadata at all
-OLD_PART_SCHEMA = pa.schema(
-    [
-        pa.field("graph_key", pa.string(), nullable=False),
-        pa.field("timed_arch_id", pa.int32(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("error", pa.string()),
-        pa.field("latency_ms", pa.float64()),
-        pa.field("latency_std_ms", pa.float64()),
-        pa.field("runs", pa.int32(), nullable=False),
-        pa.field("raw_ns", pa.list_(pa.int64())),
-    ]
-)
+# a run's part as the first harness wrote it: no key-value metadata, and the fleet
+# columns not yet added
+OLD_PART_SCHEMA = pa.schema([f for f in PART_SCHEMA if f.name not in ("device_id", "fleet_run")])
+
+
+def test_the_recognised_part_columns_are_the_harness_ones():
+    # the core keeps its own copy (it cannot import the harness): they must not drift
+    from latbench import integrity
+
+    cols = {**integrity._PART_COLUMNS, **integrity._PART_COLUMNS_LATER}
+    assert list(cols) == PART_SCHEMA.names
+    assert all(cols[f.name].equals(f.type) for f in PART_SCHEMA)
+
+
 PART_ROWS = [
     {"graph_key": "g1", "timed_arch_id": 1, "status": "ok", "error": None, "latency_ms": 1.5,
      "latency_std_ms": 0.1, "runs": 3, "raw_ns": [1, 2, 3]},
