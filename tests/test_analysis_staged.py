@@ -159,3 +159,51 @@ def test_staged_publishes_nested_files_or_nothing(tmp_path):
         (stage / "c.csv").write_text("c\n")
     assert (out / "a.csv").read_text() == "new a\n"
     assert sorted(p.name for p in out.iterdir()) == ["a.csv", "c.csv", "sub"]
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid  # reaped: no process has it (PIDs are not reused this fast)
+
+
+def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path, home, capsys):
+    import json
+    import os
+    import socket
+
+    from latbench.analysis.staging import OWNER_FILE
+
+    out = tmp_path / "out"
+    out.mkdir()
+    host = socket.gethostname()
+
+    def folder(name: str, owner: object) -> Path:
+        d = out / name
+        d.mkdir()
+        (d / "correlation_spearman.csv").write_text("half-written\n")
+        if owner is not None:
+            (d / OWNER_FILE).write_text(json.dumps(owner))
+        return d
+
+    killed = folder(".latbench-partial-killed1", {"host": host, "pid": _dead_pid()})
+    killed_nas = folder(".nas-partial-killed2", {"host": host, "pid": _dead_pid()})
+    live = folder(".latbench-partial-live", {"host": host, "pid": os.getpid()})
+    elsewhere = folder(".latbench-partial-other", {"host": host + "-x", "pid": _dead_pid()})
+    ownerless = folder(".latbench-partial-old", None)
+    garbled = folder(".latbench-partial-bad", "not an owner")
+    users = folder(".my-partial-killed", {"host": host, "pid": _dead_pid()})
+    assert _all(home, out) == 0
+    err = capsys.readouterr().err
+    assert "removed 2 unfinished result folder(s) of killed runs" in err, err
+    lines = [ln for ln in err.splitlines() if "unfinished result folder" in ln]
+    assert len(lines) == 1 and "Traceback" not in err and "warnings.warn" not in err, err
+    assert not killed.exists() and not killed_nas.exists()
+    for kept in (live, elsewhere, ownerless, garbled, users):
+        assert (kept / "correlation_spearman.csv").read_text() == "half-written\n"
+    # the owner file stays in the staging folder: never published as a result
+    assert not (out / OWNER_FILE).exists()
+    assert (out / "README.md").is_file()
