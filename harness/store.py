@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 import uuid
 import warnings
@@ -32,6 +33,9 @@ from latbench.safepickle import short_repr
 __all__ = ["GraphResult", "RunConfigMismatch", "RunStore"]
 
 log = logging.getLogger(__name__)
+
+_PART_TEMP = re.compile(r"\.(part-[A-Za-z0-9_.-]+\.parquet|run\.json)\.[a-z0-9_]{8}\.tmp")
+"""What :func:`~latbench.dataset.atomic_path` names its temporary of a part or ``run.json``."""
 
 PART_SCHEMA = pa.schema(
     [
@@ -230,12 +234,19 @@ class RunStore:
     def discard_parts(self) -> bool:
         """Remove the parts of a finished run (the dataset and raw file hold it all).
 
-        Only parts and ``run.json`` go; a folder holding anything else (a fleet's
-        state, a damaged part kept for inspection) stays. Returns whether it went.
+        Only parts, ``run.json`` and the temporaries of their killed writes go (the
+        run is over and its writer holds the lock: no write of them is in progress); a
+        folder holding anything else (a fleet's state, a damaged part kept for
+        inspection) stays. Returns whether it went.
         """
         if not self.parts_dir.is_dir():
             return False
-        for p in [*self.parts_dir.glob("part-*.parquet"), self.parts_dir / "run.json"]:
+        temps = [
+            p
+            for p in self.parts_dir.iterdir()
+            if _PART_TEMP.fullmatch(p.name) and p.is_file() and not p.is_symlink()
+        ]
+        for p in [*self.parts_dir.glob("part-*.parquet"), self.parts_dir / "run.json", *temps]:
             p.unlink(missing_ok=True)
         try:
             self.parts_dir.rmdir()

@@ -168,3 +168,25 @@ def test_a_shard_lock_covers_only_its_own_files(tmp_path):
     ):
         tmp.write_bytes(b"x")
     assert not shard.exists() and whole.exists()
+
+
+def test_a_finished_runs_parts_folder_goes_with_its_killed_writes_temporaries(tmp_path):
+    # part files get a new name on every flush, so no later write of the same name
+    # would ever clean a killed flush's temporary: the finished run's cleanup does
+    from latbench.harness.store import RunStore
+
+    parts = tmp_path / "k.parts"
+    parts.mkdir()
+    (parts / "part-00000000000000000001-abcdef12.parquet").write_bytes(b"part")
+    (parts / "run.json").write_text("{}")
+    (parts / ".part-00000000000000000002-0badf00d.parquet.k1ll3d_9.tmp").write_bytes(b"half")
+    (parts / ".run.json.ab_cd123.tmp").write_text("{")
+    assert RunStore(tmp_path, "k", {}).discard_parts()
+    assert not parts.exists()
+    # anything else (a fleet's state, a damaged part kept aside) keeps the folder
+    parts.mkdir()
+    (parts / ".part-1.parquet.k1ll3d_9.tmp").write_bytes(b"half")
+    (parts / "fleet.json").write_text("{}")
+    (parts / ".other.k1ll3d_9.tmp").write_text("not ours")
+    assert not RunStore(tmp_path, "k", {}).discard_parts()
+    assert sorted(p.name for p in parts.iterdir()) == [".other.k1ll3d_9.tmp", "fleet.json"]
