@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from latbench.lock import process_gone
+
 __all__ = ["OWNER_FILE", "PREFIXES", "publish", "remove_abandoned", "staged"]
 
 PREFIXES = (".latbench-partial-", ".nas-partial-")
@@ -120,7 +122,12 @@ def remove_abandoned(out: Path) -> list[Path]:
                 continue
             owner = json.loads((folder / OWNER_FILE).read_text(encoding="utf-8"))
             pid = owner["pid"]
-            if owner["host"] != host or not isinstance(pid, int) or pid <= 0 or _alive(pid):
+            if (
+                owner["host"] != host
+                or not isinstance(pid, int)
+                or pid <= 0
+                or not process_gone(pid)
+            ):
                 continue
         except (OSError, ValueError, KeyError, TypeError):
             continue
@@ -133,13 +140,3 @@ def remove_abandoned(out: Path) -> list[Path]:
             stacklevel=3,
         )
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: it runs, as another user
-        return True
-    return True

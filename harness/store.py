@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 import uuid
 import warnings
@@ -25,7 +24,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from latbench.dataset import COLUMNS, atomic_path, skeleton_frame, to_table, write_dataset
+from latbench.dataset import (
+    COLUMNS,
+    atomic_path,
+    atomic_temp_re,
+    skeleton_frame,
+    to_table,
+    write_dataset,
+)
 from latbench.harness.plan import Plan
 from latbench.integrity import UnverifiedFileWarning, read_verified, write_verified
 from latbench.safepickle import short_repr
@@ -34,7 +40,7 @@ __all__ = ["GraphResult", "RunConfigMismatch", "RunStore"]
 
 log = logging.getLogger(__name__)
 
-_PART_TEMP = re.compile(r"\.(part-[A-Za-z0-9_.-]+\.parquet|run\.json)\.[a-z0-9_]{8}\.tmp")
+_PART_TEMP = atomic_temp_re(r"part-[A-Za-z0-9_.-]+\.parquet|run\.json")
 """What :func:`~latbench.dataset.atomic_path` names its temporary of a part or ``run.json``."""
 
 PART_SCHEMA = pa.schema(

@@ -50,6 +50,7 @@ __all__ = [
     "StaleTempWarning",
     "arch_table",
     "atomic_path",
+    "atomic_temp_re",
     "check_bounds",
     "open_parquet",
     "parse_metadata",
@@ -171,6 +172,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def atomic_temp_re(name: str) -> re.Pattern[str]:
+    """The names :func:`atomic_path` gives its temporaries of files named ``name`` (a
+    regular expression): ``.<name>.`` and mkstemp's 8 random characters, then ``.tmp``."""
+    return re.compile(rf"\.(?:{name})\.[a-z0-9_]{{8}}\.tmp")
+
+
 def _remove_stale_temps(path: Path) -> None:
     """Remove the temporaries killed writes of ``path`` left, if this process holds its
     dataset's write lock (so no other writer of ``path`` that takes the lock can be
@@ -179,8 +186,7 @@ def _remove_stale_temps(path: Path) -> None:
 
     if not holds(path):
         return
-    # exactly what mkstemp(prefix=".<name>.", suffix=".tmp") creates: 8 random characters
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    pattern = atomic_temp_re(re.escape(path.name))
     cutoff = time.time() - STALE_TMP_AGE_S  # a lock-less writer (rewrite) may be writing
     removed: list[tuple[str, int]] = []
     with contextlib.suppress(OSError), os.scandir(path.parent) as entries:

@@ -31,6 +31,7 @@ __all__ = [
     "hold",
     "holder",
     "holds",
+    "process_gone",
     "run_stem",
 ]
 
@@ -77,6 +78,17 @@ def holder(out_dir: str | os.PathLike[str], stem: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None
+
+
+def process_gone(pid: int) -> bool:
+    """Whether no process of this host has ``pid`` (one of another user's still runs)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):  # PermissionError: it runs, as another user
+        return False
+    return False
 
 
 def holds(path: str | os.PathLike[str]) -> bool:

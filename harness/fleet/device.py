@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from latbench.lock import process_gone
+
 __all__ = ["DEVICE_BUILT", "SLOWDOWN_ENV", "DeviceWorker", "build_bytes", "slowdown_for"]
 
 DEVICE_BUILT = ("trt-engine",)
@@ -60,12 +62,8 @@ def _sweep_stale(tmp: Path) -> None:
         pid = d.name[len(_SCRATCH) :].split("-", 1)[0]
         if not pid.isdigit() or int(pid) == os.getpid() or not d.is_dir() or d.is_symlink():
             continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if process_gone(int(pid)):
             shutil.rmtree(d, ignore_errors=True)
-        except (PermissionError, OverflowError):
-            continue  # alive under another user, or no such pid on this system
 
 
 def _cache(root: str | None) -> Any:
