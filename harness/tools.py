@@ -88,12 +88,17 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     # The tool leads its own process group: a child it forked (a compiler's worker,
     # a shell's pipeline) would otherwise outlive it and load the CPU the next model
     # is timed on.
-    if proc.returncode is None:  # not reaped yet, so its pid is still its group's id
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    _signal_group(proc, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError, PermissionError):  # a setuid tool
         proc.kill()
     proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Send ``sig`` to the tool's process group, unless the tool was already reaped."""
+    if proc.returncode is None:  # not reaped yet, so its pid is still its group's id
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
 
 
 class _Paused:
@@ -123,9 +128,7 @@ def _job_control(proc: subprocess.Popen[bytes]) -> Iterator[_Paused]:
         return
 
     def group(sig: int) -> None:
-        if proc.returncode is None:  # not reaped yet, so its pid is still its group's id
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, sig)
+        _signal_group(proc, sig)
 
     def on_tstp(_signum: int, _frame: object) -> None:
         group(signal.SIGSTOP)

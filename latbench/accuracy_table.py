@@ -33,6 +33,7 @@ import pyarrow as pa
 
 __all__ = [
     "ACCURACY_DATASETS",
+    "ACCURACY_METADATA_KEY",
     "CSV_COLUMNS",
     "TABLE_NAME",
     "AccuracyFormatError",
@@ -78,7 +79,8 @@ _ALIASES = {
     "imagenet": "imagenet16-120",
     "imagenet16": "imagenet16-120",
 }
-_META_KEY = b"latbench.accuracy"
+ACCURACY_METADATA_KEY = b"latbench.accuracy"
+"""The schema key of the table's metadata (source, citation, licence); it marks the file."""
 
 
 class AccuracyFormatError(ValueError):
@@ -240,7 +242,7 @@ def write_accuracy_table(
         "latbench_version": __version__,
     }
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
+    table = table.replace_schema_metadata({ACCURACY_METADATA_KEY: json.dumps(meta).encode()})
     with atomic_path(target) as tmp:
         write_verified(table, tmp, compression="zstd")
     return target
@@ -277,7 +279,7 @@ def _read_table(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise AccuracyFormatError(f"{path}: unreadable accuracy table (corrupt?): {exc}") from None
     meta = table.schema.metadata or {}
-    if INTEGRITY_KEY not in meta or _META_KEY not in meta:
+    if INTEGRITY_KEY not in meta or ACCURACY_METADATA_KEY not in meta:
         raise AccuracyFormatError(
             f"{path}: not a LatBench accuracy table; reimport it: latbench import nb201-accuracy"
             " FILE --overwrite"
@@ -293,7 +295,7 @@ def _read_table(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
         raise AccuracyFormatError(f"{path}: rows are not in arch_id order; reimport it")
     df = df.set_index("arch_id", drop=False)
     df.index.name = None
-    df.attrs["metadata"] = json.loads(meta[_META_KEY])
+    df.attrs["metadata"] = json.loads(meta[ACCURACY_METADATA_KEY])
     df.attrs["path"] = path
     return df
 

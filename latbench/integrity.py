@@ -62,8 +62,6 @@ class NotLatBenchFile(ValueError):
     """A readable Parquet file that LatBench did not write (no LatBench metadata)."""
 
 
-# The schema key of the NAS-Bench-201 accuracy table (latbench.accuracy_table._META_KEY).
-ACCURACY_KEY = b"latbench.accuracy"
 # A run's part (harness/store.py PART_SCHEMA; the core cannot import the harness). Parts
 # written before checksums carry no key-value metadata at all: they are recognised by
 # their name and exactly these columns (the last two were added later, so optional).
@@ -89,6 +87,7 @@ def latbench_kind(path: str | os.PathLike[str], schema: pa.Schema, command: str 
     :class:`NotLatBenchFile` for anything else, such as a Parquet file from elsewhere
     (its message names ``latbench COMMAND``).
     """
+    from latbench.accuracy_table import ACCURACY_METADATA_KEY
     from latbench.dataset import METADATA_KEY
 
     name = Path(path).name
@@ -97,7 +96,7 @@ def latbench_kind(path: str | os.PathLike[str], schema: pa.Schema, command: str 
         if name.endswith(".layers.parquet"):
             return "layers"
         return "prediction" if name.endswith(".predicted.parquet") else "dataset"
-    if ACCURACY_KEY in meta:
+    if ACCURACY_METADATA_KEY in meta:
         return "accuracy"
     if INTEGRITY_KEY in meta:
         return "table"
