@@ -11,7 +11,7 @@ from pathlib import Path
 from latbench.analysis import report
 from latbench.analysis.data import Datasets, NoDatasetsError, load_datasets
 from latbench.analysis.pairs import MAX_DEVICES
-from latbench.analysis.staging import staged
+from latbench.analysis.staging import claim, staged
 
 __all__ = ["MIN_ARCHS", "RESULTS", "command_line", "enough_archs", "run"]
 
@@ -126,7 +126,10 @@ def run(
     All or nothing: the files are made in a hidden folder inside ``out`` and moved in
     only once every one is made, so a run that fails or is interrupted leaves
     ``out``'s earlier results whole (and removes its hidden folder). Files of ``out``
-    that the run does not write are kept.
+    that the run does not write are kept, except those an earlier run wrote for one
+    of the results this run writes (a dataset's figure it no longer makes): each
+    result's files are listed under its name in ``out/.latbench-results.json``
+    (:func:`latbench.analysis.staging.publish`).
     """
     if result != "all" and result not in RESULTS:
         raise ValueError(f"unknown result {result!r}; choose all or one of {', '.join(RESULTS)}")
@@ -200,13 +203,16 @@ def run(
             say(f"  repeat cache: {cache} (a rerun computes only new repeats)")
     # the whole set is written into a hidden folder inside ``out`` and moved in only once
     # all of it is made: a failure or Ctrl-C midway leaves the previous results whole,
-    # never a README whose tables and figures come from different runs
-    with staged(out) as stage:
+    # never a README whose tables and figures come from different runs. Each result's
+    # files are recorded under its name in ``out``'s manifest (the README under "all"),
+    # so the next run of that result removes those it no longer writes, and no other
+    with staged(out, results=result) as stage:
         sections = []
         for i, name in enumerate(names, 1):
             t0 = time.perf_counter()
             say(f"[{i}/{len(names)}] {name} ...")
             sections.append(steps[name](stage))
+            claim(stage, name)
             say(
                 f"[{i}/{len(names)}] {name}: {time.perf_counter() - t0:.0f} s, wrote "
                 + ", ".join(sections[-1].files)

@@ -1,0 +1,366 @@
+"""latbench-analysis publishes its results crash-safe and without stale files.
+
+A run killed between two of its moves into the output folder is completed by the
+next run (never a mix of two runs' files); each result's files are listed in the
+output folder's manifest, so a rerun of that result removes the files it no longer
+writes (a dataset's figure from an earlier run), and nothing else; the NAS files are
+moved once; staging folders of an earlier LatBench version are removed once old.
+
+The command-level runs use the bundled datasets, a synthetic accuracy table and the
+cheapest NAS settings (seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from synthetic_accuracy import write_synthetic_accuracy
+
+from latbench.analysis import staging
+from latbench.analysis.cli import main
+from latbench.analysis.staging import (
+    JOURNAL_FILE,
+    MANIFEST,
+    OWNER_FILE,
+    PREFIXES,
+    claim,
+    remove_abandoned,
+    staged,
+)
+
+PARTIAL = "xeon2c-tf-fp32"  # 1,500 measured models: aging evolution skipped (seconds)
+FULL = "xeon2c-tflite-fp32"  # all measured: aging evolution runs
+NAS_FAST = ("--predictors", "flops", "--ae-steps", "64", "--ae-seeds", "1", "--quiet")
+NOTES = "notes.txt"  # a user's own file in the output folder
+
+
+def _manifest(out: Path) -> dict[str, str]:
+    data = json.loads((out / MANIFEST).read_text())
+    assert data["format"] == 1
+    return data["files"]
+
+
+def _names(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir())
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid  # reaped: no process has it (PIDs are not reused this fast)
+
+
+def _results(out: Path, files: dict[str, str], manifest: dict[str, str] | None = None) -> None:
+    """An output folder holding ``files`` (name: text) and, if given, a manifest."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    if manifest is not None:
+        (out / MANIFEST).write_text(json.dumps({"format": 1, "files": manifest}))
+
+
+# --- 1. a publish killed midway is completed by the next run ---------------------------------
+
+_KILLED_PUBLISH = """
+import os, sys
+from pathlib import Path
+from latbench.analysis import staging
+
+out, k = Path(sys.argv[1]), int(sys.argv[2])
+real, moved = os.replace, []
+
+def replace(src, dst):  # the publish's moves (same name), not a temporary renamed in place
+    if Path(src).name == Path(dst).name and Path(src).parent.name.startswith(staging.PREFIXES):
+        if len(moved) == k:
+            os._exit(9)  # as kill -9: no cleanup at all
+        moved.append(Path(dst).name)
+    return real(src, dst)
+
+os.replace = replace
+with staging.staged(out, results="r") as stage:
+    for name in ("a.csv", "b.csv", "c.png", "d.md"):
+        (stage / name).write_text(f"new {name}\\n")
+"""
+NEW = ("a.csv", "b.csv", "c.png", "d.md")
+
+
+def _killed_while_publishing(out: Path, k: int) -> None:
+    """A previous run's results (``old <name>``, ``gone.png`` among them), the user's
+    notes and another result's file, then a run killed after ``k`` of its moves."""
+    old = {n: f"old {n}\n" for n in (*NEW, "gone.png")}
+    _results(out, {**old, NOTES: "my notes\n", "other.csv": "other\n"},
+             manifest={**dict.fromkeys(old, "r"), "other.csv": "s"})  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", _KILLED_PUBLISH, str(out), str(k)])
+    assert proc.returncode == 9
+
+
+def _completed(out: Path) -> None:
+    assert _names(out) == sorted([MANIFEST, *NEW, NOTES, "other.csv"])  # gone.png removed
+    assert all((out / n).read_text() == f"new {n}\n" for n in NEW)
+    assert (out / NOTES).read_text() == "my notes\n" and (
+        out / "other.csv"
+    ).read_text() == "other\n"
+    assert _manifest(out) == {**dict.fromkeys(NEW, "r"), "other.csv": "s"}
+
+
+@pytest.mark.parametrize("k", [0, 2, 4])  # before the first move, midway, before the manifest
+def test_a_publish_killed_midway_is_completed_by_the_next_run(tmp_path, k):
+    out = tmp_path / "out"
+    _killed_while_publishing(out, k)
+    (stage,) = [p for p in out.iterdir() if p.name.startswith(PREFIXES)]
+    assert (stage / JOURNAL_FILE).is_file()
+    fresh = [n for n in NEW if (out / n).read_text() == f"new {n}\n"]
+    assert fresh == list(NEW[:k])  # the mix the kill left: k new files, the rest old
+    with pytest.warns(UserWarning, match=r"completed the results of 1 run\(s\) killed") as w:
+        assert remove_abandoned(out) == [stage]
+    assert len(w) == 1
+    _completed(out)
+
+
+def test_the_next_run_completes_a_killed_publish_before_its_own(tmp_path):
+    out = tmp_path / "out"
+    _killed_while_publishing(out, 2)
+    with pytest.warns(UserWarning, match="completed the results"), staged(out, results="r") as s:
+        (s / "a.csv").write_text("newest a.csv\n")
+    # the killed run's set is completed, then replaced by this one's: b, c, d are the
+    # killed run's files of result r, which this run no longer writes
+    assert _names(out) == sorted([MANIFEST, "a.csv", NOTES, "other.csv"])
+    assert (out / "a.csv").read_text() == "newest a.csv\n"
+    assert _manifest(out) == {"a.csv": "r", "other.csv": "s"}
+
+
+def test_a_staging_folder_killed_before_publishing_is_removed_not_published(tmp_path):
+    out = tmp_path / "out"
+    _results(out, {"a.csv": "old a\n"})
+    stage = out / ".latbench-partial-dead"
+    _results(stage, {"a.csv": "half-written\n"})
+    (stage / OWNER_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": _dead_pid()}))
+    with pytest.warns(UserWarning, match="unfinished result folder"):
+        remove_abandoned(out)
+    assert _names(out) == ["a.csv"] and (out / "a.csv").read_text() == "old a\n"
+
+
+def test_a_planted_journal_reaching_outside_completes_nothing(tmp_path):
+    out, outside = tmp_path / "out", tmp_path / "outside.txt"
+    outside.write_text("keep me\n")
+    stage = out / ".latbench-partial-planted"
+    _results(stage, {"a.csv": "a\n"})
+    (stage / OWNER_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": _dead_pid()}))
+    journal = {"format": 1, "move": ["a.csv"], "remove": ["../outside.txt"]}
+    (stage / JOURNAL_FILE).write_text(json.dumps(journal))
+    with pytest.warns(UserWarning, match="could not complete"):
+        assert remove_abandoned(out) == []
+    assert outside.read_text() == "keep me\n" and (stage / "a.csv").is_file()
+
+
+def test_ctrl_c_between_two_moves_still_publishes_the_whole_set(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    _results(out, {n: f"old {n}\n" for n in NEW})
+    real, calls = os.replace, []
+
+    def replace(src, dst):
+        if Path(src).name == Path(dst).name and Path(dst).parent == out:
+            calls.append(Path(dst).name)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt), staged(out, results="r") as stage:
+        for n in NEW:
+            (stage / n).write_text(f"new {n}\n")
+    assert _names(out) == sorted([MANIFEST, *NEW])  # no staging folder left
+    assert all((out / n).read_text() == f"new {n}\n" for n in NEW)
+
+
+# --- 2. a rerun removes the files of its result it no longer writes, and nothing else --------
+
+
+def test_a_rerun_removes_only_its_own_results_it_no_longer_writes(tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    _results(out, {NOTES: "my notes\n"})
+    _results(elsewhere, {"y.png": "theirs\n", "b.csv": "theirs\n"})
+    with staged(out, results="r") as stage:
+        _results(stage, {n: "1\n" for n in ("a.csv", "sub/b.csv", "x.png", "y.png", "z.png")})
+    with staged(out, results="s") as stage:
+        _results(stage, {"s.csv": "1\n"})
+    assert _manifest(out) == {**dict.fromkeys(["a.csv", "sub/b.csv", "x.png", "y.png",
+                                               "z.png"], "r"), "s.csv": "s"}  # fmt: skip
+    (out / "x.png").unlink()
+    (out / "x.png").mkdir()  # a listed path that is now a folder ...
+    (out / "y.png").unlink()
+    (out / "y.png").symlink_to(elsewhere / "y.png")  # ... or a link: left alone
+    (out / "sub" / "b.csv").unlink()
+    (out / "sub").rmdir()
+    (out / "sub").symlink_to(elsewhere)  # a listed file under a link: never reached
+    with staged(out, results="r") as stage:
+        _results(stage, {"a.csv": "2\n"})
+    assert _names(out) == sorted([MANIFEST, "a.csv", NOTES, "s.csv", "sub", "x.png", "y.png"])
+    assert not (out / "z.png").exists()  # the earlier run's file of r: removed
+    assert (out / NOTES).read_text() == "my notes\n" and (out / "s.csv").read_text() == "1\n"
+    assert (elsewhere / "y.png").read_text() == "theirs\n"
+    assert (elsewhere / "b.csv").read_text() == "theirs\n"
+    assert _manifest(out) == {"a.csv": "r", "s.csv": "s"}
+
+
+def test_a_file_another_result_wrote_changes_hands(tmp_path):
+    out = tmp_path / "out"
+    with staged(out, results="s") as stage:
+        _results(stage, {"shared.csv": "s\n", "s.csv": "s\n"})
+    with staged(out, results="r") as stage:
+        _results(stage, {"shared.csv": "r\n"})
+    assert _manifest(out) == {"shared.csv": "r", "s.csv": "s"}
+    with staged(out, results="s") as stage:
+        _results(stage, {"s.csv": "s2\n"})  # shared.csv is r's now: kept
+    assert (out / "shared.csv").read_text() == "r\n"
+
+
+def test_claims_split_one_run_into_result_sets(tmp_path):
+    out = tmp_path / "out"
+    with staged(out, results="all") as stage:
+        _results(stage, {"p1.csv": "1\n", "p2.csv": "1\n"})
+        assert claim(stage, "p") == ["p1.csv", "p2.csv"]
+        _results(stage, {"q1.csv": "1\n"})
+        assert claim(stage, "q") == ["q1.csv"]
+        _results(stage, {"README.md": "1\n"})
+    assert _manifest(out) == {"README.md": "all", "p1.csv": "p", "p2.csv": "p", "q1.csv": "q"}
+    with staged(out, results="p") as stage:
+        _results(stage, {"p1.csv": "2\n"})
+    assert _names(out) == sorted([MANIFEST, "README.md", "p1.csv", "q1.csv"])
+    with staged(out, results="all") as stage:
+        claim(stage, "q")  # q ran and wrote nothing: its earlier files go
+    assert _names(out) == sorted([MANIFEST, "p1.csv"])
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        "old .latbench-results.json\n",
+        json.dumps({"format": 2, "files": {"a.csv": "r"}}),
+        json.dumps({"format": 1, "files": {"../outside.txt": "r", "/abs": "r", "": "r"}}),
+    ],
+)
+def test_a_damaged_or_planted_manifest_removes_nothing(tmp_path, manifest):
+    out, outside = tmp_path / "out", tmp_path / "outside.txt"
+    outside.write_text("keep me\n")
+    _results(out, {"a.csv": "old\n", MANIFEST: manifest})
+    with staged(out, results="r") as stage:
+        _results(stage, {"b.csv": "new\n"})
+    assert (out / "a.csv").read_text() == "old\n" and outside.read_text() == "keep me\n"
+    assert _manifest(out) == {"b.csv": "r"}
+
+
+def test_staged_without_a_result_name_keeps_no_manifest(tmp_path):
+    out = tmp_path / "out"
+    with staged(out) as stage:
+        _results(stage, {"a.csv": "1\n"})
+    assert _names(out) == ["a.csv"]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    """A data home whose only content is a synthetic accuracy table."""
+    home = tmp_path_factory.mktemp("publish-home")
+    write_synthetic_accuracy(home)
+    return home
+
+
+def _nas(home: Path, out: Path, devices: str) -> int:
+    return main(["nas", "--devices", devices, "--data-home", str(home), "--out", str(out),
+                 *NAS_FAST])  # fmt: skip
+
+
+def test_a_nas_rerun_removes_the_figures_of_a_dataset_it_left_out(home, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _nas(home, out, f"{PARTIAL},{FULL}") == 0
+    gone = [f"nas_{fig}_{FULL}.png" for fig in ("fig2", "fig3", "figS3")] + ["cross_device.csv"]
+    assert all((out / n).is_file() for n in gone)
+    (out / NOTES).write_text("my notes\n")
+    # another command's results in the same folder: `all` without the accuracy table (no NAS)
+    no_accuracy = tmp_path / "home"
+    rc = main(["all", "--devices", PARTIAL, "--data-home", str(no_accuracy), "--out", str(out),
+               "--predictors", "flops", "--repeats", "1", "--quiet"])  # fmt: skip
+    assert rc == 0 and all((out / n).is_file() for n in gone)  # `all` ran no NAS: kept
+    listed = _manifest(out)
+    assert listed["README.md"] == "all" and listed["pairs.png"] == "pairs"
+    assert listed["correlation_pearson.csv"] == "correlation" and listed[gone[0]] == "nas"
+    not_nas = {n for n, s in listed.items() if s != "nas"}
+    assert _nas(home, out, PARTIAL) == 0
+    assert not any((out / n).exists() for n in gone)
+    assert all((out / n).is_file() for n in not_nas) and (out / NOTES).read_text() == "my notes\n"
+    assert {n for n, s in _manifest(out).items() if s != "nas"} == not_nas
+    assert "Traceback" not in capsys.readouterr().err
+
+
+# --- 3. the NAS files are moved once ----------------------------------------------------------
+
+
+def test_each_nas_file_is_moved_into_the_output_folder_once(home, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    real, moves = os.replace, []
+
+    def replace(src, dst):
+        src, dst_path = Path(src), Path(dst)
+        if src.name == dst_path.name and any(p.startswith(PREFIXES) for p in src.parts):
+            moves.append(dst_path)
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    assert _nas(home, out, PARTIAL) == 0
+    assert "nas.md" in {p.name for p in moves}
+    assert all(p.parent == out for p in moves), moves  # never into another staging folder
+    assert max(Counter(moves).values()) == 1
+
+
+def test_a_stage_inside_a_stage_is_the_same_folder(tmp_path):
+    out = tmp_path / "out"
+    with staged(out, results="all") as outer:
+        with staged(outer, prefix=".nas-partial-", results="nas") as inner:
+            assert inner == outer
+            _results(inner, {"nas.md": "1\n"})
+        _results(outer, {"README.md": "1\n"})
+    assert _names(out) == sorted([MANIFEST, "README.md", "nas.md"])
+    assert _manifest(out) == {"README.md": "all", "nas.md": "nas"}
+
+
+# --- 4. staging folders of an earlier LatBench version (no owner file) ------------------------
+
+
+def _age(folder: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    for p in [*folder.rglob("*"), folder]:
+        os.utime(p, (then, then), follow_symlinks=False)
+
+
+def test_an_old_ownerless_staging_folder_is_removed_a_young_one_kept(tmp_path, recwarn):
+    from latbench.dataset import STALE_TMP_AGE_S
+
+    out = tmp_path / "out"
+    folders = {}
+    for name in ("old1", "old2", "young", "touched", "garbled"):
+        prefix = ".nas-partial-" if name == "old2" else ".latbench-partial-"
+        folders[name] = out / f"{prefix}{name}"
+        _results(folders[name], {"sub/a.csv": "half-written\n"})
+    (folders["garbled"] / OWNER_FILE).write_text("not an owner")
+    for name in ("old1", "old2", "touched", "garbled"):
+        _age(folders[name], STALE_TMP_AGE_S + 60)
+    _age(folders["young"], STALE_TMP_AGE_S - 60)
+    (folders["touched"] / "sub" / "a.csv").write_text("still writing\n")  # modified just now
+    removed = remove_abandoned(out)
+    assert sorted(p.name for p in removed) == [".latbench-partial-old1", ".nas-partial-old2"]
+    texts = [str(w.message) for w in recwarn if issubclass(w.category, UserWarning)]
+    assert len(texts) == 1 and "2 result folder(s) an earlier LatBench version left" in texts[0]
+    assert not folders["old1"].exists() and not folders["old2"].exists()
+    for kept in ("young", "touched", "garbled"):
+        assert (folders[kept] / "sub" / "a.csv").is_file()
+    recwarn.clear()
+    assert staging.remove_abandoned(out) == [] and not recwarn.list  # nothing left to say
