@@ -12,6 +12,7 @@ import pandas as pd
 
 from latbench.dataset import DatasetError, read_dataset, write_dataset
 from latbench.harness.host import same_host
+from latbench.lock import hold_files
 
 __all__ = ["MergeError", "merge_datasets"]
 
@@ -100,10 +101,19 @@ def merge_datasets(
     architecture twice with different figures, or do not form a whole split: every
     shard ``i/n`` of one ``n`` exactly once. ``allow_partial`` merges an incomplete or
     repeated set anyway and records ``partial: true`` and the shards present. Warns
-    (:class:`HostMismatchWarning`) when host fingerprints differ.
+    (:class:`HostMismatchWarning`) when host fingerprints differ. Holds the write lock
+    of ``out``'s dataset throughout (:func:`latbench.lock.hold_files`): raises
+    :class:`latbench.lock.KeyLocked`, having read and written nothing, when another
+    process holds it.
     """
     if not paths:
         raise MergeError("nothing to merge: give at least one shard file")
+    # the dataset and its raw timings share out's lock, as a measurement run's do
+    with hold_files([out], "written"):
+        return _merge(paths, Path(out), allow_partial)
+
+
+def _merge(paths: Sequence[str | os.PathLike[str]], out: Path, allow_partial: bool) -> Path:
     frames = [read_dataset(p) for p in paths]
     first = frames[0].attrs["metadata"]
     for p, df in zip(paths[1:], frames[1:], strict=True):
@@ -121,7 +131,7 @@ def merge_datasets(
                 f"({_get(meta, 'host.cpu_model')} vs {_get(first, 'host.cpu_model')}); "
                 "merged figures may not be comparable",
                 HostMismatchWarning,
-                stacklevel=2,
+                stacklevel=3,  # merge_datasets' caller
             )
     present = _check_shards(paths, [df.attrs["metadata"] for df in frames], allow_partial)
     allrows = pd.concat(frames, ignore_index=True)
@@ -176,7 +186,7 @@ def _merge_raw(paths: list[Path], out: Path, protocol: dict) -> Path | None:
         return None
     if len(present) != len(raws):
         missing = ", ".join(str(r) for r in raws if not r.exists())
-        warnings.warn(f"raw timings not merged: missing {missing}", stacklevel=3)
+        warnings.warn(f"raw timings not merged: missing {missing}", stacklevel=4)
         return None
     from latbench.raw import read_raw, write_raw
 

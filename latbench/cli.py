@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from latbench.argparsing import OneLineParser, nonempty
+from latbench.lock import KeyLocked
 from latbench.terminal import one_line_warnings, safe, safe_line
 
 __all__ = ["build_parser", "main", "parse_arch_arg", "spearman", "summary"]
@@ -385,15 +386,38 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise ValueError(
             f"cannot tell the format from {safe(out.name)!r}; pass --format csv|parquet"
         )
-    check_output(out, args.overwrite)  # never replaces a FIFO, socket or device node
-    df = load(args.key, data_home=args.data_home)
-    if fmt == "parquet":
-        write_dataset(df, out, df.attrs.get("metadata"))
-    else:
-        with atomic_path(out) as tmp:
-            df.to_csv(tmp, index=False)
+    with _export_lock(out, args.data_home):
+        check_output(out, args.overwrite)  # never replaces a FIFO, socket or device node
+        df = load(args.key, data_home=args.data_home)
+        if fmt == "parquet":
+            write_dataset(df, out, df.attrs.get("metadata"))
+        else:
+            with atomic_path(out) as tmp:
+                df.to_csv(tmp, index=False)
     print(f"wrote {len(df)} rows of {safe(args.key)} -> {safe(out)}")
     return 0
+
+
+def _export_lock(out: Path, home: str | None) -> Any:
+    """A context that holds the write lock of the dataset ``out`` belongs to
+    (:func:`latbench.lock.file_owner`) when ``out`` lies in a data folder: the data home,
+    or a folder holding that dataset's lock file (every writer that locks leaves one);
+    otherwise one that holds nothing."""
+    import contextlib
+
+    from latbench.loader import data_home
+    from latbench.lock import file_owner, hold_files
+
+    owner = file_owner(out)
+    if owner is None:
+        return contextlib.nullcontext()
+    folder, stem = owner
+    # elsewhere no writer that locks has written this dataset yet, so none is writing it
+    # now; and an export to ~/tmp/copy.parquet leaves no hidden lock file there
+    with contextlib.suppress(OSError, ValueError):
+        if (folder / f".{stem}.lock").exists() or folder.resolve() == data_home(home).resolve():
+            return hold_files([out], "written")
+    return contextlib.nullcontext()
 
 
 def _add_data_home(p: argparse.ArgumentParser) -> None:
@@ -529,8 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
         "rewrite",
         help="rewrite old files with checksums (content unchanged)",
         description="Rewrite files written before LatBench stored checksums, in place and"
-        " atomically, after checking them; the data stays identical. A Parquet file"
-        " without LatBench metadata is refused, unchanged.",
+        " atomically, after checking them; the data stays identical. Every file is checked"
+        " before any is rewritten: one refused (a Parquet file without LatBench metadata,"
+        " a damaged or missing file) leaves them all unchanged.",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="LatBench .parquet or .raw.h5 files")
     p.set_defaults(func=_cmd_rewrite)
@@ -553,10 +578,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_rewrite(args: argparse.Namespace) -> int:
-    from latbench.integrity import rewrite_file
+    from latbench.integrity import rewrite_files
 
-    for f in args.files:
-        print(safe_line(rewrite_file(f)))
+    for line in rewrite_files(args.files):  # all checked before any is rewritten
+        print(safe_line(line))
     return 0
 
 
@@ -583,7 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(missing_extra(exc, _PROG), file=sys.stderr)
         return 2
-    except (ValueError, KeyError, OSError) as exc:
+    except (ValueError, KeyError, OSError, KeyLocked) as exc:
         print(f"{_PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -56,6 +56,7 @@ __all__ = [
     "parse_metadata",
     "read_dataset",
     "read_metadata",
+    "remove_stale_temps",
     "skeleton_frame",
     "to_table",
     "write_dataset",
@@ -77,7 +78,8 @@ MAX_TABLE_BYTES = 64 << 20
 """Largest decoded size a dataset's column chunks may declare (real ones: ~3 MB)."""
 STALE_TMP_AGE_S = 600
 """Seconds a temporary file of :func:`atomic_path` must have gone unmodified before the
-next writer of its target removes it as left by a killed write (see :func:`atomic_path`)."""
+next holder of its dataset's lock removes it as left by a killed write
+(:func:`remove_stale_temps`)."""
 DIGEST_EXCLUDES = ("arch_str",)
 """Columns the table digest leaves out: ``arch_str`` is checked equal to ``arch_id``'s
 architecture on every read instead, which is cheaper and stronger."""
@@ -135,14 +137,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     ``OSError`` while writing (a full disk) is re-raised as one line naming ``path``.
 
     A write killed outright (``kill -9``, power loss) leaves its hidden temporary
-    ``.<name>.<random>.tmp``; the next write of ``path`` by a process holding its
-    dataset's write lock (:func:`latbench.lock.holds`) removes those that are regular
-    files unmodified for :data:`STALE_TMP_AGE_S`, with a :class:`StaleTempWarning`.
+    ``.<name>.<random>.tmp``; the next process to take its dataset's write lock removes
+    it (:func:`remove_stale_temps`).
     """
     path = Path(path)
     _make_parent(path.parent)
     _refuse_special(path)
-    _remove_stale_temps(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
@@ -178,18 +178,27 @@ def atomic_temp_re(name: str) -> re.Pattern[str]:
     return re.compile(rf"\.(?:{name})\.[a-z0-9_]{{8}}\.tmp")
 
 
-def _remove_stale_temps(path: Path) -> None:
-    """Remove the temporaries killed writes of ``path`` left, if this process holds its
-    dataset's write lock (so no other writer of ``path`` that takes the lock can be
-    using one); see :func:`atomic_path`."""
-    from latbench.lock import holds
+def remove_stale_temps(folder: str | os.PathLike[str], stem: str) -> None:
+    """Remove the temporaries that killed writes of dataset ``stem``'s files
+    (``<stem><suffix>``, :data:`latbench.lock.DATASET_SUFFIXES`) left in ``folder``.
 
-    if not holds(path):
-        return
-    pattern = atomic_temp_re(re.escape(path.name))
-    cutoff = time.time() - STALE_TMP_AGE_S  # a lock-less writer (rewrite) may be writing
-    removed: list[tuple[str, int]] = []
-    with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
+    Called by :func:`latbench.lock.hold` once it holds ``stem``'s lock. Only regular
+    files unmodified for :data:`STALE_TMP_AGE_S` go, with one :class:`StaleTempWarning`
+    per file they were to replace.
+    """
+    from latbench.lock import DATASET_SUFFIXES
+
+    folder = Path(folder)
+    targets = [f"{stem}{suffix}" for suffix in DATASET_SUFFIXES]
+    pattern = atomic_temp_re("|".join(re.escape(t) for t in targets))
+    # Every command of this version that writes these files holds the lock while its
+    # temporary exists, so under the lock none of theirs is alive. The age limit stays
+    # for writers that take no lock: older LatBench versions (their rewrite, export and
+    # merge took none), an export to a folder no locking writer had used, and library
+    # calls of write_dataset or atomic_path outside any command.
+    cutoff = time.time() - STALE_TMP_AGE_S
+    removed: dict[str, list[tuple[str, int]]] = {}
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             if not pattern.fullmatch(entry.name):
                 continue
@@ -197,16 +206,18 @@ def _remove_stale_temps(path: Path) -> None:
                 st = entry.stat(follow_symlinks=False)
                 if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
                     os.unlink(entry.path)
-                    removed.append((entry.name, st.st_size))
+                    target = entry.name[1:].rsplit(".", 2)[0]
+                    removed.setdefault(target, []).append((entry.name, st.st_size))
             except OSError:  # gone meanwhile, or not ours to remove: left as it is
                 continue
-    if removed:
-        size = sum(n for _, n in removed) / 1e6
-        names = ", ".join(safe(name, 80) for name, _ in removed[:3])
-        more = f" and {len(removed) - 3} more" if len(removed) > 3 else ""
+    for target in (t for t in targets if t in removed):
+        files = removed[target]
+        size = sum(n for _, n in files) / 1e6
+        names = ", ".join(safe(name, 80) for name, _ in files[:3])
+        more = f" and {len(files) - 3} more" if len(files) > 3 else ""
         warnings.warn(
-            f"removed {len(removed)} temporary file(s) ({size:.1f} MB) that an interrupted"
-            f" write of {safe(path)} left: {names}{more}",
+            f"removed {len(files)} temporary file(s) ({size:.1f} MB) that an interrupted"
+            f" write of {safe(folder / target)} left: {names}{more}",
             StaleTempWarning,
             stacklevel=4,
         )

@@ -22,6 +22,7 @@ import json
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ __all__ = [
     "read_table_file",
     "read_verified",
     "rewrite_file",
+    "rewrite_files",
     "table_digest",
     "write_verified",
 ]
@@ -306,36 +308,131 @@ def is_verified(path: str | os.PathLike[str]) -> bool:
     return INTEGRITY_KEY in (pq.read_schema(Path(path)).metadata or {})
 
 
-def rewrite_file(path: str | os.PathLike[str]) -> str:
-    """Rewrite a LatBench file in place with checksums, its content unchanged.
+@dataclass
+class _Checked:
+    """What :func:`_read_checked` found: the kind, a description and what was read."""
 
-    Datasets (``*.parquet``) and tables (``*.layers.parquet``, parts) get page
-    checksums and the integrity entry; raw timings (``*.raw.h5``) Fletcher-32 and a
-    content digest. The file is fully read and checked first (a dataset's or a
-    prediction's row checks too) and replaced atomically. A Parquet file LatBench did
-    not write is refused unread (:class:`NotLatBenchFile`, see :func:`latbench_kind`).
-    Returns a one-line description of what was done.
+    kind: str  # "raw", or latbench_kind's "dataset", "prediction", "layers", ...
+    what: str  # e.g. "dataset, 15625 rows, values valid"
+    table: pa.Table | None = None  # Parquet as stored: what rewrite writes back
+    raw: Any = None  # raw timings as read_raw returns them
+    unverified: bool = False  # written without checksums
+
+
+def _read_checked(path: Path, command: str) -> _Checked:
+    """Read the LatBench file ``path`` fully as its reader would, every check included.
+
+    ``command`` is ``"check"`` (also compares a dataset and its raw file) or
+    ``"rewrite"`` (also returns the Parquet table as stored). Raises the reader's error
+    (:class:`ValueError` subclasses, ``OSError``), :class:`NotLatBenchFile` for a
+    Parquet file LatBench did not write.
     """
-    from latbench.dataset import (
-        DIGEST_EXCLUDES,
-        DatasetError,
-        atomic_path,
-        check_bounds,
-        read_dataset,
-    )
-    from latbench.manifest import update_entry, verify_file
+    from latbench.manifest import verify_file
 
-    path = Path(path)
     _regular_only(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     verify_file(path)  # never launder a damaged bundled file into a "verified" one
-    if path.name.endswith(".raw.h5"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnverifiedFileWarning)
+        if path.name.endswith(".raw.h5"):
+            from latbench.raw import read_raw
+
+            raw = read_raw(path)
+            n = len(raw["arch_id"])
+            found = _Checked("raw", f"raw timings, {n} rows, values valid", raw=raw)
+            if command == "check":
+                _check_beside_dataset(path, raw)
+        elif not path.name.endswith(".parquet"):
+            raise ValueError(f"{path}: not a LatBench file (.parquet or .raw.h5)")
+        else:
+            found = _read_parquet(path, command)
+    for w in caught:  # only the missing checksums are this function's to report
+        if issubclass(w.category, UnverifiedFileWarning):
+            found.unverified = True
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return found
+
+
+def _read_parquet(path: Path, command: str) -> _Checked:
+    from latbench.dataset import DatasetError, check_bounds, read_dataset
+
+    unreadable = IntegrityError if command == "check" else DatasetError
+    check_bounds(path)  # a regular file whose footer is bounded, before parsing it
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise unreadable(f"{path}: not a readable Parquet file: {exc}") from None
+    # a Parquet file from elsewhere is refused before it is read, let alone "verified"
+    kind = latbench_kind(path, schema, command)
+    table = None
+    if command == "rewrite":
+        try:
+            table = open_verified(path).read()
+        except (pa.ArrowException, OSError) as exc:
+            raise DatasetError(f"{path}: not a readable Parquet file: {exc}") from None
+        verify_table(path, table)
+    if kind == "dataset":
+        df = read_dataset(path)
+        if command == "check":
+            _check_beside_raw(path, df)
+        what = f"dataset, {len(df)} rows, values valid"
+    elif kind == "prediction":
+        from latbench.predicted import read_predicted
+
+        what = f"prediction, {len(read_predicted(path))} rows, values valid"
+    else:
+        if table is None:
+            try:
+                table = read_verified(path)
+            except (pa.ArrowException, OSError) as exc:
+                raise IntegrityError(f"{path}: cannot read rows: {exc}") from None
+        what = f"table, {table.num_rows} rows"
+    return _Checked(kind, what, table)
+
+
+def rewrite_file(path: str | os.PathLike[str]) -> str:
+    """Rewrite a LatBench file in place with checksums, its content unchanged.
+
+    The same as :func:`rewrite_files` for one file; returns its one-line description.
+    """
+    return rewrite_files([path])[0]
+
+
+def rewrite_files(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Rewrite LatBench files in place with checksums, their content unchanged: all or none.
+
+    Datasets (``*.parquet``) and tables (``*.layers.parquet``, parts) get page
+    checksums and the integrity entry; raw timings (``*.raw.h5``) Fletcher-32 and a
+    content digest. Every file is fully read and checked first (a dataset's or a
+    prediction's row checks too): one refusal raises and nothing is rewritten. A
+    Parquet file LatBench did not write is refused unread (:class:`NotLatBenchFile`,
+    see :func:`latbench_kind`). Then, holding the write lock of every dataset the files
+    belong to (:func:`latbench.lock.hold_files`; :class:`latbench.lock.KeyLocked` when
+    another process holds one), all are read and checked again, then each is replaced
+    atomically. Returns one line per file saying what was done.
+    """
+    from latbench.lock import hold_files
+
+    files = [Path(p) for p in paths]
+    for path in files:  # before any lock is taken, so a refused file leaves no lock file
+        _read_checked(path, "rewrite")
+    with hold_files(files, "rewritten"):
+        # read again under the locks: another writer may have replaced a file since
+        found = [_read_checked(path, "rewrite") for path in files]
+        return [_rewrite_checked(path, f) for path, f in zip(files, found, strict=True)]
+
+
+def _rewrite_checked(path: Path, found: _Checked) -> str:
+    """Replace ``path``, read and checked as ``found``, with a checksummed copy."""
+    from latbench.dataset import DIGEST_EXCLUDES, atomic_path
+    from latbench.manifest import update_entry
+
+    if found.kind == "raw":
         from latbench.raw import read_raw, write_raw
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UnverifiedFileWarning)
-            raw = read_raw(path)
+        raw = found.raw
         h5 = _h5_attrs(path)
         write_raw(path, raw["graph_key"], raw["arch_id"], raw["timings_ns"], {}, attrs=h5)
         update_entry(path)
@@ -344,31 +441,9 @@ def rewrite_file(path: str | os.PathLike[str]) -> str:
         if not same:  # pragma: no cover - write_raw pads only rows shorter than the widest
             raise IntegrityError(f"{path}: rewrite changed the timings; restore it from a copy")
         return f"rewrote {path}: {len(raw['arch_id'])} raw rows, Fletcher-32 and SHA-256 added"
-    if not path.name.endswith(".parquet"):
-        raise ValueError(f"{path}: not a LatBench file (.parquet or .raw.h5)")
-    check_bounds(path)  # a regular file whose footer is bounded, before parsing it
-    try:
-        schema = pq.read_schema(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise DatasetError(f"{path}: not a readable Parquet file: {exc}") from None
-    # a Parquet file from elsewhere is refused before it is read, let alone "verified"
-    kind = latbench_kind(path, schema, "rewrite")
-    try:
-        table = open_verified(path).read()
-    except (pa.ArrowException, OSError) as exc:
-        raise DatasetError(f"{path}: not a readable Parquet file: {exc}") from None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnverifiedFileWarning)
-        verify_table(path, table)
-        # every row check, before anything is replaced
-        if kind == "dataset":
-            read_dataset(path)
-        elif kind == "prediction":
-            from latbench.predicted import read_predicted
-
-            read_predicted(path)
-    is_dataset = kind == "dataset"
-    exclude = DIGEST_EXCLUDES if is_dataset else ()
+    table = found.table
+    assert table is not None  # _read_parquet returns it for "rewrite"
+    exclude = DIGEST_EXCLUDES if found.kind == "dataset" else ()
     with atomic_path(path) as tmp:
         write_verified(table, tmp, exclude=exclude, compression="zstd")
         # checked before the rename, so a failure leaves the file as it was; digests,
@@ -376,7 +451,7 @@ def rewrite_file(path: str | os.PathLike[str]) -> str:
         if table_digest(read_verified(tmp)) != table_digest(table):
             raise IntegrityError(f"{path}: rewriting would change the table; left as it was")
     update_entry(path)
-    what = kind if kind in ("dataset", "prediction") else "table"
+    what = found.kind if found.kind in ("dataset", "prediction") else "table"
     return f"rewrote {path}: {what} of {table.num_rows} rows, page checksums and SHA-256 added"
 
 
@@ -394,50 +469,11 @@ def check_file(path: str | os.PathLike[str]) -> str:
     that fails, :class:`NotLatBenchFile` for a Parquet file LatBench did not write; a
     file without checksums passes with a note saying how to add them.
     """
-    from latbench.dataset import read_dataset
-    from latbench.manifest import verify_file
-
     path = Path(path)
-    _regular_only(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    verify_file(path)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UnverifiedFileWarning)
-        if path.name.endswith(".raw.h5"):
-            from latbench.raw import read_raw
-
-            raw = read_raw(path)
-            n = len(raw["arch_id"])
-            what = f"raw timings, {n} rows, values valid"
-            _check_beside_dataset(path, raw)
-        elif not path.name.endswith(".parquet"):
-            raise ValueError(f"{path}: not a LatBench file (.parquet or .raw.h5)")
-        else:
-            from latbench.dataset import check_bounds
-
-            check_bounds(path)  # a regular file whose footer is bounded, before parsing it
-            try:
-                schema = pq.read_schema(path)
-            except (pa.ArrowException, OSError) as exc:
-                raise IntegrityError(f"{path}: not a readable Parquet file: {exc}") from None
-            kind = latbench_kind(path, schema)  # a Parquet file from elsewhere: refused
-            if kind == "dataset":
-                df = read_dataset(path)
-                what = f"dataset, {len(df)} rows, values valid"
-                _check_beside_raw(path, df)
-            elif kind == "prediction":
-                from latbench.predicted import read_predicted
-
-                what = f"prediction, {len(read_predicted(path))} rows, values valid"
-            else:
-                try:
-                    what = f"table, {read_verified(path).num_rows} rows"
-                except (pa.ArrowException, OSError) as exc:
-                    raise IntegrityError(f"{path}: cannot read rows: {exc}") from None
-    if any(issubclass(w.category, UnverifiedFileWarning) for w in caught):
-        return f"{path}: readable {what}, but NO checksums: latbench rewrite {path}"
-    return f"{path}: ok ({what}, checksums verified)"
+    found = _read_checked(path, "check")
+    if found.unverified:
+        return f"{path}: readable {found.what}, but NO checksums: latbench rewrite {path}"
+    return f"{path}: ok ({found.what}, checksums verified)"
 
 
 def _regular_only(path: Path) -> None:

@@ -7,7 +7,8 @@ lock) and writes who holds it -- PID, host, start time, command -- beside it in
 :class:`KeyLocked` naming that holder; it never waits and never touches the first
 run's files. The lock is re-entrant within one process (a campaign's CLI holds it for the
 whole run and its session takes it again inside). :func:`holds` tells whether this
-process holds the lock a given dataset file belongs to.
+process holds the lock a given dataset file belongs to; :func:`file_owner` names that
+lock and :func:`hold_files` takes it for writers of single files (rewrite, export, merge).
 """
 
 from __future__ import annotations
@@ -19,16 +20,20 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from filelock import FileLock, Timeout
+
+from latbench.terminal import safe
 
 __all__ = [
     "DATASET_SUFFIXES",
     "KeyLocked",
     "LockUnavailable",
+    "file_owner",
     "hold",
+    "hold_files",
     "holder",
     "holds",
     "process_gone",
@@ -111,11 +116,66 @@ def holds(path: str | os.PathLike[str]) -> bool:
     return False
 
 
+def file_owner(path: str | os.PathLike[str]) -> tuple[Path, str] | None:
+    """The folder and stem of the dataset whose lock covers the file ``path``, or ``None``.
+
+    ``<dir>/<stem><suffix>`` with the longest of :data:`DATASET_SUFFIXES` that fits
+    (``k.layers.parquet`` is k's, ``k.shard1of2.parquet`` is ``k.shard1of2``'s), or a
+    run's part ``<dir>/<stem>.parts/<name>``.
+    """
+    path = Path(path)
+    if path.parent.name.endswith(".parts") and len(path.parent.name) > len(".parts"):
+        return path.parent.parent, path.parent.name.removesuffix(".parts")
+    for suffix in sorted(DATASET_SUFFIXES, key=len, reverse=True):
+        if path.name.endswith(suffix) and len(path.name) > len(suffix):
+            return path.parent, path.name.removesuffix(suffix)
+    return None
+
+
 @contextlib.contextmanager
-def hold(out_dir: str | os.PathLike[str], stem: str) -> Iterator[None]:
+def hold_files(paths: Sequence[str | os.PathLike[str]], action: str = "written") -> Iterator[None]:
+    """Hold the write lock of every dataset the files ``paths`` belong to
+    (:func:`file_owner`; a file no dataset owns needs none) for the ``with`` block.
+
+    All are taken before the block runs, or none: :class:`KeyLocked` names the file,
+    says it was not ``action`` and names the holder; an ``OSError`` says why the lock
+    could not be taken at all.
+    """
+    owners: dict[tuple[str, str], tuple[Path, str, Path]] = {}
+    for p in paths:
+        owner = file_owner(p)
+        if owner is not None:
+            owners.setdefault((str(owner[0].absolute()), owner[1]), (*owner, Path(p)))
+    with contextlib.ExitStack() as stack:
+        for folder, stem, path in (owners[k] for k in sorted(owners)):
+            shown = safe(path)
+            try:
+                stack.enter_context(hold(folder, stem, option=None))
+            except LockUnavailable as exc:
+                raise LockUnavailable(f"{shown}: not {action}: {exc}") from None
+            except KeyLocked as exc:
+                raise KeyLocked(f"{shown}: not {action}: {exc}") from None
+            except OSError as exc:  # filelock's bare "[Errno 13] ...: '.k.lock'"
+                err = OSError(
+                    f"{shown}: not {action}: cannot take the write lock of {stem!r} in"
+                    f" {safe(folder)} ({exc.strerror or exc}); its folder must be writable"
+                )
+                err.errno = exc.errno
+                raise err from None
+        yield
+
+
+@contextlib.contextmanager
+def hold(
+    out_dir: str | os.PathLike[str], stem: str, *, option: str | None = "--out"
+) -> Iterator[None]:
     """Hold the write lock of dataset ``stem`` in ``out_dir`` for the ``with`` block.
 
-    Raises :class:`KeyLocked` at once when another process holds it.
+    Raises :class:`KeyLocked` at once when another process holds it; its message
+    suggests another ``--key`` or ``option`` (``None``: no option chose the folder).
+    Once the lock is taken (not again when re-entered), the temporaries that killed
+    writes of the dataset's files left in ``out_dir`` are removed
+    (:func:`latbench.dataset.remove_stale_temps`).
     """
     lock_path, info_path = _paths(out_dir, stem)
     key = str(lock_path.resolve() if lock_path.parent.exists() else lock_path.absolute())
@@ -138,19 +198,25 @@ def hold(out_dir: str | os.PathLike[str], stem: str) -> Iterator[None]:
         info = holder(out_dir, stem)
         problem = _lock_file_error(lock_path) if info is None else None
         if problem is not None:
+            where = (
+                f"{option} must be a writable folder" if option else "its folder must be writable"
+            )
             raise LockUnavailable(
-                f"cannot create the write lock {lock_path}: {problem.strerror or problem};"
-                " --out must be a writable folder"
+                f"cannot create the write lock {lock_path}: {problem.strerror or problem}; {where}"
             ) from None
         info = info or {}
         who = (
             f"PID {info.get('pid', '?')} on host {info.get('host', '?')}"
             f" since {info.get('started', '?')}"
         )
+        advice = (
+            f"wait for it to finish, stop it, or use another --key or {option}"
+            if option
+            else "wait for it to finish or stop it"
+        )
         raise KeyLocked(
             f"dataset {stem!r} in {Path(out_dir)} is being written by another run ({who}:"
-            f" {info.get('command', '?')}); wait for it to finish, stop it, or use another"
-            " --key or --out"
+            f" {info.get('command', '?')}); {advice}"
         ) from None
     try:
         info = {
@@ -164,6 +230,11 @@ def hold(out_dir: str | os.PathLike[str], stem: str) -> Iterator[None]:
         os.replace(tmp, info_path)
         with _guard:
             _held[key] = [lock, 1]
+        from latbench.dataset import remove_stale_temps
+
+        # here, once per hold, not on every write: under the lock no writer that takes
+        # it can own a temporary, and the scan of the folder is paid once per run
+        remove_stale_temps(out_dir, stem)
         yield
     finally:
         with _guard:

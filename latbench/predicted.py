@@ -57,9 +57,13 @@ def predicted_path(out_dir: str | os.PathLike[str], key: str) -> Path:
 def write_predicted(
     frame: pd.DataFrame, path: str | os.PathLike[str], metadata: Mapping[str, Any]
 ) -> Path:
-    """Write a prediction frame (:meth:`AdaptedDevice.predict_frame`) atomically."""
+    """Write a prediction frame (:meth:`AdaptedDevice.predict_frame`) atomically,
+    holding the write lock of the dataset ``path`` belongs to
+    (:func:`latbench.lock.hold_files`; :class:`latbench.lock.KeyLocked` when another
+    process holds it)."""
     from latbench.dataset import METADATA_KEY, atomic_path
     from latbench.integrity import write_verified
+    from latbench.lock import hold_files
 
     missing = [c for c in PREDICTED_COLUMNS if c not in frame.columns]
     if missing:
@@ -69,7 +73,8 @@ def write_predicted(
     meta = {"kind": _KIND, **dict(metadata)}
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True)})
     path = Path(path)
-    with atomic_path(path) as tmp:
+    # a measurement run (--adapt) already holds it: the lock is re-entrant
+    with hold_files([path], "written"), atomic_path(path) as tmp:
         write_verified(table, tmp, compression="zstd")
     return path
 

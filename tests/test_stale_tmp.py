@@ -1,9 +1,9 @@
 """Temporaries a killed write left (``kill -9``, power loss) are removed by the next writer.
 
 :func:`latbench.dataset.atomic_path` writes ``.<name>.<random>.tmp`` beside its target;
-a hard kill leaves it there, hidden, for good. The next write of the same file by a
-process holding the dataset's write lock removes those temporaries: only that file's,
-only regular files, only ones no live writer has touched lately.
+a hard kill leaves it there, hidden, for good. The next process to take the dataset's
+write lock removes those temporaries as it takes it: only that dataset's, only regular
+files, only ones no live writer has touched lately.
 """
 
 from __future__ import annotations
@@ -116,14 +116,15 @@ def test_a_measurement_run_removes_them_beside_its_dataset_and_raw_timings(tmp_p
     stale = [_leftover(tmp_path, f".{t}.s7ale_0{i}.tmp") for i, t in enumerate(targets)]
     kept = _similar(tmp_path, "k.parquet")
     cfg = {"profile": "cpu-onnxruntime", "protocol": {"runs": 4, "group_size": 2}, "seed": 0}
-    with hold(tmp_path, "k"), pytest.warns(StaleTempWarning) as caught:  # as latbench-measure
+    # the sweep runs as the lock is taken, so the warnings come from hold itself
+    with pytest.warns(StaleTempWarning) as caught, hold(tmp_path, "k"):  # as latbench-measure
         store = RunStore(tmp_path, "k", cfg)
         store.open()
         for w in plan.work:
             raw = np.arange(4, dtype=np.int64) + 1_000_000
             store.add(GraphResult(w.key, w.timed_arch_id, "ok", 1.0, 0.01, 4, raw_ns=raw))
         store.finalize(plan, {"protocol": cfg["protocol"]})
-    assert len(caught) == 2  # one line per file written
+    assert len(caught) == 2  # one line per file the temporaries were for
     assert not any(p.exists() for p in stale)
     assert all(p.exists() or p.is_symlink() for p in kept)
 
@@ -139,7 +140,7 @@ def test_a_write_without_the_lock_leaves_them(tmp_path):
         with hold(other, "k"):  # the same key's, in another folder
             write_dataset(skeleton_frame([0, 1]), tmp_path / "k.parquet")
     assert stale.exists()
-    with hold(tmp_path, "k"), pytest.warns(StaleTempWarning):
+    with pytest.warns(StaleTempWarning), hold(tmp_path, "k"):
         write_dataset(skeleton_frame([0, 1]), tmp_path / "k.parquet")
     assert not stale.exists()
 
@@ -162,8 +163,8 @@ def test_a_shard_lock_covers_only_its_own_files(tmp_path):
     shard = _leftover(tmp_path, ".k.shard1of2.parquet.abcd1234.tmp")
     whole = _leftover(tmp_path, ".k.parquet.abcd1234.tmp")
     with (
-        hold(tmp_path, "k.shard1of2"),
         pytest.warns(StaleTempWarning),
+        hold(tmp_path, "k.shard1of2"),
         atomic_path(tmp_path / "k.shard1of2.parquet") as tmp,
     ):
         tmp.write_bytes(b"x")
