@@ -4,19 +4,43 @@
 ``PATH``. The device is ``[options] serial``, else ``$ANDROID_SERIAL``, else the only
 attached device. Shell commands end with ``; echo LATBENCH_RC=$?`` so that a failing
 command is caught with any adb version (old ones always exit 0).
+
+Killing the local ``adb`` (a timeout, Ctrl-C) does not stop what it started on the
+phone: a benchmark left running there would load the device the next model is timed
+on. So a shell command that runs a tool names it (``stop=``), and when ``adb`` is
+stopped before the command has finished, every process on the device running that
+binary is killed (:func:`stop_command`), best effort.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import shlex
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from latbench.harness.tools import ToolError, find_tool, run_tool
+from latbench.terminal import safe_line
 
-__all__ = ["ADB_INSTALL", "Adb", "device_problems", "find_adb", "list_devices", "option_problems"]
+__all__ = [
+    "ADB_INSTALL",
+    "Adb",
+    "device_problems",
+    "find_adb",
+    "list_devices",
+    "option_problems",
+    "stop_command",
+]
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 30.0
+"""Most seconds the command that stops a remote tool may take (it scans the device's
+processes once)."""
 
 ADB_INSTALL = (
     "install the Android platform tools (sudo apt-get install adb, or "
@@ -62,6 +86,24 @@ def list_devices(adb: Path) -> list[tuple[str, str]]:
         if len(parts) >= 2:
             out.append((parts[0], " ".join(parts[1:])))
     return out
+
+
+def stop_command(binary: str) -> str:
+    """The device shell line that kills (SIGKILL) every process running ``binary``.
+
+    A process runs it when one of its arguments is exactly that path (``argv[0]`` for a
+    binary run by its path, also after ``taskset`` has exec'd it). The binaries the
+    runners start live in their own ``device_dir`` under ``/data/local/tmp``, so no
+    other program matches; nor does this line's own shell, whose argument is the whole
+    line (its ``grep`` processes start after the list of processes is read). Prints
+    ``stopped PID`` for each process killed.
+    """
+    path = shlex.quote(binary)
+    return (
+        "for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/cmdline 2>/dev/null | "
+        f"grep -qxF {path} && kill -9 ${{p#/proc/}} 2>/dev/null && echo stopped ${{p#/proc/}};"
+        " done; true"
+    )
 
 
 def _wanted_serial(options: Mapping[str, Any]) -> str | None:
@@ -124,10 +166,21 @@ class Adb:
         """``adb -s SERIAL args...``."""
         return [str(self.exe), "-s", self.serial, *map(os.fspath, args)]
 
-    def shell(self, script: str) -> str:
-        """Run ``script`` in the device's shell; its output, or :class:`ToolError` on failure."""
-        res = run_tool(self.command("shell", f"{script}; echo LATBENCH_RC=$?"),
-                       timeout=self.timeout)  # fmt: skip
+    def shell(self, script: str, *, stop: str | None = None) -> str:
+        """Run ``script`` in the device's shell; its output, or :class:`ToolError` on failure.
+
+        ``stop``: the device path of the binary ``script`` runs. When ``adb`` is
+        stopped before ``script`` has finished (it timed out, Ctrl-C, SIGTERM), every
+        process running that binary on the device is killed before the error goes on
+        (:meth:`stop`).
+        """
+        try:
+            res = run_tool(self.command("shell", f"{script}; echo LATBENCH_RC=$?"),
+                           timeout=self.timeout)  # fmt: skip
+        except BaseException as exc:
+            if stop is not None:
+                self.stop(stop, exc)
+            raise
         out = res.stdout.rstrip()
         m = _RC.search(out)
         if m is None:
@@ -137,6 +190,37 @@ class Adb:
             tail = "\n".join((out + "\n" + res.stderr).strip().splitlines()[-15:])
             raise ToolError(f"on {self.serial}: {script}\nexited with {m.group(1)}:\n{tail}")
         return out
+
+    def stop(self, binary: str, cause: BaseException | None = None) -> list[int]:
+        """Kill every process running ``binary`` on the device; the pids killed.
+
+        Best effort, within :data:`STOP_TIMEOUT_S`: when it fails (the device is gone,
+        adb hangs) a one-line warning says the tool may still run there, and nothing
+        is raised. ``cause``, the reason ``adb`` was stopped, goes into that line.
+        """
+        name = binary.rsplit("/", 1)[-1]
+        why = (
+            "a timeout" if isinstance(cause, ToolError) and "did not finish" in str(cause)
+            else "an interrupt" if isinstance(cause, KeyboardInterrupt | SystemExit)
+            else "an error" if cause is not None else "a request"
+        )  # fmt: skip
+        try:
+            res = run_tool(self.command("shell", stop_command(binary)), timeout=STOP_TIMEOUT_S)
+        except (ToolError, OSError, subprocess.SubprocessError) as exc:
+            log.warning(
+                "%s",
+                safe_line(
+                    f"could not stop {name} on {self.serial} after {why} ({exc}); it may "
+                    f"still run there and load the device the next model is timed on",
+                    500,
+                ),
+            )
+            return []
+        pids = [int(p) for p in re.findall(r"^stopped (\d+)\s*$", res.stdout, re.M)]
+        if pids:
+            log.info("stopped %s on %s after %s (pid %s)", name, self.serial, why,
+                     ", ".join(map(str, pids)))  # fmt: skip
+        return pids
 
     def push(self, local: str | os.PathLike[str], remote: str) -> None:
         """``adb push LOCAL REMOTE``."""

@@ -10,6 +10,7 @@ architecture rows (docs/design.md §6) and writes ``<stem>.parquet`` and ``<stem
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -30,11 +31,13 @@ from latbench.dataset import (
     atomic_temp_re,
     skeleton_frame,
     to_table,
+    warn_removed_temps,
     write_dataset,
 )
 from latbench.harness.plan import Plan
 from latbench.integrity import UnverifiedFileWarning, read_verified, write_verified
 from latbench.safepickle import short_repr
+from latbench.terminal import safe
 
 __all__ = ["GraphResult", "RunConfigMismatch", "RunStore"]
 
@@ -159,6 +162,7 @@ class RunStore:
                 p.unlink(missing_ok=True)
         seeded = {} if fresh or cfg_path.exists() else self._from_dataset()
         self.parts_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_killed_part_temps()
         if seeded:
             self._buffer = list(seeded.values())
             self.flush()  # durable again as a part, before anything new is timed
@@ -247,11 +251,7 @@ class RunStore:
         """
         if not self.parts_dir.is_dir():
             return False
-        temps = [
-            p
-            for p in self.parts_dir.iterdir()
-            if _PART_TEMP.fullmatch(p.name) and p.is_file() and not p.is_symlink()
-        ]
+        temps = self._killed_part_temps()
         for p in [*self.parts_dir.glob("part-*.parquet"), self.parts_dir / "run.json", *temps]:
             p.unlink(missing_ok=True)
         try:
@@ -259,6 +259,40 @@ class RunStore:
         except OSError:
             return False
         return True
+
+    def _killed_part_temps(self) -> list[Path]:
+        """Temporaries of part and ``run.json`` writes in the parts folder (regular files)."""
+        out = []
+        with contextlib.suppress(OSError), os.scandir(self.parts_dir) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if _PART_TEMP.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                        out.append(Path(entry.path))
+        return out
+
+    def _remove_killed_part_temps(self) -> None:
+        """Remove what killed writes of parts left, when this process holds the dataset's
+        write lock (a resumed run: no other writer of these parts is alive), with one
+        :class:`~latbench.dataset.StaleTempWarning`.
+
+        Unlike a dataset file's, a part's name is new on every flush, so no later write
+        of the same name would ever sweep a killed flush's temporary; nor does the
+        writer's age rule apply: only the lock holder writes parts.
+        """
+        from latbench.lock import holds
+
+        if not holds(self.dataset_path):
+            return
+        removed: list[tuple[str, int]] = []
+        for path in self._killed_part_temps():
+            try:
+                size = path.lstat().st_size
+                path.unlink()
+            except OSError:  # gone meanwhile, or not ours to remove: left as it is
+                continue
+            removed.append((path.name, size))
+        if removed:
+            warn_removed_temps(removed, f"interrupted writes in {safe(self.parts_dir)}", 4)
 
     def _read_parts(self) -> dict[str, GraphResult]:
         results: dict[str, GraphResult] = {}

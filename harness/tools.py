@@ -31,6 +31,7 @@ __all__ = [
     "ToolError",
     "check_wall",
     "find_tool",
+    "job_control",
     "quote",
     "reported_ns",
     "run_tool",
@@ -101,70 +102,163 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
             os.killpg(proc.pid, sig)
 
 
-class _Paused:
-    """Seconds this process spent stopped by Ctrl-Z while a tool ran."""
+class _Jobs:
+    """The tools running now, in any thread, for the main thread's Ctrl-Z handler.
 
-    seconds = 0.0
+    Python runs signal handlers in the main thread only, so one handler there stops and
+    resumes every registered tool's process group, whichever thread started it. All
+    fields are guarded by :attr:`lock`, which is reentrant: the handler may interrupt
+    the main thread while it holds it.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.live: set[subprocess.Popen[bytes]] = set()
+        """Started and not yet unregistered (a pid is its group's id until it is reaped)."""
+        self.starting: set[int] = set()
+        """Threads between starting a tool and registering it."""
+        self.deferred = False
+        """A Ctrl-Z came while the main thread was starting a tool: raised again after."""
+        self.paused = 0.0
+        """Seconds this process has spent stopped by Ctrl-Z, in all."""
+        self.stopped_at: float | None = None
+        """When the stop in progress began (until its handler has resumed the tools)."""
+        self.depth = 0
+        """Nesting of :func:`job_control` on the main thread (installed while > 0)."""
+        self.previous: dict[int, Any] = {}
+
+
+_jobs = _Jobs()
+
+
+def _paused_s() -> float:
+    """Seconds this process has been stopped by Ctrl-Z so far, a stop in progress included
+    (a worker thread may run on after ``fg`` before the handler has counted it)."""
+    with _jobs.lock:
+        since = _jobs.stopped_at
+        return _jobs.paused + (0.0 if since is None else max(0.0, time.monotonic() - since))
+
+
+def _signal_all(sig: int) -> None:
+    with _jobs.lock:
+        for proc in list(_jobs.live):
+            _signal_group(proc, sig)
+
+
+def _on_tstp(_signum: int, _frame: object) -> None:
+    with _jobs.lock:  # a worker registering a tool it just started finishes first
+        if threading.get_ident() in _jobs.starting:  # we interrupted our own start
+            _jobs.deferred = True
+            return
+        _signal_all(signal.SIGSTOP)
+        _jobs.stopped_at = time.monotonic()
+    signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+    try:
+        os.kill(os.getpid(), signal.SIGTSTP)  # stops here until SIGCONT
+    finally:
+        signal.signal(signal.SIGTSTP, _on_tstp)
+        with _jobs.lock:
+            if _jobs.stopped_at is not None:
+                _jobs.paused += max(0.0, time.monotonic() - _jobs.stopped_at)
+            _jobs.stopped_at = None
+            _signal_all(signal.SIGCONT)
+
+
+def _on_cont(_signum: int, _frame: object) -> None:
+    _signal_all(signal.SIGCONT)  # continued by someone else than our own handler
 
 
 @contextlib.contextmanager
-def _job_control(proc: subprocess.Popen[bytes]) -> Iterator[_Paused]:
-    """While ``proc`` runs: Ctrl-Z (SIGTSTP) stops its process group, then this process.
+def job_control() -> Iterator[None]:
+    """Within, Ctrl-Z (SIGTSTP) stops every tool :func:`run_tool` runs, then this process.
 
-    The tool leads its own process group in its own session, so the terminal's SIGTSTP
-    reaches only us; a timing tool left running would keep loading the machine. The
-    group gets SIGSTOP (an orphaned group ignores SIGTSTP, and a tool cannot catch it),
-    then this process stops with SIGTSTP's default action; on SIGCONT (``fg``) the group
-    is resumed. POSIX only, main thread only (where Python runs handlers), and not when
-    SIGTSTP is ignored; the previous handlers are restored on exit.
+    Each tool leads its own process group in its own session, so the terminal's
+    SIGTSTP reaches only us; a timing tool left running would keep loading the machine.
+    The handler sends SIGSTOP to every live tool's group (an orphaned group ignores
+    SIGTSTP, and a tool cannot catch SIGSTOP), whichever thread started it, then stops
+    this process with SIGTSTP's default action; on SIGCONT (``fg``) the groups are
+    resumed, and the time stopped is not counted towards any tool's timeout.
+
+    Handlers can be installed by the main thread only: :func:`run_tool` enters this
+    itself there, and code that starts tools from worker threads enters it around that
+    work on the main thread, as :func:`latbench.harness.session.measure` does. Nested
+    uses install once; the previous handlers are restored when the outermost ends.
+    Elsewhere (another thread, no job control, SIGTSTP ignored) it does nothing.
     """
-    paused = _Paused()
     if (
         not hasattr(signal, "SIGTSTP")
         or threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTSTP) == signal.SIG_IGN
+        or (_jobs.depth == 0 and signal.getsignal(signal.SIGTSTP) == signal.SIG_IGN)
     ):
-        yield paused
+        yield
         return
-
-    def group(sig: int) -> None:
-        _signal_group(proc, sig)
-
-    def on_tstp(_signum: int, _frame: object) -> None:
-        group(signal.SIGSTOP)
-        start = time.monotonic()
-        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
-        try:
-            os.kill(os.getpid(), signal.SIGTSTP)  # stops here until SIGCONT
-        finally:
-            signal.signal(signal.SIGTSTP, on_tstp)
-            paused.seconds += time.monotonic() - start
-            group(signal.SIGCONT)
-
-    def on_cont(_signum: int, _frame: object) -> None:
-        group(signal.SIGCONT)  # continued by someone else than our own handler
-
-    previous = {
-        signal.SIGTSTP: signal.signal(signal.SIGTSTP, on_tstp),
-        signal.SIGCONT: signal.signal(signal.SIGCONT, on_cont),
-    }
+    if _jobs.depth == 0:
+        _jobs.previous = {
+            signal.SIGTSTP: signal.signal(signal.SIGTSTP, _on_tstp),
+            signal.SIGCONT: signal.signal(signal.SIGCONT, _on_cont),
+        }
+    _jobs.depth += 1
     try:
-        yield paused
+        yield
     finally:
-        for sig, handler in previous.items():  # None: set outside Python, i.e. the default
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        _jobs.depth -= 1
+        if _jobs.depth == 0:
+            previous, _jobs.previous = _jobs.previous, {}
+            for sig, handler in previous.items():  # None: set outside Python, the default
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
-def _wait(proc: subprocess.Popen[bytes], timeout: float | None, paused: _Paused) -> None:
-    """``proc.wait(timeout)``, the time this process was stopped not counted."""
-    start = time.monotonic()
-    while True:
-        left = None if timeout is None else start + timeout + paused.seconds - time.monotonic()
+def _start(
+    args: list[str], cwd: str | os.PathLike[str] | None, env: Mapping[str, str] | None
+) -> subprocess.Popen[bytes]:
+    """Start ``args`` leading its own session and register it for :func:`job_control`.
+
+    The Ctrl-Z handler waits for a worker thread's start to register (the lock); one
+    that interrupted the main thread in here is deferred (:func:`_deferred_ctrl_z`).
+    """
+    me = threading.get_ident()
+    with _jobs.lock:
+        _jobs.starting.add(me)
         try:
-            proc.wait(timeout=None if left is None else max(left, 0.0))
+            proc = subprocess.Popen(
+                args,
+                cwd=cwd,
+                env=None if env is None else {**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+            _jobs.live.add(proc)
+        except FileNotFoundError:
+            raise ToolError(f"{args[0]} not found (command: {quote(args)})") from None
+        except PermissionError:
+            raise ToolError(f"{args[0]} is not executable (command: {quote(args)})") from None
+        finally:
+            _jobs.starting.discard(me)
+    return proc
+
+
+def _deferred_ctrl_z() -> None:
+    """Act on a Ctrl-Z that came while the main thread was starting a tool."""
+    if _jobs.deferred and threading.current_thread() is threading.main_thread():
+        _jobs.deferred = False
+        signal.raise_signal(signal.SIGTSTP)
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float | None) -> None:
+    """``proc.wait(timeout)``, the time this process was stopped by Ctrl-Z not counted."""
+    if timeout is None:
+        proc.wait()
+        return
+    start, paused = time.monotonic(), _paused_s()
+    while True:
+        deadline = start + timeout + _paused_s() - paused
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
             return
         except subprocess.TimeoutExpired:
-            if timeout is None or start + timeout + paused.seconds <= time.monotonic():
+            if start + timeout + _paused_s() - paused <= time.monotonic():
                 raise  # no pause moved the deadline while it waited: time is up
 
 
@@ -187,47 +281,43 @@ def run_tool(
     when it cannot start, times out, prints more than :data:`MAX_OUTPUT_BYTES`, or
     (with ``check``) exits non-zero. A tool that times out or floods is killed with
     every process it started. Ctrl-Z stops the tool's process group with us and ``fg``
-    resumes it; the time stopped does not count towards ``timeout``.
+    resumes it, from whichever thread it was started (:func:`job_control`); the time
+    stopped does not count towards ``timeout``.
     """
     args = [os.fspath(a) for a in argv]
-    try:
-        proc = subprocess.Popen(
-            args,
-            cwd=cwd,
-            env=None if env is None else {**os.environ, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-    except FileNotFoundError:
-        raise ToolError(f"{args[0]} not found (command: {quote(args)})") from None
-    except PermissionError:
-        raise ToolError(f"{args[0]} is not executable (command: {quote(args)})") from None
-    try:  # from here on a Ctrl-C or SIGTERM (raised here) must not leave the tool running
-        bufs, flooded = (bytearray(), bytearray()), threading.Event()
+    with job_control():  # on the main thread; a worker's tool is stopped by its handler
+        try:
+            proc = _start(args, cwd, env)
+        except ToolError:
+            _deferred_ctrl_z()
+            raise
+        try:  # from here on a Ctrl-C or SIGTERM (raised here) must not leave it running
+            _deferred_ctrl_z()
+            bufs, flooded = (bytearray(), bytearray()), threading.Event()
 
-        def pump(stream: Any, buf: bytearray) -> None:
-            with stream:
-                while chunk := stream.read1(1 << 16):
-                    if len(bufs[0]) + len(bufs[1]) + len(chunk) > MAX_OUTPUT_BYTES:
-                        flooded.set()
-                        _stop(proc)
-                        return
-                    buf += chunk
+            def pump(stream: Any, buf: bytearray) -> None:
+                with stream:
+                    while chunk := stream.read1(1 << 16):
+                        if len(bufs[0]) + len(bufs[1]) + len(chunk) > MAX_OUTPUT_BYTES:
+                            flooded.set()
+                            _stop(proc)
+                            return
+                        buf += chunk
 
-        pumps = [threading.Thread(target=pump, args=(stream, buf), daemon=True)
-                 for stream, buf in zip((proc.stdout, proc.stderr), bufs, strict=True)]  # fmt: skip
-        for t in pumps:
-            t.start()
-        with _job_control(proc) as paused:
-            _wait(proc, timeout, paused)
-    except subprocess.TimeoutExpired:
-        _stop(proc)
-        raise ToolError(f"{quote(args)} did not finish within {timeout} s") from None
-    except BaseException:  # Ctrl-C: its processes must not outlive the run
-        _stop(proc)
-        raise
+            pumps = [threading.Thread(target=pump, args=(stream, buf), daemon=True)
+                     for stream, buf in zip((proc.stdout, proc.stderr), bufs, strict=True)]  # fmt: skip
+            for t in pumps:
+                t.start()
+            _wait(proc, timeout)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            raise ToolError(f"{quote(args)} did not finish within {timeout} s") from None
+        except BaseException:  # Ctrl-C: its processes must not outlive the run
+            _stop(proc)
+            raise
+        finally:
+            with _jobs.lock:  # reaped: its pid is no longer its group's to signal
+                _jobs.live.discard(proc)
     # a daemon it started (adb's server) may hold a pipe open: wait 10 s in all, not on
     # it; such a child, left running by a tool that exited normally, is not ours to stop
     end = time.monotonic() + 10

@@ -57,6 +57,7 @@ __all__ = [
     "read_dataset",
     "read_metadata",
     "remove_stale_temps",
+    "warn_removed_temps",
     "skeleton_frame",
     "to_table",
     "write_dataset",
@@ -211,16 +212,22 @@ def remove_stale_temps(folder: str | os.PathLike[str], stem: str) -> None:
             except OSError:  # gone meanwhile, or not ours to remove: left as it is
                 continue
     for target in (t for t in targets if t in removed):
-        files = removed[target]
-        size = sum(n for _, n in files) / 1e6
-        names = ", ".join(safe(name, 80) for name, _ in files[:3])
-        more = f" and {len(files) - 3} more" if len(files) > 3 else ""
-        warnings.warn(
-            f"removed {len(files)} temporary file(s) ({size:.1f} MB) that an interrupted"
-            f" write of {safe(folder / target)} left: {names}{more}",
-            StaleTempWarning,
-            stacklevel=4,
+        warn_removed_temps(
+            removed[target], f"an interrupted write of {safe(folder / target)}", stacklevel=5
         )
+
+
+def warn_removed_temps(files: list[tuple[str, int]], by: str, stacklevel: int = 2) -> None:
+    """One :class:`StaleTempWarning` for removed temporaries ``(name, size)`` that ``by``
+    (e.g. ``"an interrupted write of PATH"``) left."""
+    size = sum(n for _, n in files) / 1e6
+    names = ", ".join(safe(name, 80) for name, _ in files[:3])
+    more = f" and {len(files) - 3} more" if len(files) > 3 else ""
+    warnings.warn(
+        f"removed {len(files)} temporary file(s) ({size:.1f} MB) that {by} left: {names}{more}",
+        StaleTempWarning,
+        stacklevel=stacklevel,
+    )
 
 
 def _refuse_special(path: Path) -> None:

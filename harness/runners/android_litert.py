@@ -348,8 +348,8 @@ class AndroidLiteRTRunner(Runner):
         adb = self._session()
         cmd = benchmark_command(self.device_dir, self.profile, warmup)
         t0 = time.perf_counter()
-        try:
-            text = adb.shell(cmd)
+        try:  # a timeout or Ctrl-C kills benchmark_model on the phone too
+            text = adb.shell(cmd, stop=f"{self.device_dir}/benchmark_model")
             wall = time.perf_counter() - t0
         except ToolError as exc:
             run = parse_benchmark_output(str(exc))

@@ -241,7 +241,10 @@ class SNPERunner(Runner):
         listing.write_text((line + "\n") * (protocol.warmup + protocol.runs))
         adb.push(listing, f"{model}/input_list.txt")
         t0 = time.perf_counter()
-        adb.shell(net_run_command(self.device_dir, self.profile.target, dict(self.profile.options)))
+        adb.shell(  # a timeout or Ctrl-C kills snpe-net-run on the phone too
+            net_run_command(self.device_dir, self.profile.target, dict(self.profile.options)),
+            stop=f"{self.device_dir}/sdk/bin/snpe-net-run",
+        )
         wall = time.perf_counter() - t0
         out = local / "output"
         shutil.rmtree(out, ignore_errors=True)

@@ -1,0 +1,179 @@
+"""Ctrl-Z while external tools run in worker threads, not only in the main thread.
+
+Python runs signal handlers in the main thread only, so before, a tool that a worker
+thread started through :func:`latbench.harness.tools.run_tool` kept running on the
+device while the harness was suspended. Now every live tool is registered and the main
+thread's handler (:func:`latbench.harness.tools.job_control`) stops and resumes them
+all. A driver process runs fake tools (each appends a heartbeat to its own file until
+told to finish) from worker threads, and from the main thread at the same time; the
+test plays the terminal, sending SIGTSTP and SIGCONT as ``Ctrl-Z`` and ``fg`` do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(signal, "SIGTSTP") or not Path("/proc/self/stat").exists(),
+    reason="needs POSIX job control and /proc to see process states",
+)
+
+# argv: folder, timeout, worker tool names (comma-separated), main-thread tool name or "-"
+DRIVER = """\
+import json, signal, sys, threading
+from latbench.harness import tools
+folder, timeout = sys.argv[1], float(sys.argv[2])
+workers, main = [n for n in sys.argv[3].split(",") if n], sys.argv[4]
+before = (signal.getsignal(signal.SIGTSTP), signal.getsignal(signal.SIGCONT))
+
+def script(name):
+    return (
+        f"echo $$ > {folder}/{name}.pid; i=0; while [ ! -e {folder}/finish ]; do"
+        f" i=$((i+1)); echo $i >> {folder}/{name}.beats; sleep 0.05; done; echo {name} done"
+    )
+
+out, errors = {}, []
+
+def work(name):
+    try:
+        out[name] = tools.run_tool(["sh", "-c", script(name)], timeout=timeout).stdout.strip()
+    except BaseException as exc:
+        errors.append(f"{name}: {exc}")
+
+with tools.job_control():  # as latbench.harness.session.measure does around a run
+    threads = [threading.Thread(target=work, args=(n,)) for n in workers]
+    for t in threads:
+        t.start()
+    if main != "-":
+        work(main)
+    for t in threads:
+        t.join()
+after = (signal.getsignal(signal.SIGTSTP), signal.getsignal(signal.SIGCONT))
+print(json.dumps({"out": out, "errors": errors, "restored": before == after}))
+"""
+
+
+def _state(pid: int) -> str | None:
+    """The process's state letter (``T``: stopped), ``None`` once it is gone or reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _beats(folder: Path, name: str) -> int:
+    try:
+        return len((folder / f"{name}.beats").read_text().split())
+    except FileNotFoundError:
+        return 0
+
+
+def _pid(folder: Path, name: str) -> int | None:
+    try:
+        text = (folder / f"{name}.pid").read_text().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text else None
+
+
+def _until(condition, what: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"the driver exited ({proc.returncode}) before {what}")
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _driver(folder: Path, timeout: float, workers: list[str], main: str | None = None):
+    """The driver running the fake tools; whatever happens, nothing is left behind."""
+    # its own process group in this session, so SIGTSTP's default action stops it
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(folder), str(timeout), ",".join(workers),
+         main or "-"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        process_group=0,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        (folder / "finish").touch()
+        if proc.poll() is None:
+            proc.kill()  # SIGKILL ends a stopped process too
+            proc.wait(timeout=60)
+        for name in [*workers, *([main] if main else [])]:
+            if (pid := _pid(folder, name)) is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+
+
+def _suspend(proc: subprocess.Popen, folder: Path, names: list[str]) -> dict[str, int]:
+    """Wait until every tool beats, Ctrl-Z the driver; the tools' pids once all stopped."""
+    for name in names:
+        _until(lambda n=name: _beats(folder, n) >= 3, f"{name} beat three times", proc)
+    pids = {name: _pid(folder, name) for name in names}
+    proc.send_signal(signal.SIGTSTP)
+    _until(lambda: _state(proc.pid) == "T", "the driver stopped", proc, timeout=30)
+    for name, pid in pids.items():
+        # before: a tool a worker thread started ran on while the harness was stopped
+        _until(lambda p=pid: _state(p) == "T", f"{name} stopped with the driver", proc, 30)
+    return pids
+
+
+def _resume_and_finish(proc: subprocess.Popen, folder: Path, pids: dict[str, int]) -> dict:
+    stopped_at = {name: _beats(folder, name) for name in pids}
+    proc.send_signal(signal.SIGCONT)
+    for name, pid in pids.items():
+        _until(lambda n=name: _beats(folder, n) > stopped_at[n], f"{name} beat again", proc)
+        assert _state(pid) != "T"
+    (folder / "finish").touch()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    return json.loads(out)
+
+
+def test_ctrl_z_stops_a_tool_a_worker_thread_started_and_fg_resumes_it(tmp_path):
+    with _driver(tmp_path, timeout=300, workers=["worker"]) as proc:
+        pids = _suspend(proc, tmp_path, ["worker"])
+        beats = _beats(tmp_path, "worker")
+        time.sleep(1)  # a stopped tool writes nothing, however long this takes
+        assert _beats(tmp_path, "worker") == beats
+        assert _state(proc.pid) == "T" and _state(pids["worker"]) == "T"
+        result = _resume_and_finish(proc, tmp_path, pids)
+    assert result == {"out": {"worker": "worker done"}, "errors": [], "restored": True}
+
+
+def test_tools_of_several_threads_and_the_main_thread_stop_together(tmp_path):
+    names = ["w1", "w2"]
+    with _driver(tmp_path, timeout=300, workers=names, main="main") as proc:
+        pids = _suspend(proc, tmp_path, [*names, "main"])
+        beats = {n: _beats(tmp_path, n) for n in pids}
+        time.sleep(1)
+        assert {n: _beats(tmp_path, n) for n in pids} == beats
+        result = _resume_and_finish(proc, tmp_path, pids)
+    assert result["errors"] == [] and result["restored"]
+    assert result["out"] == {n: f"{n} done" for n in [*names, "main"]}
+
+
+def test_time_stopped_does_not_count_towards_a_worker_tools_timeout(tmp_path):
+    timeout = 5.0
+    with _driver(tmp_path, timeout=timeout, workers=["worker"]) as proc:
+        pids = _suspend(proc, tmp_path, ["worker"])
+        stopped = time.monotonic()
+        while time.monotonic() - stopped < timeout + 1:  # past the whole timeout
+            time.sleep(0.1)
+        result = _resume_and_finish(proc, tmp_path, pids)
+    assert result["errors"] == [] and result["out"] == {"worker": "worker done"}
