@@ -1,7 +1,11 @@
 """ONNX Runtime runner: CPU, CUDA and TensorRT execution providers.
 
 The session uses every graph optimization, ``intra_op_num_threads`` from the profile
-(0 = ONNX Runtime's default) and the profile's provider list in priority order. A run
+(0 = ONNX Runtime's default) and the profile's provider list in priority order.
+``[options] execution_mode = "parallel"`` runs independent branches of the graph
+concurrently (``ORT_PARALLEL``, ``inter_op_threads`` of them, default 0 = ONNX
+Runtime's choice), as runtimes with a concurrent scheduler do; the default is
+``"sequential"``. A run
 is ``session.run(None, feed)`` on a feed built once in :meth:`prepare`; outputs come
 back as host arrays, so GPU work is finished when a run returns.
 """
@@ -45,6 +49,7 @@ _PROVIDER_HINTS = {
 
 
 _GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+_MODES = ("sequential", "parallel")
 
 
 def nvidia_gpu_visible() -> bool:
@@ -87,6 +92,16 @@ class ONNXRuntimeRunner(Runner):
                     f"ONNX Runtime {ort.__version__} has no {provider} (available: "
                     f"{', '.join(available)}): {hint}"
                 )
+        mode = profile.options.get("execution_mode", "sequential")
+        if mode not in _MODES:
+            problems.append(
+                f"[options] execution_mode must be one of {', '.join(_MODES)}, not {mode!r}"
+            )
+        inter = profile.options.get("inter_op_threads", 0)
+        if isinstance(inter, bool) or not isinstance(inter, int) or inter < 0:
+            problems.append(
+                f"[options] inter_op_threads must be a whole number >= 0, not {inter!r}"
+            )
         wants_gpu = any(p in _GPU_PROVIDERS for p in profile.providers)
         if (profile.target == "gpu" or wants_gpu) and not nvidia_gpu_visible():
             problems.append(
@@ -100,11 +115,20 @@ class ONNXRuntimeRunner(Runner):
         """``onnxruntime.__version__``."""
         return _import_ort().__version__
 
+    @property
+    def parallel(self) -> bool:
+        """Whether the profile asks for ``execution_mode = "parallel"``."""
+        return self.profile.options.get("execution_mode", "sequential") == "parallel"
+
     def _options(self) -> Any:
         ort = _import_ort()
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if self.parallel:
+            so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+            so.inter_op_num_threads = int(self.profile.options.get("inter_op_threads", 0))
+        else:
+            so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.intra_op_num_threads = self.profile.threads
         so.log_severity_level = 3
         return so
@@ -179,6 +203,11 @@ class ONNXRuntimeRunner(Runner):
             "settings": {
                 "intra_op_num_threads": self.profile.threads,
                 "graph_optimization_level": "ORT_ENABLE_ALL",
-                "execution_mode": "ORT_SEQUENTIAL",
+                "execution_mode": "ORT_PARALLEL" if self.parallel else "ORT_SEQUENTIAL",
+                **(
+                    {"inter_op_num_threads": int(self.profile.options.get("inter_op_threads", 0))}
+                    if self.parallel
+                    else {}
+                ),
             },
         }
