@@ -10,10 +10,12 @@ container types and sizes, the memo (indices only as they are written), dict key
 (scalars or flat tuples of scalars, so hashing is linear) and the nesting and
 reachable size of the result (a DAG of shared containers counts each time it is
 reached); a broken limit is a :class:`CorruptPickleError` before anything past it is
-built. :data:`NUMPY_SCALARS` is the allow-list of the LatBench release pickles (numpy
-float scalars, docs/design.md §7), and :func:`load_torch_zip` reads a ``torch.save``
-zip of plain Python data without PyTorch. Messages show file content only through
-:func:`short_repr`.
+built. Either error says how far the interpreter got in its ``progress`` (a
+:class:`PickleProgress`: the opcodes run, the byte offset of the one that failed and
+whether the data ended early or is corrupt there). :data:`NUMPY_SCALARS` is the
+allow-list of the LatBench release pickles (numpy float scalars, docs/design.md §7),
+and :func:`load_torch_zip` reads a ``torch.save`` zip of plain Python data without
+PyTorch. Messages show file content only through :func:`short_repr`.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ import codecs
 import copyreg
 import os
 import pickle
+import pickletools
 import reprlib
 import struct
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -37,6 +40,7 @@ __all__ = [
     "CorruptPickleError",
     "DEFAULT_LIMITS",
     "Limits",
+    "PickleProgress",
     "UnsafePickleError",
     "load_pickle",
     "register_buildable",
@@ -45,11 +49,43 @@ __all__ = [
 ]
 
 
-class UnsafePickleError(ValueError):
+@dataclass(frozen=True)
+class PickleProgress:
+    """How far the interpreter got in a pickle it did not load."""
+
+    ops: int
+    """Opcodes run to completion (STOP included when the whole pickle ran)."""
+    offset: int
+    """Byte offset of the opcode that failed; the data's length when it ended between
+    opcodes, the pickle's end when the whole pickle ran."""
+    damage: Literal["truncated", "corrupt"] | None
+    """``"truncated"``: the data ends inside that opcode or before a STOP;
+    ``"corrupt"``: that opcode or its argument is no pickle's (an unknown opcode byte, a
+    bad literal, a stack or memo the opcode cannot run on, a global name that is no
+    dotted identifier); ``None``: no damage found, a valid opcode refused (a limit, the
+    allow-list, an allow-listed callable's checks) or a whole pickle refused (its result,
+    bytes after its end)."""
+    opcode: str | None
+    """Name of the opcode at ``offset`` (``pickletools``' names); ``None`` past the data's
+    end, after a whole pickle, or for a byte that is no opcode."""
+    memo: int
+    """Memo entries written by then."""
+
+
+class _LoadError(ValueError):
+    """A refused pickle; ``progress`` says how far the interpreter got in it, ``None``
+    when it never ran (empty or oversized data, a torch zip holding no readable pickle)."""
+
+    def __init__(self, message: str, progress: PickleProgress | None = None) -> None:
+        super().__init__(message)
+        self.progress = progress
+
+
+class UnsafePickleError(_LoadError):
     """A pickle that references a global (or persistent id) outside the allow-list."""
 
 
-class CorruptPickleError(ValueError):
+class CorruptPickleError(_LoadError):
     """A pickle or torch zip that is truncated, corrupt or not a pickle at all."""
 
 
@@ -211,6 +247,51 @@ class _Refused(Exception):
     """An internal signal: the pickle breaks a limit (message says which)."""
 
 
+class _Truncated(ValueError):
+    """The data ends inside an opcode or before a STOP (reported as a ``ValueError``)."""
+
+
+class _MalformedGlobal(UnsafePickleError):
+    """A global outside the allow-list whose name no pickle writes (no dotted identifier):
+    refused as unsafe, reported as corrupt."""
+
+
+class _MemoGap(_Refused):
+    """A memo index past those written so far: refused as a limit, reported as corrupt
+    (picklers number memo entries 0, 1, 2, ...)."""
+
+
+class _Stopped(Exception):
+    """An internal signal: the interpreter failed (``cause``) after ``progress``."""
+
+    def __init__(self, cause: Exception, progress: PickleProgress) -> None:
+        super().__init__(cause)
+        self.cause, self.progress = cause, progress
+
+
+_OPNAMES = {op.code.encode("latin-1")[0]: op.name for op in pickletools.opcodes}
+_BYTE_ARG = frozenset(b"Khq")  # BININT1, BINGET, BINPUT read their byte as data[i]
+
+
+def _dotted(name: str) -> bool:
+    return all(part.isidentifier() for part in name.split("."))
+
+
+def _progress(exc: Exception, data: bytes, at: int, ops: int, memo: int) -> PickleProgress:
+    """The report of an interpreter that raised ``exc`` running the opcode at ``at``."""
+    n = len(data)
+    op = data[at] if at < n else None
+    if isinstance(exc, _Truncated) or (type(exc) is IndexError and op in _BYTE_ARG and at + 1 >= n):
+        damage: Literal["truncated", "corrupt"] | None = "truncated"
+    elif isinstance(exc, _MalformedGlobal | _MemoGap) or not isinstance(
+        exc, _Refused | UnsafePickleError | CorruptPickleError
+    ):
+        damage = "corrupt"
+    else:  # a limit, the allow-list or an allow-listed stand-in refused a valid opcode
+        damage = None
+    return PickleProgress(ops, at, damage, None if op is None else _OPNAMES.get(op), memo)
+
+
 def _key_ok(key: Any) -> bool:
     # Keys are hashed as they are inserted: a scalar or a flat tuple of scalars is
     # hashed in time linear in its bytes, whereas a nested tuple may be a DAG whose
@@ -245,12 +326,16 @@ def _measure(root: Any, limits: Limits) -> None:
                 todo.append((item, depth + 1))
 
 
-def _run(data: bytes, allowed: Mapping[tuple[str, str], Any], limits: Limits) -> Any:
-    """Execute the opcode stream with explicit, bounded state; returns the object.
+def _run(
+    data: bytes, allowed: Mapping[tuple[str, str], Any], limits: Limits
+) -> tuple[Any, PickleProgress]:
+    """Execute the opcode stream with explicit, bounded state; returns the object and
+    the progress of the whole run (its STOP's end is the pickle's).
 
-    Raises :class:`_Refused` (a limit), :class:`UnsafePickleError` (a global or
-    construct outside the allow-list) or ``ValueError``/``IndexError``/``KeyError``
-    for malformed streams (the caller turns those into :class:`CorruptPickleError`).
+    Raises :class:`_Stopped` whose ``cause`` is :class:`_Refused` (a limit),
+    :class:`UnsafePickleError` (a global or construct outside the allow-list) or
+    ``ValueError``/``IndexError``/``KeyError``... for malformed streams (the caller turns
+    those into :class:`CorruptPickleError`), and whose ``progress`` says where.
     """
     stack: list[Any] = []
     marks: list[int] = []
@@ -269,13 +354,13 @@ def _run(data: bytes, allowed: Mapping[tuple[str, str], Any], limits: Limits) ->
 
     def need(k: int) -> None:
         if i + k > n:
-            raise ValueError("truncated argument")
+            raise _Truncated("truncated argument")
 
     def line() -> bytes:
         nonlocal i
         j = data.find(b"\n", i)
         if j < 0:
-            raise ValueError("truncated text argument")
+            raise _Truncated("truncated text argument")
         out = data[i:j]
         i = j + 1
         return out
@@ -303,7 +388,7 @@ def _run(data: bytes, allowed: Mapping[tuple[str, str], Any], limits: Limits) ->
         elif 0 <= idx < m:
             memo[idx] = stack[-1]
         else:
-            raise _Refused(f"memo index {idx} beyond the {m} entries written so far")
+            raise _MemoGap(f"memo index {idx} beyond the {m} entries written so far")
 
     def get(idx: int) -> Any:
         if not 0 <= idx < len(memo):
@@ -341,7 +426,8 @@ def _run(data: bytes, allowed: Mapping[tuple[str, str], Any], limits: Limits) ->
             return allowed[(module, name)]
         except KeyError:
             names = ", ".join(f"{m}.{n}" for m, n in allowed) or "none"
-            raise UnsafePickleError(
+            well_formed = _dotted(module) and _dotted(name)
+            raise (UnsafePickleError if well_formed else _MalformedGlobal)(
                 f"pickle references global {short_repr(module, 60)[1:-1]}."
                 f"{short_repr(name, 60)[1:-1]}, which is not allowed (allowed: {names});"
                 " refusing to load it"
@@ -349,240 +435,246 @@ def _run(data: bytes, allowed: Mapping[tuple[str, str], Any], limits: Limits) ->
 
     # Opcodes are compared as ints (``data[i]``), the most frequent in the release
     # pickles first; the loop's range is the opcode budget.
-    for _ in range(max_ops):
-        if i >= n:
-            raise ValueError("no STOP opcode (truncated?)")
-        op = data[i]
-        i += 1
-        if op == 0x4B:  # BININT1; a one-byte read past the end raises IndexError
-            push(data[i])
-            i += 1
-        elif op == 0x72:  # LONG_BINPUT
-            if i + 4 > n:
-                raise ValueError("truncated argument")
-            idx = unpack_u32(data, i)[0]
-            i += 4
-            if idx == len(memo):
+    at = ops = 0
+    try:
+        for ops in range(max_ops):
+            at = i  # ``i`` is a closure cell: the opcode's start is read from a fast local
+            op = data[at]  # past the end: IndexError, reported as no STOP below
+            i = at + 1
+            if op == 0x4B:  # BININT1; a one-byte read past the end raises IndexError
+                push(data[i])
+                i += 1
+            elif op == 0x72:  # LONG_BINPUT
+                if i + 4 > n:
+                    raise _Truncated("truncated argument")
+                idx = unpack_u32(data, i)[0]
+                i += 4
+                if idx == len(memo):
+                    memo.append(stack[-1])
+                else:
+                    put(idx)
+            elif op == 0x68:  # BINGET
+                idx = data[i]
+                i += 1
+                push(memo[idx] if idx < len(memo) else get(idx))
+            elif op == 0x28:  # MARK
+                marks.append(len(stack))
+            elif op == 0x74:  # TUPLE
+                if not tuples_ok:
+                    container(tuple)
+                push(tuple(pop_mark()))
+            elif op == 0x52:  # REDUCE
+                args = stack.pop()
+                func = stack.pop()
+                if type(args) is not tuple or not callable(func) or type(func) is type:
+                    raise UnsafePickleError("REDUCE of something that is not an allowed callable")
+                push(func(*args))
+            elif op == 0x43:  # SHORT_BINBYTES
+                if i >= n:
+                    raise _Truncated("truncated argument")
+                size = data[i]
+                i += 1
+                if i + size > n:
+                    raise _Truncated(
+                        f"a string or bytes argument claims {size} bytes, more than the data holds"
+                    )
+                push(data[i : i + size])
+                i += size
+            elif 0x85 <= op <= 0x87:  # TUPLE1, TUPLE2, TUPLE3
+                if not tuples_ok:
+                    container(tuple)
+                k = op - 0x84
+                if len(stack) < k or (marks and marks[-1] > len(stack) - k):
+                    raise ValueError("tuple opcode on a short stack")
+                items = stack[-k:]
+                del stack[-k:]
+                push(tuple(items))
+            elif op == 0x94:  # MEMOIZE
                 memo.append(stack[-1])
-            else:
-                put(idx)
-        elif op == 0x68:  # BINGET
-            idx = data[i]
-            i += 1
-            push(memo[idx] if idx < len(memo) else get(idx))
-        elif op == 0x28:  # MARK
-            marks.append(len(stack))
-        elif op == 0x74:  # TUPLE
-            if not tuples_ok:
+            elif op == 0x71:  # BINPUT
+                put(data[i])
+                i += 1
+            elif op == 0x6A:  # LONG_BINGET
+                need(4)
+                stack.append(get(frombytes(data[i : i + 4], "little")))
+                i += 4
+            elif op == 0x47:  # BINFLOAT
+                need(8)
+                stack.append(unpack_float(data, i)[0])
+                i += 8
+            elif op in sized:  # the other strings and bytes with 1- or 4-byte lengths
+                w = sized[op]
+                need(w)
+                size = frombytes(data[i : i + w], "little", signed=op == 0x54)
+                i += w
+                if size < 0 or i + size > n:  # a negative size is corrupt, not cut
+                    raise (_Truncated if size >= 0 else ValueError)(
+                        f"a string or bytes argument claims {size} bytes, more than the data holds"
+                    )
+                raw = data[i : i + size]
+                i += size
+                if op == 0x58 or op == 0x8C:  # BINUNICODE, SHORT_BINUNICODE
+                    stack.append(raw.decode("utf-8", "surrogatepass"))
+                elif op == 0x42:  # BINBYTES
+                    stack.append(raw)
+                else:  # BINSTRING, SHORT_BINSTRING
+                    stack.append(raw.decode("ascii"))
+            elif op == 0x75:  # SETITEMS
+                items = pop_mark()
+                setitems(stack[-1], items)
+            elif op == 0x73:  # SETITEM
+                v = stack.pop()
+                k2 = stack.pop()
+                setitems(stack[-1], [k2, v])
+            elif op == 0x65 or op == 0x61:  # APPENDS, APPEND
+                add_items(list, pop_mark() if op == 0x65 else [stack.pop()])
+            elif op == 0x7D:  # EMPTY_DICT
+                container(dict)
+                stack.append({})
+            elif op == 0x5D:  # EMPTY_LIST
+                container(list)
+                stack.append([])
+            elif op == 0x29:  # EMPTY_TUPLE
                 container(tuple)
-            push(tuple(pop_mark()))
-        elif op == 0x52:  # REDUCE
-            args = stack.pop()
-            func = stack.pop()
-            if type(args) is not tuple or not callable(func) or type(func) is type:
-                raise UnsafePickleError("REDUCE of something that is not an allowed callable")
-            push(func(*args))
-        elif op == 0x43:  # SHORT_BINBYTES
-            if i >= n:
-                raise ValueError("truncated argument")
-            size = data[i]
-            i += 1
-            if i + size > n:
-                raise ValueError(
-                    f"a string or bytes argument claims {size} bytes, more than the data holds"
+                stack.append(())
+            elif op == 0x8F:  # EMPTY_SET
+                container(set)
+                stack.append(set())
+            elif op == 0x4D:  # BININT2
+                need(2)
+                stack.append(frombytes(data[i : i + 2], "little"))
+                i += 2
+            elif op == 0x4A:  # BININT
+                need(4)
+                stack.append(frombytes(data[i : i + 4], "little", signed=True))
+                i += 4
+            elif op == 0x4E:  # NONE
+                stack.append(None)
+            elif op == 0x88 or op == 0x89:  # NEWTRUE, NEWFALSE
+                stack.append(op == 0x88)
+            elif op == 0x8A or op == 0x8B:  # LONG1, LONG4
+                w = 1 if op == 0x8A else 4
+                need(w)
+                size = frombytes(data[i : i + w], "little")
+                i += w
+                if size > MAX_INT_BYTES:
+                    raise _Refused(f"an integer of {size} bytes (over {MAX_INT_BYTES})")
+                need(size)
+                stack.append(frombytes(data[i : i + size], "little", signed=True))
+                i += size
+            elif op in _SIZED8:  # BINUNICODE8, BINBYTES8
+                need(8)
+                size = frombytes(data[i : i + 8], "little")
+                i += 8
+                if i + size > n:
+                    raise _Truncated(
+                        f"a string or bytes argument claims {size} bytes, more than the data holds"
+                    )
+                raw = data[i : i + size]
+                i += size
+                stack.append(raw if op == 0x8E else raw.decode("utf-8", "surrogatepass"))
+            elif op == 0x49 or op == 0x4C:  # INT, LONG
+                digits = line()
+                if len(digits) > 2 * MAX_INT_BYTES + 8:
+                    raise _Refused(f"an integer of {len(digits)} digits")
+                if op == 0x49 and digits in (b"00", b"01"):
+                    stack.append(digits == b"01")
+                else:
+                    stack.append(int(digits.rstrip(b"L")))
+            elif op == 0x46:  # FLOAT
+                stack.append(float(line()))
+            elif op == 0x53:  # STRING
+                text = line()
+                if len(text) < 2 or text[:1] != text[-1:] or text[:1] not in (b"'", b'"'):
+                    raise ValueError("STRING argument is not quoted")
+                stack.append(codecs.escape_decode(text[1:-1])[0].decode("ascii"))
+            elif op == 0x56:  # UNICODE
+                stack.append(line().decode("raw-unicode-escape"))
+            elif op == 0x90:  # ADDITEMS
+                add_items(set, pop_mark())
+            elif op == 0x91:  # FROZENSET
+                container(frozenset)
+                items = pop_mark()
+                if not all(map(_key_ok, items)):
+                    raise _Refused("a frozenset item nested deeper than a flat tuple of scalars")
+                stack.append(frozenset(items))
+            elif op == 0x6C:  # LIST
+                container(list)
+                stack.append(pop_mark())
+            elif op == 0x64:  # DICT
+                container(dict)
+                d: dict[Any, Any] = {}
+                setitems(d, pop_mark())
+                stack.append(d)
+            elif op == 0x30:  # POP
+                if marks and marks[-1] == len(stack):
+                    marks.pop()
+                else:
+                    stack.pop()
+            elif op == 0x31:  # POP_MARK
+                pop_mark()
+            elif op == 0x32:  # DUP
+                stack.append(stack[-1])
+            elif op == 0x70:  # PUT
+                put(int(line()))
+            elif op == 0x67:  # GET
+                stack.append(get(int(line())))
+            elif op == 0x63:  # GLOBAL
+                module = line().decode("utf-8")
+                stack.append(resolve(module, line().decode("utf-8")))
+            elif op == 0x93:  # STACK_GLOBAL
+                name = stack.pop()
+                stack.append(resolve(stack.pop(), name))
+            elif op == 0x69:  # INST
+                module = line().decode("utf-8")
+                resolve(module, line().decode("utf-8"))
+                raise UnsafePickleError("INST (build an object from a class) is refused")
+            elif op == 0x62:  # BUILD
+                state = stack.pop()
+                obj = stack[-1]
+                setstate = getattr(type(obj), "__setstate__", None)
+                if type(obj) not in _BUILDABLE or setstate is None:
+                    raise UnsafePickleError(f"BUILD of a {type(obj).__name__} is refused")
+                setstate(obj, state)
+            elif op == 0x80:  # PROTO
+                need(1)
+                if data[i] > pickle.HIGHEST_PROTOCOL:
+                    raise ValueError(f"unsupported pickle protocol {data[i]}")
+                i += 1
+            elif op == 0x95:  # FRAME
+                need(8)
+                i += 8
+            elif op == 0x2E:  # STOP
+                if len(stack) != 1 or marks:
+                    raise ValueError("STOP with a stack that is not exactly one object")
+                return stack[0], PickleProgress(ops + 1, i, None, None, len(memo))
+            elif op == 0x50 or op == 0x51:  # PERSID, BINPERSID
+                pid = line() if op == 0x50 else stack.pop()
+                raise UnsafePickleError(
+                    f"pickle references external (persistent) object {short_repr(pid)}, e.g. a"
+                    " tensor storage; only plain Python data is allowed"
                 )
-            push(data[i : i + size])
-            i += size
-        elif 0x85 <= op <= 0x87:  # TUPLE1, TUPLE2, TUPLE3
-            if not tuples_ok:
-                container(tuple)
-            k = op - 0x84
-            if len(stack) < k or (marks and marks[-1] > len(stack) - k):
-                raise ValueError("tuple opcode on a short stack")
-            items = stack[-k:]
-            del stack[-k:]
-            push(tuple(items))
-        elif op == 0x94:  # MEMOIZE
-            memo.append(stack[-1])
-        elif op == 0x71:  # BINPUT
-            put(data[i])
-            i += 1
-        elif op == 0x6A:  # LONG_BINGET
-            need(4)
-            stack.append(get(frombytes(data[i : i + 4], "little")))
-            i += 4
-        elif op == 0x47:  # BINFLOAT
-            need(8)
-            stack.append(unpack_float(data, i)[0])
-            i += 8
-        elif op in sized:  # the other strings and bytes with 1- or 4-byte lengths
-            w = sized[op]
-            need(w)
-            size = frombytes(data[i : i + w], "little", signed=op == 0x54)
-            i += w
-            if size < 0 or i + size > n:
-                raise ValueError(
-                    f"a string or bytes argument claims {size} bytes, more than the data holds"
-                )
-            raw = data[i : i + size]
-            i += size
-            if op == 0x58 or op == 0x8C:  # BINUNICODE, SHORT_BINUNICODE
-                stack.append(raw.decode("utf-8", "surrogatepass"))
-            elif op == 0x42:  # BINBYTES
-                stack.append(raw)
-            else:  # BINSTRING, SHORT_BINSTRING
-                stack.append(raw.decode("ascii"))
-        elif op == 0x75:  # SETITEMS
-            items = pop_mark()
-            setitems(stack[-1], items)
-        elif op == 0x73:  # SETITEM
-            v = stack.pop()
-            k2 = stack.pop()
-            setitems(stack[-1], [k2, v])
-        elif op == 0x65 or op == 0x61:  # APPENDS, APPEND
-            add_items(list, pop_mark() if op == 0x65 else [stack.pop()])
-        elif op == 0x7D:  # EMPTY_DICT
-            container(dict)
-            stack.append({})
-        elif op == 0x5D:  # EMPTY_LIST
-            container(list)
-            stack.append([])
-        elif op == 0x29:  # EMPTY_TUPLE
-            container(tuple)
-            stack.append(())
-        elif op == 0x8F:  # EMPTY_SET
-            container(set)
-            stack.append(set())
-        elif op == 0x4D:  # BININT2
-            need(2)
-            stack.append(frombytes(data[i : i + 2], "little"))
-            i += 2
-        elif op == 0x4A:  # BININT
-            need(4)
-            stack.append(frombytes(data[i : i + 4], "little", signed=True))
-            i += 4
-        elif op == 0x4E:  # NONE
-            stack.append(None)
-        elif op == 0x88 or op == 0x89:  # NEWTRUE, NEWFALSE
-            stack.append(op == 0x88)
-        elif op == 0x8A or op == 0x8B:  # LONG1, LONG4
-            w = 1 if op == 0x8A else 4
-            need(w)
-            size = frombytes(data[i : i + w], "little")
-            i += w
-            if size > MAX_INT_BYTES:
-                raise _Refused(f"an integer of {size} bytes (over {MAX_INT_BYTES})")
-            need(size)
-            stack.append(frombytes(data[i : i + size], "little", signed=True))
-            i += size
-        elif op in _SIZED8:  # BINUNICODE8, BINBYTES8
-            need(8)
-            size = frombytes(data[i : i + 8], "little")
-            i += 8
-            if i + size > n:
-                raise ValueError(
-                    f"a string or bytes argument claims {size} bytes, more than the data holds"
-                )
-            raw = data[i : i + size]
-            i += size
-            stack.append(raw if op == 0x8E else raw.decode("utf-8", "surrogatepass"))
-        elif op == 0x49 or op == 0x4C:  # INT, LONG
-            digits = line()
-            if len(digits) > 2 * MAX_INT_BYTES + 8:
-                raise _Refused(f"an integer of {len(digits)} digits")
-            if op == 0x49 and digits in (b"00", b"01"):
-                stack.append(digits == b"01")
+            elif 0x82 <= op <= 0x84:  # EXT1, EXT2, EXT4
+                w = {0x82: 1, 0x83: 2, 0x84: 4}[op]
+                need(w)
+                code = frombytes(data[i : i + w], "little")
+                target = copyreg._inverted_registry.get(code)  # type: ignore[attr-defined]
+                if target is None:
+                    raise UnsafePickleError(f"pickle references extension code {code}, not allowed")
+                resolve(*target)
+                raise UnsafePickleError("extension-registry globals are refused")
+            elif op in _REFUSED_OPS:
+                raise UnsafePickleError(f"opcode {_REFUSED_OPS[op]} is refused (never plain data)")
             else:
-                stack.append(int(digits.rstrip(b"L")))
-        elif op == 0x46:  # FLOAT
-            stack.append(float(line()))
-        elif op == 0x53:  # STRING
-            text = line()
-            if len(text) < 2 or text[:1] != text[-1:] or text[:1] not in (b"'", b'"'):
-                raise ValueError("STRING argument is not quoted")
-            stack.append(codecs.escape_decode(text[1:-1])[0].decode("ascii"))
-        elif op == 0x56:  # UNICODE
-            stack.append(line().decode("raw-unicode-escape"))
-        elif op == 0x90:  # ADDITEMS
-            add_items(set, pop_mark())
-        elif op == 0x91:  # FROZENSET
-            container(frozenset)
-            items = pop_mark()
-            if not all(map(_key_ok, items)):
-                raise _Refused("a frozenset item nested deeper than a flat tuple of scalars")
-            stack.append(frozenset(items))
-        elif op == 0x6C:  # LIST
-            container(list)
-            stack.append(pop_mark())
-        elif op == 0x64:  # DICT
-            container(dict)
-            d: dict[Any, Any] = {}
-            setitems(d, pop_mark())
-            stack.append(d)
-        elif op == 0x30:  # POP
-            if marks and marks[-1] == len(stack):
-                marks.pop()
-            else:
-                stack.pop()
-        elif op == 0x31:  # POP_MARK
-            pop_mark()
-        elif op == 0x32:  # DUP
-            stack.append(stack[-1])
-        elif op == 0x70:  # PUT
-            put(int(line()))
-        elif op == 0x67:  # GET
-            stack.append(get(int(line())))
-        elif op == 0x63:  # GLOBAL
-            module = line().decode("utf-8")
-            stack.append(resolve(module, line().decode("utf-8")))
-        elif op == 0x93:  # STACK_GLOBAL
-            name = stack.pop()
-            stack.append(resolve(stack.pop(), name))
-        elif op == 0x69:  # INST
-            module = line().decode("utf-8")
-            resolve(module, line().decode("utf-8"))
-            raise UnsafePickleError("INST (build an object from a class) is refused")
-        elif op == 0x62:  # BUILD
-            state = stack.pop()
-            obj = stack[-1]
-            setstate = getattr(type(obj), "__setstate__", None)
-            if type(obj) not in _BUILDABLE or setstate is None:
-                raise UnsafePickleError(f"BUILD of a {type(obj).__name__} is refused")
-            setstate(obj, state)
-        elif op == 0x80:  # PROTO
-            need(1)
-            if data[i] > pickle.HIGHEST_PROTOCOL:
-                raise ValueError(f"unsupported pickle protocol {data[i]}")
-            i += 1
-        elif op == 0x95:  # FRAME
-            need(8)
-            i += 8
-        elif op == 0x2E:  # STOP
-            if len(stack) != 1 or marks:
-                raise ValueError("STOP with a stack that is not exactly one object")
-            return stack[0], i
-        elif op == 0x50 or op == 0x51:  # PERSID, BINPERSID
-            pid = line() if op == 0x50 else stack.pop()
-            raise UnsafePickleError(
-                f"pickle references external (persistent) object {short_repr(pid)}, e.g. a"
-                " tensor storage; only plain Python data is allowed"
-            )
-        elif 0x82 <= op <= 0x84:  # EXT1, EXT2, EXT4
-            w = {0x82: 1, 0x83: 2, 0x84: 4}[op]
-            need(w)
-            code = frombytes(data[i : i + w], "little")
-            target = copyreg._inverted_registry.get(code)  # type: ignore[attr-defined]
-            if target is None:
-                raise UnsafePickleError(f"pickle references extension code {code}, not allowed")
-            resolve(*target)
-            raise UnsafePickleError("extension-registry globals are refused")
-        elif op in _REFUSED_OPS:
-            raise UnsafePickleError(f"opcode {_REFUSED_OPS[op]} is refused (never plain data)")
-        else:
-            raise ValueError(f"unknown opcode {short_repr(bytes([op]))}")
-    if i < n:
-        raise _Refused(f"more than {max_ops} opcodes (objects) for this file's layout")
-    raise ValueError("no STOP opcode (truncated?)")
+                raise ValueError(f"unknown opcode {short_repr(bytes([op]))}")
+        at, ops = i, max_ops
+        if i < n:
+            raise _Refused(f"more than {max_ops} opcodes (objects) for this file's layout")
+        raise _Truncated("no STOP opcode (truncated?)")
+    except Exception as exc:  # the caller reports it, with how far the run got
+        if type(exc) is IndexError and at >= n:  # the opcode byte itself is past the end
+            exc = _Truncated("no STOP opcode (truncated?)")
+        raise _Stopped(exc, _progress(exc, data, at, ops, len(memo))) from None
 
 
 _BUILDABLE: set[type] = {_Dtype}
@@ -623,21 +715,31 @@ def _loads(
             f"{what}: refused: {len(data)} bytes, more than the {limits.max_bytes} this"
             " file's layout needs"
         )
+    progress = None
     try:
-        obj, end = _run(data, allowed or {}, limits)
+        try:
+            obj, progress = _run(data, allowed or {}, limits)
+        except _Stopped as stop:
+            progress = stop.progress
+            raise stop.cause from None
         _measure(obj, limits)
     except _Refused as exc:
-        raise CorruptPickleError(f"{what}: refused: {exc}") from None
-    except (UnsafePickleError, CorruptPickleError) as exc:
-        raise type(exc)(f"{what}: {exc}") from None
+        raise CorruptPickleError(f"{what}: refused: {exc}", progress) from None
+    except UnsafePickleError as exc:
+        raise UnsafePickleError(f"{what}: {exc}", progress) from None
+    except CorruptPickleError as exc:
+        raise CorruptPickleError(f"{what}: {exc}", progress) from None
     except _CORRUPT as exc:
+        kind = "ValueError" if type(exc) is _Truncated else type(exc).__name__
         raise CorruptPickleError(
-            f"{what}: not a readable pickle (truncated or corrupt?): {type(exc).__name__}:"
-            f" {short_repr(str(exc), 120)[1:-1]}"
+            f"{what}: not a readable pickle (truncated or corrupt?): {kind}:"
+            f" {short_repr(str(exc), 120)[1:-1]}",
+            progress,
         ) from None
-    if end != len(data):
+    if progress.offset != len(data):
         raise CorruptPickleError(
-            f"{what}: {len(data) - end} unexpected byte(s) after the pickle's end"
+            f"{what}: {len(data) - progress.offset} unexpected byte(s) after the pickle's end",
+            progress,
         )
     return obj
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
-import pickletools
-import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,6 +16,7 @@ from latbench.manifest import sha256_file  # one checksum routine for every file
 from latbench.safepickle import (
     CorruptPickleError,
     Limits,
+    PickleProgress,
     UnsafePickleError,
     load_pickle,
     short_repr,
@@ -105,126 +103,36 @@ def source_problem(path: Path, max_bytes: int) -> str | None:
     return None
 
 
-def _is_text(path: Path) -> bool:
+def _text_head(path: Path) -> bytes:
+    """The file's first bytes when they are text (a CSV, a JSON or a protocol-0 pickle);
+    ``b""`` otherwise."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(512)
     except OSError:
-        return False
+        return b""
     if not head or head[0] == 0x80:  # protocol 2+ pickles open with PROTO
-        return False
+        return b""
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
         if exc.start < len(head) - 3:  # not a character cut by the 512-byte read
-            return False
+            return b""
         text = head[: exc.start].decode("utf-8")
-    return all(c.isprintable() or c in "\r\n\t" for c in text)
+    return head if all(c.isprintable() or c in "\r\n\t" for c in text) else b""
 
 
-# Protocol 0 (and 1) opcodes, by byte: a protocol-0 pickle is ASCII text, so a damaged
-# one must be told from a CSV or JSON file by its opcode structure.
-_TEXT_PICKLE_OPS = {op.code.encode("latin-1"): op for op in pickletools.opcodes if op.proto <= 1}
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-_MEMO_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"})
-_OPENERS = frozenset({"MARK", "GLOBAL"})  # how a container or object pickle starts
-MAX_TEXT_PICKLE_SCAN = 16 << 20
-"""Most bytes of a text file read to tell a damaged protocol-0 pickle's damage."""
-_HEAD = 64 << 10  # enough to tell a pickle's opcodes from a CSV's or JSON's
+_MEMO_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET", "MEMOIZE"})
 
 
-@dataclass(frozen=True)
-class _TextPickleScan:
-    ops: int  # opcodes that follow the pickle machine's rules, from the first byte
-    opened: bool  # the first opens a container or names a class, or a memo opcode follows
-    end: int  # where the first opcode that breaks them starts (len(data): none does)
-    truncated: bool  # the data ends inside an opcode, or before the STOP opcode
-    complete: bool  # a whole pickle, STOP and all
-    named: bool  # a well-formed class reference (GLOBAL, INST) among them
-
-
-def _scan_text_pickle(data: bytes) -> _TextPickleScan:
-    """Run the protocol-0/1 opcodes that ``data`` starts with on a model of the pickle
-    machine's stack, marks and memo (nothing is built), up to the first that breaks it."""
-    stream = io.BytesIO(data)
-    depth, marks, memo = 0, [], set()
-    ops, opened, named, pos = 0, False, False, 0
-
-    def scan(truncated: bool, complete: bool = False) -> _TextPickleScan:
-        return _TextPickleScan(ops, opened, pos, truncated, complete, named)
-
-    while True:
-        pos = stream.tell()
-        op = _TEXT_PICKLE_OPS.get(stream.read(1))
-        if op is None:
-            return scan(truncated=pos == len(data))
-        try:
-            arg = op.arg.reader(stream) if op.arg is not None else None
-        except (ValueError, UnicodeDecodeError, OverflowError):
-            # a line or field cut by the end of the data: truncated (the opcode counts);
-            # a bad literal: corrupt
-            if stream.tell() < len(data):
-                return scan(truncated=False)
-            opened = opened or op.name in _MEMO_OPS or (ops == 0 and op.name in _OPENERS)
-            ops += 1
-            return scan(truncated=True)
-        if op.name in ("GLOBAL", "INST"):
-            if not all(map(_NAME.fullmatch, arg.split(" "))):
-                return scan(truncated=False)
-            named = True
-        if op.name.endswith("GET") and arg not in memo:
-            return scan(truncated=False)
-        before = op.stack_before
-        if pickletools.markobject in before:
-            i = before.index(pickletools.markobject)
-            above = [x for x in before[i + 1 :] if x is not pickletools.stackslice]
-            if not marks or depth - marks[-1] < len(above) or marks[-1] < i:
-                return scan(truncated=False)
-            depth = marks.pop() - i
-        elif depth < len(before):
-            return scan(truncated=False)
-        else:
-            depth -= len(before)
-        if op.name == "MARK":
-            marks.append(depth)
-        else:
-            depth += len(op.stack_after)
-        if op.name.endswith("PUT"):
-            memo.add(arg)
-        opened = opened or op.name in _MEMO_OPS or (ops == 0 and op.name in _OPENERS)
-        ops += 1
-        if op.name == "STOP":  # a whole pickle; a stack left over makes it corrupt
-            if depth or marks:
-                return scan(truncated=False)
-            pos = stream.tell()
-            return scan(truncated=False, complete=True)
-
-
-def _text_pickle_damage(path: Path) -> tuple[str | None, bool]:
-    """How a text file that failed to load as a pickle is damaged, if it is one, and
-    whether its first bytes name a class as a pickle does.
-
-    ``None``: its opcodes are not a pickle's (a CSV, JSON or other text); ``""``: a whole
-    protocol-0 pickle, or one too long to scan, whose loader's own message stands;
-    otherwise where it is truncated or corrupt.
-    """
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(_HEAD)
-            scan = _scan_text_pickle(data)
-            if scan.ops < 2 or not scan.opened:
-                return None, scan.named  # a CSV or JSON file is told from its first bytes
-            if len(data) == _HEAD:  # more to read: the damage may lie further on
-                data += fh.read(MAX_TEXT_PICKLE_SCAN + 1 - _HEAD)
-                scan = _scan_text_pickle(data[:MAX_TEXT_PICKLE_SCAN])
-    except OSError:
-        return None, True
-    cut = len(data) > MAX_TEXT_PICKLE_SCAN  # only the first MAX_TEXT_PICKLE_SCAN bytes seen
-    if scan.complete or (cut and scan.truncated):
-        return "", scan.named
-    if scan.truncated:
-        return f"truncated: its {len(data)} bytes end inside the pickle", scan.named
-    return f"corrupt at byte {scan.end}", scan.named
+def _runs_as_pickle(progress: PickleProgress, head: bytes) -> bool:
+    """Whether the opcodes a text file ran as are a pickle's, not those a CSV or JSON
+    file's first letters happen to spell: two or more valid ones (the one cut short or
+    refused counts), the first opening a container or naming a class (MARK, GLOBAL) or a
+    memo opcode among them."""
+    last_valid = progress.opcode is not None and progress.damage != "corrupt"
+    memo = progress.memo > 0 or (last_valid and progress.opcode in _MEMO_OPS)
+    return progress.ops + last_valid >= 2 and (head[:1] in (b"(", b"c") or memo)
 
 
 def load_source_pickle(path: Path, allowed: Mapping[tuple[str, str], Any], limits: Limits) -> Any:
@@ -232,28 +140,34 @@ def load_source_pickle(path: Path, allowed: Mapping[tuple[str, str], Any], limit
     JSON given where a pickle is expected) rather than reporting a bare opcode error.
 
     A protocol-0 pickle is text too: one that is truncated or corrupt is said to be a
-    damaged pickle, told from other text by its opcodes (see :func:`_scan_text_pickle`).
-    Text whose first bytes the loader refused as an opcode it never runs (``Value,x`` then
-    ``None,1``: OBJ) or a malformed class name (``cpu,latency``) is text as well; a
-    well-formed class reference stays an unsafe pickle.
+    damaged pickle, told from other text by how far the loader got in it (its error's
+    ``progress``, see :func:`_runs_as_pickle`). Text whose first bytes the loader refused
+    as an opcode it never runs (``Value,x`` then ``None,1``: OBJ) or a malformed class name
+    (``cpu,latency``) is text as well; a well-formed class reference stays an unsafe pickle.
     """
     try:
         return load_pickle(path, allowed, limits)
     except (CorruptPickleError, UnsafePickleError) as exc:
-        if not _is_text(path):
+        progress, head = exc.progress, _text_head(path)
+        if progress is None or not head:
             raise
-        damage, named = _text_pickle_damage(path)
-        if isinstance(exc, UnsafePickleError) and (damage is not None or named):
+        pickle_like = _runs_as_pickle(progress, head)
+        named = progress.opcode in ("GLOBAL", "INST") and progress.damage is None
+        if isinstance(exc, UnsafePickleError) and (pickle_like or named):
             raise  # a pickle's opcodes, or a class reference: refused as the loader says
-        if damage == "":
-            raise  # a whole protocol-0 pickle: its loader's reason stands
-        if damage is not None:
+        if not pickle_like:
             raise CorruptPickleError(
-                f"{path}: a damaged protocol-0 pickle ({damage}), not a CSV or JSON file;"
-                " get an intact copy of the file"
+                f"{path}: text (a CSV or JSON file?), not a pickle; give the published .pickle file"
             ) from None
+        if progress.damage == "truncated":
+            damage = f"truncated: its {path.stat().st_size} bytes end inside the pickle"
+        elif progress.damage == "corrupt":
+            damage = f"corrupt at byte {progress.offset}"
+        else:
+            raise  # valid opcodes the loader refused: its reason stands
         raise CorruptPickleError(
-            f"{path}: text (a CSV or JSON file?), not a pickle; give the published .pickle file"
+            f"{path}: a damaged protocol-0 pickle ({damage}), not a CSV or JSON file;"
+            " get an intact copy of the file"
         ) from None
 
 
