@@ -45,6 +45,7 @@ __all__ = [
     "MANIFEST",
     "OWNER_FILE",
     "PREFIXES",
+    "PUBLISH_WAIT_S",
     "claim",
     "publish",
     "remove_abandoned",
@@ -64,6 +65,10 @@ CLAIMS_FILE = ".claims.json"
 MANIFEST = ".latbench-results.json"
 """File in an output folder listing the files the runs published there, each with the
 name of its result set (``{"format": 1, "files": {"a.csv": "correlation", ...}}``)."""
+PUBLISH_WAIT_S = 120.0
+"""How long a run waits for another's publishing into the same folder (seconds: moves,
+not computation). Publishing holds a ``flock`` on the output folder: two runs at once
+would each drop the other's entries from :data:`MANIFEST`."""
 _PRIVATE = frozenset({OWNER_FILE, JOURNAL_FILE, JOURNAL_FILE + ".tmp", CLAIMS_FILE, MANIFEST})
 _MAX_JSON_BYTES = 4 << 20  # a manifest of some thousand files is ~100 kB
 
@@ -173,20 +178,21 @@ def publish(stage: Path, out: Path, *, results: str | None = None) -> list[Path]
             raise IsADirectoryError(
                 errno.EISDIR, "is in the way of a result file; nothing was replaced", str(target)
             )
-    moves, remove = list(files), []
-    if results is not None:
-        manifest, remove = _next_manifest(stage, out, files, results)
-        (stage / MANIFEST).write_text(_dumps(manifest), encoding="utf-8")
-        moves.append(MANIFEST)  # last: it lists the files only once they are there
-    for rel in moves:  # their bytes on disk before any of them replaces an earlier file
-        _fsync(stage / rel)
-    _write_durably(stage / JOURNAL_FILE, {"format": 1, "move": moves, "remove": remove})
-    try:
-        _finish(stage, out, moves, remove)
-    except BaseException:
-        with suppress(Exception):  # e.g. Ctrl-C between two moves: complete the set now
+    with _publishing(out):  # two runs' manifests: read and rewritten one run at a time
+        moves, remove = list(files), []
+        if results is not None:
+            manifest, remove = _next_manifest(stage, out, files, results)
+            (stage / MANIFEST).write_text(_dumps(manifest), encoding="utf-8")
+            moves.append(MANIFEST)  # last: it lists the files only once they are there
+        for rel in moves:  # their bytes on disk before any of them replaces an earlier file
+            _fsync(stage / rel)
+        _write_durably(stage / JOURNAL_FILE, {"format": 1, "move": moves, "remove": remove})
+        try:
             _finish(stage, out, moves, remove)
-        raise  # what could not be completed stays for the next run (see staged)
+        except BaseException:
+            with suppress(Exception):  # e.g. Ctrl-C between two moves: complete the set now
+                _finish(stage, out, moves, remove)
+            raise  # what could not be completed stays for the next run (see staged)
     return [out / rel for rel in files]
 
 
@@ -405,7 +411,38 @@ def _complete(stage: Path, out: Path) -> None:
         raise ValueError("not a journal of this LatBench")
     moves = [_safe_rel(rel) for rel in journal["move"]]
     remove = [rel for rel in journal["remove"] if _safe_rel(rel) != MANIFEST]
-    _finish(stage, out, moves, remove)
+    with _publishing(out):
+        _finish(stage, out, moves, remove)
+
+
+@contextmanager
+def _publishing(out: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the folder ``out`` itself (no lock file among the
+    results), waiting up to :data:`PUBLISH_WAIT_S`; where ``flock`` is missing, nothing."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + PUBLISH_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise BlockingIOError(
+                        errno.EAGAIN,
+                        f"another run has been publishing results here for "
+                        f"{PUBLISH_WAIT_S:.0f} s; try again when it has finished",
+                        str(out),
+                    ) from None
+                time.sleep(0.05)
+        yield  # closing the descriptor releases the lock, also if this process dies
+    finally:
+        os.close(fd)
 
 
 def _remove_listed(out: Path, rels: Iterable[str]) -> None:

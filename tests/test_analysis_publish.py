@@ -364,3 +364,39 @@ def test_an_old_ownerless_staging_folder_is_removed_a_young_one_kept(tmp_path, r
         assert (folders[kept] / "sub" / "a.csv").is_file()
     recwarn.clear()
     assert staging.remove_abandoned(out) == [] and not recwarn.list  # nothing left to say
+
+
+def test_a_publish_waits_for_another_and_gives_up_in_one_line(tmp_path, monkeypatch):
+    """Two runs publishing into one folder take turns: the manifest keeps both sets."""
+    import fcntl
+    import threading
+
+    out = tmp_path / "out"
+    with staged(out, results="first") as stage:
+        (stage / "a.csv").write_text("a\n")
+    held, release = threading.Event(), threading.Event()
+
+    def other_run() -> None:  # another process's publish: its own lock on the folder
+        fd = os.open(out, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held.set()
+            release.wait(30)
+        finally:
+            os.close(fd)
+
+    t = threading.Thread(target=other_run)
+    t.start()
+    held.wait(30)
+    monkeypatch.setattr(staging, "PUBLISH_WAIT_S", 0.2)
+    wait = pytest.raises(BlockingIOError, match="another run has been publishing")
+    with wait, staged(out, results="second") as stage:
+        (stage / "b.csv").write_text("b\n")
+    assert not (out / "b.csv").exists()  # nothing moved while the other run published
+    release.set()
+    t.join()
+    with staged(out, results="second") as stage:
+        (stage / "b.csv").write_text("b\n")
+    files = json.loads((out / MANIFEST).read_text())["files"]
+    assert files == {"a.csv": "first", "b.csv": "second"}
+    assert not [p for p in out.iterdir() if p.name.startswith(PREFIXES)]
