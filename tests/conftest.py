@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
+
+# A suite started in the background (``cmd &`` without job control) inherits SIGINT
+# ignored, and so would every process it starts: the Ctrl-C tests send SIGINT to their
+# children and need it delivered as KeyboardInterrupt, as in a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True, scope="session")
