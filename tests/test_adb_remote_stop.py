@@ -25,6 +25,7 @@ from pathlib import Path
 
 import edge_fakes
 import pytest
+from procwatch import proc_state, wait_until
 
 from latbench.harness.adb import Adb, stop_command
 from latbench.harness.profiles import load_profile
@@ -83,26 +84,8 @@ except KeyboardInterrupt:
 """
 
 
-def _state(pid: int) -> str | None:
-    """The process's state letter (``Z``: dead, not yet reaped), ``None`` once it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
 def _gone(pid: int) -> bool:
-    return _state(pid) in (None, "Z")
-
-
-def _until(condition, what: str, proc: subprocess.Popen | None = None, timeout=60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the driver exited ({proc.returncode}) before {what}")
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.05)
+    return proc_state(pid) in (None, "Z")
 
 
 @pytest.fixture
@@ -156,7 +139,7 @@ def _driver(model: Path, mode: str) -> subprocess.Popen:
 def _interrupt(proc: subprocess.Popen, env: Path, offline: bool = False) -> tuple[int, str]:
     """Ctrl-C the driver once the tool runs on the phone; its exit status and stderr."""
     try:
-        _until(lambda: (env / "state" / "remote.pid").exists(), "the tool started", proc)
+        wait_until(lambda: (env / "state" / "remote.pid").exists(), "the tool started", proc)
         if offline:
             (env / "state" / "offline").touch()
         proc.send_signal(signal.SIGINT)
@@ -187,7 +170,7 @@ def test_a_timeout_stops_benchmark_model_on_the_phone(phone):
     with pytest.raises(ToolError, match=f"FAKE0001: .*did not finish within {TIMEOUT_S}"):
         runner.time(Protocol(runs=1, group_size=1, warmup=0))
     pid = _remote_pid(env)
-    _until(lambda: _gone(pid), "benchmark_model was killed on the phone")
+    wait_until(lambda: _gone(pid), "benchmark_model was killed on the phone")
     _assert_stopped_after_the_run(env, LITERT_BINARY, "--graph=")
     runner.close()  # the device is usable again
     assert not (env / "device" / LITERT_BINARY.lstrip("/")).exists()
@@ -199,7 +182,7 @@ def test_ctrl_c_stops_benchmark_model_on_the_phone_and_says_so(phone):
     pid = _remote_pid(env)
     assert rc == 130 and "Traceback" not in err, err
     assert f"stopped benchmark_model on FAKE0001 after an interrupt (pid {pid})" in err
-    _until(lambda: _gone(pid), "benchmark_model was killed on the phone")
+    wait_until(lambda: _gone(pid), "benchmark_model was killed on the phone")
     _assert_stopped_after_the_run(env, LITERT_BINARY, "--graph=")
 
 
@@ -213,7 +196,7 @@ def test_a_timeout_stops_snpe_net_run_on_the_phone(phone):
     with pytest.raises(ToolError, match=f"did not finish within {TIMEOUT_S}"):
         runner.time(Protocol(runs=1, group_size=1, warmup=0))
     pid = _remote_pid(env)
-    _until(lambda: _gone(pid), "snpe-net-run was killed on the phone")
+    wait_until(lambda: _gone(pid), "snpe-net-run was killed on the phone")
     _assert_stopped_after_the_run(env, SNPE_BINARY, "snpe-net-run --container")
 
 
@@ -233,7 +216,7 @@ def test_stop_kills_only_processes_running_that_binary(phone):
     other = "/data/local/tmp/other/benchmark_model"  # the same name in another folder
     edge_fakes._script(env / "device" / other.lstrip("/"), HANG)
     Adb({}).shell(f"({other} >/dev/null 2>&1 &)")  # the fake phone runs it in the background
-    _until(lambda: (env / "state" / "remote.pid").exists(), "the other tool started")
+    wait_until(lambda: (env / "state" / "remote.pid").exists(), "the other tool started")
     pid = _remote_pid(env)
     assert Adb({}).stop(LITERT_BINARY) == []
     time.sleep(0.5)

@@ -128,10 +128,16 @@ def test_rewrite_of_a_part_takes_its_runs_lock(tmp_path, capsys):
     assert part.read_bytes() == before
 
 
-def test_export_into_the_data_home_refuses_while_the_dataset_is_written(tmp_path, capsys):
+def _home_with_fine(tmp_path: Path) -> Path:
+    """A data home holding one valid 300-row dataset, ``fine``."""
     home = tmp_path / "home"
     home.mkdir()
     write_dataset(ok_frame(300, step=5, seed=0, low=0.1, high=2.0), home / "fine.parquet")
+    return home
+
+
+def test_export_into_the_data_home_refuses_while_the_dataset_is_written(tmp_path, capsys):
+    home = _home_with_fine(tmp_path)
     target = write_dataset(skeleton_frame([0, 1]), home / "copy.parquet")
     before = target.read_bytes()
     with held_elsewhere(home, "copy") as pid:
@@ -147,9 +153,7 @@ def test_export_into_the_data_home_refuses_while_the_dataset_is_written(tmp_path
 
 
 def test_export_into_a_run_folder_refuses_while_the_run_holds_the_key(tmp_path, capsys):
-    home = tmp_path / "home"
-    home.mkdir()
-    write_dataset(ok_frame(300, step=5, seed=0, low=0.1, high=2.0), home / "fine.parquet")
+    home = _home_with_fine(tmp_path)
     runs = tmp_path / "runs"  # a latbench-measure --out, not the data home
     runs.mkdir()
     target = write_dataset(skeleton_frame([0, 1]), runs / "k.parquet")
@@ -162,9 +166,7 @@ def test_export_into_a_run_folder_refuses_while_the_run_holds_the_key(tmp_path, 
 
 
 def test_export_to_a_folder_no_writer_uses_leaves_no_lock_file(tmp_path, capsys):
-    home = tmp_path / "home"
-    home.mkdir()
-    write_dataset(ok_frame(300, step=5, seed=0, low=0.1, high=2.0), home / "fine.parquet")
+    home = _home_with_fine(tmp_path)
     elsewhere = tmp_path / "elsewhere"
     rc = main(["export", "fine", "-o", str(elsewhere / "copy.parquet"), "--data-home", str(home)])
     assert rc == 0, capsys.readouterr().err

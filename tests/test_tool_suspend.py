@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procwatch import proc_state, wait_until
 
 pytestmark = pytest.mark.skipif(
     not hasattr(signal, "SIGTSTP") or not Path("/proc/self/stat").exists(),
@@ -41,29 +42,11 @@ print(json.dumps({"stdout": res.stdout.strip(), "restored": before == after}))
 """
 
 
-def _state(pid: int) -> str | None:
-    """The process's state letter (``T``: stopped), ``None`` once it is gone or reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
 def _beats(folder: Path) -> int:
     try:
         return len((folder / "heartbeat").read_text().split())
     except FileNotFoundError:
         return 0
-
-
-def _until(condition, what: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            raise AssertionError(f"the driver exited ({proc.returncode}) before {what}")
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.05)
 
 
 @contextlib.contextmanager
@@ -94,20 +77,22 @@ def _driver(folder: Path, timeout: float):
 def _suspend(proc: subprocess.Popen, folder: Path) -> int:
     """Wait until the tool beats, Ctrl-Z the driver; returns the tool's pid once both
     are stopped."""
-    _until(lambda: _beats(folder) >= 3, "the tool beat three times", proc)
+    wait_until(lambda: _beats(folder) >= 3, "the tool beat three times", proc)
     tool = int((folder / "tool.pid").read_text())
     proc.send_signal(signal.SIGTSTP)
-    _until(lambda: _state(proc.pid) == "T", "the driver stopped", proc, timeout=30)
+    wait_until(lambda: proc_state(proc.pid) == "T", "the driver stopped", proc, timeout=30)
     # old behaviour: the tool ran on while the harness was stopped
-    _until(lambda: _state(tool) == "T", "the tool stopped with the driver", proc, timeout=30)
+    wait_until(
+        lambda: proc_state(tool) == "T", "the tool stopped with the driver", proc, timeout=30
+    )
     return tool
 
 
 def _resume_and_finish(proc: subprocess.Popen, folder: Path, tool: int) -> dict:
     stopped_at = _beats(folder)
     proc.send_signal(signal.SIGCONT)
-    _until(lambda: _beats(folder) > stopped_at, "the tool beat again after SIGCONT", proc)
-    assert _state(tool) != "T"
+    wait_until(lambda: _beats(folder) > stopped_at, "the tool beat again after SIGCONT", proc)
+    assert proc_state(tool) != "T"
     (folder / "finish").touch()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
@@ -120,7 +105,7 @@ def test_ctrl_z_stops_the_tool_with_the_harness_and_fg_resumes_both(tmp_path):
         beats = _beats(tmp_path)
         time.sleep(1)  # a stopped tool writes nothing, however long this takes
         assert _beats(tmp_path) == beats
-        assert _state(proc.pid) == "T" and _state(tool) == "T"
+        assert proc_state(proc.pid) == "T" and proc_state(tool) == "T"
         result = _resume_and_finish(proc, tmp_path, tool)
     assert result == {"stdout": "finished", "restored": True}
 

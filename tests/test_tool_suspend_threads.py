@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procwatch import proc_state, wait_until
 
 pytestmark = pytest.mark.skipif(
     not hasattr(signal, "SIGTSTP") or not Path("/proc/self/stat").exists(),
@@ -62,15 +63,6 @@ print(json.dumps({"out": out, "errors": errors, "restored": before == after}))
 """
 
 
-def _state(pid: int) -> str | None:
-    """The process's state letter (``T``: stopped), ``None`` once it is gone or reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
 def _beats(folder: Path, name: str) -> int:
     try:
         return len((folder / f"{name}.beats").read_text().split())
@@ -84,15 +76,6 @@ def _pid(folder: Path, name: str) -> int | None:
     except FileNotFoundError:
         return None
     return int(text) if text else None
-
-
-def _until(condition, what: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            raise AssertionError(f"the driver exited ({proc.returncode}) before {what}")
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.05)
 
 
 @contextlib.contextmanager
@@ -123,13 +106,13 @@ def _driver(folder: Path, timeout: float, workers: list[str], main: str | None =
 def _suspend(proc: subprocess.Popen, folder: Path, names: list[str]) -> dict[str, int]:
     """Wait until every tool beats, Ctrl-Z the driver; the tools' pids once all stopped."""
     for name in names:
-        _until(lambda n=name: _beats(folder, n) >= 3, f"{name} beat three times", proc)
+        wait_until(lambda n=name: _beats(folder, n) >= 3, f"{name} beat three times", proc)
     pids = {name: _pid(folder, name) for name in names}
     proc.send_signal(signal.SIGTSTP)
-    _until(lambda: _state(proc.pid) == "T", "the driver stopped", proc, timeout=30)
+    wait_until(lambda: proc_state(proc.pid) == "T", "the driver stopped", proc, timeout=30)
     for name, pid in pids.items():
         # before: a tool a worker thread started ran on while the harness was stopped
-        _until(lambda p=pid: _state(p) == "T", f"{name} stopped with the driver", proc, 30)
+        wait_until(lambda p=pid: proc_state(p) == "T", f"{name} stopped with the driver", proc, 30)
     return pids
 
 
@@ -137,8 +120,8 @@ def _resume_and_finish(proc: subprocess.Popen, folder: Path, pids: dict[str, int
     stopped_at = {name: _beats(folder, name) for name in pids}
     proc.send_signal(signal.SIGCONT)
     for name, pid in pids.items():
-        _until(lambda n=name: _beats(folder, n) > stopped_at[n], f"{name} beat again", proc)
-        assert _state(pid) != "T"
+        wait_until(lambda n=name: _beats(folder, n) > stopped_at[n], f"{name} beat again", proc)
+        assert proc_state(pid) != "T"
     (folder / "finish").touch()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
@@ -151,7 +134,7 @@ def test_ctrl_z_stops_a_tool_a_worker_thread_started_and_fg_resumes_it(tmp_path)
         beats = _beats(tmp_path, "worker")
         time.sleep(1)  # a stopped tool writes nothing, however long this takes
         assert _beats(tmp_path, "worker") == beats
-        assert _state(proc.pid) == "T" and _state(pids["worker"]) == "T"
+        assert proc_state(proc.pid) == "T" and proc_state(pids["worker"]) == "T"
         result = _resume_and_finish(proc, tmp_path, pids)
     assert result == {"out": {"worker": "worker done"}, "errors": [], "restored": True}
 
