@@ -424,7 +424,11 @@ def _publishing(out: Path) -> Iterator[None]:
     except ImportError:  # not POSIX
         yield
         return
-    fd = os.open(out, os.O_RDONLY)
+    try:
+        fd = os.open(out, os.O_RDONLY)
+    except OSError:  # a folder we may write but not read: publish unguarded, as before
+        yield
+        return
     try:
         deadline = time.monotonic() + PUBLISH_WAIT_S
         while True:
@@ -440,6 +444,8 @@ def _publishing(out: Path) -> Iterator[None]:
                         str(out),
                     ) from None
                 time.sleep(0.05)
+            except OSError:  # a file system without flock (some network mounts): unguarded
+                break
         yield  # closing the descriptor releases the lock, also if this process dies
     finally:
         os.close(fd)
