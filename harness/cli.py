@@ -393,15 +393,10 @@ def main(argv: list[str] | None = None) -> int:
         filter_native_stderr(verbose)
         _unwind_on_termination()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    from contextlib import nullcontext
-
-    from latbench.harness.tools import job_control
     from latbench.terminal import one_line_warnings, safe_line
 
-    # Ctrl-Z stops every device tool, whichever thread of any subcommand started it
-    suspend = job_control() if from_console else nullcontext()
     try:
-        with one_line_warnings("latbench-measure"), suspend:
+        with one_line_warnings("latbench-measure"):
             return _dispatch(argv)
     except KeyboardInterrupt:
         print("interrupted: results so far are stored; rerun the same command to resume",

@@ -25,7 +25,6 @@ from latbench.harness.host import host_fingerprint
 from latbench.harness.lock import one_writer
 from latbench.harness.plan import GraphWork, Plan
 from latbench.harness.store import GraphResult, RunStore
-from latbench.harness.tools import job_control
 from latbench.terminal import safe_line
 
 __all__ = [
@@ -341,20 +340,17 @@ def measure(
     bar = _Progress(len(todo), f"timing {profile.name}", progress)
     last_flush = time.perf_counter()
     try:
-        # Ctrl-Z stops the tools an executor runs from worker threads too (not only the
-        # main thread's): their handler can be installed here only
-        with job_control():
-            for result in executor.run(profile, todo, seed):
-                _record(summary, result)
-                store.add(result)
-                if on_result is not None:
-                    on_result(result)
-                bar.update(f"{result.latency_ms:.3f} ms" if result.latency_ms else result.status)
-                if store.pending and (
-                    store.pending >= flush_every or time.perf_counter() - last_flush > flush_seconds
-                ):
-                    store.flush()
-                    last_flush = time.perf_counter()
+        for result in executor.run(profile, todo, seed):
+            _record(summary, result)
+            store.add(result)
+            if on_result is not None:
+                on_result(result)
+            bar.update(f"{result.latency_ms:.3f} ms" if result.latency_ms else result.status)
+            if store.pending and (
+                store.pending >= flush_every or time.perf_counter() - last_flush > flush_seconds
+            ):
+                store.flush()
+                last_flush = time.perf_counter()
         store.flush()
         info = executor.info()
         summary.build_s = executor.build_s

@@ -181,7 +181,8 @@ def job_control() -> Iterator[None]:
 
     Handlers can be installed by the main thread only: :func:`run_tool` enters this
     itself there, and code that starts tools from worker threads enters it around that
-    work on the main thread, as :func:`latbench.harness.session.measure` does. Nested
+    work on the main thread (only around it: while installed, a Ctrl-Z waits for the
+    main thread to leave native code, such as an in-process engine build). Nested
     uses install once; the previous handlers are restored when the outermost ends.
     Elsewhere (another thread, no job control, SIGTSTP ignored) it does nothing.
     """
