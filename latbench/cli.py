@@ -555,7 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rewrite files written before LatBench stored checksums, in place and"
         " atomically, after checking them; the data stays identical. Every file is checked"
         " before any is rewritten: one refused (a Parquet file without LatBench metadata,"
-        " a damaged or missing file) leaves them all unchanged.",
+        " a damaged or missing file) leaves them all unchanged. A write that fails (a full"
+        " disk) stops there; each file rewritten before it is listed.",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="LatBench .parquet or .raw.h5 files")
     p.set_defaults(func=_cmd_rewrite)
@@ -580,8 +581,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_rewrite(args: argparse.Namespace) -> int:
     from latbench.integrity import rewrite_files
 
-    for line in rewrite_files(args.files):  # all checked before any is rewritten
-        print(safe_line(line))
+    # each file's line as soon as it is rewritten: a full disk midway still says which were
+    rewrite_files(args.files, report=lambda line: print(safe_line(line), flush=True))
     return 0
 
 

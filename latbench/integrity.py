@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -400,8 +400,10 @@ def rewrite_file(path: str | os.PathLike[str]) -> str:
     return rewrite_files([path])[0]
 
 
-def rewrite_files(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
-    """Rewrite LatBench files in place with checksums, their content unchanged: all or none.
+def rewrite_files(
+    paths: Sequence[str | os.PathLike[str]], report: Callable[[str], None] | None = None
+) -> list[str]:
+    """Rewrite LatBench files in place with checksums, their content unchanged.
 
     Datasets (``*.parquet``) and tables (``*.layers.parquet``, parts) get page
     checksums and the integrity entry; raw timings (``*.raw.h5``) Fletcher-32 and a
@@ -411,7 +413,9 @@ def rewrite_files(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
     see :func:`latbench_kind`). Then, holding the write lock of every dataset the files
     belong to (:func:`latbench.lock.hold_files`; :class:`latbench.lock.KeyLocked` when
     another process holds one), all are read and checked again, then each is replaced
-    atomically. Returns one line per file saying what was done.
+    atomically, ``report`` called with its line as soon as it is. A failure while
+    writing (a full disk) leaves the files before it rewritten, their content unchanged,
+    and those after it as they were. Returns one line per file saying what was done.
     """
     from latbench.lock import hold_files
 
@@ -421,7 +425,12 @@ def rewrite_files(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
     with hold_files(files, "rewritten"):
         # read again under the locks: another writer may have replaced a file since
         found = [_read_checked(path, "rewrite") for path in files]
-        return [_rewrite_checked(path, f) for path, f in zip(files, found, strict=True)]
+        done = []
+        for path, f in zip(files, found, strict=True):
+            done.append(_rewrite_checked(path, f))
+            if report is not None:
+                report(done[-1])
+        return done
 
 
 def _rewrite_checked(path: Path, found: _Checked) -> str:

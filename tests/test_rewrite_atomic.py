@@ -120,3 +120,28 @@ def test_when_every_file_passes_every_file_is_rewritten(tmp_path, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnverifiedFileWarning)
         check_file(a)
+
+
+def test_a_full_disk_midway_lists_the_files_already_rewritten(tmp_path, monkeypatch, capsys):
+    """Checks pass for both, the second write fails: the first's line was printed."""
+    import errno
+
+    from latbench import integrity
+
+    a, b = _legacy(tmp_path / "a.parquet"), _legacy(tmp_path / "b.parquet", seed=3)
+    b_before = b.read_bytes()
+    real = integrity._rewrite_checked
+
+    def full_disk_on_b(path, found):
+        if Path(path).name == "b.parquet":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, found)
+
+    monkeypatch.setattr(integrity, "_rewrite_checked", full_disk_on_b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnverifiedFileWarning)
+        rc = main(["rewrite", str(a), str(b)])
+    out, err = capsys.readouterr()
+    assert rc == 2 and "No space left" in err and len(err.strip().splitlines()) == 1
+    assert out.startswith(f"rewrote {a}") and str(b) not in out
+    assert "checksums verified" in check_file(a) and b.read_bytes() == b_before
