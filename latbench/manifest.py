@@ -143,20 +143,29 @@ def _verify_cached(name: str, mtime_ns: int, size: int) -> None:
 def update_entry(path: str | os.PathLike[str]) -> bool:
     """Record ``path``'s new size and SHA-256 in its folder's data manifest, if it has
     one listing the file (after a deliberate rewrite); returns whether it did."""
+    from filelock import FileLock
+
+    from latbench.lock import LOCK_FILE_MODE
+
     path = Path(path)
     mpath = path.parent / MANIFEST_NAME
-    _manifest.cache_clear()
-    try:
-        data = read_manifest(path.parent)
-    except DatasetError:
+    if not mpath.is_file():
         return False
-    if path.name not in data["files"]:
-        return False
-    data = json.loads(json.dumps(data))
-    data["files"][path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-    with atomic_path(mpath) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-    _manifest.cache_clear()
+    # the folder's one manifest is shared by its datasets, whose own locks differ: two
+    # rewrites of different files would each drop the other's entry
+    with FileLock(path.parent / f".{MANIFEST_NAME}.lock", mode=LOCK_FILE_MODE):
+        _manifest.cache_clear()
+        try:
+            data = read_manifest(path.parent)
+        except DatasetError:
+            return False
+        if path.name not in data["files"]:
+            return False
+        data = json.loads(json.dumps(data))
+        data["files"][path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        with atomic_path(mpath) as tmp:
+            tmp.write_text(json.dumps(data, indent=2) + "\n")
+        _manifest.cache_clear()
     _verify_cached.cache_clear()
     return True
 
