@@ -121,9 +121,15 @@ def dataset_metadata(
     }
 
 
+_SCHEDULING_OPTIONS = ("execution_mode", "inter_op_threads")
+"""``[options]`` that change how a runtime schedules a graph, so its latencies: a resume
+with other values must not mix the two (a run's other options, a tool's timeout or a
+device's serial, may change between attempts)."""
+
+
 def _run_config(profile: Any, seed: int) -> dict[str, Any]:
     prof = profile.to_metadata()
-    return {
+    config = {
         "profile": profile.name,
         "runtime": profile.runtime,
         "artifact_format": profile.artifact_format,
@@ -132,6 +138,10 @@ def _run_config(profile: Any, seed: int) -> dict[str, Any]:
         "threads": prof.get("runtime", {}).get("threads"),
         "seed": seed,
     }
+    scheduling = {k: profile.options[k] for k in _SCHEDULING_OPTIONS if k in profile.options}
+    if scheduling:  # absent otherwise, so runs stored before it was recorded still resume
+        config["scheduling"] = scheduling
+    return config
 
 
 class _Progress:

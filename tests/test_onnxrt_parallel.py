@@ -53,3 +53,26 @@ def test_parallel_run_records_its_mode_in_the_dataset(tmp_path) -> None:
     settings = df.attrs["metadata"]["runtime"]["settings"]
     assert settings["execution_mode"] == "ORT_PARALLEL"
     assert settings["inter_op_num_threads"] == 2 and settings["intra_op_num_threads"] == 1
+
+
+def test_a_resume_with_another_execution_mode_is_refused(tmp_path) -> None:
+    """Sequential and concurrent timings never mix in one dataset."""
+    from latbench.harness.artifacts import ArtifactCache
+    from latbench.harness.plan import make_plan, select_archs
+    from latbench.harness.session import measure
+    from latbench.harness.store import RunConfigMismatch
+
+    prof = load_profile("cpu-onnxruntime-parallel").with_protocol(runs=10, group_size=5, warmup=1)
+    kw = {
+        "out_dir": tmp_path,
+        "key": "k",
+        "progress": False,
+        "cache": ArtifactCache(tmp_path / "c"),
+    }
+    measure(prof, make_plan(select_archs(limit=2, seed=3)), **kw)
+    more = make_plan(select_archs(limit=3, seed=3))
+    sequential = prof.with_options(execution_mode="sequential")
+    with pytest.raises(RunConfigMismatch, match="execution_mode"):
+        measure(sequential, more, **kw)
+    s = measure(prof, more, **kw)  # the same settings resume
+    assert s.timed == len(more.work) - 2
