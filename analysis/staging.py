@@ -5,14 +5,18 @@ file system) to write into, and moves what was written there into the output fol
 only once the writing has finished; a failure or an interrupt leaves the output
 folder's earlier files as they were. A run killed outright (``kill -9``, power loss)
 cannot remove its hidden folder; the next run into the same output folder removes the
-ones whose owner (recorded inside: host and PID) is a process of this host that is gone,
-and those without an owner (an earlier LatBench version's) once untouched for ten minutes.
+ones whose owner (recorded inside: host, PID and boot) is a process of this host that is
+gone, and those without an owner (an earlier LatBench version's) once untouched for a
+day (:data:`OLD_STAGE_AGE_S`). Only the current user's are touched: another user's
+hidden folder in a shared output folder is left alone.
 
 Publishing rolls forward: before its first move, :func:`publish` records in the
 staging folder, durably, that publishing has begun and what it moves (the journal
 :data:`JOURNAL_FILE`). A run killed between two moves leaves the journal and the files
 it had still to move; the next run completes those moves instead of removing them, so
-the output folder never keeps a mix of two runs' files.
+the output folder never keeps a mix of two runs' files. No run publishes while such
+moves are pending: it completes them first, or stops with an error naming their folder.
+A journal's moves go through real folders only, never through a symbolic link.
 
 A run given a result-set name (``results``) records what it wrote in the output
 folder's :data:`MANIFEST`, each file under the name of its result set; the next run
@@ -34,6 +38,7 @@ import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import cache
 from pathlib import Path, PurePosixPath
 
 from latbench.files import read_capped
@@ -43,9 +48,10 @@ __all__ = [
     "CLAIMS_FILE",
     "JOURNAL_FILE",
     "MANIFEST",
+    "OLD_STAGE_AGE_S",
     "OWNER_FILE",
     "PREFIXES",
-    "PUBLISH_WAIT_S",
+    "PUBLISH_NOTICE_S",
     "claim",
     "publish",
     "remove_abandoned",
@@ -65,12 +71,22 @@ CLAIMS_FILE = ".claims.json"
 MANIFEST = ".latbench-results.json"
 """File in an output folder listing the files the runs published there, each with the
 name of its result set (``{"format": 1, "files": {"a.csv": "correlation", ...}}``)."""
-PUBLISH_WAIT_S = 120.0
-"""How long a run waits for another's publishing into the same folder (seconds: moves,
-not computation). Publishing holds a ``flock`` on the output folder: two runs at once
-would each drop the other's entries from :data:`MANIFEST`."""
+PUBLISH_NOTICE_S = 10.0
+"""After how long waiting for another run's publishing into the same folder a run says
+so (seconds; it waits as long as it takes: its results are never thrown away). Publishing
+holds a ``flock`` on the output folder: two runs at once would each drop the other's
+entries from :data:`MANIFEST`."""
+OLD_STAGE_AGE_S = 86400.0
+"""How long a staging folder without an owner file (an earlier LatBench version's) must
+be untouched before it is removed (seconds): a live run may write nothing for long."""
 _PRIVATE = frozenset({OWNER_FILE, JOURNAL_FILE, JOURNAL_FILE + ".tmp", CLAIMS_FILE, MANIFEST})
 _MAX_JSON_BYTES = 4 << 20  # a manifest of some thousand files is ~100 kB
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+_IN_FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+_NOT_A_FOLDER = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EMLINK})  # EMLINK: BSD's ELOOP
+_active: set[tuple[int, int, int]] = set()
+"""(PID, device, inode) of each staging folder this process writes now: its other ones
+(kept by a publish that failed) are abandoned, completed by its next publish."""
 
 
 @contextmanager
@@ -106,13 +122,15 @@ def staged(
     final.mkdir(parents=True, exist_ok=True)
     remove_abandoned(final)
     stage = Path(tempfile.mkdtemp(prefix=prefix, dir=final))
+    key = _key(stage)
+    _active.add(key)
     done = False
     try:
         owner = {"host": socket.gethostname(), "pid": os.getpid()}
+        if _boot_id():
+            owner["boot"] = _boot_id()
         (stage / OWNER_FILE).write_text(json.dumps(owner), encoding="utf-8")
         yield stage
-        # one killed while publishing meanwhile is completed now, never over our files later
-        remove_abandoned(final)
         publish(stage, final, results=results)
         done = True
     except OSError as exc:  # name the file where it was going, not the staging folder
@@ -122,6 +140,7 @@ def staged(
                 setattr(exc, attr, str(final / Path(name).relative_to(stage)))
         raise
     finally:
+        _active.discard(key)
         # a publish that began and could not finish: kept for the next run to complete
         if not os.path.lexists(stage / JOURNAL_FILE):
             shutil.rmtree(stage, ignore_errors=True)
@@ -151,11 +170,14 @@ def publish(stage: Path, out: Path, *, results: str | None = None) -> list[Path]
     """Move every file under ``stage`` to the same place under ``out``; return the targets.
 
     Checks first that none would land on a folder, or under something that is not a
-    folder (which would stop the moves half-way), and raises
+    folder (a file, a symbolic link: which would stop the moves half-way), and raises
     :class:`IsADirectoryError` / :class:`NotADirectoryError` naming it before moving
-    anything. The moves are :func:`os.replace`, each atomic, and roll forward: the
-    files are synced and the list of moves is written durably to :data:`JOURNAL_FILE`
-    first, so a run killed midway leaves what :func:`remove_abandoned` completes.
+    anything. Then, holding the lock on ``out``, completes the moves an earlier run of
+    this host began and stopped (:func:`remove_abandoned`), or raises :class:`OSError`
+    naming its folder if they cannot be: newer results never land before older ones.
+    The moves are :func:`os.replace`, each atomic, and roll forward: the files are
+    synced and the list of moves is written durably to :data:`JOURNAL_FILE` first, so a
+    run killed midway leaves what :func:`remove_abandoned` completes.
 
     With ``results``, the output folder's :data:`MANIFEST` is rewritten (moved in last)
     to list each file moved under its result set (:func:`claim`; else ``results``), and
@@ -169,7 +191,7 @@ def publish(stage: Path, out: Path, *, results: str | None = None) -> list[Path]
         target = out / rel
         for parent in list(PurePosixPath(rel).parents)[-2::-1]:  # out/a, out/a/b, ...
             above = out / parent
-            if above.exists() and not above.is_dir():
+            if os.path.lexists(above) and not stat.S_ISDIR(os.lstat(above).st_mode):
                 raise NotADirectoryError(
                     errno.ENOTDIR, "is in the way of a result folder; nothing was replaced",
                     str(above),
@@ -178,7 +200,18 @@ def publish(stage: Path, out: Path, *, results: str | None = None) -> list[Path]
             raise IsADirectoryError(
                 errno.EISDIR, "is in the way of a result file; nothing was replaced", str(target)
             )
-    with _publishing(out):  # two runs' manifests: read and rewritten one run at a time
+    with _publishing(out) as locked:  # two runs' manifests: read and rewritten one at a time
+        completed, failed = _complete_pending(out, locked)
+        _report(out, completed=completed)
+        if failed:
+            folder, exc = failed[0]
+            raise OSError(
+                getattr(exc, "errno", None) or errno.EIO,
+                f"holds an earlier run's results that could not all be moved into {out} "
+                f"({_why(exc)}), so this run's were not moved in either: fix that (say, free "
+                "some space) and rerun, or remove that folder to discard its results",
+                str(folder),
+            )
         moves, remove = list(files), []
         if results is not None:
             manifest, remove = _next_manifest(stage, out, files, results)
@@ -199,70 +232,32 @@ def publish(stage: Path, out: Path, *, results: str | None = None) -> list[Path]
 def remove_abandoned(out: Path) -> list[Path]:
     """Complete or remove the staging folders in ``out`` whose writer is gone; return them.
 
-    Only folders named with one of :data:`PREFIXES`: one whose :data:`OWNER_FILE`
-    names this host and a PID that no longer runs is removed, after completing its
-    moves into ``out`` if its :data:`JOURNAL_FILE` says it was killed while publishing;
+    Only this user's folders named with one of :data:`PREFIXES`: one whose
+    :data:`OWNER_FILE` names this host and a PID that no longer runs (or ran before the
+    last reboot, or is this process, which no longer uses it) is removed, after completing
+    its moves into ``out`` if its :data:`JOURNAL_FILE` says it stopped while publishing;
     one without an owner file (made by an earlier LatBench version) is removed when
-    nothing in it was modified for :data:`latbench.dataset.STALE_TMP_AGE_S`. A folder of
-    a live run, of another host (a shared file system), or with an unreadable owner is
-    left alone. Warns (:class:`UserWarning`) once for each kind of folder removed.
+    nothing in it was modified for :data:`OLD_STAGE_AGE_S`. A folder of a live run, of
+    another host (a shared file system) or user, or with an unreadable owner is left
+    alone. Warns (:class:`UserWarning`) once for each kind of folder removed.
     """
-    from latbench.dataset import STALE_TMP_AGE_S
-
-    host = socket.gethostname()
-    killed: list[Path] = []
     completed: list[Path] = []
-    old: list[Path] = []
-    failed: list[str] = []
-    cutoff = time.time() - STALE_TMP_AGE_S
-    try:
-        entries = sorted(p for p in out.iterdir() if p.name.startswith(PREFIXES))
-    except OSError:
-        return []
-    for folder in entries:
-        try:
-            if folder.is_symlink() or not folder.is_dir():
-                continue
-            if not os.path.lexists(folder / OWNER_FILE):
-                if _untouched_since(folder, cutoff):
-                    old.append(folder)
-                continue
-            owner = json.loads(read_capped(folder / OWNER_FILE, _MAX_JSON_BYTES))
-            pid = owner["pid"]
-            if (
-                owner["host"] != host
-                or not isinstance(pid, int)
-                or pid <= 0
-                or not process_gone(pid)
-            ):
-                continue
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if os.path.lexists(folder / JOURNAL_FILE):
-            try:
-                _complete(folder, out)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                failed.append(f"{folder.name} ({getattr(exc, 'strerror', None) or exc})")
-                continue
-            completed.append(folder)
-        else:
-            killed.append(folder)
+    failed: list[tuple[Path, Exception]] = []
+    found = _scan(out)
+    if any(what != "old" and os.path.lexists(f / JOURNAL_FILE) for f, what in found):
+        with _publishing(out) as locked:  # journals read under the lock: one run replays each
+            completed, failed = _complete_pending(out, locked)
+        found = _scan(out)
+    killed = [f for f, what in found if what == "gone" and not os.path.lexists(f / JOURNAL_FILE)]
+    old = [f for f, what in found if what == "old"]
+    for folder in killed + old:
         shutil.rmtree(folder, ignore_errors=True)
-    for folder in old:
-        shutil.rmtree(folder, ignore_errors=True)
-    for found, what in (
-        (killed, f"removed {len(killed)} unfinished result folder(s) of killed runs in {out}: "),
-        (completed, f"completed the results of {len(completed)} run(s) killed while moving "
-                    f"them into {out}, from: "),
-        (old, f"removed {len(old)} result folder(s) an earlier LatBench version left "
-              f"unfinished in {out}: "),
-    ):  # fmt: skip
-        if found:
-            warnings.warn(what + ", ".join(p.name for p in found[:3]), stacklevel=3)
+    _report(out, killed=killed, completed=completed, old=old)
     if failed:
         warnings.warn(
-            f"could not complete the results of a run killed while moving them into {out}"
-            f" (left as they are): {', '.join(failed[:3])}",
+            f"could not complete the results of a run stopped while moving them into {out}"
+            f" (left as they are; no run publishes there until they are):"
+            f" {', '.join(f'{f.name} ({_why(exc)})' for f, exc in failed[:3])}",
             stacklevel=3,
         )
     return killed + completed + old
@@ -271,15 +266,98 @@ def remove_abandoned(out: Path) -> list[Path]:
 # --- helpers -----------------------------------------------------------------------------
 
 
+def _key(path: Path) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return os.getpid(), st.st_dev, st.st_ino  # the PID: a forked child's stages are not its own
+
+
 def _own_stage(path: Path) -> bool:
-    """Whether ``path`` is a staging folder this process made (and has not published)."""
-    if not path.name.startswith(PREFIXES):
-        return False
+    """Whether ``path`` is a staging folder this process writes now (not yet published)."""
     try:
-        owner = json.loads(read_capped(path / OWNER_FILE, _MAX_JSON_BYTES))
-    except (OSError, ValueError):
+        return path.name.startswith(PREFIXES) and _key(path) in _active
+    except OSError:
         return False
-    return owner == {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+@cache
+def _boot_id() -> str | None:
+    """This boot's id (Linux), so that a PID recorded before a reboot is not taken as live."""
+    try:
+        return _BOOT_ID.read_text(encoding="ascii").strip() or None
+    except (OSError, ValueError):
+        return None
+
+
+def _state(folder: Path, cutoff: float) -> str | None:
+    """What the staging folder ``folder`` is to this process: ``"gone"`` (its writer is),
+    ``"live"`` (another process of this host and user writes it, or did), ``"old"`` (an
+    earlier version's, untouched since ``cutoff``), or ``None``: not ours to touch."""
+    try:
+        st = os.lstat(folder)
+        if not stat.S_ISDIR(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+            return None  # a link, or another user's (a planted one, in a shared folder)
+        if not os.path.lexists(folder / OWNER_FILE):
+            return "old" if _untouched_since(folder, cutoff) else None
+        owner = json.loads(read_capped(folder / OWNER_FILE, _MAX_JSON_BYTES))
+        pid, boot = owner["pid"], owner.get("boot")
+        if owner["host"] != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if isinstance(boot, str) and _boot_id() not in (None, boot):
+        return "gone"  # made before the last reboot: its PID may be another process's now
+    if pid == os.getpid():
+        return None if _own_stage(folder) else "gone"  # one a failed publish of ours kept
+    return "gone" if process_gone(pid) else "live"
+
+
+def _scan(out: Path) -> list[tuple[Path, str]]:
+    """The staging folders in ``out`` that this process may touch, with their state."""
+    cutoff = time.time() - OLD_STAGE_AGE_S
+    try:
+        folders = sorted(p for p in out.iterdir() if p.name.startswith(PREFIXES))
+    except OSError:
+        return []
+    return [(f, what) for f in folders if (what := _state(f, cutoff)) is not None]
+
+
+def _complete_pending(out: Path, locked: bool) -> tuple[list, list]:
+    """Complete, then remove, the staging folders in ``out`` whose publishing began and
+    stopped; return those completed, and ``(folder, error)`` of those that could not be.
+    The caller holds :func:`_publishing`. Taken: those whose writer is gone, and while
+    the lock is held also those of live runs (a publish holds the lock from writing its
+    journal to its end, so a journal found under the lock is one a failed publish kept)."""
+    completed, failed = [], []
+    for folder, what in _scan(out):
+        if what == "old" or (what == "live" and not locked):
+            continue
+        if not os.path.lexists(folder / JOURNAL_FILE):  # none, or another run completed it
+            continue
+        try:
+            _complete(folder, out)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            failed.append((folder, exc))
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        completed.append(folder)
+    return completed, failed
+
+
+def _report(out: Path, *, killed=(), completed=(), old=()) -> None:
+    """Warn once for each kind of staging folder removed from ``out``."""
+    for found, what in (
+        (killed, f"removed {len(killed)} unfinished result folder(s) of killed runs in {out}: "),
+        (completed, f"completed the results of {len(completed)} run(s) stopped while moving "
+                    f"them into {out}, from: "),
+        (old, f"removed {len(old)} result folder(s) an earlier LatBench version left "
+              f"unfinished in {out}: "),
+    ):  # fmt: skip
+        if found:
+            warnings.warn(what + ", ".join(p.name for p in found[:3]), stacklevel=4)
+
+
+def _why(exc: BaseException) -> str:
+    return str(getattr(exc, "strerror", None) or exc)
 
 
 def _staged_files(stage: Path) -> list[str]:
@@ -387,66 +465,129 @@ def _write_durably(path: Path, data: object) -> None:
 
 def _finish(stage: Path, out: Path, moves: Iterable[str], remove: Iterable[str]) -> None:
     """Move the files of ``moves`` still in ``stage`` into ``out``, remove ``remove``
-    from ``out`` and then the journal: what the journal says, from wherever it stopped."""
-    folders = {out}
+    from ``out`` and then the journal: what the journal says, from wherever it stopped.
+
+    Each file is moved between folders opened one level at a time without following a
+    symbolic link, and only a regular file: an entry reached through a link (which may
+    lead anywhere) is skipped, and named in a warning."""
+    folders, skipped = {out}, []
     for rel in moves:
-        source = stage / rel
-        if not os.path.lexists(source):  # moved before the interruption
-            continue
-        target = out / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, target)
-        folders.add(target.parent)
+        done = _move(stage, out, rel)
+        if done == "moved":
+            folders.add((out / rel).parent)
+        elif done == "skipped":
+            skipped.append(rel)
     for folder in folders:  # the renames on disk before the journal goes
         _fsync(folder)
     _remove_listed(out, remove)
     (stage / JOURNAL_FILE).unlink(missing_ok=True)
     _fsync(stage)
+    if skipped:
+        warnings.warn(
+            f"did not move {len(skipped)} file(s) of {stage.name} into {out}: reached through"
+            f" a symbolic link, or not a regular file: {', '.join(skipped[:5])}",
+            stacklevel=2,
+        )
+
+
+def _move(stage: Path, out: Path, rel: str) -> str:
+    """Move the regular file ``stage/rel`` to ``out/rel`` through real folders only; return
+    ``"moved"``, ``"gone"`` (moved before an interruption) or ``"skipped"`` (a symbolic
+    link on the way, or not a regular file). Another error names ``out/rel``."""
+    *parts, name = PurePosixPath(rel).parts
+    try:
+        source = _open_folder(stage, parts)
+    except FileNotFoundError:
+        return "gone"
+    except OSError as exc:
+        if exc.errno in _NOT_A_FOLDER:
+            return "skipped"
+        raise
+    try:
+        try:
+            mode = os.stat(name, dir_fd=source, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            return "gone"
+        if not stat.S_ISREG(mode):
+            return "skipped"
+        target = _open_folder(out, parts, make=True)
+        try:
+            os.replace(name, name, src_dir_fd=source, dst_dir_fd=target)
+        finally:
+            os.close(target)
+        return "moved"
+    except OSError as exc:
+        if exc.errno in _NOT_A_FOLDER:
+            return "skipped"
+        exc.filename, exc.filename2 = str(out / rel), None  # a descriptor names no folder
+        raise
+    finally:
+        os.close(source)
+
+
+def _open_folder(root: Path, parts: Sequence[str], *, make: bool = False) -> int:
+    """A descriptor of the folder ``root/parts...``, reached through real folders only (a
+    symbolic link among ``parts``: :class:`OSError` ``ELOOP``); missing ones made if ``make``."""
+    fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        for part in parts:
+            if make:
+                with suppress(FileExistsError):
+                    os.mkdir(part, dir_fd=fd)
+            fd, above = os.open(part, _IN_FOLDER, dir_fd=fd), fd
+            os.close(above)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _complete(stage: Path, out: Path) -> None:
-    """Complete the publishing a killed run began (its :data:`JOURNAL_FILE`)."""
+    """Complete the publishing that ``stage``'s :data:`JOURNAL_FILE` records; the caller
+    holds :func:`_publishing` (read under it, a journal is replayed by one run only)."""
     journal = _read_json(stage / JOURNAL_FILE)
     if not isinstance(journal, dict) or journal.get("format") != 1:
         raise ValueError("not a journal of this LatBench")
     moves = [_safe_rel(rel) for rel in journal["move"]]
     remove = [rel for rel in journal["remove"] if _safe_rel(rel) != MANIFEST]
-    with _publishing(out):
-        _finish(stage, out, moves, remove)
+    _finish(stage, out, moves, remove)
 
 
 @contextmanager
-def _publishing(out: Path) -> Iterator[None]:
+def _publishing(out: Path) -> Iterator[bool]:
     """Hold an exclusive ``flock`` on the folder ``out`` itself (no lock file among the
-    results), waiting up to :data:`PUBLISH_WAIT_S`; where ``flock`` is missing, nothing."""
+    results); yield whether it is held. Waits for another run's publishing as long as it
+    takes, saying so once after :data:`PUBLISH_NOTICE_S`. Where the folder cannot be read
+    or the file system has no ``flock`` (some network mounts), publishing goes on unguarded."""
     try:
         import fcntl
     except ImportError:  # not POSIX
-        yield
+        yield False
         return
     try:
         fd = os.open(out, os.O_RDONLY)
     except OSError:  # a folder we may write but not read: publish unguarded, as before
-        yield
+        yield False
         return
     try:
-        deadline = time.monotonic() + PUBLISH_WAIT_S
+        locked, notice = False, time.monotonic() + PUBLISH_NOTICE_S
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise BlockingIOError(
-                        errno.EAGAIN,
-                        f"another run has been publishing results here for "
-                        f"{PUBLISH_WAIT_S:.0f} s; try again when it has finished",
-                        str(out),
-                    ) from None
+                if notice is not None and time.monotonic() >= notice:
+                    notice = None
+                    warnings.warn(
+                        f"waiting for another run publishing results into {out} to finish"
+                        " (Ctrl-C gives up: this run's results are then not moved in)",
+                        stacklevel=4,
+                    )
                 time.sleep(0.05)
             except OSError:  # a file system without flock (some network mounts): unguarded
                 break
-        yield  # closing the descriptor releases the lock, also if this process dies
+        yield locked  # closing the descriptor releases the lock, also if this process dies
     finally:
         os.close(fd)
 
@@ -454,17 +595,18 @@ def _publishing(out: Path) -> Iterator[None]:
 def _remove_listed(out: Path, rels: Iterable[str]) -> None:
     """Remove each regular file ``out/rel``, reached through real folders only."""
     for rel in rels:
-        here = out
+        *parts, name = PurePosixPath(rel).parts
         try:
-            for part in PurePosixPath(rel).parts[:-1]:
-                here = here / part
-                if not stat.S_ISDIR(os.lstat(here).st_mode):  # a link: maybe elsewhere
-                    raise NotADirectoryError(here)
-            path = out / rel
-            if stat.S_ISREG(os.lstat(path).st_mode):
-                path.unlink()
-        except OSError:  # gone already, or not a file: left as it is
+            folder = _open_folder(out, parts)
+        except OSError:  # gone already, or a link (maybe elsewhere): left as it is
             continue
+        try:
+            if stat.S_ISREG(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
+                os.unlink(name, dir_fd=folder)
+        except OSError:  # gone already, or not a file: left as it is
+            pass
+        finally:
+            os.close(folder)
 
 
 def _untouched_since(folder: Path, cutoff: float) -> bool:

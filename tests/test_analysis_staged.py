@@ -191,7 +191,8 @@ def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path, home,
 
     killed = folder(".latbench-partial-killed1", {"host": host, "pid": _dead_pid()})
     killed_nas = folder(".nas-partial-killed2", {"host": host, "pid": _dead_pid()})
-    live = folder(".latbench-partial-live", {"host": host, "pid": os.getpid()})
+    # a live process's (this process's own, not in use, counts as abandoned)
+    live = folder(".latbench-partial-live", {"host": host, "pid": os.getppid()})
     elsewhere = folder(".latbench-partial-other", {"host": host + "-x", "pid": _dead_pid()})
     ownerless = folder(".latbench-partial-old", None)
     garbled = folder(".latbench-partial-bad", "not an owner")
