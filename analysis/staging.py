@@ -79,7 +79,9 @@ entries from :data:`MANIFEST`."""
 OLD_STAGE_AGE_S = 86400.0
 """How long a staging folder without an owner file (an earlier LatBench version's) must
 be untouched before it is removed (seconds): a live run may write nothing for long."""
-_PRIVATE = frozenset({OWNER_FILE, JOURNAL_FILE, JOURNAL_FILE + ".tmp", CLAIMS_FILE, MANIFEST})
+_PRIVATE = frozenset(
+    {OWNER_FILE, OWNER_FILE + ".tmp", JOURNAL_FILE, JOURNAL_FILE + ".tmp", CLAIMS_FILE, MANIFEST}
+)
 _MAX_JSON_BYTES = 4 << 20  # a manifest of some thousand files is ~100 kB
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 _IN_FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
@@ -129,7 +131,8 @@ def staged(
         owner = {"host": socket.gethostname(), "pid": os.getpid()}
         if _boot_id():
             owner["boot"] = _boot_id()
-        (stage / OWNER_FILE).write_text(json.dumps(owner), encoding="utf-8")
+        # on disk before any journal: a folder whose owner is unreadable is never touched
+        _write_durably(stage / OWNER_FILE, owner)
         yield stage
         publish(stage, final, results=results)
         done = True
@@ -200,6 +203,21 @@ def publish(stage: Path, out: Path, *, results: str | None = None) -> list[Path]
             raise IsADirectoryError(
                 errno.EISDIR, "is in the way of a result file; nothing was replaced", str(target)
             )
+    manifest_path = out / MANIFEST
+    if results is not None and os.path.lexists(manifest_path):
+        st = os.lstat(manifest_path)
+        if not stat.S_ISREG(st.st_mode):
+            raise IsADirectoryError(
+                errno.EISDIR, "is in the way of the results manifest; nothing was replaced",
+                str(manifest_path),
+            )  # fmt: skip
+        if not _mine(st):  # a co-user's: neither trusted nor replaced (a sticky folder)
+            warnings.warn(
+                f"{manifest_path} belongs to another user: it is left as it is, and files"
+                " earlier runs wrote there that this one did not are not removed",
+                stacklevel=4,
+            )
+            results = None
     with _publishing(out) as locked:  # two runs' manifests: read and rewritten one at a time
         completed, failed = _complete_pending(out, locked)
         _report(out, completed=completed)
@@ -266,6 +284,11 @@ def remove_abandoned(out: Path) -> list[Path]:
 # --- helpers -----------------------------------------------------------------------------
 
 
+def _mine(st: os.stat_result) -> bool:
+    """Whether this user owns what ``st`` describes (always, where there are no uids)."""
+    return not hasattr(os, "getuid") or st.st_uid == os.getuid()
+
+
 def _key(path: Path) -> tuple[int, int, int]:
     st = os.stat(path)
     return os.getpid(), st.st_dev, st.st_ino  # the PID: a forked child's stages are not its own
@@ -294,7 +317,7 @@ def _state(folder: Path, cutoff: float) -> str | None:
     earlier version's, untouched since ``cutoff``), or ``None``: not ours to touch."""
     try:
         st = os.lstat(folder)
-        if not stat.S_ISDIR(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+        if not stat.S_ISDIR(st.st_mode) or not _mine(st):
             return None  # a link, or another user's (a planted one, in a shared folder)
         if not os.path.lexists(folder / OWNER_FILE):
             return "old" if _untouched_since(folder, cutoff) else None
@@ -383,7 +406,10 @@ def _safe_rel(rel: object) -> str:
 
 
 def _read_json(path: Path) -> object:
-    return json.loads(read_capped(path, _MAX_JSON_BYTES).decode("utf-8"))
+    try:
+        return json.loads(read_capped(path, _MAX_JSON_BYTES).decode("utf-8"))
+    except RecursionError:  # nested beyond the parser's depth: damaged, like bad syntax
+        raise ValueError(f"{path}: nested too deeply") from None
 
 
 def _read_claims(stage: Path) -> dict:
@@ -404,8 +430,9 @@ def _read_manifest(out: Path) -> dict[str, str]:
     """The previous manifest's ``{file: result set}``; empty when absent or damaged."""
     path = out / MANIFEST
     try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):  # never through a link
-            return {}
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or not _mine(st):  # never through a link, and
+            return {}  # never one a co-user of a shared folder wrote: it would delete ours
         data = _read_json(path)
         files = data["files"] if isinstance(data, dict) and data.get("format") == 1 else {}
         if not isinstance(files, dict):
@@ -601,7 +628,8 @@ def _remove_listed(out: Path, rels: Iterable[str]) -> None:
         except OSError:  # gone already, or a link (maybe elsewhere): left as it is
             continue
         try:
-            if stat.S_ISREG(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
+            st = os.stat(name, dir_fd=folder, follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and _mine(st):  # an earlier run of ours wrote it
                 os.unlink(name, dir_fd=folder)
         except OSError:  # gone already, or not a file: left as it is
             pass

@@ -583,3 +583,49 @@ def test_a_publish_waits_for_another_as_long_as_it_takes_and_says_so(tmp_path, m
     files = json.loads((out / MANIFEST).read_text())["files"]
     assert files == {"a.csv": "first", "b.csv": "second"}
     assert not [p for p in out.iterdir() if p.name.startswith(PREFIXES)]
+
+
+def test_a_co_users_manifest_never_deletes_this_users_files(tmp_path, monkeypatch):
+    """In a shared folder a co-user may write the manifest: listing our notes under a
+    result must not make our next run of that result delete them."""
+    out = tmp_path / "out"
+    _results(out, {"notes.txt": "mine\n", "sub/thesis.tex": "mine\n"},
+             {"notes.txt": "r", "sub/thesis.tex": "r"})  # fmt: skip
+    uid = os.getuid()
+    real_lstat = os.lstat
+
+    def planted(path, *a, **kw):  # the manifest is the co-user's, the rest is ours
+        st = real_lstat(path, *a, **kw)
+        if Path(path).name == MANIFEST:
+            return os.stat_result((*st[:4], uid + 1, *st[5:]))
+        return st
+
+    monkeypatch.setattr(os, "lstat", planted)
+    warned = pytest.warns(UserWarning, match="belongs to another user")
+    with warned, staged(out, results="r") as s:
+        _results(s, {"a.csv": "a\n"})
+    assert (out / "notes.txt").read_text() == "mine\n"
+    assert (out / "sub" / "thesis.tex").read_text() == "mine\n"
+    assert (out / "a.csv").read_text() == "a\n"
+
+
+def test_a_manifest_nested_too_deeply_is_damage_not_a_crash(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / MANIFEST).write_text("[" * 200_000)
+    with staged(out, results="r") as s:
+        _results(s, {"a.csv": "a\n"})
+    assert _manifest(out) == {"a.csv": "r"}
+
+
+def test_a_folder_where_the_manifest_goes_stops_the_run_before_any_move(tmp_path):
+    out = tmp_path / "out"
+    _results(out, {"a.csv": "old\n"})
+    (out / MANIFEST).mkdir()
+    refused = pytest.raises(IsADirectoryError, match="results manifest")
+    with refused, staged(out, results="r") as s:
+        _results(s, {"a.csv": "new\n"})
+    assert (out / "a.csv").read_text() == "old\n" and _stages(out) == []
+    with staged(out) as s:  # a run that keeps no manifest is not stopped by it
+        _results(s, {"a.csv": "new\n"})
+    assert (out / "a.csv").read_text() == "new\n"
