@@ -121,13 +121,11 @@ def dataset_metadata(
     }
 
 
-_SCHEDULING_OPTIONS = ("execution_mode", "inter_op_threads")
-"""``[options]`` that change how a runtime schedules a graph, so its latencies: a resume
-with other values must not mix the two (a run's other options, a tool's timeout or a
-device's serial, may change between attempts)."""
-
-
 def _run_config(profile: Any, seed: int) -> dict[str, Any]:
+    """The settings a resumed run must share with the stored parts. Of ``[options]`` only
+    the scheduling ones count (``execution_mode``, and ``inter_op_threads`` when it is
+    ``"parallel"``): they change the latencies, while a tool's timeout or a device's
+    serial may change between attempts."""
     prof = profile.to_metadata()
     config = {
         "profile": profile.name,
@@ -138,9 +136,12 @@ def _run_config(profile: Any, seed: int) -> dict[str, Any]:
         "threads": prof.get("runtime", {}).get("threads"),
         "seed": seed,
     }
-    scheduling = {k: profile.options[k] for k in _SCHEDULING_OPTIONS if k in profile.options}
-    if scheduling:  # absent otherwise, so runs stored before it was recorded still resume
-        config["scheduling"] = scheduling
+    mode = profile.options.get("execution_mode", "sequential")
+    if mode != "sequential":  # the default stays unrecorded: runs stored before resume
+        config["scheduling"] = {
+            "execution_mode": mode,
+            "inter_op_threads": profile.options.get("inter_op_threads", 0),
+        }
     return config
 
 

@@ -436,7 +436,6 @@ def rewrite_files(
 def _rewrite_checked(path: Path, found: _Checked) -> str:
     """Replace ``path``, read and checked as ``found``, with a checksummed copy."""
     from latbench.dataset import DIGEST_EXCLUDES, atomic_path
-    from latbench.manifest import update_entry
 
     if found.kind == "raw":
         from latbench.raw import read_raw, write_raw
@@ -444,7 +443,7 @@ def _rewrite_checked(path: Path, found: _Checked) -> str:
         raw = found.raw
         h5 = _h5_attrs(path)
         write_raw(path, raw["graph_key"], raw["arch_id"], raw["timings_ns"], {}, attrs=h5)
-        update_entry(path)
+        _record_in_manifest(path)
         after = read_raw(path)
         same = all(np.array_equal(raw[k], after[k]) for k in ("graph_key", "arch_id", "timings_ns"))
         if not same:  # pragma: no cover - write_raw pads only rows shorter than the widest
@@ -459,9 +458,25 @@ def _rewrite_checked(path: Path, found: _Checked) -> str:
         # not Table.equals, which calls a NaN unequal to itself
         if table_digest(read_verified(tmp)) != table_digest(table):
             raise IntegrityError(f"{path}: rewriting would change the table; left as it was")
-    update_entry(path)
+    _record_in_manifest(path)
     what = found.kind if found.kind in ("dataset", "prediction") else "table"
     return f"rewrote {path}: {what} of {table.num_rows} rows, page checksums and SHA-256 added"
+
+
+def _record_in_manifest(path: Path) -> None:
+    """:func:`latbench.manifest.update_entry` for a file just replaced: its failure (a full
+    disk) says the file was rewritten, which the caller's report has not said yet."""
+    from latbench.manifest import MANIFEST_NAME, update_entry
+
+    try:
+        update_entry(path)
+    except Exception as exc:
+        raise IntegrityError(
+            f"{path}: rewritten (content unchanged), but its entry in"
+            f" {path.parent / MANIFEST_NAME} could not be updated ({exc}), so it will fail"
+            " its checksum there; write that folder's manifest again"
+            " (latbench.manifest.write_manifest)"
+        ) from None
 
 
 def _h5_attrs(path: Path) -> dict[str, Any]:

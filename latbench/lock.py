@@ -29,7 +29,6 @@ from latbench.terminal import safe
 
 __all__ = [
     "DATASET_SUFFIXES",
-    "LOCK_FILE_MODE",
     "KeyLocked",
     "LockUnavailable",
     "file_owner",
@@ -48,11 +47,6 @@ DATASET_SUFFIXES = (".parquet", ".raw.h5", ".layers.parquet", ".predicted.parque
 """Endings of the files ``<stem><suffix>`` beside ``.<stem>.lock`` that belong to its
 dataset. Keys never end in ``.layers``, ``.raw`` or ``.predicted``
 (:data:`latbench.keys.RESERVED_SUFFIXES`), so each file belongs to one stem only."""
-
-
-LOCK_FILE_MODE = 0o664
-"""Permissions of the lock files: the group may write them, so that a lab sharing a data
-folder through a group can take the locks one another's runs left (never anyone else)."""
 
 
 class KeyLocked(RuntimeError):
@@ -197,7 +191,7 @@ def hold(
                 mine[1] -= 1
         return
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(lock_path, timeout=0, mode=LOCK_FILE_MODE)
+    lock = FileLock(lock_path, timeout=0)
     try:
         lock.acquire()
     except Timeout:

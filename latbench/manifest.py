@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import sys
+import warnings
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "manifest.json"
+MANIFEST_WAIT_NOTICE_S = 10.0
+"""Seconds an update waits for another's before saying that it waits."""
 _SUFFIXES = (".parquet", ".raw.h5", ".layers.parquet")
 
 
@@ -143,9 +146,7 @@ def _verify_cached(name: str, mtime_ns: int, size: int) -> None:
 def update_entry(path: str | os.PathLike[str]) -> bool:
     """Record ``path``'s new size and SHA-256 in its folder's data manifest, if it has
     one listing the file (after a deliberate rewrite); returns whether it did."""
-    from filelock import FileLock
-
-    from latbench.lock import LOCK_FILE_MODE
+    from filelock import FileLock, Timeout
 
     path = Path(path)
     mpath = path.parent / MANIFEST_NAME
@@ -153,7 +154,15 @@ def update_entry(path: str | os.PathLike[str]) -> bool:
         return False
     # the folder's one manifest is shared by its datasets, whose own locks differ: two
     # rewrites of different files would each drop the other's entry
-    with FileLock(path.parent / f".{MANIFEST_NAME}.lock", mode=LOCK_FILE_MODE):
+    lock = FileLock(path.parent / f".{MANIFEST_NAME}.lock")
+    try:
+        lock.acquire(timeout=MANIFEST_WAIT_NOTICE_S)
+    except Timeout:
+        warnings.warn(
+            f"waiting for another process updating {mpath} (Ctrl-C gives up)", stacklevel=2
+        )
+        lock.acquire()
+    try:
         _manifest.cache_clear()
         try:
             data = read_manifest(path.parent)
@@ -166,6 +175,8 @@ def update_entry(path: str | os.PathLike[str]) -> bool:
         with atomic_path(mpath) as tmp:
             tmp.write_text(json.dumps(data, indent=2) + "\n")
         _manifest.cache_clear()
+    finally:
+        lock.release()
     _verify_cached.cache_clear()
     return True
 

@@ -1,21 +1,14 @@
-"""Lock files a lab can share, and one writer at a time for a folder's data manifest."""
+"""One writer at a time for a folder's data manifest, and a word when one waits."""
 
 from __future__ import annotations
 
-import stat
 import threading
 
+import pytest
 from hostile import ok_frame
 
 from latbench.dataset import write_dataset
-from latbench.lock import LOCK_FILE_MODE, hold
 from latbench.manifest import MANIFEST_NAME, read_manifest, update_entry, write_manifest
-
-
-def test_lock_files_are_group_writable_never_world(tmp_path):
-    with hold(tmp_path, "k"):
-        mode = stat.S_IMODE((tmp_path / ".k.lock").stat().st_mode)
-    assert mode == LOCK_FILE_MODE == 0o664
 
 
 def test_a_manifest_update_waits_for_another(tmp_path):
@@ -46,3 +39,30 @@ def test_no_lock_file_where_there_is_no_manifest(tmp_path):
     write_dataset(ok_frame(300, step=5, seed=0, low=0.1, high=2.0), tmp_path / "a.parquet")
     assert update_entry(tmp_path / "a.parquet") is False
     assert not (tmp_path / f".{MANIFEST_NAME}.lock").exists()
+
+
+def test_a_long_wait_for_the_manifest_says_so(tmp_path, monkeypatch):
+    from filelock import FileLock
+
+    from latbench import manifest
+
+    write_dataset(ok_frame(300, step=5, seed=0, low=0.1, high=2.0), tmp_path / "a.parquet")
+    write_manifest(tmp_path)
+    monkeypatch.setattr(manifest, "MANIFEST_WAIT_NOTICE_S", 0.2)
+    other = FileLock(tmp_path / f".{MANIFEST_NAME}.lock")
+    held = threading.Event()
+
+    def hold_a_while() -> None:
+        with other:
+            held.set()
+            threading.Event().wait(1.0)
+
+    t = threading.Thread(target=hold_a_while)
+    t.start()
+    held.wait(30)
+    with pytest.warns(UserWarning, match="waiting for another process updating"):
+        assert update_entry(tmp_path / "a.parquet") is True
+    t.join(30)
+    lock = FileLock(tmp_path / f".{MANIFEST_NAME}.lock")
+    lock.acquire(timeout=0)  # released again by the update
+    lock.release()

@@ -76,3 +76,23 @@ def test_a_resume_with_another_execution_mode_is_refused(tmp_path) -> None:
         measure(sequential, more, **kw)
     s = measure(prof, more, **kw)  # the same settings resume
     assert s.timed == len(more.work) - 2
+
+
+def test_the_default_schedule_spelled_out_still_resumes(tmp_path) -> None:
+    """``execution_mode = "sequential"`` (with an idle ``inter_op_threads``) is the
+    default: a run stored without them resumes."""
+    from latbench.harness.artifacts import ArtifactCache
+    from latbench.harness.plan import make_plan, select_archs
+    from latbench.harness.session import measure
+
+    prof = load_profile("cpu-onnxruntime").with_protocol(runs=10, group_size=5, warmup=1)
+    kw = {
+        "out_dir": tmp_path,
+        "key": "k",
+        "progress": False,
+        "cache": ArtifactCache(tmp_path / "c"),
+    }
+    measure(prof, make_plan(select_archs(limit=2, seed=3)), **kw)
+    spelled = prof.with_options(execution_mode="sequential", inter_op_threads=4)
+    more = make_plan(select_archs(limit=3, seed=3))
+    assert measure(spelled, more, **kw).timed == len(more.work) - 2

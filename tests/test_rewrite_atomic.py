@@ -145,3 +145,25 @@ def test_a_full_disk_midway_lists_the_files_already_rewritten(tmp_path, monkeypa
     assert rc == 2 and "No space left" in err and len(err.strip().splitlines()) == 1
     assert out.startswith(f"rewrote {a}") and str(b) not in out
     assert "checksums verified" in check_file(a) and b.read_bytes() == b_before
+
+
+def test_a_manifest_update_failing_after_the_replace_says_the_file_was_rewritten(
+    tmp_path, monkeypatch, capsys
+):
+    """The file is replaced first: a failure recording it in its folder's manifest must
+    say so, not leave a silent mismatch."""
+    from latbench import manifest
+
+    a = _legacy(tmp_path / "a.parquet")
+    manifest.write_manifest(tmp_path)
+
+    def full_disk(path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(manifest, "update_entry", full_disk)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnverifiedFileWarning)
+        rc = main(["rewrite", str(a)])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "rewritten (content unchanged)" in err and "manifest.json" in err
