@@ -55,22 +55,25 @@ def test_parallel_run_records_its_mode_in_the_dataset(tmp_path) -> None:
     assert settings["inter_op_num_threads"] == 2 and settings["intra_op_num_threads"] == 1
 
 
-def test_a_resume_with_another_execution_mode_is_refused(tmp_path) -> None:
-    """Sequential and concurrent timings never mix in one dataset."""
+def _two_then_three(prof, tmp_path):
+    """``measure``, its keywords and a plan of three models, after two of them were
+    measured with ``prof`` (a run to resume)."""
     from latbench.harness.artifacts import ArtifactCache
     from latbench.harness.plan import make_plan, select_archs
     from latbench.harness.session import measure
+
+    kw = {"out_dir": tmp_path, "key": "k", "progress": False}
+    kw["cache"] = ArtifactCache(tmp_path / "c")
+    measure(prof, make_plan(select_archs(limit=2, seed=3)), **kw)
+    return measure, kw, make_plan(select_archs(limit=3, seed=3))
+
+
+def test_a_resume_with_another_execution_mode_is_refused(tmp_path) -> None:
+    """Sequential and concurrent timings never mix in one dataset."""
     from latbench.harness.store import RunConfigMismatch
 
     prof = load_profile("cpu-onnxruntime-parallel").with_protocol(runs=10, group_size=5, warmup=1)
-    kw = {
-        "out_dir": tmp_path,
-        "key": "k",
-        "progress": False,
-        "cache": ArtifactCache(tmp_path / "c"),
-    }
-    measure(prof, make_plan(select_archs(limit=2, seed=3)), **kw)
-    more = make_plan(select_archs(limit=3, seed=3))
+    measure, kw, more = _two_then_three(prof, tmp_path)
     sequential = prof.with_options(execution_mode="sequential")
     with pytest.raises(RunConfigMismatch, match="execution_mode"):
         measure(sequential, more, **kw)
@@ -81,18 +84,7 @@ def test_a_resume_with_another_execution_mode_is_refused(tmp_path) -> None:
 def test_the_default_schedule_spelled_out_still_resumes(tmp_path) -> None:
     """``execution_mode = "sequential"`` (with an idle ``inter_op_threads``) is the
     default: a run stored without them resumes."""
-    from latbench.harness.artifacts import ArtifactCache
-    from latbench.harness.plan import make_plan, select_archs
-    from latbench.harness.session import measure
-
     prof = load_profile("cpu-onnxruntime").with_protocol(runs=10, group_size=5, warmup=1)
-    kw = {
-        "out_dir": tmp_path,
-        "key": "k",
-        "progress": False,
-        "cache": ArtifactCache(tmp_path / "c"),
-    }
-    measure(prof, make_plan(select_archs(limit=2, seed=3)), **kw)
+    measure, kw, more = _two_then_three(prof, tmp_path)
     spelled = prof.with_options(execution_mode="sequential", inter_op_threads=4)
-    more = make_plan(select_archs(limit=3, seed=3))
     assert measure(spelled, more, **kw).timed == len(more.work) - 2
