@@ -10,19 +10,10 @@ gone, and those without an owner (an earlier LatBench version's) once untouched 
 day (:data:`OLD_STAGE_AGE_S`). Only the current user's are touched: another user's
 hidden folder in a shared output folder is left alone.
 
-Publishing rolls forward: before its first move, :func:`publish` records in the
-staging folder, durably, that publishing has begun and what it moves (the journal
-:data:`JOURNAL_FILE`). A run killed between two moves leaves the journal and the files
-it had still to move; the next run completes those moves instead of removing them, so
-the output folder never keeps a mix of two runs' files. No run publishes while such
-moves are pending: it completes them first, or stops with an error naming their folder.
-A journal's moves go through real folders only, never through a symbolic link.
-
-A run given a result-set name (``results``) records what it wrote in the output
-folder's :data:`MANIFEST`, each file under the name of its result set; the next run
-that writes a result set removes the files the manifest lists under that name which
-it did not write again (a dataset's figure from an earlier run), and nothing else: a
-file the manifest does not list (your notes) is never touched.
+Publishing rolls forward, through real folders only, and keeps the output folder's
+results manifest (:mod:`latbench.analysis.publishing`): a run stopped between two moves
+is completed by the next one, so the output folder never keeps a mix of two runs' files,
+and no run publishes while such moves are pending.
 """
 
 from __future__ import annotations
@@ -36,11 +27,31 @@ import stat
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from functools import cache
 from pathlib import Path, PurePosixPath
 
+from latbench.analysis.publishing import (
+    _MAX_JSON_BYTES,
+    CLAIMS_FILE,
+    JOURNAL_FILE,
+    MANIFEST,
+    OWNER_FILE,
+    PREFIXES,
+    PUBLISH_NOTICE_S,
+    _complete,
+    _dumps,
+    _finish,
+    _fsync,
+    _mine,
+    _next_manifest,
+    _publishing,
+    _staged_files,
+    _why,
+    _write_durably,
+    claim,
+)
 from latbench.files import read_capped
 from latbench.lock import process_gone
 
@@ -58,34 +69,10 @@ __all__ = [
     "staged",
 ]
 
-PREFIXES = (".latbench-partial-", ".nas-partial-")
-"""Name prefixes of the staging folders the analysis commands make."""
-OWNER_FILE = ".owner.json"
-"""File in a staging folder naming the process that writes it (never published)."""
-JOURNAL_FILE = ".publishing.json"
-"""File in a staging folder saying that its publishing has begun: the files it moves
-and the earlier results it removes (never published)."""
-CLAIMS_FILE = ".claims.json"
-"""File in a staging folder naming the result set of each file written so far (see
-:func:`claim`; never published)."""
-MANIFEST = ".latbench-results.json"
-"""File in an output folder listing the files the runs published there, each with the
-name of its result set (``{"format": 1, "files": {"a.csv": "correlation", ...}}``)."""
-PUBLISH_NOTICE_S = 10.0
-"""After how long waiting for another run's publishing into the same folder a run says
-so (seconds; it waits as long as it takes: its results are never thrown away). Publishing
-holds a ``flock`` on the output folder: two runs at once would each drop the other's
-entries from :data:`MANIFEST`."""
 OLD_STAGE_AGE_S = 86400.0
 """How long a staging folder without an owner file (an earlier LatBench version's) must
 be untouched before it is removed (seconds): a live run may write nothing for long."""
-_PRIVATE = frozenset(
-    {OWNER_FILE, OWNER_FILE + ".tmp", JOURNAL_FILE, JOURNAL_FILE + ".tmp", CLAIMS_FILE, MANIFEST}
-)
-_MAX_JSON_BYTES = 4 << 20  # a manifest of some thousand files is ~100 kB
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
-_IN_FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
-_NOT_A_FOLDER = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EMLINK})  # EMLINK: BSD's ELOOP
 _active: set[tuple[int, int, int]] = set()
 """(PID, device, inode) of each staging folder this process writes now: its other ones
 (kept by a publish that failed) are abandoned, completed by its next publish."""
@@ -150,23 +137,6 @@ def staged(
         if made and not done:
             with suppress(OSError):  # only if empty: never a file put there meanwhile
                 final.rmdir()
-
-
-def claim(stage: Path, results: str) -> list[str]:
-    """Record the files written in ``stage`` so far that no earlier claim took as the
-    result set ``results``; return them (paths relative to ``stage``, ``/``-separated).
-
-    :func:`publish` then records them in the manifest under that name (files nobody
-    claimed go under its own ``results``), and removes the files an earlier run listed
-    under any name claimed here (even by a claim of no file) that this run did not write.
-    """
-    claims = _read_claims(stage)
-    new = [rel for rel in _staged_files(stage) if rel not in claims["files"]]
-    claims["files"].update(dict.fromkeys(new, results))
-    if results not in claims["sets"]:
-        claims["sets"].append(results)
-    (stage / CLAIMS_FILE).write_text(json.dumps(claims), encoding="utf-8")
-    return new
 
 
 def publish(stage: Path, out: Path, *, results: str | None = None) -> list[Path]:
@@ -284,11 +254,6 @@ def remove_abandoned(out: Path) -> list[Path]:
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _mine(st: os.stat_result) -> bool:
-    """Whether this user owns what ``st`` describes (always, where there are no uids)."""
-    return not hasattr(os, "getuid") or st.st_uid == os.getuid()
-
-
 def _key(path: Path) -> tuple[int, int, int]:
     st = os.stat(path)
     return os.getpid(), st.st_dev, st.st_ino  # the PID: a forked child's stages are not its own
@@ -377,264 +342,6 @@ def _report(out: Path, *, killed=(), completed=(), old=()) -> None:
     ):  # fmt: skip
         if found:
             warnings.warn(what + ", ".join(p.name for p in found[:3]), stacklevel=4)
-
-
-def _why(exc: BaseException) -> str:
-    return str(getattr(exc, "strerror", None) or exc)
-
-
-def _staged_files(stage: Path) -> list[str]:
-    """The files under ``stage`` to publish (``/``-separated, sorted), less its own."""
-    return sorted(
-        rel
-        for p in stage.rglob("*")
-        if not p.is_dir() and (rel := p.relative_to(stage).as_posix()) not in _PRIVATE
-    )
-
-
-def _safe_rel(rel: object) -> str:
-    """``rel`` if it is a plain relative ``/``-separated path inside the folder, else
-    :class:`ValueError` (a damaged or planted list never reaches outside it)."""
-    if not isinstance(rel, str) or not rel or "\\" in rel or "\0" in rel:
-        raise ValueError(f"not a relative path: {rel!r}")
-    parts = PurePosixPath(rel).parts
-    if rel.startswith("/") or any(p in ("", ".", "..") for p in parts) or "//" in rel:
-        raise ValueError(f"not a relative path: {rel!r}")
-    if parts[0].startswith(PREFIXES) or (len(parts) == 1 and parts[0] in _PRIVATE - {MANIFEST}):
-        raise ValueError(f"not a result file: {rel!r}")
-    return rel
-
-
-def _read_json(path: Path) -> object:
-    try:
-        return json.loads(read_capped(path, _MAX_JSON_BYTES).decode("utf-8"))
-    except RecursionError:  # nested beyond the parser's depth: damaged, like bad syntax
-        raise ValueError(f"{path}: nested too deeply") from None
-
-
-def _read_claims(stage: Path) -> dict:
-    try:
-        claims = _read_json(stage / CLAIMS_FILE)
-    except (OSError, ValueError):
-        claims = None
-    if (
-        not isinstance(claims, dict)
-        or not isinstance(claims.get("sets"), list)
-        or not isinstance(claims.get("files"), dict)
-    ):
-        return {"sets": [], "files": {}}
-    return claims
-
-
-def _read_manifest(out: Path) -> dict[str, str]:
-    """The previous manifest's ``{file: result set}``; empty when absent or damaged."""
-    path = out / MANIFEST
-    try:
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode) or not _mine(st):  # never through a link, and
-            return {}  # never one a co-user of a shared folder wrote: it would delete ours
-        data = _read_json(path)
-        files = data["files"] if isinstance(data, dict) and data.get("format") == 1 else {}
-        if not isinstance(files, dict):
-            return {}
-    except (OSError, ValueError, KeyError):
-        return {}
-    listed = {}
-    for rel, name in files.items():
-        with suppress(ValueError):
-            if isinstance(name, str) and _safe_rel(rel) != MANIFEST:
-                listed[rel] = name
-    return listed
-
-
-def _next_manifest(
-    stage: Path, out: Path, files: Sequence[str], results: str
-) -> tuple[dict, list[str]]:
-    """The manifest after this run, and the previous one's files this run removes."""
-    previous = _read_manifest(out)
-    claims = _read_claims(stage)
-    claimed = claims["files"]
-    written = {rel: claimed.get(rel, results) for rel in files}
-    sets = {results, *claims["sets"], *written.values()}
-    remove = sorted(rel for rel, s in previous.items() if s in sets and rel not in written)
-    kept = {
-        rel: s
-        for rel, s in previous.items()
-        if s not in sets and rel not in written and os.path.lexists(out / rel)
-    }
-    return {"format": 1, "files": dict(sorted((kept | written).items()))}, remove
-
-
-def _dumps(data: object) -> str:
-    return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def _fsync(path: Path) -> None:
-    """Flush ``path`` (a file or a folder: its entries) to disk, where the system can."""
-    with suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _write_durably(path: Path, data: object) -> None:
-    """Write ``data`` as JSON to ``path`` whole (a temporary renamed over it) and on disk."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(_dumps(data))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync(path.parent)
-
-
-def _finish(stage: Path, out: Path, moves: Iterable[str], remove: Iterable[str]) -> None:
-    """Move the files of ``moves`` still in ``stage`` into ``out``, remove ``remove``
-    from ``out`` and then the journal: what the journal says, from wherever it stopped.
-
-    Each file is moved between folders opened one level at a time without following a
-    symbolic link, and only a regular file: an entry reached through a link (which may
-    lead anywhere) is skipped, and named in a warning."""
-    folders, skipped = {out}, []
-    for rel in moves:
-        done = _move(stage, out, rel)
-        if done == "moved":
-            folders.add((out / rel).parent)
-        elif done == "skipped":
-            skipped.append(rel)
-    for folder in folders:  # the renames on disk before the journal goes
-        _fsync(folder)
-    _remove_listed(out, remove)
-    (stage / JOURNAL_FILE).unlink(missing_ok=True)
-    _fsync(stage)
-    if skipped:
-        warnings.warn(
-            f"did not move {len(skipped)} file(s) of {stage.name} into {out}: reached through"
-            f" a symbolic link, or not a regular file: {', '.join(skipped[:5])}",
-            stacklevel=2,
-        )
-
-
-def _move(stage: Path, out: Path, rel: str) -> str:
-    """Move the regular file ``stage/rel`` to ``out/rel`` through real folders only; return
-    ``"moved"``, ``"gone"`` (moved before an interruption) or ``"skipped"`` (a symbolic
-    link on the way, or not a regular file). Another error names ``out/rel``."""
-    *parts, name = PurePosixPath(rel).parts
-    try:
-        source = _open_folder(stage, parts)
-    except FileNotFoundError:
-        return "gone"
-    except OSError as exc:
-        if exc.errno in _NOT_A_FOLDER:
-            return "skipped"
-        raise
-    try:
-        try:
-            mode = os.stat(name, dir_fd=source, follow_symlinks=False).st_mode
-        except FileNotFoundError:
-            return "gone"
-        if not stat.S_ISREG(mode):
-            return "skipped"
-        target = _open_folder(out, parts, make=True)
-        try:
-            os.replace(name, name, src_dir_fd=source, dst_dir_fd=target)
-        finally:
-            os.close(target)
-        return "moved"
-    except OSError as exc:
-        if exc.errno in _NOT_A_FOLDER:
-            return "skipped"
-        exc.filename, exc.filename2 = str(out / rel), None  # a descriptor names no folder
-        raise
-    finally:
-        os.close(source)
-
-
-def _open_folder(root: Path, parts: Sequence[str], *, make: bool = False) -> int:
-    """A descriptor of the folder ``root/parts...``, reached through real folders only (a
-    symbolic link among ``parts``: :class:`OSError` ``ELOOP``); missing ones made if ``make``."""
-    fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        for part in parts:
-            if make:
-                with suppress(FileExistsError):
-                    os.mkdir(part, dir_fd=fd)
-            fd, above = os.open(part, _IN_FOLDER, dir_fd=fd), fd
-            os.close(above)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _complete(stage: Path, out: Path) -> None:
-    """Complete the publishing that ``stage``'s :data:`JOURNAL_FILE` records; the caller
-    holds :func:`_publishing` (read under it, a journal is replayed by one run only)."""
-    journal = _read_json(stage / JOURNAL_FILE)
-    if not isinstance(journal, dict) or journal.get("format") != 1:
-        raise ValueError("not a journal of this LatBench")
-    moves = [_safe_rel(rel) for rel in journal["move"]]
-    remove = [rel for rel in journal["remove"] if _safe_rel(rel) != MANIFEST]
-    _finish(stage, out, moves, remove)
-
-
-@contextmanager
-def _publishing(out: Path) -> Iterator[bool]:
-    """Hold an exclusive ``flock`` on the folder ``out`` itself (no lock file among the
-    results); yield whether it is held. Waits for another run's publishing as long as it
-    takes, saying so once after :data:`PUBLISH_NOTICE_S`. Where the folder cannot be read
-    or the file system has no ``flock`` (some network mounts), publishing goes on unguarded."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        yield False
-        return
-    try:
-        fd = os.open(out, os.O_RDONLY)
-    except OSError:  # a folder we may write but not read: publish unguarded, as before
-        yield False
-        return
-    try:
-        locked, notice = False, time.monotonic() + PUBLISH_NOTICE_S
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                locked = True
-                break
-            except BlockingIOError:
-                if notice is not None and time.monotonic() >= notice:
-                    notice = None
-                    warnings.warn(
-                        f"waiting for another run publishing results into {out} to finish"
-                        " (Ctrl-C gives up: this run's results are then not moved in)",
-                        stacklevel=4,
-                    )
-                time.sleep(0.05)
-            except OSError:  # a file system without flock (some network mounts): unguarded
-                break
-        yield locked  # closing the descriptor releases the lock, also if this process dies
-    finally:
-        os.close(fd)
-
-
-def _remove_listed(out: Path, rels: Iterable[str]) -> None:
-    """Remove each regular file ``out/rel``, reached through real folders only."""
-    for rel in rels:
-        *parts, name = PurePosixPath(rel).parts
-        try:
-            folder = _open_folder(out, parts)
-        except OSError:  # gone already, or a link (maybe elsewhere): left as it is
-            continue
-        try:
-            st = os.stat(name, dir_fd=folder, follow_symlinks=False)
-            if stat.S_ISREG(st.st_mode) and _mine(st):  # an earlier run of ours wrote it
-                os.unlink(name, dir_fd=folder)
-        except OSError:  # gone already, or not a file: left as it is
-            pass
-        finally:
-            os.close(folder)
 
 
 def _untouched_since(folder: Path, cutoff: float) -> bool:

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from synthetic_accuracy import write_synthetic_accuracy
 
-from latbench.analysis import staging
+from latbench.analysis import publishing, staging
 from latbench.analysis.cli import main
 from latbench.analysis.staging import (
     JOURNAL_FILE,
@@ -568,7 +568,7 @@ def test_a_publish_waits_for_another_as_long_as_it_takes_and_says_so(tmp_path, m
         finally:
             os.close(fd)
 
-    monkeypatch.setattr(staging, "PUBLISH_NOTICE_S", 0.2)
+    monkeypatch.setattr(publishing, "PUBLISH_NOTICE_S", 0.2)
     t = threading.Thread(target=other_run)
     t.start()
     held.wait(30)
