@@ -57,7 +57,6 @@ _PRIVATE = frozenset(
     {OWNER_FILE, OWNER_FILE + ".tmp", JOURNAL_FILE, JOURNAL_FILE + ".tmp", CLAIMS_FILE, MANIFEST}
 )
 _MAX_JSON_BYTES = 4 << 20  # a manifest of some thousand files is ~100 kB
-_MAX_JSON_BYTES = 4 << 20  # a manifest of some thousand files is ~100 kB
 _IN_FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
 _NOT_A_FOLDER = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EMLINK})  # EMLINK: BSD's ELOOP
 
