@@ -3,11 +3,11 @@ and the output folder's results manifest.
 
 :func:`latbench.analysis.staging.publish` records durably in the staging folder what it
 will move (:data:`JOURNAL_FILE`) before its first move, so a run stopped midway leaves
-what a later run completes (:func:`_complete`). Moves and removals open each folder
+what a later run completes (:func:`complete_journal`). Moves and removals open each folder
 one level at a time without following a symbolic link (:func:`_move`,
 :func:`_remove_listed`). :data:`MANIFEST` lists each published file under the name of its
 result set (:func:`claim`), so the next run of a result removes that result's files it
-no longer writes, and nothing else. The output folder's ``flock`` (:func:`_publishing`)
+no longer writes, and nothing else. The output folder's ``flock`` (:func:`folder_lock`)
 makes two runs move their files in one at a time.
 """
 
@@ -29,10 +29,21 @@ __all__ = [
     "CLAIMS_FILE",
     "JOURNAL_FILE",
     "MANIFEST",
+    "MAX_JSON_BYTES",
     "OWNER_FILE",
     "PREFIXES",
     "PUBLISH_NOTICE_S",
     "claim",
+    "complete_journal",
+    "dump_json",
+    "error_text",
+    "finish_moves",
+    "folder_lock",
+    "fsync_path",
+    "is_mine",
+    "next_manifest",
+    "staged_files",
+    "write_durably",
 ]
 
 PREFIXES = (".latbench-partial-", ".nas-partial-")
@@ -56,7 +67,7 @@ entries from :data:`MANIFEST`."""
 _PRIVATE = frozenset(
     {OWNER_FILE, OWNER_FILE + ".tmp", JOURNAL_FILE, JOURNAL_FILE + ".tmp", CLAIMS_FILE, MANIFEST}
 )
-_MAX_JSON_BYTES = 4 << 20  # a manifest of some thousand files is ~100 kB
+MAX_JSON_BYTES = 4 << 20  # a manifest of some thousand files is ~100 kB
 _IN_FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
 _NOT_A_FOLDER = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EMLINK})  # EMLINK: BSD's ELOOP
 
@@ -70,7 +81,7 @@ def claim(stage: Path, results: str) -> list[str]:
     under any name claimed here (even by a claim of no file) that this run did not write.
     """
     claims = _read_claims(stage)
-    new = [rel for rel in _staged_files(stage) if rel not in claims["files"]]
+    new = [rel for rel in staged_files(stage) if rel not in claims["files"]]
     claims["files"].update(dict.fromkeys(new, results))
     if results not in claims["sets"]:
         claims["sets"].append(results)
@@ -78,12 +89,12 @@ def claim(stage: Path, results: str) -> list[str]:
     return new
 
 
-def _mine(st: os.stat_result) -> bool:
+def is_mine(st: os.stat_result) -> bool:
     """Whether this user owns what ``st`` describes (always, where there are no uids)."""
     return not hasattr(os, "getuid") or st.st_uid == os.getuid()
 
 
-def _staged_files(stage: Path) -> list[str]:
+def staged_files(stage: Path) -> list[str]:
     """The files under ``stage`` to publish (``/``-separated, sorted), less its own."""
     return sorted(
         rel
@@ -107,7 +118,7 @@ def _safe_rel(rel: object) -> str:
 
 def _read_json(path: Path) -> object:
     try:
-        return json.loads(read_capped(path, _MAX_JSON_BYTES).decode("utf-8"))
+        return json.loads(read_capped(path, MAX_JSON_BYTES).decode("utf-8"))
     except RecursionError:  # nested beyond the parser's depth: damaged, like bad syntax
         raise ValueError(f"{path}: nested too deeply") from None
 
@@ -131,7 +142,7 @@ def _read_manifest(out: Path) -> dict[str, str]:
     path = out / MANIFEST
     try:
         st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode) or not _mine(st):  # never through a link, and
+        if not stat.S_ISREG(st.st_mode) or not is_mine(st):  # never through a link, and
             return {}  # never one a co-user of a shared folder wrote: it would delete ours
         data = _read_json(path)
         files = data["files"] if isinstance(data, dict) and data.get("format") == 1 else {}
@@ -147,7 +158,7 @@ def _read_manifest(out: Path) -> dict[str, str]:
     return listed
 
 
-def _next_manifest(
+def next_manifest(
     stage: Path, out: Path, files: Sequence[str], results: str
 ) -> tuple[dict, list[str]]:
     """The manifest after this run, and the previous one's files this run removes."""
@@ -165,11 +176,12 @@ def _next_manifest(
     return {"format": 1, "files": dict(sorted((kept | written).items()))}, remove
 
 
-def _dumps(data: object) -> str:
+def dump_json(data: object) -> str:
+    """``data`` as the indented, key-sorted JSON text of the journal and the manifest."""
     return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     """Flush ``path`` (a file or a folder: its entries) to disk, where the system can."""
     with suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
@@ -179,18 +191,18 @@ def _fsync(path: Path) -> None:
             os.close(fd)
 
 
-def _write_durably(path: Path, data: object) -> None:
+def write_durably(path: Path, data: object) -> None:
     """Write ``data`` as JSON to ``path`` whole (a temporary renamed over it) and on disk."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(_dumps(data))
+        fh.write(dump_json(data))
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync(path.parent)
+    fsync_path(path.parent)
 
 
-def _finish(stage: Path, out: Path, moves: Iterable[str], remove: Iterable[str]) -> None:
+def finish_moves(stage: Path, out: Path, moves: Iterable[str], remove: Iterable[str]) -> None:
     """Move the files of ``moves`` still in ``stage`` into ``out``, remove ``remove``
     from ``out`` and then the journal: what the journal says, from wherever it stopped.
 
@@ -205,10 +217,10 @@ def _finish(stage: Path, out: Path, moves: Iterable[str], remove: Iterable[str])
         elif done == "skipped":
             skipped.append(rel)
     for folder in folders:  # the renames on disk before the journal goes
-        _fsync(folder)
+        fsync_path(folder)
     _remove_listed(out, remove)
     (stage / JOURNAL_FILE).unlink(missing_ok=True)
-    _fsync(stage)
+    fsync_path(stage)
     if skipped:
         warnings.warn(
             f"did not move {len(skipped)} file(s) of {stage.name} into {out}: reached through"
@@ -269,19 +281,19 @@ def _open_folder(root: Path, parts: Sequence[str], *, make: bool = False) -> int
     return fd
 
 
-def _complete(stage: Path, out: Path) -> None:
+def complete_journal(stage: Path, out: Path) -> None:
     """Complete the publishing that ``stage``'s :data:`JOURNAL_FILE` records; the caller
-    holds :func:`_publishing` (read under it, a journal is replayed by one run only)."""
+    holds :func:`folder_lock` (read under it, a journal is replayed by one run only)."""
     journal = _read_json(stage / JOURNAL_FILE)
     if not isinstance(journal, dict) or journal.get("format") != 1:
         raise ValueError("not a journal of this LatBench")
     moves = [_safe_rel(rel) for rel in journal["move"]]
     remove = [rel for rel in journal["remove"] if _safe_rel(rel) != MANIFEST]
-    _finish(stage, out, moves, remove)
+    finish_moves(stage, out, moves, remove)
 
 
 @contextmanager
-def _publishing(out: Path) -> Iterator[bool]:
+def folder_lock(out: Path) -> Iterator[bool]:
     """Hold an exclusive ``flock`` on the folder ``out`` itself (no lock file among the
     results); yield whether it is held. Waits for another run's publishing as long as it
     takes, saying so once after :data:`PUBLISH_NOTICE_S`. Where the folder cannot be read
@@ -329,7 +341,7 @@ def _remove_listed(out: Path, rels: Iterable[str]) -> None:
             continue
         try:
             st = os.stat(name, dir_fd=folder, follow_symlinks=False)
-            if stat.S_ISREG(st.st_mode) and _mine(st):  # an earlier run of ours wrote it
+            if stat.S_ISREG(st.st_mode) and is_mine(st):  # an earlier run of ours wrote it
                 os.unlink(name, dir_fd=folder)
         except OSError:  # gone already, or not a file: left as it is
             pass
@@ -337,5 +349,6 @@ def _remove_listed(out: Path, rels: Iterable[str]) -> None:
             os.close(folder)
 
 
-def _why(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
+    """What went wrong in ``exc``, for a one-line message (an ``OSError``'s reason)."""
     return str(getattr(exc, "strerror", None) or exc)

@@ -33,24 +33,24 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 
 from latbench.analysis.publishing import (
-    _MAX_JSON_BYTES,
     CLAIMS_FILE,
     JOURNAL_FILE,
     MANIFEST,
+    MAX_JSON_BYTES,
     OWNER_FILE,
     PREFIXES,
     PUBLISH_NOTICE_S,
-    _complete,
-    _dumps,
-    _finish,
-    _fsync,
-    _mine,
-    _next_manifest,
-    _publishing,
-    _staged_files,
-    _why,
-    _write_durably,
     claim,
+    complete_journal,
+    dump_json,
+    error_text,
+    finish_moves,
+    folder_lock,
+    fsync_path,
+    is_mine,
+    next_manifest,
+    staged_files,
+    write_durably,
 )
 from latbench.files import read_capped
 from latbench.lock import process_gone
@@ -119,7 +119,7 @@ def staged(
         if _boot_id():
             owner["boot"] = _boot_id()
         # on disk before any journal: a folder whose owner is unreadable is never touched
-        _write_durably(stage / OWNER_FILE, owner)
+        write_durably(stage / OWNER_FILE, owner)
         yield stage
         publish(stage, final, results=results)
         done = True
@@ -159,7 +159,7 @@ def publish(stage: Path, out: Path, *, results: str | None = None) -> list[Path]
     folder or a symbolic link, or under one, is left alone). A file the manifest does
     not list is never removed. Without ``results`` the manifest is left as it is.
     """
-    files = _staged_files(stage)
+    files = staged_files(stage)
     for rel in files:
         target = out / rel
         for parent in list(PurePosixPath(rel).parents)[-2::-1]:  # out/a, out/a/b, ...
@@ -181,14 +181,14 @@ def publish(stage: Path, out: Path, *, results: str | None = None) -> list[Path]
                 errno.EISDIR, "is in the way of the results manifest; nothing was replaced",
                 str(manifest_path),
             )  # fmt: skip
-        if not _mine(st):  # a co-user's: neither trusted nor replaced (a sticky folder)
+        if not is_mine(st):  # a co-user's: neither trusted nor replaced (a sticky folder)
             warnings.warn(
                 f"{manifest_path} belongs to another user: it is left as it is, and files"
                 " earlier runs wrote there that this one did not are not removed",
                 stacklevel=4,
             )
             results = None
-    with _publishing(out) as locked:  # two runs' manifests: read and rewritten one at a time
+    with folder_lock(out) as locked:  # two runs' manifests: read and rewritten one at a time
         completed, failed = _complete_pending(out, locked)
         _report(out, completed=completed)
         if failed:
@@ -196,23 +196,23 @@ def publish(stage: Path, out: Path, *, results: str | None = None) -> list[Path]
             raise OSError(
                 getattr(exc, "errno", None) or errno.EIO,
                 f"holds an earlier run's results that could not all be moved into {out} "
-                f"({_why(exc)}), so this run's were not moved in either: fix that (say, free "
+                f"({error_text(exc)}), so this run's were not moved in either: fix that (say, free "
                 "some space) and rerun, or remove that folder to discard its results",
                 str(folder),
             )
         moves, remove = list(files), []
         if results is not None:
-            manifest, remove = _next_manifest(stage, out, files, results)
-            (stage / MANIFEST).write_text(_dumps(manifest), encoding="utf-8")
+            manifest, remove = next_manifest(stage, out, files, results)
+            (stage / MANIFEST).write_text(dump_json(manifest), encoding="utf-8")
             moves.append(MANIFEST)  # last: it lists the files only once they are there
         for rel in moves:  # their bytes on disk before any of them replaces an earlier file
-            _fsync(stage / rel)
-        _write_durably(stage / JOURNAL_FILE, {"format": 1, "move": moves, "remove": remove})
+            fsync_path(stage / rel)
+        write_durably(stage / JOURNAL_FILE, {"format": 1, "move": moves, "remove": remove})
         try:
-            _finish(stage, out, moves, remove)
+            finish_moves(stage, out, moves, remove)
         except BaseException:
             with suppress(Exception):  # e.g. Ctrl-C between two moves: complete the set now
-                _finish(stage, out, moves, remove)
+                finish_moves(stage, out, moves, remove)
             raise  # what could not be completed stays for the next run (see staged)
     return [out / rel for rel in files]
 
@@ -233,7 +233,7 @@ def remove_abandoned(out: Path) -> list[Path]:
     failed: list[tuple[Path, Exception]] = []
     found = _scan(out)
     if any(what != "old" and os.path.lexists(f / JOURNAL_FILE) for f, what in found):
-        with _publishing(out) as locked:  # journals read under the lock: one run replays each
+        with folder_lock(out) as locked:  # journals read under the lock: one run replays each
             completed, failed = _complete_pending(out, locked)
         found = _scan(out)
     killed = [f for f, what in found if what == "gone" and not os.path.lexists(f / JOURNAL_FILE)]
@@ -245,7 +245,7 @@ def remove_abandoned(out: Path) -> list[Path]:
         warnings.warn(
             f"could not complete the results of a run stopped while moving them into {out}"
             f" (left as they are; no run publishes there until they are):"
-            f" {', '.join(f'{f.name} ({_why(exc)})' for f, exc in failed[:3])}",
+            f" {', '.join(f'{f.name} ({error_text(exc)})' for f, exc in failed[:3])}",
             stacklevel=3,
         )
     return killed + completed + old
@@ -282,11 +282,11 @@ def _state(folder: Path, cutoff: float) -> str | None:
     earlier version's, untouched since ``cutoff``), or ``None``: not ours to touch."""
     try:
         st = os.lstat(folder)
-        if not stat.S_ISDIR(st.st_mode) or not _mine(st):
+        if not stat.S_ISDIR(st.st_mode) or not is_mine(st):
             return None  # a link, or another user's (a planted one, in a shared folder)
         if not os.path.lexists(folder / OWNER_FILE):
             return "old" if _untouched_since(folder, cutoff) else None
-        owner = json.loads(read_capped(folder / OWNER_FILE, _MAX_JSON_BYTES))
+        owner = json.loads(read_capped(folder / OWNER_FILE, MAX_JSON_BYTES))
         pid, boot = owner["pid"], owner.get("boot")
         if owner["host"] != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
             return None
@@ -312,7 +312,7 @@ def _scan(out: Path) -> list[tuple[Path, str]]:
 def _complete_pending(out: Path, locked: bool) -> tuple[list, list]:
     """Complete, then remove, the staging folders in ``out`` whose publishing began and
     stopped; return those completed, and ``(folder, error)`` of those that could not be.
-    The caller holds :func:`_publishing`. Taken: those whose writer is gone, and while
+    The caller holds :func:`folder_lock`. Taken: those whose writer is gone, and while
     the lock is held also those of live runs (a publish holds the lock from writing its
     journal to its end, so a journal found under the lock is one a failed publish kept)."""
     completed, failed = [], []
@@ -322,7 +322,7 @@ def _complete_pending(out: Path, locked: bool) -> tuple[list, list]:
         if not os.path.lexists(folder / JOURNAL_FILE):  # none, or another run completed it
             continue
         try:
-            _complete(folder, out)
+            complete_journal(folder, out)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             failed.append((folder, exc))
             continue

@@ -315,7 +315,7 @@ def test_a_journal_is_read_under_the_lock_and_completed_once(tmp_path, monkeypat
     (stage / JOURNAL_FILE).write_text(
         json.dumps({"format": 1, "move": ["a.csv", MANIFEST], "remove": ["gone.png"]})
     )
-    real, ran = staging._publishing, []
+    real, ran = staging.folder_lock, []
 
     @contextmanager
     def late(folder):
@@ -326,7 +326,7 @@ def test_a_journal_is_read_under_the_lock_and_completed_once(tmp_path, monkeypat
         with real(folder) as locked:
             yield locked
 
-    monkeypatch.setattr(staging, "_publishing", late)
+    monkeypatch.setattr(staging, "folder_lock", late)
     with pytest.warns(UserWarning, match="completed the results") as w:
         remove_abandoned(out)  # run B
     assert ran and len(w) == 1  # A's warning only: B found the journal gone
