@@ -35,3 +35,18 @@ def with_header(path: Path, out: Path, **changes: object) -> Path:
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez(out, **arrays)
     return out
+
+
+def flip_page_byte(path: Path, column: str) -> Path:
+    """Flip one bit in the middle of ``column``'s first data page of the Parquet file
+    ``path``: damage a page checksum must catch (a fixed offset would drift into footer
+    bytes no reader uses whenever the schema gains a column)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    col = meta.row_group(0).column(meta.schema.to_arrow_schema().names.index(column))
+    start = col.dictionary_page_offset or col.data_page_offset
+    data = bytearray(path.read_bytes())
+    data[start + col.total_compressed_size // 2] ^= 0x04
+    path.write_bytes(bytes(data))
+    return path

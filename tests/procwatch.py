@@ -1,10 +1,13 @@
-"""Watching child processes in tests: their state letter and waiting on a condition."""
+"""Watching child processes in tests: their state letter, waiting on a condition, and
+resuming a driver stopped by Ctrl-Z."""
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 
@@ -32,3 +35,21 @@ def wait_until(
             raise AssertionError(f"the driver exited ({proc.returncode}) before {what}")
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
         time.sleep(0.05)
+
+
+def resume_and_finish(
+    proc: subprocess.Popen, finish: Path, tools: Mapping[str, tuple[int, Callable[[], int]]]
+) -> dict:
+    """``fg`` the stopped driver ``proc``: each tool ``name: (pid, beats)`` must beat again
+    and leave state ``T``; then touch ``finish`` and return the driver's JSON output."""
+    stopped_at = {name: beats() for name, (_, beats) in tools.items()}
+    proc.send_signal(signal.SIGCONT)
+    for name, (pid, beats) in tools.items():
+        wait_until(
+            lambda n=name, b=beats: b() > stopped_at[n], f"{name} beat again after SIGCONT", proc
+        )
+        assert proc_state(pid) != "T"
+    finish.touch()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    return json.loads(out)

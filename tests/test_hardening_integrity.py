@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hostile import ok_frame
+from hostile import flip_page_byte, ok_frame
 
 from latbench import manifest
 from latbench.dataset import DatasetError, read_dataset, write_dataset
@@ -192,15 +192,7 @@ def test_parts_are_checksummed_and_a_damaged_part_is_retimed(tmp_path):
     part = store.flush()
     assert INTEGRITY_KEY in pq.read_schema(part).metadata
     read_verified(part)
-    # Flip a byte inside the raw timings' data page (a fixed offset would drift into
-    # footer bytes no reader uses whenever the part schema gains a column).
-    meta = pq.ParquetFile(part).metadata
-    names = meta.schema.to_arrow_schema().names
-    col = meta.row_group(0).column(names.index("raw_ns"))
-    start = col.dictionary_page_offset or col.data_page_offset
-    data = bytearray(part.read_bytes())
-    data[start + col.total_compressed_size // 2] ^= 0x04
-    part.write_bytes(bytes(data))
+    flip_page_byte(part, "raw_ns")  # inside the raw timings' data page
     assert RunStore(tmp_path, "k", {"a": 1}).open() == {}
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hostile import ok_frame
+from hostile import flip_page_byte, ok_frame
 
 from latbench.cli import main
 from latbench.dataset import DatasetError, write_dataset
@@ -54,14 +54,7 @@ def _foreign(path: Path) -> Path:
 def _flipped(path: Path) -> Path:
     """A checksummed dataset with one byte flipped inside its data pages."""
     write_dataset(ok_frame(300, step=5, seed=2, low=0.1, high=2.0), path)
-    meta = pq.ParquetFile(path).metadata
-    names = meta.schema.to_arrow_schema().names
-    col = meta.row_group(0).column(names.index("latency_ms"))
-    start = col.dictionary_page_offset or col.data_page_offset
-    data = bytearray(path.read_bytes())
-    data[start + col.total_compressed_size // 2] ^= 0x04
-    path.write_bytes(bytes(data))
-    return path
+    return flip_page_byte(path, "latency_ms")
 
 
 BAD = {

@@ -11,7 +11,6 @@ driver as ``Ctrl-Z`` and ``fg`` do.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from procwatch import proc_state, wait_until
+from procwatch import proc_state, resume_and_finish, wait_until
 
 pytestmark = pytest.mark.skipif(
     not hasattr(signal, "SIGTSTP") or not Path("/proc/self/stat").exists(),
@@ -89,14 +88,7 @@ def _suspend(proc: subprocess.Popen, folder: Path) -> int:
 
 
 def _resume_and_finish(proc: subprocess.Popen, folder: Path, tool: int) -> dict:
-    stopped_at = _beats(folder)
-    proc.send_signal(signal.SIGCONT)
-    wait_until(lambda: _beats(folder) > stopped_at, "the tool beat again after SIGCONT", proc)
-    assert proc_state(tool) != "T"
-    (folder / "finish").touch()
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    return json.loads(out)
+    return resume_and_finish(proc, folder / "finish", {"the tool": (tool, lambda: _beats(folder))})
 
 
 def test_ctrl_z_stops_the_tool_with_the_harness_and_fg_resumes_both(tmp_path):

@@ -12,7 +12,6 @@ test plays the terminal, sending SIGTSTP and SIGCONT as ``Ctrl-Z`` and ``fg`` do
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from procwatch import proc_state, wait_until
+from procwatch import proc_state, resume_and_finish, wait_until
 
 pytestmark = pytest.mark.skipif(
     not hasattr(signal, "SIGTSTP") or not Path("/proc/self/stat").exists(),
@@ -117,15 +116,8 @@ def _suspend(proc: subprocess.Popen, folder: Path, names: list[str]) -> dict[str
 
 
 def _resume_and_finish(proc: subprocess.Popen, folder: Path, pids: dict[str, int]) -> dict:
-    stopped_at = {name: _beats(folder, name) for name in pids}
-    proc.send_signal(signal.SIGCONT)
-    for name, pid in pids.items():
-        wait_until(lambda n=name: _beats(folder, n) > stopped_at[n], f"{name} beat again", proc)
-        assert proc_state(pid) != "T"
-    (folder / "finish").touch()
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    return json.loads(out)
+    tools = {name: (pid, lambda n=name: _beats(folder, n)) for name, pid in pids.items()}
+    return resume_and_finish(proc, folder / "finish", tools)
 
 
 def test_ctrl_z_stops_a_tool_a_worker_thread_started_and_fg_resumes_it(tmp_path):
