@@ -24,12 +24,12 @@ import codecs
 import copyreg
 import os
 import pickle
-import pickletools
 import reprlib
 import struct
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -269,7 +269,14 @@ class _Stopped(Exception):
         self.cause, self.progress = cause, progress
 
 
-_OPNAMES = {op.code.encode("latin-1")[0]: op.name for op in pickletools.opcodes}
+@cache
+def _opnames() -> dict[int, str]:
+    """Opcode byte to ``pickletools``' name; built on the first failure, not at import."""
+    import pickletools
+
+    return {op.code.encode("latin-1")[0]: op.name for op in pickletools.opcodes}
+
+
 _BYTE_ARG = frozenset(b"Khq")  # BININT1, BINGET, BINPUT read their byte as data[i]
 
 
@@ -289,7 +296,7 @@ def _progress(exc: Exception, data: bytes, at: int, ops: int, memo: int) -> Pick
         damage = "corrupt"
     else:  # a limit, the allow-list or an allow-listed stand-in refused a valid opcode
         damage = None
-    return PickleProgress(ops, at, damage, None if op is None else _OPNAMES.get(op), memo)
+    return PickleProgress(ops, at, damage, None if op is None else _opnames().get(op), memo)
 
 
 def _key_ok(key: Any) -> bool:
