@@ -29,6 +29,7 @@ from latbench.terminal import safe
 
 __all__ = [
     "DATASET_SUFFIXES",
+    "LOCK_FILE_MODE",
     "KeyLocked",
     "LockUnavailable",
     "file_owner",
@@ -42,6 +43,10 @@ __all__ = [
 
 _held: dict[str, list] = {}  # lock path -> [FileLock, depth], this process's locks
 _guard = threading.Lock()
+
+LOCK_FILE_MODE = 0o664
+"""Permissions of the lock files (set whatever the umask): a co-user of a group-shared
+data folder must open a lock file to take it, so it is group-writable; it holds no data."""
 
 DATASET_SUFFIXES = (".parquet", ".raw.h5", ".layers.parquet", ".predicted.parquet")
 """Endings of the files ``<stem><suffix>`` beside ``.<stem>.lock`` that belong to its
@@ -64,7 +69,7 @@ def _lock_file_error(lock_path: Path) -> OSError | None:
     "another run holds it"; this tells the two apart.
     """
     try:
-        fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o644)
+        fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, LOCK_FILE_MODE)
     except OSError as exc:
         return exc
     os.close(fd)
@@ -191,7 +196,7 @@ def hold(
                 mine[1] -= 1
         return
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(lock_path, timeout=0)
+    lock = FileLock(lock_path, timeout=0, mode=LOCK_FILE_MODE)
     try:
         lock.acquire()
     except Timeout:
@@ -226,8 +231,14 @@ def hold(
             "command": " ".join(sys.argv)[:500],
         }
         tmp = info_path.with_name(info_path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(info))
-        os.replace(tmp, info_path)
+        # the note only names the holder to a refused run: a co-user's stale note that
+        # a sticky folder will not let us replace must not stop the run the lock allows
+        try:
+            tmp.write_text(json.dumps(info))
+            os.replace(tmp, info_path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         with _guard:
             _held[key] = [lock, 1]
         from latbench.dataset import remove_stale_temps

@@ -154,7 +154,9 @@ def update_entry(path: str | os.PathLike[str]) -> bool:
         return False
     # the folder's one manifest is shared by its datasets, whose own locks differ: two
     # rewrites of different files would each drop the other's entry
-    lock = FileLock(path.parent / f".{MANIFEST_NAME}.lock")
+    from latbench.lock import LOCK_FILE_MODE
+
+    lock = FileLock(path.parent / f".{MANIFEST_NAME}.lock", mode=LOCK_FILE_MODE)
     try:
         lock.acquire(timeout=MANIFEST_WAIT_NOTICE_S)
     except Timeout:

@@ -1,0 +1,86 @@
+"""A data folder shared by a group: its lock files are group-writable whatever the umask,
+so a co-user whose run follows ours can take the lock (opening it for writing is what
+``flock`` through filelock needs); before, ``umask 022`` left them ``0644`` and the
+co-user was refused for good by a file that holds no data."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+import pytest
+from hostile import ok_frame
+
+from latbench.lock import LOCK_FILE_MODE, hold
+
+NOBODY = 65534
+
+
+@contextlib.contextmanager
+def _umask(mask: int):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@contextlib.contextmanager
+def _as_user(uid: int, gid: int):
+    """Run the block with effective ``uid``/``gid`` (file permission checks use them)."""
+    os.setegid(gid)
+    try:
+        os.seteuid(uid)
+        try:
+            yield
+        finally:
+            os.seteuid(0)
+    finally:
+        os.setegid(0)
+
+
+def test_lock_files_are_group_writable_under_a_strict_umask(tmp_path: Path) -> None:
+    with _umask(0o022), hold(tmp_path, "k", option=None):
+        mode = stat.S_IMODE((tmp_path / ".k.lock").stat().st_mode)
+    assert mode == LOCK_FILE_MODE
+    assert mode & stat.S_IWGRP and not mode & stat.S_IWOTH
+
+
+def test_manifest_lock_is_group_writable(tmp_path: Path) -> None:
+    from latbench.dataset import write_dataset
+    from latbench.manifest import MANIFEST_NAME, update_entry, write_manifest
+
+    frame = ok_frame(300, step=5, seed=0, low=0.1, high=2.0)
+    write_dataset(frame, tmp_path / "k.parquet")
+    write_manifest(tmp_path)
+    write_dataset(ok_frame(300, step=5, seed=1, low=0.1, high=2.0), tmp_path / "k.parquet")
+    with _umask(0o022):
+        assert update_entry(tmp_path / "k.parquet")
+    mode = stat.S_IMODE((tmp_path / f".{MANIFEST_NAME}.lock").stat().st_mode)
+    assert mode == LOCK_FILE_MODE
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="playing a second user (seteuid) needs root",
+)
+def test_a_co_user_takes_the_lock_we_left() -> None:
+    # outside pytest's 0700 temp root, so the second user can reach it
+    folder = Path(tempfile.mkdtemp(prefix="latbench-shared-", dir="/tmp"))
+    try:
+        os.chown(folder, 0, NOBODY)
+        os.chmod(folder, 0o2775)  # group-shared: setgid, group-writable
+        with _umask(0o022), hold(folder, "k", option=None):
+            pass  # our run ends, leaving the lock file behind
+        lock_file = folder / ".k.lock"
+        assert lock_file.stat().st_uid == 0
+        with _umask(0o022), _as_user(NOBODY, NOBODY), hold(folder, "k", option=None):
+            taken_by = os.geteuid()
+        assert taken_by == NOBODY
+        assert not (folder / ".k.lock.json").exists()  # the co-user's note went with it
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
