@@ -5,9 +5,9 @@ file system) to write into, and moves what was written there into the output fol
 only once the writing has finished; a failure or an interrupt leaves the output
 folder's earlier files as they were. A run killed outright (``kill -9``, power loss)
 cannot remove its hidden folder; the next run into the same output folder removes the
-ones whose owner (recorded inside: host, PID and boot) is a process of this host that is
-gone, and those without an owner (an earlier LatBench version's) once untouched for a
-day (:data:`OLD_STAGE_AGE_S`). Only the current user's are touched: another user's
+ones whose owner (recorded inside: host, PID, boot and PID namespace) is a process of
+this host and container that is gone, and those without an owner (an earlier LatBench
+version's) once untouched for a day (:data:`OLD_STAGE_AGE_S`). Only the current user's are touched: another user's
 hidden folder in a shared output folder is left alone.
 
 Publishing rolls forward, through real folders only, and keeps the output folder's
@@ -115,9 +115,11 @@ def staged(
     _active.add(key)
     done = False
     try:
-        owner = {"host": socket.gethostname(), "pid": os.getpid()}
+        owner: dict[str, object] = {"host": socket.gethostname(), "pid": os.getpid()}
         if _boot_id():
             owner["boot"] = _boot_id()
+        if _pid_namespace():
+            owner["pidns"] = _pid_namespace()
         # on disk before any journal: a folder whose owner is unreadable is never touched
         write_durably(stage / OWNER_FILE, owner)
         yield stage
@@ -276,9 +278,22 @@ def _boot_id() -> str | None:
         return None
 
 
+@cache
+def _pid_namespace() -> str | None:
+    """This process's PID namespace (Linux): containers that share a host name and boot
+    (``--network host`` and one bind-mounted output folder) number their processes apart,
+    so a PID recorded in another one says nothing about a process here."""
+    try:
+        st = os.stat("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}"
+
+
 def _state(folder: Path, cutoff: float) -> str | None:
     """What the staging folder ``folder`` is to this process: ``"gone"`` (its writer is),
-    ``"live"`` (another process of this host and user writes it, or did), ``"old"`` (an
+    ``"live"`` (another process of this host and user writes it, or did, or one of
+    another container whose PIDs cannot be checked from here), ``"old"`` (an
     earlier version's, untouched since ``cutoff``), or ``None``: not ours to touch."""
     try:
         st = os.lstat(folder)
@@ -287,13 +302,15 @@ def _state(folder: Path, cutoff: float) -> str | None:
         if not os.path.lexists(folder / OWNER_FILE):
             return "old" if _untouched_since(folder, cutoff) else None
         owner = json.loads(read_capped(folder / OWNER_FILE, MAX_JSON_BYTES))
-        pid, boot = owner["pid"], owner.get("boot")
+        pid, boot, pidns = owner["pid"], owner.get("boot"), owner.get("pidns")
         if owner["host"] != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
             return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if isinstance(boot, str) and _boot_id() not in (None, boot):
         return "gone"  # made before the last reboot: its PID may be another process's now
+    if pidns is not None and pidns != _pid_namespace():
+        return "live"  # another container's: its PID means nothing here, so never "gone"
     if pid == os.getpid():
         return None if _own_stage(folder) else "gone"  # one a failed publish of ours kept
     return "gone" if process_gone(pid) else "live"

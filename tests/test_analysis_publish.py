@@ -283,6 +283,39 @@ def test_a_staging_folder_from_before_a_reboot_is_abandoned(tmp_path):
         assert json.loads((s / OWNER_FILE).read_text())["boot"] == boot
 
 
+def test_another_containers_staging_folder_is_not_taken_for_abandoned(tmp_path):
+    """Containers sharing host name and boot (host networking, one bind-mounted output
+    folder) number processes apart: a PID recorded in another PID namespace that does
+    not run here is no proof its writer is gone; one of ours is."""
+    ours = staging._pid_namespace()
+    if ours is None:
+        pytest.skip("no /proc/self/ns/pid on this system")
+    out, host, dead = tmp_path / "out", socket.gethostname(), _dead_pid()
+    theirs = out / ".latbench-partial-theirs"
+    _results(theirs, {"a.csv": "writing\n"})
+    (theirs / OWNER_FILE).write_text(json.dumps({"host": host, "pid": dead, "pidns": "0:1"}))
+    mine = out / ".latbench-partial-mine"
+    _results(mine, {"b.csv": "half-written\n"})
+    (mine / OWNER_FILE).write_text(json.dumps({"host": host, "pid": dead, "pidns": ours}))
+    with pytest.warns(UserWarning, match="1 "):
+        assert remove_abandoned(out) == [mine]
+    assert _stages(out) == [theirs]
+    with staged(out) as s:
+        assert json.loads((s / OWNER_FILE).read_text())["pidns"] == ours
+
+
+def test_a_journal_of_another_container_is_completed_under_the_folder_lock(tmp_path):
+    """The folder lock (``flock``) is shared by containers on one file system, and a
+    publish holds it while its journal exists: a journal found under it is a stopped one."""
+    out, host = tmp_path / "out", socket.gethostname()
+    stage = _plant(out, {"a.csv": "theirs\n"}, ["a.csv"],
+                   owner={"host": host, "pid": _dead_pid(), "pidns": "0:1"})  # fmt: skip
+    with pytest.warns(UserWarning, match="completed"), staged(out, results="r") as s:
+        _results(s, {"b.csv": "ours\n"})
+    assert not stage.exists()
+    assert (out / "a.csv").read_text() == "theirs\n" and (out / "b.csv").read_text() == "ours\n"
+
+
 def test_no_run_publishes_before_an_earlier_runs_pending_moves(tmp_path, monkeypatch):
     """Moves a killed run began that cannot be completed (a full disk) stop the next
     publish in one error naming the folder: newer results never land before older ones."""
