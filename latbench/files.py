@@ -46,8 +46,13 @@ def read_capped(path: str | os.PathLike[str], cap: int) -> bytes:
     ("larger than N bytes") or another :class:`OSError`; messages omit the path,
     which the caller names in its own words.
     """
-    require_regular(path)
-    with open(path, "rb") as fh:
+    # checked on the descriptor it reads, not before opening: a file swapped for a FIFO
+    # in between would block the open; O_NONBLOCK makes opening a FIFO return at once
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with open(fd, "rb", closefd=True) as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(f"is a {file_kind(mode)}, not a regular file")
         data = fh.read(cap + 1)
     if len(data) > cap:
         raise FileTooLarge(f"larger than {cap:,} bytes")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from latbench.dataset import DatasetError, atomic_path, read_metadata
+from latbench.files import read_capped
 
 __all__ = [
     "MANIFEST_NAME",
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "manifest.json"
+MAX_MANIFEST_BYTES = 16 * 2**20
+"""A data folder's manifest is read only up to this size (thousands of entries fit)."""
 MANIFEST_WAIT_NOTICE_S = 10.0
 """Seconds an update waits for another's before saying that it waits."""
 _SUFFIXES = (".parquet", ".raw.h5", ".layers.parquet")
@@ -68,7 +71,7 @@ def _manifest(directory: str) -> dict[str, Any]:
             )
         return {"files": {}, "datasets": {}}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_capped(path, MAX_MANIFEST_BYTES).decode("utf-8"))
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{path}: unreadable manifest: {exc}") from exc
     ok = (

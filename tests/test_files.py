@@ -27,3 +27,58 @@ def test_a_fifo_or_folder_is_refused_without_opening_it(tmp_path):
         require_regular(tmp_path)
     with pytest.raises(FileNotFoundError):
         read_capped(tmp_path / "absent", 10)
+
+
+def _returns_within(fn, seconds: float) -> tuple[bool, BaseException | None]:
+    """Run ``fn`` in a thread; whether it returned (or raised) within ``seconds``."""
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def call() -> None:
+        try:
+            fn()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    t.join(seconds)
+    return (not t.is_alive(), outcome[0] if outcome else None)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_file_swapped_for_a_fifo_as_it_is_opened_is_refused(tmp_path, monkeypatch):
+    """The check is made on what was opened: a regular file that becomes a FIFO between
+    a check and the open (another user's swap in a shared folder) does not hang the read."""
+    f = tmp_path / "manifest.json"
+    f.write_text("{}")
+    real_open = os.open
+
+    def swap_then_open(path, flags, *args, **kwargs):
+        if os.fspath(path) == os.fspath(f) and not f.is_fifo():
+            f.unlink()
+            os.mkfifo(f)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", swap_then_open)
+    done, exc = _returns_within(lambda: read_capped(f, 100), 20)
+    if not done:  # release the blocked reader before failing
+        fd = real_open(f, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+    assert done, "read_capped blocked on a FIFO"
+    assert isinstance(exc, NotRegularFile) and "FIFO" in str(exc)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_manifest_in_a_data_folder_is_an_error_not_a_hang(tmp_path):
+    from latbench.dataset import DatasetError
+    from latbench.manifest import read_manifest
+
+    os.mkfifo(tmp_path / "manifest.json")
+    done, exc = _returns_within(lambda: read_manifest(tmp_path), 20)
+    if not done:
+        os.close(os.open(tmp_path / "manifest.json", os.O_WRONLY | os.O_NONBLOCK))
+    assert done, "reading a FIFO manifest blocked"
+    assert isinstance(exc, DatasetError) and "not a regular file" in str(exc)
