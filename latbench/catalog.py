@@ -69,7 +69,10 @@ class Dataset:
         if self.importer == "help":
             return "latbench fetch help  (or: latbench import help PATH/TO/HELP/data/nasbench201)"
         if self.importer == "hwnasbench":
-            return "latbench import hwnasbench PATH/TO/HW-NAS-Bench-v1_0.pickle"
+            return (
+                "latbench fetch hwnasbench  (or: latbench import hwnasbench"
+                " PATH/TO/HW-NAS-Bench-v1_0.pickle)"
+            )
         if self.bundled:
             return "pip install --force-reinstall latbench  (it is bundled with the package)"
         return f"latbench-measure --device <profile> --key {self.key}  (measure it yourself)"

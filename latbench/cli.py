@@ -263,6 +263,29 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         url = args.urls[0] if args.urls else None
         print(fetch_accuracy(args.data_home, args.overwrite, url=url, timeout=args.timeout).line())
         return 0
+    if args.source == "hwnasbench":
+        from latbench.importers.fetch import fetch_hwnasbench
+
+        if len(args.urls) > 1 or args.name or args.base_url or args.folder_id:
+            raise ValueError(
+                "fetch hwnasbench takes at most one mirror URL and no --name, --base-url"
+                " or --folder-id (--sha256 requires a checksum)"
+            )
+        reports, digest = fetch_hwnasbench(
+            args.data_home,
+            args.only,
+            args.overwrite,
+            url=args.urls[0] if args.urls else None,
+            sha256=args.sha256,
+            timeout=args.timeout,
+        )
+        _print_reports(reports)
+        if not args.sha256:
+            print(
+                f"note: no SHA-256 of HW-NAS-Bench's file is pinned; this copy's is {digest}"
+                " (recorded in each dataset's imported_from; pass --sha256 to require one)"
+            )
+        return 0
     if args.source == "latbench":
         if args.urls or args.name or args.sha256 or args.base_url:
             raise ValueError(
@@ -495,19 +518,21 @@ def build_parser() -> argparse.ArgumentParser:
         "fetch",
         help="download published files and import them",
         description="Download published files, check their SHA-256 against the pinned"
-        " sums and import them like `latbench import`: `latbench fetch latbench` (the"
+        " sums (where pinned) and import them like `latbench import`: `latbench fetch latbench` (the"
         " LatBench release, from the authors' Google Drive folder), `latbench fetch help`"
         " (HELP, pinned GitHub commit), `latbench fetch eagle URL...` (release files at"
         " URLs you give), `latbench fetch nb201-accuracy` (NAS-Bench-201 accuracies, a"
-        " pinned GitHub commit; not bundled).",
+        " pinned GitHub commit; not bundled), `latbench fetch hwnasbench` (HW-NAS-Bench's"
+        " six devices, a pinned GitHub commit; no SHA-256 is pinned for it, so the"
+        " download's is printed and recorded, and --sha256 requires one).",
     )
-    p.add_argument("source", choices=["latbench", "help", "eagle", "nb201-accuracy"],
+    p.add_argument("source", choices=["latbench", "help", "eagle", "nb201-accuracy", "hwnasbench"],
                    help="which publication (nb201-accuracy: NAS-Bench-201 accuracies)")  # fmt: skip
     p.add_argument("urls", nargs="*", metavar="URL",
-                   help="file URLs (eagle; nb201-accuracy: one mirror, SHA-256 still checked)")  # fmt: skip
+                   help="file URLs (eagle; nb201-accuracy, hwnasbench: one mirror)")  # fmt: skip
     p.add_argument("--base-url", help="mirror folder URL for help (checksums still apply)")
     p.add_argument("--name", help="release file name for a URL whose path has none")
-    p.add_argument("--sha256", help="expected SHA-256 of a single URL")
+    p.add_argument("--sha256", help="expected SHA-256 of a single URL (eagle, hwnasbench)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     p.add_argument("--folder-id", help="latbench: Google Drive folder id (default: the authors')")
     p.add_argument("--quiet", action="store_true", help="latbench: no download progress")

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import csv
-import functools
-import http.server
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import refdata
+from http_folder import served
 
 import latbench
 from latbench.accuracy_table import (
@@ -248,19 +246,8 @@ def test_absent_table_says_how_to_get_it(tmp_path):
 def http_dir(tmp_path):
     root = tmp_path / "served"
     root.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:  # the server's lines are not ours
-            pass
-
-    handler = functools.partial(Quiet, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with served(root) as base:
+        yield root, base
 
 
 @needs_csv

@@ -136,5 +136,5 @@ def test_fetch_errors_are_one_line(tmp_path, drive, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot list the Google Drive folder" in err
     assert "cannot resolve the host (offline?)" in err and "latbench import eagle PATH" in err
-    with pytest.raises(ValueError, match="cannot be downloaded.*latbench import hwnasbench"):
-        fetch_dataset("hwnasbench-raspi4", tmp_path)
+    with pytest.raises(ValueError, match="cannot be downloaded.*it is bundled"):
+        fetch_dataset("xeon2c-tf-fp32", tmp_path)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import http.server
 import os
 import pickle
 import shutil
-import threading
 import zipfile
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import refdata
+from http_folder import served
 
 import latbench
 from latbench.catalog import CATALOG
@@ -348,16 +347,8 @@ def http_dir(tmp_path):
     """A folder served over HTTP on the loopback interface; yields (folder, base URL)."""
     root = tmp_path / "served"
     root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with served(root) as base:
+        yield root, base
 
 
 def test_fetch_eagle_over_http_equals_local_import(tmp_path, http_dir, release_dir):

@@ -1,13 +1,16 @@
 """Download published latency files and import them with the regular importers.
 
-Downloads are verified against pinned SHA-256 sums before anything is imported, and
-imported through the same parsing code as a local folder
+Downloads are verified against pinned SHA-256 sums (where one is pinned) before anything
+is imported, and imported through the same parsing code as a local folder
 (:func:`latbench.importers.import_datasets`):
 
 - the LatBench release from the authors' Google Drive folder with gdown
   (:func:`fetch_latbench`), each file checked against
   :data:`~latbench.importers.registry.REGISTRY`;
 - HELP's files from GitHub at a pinned commit with pooch (:func:`fetch_help`);
+- HW-NAS-Bench's pickle from GitHub at a pinned commit (:func:`fetch_hwnasbench`): no
+  SHA-256 of it is pinned here, so its first download's is recorded and later reuse is
+  checked against it;
 - any release file from URLs you give (:func:`fetch_urls`).
 
 Raw downloads are kept in ``<data_home>/downloads/<source>/`` (as scikit-learn's
@@ -34,12 +37,14 @@ from latbench.importers import ImportReport, import_datasets
 from latbench.importers.common import canonical_key, sha256_file
 from latbench.importers.eagle import SUFFIXES as EAGLE_SUFFIXES
 from latbench.importers.help import INDEX_FILE
+from latbench.importers.hwnasbench import FILE_NAME as HWNASBENCH_FILE
 from latbench.importers.registry import DRIVE_FOLDER_ID, REGISTRY, ReleaseFile, by_name
 from latbench.loader import data_home as _data_home
 
 __all__ = [
     "HELP_BASE_URL",
     "HELP_SHA256",
+    "HWNASBENCH_URL",
     "ChecksumError",
     "FetchError",
     "download",
@@ -47,6 +52,7 @@ __all__ = [
     "fetch_accuracy",
     "fetch_dataset",
     "fetch_help",
+    "fetch_hwnasbench",
     "fetch_latbench",
     "fetch_urls",
     "url_file_name",
@@ -88,6 +94,12 @@ HELP_SHA256: Mapping[str, str] = {
 }
 """SHA-256 of each HELP file at :data:`HELP_COMMIT`."""
 
+HWNASBENCH_COMMIT = "393bb8a02554dcd28e091fbbdb4d7aefe590018a"
+HWNASBENCH_URL = (
+    f"https://github.com/GATECH-EIC/HW-NAS-Bench/raw/{HWNASBENCH_COMMIT}/{HWNASBENCH_FILE}"
+)
+"""HW-NAS-Bench's pickle at the pinned commit (GitHub serves it, Git LFS or not)."""
+
 MAX_BYTES = 256 << 20
 """Largest download accepted (the biggest published file is about 2 MB)."""
 
@@ -109,6 +121,9 @@ _BY_HAND = {
     "eagle": "download the files by hand and import them with: latbench import eagle PATH",
     "nb201-accuracy": "download the CSV by hand and import it with:"
     " latbench import nb201-accuracy FILE",
+    "hwnasbench": f"download {HWNASBENCH_FILE} by hand from"
+    f" https://github.com/GATECH-EIC/HW-NAS-Bench/tree/{HWNASBENCH_COMMIT}"
+    f" and import it with: latbench import hwnasbench PATH",
 }
 
 _NET_REASONS = (
@@ -155,7 +170,7 @@ def download(
 
     On any failure ``dest`` is left as it was; a network failure raises
     :class:`FetchError` naming how to get the file by hand (``source``: ``eagle``,
-    ``help``, ``latbench`` or ``nb201-accuracy``).
+    ``help``, ``latbench``, ``nb201-accuracy`` or ``hwnasbench``).
     """
     dest = Path(dest)
     digest = hashlib.sha256()
@@ -198,7 +213,7 @@ def _help_files(keys: Collection[str] | None) -> list[str]:
 
 
 def download_dir(source: str, data_home: str | os.PathLike[str] | None = None) -> Path:
-    """Where raw downloads of ``source`` (``help``, ``latbench``) are kept."""
+    """Where raw downloads of ``source`` (``help``, ``latbench``, ...) are kept."""
     return _data_home(data_home) / "downloads" / source
 
 
@@ -256,6 +271,46 @@ def fetch_help(
             got = _pooch_fetch(pup, downloader, name, urllib.parse.urljoin(base, name))
             os.symlink(got, Path(tmp, name))
         return import_datasets("help", tmp, data_home, keys, overwrite)
+
+
+def fetch_hwnasbench(
+    data_home: str | os.PathLike[str] | None = None,
+    keys: Collection[str] | None = None,
+    overwrite: bool = False,
+    *,
+    url: str | None = None,
+    sha256: str | None = None,
+    timeout: float = 60.0,
+) -> tuple[list[ImportReport], str]:
+    """Download HW-NAS-Bench's pickle (from :data:`HWNASBENCH_URL`, or a mirror ``url``)
+    and import its datasets (all, or those of ``keys``); return the reports and the
+    file's SHA-256.
+
+    No SHA-256 of the published file is pinned in this version: the pinned commit fixes
+    the content upstream, TLS guards the transfer, and the importer validates every
+    value. With ``sha256`` the download must match it (:class:`ChecksumError`, nothing
+    imported). The file is kept in :func:`download_dir` ``("hwnasbench")`` with the
+    SHA-256 it had when downloaded, and reused, without downloading, while it still has
+    it (and matches ``sha256`` if given); a damaged copy is downloaded again.
+    """
+    cache = download_dir("hwnasbench", data_home)
+    kept, record = cache / HWNASBENCH_FILE, cache / f"{HWNASBENCH_FILE}.sha256"
+    want = sha256.lower() if sha256 else None
+    digest = None
+    if kept.is_file() and record.is_file():
+        recorded = record.read_text(encoding="ascii", errors="replace").strip().lower()
+        digest = sha256_file(kept)
+        if digest != recorded or (want is not None and digest != want):
+            digest = None
+    if digest is None:
+        cache.mkdir(parents=True, exist_ok=True)
+        download(url or HWNASBENCH_URL, kept, want, timeout=timeout, source="hwnasbench")
+        digest = sha256_file(kept)
+        with atomic_path(record) as tmp:
+            tmp.write_text(digest + "\n", encoding="ascii")
+    with tempfile.TemporaryDirectory(prefix="latbench-fetch-") as tmp:
+        os.symlink(kept.resolve(), Path(tmp, HWNASBENCH_FILE))
+        return import_datasets("hwnasbench", tmp, data_home, keys, overwrite), digest
 
 
 def _gdown_error(what: str, exc: BaseException) -> FetchError:
@@ -345,8 +400,8 @@ def _gdown_file(gdown: Any, file_id: str, target: Path, entry: ReleaseFile, quie
 def fetch_dataset(key: str, data_home: str | os.PathLike[str] | None = None) -> ImportReport:
     """Download and import the one catalog dataset ``key`` (what ``load(download=True)`` does).
 
-    Raises :class:`ValueError` for a dataset that has no download (bundled, measured,
-    HW-NAS-Bench), naming how to get it instead.
+    Raises :class:`ValueError` for a dataset that has no download (bundled, measured),
+    naming how to get it instead.
     """
     canonical = canonical_key(key)
     entry = CATALOG.get(canonical)
@@ -354,6 +409,8 @@ def fetch_dataset(key: str, data_home: str | os.PathLike[str] | None = None) -> 
         reports = fetch_latbench(data_home, [canonical])
     elif entry is not None and entry.importer == "help":
         reports = fetch_help(data_home, [canonical])
+    elif entry is not None and entry.importer == "hwnasbench":
+        reports, _ = fetch_hwnasbench(data_home, [canonical])
     else:
         how = entry.import_command if entry is not None else "measure it or import it"
         raise ValueError(f"dataset {key!r} cannot be downloaded; get it with: {how}")
