@@ -123,3 +123,20 @@ def test_options_that_do_not_apply_are_refused_in_one_line(tmp_path, extra, caps
     assert main(["fetch", "hwnasbench", *extra, "--data-home", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_download_the_importer_refuses_is_not_kept(tmp_path, published, capsys):
+    """A wrong mirror's file, once refused, must not be what every later fetch reuses."""
+    folder, digest = published
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / FILE_NAME).write_bytes(b"<html>not the file</html>\n")
+    with served(junk) as base:
+        assert main(["fetch", "hwnasbench", base + FILE_NAME, "--data-home", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    kept = download_dir("hwnasbench", tmp_path)
+    assert not (kept / FILE_NAME).exists() and not (kept / f"{FILE_NAME}.sha256").exists()
+    with served(folder) as base:
+        _, got = fetch_hwnasbench(tmp_path, url=base + FILE_NAME)
+    assert got == digest and _datasets(tmp_path) == KEYS

@@ -20,6 +20,7 @@ Raw downloads are kept in ``<data_home>/downloads/<source>/`` (as scikit-learn's
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -289,9 +290,10 @@ def fetch_hwnasbench(
     No SHA-256 of the published file is pinned in this version: the pinned commit fixes
     the content upstream, TLS guards the transfer, and the importer validates every
     value. With ``sha256`` the download must match it (:class:`ChecksumError`, nothing
-    imported). The file is kept in :func:`download_dir` ``("hwnasbench")`` with the
-    SHA-256 it had when downloaded, and reused, without downloading, while it still has
-    it (and matches ``sha256`` if given); a damaged copy is downloaded again.
+    imported). Once imported, the file is kept in :func:`download_dir` ``("hwnasbench")``
+    with its SHA-256, and reused, without downloading, while it still has it (and matches
+    ``sha256`` if given); a damaged copy is downloaded again, and a download the importer
+    refuses is not kept.
     """
     cache = download_dir("hwnasbench", data_home)
     kept, record = cache / HWNASBENCH_FILE, cache / f"{HWNASBENCH_FILE}.sha256"
@@ -302,15 +304,26 @@ def fetch_hwnasbench(
         digest = sha256_file(kept)
         if digest != recorded or (want is not None and digest != want):
             digest = None
-    if digest is None:
+    fresh = digest is None
+    if fresh:
         cache.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # no record of a copy about to be replaced
+            record.unlink()
         download(url or HWNASBENCH_URL, kept, want, timeout=timeout, source="hwnasbench")
         digest = sha256_file(kept)
-        with atomic_path(record) as tmp:
-            tmp.write_text(digest + "\n", encoding="ascii")
     with tempfile.TemporaryDirectory(prefix="latbench-fetch-") as tmp:
         os.symlink(kept.resolve(), Path(tmp, HWNASBENCH_FILE))
-        return import_datasets("hwnasbench", tmp, data_home, keys, overwrite), digest
+        try:
+            reports = import_datasets("hwnasbench", tmp, data_home, keys, overwrite)
+        except ValueError:  # not HW-NAS-Bench's file (a wrong mirror, a changed upstream)
+            if fresh:  # kept, it would be reused as is by every later fetch
+                with contextlib.suppress(OSError):
+                    kept.unlink()
+            raise
+    if fresh:  # recorded once the content has imported
+        with atomic_path(record) as tmp_record:
+            tmp_record.write_text(digest + "\n", encoding="ascii")
+    return reports, digest
 
 
 def _gdown_error(what: str, exc: BaseException) -> FetchError:
