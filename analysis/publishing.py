@@ -70,6 +70,11 @@ _PRIVATE = frozenset(
 MAX_JSON_BYTES = 4 << 20  # a manifest of some thousand files is ~100 kB
 _IN_FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
 _NOT_A_FOLDER = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EMLINK})  # EMLINK: BSD's ELOOP
+# os.replace takes the same src_dir_fd/dst_dir_fd as os.rename but is not listed itself
+_DIR_FD = {os.open, os.stat, os.rename, os.unlink, os.mkdir} <= os.supports_dir_fd
+"""Whether folders can be walked by descriptor (POSIX). Elsewhere (Windows) each step is
+checked by path instead: no link is followed either, but a co-user able to swap a folder
+for a link between the check and the move could race it."""
 
 
 def claim(stage: Path, results: str) -> list[str]:
@@ -234,6 +239,8 @@ def _move(stage: Path, out: Path, rel: str) -> str:
     ``"moved"``, ``"gone"`` (moved before an interruption) or ``"skipped"`` (a symbolic
     link on the way, or not a regular file). Another error names ``out/rel``."""
     *parts, name = PurePosixPath(rel).parts
+    if not _DIR_FD:
+        return _move_by_path(stage, out, parts, name, rel)
     try:
         source = _open_folder(stage, parts)
     except FileNotFoundError:
@@ -262,6 +269,47 @@ def _move(stage: Path, out: Path, rel: str) -> str:
         raise
     finally:
         os.close(source)
+
+
+def _move_by_path(stage: Path, out: Path, parts: Sequence[str], name: str, rel: str) -> str:
+    """:func:`_move` where the OS has no descriptor-relative calls (:data:`_DIR_FD`)."""
+    try:
+        source = _real_folder(stage, parts)
+        mode = os.lstat(source / name).st_mode
+    except FileNotFoundError:
+        return "gone"
+    except OSError as exc:
+        if exc.errno in _NOT_A_FOLDER:
+            return "skipped"
+        raise
+    if not stat.S_ISREG(mode):
+        return "skipped"
+    try:
+        os.replace(source / name, _real_folder(out, parts, make=True) / name)
+    except OSError as exc:
+        if exc.errno in _NOT_A_FOLDER:
+            return "skipped"
+        exc.filename, exc.filename2 = str(out / rel), None
+        raise
+    return "moved"
+
+
+def _real_folder(root: Path, parts: Sequence[str], *, make: bool = False) -> Path:
+    """``root/parts...`` after checking that each of ``parts`` is a real folder, not a
+    symbolic link (:class:`OSError` ``ELOOP``, or ``ENOTDIR`` for a file); missing ones
+    made if ``make``. The by-path form of :func:`_open_folder`."""
+    folder = root
+    for part in parts:
+        folder = folder / part
+        if make:
+            with suppress(FileExistsError):
+                os.mkdir(folder)
+        mode = os.lstat(folder).st_mode
+        if stat.S_ISLNK(mode):
+            raise OSError(errno.ELOOP, "is a symbolic link", str(folder))
+        if not stat.S_ISDIR(mode):
+            raise OSError(errno.ENOTDIR, "is not a folder", str(folder))
+    return folder
 
 
 def _open_folder(root: Path, parts: Sequence[str], *, make: bool = False) -> int:
@@ -335,6 +383,13 @@ def _remove_listed(out: Path, rels: Iterable[str]) -> None:
     """Remove each regular file ``out/rel``, reached through real folders only."""
     for rel in rels:
         *parts, name = PurePosixPath(rel).parts
+        if not _DIR_FD:
+            with suppress(OSError):  # gone already, a link or not a file: left as it is
+                path = _real_folder(out, parts) / name
+                st = os.lstat(path)
+                if stat.S_ISREG(st.st_mode) and is_mine(st):
+                    os.unlink(path)
+            continue
         try:
             folder = _open_folder(out, parts)
         except OSError:  # gone already, or a link (maybe elsewhere): left as it is

@@ -100,6 +100,18 @@ def _disk_full_for(monkeypatch, name: str) -> None:
     monkeypatch.setattr(os, "replace", replace)
 
 
+def publish_move(src, dst, kw) -> tuple[int, str] | None:
+    """``(inode of the folder it goes into, name)`` if this ``os.replace`` is a publish's
+    move out of a staging folder (by descriptor, or by path where there are none), else
+    ``None`` (a temporary renamed inside a folder)."""
+    if "dst_dir_fd" in kw:
+        return os.fstat(kw["dst_dir_fd"]).st_ino, os.fspath(dst)
+    staged_src, staged_dst = (any(p in os.fspath(x) for p in PREFIXES) for x in (src, dst))
+    if staged_src and not staged_dst:
+        return os.stat(Path(dst).parent).st_ino, Path(dst).name
+    return None
+
+
 # --- 1. a publish killed midway is completed by the next run ---------------------------------
 
 _KILLED_PUBLISH = """
@@ -109,9 +121,12 @@ from latbench.analysis import staging
 
 out, k = Path(sys.argv[1]), int(sys.argv[2])
 real, moved = os.replace, []
+if os.environ.get("LATBENCH_TEST_PUBLISH_BY_PATH"):  # as on Windows
+    from latbench.analysis import publishing
+    publishing._DIR_FD = False
 
-def replace(src, dst, **kw):  # the publish's moves (folder descriptors), not a temporary
-    if "dst_dir_fd" in kw:
+def replace(src, dst, **kw):  # the publish's moves, not a temporary
+    if "dst_dir_fd" in kw or (".latbench-partial-" in str(src) and ".latbench-partial-" not in str(dst)):
         if len(moved) == k:
             os._exit(9)  # as kill -9: no cleanup at all
         moved.append(dst)
@@ -374,7 +389,7 @@ def test_ctrl_c_between_two_moves_still_publishes_the_whole_set(tmp_path, monkey
     real, calls = os.replace, []
 
     def replace(src, dst, **kw):
-        if "dst_dir_fd" in kw:  # a publish's move (into out: the files are not nested)
+        if publish_move(src, dst, kw):  # into out: the files are not nested
             calls.append(dst)
             if len(calls) == 2:
                 raise KeyboardInterrupt
@@ -515,8 +530,8 @@ def test_each_nas_file_is_moved_into_the_output_folder_once(home, tmp_path, monk
     real, moves = os.replace, []
 
     def replace(src, dst, **kw):
-        if "dst_dir_fd" in kw:  # a publish's move: (the folder it goes into, the name)
-            moves.append((os.fstat(kw["dst_dir_fd"]).st_ino, dst))
+        if move := publish_move(src, dst, kw):  # (the folder it goes into, the name)
+            moves.append(move)
         return real(src, dst, **kw)
 
     monkeypatch.setattr(os, "replace", replace)

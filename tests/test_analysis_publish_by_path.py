@@ -1,0 +1,37 @@
+"""The publishing tests again, with folders walked by path instead of by descriptor: what
+Windows does, where ``os.replace`` and ``os.stat`` take no ``dir_fd``. Moves, removals,
+journals and the refusal to follow a symbolic link must hold there too."""
+
+from __future__ import annotations
+
+import pytest
+import test_analysis_publish
+from test_analysis_publish import *  # noqa: F403 - every test, collected again here
+
+from latbench.analysis import publishing
+
+TESTS = [name for name in dir(test_analysis_publish) if name.startswith("test_")]
+
+
+@pytest.fixture(autouse=True)
+def by_path(monkeypatch):
+    monkeypatch.setattr(publishing, "_DIR_FD", False)
+    monkeypatch.setenv("LATBENCH_TEST_PUBLISH_BY_PATH", "1")  # for the killed runs' scripts
+
+
+def test_every_publishing_test_is_rerun_by_path():
+    assert len(TESTS) >= 20 and all(name in globals() for name in TESTS)
+
+
+def test_by_path_moves_really_take_the_by_path_route(tmp_path, monkeypatch):
+    calls = []
+    real = publishing._real_folder
+    monkeypatch.setattr(
+        publishing, "_real_folder", lambda *a, **k: calls.append(a) or real(*a, **k)
+    )
+    stage, out = tmp_path / "stage", tmp_path / "out"
+    (stage / "sub").mkdir(parents=True)
+    (stage / "sub" / "a.csv").write_text("a\n")
+    out.mkdir()
+    publishing.finish_moves(stage, out, ["sub/a.csv"], [])
+    assert (out / "sub" / "a.csv").read_text() == "a\n" and calls
