@@ -18,6 +18,7 @@ import datetime as _dt
 import json
 import os
 import socket
+import stat
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -45,8 +46,11 @@ _held: dict[str, list] = {}  # lock path -> [FileLock, depth], this process's lo
 _guard = threading.Lock()
 
 LOCK_FILE_MODE = 0o664
-"""Permissions of the lock files (set whatever the umask): a co-user of a group-shared
-data folder must open a lock file to take it, so it is group-writable; it holds no data."""
+"""Permissions of the lock files (set whatever the umask; an older one is changed by its
+owner's next run): a co-user of a group-shared data folder must open a lock file to take
+it, so it is group-writable; it holds no data. (filelock's own default, 0666 less the
+umask, takes the same path on a file system without ``flock``: a soft lock, whose stale
+holders filelock detects.)"""
 
 DATASET_SUFFIXES = (".parquet", ".raw.h5", ".layers.parquet", ".predicted.parquet")
 """Endings of the files ``<stem><suffix>`` beside ``.<stem>.lock`` that belong to its
@@ -74,6 +78,23 @@ def _lock_file_error(lock_path: Path) -> OSError | None:
         return exc
     os.close(fd)
     return None
+
+
+def _open_to_group(lock_path: Path) -> None:
+    """Give a lock file an earlier version made (``0644`` under umask 022)
+    :data:`LOCK_FILE_MODE`, if it is ours; through a descriptor that follows no link, so a
+    link planted in its place changes nothing elsewhere."""
+    if not hasattr(os, "fchmod"):
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(lock_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            st = os.fstat(fd)
+            mine = not hasattr(os, "geteuid") or st.st_uid == os.geteuid()
+            if stat.S_ISREG(st.st_mode) and mine and stat.S_IMODE(st.st_mode) != LOCK_FILE_MODE:
+                os.fchmod(fd, LOCK_FILE_MODE)
+        finally:
+            os.close(fd)
 
 
 def _paths(out_dir: str | os.PathLike[str], stem: str) -> tuple[Path, Path]:
@@ -223,6 +244,7 @@ def hold(
             f"dataset {stem!r} in {Path(out_dir)} is being written by another run ({who}:"
             f" {info.get('command', '?')}); {advice}"
         ) from None
+    _open_to_group(lock_path)
     try:
         info = {
             "pid": os.getpid(),

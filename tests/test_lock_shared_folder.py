@@ -84,3 +84,23 @@ def test_a_co_user_takes_the_lock_we_left() -> None:
         assert not (folder / ".k.lock.json").exists()  # the co-user's note went with it
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_an_older_lock_file_is_opened_to_the_group_by_its_owners_next_run(tmp_path) -> None:
+    old = tmp_path / ".k.lock"
+    old.touch()
+    old.chmod(0o644)  # as earlier versions left them under umask 022
+    with hold(tmp_path, "k", option=None):
+        pass
+    assert stat.S_IMODE(old.stat().st_mode) == LOCK_FILE_MODE
+
+
+def test_a_link_in_place_of_a_lock_file_changes_nothing_elsewhere(tmp_path) -> None:
+    from latbench.lock import _open_to_group
+
+    precious = tmp_path / "id_key"
+    precious.write_text("secret")
+    precious.chmod(0o600)
+    (tmp_path / ".k.lock").symlink_to(precious)
+    _open_to_group(tmp_path / ".k.lock")
+    assert stat.S_IMODE(precious.stat().st_mode) == 0o600
