@@ -1,14 +1,48 @@
-"""Watching child processes in tests: their state letter, waiting on a condition, and
-resuming a driver stopped by Ctrl-Z."""
+"""Watching child processes in tests: a driver script started so that Ctrl-Z can stop it,
+their state letter, waiting on a condition, and resuming a driver stopped by Ctrl-Z."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def driver(
+    script: str, args: Sequence[str], folder: Path, tool_pids: Callable[[], Iterable[int]]
+) -> Iterator[subprocess.Popen]:
+    """``python -c script *args``, running for the block; nothing is left behind.
+
+    It leads its own process group in this session: one that is not orphaned, so
+    SIGTSTP's default action stops it as it stops a shell's foreground job. Afterwards,
+    whatever happened, ``folder/finish`` asks it to end, it is killed if still running
+    (SIGKILL ends a stopped process too), and so is the process group of every tool
+    ``tool_pids()`` then names.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        process_group=0,
+    )
+    try:
+        yield proc
+    finally:
+        (folder / "finish").touch()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)
+        for pid in tool_pids():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 def proc_state(pid: int) -> str | None:

@@ -10,16 +10,13 @@ driver as ``Ctrl-Z`` and ``fg`` do.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from procwatch import proc_state, resume_and_finish, wait_until
+from procwatch import driver, proc_state, resume_and_finish, wait_until
 
 pytestmark = pytest.mark.skipif(
     not hasattr(signal, "SIGTSTP") or not Path("/proc/self/stat").exists(),
@@ -48,29 +45,14 @@ def _beats(folder: Path) -> int:
         return 0
 
 
-@contextlib.contextmanager
 def _driver(folder: Path, timeout: float):
     """The driver running the fake tool; whatever happens, nothing is left behind."""
-    # its own process group in this session: one that is not orphaned, so SIGTSTP's
-    # default action stops it as it stops a shell's foreground job
-    proc = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(folder), str(timeout)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        process_group=0,
-    )
-    try:
-        yield proc
-    finally:
-        (folder / "finish").touch()
-        if proc.poll() is None:
-            proc.kill()  # SIGKILL ends a stopped process too
-            proc.wait(timeout=60)
-        pid_file = folder / "tool.pid"
-        if pid_file.exists() and pid_file.read_text().strip():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+
+    def tool() -> list[int]:
+        text = (folder / "tool.pid").read_text().strip() if (folder / "tool.pid").exists() else ""
+        return [int(text)] if text else []
+
+    return driver(DRIVER, [str(folder), str(timeout)], folder, tool)
 
 
 def _suspend(proc: subprocess.Popen, folder: Path) -> int:

@@ -11,16 +11,13 @@ test plays the terminal, sending SIGTSTP and SIGCONT as ``Ctrl-Z`` and ``fg`` do
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from procwatch import proc_state, resume_and_finish, wait_until
+from procwatch import driver, proc_state, resume_and_finish, wait_until
 
 pytestmark = pytest.mark.skipif(
     not hasattr(signal, "SIGTSTP") or not Path("/proc/self/stat").exists(),
@@ -77,29 +74,12 @@ def _pid(folder: Path, name: str) -> int | None:
     return int(text) if text else None
 
 
-@contextlib.contextmanager
 def _driver(folder: Path, timeout: float, workers: list[str], main: str | None = None):
     """The driver running the fake tools; whatever happens, nothing is left behind."""
-    # its own process group in this session, so SIGTSTP's default action stops it
-    proc = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(folder), str(timeout), ",".join(workers),
-         main or "-"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        process_group=0,
-    )  # fmt: skip
-    try:
-        yield proc
-    finally:
-        (folder / "finish").touch()
-        if proc.poll() is None:
-            proc.kill()  # SIGKILL ends a stopped process too
-            proc.wait(timeout=60)
-        for name in [*workers, *([main] if main else [])]:
-            if (pid := _pid(folder, name)) is not None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
+    names = [*workers, *([main] if main else [])]
+    args = [str(folder), str(timeout), ",".join(workers), main or "-"]
+    tools = lambda: [p for name in names if (p := _pid(folder, name)) is not None]  # noqa: E731
+    return driver(DRIVER, args, folder, tools)
 
 
 def _suspend(proc: subprocess.Popen, folder: Path, names: list[str]) -> dict[str, int]:
