@@ -88,6 +88,13 @@ def _plant(
     return stage
 
 
+def _owned(stage: Path, files: dict[str, str], owner: dict) -> Path:
+    """A staging folder holding ``files``, its owner file naming ``owner``; no journal."""
+    _results(stage, files)
+    (stage / OWNER_FILE).write_text(json.dumps(owner))
+    return stage
+
+
 def _disk_full_for(monkeypatch, name: str) -> None:
     """Make every move of a file named ``name`` fail with ENOSPC."""
     real = os.replace
@@ -285,12 +292,10 @@ def test_a_staging_folder_from_before_a_reboot_is_abandoned(tmp_path):
     # its PID runs again since, another process's
     before = _plant(out, {"a.csv": "a\n"}, ["a.csv"],
                     owner={"host": host, "pid": alive, "boot": "another boot"})  # fmt: skip
-    killed = out / ".latbench-partial-killed"
-    _results(killed, {"b.csv": "half-written\n"})
-    (killed / OWNER_FILE).write_text(json.dumps({"host": host, "pid": alive, "boot": "x"}))
-    live = out / ".latbench-partial-live"
-    _results(live, {"c.csv": "writing\n"})
-    (live / OWNER_FILE).write_text(json.dumps({"host": host, "pid": alive, "boot": boot}))
+    killed = _owned(out / ".latbench-partial-killed", {"b.csv": "half-written\n"},
+                    {"host": host, "pid": alive, "boot": "x"})  # fmt: skip
+    live = _owned(out / ".latbench-partial-live", {"c.csv": "writing\n"},
+                  {"host": host, "pid": alive, "boot": boot})  # fmt: skip
     with pytest.warns(UserWarning):
         assert sorted(remove_abandoned(out)) == sorted([before, killed])
     assert _stages(out) == [live] and (out / "a.csv").read_text() == "a\n"
@@ -306,12 +311,10 @@ def test_another_containers_staging_folder_is_not_taken_for_abandoned(tmp_path):
     if ours is None:
         pytest.skip("no /proc/self/ns/pid on this system")
     out, host, dead = tmp_path / "out", socket.gethostname(), _dead_pid()
-    theirs = out / ".latbench-partial-theirs"
-    _results(theirs, {"a.csv": "writing\n"})
-    (theirs / OWNER_FILE).write_text(json.dumps({"host": host, "pid": dead, "pidns": "0:1"}))
-    mine = out / ".latbench-partial-mine"
-    _results(mine, {"b.csv": "half-written\n"})
-    (mine / OWNER_FILE).write_text(json.dumps({"host": host, "pid": dead, "pidns": ours}))
+    theirs = _owned(out / ".latbench-partial-theirs", {"a.csv": "writing\n"},
+                    {"host": host, "pid": dead, "pidns": "0:1"})  # fmt: skip
+    mine = _owned(out / ".latbench-partial-mine", {"b.csv": "half-written\n"},
+                  {"host": host, "pid": dead, "pidns": ours})  # fmt: skip
     with pytest.warns(UserWarning, match="1 "):
         assert remove_abandoned(out) == [mine]
     assert _stages(out) == [theirs]
