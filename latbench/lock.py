@@ -20,6 +20,7 @@ import os
 import socket
 import stat
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -52,6 +53,9 @@ it, so it is group-writable; it holds no data. (filelock's own default, 0666 les
 umask, takes the same path on a file system without ``flock``: a soft lock, whose stale
 holders filelock detects.)"""
 
+MAX_NOTE_BYTES = 4096
+"""The holder's note is read only up to this size (its command line is cut at 500)."""
+
 DATASET_SUFFIXES = (".parquet", ".raw.h5", ".layers.parquet", ".predicted.parquet")
 """Endings of the files ``<stem><suffix>`` beside ``.<stem>.lock`` that belong to its
 dataset. Keys never end in ``.layers``, ``.raw`` or ``.predicted``
@@ -73,7 +77,10 @@ def _lock_file_error(lock_path: Path) -> OSError | None:
     "another run holds it"; this tells the two apart.
     """
     try:
-        fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, LOCK_FILE_MODE)
+        flags = (
+            os.O_WRONLY | os.O_CREAT | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+        )
+        fd = os.open(lock_path, flags, LOCK_FILE_MODE)
     except OSError as exc:
         return exc
     os.close(fd)
@@ -87,7 +94,8 @@ def _open_to_group(lock_path: Path) -> None:
     if not hasattr(os, "fchmod"):
         return
     with contextlib.suppress(OSError):
-        fd = os.open(lock_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(lock_path, flags)  # a FIFO swapped in opens at once, and is left alone
         try:
             st = os.fstat(fd)
             mine = not hasattr(os, "geteuid") or st.st_uid == os.geteuid()
@@ -97,6 +105,46 @@ def _open_to_group(lock_path: Path) -> None:
             os.close(fd)
 
 
+def _foreign_lock_file(lock_path: Path, exc: OSError, option: str | None) -> str:
+    """Why a lock file we may not use refuses us, and what to do about it."""
+    try:
+        uid = os.lstat(lock_path).st_uid
+    except OSError:
+        where = f"{option} must be a writable folder" if option else "its folder must be writable"
+        return f"cannot create the write lock {lock_path}: {exc.strerror or exc}; {where}"
+    try:
+        import pwd
+
+        owner = f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        owner = f"uid {uid}"
+    return (
+        f"cannot take the write lock {lock_path}: {exc.strerror or exc}; it belongs to {owner}"
+        " and holds no data: its owner can delete it (or, unless the folder is sticky, run"
+        " once more here to open it to the group)"
+    )
+
+
+def _write_note(info_path: Path, info: dict) -> None:
+    """Write the holder's note whole, best effort.
+
+    The note only names the holder to a refused run: a co-user's stale note that a sticky
+    folder will not let us replace must not stop the run the lock allows. Its temporary
+    is a new file (``O_EXCL``), never a name a co-user could have planted a link at.
+    """
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f"{info_path.name}.", suffix=".tmp", dir=info_path.parent)
+        os.fchmod(fd, 0o644)  # readable by the run it refuses, whoever runs it
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(info))
+        os.replace(tmp, info_path)
+    except OSError:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
 def _paths(out_dir: str | os.PathLike[str], stem: str) -> tuple[Path, Path]:
     out = Path(out_dir)
     return out / f".{stem}.lock", out / f".{stem}.lock.json"
@@ -104,8 +152,10 @@ def _paths(out_dir: str | os.PathLike[str], stem: str) -> tuple[Path, Path]:
 
 def holder(out_dir: str | os.PathLike[str], stem: str) -> dict | None:
     """What the holder of ``stem``'s lock wrote about itself, or ``None``."""
-    try:
-        info = json.loads(_paths(out_dir, stem)[1].read_text())
+    from latbench.files import read_capped
+
+    try:  # a co-user's FIFO or giant file in its place is no note
+        info = json.loads(read_capped(_paths(out_dir, stem)[1], MAX_NOTE_BYTES))
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None
@@ -220,6 +270,8 @@ def hold(
     lock = FileLock(lock_path, timeout=0, mode=LOCK_FILE_MODE)
     try:
         lock.acquire()
+    except PermissionError as exc:  # filelock: the lock file is another user's
+        raise LockUnavailable(_foreign_lock_file(lock_path, exc, option)) from None
     except Timeout:
         info = holder(out_dir, stem)
         problem = _lock_file_error(lock_path) if info is None else None
@@ -252,15 +304,7 @@ def hold(
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(sys.argv)[:500],
         }
-        tmp = info_path.with_name(info_path.name + f".{os.getpid()}.tmp")
-        # the note only names the holder to a refused run: a co-user's stale note that
-        # a sticky folder will not let us replace must not stop the run the lock allows
-        try:
-            tmp.write_text(json.dumps(info))
-            os.replace(tmp, info_path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        _write_note(info_path, info)
         with _guard:
             _held[key] = [lock, 1]
         from latbench.dataset import remove_stale_temps

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from hostile import ok_frame
+from test_files import _returns_within
 
 from latbench.lock import LOCK_FILE_MODE, hold
 
@@ -104,3 +105,87 @@ def test_a_link_in_place_of_a_lock_file_changes_nothing_elsewhere(tmp_path) -> N
     (tmp_path / ".k.lock").symlink_to(precious)
     _open_to_group(tmp_path / ".k.lock")
     assert stat.S_IMODE(precious.stat().st_mode) == 0o600
+
+
+@contextlib.contextmanager
+def _shared_folder(mode: int, owner: int = 4242):
+    """A folder of a third user ``owner``, group ``nogroup``, with ``mode`` (outside
+    pytest's 0700 temporary root)."""
+    folder = Path(tempfile.mkdtemp(prefix="latbench-shared-", dir="/tmp"))
+    try:
+        os.chown(folder, owner, NOBODY)
+        os.chmod(folder, mode)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="playing a second user (seteuid) needs root",
+)
+def test_a_lock_file_a_sticky_folder_keeps_for_its_owner_is_refused_in_one_clear_line():
+    from latbench.lock import LockUnavailable
+
+    with _shared_folder(0o3775) as folder:  # sticky: filelock uses only its owner's lock files
+        with hold(folder, "k", option=None):
+            pass
+        refused = pytest.raises(LockUnavailable)
+        with _as_user(NOBODY, NOBODY), refused as exc, hold(folder, "k", option=None):
+            pass
+    text = str(exc.value)
+    assert "\n" not in text and str(folder / ".k.lock") in text
+    assert "belongs to user root (uid 0)" in text and "must be writable" not in text
+
+
+def test_the_holders_note_is_never_written_through_a_planted_link(tmp_path) -> None:
+    precious = tmp_path / "precious"
+    precious.write_text("keep me")
+    for pid in (os.getpid(), os.getpid() + 1):  # the names an earlier version used
+        (tmp_path / f".k.lock.json.{pid}.tmp").symlink_to(precious)
+    with hold(tmp_path, "k", option=None):
+        note = (tmp_path / ".k.lock.json").read_text()
+    assert precious.read_text() == "keep me" and str(os.getpid()) in note
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_in_place_of_the_note_does_not_hang_a_refused_run(tmp_path) -> None:
+    from filelock import FileLock
+
+    from latbench.lock import KeyLocked
+
+    other = FileLock(tmp_path / ".k.lock")  # another run's hold (another open file)
+    other.acquire()
+    try:
+        os.mkfifo(tmp_path / ".k.lock.json")
+        done, exc = _returns_within(lambda: hold(tmp_path, "k").__enter__(), 20)
+        if not done:
+            os.close(os.open(tmp_path / ".k.lock.json", os.O_WRONLY | os.O_NONBLOCK))
+    finally:
+        other.release()
+    assert done, "reading a FIFO note blocked"
+    assert isinstance(exc, KeyLocked) and "being written by another run" in str(exc)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_lock_file_swapped_for_a_fifo_after_locking_does_not_hang(tmp_path, monkeypatch):
+    from filelock import FileLock
+
+    real = FileLock.acquire
+
+    def acquire_then_swap(self, *args, **kwargs):
+        got = real(self, *args, **kwargs)
+        os.unlink(self.lock_file)  # a co-user's swap, after the lock was taken
+        os.mkfifo(self.lock_file)
+        return got
+
+    monkeypatch.setattr(FileLock, "acquire", acquire_then_swap)
+
+    def run() -> None:
+        with hold(tmp_path, "k", option=None):
+            pass
+
+    done, exc = _returns_within(run, 20)
+    if not done:
+        os.close(os.open(tmp_path / ".k.lock", os.O_WRONLY | os.O_NONBLOCK))
+    assert done and exc is None
