@@ -135,8 +135,34 @@ def test_a_download_the_importer_refuses_is_not_kept(tmp_path, published, capsys
         assert main(["fetch", "hwnasbench", base + FILE_NAME, "--data-home", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"downloaded from {base + FILE_NAME}; not kept" in err
     kept = download_dir("hwnasbench", tmp_path)
     assert not (kept / FILE_NAME).exists() and not (kept / f"{FILE_NAME}.sha256").exists()
     with served(folder) as base:
         _, got = fetch_hwnasbench(tmp_path, url=base + FILE_NAME)
     assert got == digest and _datasets(tmp_path) == KEYS
+
+
+def test_a_wrong_required_checksum_offline_keeps_the_good_copy_usable(
+    tmp_path, published, closed_url
+):
+    folder, digest = published
+    with served(folder) as base:
+        fetch_hwnasbench(tmp_path, ["hwnasbench-fpga"], url=base + FILE_NAME)
+    kept = download_dir("hwnasbench", tmp_path)
+    wrong = ("0" if digest[0] != "0" else "1") + digest[1:]
+    home = ["--data-home", str(tmp_path)]
+    assert main(["fetch", "hwnasbench", closed_url, "--sha256", wrong, *home]) == 2
+    assert (kept / f"{FILE_NAME}.sha256").read_text().strip() == digest  # record kept
+    assert main(["fetch", "hwnasbench", closed_url, "--only", "hwnasbench-pixel3", *home]) == 0
+    (kept / f"{FILE_NAME}.sha256").unlink()  # no record, but the digest the user requires
+    only = ["--only", "hwnasbench-eyeriss", "--sha256", digest]
+    assert main(["fetch", "hwnasbench", closed_url, *only, *home]) == 0
+
+
+def test_an_unknown_key_is_refused_before_any_download(tmp_path, closed_url, capsys):
+    args = ["fetch", "hwnasbench", closed_url, "--only", "hwnasbench-bogus"]
+    assert main([*args, "--data-home", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a HW-NAS-Bench dataset" in err and "refused the connection" not in err
+    assert not download_dir("hwnasbench", tmp_path).exists()

@@ -36,12 +36,15 @@ from latbench.catalog import CATALOG
 from latbench.dataset import atomic_path
 from latbench.files import read_capped
 from latbench.importers import ImportReport, import_datasets
-from latbench.importers.common import canonical_key, sha256_file
+from latbench.importers.common import ImportFormatError, canonical_key, sha256_file
 from latbench.importers.eagle import SUFFIXES as EAGLE_SUFFIXES
 from latbench.importers.help import INDEX_FILE
+from latbench.importers.hwnasbench import DEVICES as HWNASBENCH_DEVICES
 from latbench.importers.hwnasbench import FILE_NAME as HWNASBENCH_FILE
+from latbench.importers.hwnasbench import hwnasbench_key
 from latbench.importers.registry import DRIVE_FOLDER_ID, REGISTRY, ReleaseFile, by_name
 from latbench.loader import data_home as _data_home
+from latbench.safepickle import CorruptPickleError, UnsafePickleError
 
 __all__ = [
     "HELP_BASE_URL",
@@ -292,41 +295,51 @@ def fetch_hwnasbench(
     No SHA-256 of the published file is pinned in this version: the pinned commit fixes
     the content upstream, TLS guards the transfer, and the importer validates every
     value. With ``sha256`` the download must match it (:class:`ChecksumError`, nothing
-    imported). Once imported, the file is kept in :func:`download_dir` ``("hwnasbench")``
-    with its SHA-256, and reused, without downloading, while it still has it (and matches
-    ``sha256`` if given); a damaged copy is downloaded again, and a download the importer
-    refuses is not kept.
+    imported). The file is kept in :func:`download_dir` ``("hwnasbench")`` with its
+    SHA-256, and reused, without downloading, while it still has it (or, with ``sha256``,
+    while it has that one); a damaged copy is downloaded again, and a file the importer
+    refuses is not kept. ``keys`` are checked before any download.
     """
+    known = sorted(hwnasbench_key(d) for d in HWNASBENCH_DEVICES)
+    for k in keys or ():  # before any download
+        if canonical_key(k) not in known:
+            raise ValueError(f"{k!r} is not a HW-NAS-Bench dataset; known: {', '.join(known)}")
     cache = download_dir("hwnasbench", data_home)
     kept, record = cache / HWNASBENCH_FILE, cache / f"{HWNASBENCH_FILE}.sha256"
     want = sha256.lower() if sha256 else None
-    digest = recorded = None
-    if kept.is_file() and record.is_file():
-        with contextlib.suppress(OSError, ValueError):
-            recorded = read_capped(record, 256).decode("ascii", "replace").strip().lower()
-        digest = sha256_file(kept)
-        if digest != recorded or (want is not None and digest != want):
-            digest = None
-    fresh = digest is None
-    if fresh:
+    digest = _kept_digest(kept, record, want)
+    if digest is None:  # a failed download leaves the kept copy and its record as they were
         cache.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):  # no record of a copy about to be replaced
-            record.unlink()
         download(url or HWNASBENCH_URL, kept, want, timeout=timeout, source="hwnasbench")
         digest = sha256_file(kept)
-    with tempfile.TemporaryDirectory(prefix="latbench-fetch-") as tmp:
-        os.symlink(kept.resolve(), Path(tmp, HWNASBENCH_FILE))
-        try:
-            reports = import_datasets("hwnasbench", tmp, data_home, keys, overwrite)
-        except ValueError:  # not HW-NAS-Bench's file (a wrong mirror, a changed upstream)
-            if fresh:  # kept, it would be reused as is by every later fetch
-                with contextlib.suppress(OSError):
-                    kept.unlink()
-            raise
-    if fresh:  # recorded once the content has imported
-        with atomic_path(record) as tmp_record:
-            tmp_record.write_text(digest + "\n", encoding="ascii")
-    return reports, digest
+        with atomic_path(record) as tmp:
+            tmp.write_text(digest + "\n", encoding="ascii")
+    try:
+        return import_datasets("hwnasbench", kept, data_home, keys, overwrite), digest
+    except (ImportFormatError, UnsafePickleError, CorruptPickleError) as exc:
+        # not HW-NAS-Bench's file (a wrong mirror, a changed upstream): kept, every later
+        # fetch would reuse it
+        for path in (record, kept):
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise ImportFormatError(
+            f"{exc} (downloaded from {url or HWNASBENCH_URL}; not kept)"
+        ) from None
+
+
+def _kept_digest(kept: Path, record: Path, want: str | None) -> str | None:
+    """The SHA-256 of the kept HW-NAS-Bench file if it may be reused: it still has the
+    digest recorded when it was downloaded, or the one the user requires (``want``)."""
+    if not kept.is_file():
+        return None
+    digest = sha256_file(kept)
+    if want is not None:
+        return digest if digest == want else None
+    try:
+        recorded = read_capped(record, 256).decode("ascii", "replace").strip().lower()
+    except (OSError, ValueError):
+        return None
+    return digest if digest == recorded else None
 
 
 def _gdown_error(what: str, exc: BaseException) -> FetchError:
