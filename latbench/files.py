@@ -46,9 +46,11 @@ def read_capped(path: str | os.PathLike[str], cap: int) -> bytes:
     ("larger than N bytes") or another :class:`OSError`; messages omit the path,
     which the caller names in its own words.
     """
-    # checked on the descriptor it reads, not before opening: a file swapped for a FIFO
-    # in between would block the open; O_NONBLOCK makes opening a FIFO return at once
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    require_regular(path)  # a socket or device is named as such, never opened
+    # and checked again on the descriptor it reads: a file swapped for a FIFO after the
+    # check would block the open, and O_NONBLOCK makes opening a FIFO return at once
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
     with open(fd, "rb", closefd=True) as fh:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):

@@ -82,3 +82,15 @@ def test_a_fifo_manifest_in_a_data_folder_is_an_error_not_a_hang(tmp_path):
         os.close(os.open(tmp_path / "manifest.json", os.O_WRONLY | os.O_NONBLOCK))
     assert done, "reading a FIFO manifest blocked"
     assert isinstance(exc, DatasetError) and "not a regular file" in str(exc)
+
+
+def test_a_socket_is_named_as_such_not_reported_as_an_errno(tmp_path):
+    import socket
+
+    if not hasattr(socket, "AF_UNIX"):
+        pytest.skip("no UNIX sockets on this system")
+    path = tmp_path / "manifest.json"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        with pytest.raises(NotRegularFile, match="is a socket, not a regular file"):
+            read_capped(path, 10)
