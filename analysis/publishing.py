@@ -71,6 +71,7 @@ MAX_JSON_BYTES = 4 << 20  # a manifest of some thousand files is ~100 kB
 _IN_FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
 _NOT_A_FOLDER = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EMLINK})  # EMLINK: BSD's ELOOP
 # os.replace takes the same src_dir_fd/dst_dir_fd as os.rename but is not listed itself
+_REPARSE_POINT = getattr(stat, "FILE_ATTRIBUTE_REPARSE_POINT", 0x400)
 _DIR_FD = {os.open, os.stat, os.rename, os.unlink, os.mkdir} <= os.supports_dir_fd
 """Whether folders can be walked by descriptor (POSIX). Elsewhere (Windows) each step is
 checked by path instead: no link is followed either, but a co-user able to swap a folder
@@ -243,12 +244,10 @@ def _move(stage: Path, out: Path, rel: str) -> str:
         return _move_by_path(stage, out, parts, name, rel)
     try:
         source = _open_folder(stage, parts)
-    except FileNotFoundError:
-        return "gone"
     except OSError as exc:
-        if exc.errno in _NOT_A_FOLDER:
-            return "skipped"
-        raise
+        if (outcome := _source_outcome(exc)) is None:
+            raise
+        return outcome
     try:
         try:
             mode = os.stat(name, dir_fd=source, follow_symlinks=False).st_mode
@@ -271,17 +270,24 @@ def _move(stage: Path, out: Path, rel: str) -> str:
         os.close(source)
 
 
+def _source_outcome(exc: OSError) -> str | None:
+    """What reaching a file to move raising ``exc`` means: ``"gone"`` (moved before an
+    interruption), ``"skipped"`` (a link or a file on the way), or ``None``: an error."""
+    if isinstance(exc, FileNotFoundError):
+        return "gone"
+    return "skipped" if exc.errno in _NOT_A_FOLDER else None
+
+
 def _move_by_path(stage: Path, out: Path, parts: Sequence[str], name: str, rel: str) -> str:
     """:func:`_move` where the OS has no descriptor-relative calls (:data:`_DIR_FD`)."""
     try:
         source = _real_folder(stage, parts)
-        mode = os.lstat(source / name).st_mode
-    except FileNotFoundError:
-        return "gone"
+        st = os.lstat(source / name)
+        mode = 0 if getattr(st, "st_file_attributes", 0) & _REPARSE_POINT else st.st_mode
     except OSError as exc:
-        if exc.errno in _NOT_A_FOLDER:
-            return "skipped"
-        raise
+        if (outcome := _source_outcome(exc)) is None:
+            raise
+        return outcome
     if not stat.S_ISREG(mode):
         return "skipped"
     try:
@@ -304,8 +310,10 @@ def _real_folder(root: Path, parts: Sequence[str], *, make: bool = False) -> Pat
         if make:
             with suppress(FileExistsError):
                 os.mkdir(folder)
-        mode = os.lstat(folder).st_mode
-        if stat.S_ISLNK(mode):
+        st = os.lstat(folder)
+        mode = st.st_mode
+        # a Windows junction lstat()s as a folder: any reparse point counts as a link
+        if stat.S_ISLNK(mode) or getattr(st, "st_file_attributes", 0) & _REPARSE_POINT:
             raise OSError(errno.ELOOP, "is a symbolic link", str(folder))
         if not stat.S_ISDIR(mode):
             raise OSError(errno.ENOTDIR, "is not a folder", str(folder))

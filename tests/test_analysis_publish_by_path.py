@@ -35,3 +35,33 @@ def test_by_path_moves_really_take_the_by_path_route(tmp_path, monkeypatch):
     out.mkdir()
     publishing.finish_moves(stage, out, ["sub/a.csv"], [])
     assert (out / "sub" / "a.csv").read_text() == "a\n" and calls
+
+
+def test_a_windows_junction_on_the_way_counts_as_a_link(tmp_path, monkeypatch):
+    """A junction lstat()s as a folder on Windows; its reparse-point attribute gives it
+    away. Here a real folder plays the junction, its lstat result given that attribute."""
+    import os
+    import stat
+    import types
+
+    stage, out = tmp_path / "stage", tmp_path / "out"
+    (stage / "figs").mkdir(parents=True)
+    (stage / "figs" / "a.png").write_text("a\n")
+    elsewhere = tmp_path / "elsewhere"
+    (out / "figs").mkdir(parents=True)  # the "junction", as if it led elsewhere
+    elsewhere.mkdir()
+    real = os.lstat
+
+    def lstat(path, *args, **kwargs):
+        st = real(path, *args, **kwargs)
+        if os.fspath(path) == os.fspath(out / "figs"):
+            return types.SimpleNamespace(
+                st_mode=stat.S_IFDIR | 0o755, st_file_attributes=0x400, st_uid=st.st_uid
+            )
+        return st
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    with pytest.raises(OSError, match="symbolic link"):
+        publishing._real_folder(out, ["figs"])
+    assert publishing._move(stage, out, "figs/a.png") == "skipped"
+    assert (stage / "figs" / "a.png").exists() and not (out / "figs" / "a.png").exists()
