@@ -38,6 +38,7 @@ __all__ = [
     "hold",
     "hold_files",
     "holder",
+    "open_to_group",
     "holds",
     "process_gone",
     "run_stem",
@@ -53,8 +54,9 @@ it, so it is group-writable; it holds no data. (filelock's own default, 0666 les
 umask, takes the same path on a file system without ``flock``: a soft lock, whose stale
 holders filelock detects.)"""
 
-MAX_NOTE_BYTES = 4096
-"""The holder's note is read only up to this size (its command line is cut at 500)."""
+MAX_NOTE_BYTES = 16384
+"""The holder's note is read only up to this size (its command line is cut at 500
+characters, at most 12 bytes each as JSON escapes)."""
 
 DATASET_SUFFIXES = (".parquet", ".raw.h5", ".layers.parquet", ".predicted.parquet")
 """Endings of the files ``<stem><suffix>`` beside ``.<stem>.lock`` that belong to its
@@ -76,10 +78,10 @@ def _lock_file_error(lock_path: Path) -> OSError | None:
     filelock reports an unopenable file as a timeout, which would read as
     "another run holds it"; this tells the two apart.
     """
+    flags = os.O_WRONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+    if not os.path.lexists(lock_path):  # O_CREAT on a co-user's file: protected_regular
+        flags |= os.O_CREAT
     try:
-        flags = (
-            os.O_WRONLY | os.O_CREAT | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
-        )
         fd = os.open(lock_path, flags, LOCK_FILE_MODE)
     except OSError as exc:
         return exc
@@ -87,29 +89,63 @@ def _lock_file_error(lock_path: Path) -> OSError | None:
     return None
 
 
-def _open_to_group(lock_path: Path) -> None:
+def open_to_group(lock_path: str | os.PathLike[str]) -> None:
     """Give a lock file an earlier version made (``0644`` under umask 022)
-    :data:`LOCK_FILE_MODE`, if it is ours; through a descriptor that follows no link, so a
-    link planted in its place changes nothing elsewhere."""
+    :data:`LOCK_FILE_MODE`, if it is ours and nothing else: a regular file with one name
+    (a hard link planted there could name a private file of ours), reached through a
+    descriptor that follows no symbolic link and opens a FIFO without waiting."""
     if not hasattr(os, "fchmod"):
         return
     with contextlib.suppress(OSError):
         flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(lock_path, flags)  # a FIFO swapped in opens at once, and is left alone
+        fd = os.open(lock_path, flags)
         try:
             st = os.fstat(fd)
             mine = not hasattr(os, "geteuid") or st.st_uid == os.geteuid()
-            if stat.S_ISREG(st.st_mode) and mine and stat.S_IMODE(st.st_mode) != LOCK_FILE_MODE:
+            plain = stat.S_ISREG(st.st_mode) and st.st_nlink == 1
+            changed = stat.S_IMODE(st.st_mode) != LOCK_FILE_MODE
+            # and still the file at that name
+            if plain and mine and changed and os.path.samestat(st, os.lstat(lock_path)):
                 os.fchmod(fd, LOCK_FILE_MODE)
         finally:
             os.close(fd)
 
 
+def _held_by_another(lock_path: Path) -> bool:
+    """Whether a process holds the ``flock`` of ``lock_path``, which we may only read."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return False
+    try:
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(lock_path, flags)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # and with it the shared lock, if taken
+    return False
+
+
+def _writable(folder: Path) -> bool:
+    effective = os.access in os.supports_effective_ids
+    return os.access(folder, os.W_OK | os.X_OK, effective_ids=effective)
+
+
 def _foreign_lock_file(lock_path: Path, exc: OSError, option: str | None) -> str:
-    """Why a lock file we may not use refuses us, and what to do about it."""
+    """Why a lock file we may not open for writing refuses us, and what to do about it
+    (the lock being held is told apart by the caller)."""
     try:
         uid = os.lstat(lock_path).st_uid
     except OSError:
+        uid = None
+    if uid is None or not _writable(lock_path.parent):
         where = f"{option} must be a writable folder" if option else "its folder must be writable"
         return f"cannot create the write lock {lock_path}: {exc.strerror or exc}; {where}"
     try:
@@ -269,9 +305,12 @@ def hold(
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(lock_path, timeout=0, mode=LOCK_FILE_MODE)
     try:
-        lock.acquire()
-    except PermissionError as exc:  # filelock: the lock file is another user's
-        raise LockUnavailable(_foreign_lock_file(lock_path, exc, option)) from None
+        try:
+            lock.acquire()
+        except PermissionError as exc:  # filelock: a lock file we may not open to write
+            if not _held_by_another(lock_path):
+                raise LockUnavailable(_foreign_lock_file(lock_path, exc, option)) from None
+            raise Timeout(str(lock_path)) from None  # held: name its holder, as below
     except Timeout:
         info = holder(out_dir, stem)
         problem = _lock_file_error(lock_path) if info is None else None
@@ -296,7 +335,7 @@ def hold(
             f"dataset {stem!r} in {Path(out_dir)} is being written by another run ({who}:"
             f" {info.get('command', '?')}); {advice}"
         ) from None
-    _open_to_group(lock_path)
+    open_to_group(lock_path)
     try:
         info = {
             "pid": os.getpid(),

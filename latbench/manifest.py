@@ -157,9 +157,10 @@ def update_entry(path: str | os.PathLike[str]) -> bool:
         return False
     # the folder's one manifest is shared by its datasets, whose own locks differ: two
     # rewrites of different files would each drop the other's entry
-    from latbench.lock import LOCK_FILE_MODE
+    from latbench.lock import LOCK_FILE_MODE, open_to_group
 
-    lock = FileLock(path.parent / f".{MANIFEST_NAME}.lock", mode=LOCK_FILE_MODE)
+    lock_path = path.parent / f".{MANIFEST_NAME}.lock"
+    lock = FileLock(lock_path, mode=LOCK_FILE_MODE)
     try:
         lock.acquire(timeout=MANIFEST_WAIT_NOTICE_S)
     except Timeout:
@@ -167,6 +168,7 @@ def update_entry(path: str | os.PathLike[str]) -> bool:
             f"waiting for another process updating {mpath} (Ctrl-C gives up)", stacklevel=2
         )
         lock.acquire()
+    open_to_group(lock_path)  # one an earlier version left 0644
     try:
         _manifest.cache_clear()
         try:

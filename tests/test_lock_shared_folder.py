@@ -9,6 +9,7 @@ import contextlib
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from hostile import ok_frame
 from test_files import _returns_within
 
-from latbench.lock import LOCK_FILE_MODE, hold
+from latbench.lock import LOCK_FILE_MODE, hold, open_to_group
 
 NOBODY = 65534
 
@@ -97,13 +98,11 @@ def test_an_older_lock_file_is_opened_to_the_group_by_its_owners_next_run(tmp_pa
 
 
 def test_a_link_in_place_of_a_lock_file_changes_nothing_elsewhere(tmp_path) -> None:
-    from latbench.lock import _open_to_group
-
     precious = tmp_path / "id_key"
     precious.write_text("secret")
     precious.chmod(0o600)
     (tmp_path / ".k.lock").symlink_to(precious)
-    _open_to_group(tmp_path / ".k.lock")
+    open_to_group(tmp_path / ".k.lock")
     assert stat.S_IMODE(precious.stat().st_mode) == 0o600
 
 
@@ -189,3 +188,82 @@ def test_a_lock_file_swapped_for_a_fifo_after_locking_does_not_hang(tmp_path, mo
     if not done:
         os.close(os.open(tmp_path / ".k.lock", os.O_WRONLY | os.O_NONBLOCK))
     assert done and exc is None
+
+
+def test_an_older_manifest_lock_is_opened_to_the_group_too(tmp_path) -> None:
+    from latbench.dataset import write_dataset
+    from latbench.manifest import MANIFEST_NAME, update_entry, write_manifest
+
+    write_dataset(ok_frame(300, step=5, seed=0, low=0.1, high=2.0), tmp_path / "k.parquet")
+    write_manifest(tmp_path)
+    old = tmp_path / f".{MANIFEST_NAME}.lock"
+    old.touch()
+    old.chmod(0o644)
+    assert update_entry(tmp_path / "k.parquet")
+    assert stat.S_IMODE(old.stat().st_mode) == LOCK_FILE_MODE
+
+
+def test_a_hard_link_in_place_of_a_lock_file_keeps_its_files_mode(tmp_path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("private")
+    secret.chmod(0o600)
+    os.link(secret, tmp_path / ".k.lock")  # where protected_hardlinks is off, anyone can
+    open_to_group(tmp_path / ".k.lock")
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+
+
+def test_a_long_non_ascii_command_still_names_the_holder(tmp_path, monkeypatch) -> None:
+    from latbench.lock import holder
+
+    # 500 characters kept, each a 12-byte JSON escape: the note must still be read whole
+    monkeypatch.setattr(sys, "argv", ["latbench-measure", "--out", "\U0001f4ca" * 600])
+    with hold(tmp_path, "k", option=None):
+        note = holder(tmp_path, "k")
+    assert note is not None and note["pid"] == os.getpid()
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="playing a second user (seteuid) needs root",
+)
+def test_a_lock_held_now_in_a_sticky_folder_names_its_holder_not_a_leftover() -> None:
+    import subprocess
+
+    from latbench.lock import KeyLocked, LockUnavailable
+
+    with _shared_folder(0o1777) as folder:  # like /tmp: we are not in its files' group
+        script = (
+            "import sys, time\nfrom latbench.lock import hold\n"
+            "with hold(sys.argv[1], 'k', option=None):\n"
+            "    print('held', flush=True)\n    time.sleep(60)\n"
+        )
+        proc = subprocess.Popen([sys.executable, "-c", script, str(folder)],
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            assert proc.stdout.readline().strip() == "held"
+            refused = pytest.raises(KeyLocked)
+            with _as_user(NOBODY, NOBODY), refused as exc, hold(folder, "k", option=None):
+                pass
+        finally:
+            proc.kill()
+            proc.wait()
+    assert not isinstance(exc.value, LockUnavailable)
+    assert "being written by another run" in str(exc.value) and f"PID {proc.pid}" in str(exc.value)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="playing a second user (seteuid) needs root",
+)
+def test_a_folder_we_may_not_write_is_named_as_such_not_its_lock_files_owner() -> None:
+    from latbench.lock import LockUnavailable
+
+    with _shared_folder(0o755) as folder:
+        os.chown(folder, 4242, 4242)  # neither ours nor our group's
+        with hold(folder, "k", option="--out"):
+            pass
+        refused = pytest.raises(LockUnavailable)
+        with _as_user(NOBODY, NOBODY), refused as exc, hold(folder, "k", option="--out"):
+            pass
+    assert "--out must be a writable folder" in str(exc.value)
+    assert "belongs to" not in str(exc.value)
