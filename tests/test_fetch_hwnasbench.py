@@ -59,7 +59,7 @@ def test_fetch_imports_what_a_local_import_gives_and_records_the_digest(
         pd.testing.assert_frame_equal(fetched, local)
         assert fetched.attrs["metadata"]["imported_from"]["sha256"] == digest
     kept = download_dir("hwnasbench", tmp_path)
-    assert (kept / f"{FILE_NAME}.sha256").read_text().strip() == digest
+    assert (kept / f"{FILE_NAME}.sha256").read_text().split() == [digest, base + FILE_NAME]
 
 
 def test_a_kept_copy_is_reused_offline_and_a_damaged_one_downloaded_again(
@@ -67,15 +67,18 @@ def test_a_kept_copy_is_reused_offline_and_a_damaged_one_downloaded_again(
 ):
     folder, digest = published
     with served(folder) as base:
-        fetch_hwnasbench(tmp_path, ["hwnasbench-raspi4"], url=base + FILE_NAME)
-    # offline now: the kept copy still has its recorded digest, so nothing is downloaded
-    reports, got = fetch_hwnasbench(tmp_path, ["hwnasbench-fpga"], url=closed_url)
+        url = base + FILE_NAME
+        fetch_hwnasbench(tmp_path, ["hwnasbench-raspi4"], url=url)
+    # the server is gone: the kept copy of that URL still has its recorded digest
+    reports, got = fetch_hwnasbench(tmp_path, ["hwnasbench-fpga"], url=url)
     assert got == digest and [r.key for r in reports] == ["hwnasbench-fpga"]
+    with pytest.raises(OSError, match="refused the connection"):  # another URL: not reused
+        fetch_hwnasbench(tmp_path, ["hwnasbench-pixel3"], url=closed_url)
     kept = download_dir("hwnasbench", tmp_path) / FILE_NAME
     damaged = bytearray(kept.read_bytes())
     damaged[len(damaged) // 2] ^= 0x01
     kept.write_bytes(bytes(damaged))
-    assert main(["fetch", "hwnasbench", closed_url, "--data-home", str(tmp_path)]) == 2
+    assert main(["fetch", "hwnasbench", url, "--data-home", str(tmp_path)]) == 2
     with served(folder) as base:  # online again: the damaged copy is replaced
         _, got = fetch_hwnasbench(tmp_path, overwrite=True, url=base + FILE_NAME)
     assert got == digest and hashlib.sha256(kept.read_bytes()).hexdigest() == digest
@@ -148,13 +151,14 @@ def test_a_wrong_required_checksum_offline_keeps_the_good_copy_usable(
 ):
     folder, digest = published
     with served(folder) as base:
-        fetch_hwnasbench(tmp_path, ["hwnasbench-fpga"], url=base + FILE_NAME)
+        url = base + FILE_NAME
+        fetch_hwnasbench(tmp_path, ["hwnasbench-fpga"], url=url)
     kept = download_dir("hwnasbench", tmp_path)
     wrong = ("0" if digest[0] != "0" else "1") + digest[1:]
     home = ["--data-home", str(tmp_path)]
-    assert main(["fetch", "hwnasbench", closed_url, "--sha256", wrong, *home]) == 2
-    assert (kept / f"{FILE_NAME}.sha256").read_text().strip() == digest  # record kept
-    assert main(["fetch", "hwnasbench", closed_url, "--only", "hwnasbench-pixel3", *home]) == 0
+    assert main(["fetch", "hwnasbench", url, "--sha256", wrong, *home]) == 2
+    assert (kept / f"{FILE_NAME}.sha256").read_text().split() == [digest, url]  # record kept
+    assert main(["fetch", "hwnasbench", url, "--only", "hwnasbench-pixel3", *home]) == 0
     (kept / f"{FILE_NAME}.sha256").unlink()  # no record, but the digest the user requires
     only = ["--only", "hwnasbench-eyeriss", "--sha256", digest]
     assert main(["fetch", "hwnasbench", closed_url, *only, *home]) == 0

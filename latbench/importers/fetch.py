@@ -296,9 +296,10 @@ def fetch_hwnasbench(
     the content upstream, TLS guards the transfer, and the importer validates every
     value. With ``sha256`` the download must match it (:class:`ChecksumError`, nothing
     imported). The file is kept in :func:`download_dir` ``("hwnasbench")`` with its
-    SHA-256, and reused, without downloading, while it still has it (or, with ``sha256``,
-    while it has that one); a damaged copy is downloaded again, and a file the importer
-    refuses is not kept. ``keys`` are checked before any download.
+    SHA-256 and URL, and reused, without downloading, when the same URL is asked for and
+    it still has that digest (or, with ``sha256``, whenever it has that one); a damaged
+    copy is downloaded again, and a file the importer refuses is not kept. ``keys`` are
+    checked before any download.
     """
     known = sorted(hwnasbench_key(d) for d in HWNASBENCH_DEVICES)
     for k in keys or ():  # before any download
@@ -306,14 +307,14 @@ def fetch_hwnasbench(
             raise ValueError(f"{k!r} is not a HW-NAS-Bench dataset; known: {', '.join(known)}")
     cache = download_dir("hwnasbench", data_home)
     kept, record = cache / HWNASBENCH_FILE, cache / f"{HWNASBENCH_FILE}.sha256"
-    want = sha256.lower() if sha256 else None
-    digest = _kept_digest(kept, record, want)
+    want, url = (sha256.lower() if sha256 else None), url or HWNASBENCH_URL
+    digest, source = _kept_digest(kept, record, want, url)
     if digest is None:  # a failed download leaves the kept copy and its record as they were
         cache.mkdir(parents=True, exist_ok=True)
-        download(url or HWNASBENCH_URL, kept, want, timeout=timeout, source="hwnasbench")
-        digest = sha256_file(kept)
+        download(url, kept, want, timeout=timeout, source="hwnasbench")
+        digest, source = sha256_file(kept), url
         with atomic_path(record) as tmp:
-            tmp.write_text(digest + "\n", encoding="ascii")
+            tmp.write_text(f"{digest} {url}\n", encoding="utf-8")
     try:
         return import_datasets("hwnasbench", kept, data_home, keys, overwrite), digest
     except (ImportFormatError, UnsafePickleError, CorruptPickleError) as exc:
@@ -322,24 +323,24 @@ def fetch_hwnasbench(
         for path in (record, kept):
             with contextlib.suppress(OSError):
                 path.unlink()
-        raise ImportFormatError(
-            f"{exc} (downloaded from {url or HWNASBENCH_URL}; not kept)"
-        ) from None
+        raise ImportFormatError(f"{exc} (downloaded from {source}; not kept)") from None
 
 
-def _kept_digest(kept: Path, record: Path, want: str | None) -> str | None:
-    """The SHA-256 of the kept HW-NAS-Bench file if it may be reused: it still has the
-    digest recorded when it was downloaded, or the one the user requires (``want``)."""
+def _kept_digest(kept: Path, record: Path, want: str | None, url: str) -> tuple[str | None, str]:
+    """The SHA-256 of the kept HW-NAS-Bench file and where it came from, if it may be
+    reused: it still has the digest recorded when it was downloaded from ``url``, or the
+    one the user requires (``want``, from wherever). Otherwise ``(None, url)``."""
     if not kept.is_file():
-        return None
+        return None, url
+    try:
+        text = read_capped(record, 4096).decode("utf-8", "replace").split(maxsplit=1)
+    except (OSError, ValueError):
+        text = []
+    recorded, source = (text[0].lower(), text[1].strip()) if len(text) == 2 else ("", "")
     digest = sha256_file(kept)
     if want is not None:
-        return digest if digest == want else None
-    try:
-        recorded = read_capped(record, 256).decode("ascii", "replace").strip().lower()
-    except (OSError, ValueError):
-        return None
-    return digest if digest == recorded else None
+        return (digest, source or "an earlier download") if digest == want else (None, url)
+    return (digest, source) if digest == recorded and source == url else (None, url)
 
 
 def _gdown_error(what: str, exc: BaseException) -> FetchError:
