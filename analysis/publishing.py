@@ -71,7 +71,19 @@ MAX_JSON_BYTES = 4 << 20  # a manifest of some thousand files is ~100 kB
 _IN_FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
 _NOT_A_FOLDER = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EMLINK})  # EMLINK: BSD's ELOOP
 # os.replace takes the same src_dir_fd/dst_dir_fd as os.rename but is not listed itself
-_REPARSE_POINT = getattr(stat, "FILE_ATTRIBUTE_REPARSE_POINT", 0x400)
+_LINK_TAGS = (
+    getattr(stat, "IO_REPARSE_TAG_SYMLINK", 0xA000000C),
+    getattr(stat, "IO_REPARSE_TAG_MOUNT_POINT", 0xA0000003),  # a junction
+)
+"""Windows reparse tags that make a path lead elsewhere (as ``shutil.rmtree`` checks);
+others (deduplicated or cloud placeholder files) are ordinary files and folders."""
+
+
+def _leads_elsewhere(st: os.stat_result) -> bool:
+    """Whether ``st`` (from :func:`os.lstat`) is a symbolic link or a Windows junction."""
+    return stat.S_ISLNK(st.st_mode) or getattr(st, "st_reparse_tag", 0) in _LINK_TAGS
+
+
 _DIR_FD = {os.open, os.stat, os.rename, os.unlink, os.mkdir} <= os.supports_dir_fd
 """Whether folders can be walked by descriptor (POSIX). Elsewhere (Windows) each step is
 checked by path instead: no link is followed either, but a co-user able to swap a folder
@@ -283,7 +295,7 @@ def _move_by_path(stage: Path, out: Path, parts: Sequence[str], name: str, rel: 
     try:
         source = _real_folder(stage, parts)
         st = os.lstat(source / name)
-        mode = 0 if getattr(st, "st_file_attributes", 0) & _REPARSE_POINT else st.st_mode
+        mode = 0 if _leads_elsewhere(st) else st.st_mode
     except OSError as exc:
         if (outcome := _source_outcome(exc)) is None:
             raise
@@ -313,7 +325,7 @@ def _real_folder(root: Path, parts: Sequence[str], *, make: bool = False) -> Pat
         st = os.lstat(folder)
         mode = st.st_mode
         # a Windows junction lstat()s as a folder: any reparse point counts as a link
-        if stat.S_ISLNK(mode) or getattr(st, "st_file_attributes", 0) & _REPARSE_POINT:
+        if _leads_elsewhere(st):
             raise OSError(errno.ELOOP, "is a symbolic link", str(folder))
         if not stat.S_ISDIR(mode):
             raise OSError(errno.ENOTDIR, "is not a folder", str(folder))

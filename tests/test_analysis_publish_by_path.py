@@ -38,8 +38,8 @@ def test_by_path_moves_really_take_the_by_path_route(tmp_path, monkeypatch):
 
 
 def test_a_windows_junction_on_the_way_counts_as_a_link(tmp_path, monkeypatch):
-    """A junction lstat()s as a folder on Windows; its reparse-point attribute gives it
-    away. Here a real folder plays the junction, its lstat result given that attribute."""
+    """A junction lstat()s as a folder on Windows; its reparse tag gives it away. Here a
+    real folder plays the junction, its lstat result given that tag."""
     import os
     import stat
     import types
@@ -56,7 +56,7 @@ def test_a_windows_junction_on_the_way_counts_as_a_link(tmp_path, monkeypatch):
         st = real(path, *args, **kwargs)
         if os.fspath(path) == os.fspath(out / "figs"):
             return types.SimpleNamespace(
-                st_mode=stat.S_IFDIR | 0o755, st_file_attributes=0x400, st_uid=st.st_uid
+                st_mode=stat.S_IFDIR | 0o755, st_reparse_tag=0xA0000003, st_uid=st.st_uid
             )
         return st
 
@@ -65,3 +65,25 @@ def test_a_windows_junction_on_the_way_counts_as_a_link(tmp_path, monkeypatch):
         publishing._real_folder(out, ["figs"])
     assert publishing._move(stage, out, "figs/a.png") == "skipped"
     assert (stage / "figs" / "a.png").exists() and not (out / "figs" / "a.png").exists()
+
+
+def test_a_deduplicated_or_placeholder_file_is_moved_as_any_file(tmp_path, monkeypatch):
+    """Other reparse points (Windows deduplication, cloud placeholders) lead nowhere else."""
+    import os
+    import types
+
+    stage, out = tmp_path / "stage", tmp_path / "out"
+    stage.mkdir()
+    out.mkdir()
+    (stage / "a.csv").write_text("a\n")
+    real = os.lstat
+
+    def lstat(path, *args, **kwargs):
+        st = real(path, *args, **kwargs)
+        if os.fspath(path) == os.fspath(stage / "a.csv"):
+            return types.SimpleNamespace(st_mode=st.st_mode, st_reparse_tag=0x80000013)
+        return st
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    assert publishing._move(stage, out, "a.csv") == "moved"
+    assert (out / "a.csv").read_text() == "a\n"
