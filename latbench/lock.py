@@ -90,10 +90,10 @@ def _lock_file_error(lock_path: Path) -> OSError | None:
 
 
 def open_to_group(lock_path: str | os.PathLike[str]) -> None:
-    """Give a lock file an earlier version made (``0644`` under umask 022)
-    :data:`LOCK_FILE_MODE`, if it is ours and nothing else: a regular file with one name
-    (a hard link planted there could name a private file of ours), reached through a
-    descriptor that follows no symbolic link and opens a FIFO without waiting."""
+    """Let the group write a lock file an earlier version made (``0644`` under umask 022),
+    if it is ours and nothing else: an empty, group-readable regular file with one name
+    (a hard link planted there, or a private file renamed into place, keeps its mode),
+    reached through a descriptor that follows no symbolic link and opens a FIFO at once."""
     if not hasattr(os, "fchmod"):
         return
     with contextlib.suppress(OSError):
@@ -102,13 +102,54 @@ def open_to_group(lock_path: str | os.PathLike[str]) -> None:
         try:
             st = os.fstat(fd)
             mine = not hasattr(os, "geteuid") or st.st_uid == os.geteuid()
-            plain = stat.S_ISREG(st.st_mode) and st.st_nlink == 1
-            changed = stat.S_IMODE(st.st_mode) != LOCK_FILE_MODE
+            # a lock file is empty and, from an earlier version, already group-readable:
+            # a private file renamed into its place is neither, and keeps its mode
+            empty = stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size == 0
+            mode = stat.S_IMODE(st.st_mode)
+            widen = mode & stat.S_IRGRP and not mode & stat.S_IWGRP
             # and still the file at that name
-            if plain and mine and changed and os.path.samestat(st, os.lstat(lock_path)):
-                os.fchmod(fd, LOCK_FILE_MODE)
+            if empty and mine and widen and os.path.samestat(st, os.lstat(lock_path)):
+                os.fchmod(fd, mode | stat.S_IWGRP)
         finally:
             os.close(fd)
+
+
+def _being_written(out_dir: str | os.PathLike[str], stem: str, option: str | None) -> str:
+    """The refusal of a run that finds ``stem``'s lock held, naming the holder from its
+    note unless the note is missing or a leftover of a run of this host that is gone."""
+    info = holder(out_dir, stem) or {}
+    pid = info.get("pid")
+    if info.get("host") == socket.gethostname() and isinstance(pid, int) and process_gone(pid):
+        info = {}  # a killed run's note that the holder could not replace (a sticky folder)
+    who = (
+        f"PID {info.get('pid', '?')} on host {info.get('host', '?')}"
+        f" since {info.get('started', '?')}: {info.get('command', '?')}"
+        if info
+        else "which left no note"
+    )
+    advice = (
+        f"wait for it to finish, stop it, or use another --key or {option}"
+        if option
+        else "wait for it to finish or stop it"
+    )
+    return f"dataset {stem!r} in {Path(out_dir)} is being written by another run ({who}); {advice}"
+
+
+def _refuse_planted(lock_path: Path) -> None:
+    """Refuse a lock path that holds something other than a regular file (a link, a
+    folder, a FIFO or socket someone put there), naming it, before filelock reports it as
+    an unwritable folder."""
+    try:
+        st = os.lstat(lock_path)
+    except OSError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        from latbench.keys import file_kind
+
+        raise LockUnavailable(
+            f"{lock_path} is a {file_kind(st.st_mode)}, not a lock file: remove it (a lock"
+            " file holds no data)"
+        )
 
 
 def _held_by_another(lock_path: Path) -> bool:
@@ -303,38 +344,24 @@ def hold(
                 mine[1] -= 1
         return
     lock_path.parent.mkdir(parents=True, exist_ok=True)
+    _refuse_planted(lock_path)
     lock = FileLock(lock_path, timeout=0, mode=LOCK_FILE_MODE)
     try:
-        try:
-            lock.acquire()
-        except PermissionError as exc:  # filelock: a lock file we may not open to write
-            if not _held_by_another(lock_path):
-                raise LockUnavailable(_foreign_lock_file(lock_path, exc, option)) from None
-            raise Timeout(str(lock_path)) from None  # held: name its holder, as below
+        lock.acquire()
+    except PermissionError as exc:  # filelock: a lock file we may not open to write
+        if not _held_by_another(lock_path):
+            raise LockUnavailable(_foreign_lock_file(lock_path, exc, option)) from None
+        raise KeyLocked(_being_written(out_dir, stem, option)) from None
     except Timeout:
-        info = holder(out_dir, stem)
-        problem = _lock_file_error(lock_path) if info is None else None
-        if problem is not None:
+        problem = _lock_file_error(lock_path) if holder(out_dir, stem) is None else None
+        if problem is not None and not _held_by_another(lock_path):
             where = (
                 f"{option} must be a writable folder" if option else "its folder must be writable"
             )
             raise LockUnavailable(
                 f"cannot create the write lock {lock_path}: {problem.strerror or problem}; {where}"
             ) from None
-        info = info or {}
-        who = (
-            f"PID {info.get('pid', '?')} on host {info.get('host', '?')}"
-            f" since {info.get('started', '?')}"
-        )
-        advice = (
-            f"wait for it to finish, stop it, or use another --key or {option}"
-            if option
-            else "wait for it to finish or stop it"
-        )
-        raise KeyLocked(
-            f"dataset {stem!r} in {Path(out_dir)} is being written by another run ({who}:"
-            f" {info.get('command', '?')}); {advice}"
-        ) from None
+        raise KeyLocked(_being_written(out_dir, stem, option)) from None
     open_to_group(lock_path)
     try:
         info = {

@@ -72,6 +72,8 @@ def test_a_kept_copy_is_reused_offline_and_a_damaged_one_downloaded_again(
     # the server is gone: the kept copy of that URL still has its recorded digest
     reports, got = fetch_hwnasbench(tmp_path, ["hwnasbench-fpga"], url=url)
     assert got == digest and [r.key for r in reports] == ["hwnasbench-fpga"]
+    _, got = fetch_hwnasbench(tmp_path, ["hwnasbench-eyeriss"], url=f" {url}\n")  # as pasted
+    assert got == digest
     with pytest.raises(OSError, match="refused the connection"):  # another URL: not reused
         fetch_hwnasbench(tmp_path, ["hwnasbench-pixel3"], url=closed_url)
     kept = download_dir("hwnasbench", tmp_path) / FILE_NAME

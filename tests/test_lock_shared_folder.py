@@ -267,3 +267,69 @@ def test_a_folder_we_may_not_write_is_named_as_such_not_its_lock_files_owner() -
             pass
     assert "--out must be a writable folder" in str(exc.value)
     assert "belongs to" not in str(exc.value)
+
+
+def test_a_private_file_renamed_into_place_keeps_its_mode(tmp_path) -> None:
+    """In a folder where a co-user may rename our files, one of our private files put at
+    a lock file's name must not be opened to the group by our next run."""
+    private = tmp_path / "token"
+    private.write_text("s3cr3t")
+    private.chmod(0o600)
+    private.rename(tmp_path / ".k.lock")
+    with hold(tmp_path, "k", option=None):
+        pass
+    kept = tmp_path / ".k.lock"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600 and kept.read_text() == "s3cr3t"
+
+
+def _held_elsewhere(folder: Path):
+    from filelock import FileLock
+
+    other = FileLock(folder / ".k.lock")  # another open file: as another run holds it
+    other.acquire()
+    return other
+
+
+def test_a_held_lock_without_a_note_is_still_being_written_not_unavailable(tmp_path) -> None:
+    from latbench.lock import KeyLocked, LockUnavailable
+
+    other = _held_elsewhere(tmp_path)
+    try:
+        with pytest.raises(KeyLocked) as exc, hold(tmp_path, "k"):
+            pass
+    finally:
+        other.release()
+    assert not isinstance(exc.value, LockUnavailable)
+    assert "being written by another run (which left no note)" in str(exc.value)
+
+
+def test_a_dead_runs_leftover_note_is_not_named_as_the_holder(tmp_path) -> None:
+    import json
+    import socket
+
+    from latbench.lock import KeyLocked
+
+    dead = {"pid": 2**22 + 12345, "host": socket.gethostname(), "started": "2020-01-01",
+            "command": "a run killed -9 long ago"}  # fmt: skip
+    (tmp_path / ".k.lock.json").write_text(json.dumps(dead))
+    other = _held_elsewhere(tmp_path)
+    try:
+        with pytest.raises(KeyLocked) as exc, hold(tmp_path, "k"):
+            pass
+    finally:
+        other.release()
+    assert "long ago" not in str(exc.value) and "which left no note" in str(exc.value)
+
+
+@pytest.mark.parametrize("planted", ["link", "folder"])
+def test_something_planted_at_the_lock_files_name_is_named(tmp_path, planted) -> None:
+    from latbench.lock import LockUnavailable
+
+    if planted == "link":
+        (tmp_path / ".k.lock").symlink_to(tmp_path / "elsewhere")
+    else:
+        (tmp_path / ".k.lock").mkdir()
+    with pytest.raises(LockUnavailable) as exc, hold(tmp_path, "k"):
+        pass
+    text = str(exc.value)
+    assert "not a lock file: remove it" in text and "must be writable" not in text

@@ -307,7 +307,7 @@ def fetch_hwnasbench(
             raise ValueError(f"{k!r} is not a HW-NAS-Bench dataset; known: {', '.join(known)}")
     cache = download_dir("hwnasbench", data_home)
     kept, record = cache / HWNASBENCH_FILE, cache / f"{HWNASBENCH_FILE}.sha256"
-    want, url = (sha256.lower() if sha256 else None), url or HWNASBENCH_URL
+    want, url = (sha256.lower() if sha256 else None), (url or HWNASBENCH_URL).strip()
     digest, source = _kept_digest(kept, record, want, url)
     if digest is None:  # a failed download leaves the kept copy and its record as they were
         cache.mkdir(parents=True, exist_ok=True)
@@ -339,7 +339,7 @@ def _kept_digest(kept: Path, record: Path, want: str | None, url: str) -> tuple[
     recorded, source = (text[0].lower(), text[1].strip()) if len(text) == 2 else ("", "")
     digest = sha256_file(kept)
     if want is not None:
-        return (digest, source or "an earlier download") if digest == want else (None, url)
+        return (digest, source or "a copy kept earlier") if digest == want else (None, url)
     return (digest, source) if digest == recorded and source == url else (None, url)
 
 
