@@ -71,17 +71,16 @@ MAX_JSON_BYTES = 4 << 20  # a manifest of some thousand files is ~100 kB
 _IN_FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
 _NOT_A_FOLDER = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EMLINK})  # EMLINK: BSD's ELOOP
 # os.replace takes the same src_dir_fd/dst_dir_fd as os.rename but is not listed itself
-_LINK_TAGS = (
-    getattr(stat, "IO_REPARSE_TAG_SYMLINK", 0xA000000C),
-    getattr(stat, "IO_REPARSE_TAG_MOUNT_POINT", 0xA0000003),  # a junction
-)
-"""Windows reparse tags that make a path lead elsewhere (as ``shutil.rmtree`` checks);
-others (deduplicated or cloud placeholder files) are ordinary files and folders."""
+_NAME_SURROGATE = 0x20000000
+"""The bit of a Windows reparse tag that makes a path stand for another name: symbolic
+links, junctions, WSL links (what ``os.lstat`` itself does not follow); deduplicated or
+cloud placeholder files lack it and are ordinary files."""
 
 
 def _leads_elsewhere(st: os.stat_result) -> bool:
-    """Whether ``st`` (from :func:`os.lstat`) is a symbolic link or a Windows junction."""
-    return stat.S_ISLNK(st.st_mode) or getattr(st, "st_reparse_tag", 0) in _LINK_TAGS
+    """Whether ``st`` (from :func:`os.lstat`) is a symbolic link, a Windows junction or
+    another name-surrogate reparse point."""
+    return stat.S_ISLNK(st.st_mode) or bool(getattr(st, "st_reparse_tag", 0) & _NAME_SURROGATE)
 
 
 _DIR_FD = {os.open, os.stat, os.rename, os.unlink, os.mkdir} <= os.supports_dir_fd
