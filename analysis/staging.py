@@ -53,7 +53,7 @@ from latbench.analysis.publishing import (
     write_durably,
 )
 from latbench.files import read_capped
-from latbench.lock import process_gone
+from latbench.lock import pid_namespace, process_gone
 
 __all__ = [
     "CLAIMS_FILE",
@@ -118,8 +118,8 @@ def staged(
         owner: dict[str, object] = {"host": socket.gethostname(), "pid": os.getpid()}
         if _boot_id():
             owner["boot"] = _boot_id()
-        if _pid_namespace():
-            owner["pidns"] = _pid_namespace()
+        if pid_namespace():
+            owner["pidns"] = pid_namespace()
         # on disk before any journal: a folder whose owner is unreadable is never touched
         write_durably(stage / OWNER_FILE, owner)
         yield stage
@@ -278,18 +278,6 @@ def _boot_id() -> str | None:
         return None
 
 
-@cache
-def _pid_namespace() -> str | None:
-    """This process's PID namespace (Linux): containers that share a host name and boot
-    (``--network host`` and one bind-mounted output folder) number their processes apart,
-    so a PID recorded in another one says nothing about a process here."""
-    try:
-        st = os.stat("/proc/self/ns/pid")
-    except OSError:
-        return None
-    return f"{st.st_dev}:{st.st_ino}"
-
-
 def _state(folder: Path, cutoff: float) -> str | None:
     """What the staging folder ``folder`` is to this process: ``"gone"`` (its writer is),
     ``"live"`` (another process of this host and user writes it, or did, or one of
@@ -309,7 +297,7 @@ def _state(folder: Path, cutoff: float) -> str | None:
         return None
     if isinstance(boot, str) and _boot_id() not in (None, boot):
         return "gone"  # made before the last reboot: its PID may be another process's now
-    if pidns is not None and pidns != _pid_namespace():
+    if pidns is not None and pidns != pid_namespace():
         return "live"  # another container's: its PID means nothing here, so never "gone"
     if pid == os.getpid():
         return None if _own_stage(folder) else "gone"  # one a failed publish of ours kept

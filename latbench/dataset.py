@@ -179,19 +179,23 @@ def atomic_temp_re(name: str) -> re.Pattern[str]:
     return re.compile(rf"\.(?:{name})\.[a-z0-9_]{{8}}\.tmp")
 
 
-def remove_stale_temps(folder: str | os.PathLike[str], stem: str) -> None:
+def remove_stale_temps(
+    folder: str | os.PathLike[str], stem: str, quiet: Sequence[str] = ()
+) -> None:
     """Remove the temporaries that killed writes of dataset ``stem``'s files
     (``<stem><suffix>``, :data:`latbench.lock.DATASET_SUFFIXES`) left in ``folder``.
 
     Called by :func:`latbench.lock.hold` once it holds ``stem``'s lock. Only regular
     files unmodified for :data:`STALE_TMP_AGE_S` go, with one :class:`StaleTempWarning`
-    per file they were to replace.
+    per file they were to replace. Those of the files named in ``quiet`` (the lock's own
+    note, which only the holder writes) go in the same scan, at any age and silently.
     """
     from latbench.lock import DATASET_SUFFIXES
 
     folder = Path(folder)
     targets = [f"{stem}{suffix}" for suffix in DATASET_SUFFIXES]
     pattern = atomic_temp_re("|".join(re.escape(t) for t in targets))
+    quiet_pattern = atomic_temp_re("|".join(re.escape(q) for q in quiet)) if quiet else None
     # Every command of this version that writes these files holds the lock while its
     # temporary exists, so under the lock none of theirs is alive. The age limit stays
     # for writers that take no lock: older LatBench versions (their rewrite, export and
@@ -201,10 +205,15 @@ def remove_stale_temps(folder: str | os.PathLike[str], stem: str) -> None:
     removed: dict[str, list[tuple[str, int]]] = {}
     with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
-            if not pattern.fullmatch(entry.name):
+            hushed = quiet_pattern is not None and quiet_pattern.fullmatch(entry.name)
+            if not hushed and not pattern.fullmatch(entry.name):
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
+                if hushed:  # a co-user's stays: in a shared folder it is not ours to remove
+                    if stat.S_ISREG(st.st_mode) and st.st_uid == getattr(os, "geteuid", int)():
+                        os.unlink(entry.path)
+                    continue
                 if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
                     os.unlink(entry.path)
                     target = entry.name[1:].rsplit(".", 2)[0]

@@ -156,6 +156,7 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
 def file_kind(mode: int) -> str:
     """What an ``st_mode`` names, in words: ``"FIFO"``, ``"socket"``, ``"folder"``..."""
     for test, name in (
+        (stat.S_ISLNK, "symbolic link"),  # an lstat() result
         (stat.S_ISDIR, "folder"),
         (stat.S_ISFIFO, "FIFO"),
         (stat.S_ISSOCK, "socket"),

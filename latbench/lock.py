@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import json
 import os
 import socket
@@ -39,6 +40,7 @@ __all__ = [
     "hold_files",
     "holder",
     "open_to_group",
+    "pid_namespace",
     "holds",
     "process_gone",
     "run_stem",
@@ -119,13 +121,14 @@ def _being_written(out_dir: str | os.PathLike[str], stem: str, option: str | Non
     note unless the note is missing or a leftover of a run of this host that is gone."""
     info = holder(out_dir, stem) or {}
     pid = info.get("pid")
-    if info.get("host") == socket.gethostname() and isinstance(pid, int) and process_gone(pid):
+    here = info.get("host") == socket.gethostname() and info.get("pidns") == pid_namespace()
+    if here and isinstance(pid, int) and process_gone(pid):
         info = {}  # a killed run's note that the holder could not replace (a sticky folder)
     who = (
         f"PID {info.get('pid', '?')} on host {info.get('host', '?')}"
         f" since {info.get('started', '?')}: {info.get('command', '?')}"
         if info
-        else "which left no note"
+        else "a process holds its lock file and no note names it"
     )
     advice = (
         f"wait for it to finish, stop it, or use another --key or {option}"
@@ -197,8 +200,31 @@ def _foreign_lock_file(lock_path: Path, exc: OSError, option: str | None) -> str
         owner = f"uid {uid}"
     return (
         f"cannot take the write lock {lock_path}: {exc.strerror or exc}; it belongs to {owner}"
-        " and holds no data: its owner can delete it (or, unless the folder is sticky, run"
-        " once more here to open it to the group)"
+        f" and holds no data: {_foreign_lock_advice(lock_path)}"
+    )
+
+
+def _foreign_lock_advice(lock_path: Path) -> str:
+    """What will make another user's lock file usable to us: only what will work."""
+    try:
+        st, folder = os.lstat(lock_path), os.stat(lock_path.parent)
+    except OSError:
+        return "its owner can delete it"
+    if not folder.st_mode & stat.S_ISVTX:  # who may write a folder may delete in it
+        return "delete it (or its owner can)"
+    mode = stat.S_IMODE(st.st_mode)
+    widens = (
+        st.st_size == 0
+        and st.st_nlink == 1
+        and mode & stat.S_IRGRP
+        and not mode & stat.S_IWGRP
+        and hasattr(os, "getgroups")
+        and st.st_gid in {os.getegid(), *os.getgroups()}
+    )
+    return (
+        "its owner can delete it, or run once more here to open it to the group"
+        if widens
+        else "its owner can delete it"
     )
 
 
@@ -236,6 +262,18 @@ def holder(out_dir: str | os.PathLike[str], stem: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None
+
+
+@functools.cache
+def pid_namespace() -> str | None:
+    """This process's PID namespace (Linux), or ``None``: containers that share a host
+    name (host networking) number their processes apart, so a PID recorded in another
+    namespace says nothing about a process here."""
+    try:
+        st = os.stat("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}"
 
 
 def process_gone(pid: int) -> bool:
@@ -331,7 +369,9 @@ def hold(
     (:func:`latbench.dataset.remove_stale_temps`).
     """
     lock_path, info_path = _paths(out_dir, stem)
-    key = str(lock_path.resolve() if lock_path.parent.exists() else lock_path.absolute())
+    # resolved whether or not the folder exists yet: the same key before and after it is
+    # made, through a symbolic link or a ".." (else a run would refuse its own inner hold)
+    key = str(lock_path.resolve())
     with _guard:
         mine = _held.get(key)
         if mine is not None:
@@ -366,6 +406,7 @@ def hold(
     try:
         info = {
             "pid": os.getpid(),
+            "pidns": pid_namespace(),
             "host": socket.gethostname(),
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(sys.argv)[:500],
@@ -377,7 +418,8 @@ def hold(
 
         # here, once per hold, not on every write: under the lock no writer that takes
         # it can own a temporary, and the scan of the folder is paid once per run
-        remove_stale_temps(out_dir, stem)
+        # and the note's, which only a holder writes: under the lock, a killed run's
+        remove_stale_temps(out_dir, stem, quiet=[info_path.name[1:]])
         yield
     finally:
         with _guard:

@@ -33,6 +33,8 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "manifest.json"
+MANIFEST_LOCK_NAME = f".{MANIFEST_NAME}.lck"
+"""The lock a manifest update holds, beside the manifest."""
 MAX_MANIFEST_BYTES = 16 * 2**20
 """A data folder's manifest is read only up to this size (thousands of entries fit)."""
 MANIFEST_WAIT_NOTICE_S = 10.0
@@ -159,7 +161,8 @@ def update_entry(path: str | os.PathLike[str]) -> bool:
     # rewrites of different files would each drop the other's entry
     from latbench.lock import LOCK_FILE_MODE, open_to_group
 
-    lock_path = path.parent / f".{MANIFEST_NAME}.lock"
+    # ".lck", not ".lock": a dataset named manifest.json.parquet has ".manifest.json.lock"
+    lock_path = path.parent / MANIFEST_LOCK_NAME
     lock = FileLock(lock_path, mode=LOCK_FILE_MODE)
     try:
         lock.acquire(timeout=MANIFEST_WAIT_NOTICE_S)

@@ -307,7 +307,7 @@ def test_another_containers_staging_folder_is_not_taken_for_abandoned(tmp_path):
     """Containers sharing host name and boot (host networking, one bind-mounted output
     folder) number processes apart: a PID recorded in another PID namespace that does
     not run here is no proof its writer is gone; one of ours is."""
-    ours = staging._pid_namespace()
+    ours = staging.pid_namespace()
     if ours is None:
         pytest.skip("no /proc/self/ns/pid on this system")
     out, host, dead = tmp_path / "out", socket.gethostname(), _dead_pid()

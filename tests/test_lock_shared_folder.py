@@ -54,7 +54,7 @@ def test_lock_files_are_group_writable_under_a_strict_umask(tmp_path: Path) -> N
 
 def test_manifest_lock_is_group_writable(tmp_path: Path) -> None:
     from latbench.dataset import write_dataset
-    from latbench.manifest import MANIFEST_NAME, update_entry, write_manifest
+    from latbench.manifest import MANIFEST_LOCK_NAME, update_entry, write_manifest
 
     frame = ok_frame(300, step=5, seed=0, low=0.1, high=2.0)
     write_dataset(frame, tmp_path / "k.parquet")
@@ -62,7 +62,7 @@ def test_manifest_lock_is_group_writable(tmp_path: Path) -> None:
     write_dataset(ok_frame(300, step=5, seed=1, low=0.1, high=2.0), tmp_path / "k.parquet")
     with _umask(0o022):
         assert update_entry(tmp_path / "k.parquet")
-    mode = stat.S_IMODE((tmp_path / f".{MANIFEST_NAME}.lock").stat().st_mode)
+    mode = stat.S_IMODE((tmp_path / MANIFEST_LOCK_NAME).stat().st_mode)
     assert mode == LOCK_FILE_MODE
 
 
@@ -192,11 +192,11 @@ def test_a_lock_file_swapped_for_a_fifo_after_locking_does_not_hang(tmp_path, mo
 
 def test_an_older_manifest_lock_is_opened_to_the_group_too(tmp_path) -> None:
     from latbench.dataset import write_dataset
-    from latbench.manifest import MANIFEST_NAME, update_entry, write_manifest
+    from latbench.manifest import MANIFEST_LOCK_NAME, update_entry, write_manifest
 
     write_dataset(ok_frame(300, step=5, seed=0, low=0.1, high=2.0), tmp_path / "k.parquet")
     write_manifest(tmp_path)
-    old = tmp_path / f".{MANIFEST_NAME}.lock"
+    old = tmp_path / MANIFEST_LOCK_NAME
     old.touch()
     old.chmod(0o644)
     assert update_entry(tmp_path / "k.parquet")
@@ -300,17 +300,20 @@ def test_a_held_lock_without_a_note_is_still_being_written_not_unavailable(tmp_p
     finally:
         other.release()
     assert not isinstance(exc.value, LockUnavailable)
-    assert "being written by another run (which left no note)" in str(exc.value)
+    assert (
+        "being written by another run (a process holds its lock file and no note names it)"
+        in str(exc.value)
+    )
 
 
 def test_a_dead_runs_leftover_note_is_not_named_as_the_holder(tmp_path) -> None:
     import json
     import socket
 
-    from latbench.lock import KeyLocked
+    from latbench.lock import KeyLocked, pid_namespace
 
-    dead = {"pid": 2**22 + 12345, "host": socket.gethostname(), "started": "2020-01-01",
-            "command": "a run killed -9 long ago"}  # fmt: skip
+    dead = {"pid": 2**22 + 12345, "pidns": pid_namespace(), "host": socket.gethostname(),
+            "started": "2020-01-01", "command": "a run killed -9 long ago"}  # fmt: skip
     (tmp_path / ".k.lock.json").write_text(json.dumps(dead))
     other = _held_elsewhere(tmp_path)
     try:
@@ -318,7 +321,7 @@ def test_a_dead_runs_leftover_note_is_not_named_as_the_holder(tmp_path) -> None:
             pass
     finally:
         other.release()
-    assert "long ago" not in str(exc.value) and "which left no note" in str(exc.value)
+    assert "long ago" not in str(exc.value) and "no note names it" in str(exc.value)
 
 
 @pytest.mark.parametrize("planted", ["link", "folder"])
@@ -333,3 +336,67 @@ def test_something_planted_at_the_lock_files_name_is_named(tmp_path, planted) ->
         pass
     text = str(exc.value)
     assert "not a lock file: remove it" in text and "must be writable" not in text
+
+
+def test_a_run_into_a_folder_not_yet_made_behind_a_link_does_not_refuse_itself(tmp_path):
+    """The re-entry key is the same before and after the folder is made: ``--out`` through
+    a symbolic link (``/tmp`` on macOS, ``/scratch`` on clusters) or with ``..``."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    for out in (tmp_path / "link" / "new", tmp_path / "nx" / ".." / "out2"):
+        with hold(out, "k"), hold(out, "k"):  # a campaign, then its session inside
+            pass
+
+
+def test_a_link_at_the_lock_name_is_called_a_link(tmp_path) -> None:
+    from latbench.lock import LockUnavailable
+
+    (tmp_path / ".k.lock").symlink_to(tmp_path / "elsewhere")
+    refused = pytest.raises(LockUnavailable, match="is a symbolic link, not a lock file")
+    with refused, hold(tmp_path, "k"):
+        pass
+
+
+def test_a_dataset_named_like_the_manifest_has_its_own_lock(tmp_path) -> None:
+    from latbench.dataset import write_dataset
+    from latbench.lock import hold_files
+    from latbench.manifest import update_entry, write_manifest
+
+    target = tmp_path / "manifest.json.parquet"
+    write_dataset(ok_frame(300, step=5, seed=0, low=0.1, high=2.0), target)
+    write_manifest(tmp_path)
+    with hold_files([target], "rewritten"):  # as `latbench rewrite` holds it
+        write_dataset(ok_frame(300, step=5, seed=1, low=0.1, high=2.0), target)
+        assert update_entry(target)  # no deadlock on a shared lock file name
+
+
+def test_leftover_note_temporaries_of_a_killed_run_are_removed(tmp_path) -> None:
+    left = tmp_path / ".k.lock.json.abcd1234.tmp"
+    left.write_text("{")
+    with hold(tmp_path, "k", option=None):
+        assert not left.exists()
+    assert not list(tmp_path.glob(".k.lock.json.*.tmp"))
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="playing a second user (seteuid) needs root",
+)
+def test_the_advice_for_another_users_lock_file_is_only_what_will_work() -> None:
+    from latbench.lock import LockUnavailable
+
+    with _shared_folder(0o1777) as folder:  # sticky: only the owner may delete it
+        lock_file = folder / ".k.lock"
+        lock_file.touch()
+        lock_file.chmod(0o600)  # an older version's, under umask 077: never widened
+        refused = pytest.raises(LockUnavailable)
+        with _as_user(NOBODY, NOBODY), refused as exc, hold(folder, "k", option=None):
+            pass
+    assert "its owner can delete it" in str(exc.value) and "run once more" not in str(exc.value)
+    with _shared_folder(0o2775) as folder:  # not sticky: whoever may write it may delete
+        (folder / ".k.lock").touch()
+        (folder / ".k.lock").chmod(0o600)
+        refused = pytest.raises(LockUnavailable)
+        with _as_user(NOBODY, NOBODY), refused as exc, hold(folder, "k", option=None):
+            pass
+    assert "delete it (or its owner can)" in str(exc.value)

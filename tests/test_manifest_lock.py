@@ -8,7 +8,7 @@ import pytest
 from hostile import ok_frame
 
 from latbench.dataset import write_dataset
-from latbench.manifest import MANIFEST_NAME, read_manifest, update_entry, write_manifest
+from latbench.manifest import MANIFEST_LOCK_NAME, read_manifest, update_entry, write_manifest
 
 
 def test_a_manifest_update_waits_for_another(tmp_path):
@@ -21,7 +21,7 @@ def test_a_manifest_update_waits_for_another(tmp_path):
     write_manifest(tmp_path)
     write_dataset(ok_frame(300, step=5, seed=1, low=0.1, high=2.0), tmp_path / "a.parquet")
     done = threading.Event()
-    other = FileLock(tmp_path / f".{MANIFEST_NAME}.lock")
+    other = FileLock(tmp_path / MANIFEST_LOCK_NAME)
     other.acquire()
     try:
         t = threading.Thread(target=lambda: (update_entry(tmp_path / "a.parquet"), done.set()))
@@ -38,7 +38,7 @@ def test_a_manifest_update_waits_for_another(tmp_path):
 def test_no_lock_file_where_there_is_no_manifest(tmp_path):
     write_dataset(ok_frame(300, step=5, seed=0, low=0.1, high=2.0), tmp_path / "a.parquet")
     assert update_entry(tmp_path / "a.parquet") is False
-    assert not (tmp_path / f".{MANIFEST_NAME}.lock").exists()
+    assert not (tmp_path / MANIFEST_LOCK_NAME).exists()
 
 
 def test_a_long_wait_for_the_manifest_says_so(tmp_path, monkeypatch):
@@ -49,7 +49,7 @@ def test_a_long_wait_for_the_manifest_says_so(tmp_path, monkeypatch):
     write_dataset(ok_frame(300, step=5, seed=0, low=0.1, high=2.0), tmp_path / "a.parquet")
     write_manifest(tmp_path)
     monkeypatch.setattr(manifest, "MANIFEST_WAIT_NOTICE_S", 0.2)
-    other = FileLock(tmp_path / f".{MANIFEST_NAME}.lock")
+    other = FileLock(tmp_path / MANIFEST_LOCK_NAME)
     held = threading.Event()
 
     def hold_a_while() -> None:
@@ -63,6 +63,6 @@ def test_a_long_wait_for_the_manifest_says_so(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="waiting for another process updating"):
         assert update_entry(tmp_path / "a.parquet") is True
     t.join(30)
-    lock = FileLock(tmp_path / f".{MANIFEST_NAME}.lock")
+    lock = FileLock(tmp_path / MANIFEST_LOCK_NAME)
     lock.acquire(timeout=0)  # released again by the update
     lock.release()

@@ -277,7 +277,9 @@ def test_the_sweep_scans_the_folder_once_per_hold_not_once_per_write(tmp_path, m
 
 def test_each_hold_sweeps_once_even_without_a_write(tmp_path, monkeypatch):
     calls: list[tuple[str, str]] = []
-    monkeypatch.setattr(dataset, "remove_stale_temps", lambda f, s: calls.append((str(f), s)))
+    monkeypatch.setattr(
+        dataset, "remove_stale_temps", lambda f, s, quiet=(): calls.append((str(f), s))
+    )
     with hold(tmp_path, "k"), hold(tmp_path, "k"):
         pass
     with hold(tmp_path, "k"):
