@@ -581,7 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
         " atomically, after checking them; the data stays identical. Every file is checked"
         " before any is rewritten: one refused (a Parquet file without LatBench metadata,"
         " a damaged or missing file) leaves them all unchanged. A write that fails (a full"
-        " disk) stops there; each file rewritten before it is listed.",
+        " disk) stops there; each file rewritten before it is listed. A file that has its"
+        " checksums already is left as it is, and listed as unchanged.",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="LatBench .parquet or .raw.h5 files")
     p.set_defaults(func=_cmd_rewrite)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -160,3 +161,20 @@ def test_a_manifest_update_failing_after_the_replace_says_the_file_was_rewritten
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert "rewritten (content unchanged)" in err and "manifest.json" in err
+
+
+def test_a_file_with_its_checksums_already_is_left_as_it_is_and_said_so(tmp_path, capsys):
+    from latbench.raw import write_raw
+
+    current = tmp_path / "a.parquet"
+    write_dataset(ok_frame(300, step=5, seed=0, low=0.1, high=2.0), current, {"source": "t"})
+    raw = tmp_path / "a.raw.h5"
+    write_raw(raw, np.array(["g"]), np.array([7]), np.ones((1, 5), np.int64), {})
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (current, raw)}
+    legacy = _legacy(tmp_path / "b.parquet")
+    assert main(["rewrite", str(current), str(raw), str(legacy)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{current}: unchanged, it has its page checksums")
+    assert lines[1].startswith(f"{raw}: unchanged, it has its Fletcher-32")
+    assert lines[2].startswith(f"rewrote {legacy}") and "added" in lines[2]
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (current, raw)} == before
