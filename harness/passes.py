@@ -30,8 +30,14 @@ import numpy as np
 from latbench.dataset import read_metadata
 from latbench.harness.lock import one_writer
 from latbench.harness.plan import Plan
-from latbench.harness.session import RunSummary, _run_config, dataset_metadata, measure
-from latbench.harness.store import GraphResult, RunStore
+from latbench.harness.session import (
+    RunSummary,
+    _run_config,
+    dataset_metadata,
+    keep_earlier,
+    measure,
+)
+from latbench.harness.store import GraphResult, RunStore, earlier_selection
 from latbench.harness.timing import two_stage_filter
 
 __all__ = ["measure_passes"]
@@ -58,6 +64,9 @@ def measure_passes(
             f"= {passes} x {proto.group_size}"
         )
     t0 = time.perf_counter()
+    stem = key if plan.shard == (1, 1) else f"{key}.shard{plan.shard[0]}of{plan.shard[1]}"
+    if not kwargs.get("fresh"):  # every pass and the final dataset keep earlier rows
+        plan = keep_earlier(plan, earlier_selection(out_dir, stem), stem)
     part = profile.with_protocol(runs=proto.runs // passes)
     work_dir = Path(out_dir) / f"{key}.passes"
     summaries: list[RunSummary] = []
@@ -83,7 +92,6 @@ def measure_passes(
         if executor is not None:
             executor.close()
 
-    stem = key if plan.shard == (1, 1) else f"{key}.shard{plan.shard[0]}of{plan.shard[1]}"
     config = {**_run_config(profile, seed), "passes": passes}
     final = RunStore(out_dir, stem, config)
     final.open(fresh=True)  # derived wholly from the passes: rebuilt every time

@@ -9,6 +9,7 @@ followed by ``merge`` equal one unsharded run.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import random
@@ -131,6 +132,19 @@ class Plan:
 
 def _digest(ids: Iterable[int]) -> str:
     return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16]
+
+
+def with_earlier(plan: Plan, earlier: Iterable[int]) -> Plan:
+    """``plan`` grown by the architectures ``earlier`` (those an earlier run of the same
+    dataset measured) outside it: a rerun with a smaller or other selection keeps every
+    row already measured (``--fresh`` replaces them). They belong to ``plan``'s shard
+    already, since they came from its dataset."""
+    extra = {int(x) for x in earlier} - set(plan.arch_ids)
+    if not extra:
+        return plan
+    ids = sorted(set(plan.arch_ids) | extra)
+    grown = make_plan([Arch.from_id(x) for x in ids])  # one shard: no dealing again
+    return dataclasses.replace(grown, shard=plan.shard)
 
 
 def make_plan(archs: Sequence[Arch], shard: tuple[int, int] = (1, 1)) -> Plan:

@@ -14,7 +14,7 @@ import logging
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,8 +23,9 @@ import numpy as np
 
 from latbench.harness.host import host_fingerprint
 from latbench.harness.lock import one_writer
-from latbench.harness.plan import GraphWork, Plan
+from latbench.harness.plan import GraphWork, Plan, with_earlier
 from latbench.harness.store import GraphResult, RunStore
+from latbench.space import Arch
 from latbench.terminal import safe_line
 
 __all__ = [
@@ -292,6 +293,26 @@ def _record(summary: RunSummary, result: GraphResult) -> None:
         summary.failures.append(f"{result.graph_key}: {result.error}")
 
 
+def _measured(arch_id: int, done: Mapping[str, GraphResult]) -> bool:
+    """Whether a row for ``arch_id`` has what it needs: a stored result of its graph, or
+    nothing at all (an invalid architecture)."""
+    arch = Arch.from_id(arch_id)
+    return not arch.valid or arch.graph.key in done
+
+
+def keep_earlier(plan: Plan, earlier: set[int], stem: str) -> Plan:
+    """``plan`` grown by the architectures earlier runs of dataset ``stem`` selected
+    (:func:`~latbench.harness.plan.with_earlier`), saying so when it grows."""
+    grown = with_earlier(plan, earlier)
+    if grown is not plan:
+        log.warning(
+            "%s: keeping the %d architectures earlier runs of this dataset measured outside"
+            " this selection (--fresh replaces the dataset)",
+            stem, grown.n_archs - plan.n_archs,
+        )  # fmt: skip
+    return grown
+
+
 @one_writer  # one run per key at a time; --fresh clears the key's files
 def measure(
     profile: Any,
@@ -340,6 +361,10 @@ def measure(
         if local:
             executor.close()
         raise
+    # rows earlier runs measured; what a crashed larger run had not reached is not added
+    measured = {a for a in store.earlier if _measured(a, done)}
+    plan = keep_earlier(plan, measured, stem)
+    store.remember(plan.arch_ids)
     todo = [w for w in plan.work if not (w.key in done and done[w.key].status == "ok")]
     summary = RunSummary(key=stem, dataset=None, n_archs=plan.n_archs, invalid=len(plan.invalid))
     summary.reused = len(plan.work) - len(todo)

@@ -17,6 +17,7 @@ import os
 import time
 import uuid
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from latbench.dataset import (
 from latbench.harness.plan import Plan
 from latbench.integrity import UnverifiedFileWarning, read_verified, write_verified
 from latbench.safepickle import short_repr
+from latbench.space import N_ARCHS
 from latbench.terminal import safe
 
 __all__ = ["GraphResult", "RunConfigMismatch", "RunStore"]
@@ -130,6 +132,9 @@ class RunStore:
         self.parts_dir = self.out_dir / f"{stem}.parts"
         self._buffer: list[GraphResult] = []
         self._results: dict[str, GraphResult] = {}
+        self.earlier: set[int] = set()
+        """Architectures earlier runs of this dataset selected (its rows, and the
+        selections its parts record): a rerun keeps them (:func:`~latbench.harness.plan.with_earlier`)."""
 
     @property
     def dataset_path(self) -> Path:
@@ -158,9 +163,11 @@ class RunStore:
                     " there, so it stops now and writes nothing"
                 ) from None
         if fresh and self.parts_dir.exists():
-            for p in [*self.parts_dir.glob("part-*.parquet"), cfg_path]:
+            for p in [*self.parts_dir.glob("part-*.parquet"), cfg_path, self.selection_path]:
                 p.unlink(missing_ok=True)
         seeded = {} if fresh or cfg_path.exists() else self._from_dataset()
+        if not fresh:
+            self.earlier = earlier_selection(self.out_dir, self.stem)
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         self._remove_killed_part_temps()
         if seeded:
@@ -241,6 +248,17 @@ class RunStore:
             for k, row in zip(raw["graph_key"], raw["timings_ns"], strict=True)
         }
 
+    @property
+    def selection_path(self) -> Path:
+        return self.parts_dir / SELECTION_FILE
+
+    def remember(self, arch_ids: Iterable[int]) -> None:
+        """Record durably, before any timing, that this run selected ``arch_ids``, so a
+        rerun with a smaller selection after a crash still keeps their rows."""
+        self.earlier |= {int(x) for x in arch_ids}
+        with atomic_path(self.selection_path) as tmp:
+            tmp.write_text(json.dumps(sorted(self.earlier)))
+
     def discard_parts(self) -> bool:
         """Remove the parts of a finished run (the dataset and raw file hold it all).
 
@@ -252,7 +270,8 @@ class RunStore:
         if not self.parts_dir.is_dir():
             return False
         temps = self._killed_part_temps()
-        for p in [*self.parts_dir.glob("part-*.parquet"), self.parts_dir / "run.json", *temps]:
+        parts = [*self.parts_dir.glob("part-*.parquet"), self.parts_dir / "run.json"]
+        for p in [*parts, self.selection_path, *temps]:
             p.unlink(missing_ok=True)
         try:
             self.parts_dir.rmdir()
@@ -442,6 +461,28 @@ class RunStore:
             )
         else:  # an earlier run's raw file must not pass for this dataset's
             self.raw_path.unlink(missing_ok=True)
+
+
+SELECTION_FILE = "selection.json"
+"""File in a run's parts folder: the architectures its runs selected (a JSON list)."""
+
+
+def earlier_selection(out_dir: str | os.PathLike[str], stem: str) -> set[int]:
+    """The architectures earlier runs of dataset ``stem`` in ``out_dir`` selected: the rows
+    of its dataset file and the selections its parts folder records. What cannot be read
+    counts as none (the run's own checks report a damaged dataset)."""
+    from latbench.dataset import read_dataset
+    from latbench.files import read_capped
+
+    out = Path(out_dir)
+    ids: set[int] = set()
+    with contextlib.suppress(Exception), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ids |= {int(x) for x in read_dataset(out / f"{stem}.parquet")["arch_id"]}
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        stored = json.loads(read_capped(out / f"{stem}.parts" / SELECTION_FILE, 1 << 20))
+        ids |= {int(x) for x in stored if isinstance(x, int) and 0 <= x < N_ARCHS}
+    return ids
 
 
 def _plausible(latency_ms: float | None) -> bool:

@@ -1,0 +1,70 @@
+"""A rerun of a dataset with a smaller or other selection keeps every row earlier runs
+measured: ``latbench-measure --limit 10`` then ``--limit 1`` (or ``--layers --limit 1``,
+as the README's examples run, one after the other, on one default key) used to rewrite
+the dataset and its raw file with the one row, and the nine measurements were gone for
+good. Now the dataset is the union; ``--fresh`` still replaces it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_parts_resume_tmp import _Executor, _latency, _run
+
+from latbench.dataset import read_dataset
+from latbench.harness.plan import make_plan, select_archs
+from latbench.raw import read_raw
+
+
+def _ok(path):
+    df = read_dataset(path)
+    return df, df[df["status"] == "ok"]
+
+
+def test_a_smaller_rerun_keeps_the_rows_and_raw_timings_of_the_larger_one(tmp_path, caplog):
+    big, small = make_plan(select_archs(limit=8, seed=1)), make_plan(select_archs(limit=2, seed=5))
+    first = _Executor(tmp_path / "out" / "k.parts")
+    before, _ = _ok(_run(tmp_path, big, first).dataset)
+    again = _Executor(tmp_path / "out" / "k.parts")
+    with caplog.at_level("WARNING", logger="latbench.measure"):
+        summary = _run(tmp_path, small, again)
+    after, ok = _ok(summary.dataset)
+    assert set(before["arch_id"]) <= set(after["arch_id"])
+    assert set(after["arch_id"]) == set(before["arch_id"]) | set(small.arch_ids)
+    kept = after.set_index("arch_id").loc[before["arch_id"], "latency_ms"].to_numpy()
+    assert np.array_equal(kept, before["latency_ms"].to_numpy(), equal_nan=True)
+    for row in ok.itertuples():
+        assert row.latency_ms == pytest.approx(_latency(row.graph_key), abs=1e-6)
+    # nothing stored was timed again, and the raw file still holds every graph's timings
+    assert not set(again.asked) & set(first.asked)
+    assert set(read_raw(summary.dataset.with_suffix("").with_suffix(".raw.h5"))["graph_key"]) == (
+        set(ok["graph_key"])
+    )
+    assert any("keeping the" in r.message and "--fresh" in r.message for r in caplog.records)
+
+
+def test_after_a_crash_a_smaller_rerun_keeps_what_was_measured_and_adds_no_work(tmp_path):
+    big, small = make_plan(select_archs(limit=8, seed=1)), make_plan(select_archs(limit=2, seed=5))
+    first = _Executor(tmp_path / "out" / "k.parts", stop_after=3)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, big, first)
+    again = _Executor(tmp_path / "out" / "k.parts")
+    df, ok = _ok(_run(tmp_path, small, again).dataset)
+    measured = set(first.asked) | {w.key for w in small.work}
+    assert set(ok["graph_key"]) == measured  # the three timed before the crash, and its own
+    assert set(again.asked) == {w.key for w in small.work} - set(first.asked)
+    unreached = {w.key for w in big.work} - measured
+    assert not set(df["graph_key"]) & unreached  # a larger run's unreached graphs: not added
+
+
+def test_fresh_still_replaces_the_dataset(tmp_path):
+    from latbench.harness.artifacts import ArtifactCache
+    from latbench.harness.profiles import load_profile
+    from latbench.harness.session import measure
+
+    big, small = make_plan(select_archs(limit=8, seed=1)), make_plan(select_archs(limit=2, seed=5))
+    _run(tmp_path, big, _Executor(tmp_path / "out" / "k.parts"))
+    prof = load_profile("cpu-onnxruntime").with_protocol(runs=4, group_size=2, warmup=0)
+    summary = measure(prof, small, out_dir=tmp_path / "out", key="k", fresh=True,
+                      cache=ArtifactCache(tmp_path / "cache"), progress=False,
+                      executor=_Executor(tmp_path / "out" / "k.parts"))  # fmt: skip
+    assert set(read_dataset(summary.dataset)["arch_id"]) == set(small.arch_ids)
