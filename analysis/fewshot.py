@@ -47,16 +47,27 @@ def read_fewshot(path: str | os.PathLike[str]) -> pd.DataFrame:
     return res
 
 
-def fewshot_figure(res: pd.DataFrame, protocol: str = "siblings"):
-    """Spearman vs N: one thin line per target (adapter), group means of every method."""
+def fewshot_figure(res: pd.DataFrame, protocol: str | None = None):
+    """Spearman vs N: one thin line per target (adapter), group means of every method; one
+    panel per group of targets the results hold, for ``protocol`` (default ``siblings``
+    if the results hold it, else their first protocol)."""
     import matplotlib.pyplot as plt
 
     from latbench.predictors.fewshot.evaluate import HELP_PUBLISHED
 
+    protocols = list(dict.fromkeys(res["protocol"]))
+    if protocol is None:
+        protocol = "siblings" if "siblings" in protocols else protocols[0]
     res = res[res["protocol"] == protocol]
+    titles = dict(_PANELS)
+    groups = [g for g in titles if g in set(res["group"])]
+    groups += sorted(set(res["group"]) - set(groups), key=str)
     with plot_style():
-        fig, axes = plt.subplots(1, len(_PANELS), figsize=(10, 4), sharey=True)
-        for ax, (group, title) in zip(axes, _PANELS, strict=True):
+        fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), sharey=True,
+                                 squeeze=False)  # fmt: skip
+        axes = list(axes[0])
+        for ax, group in zip(axes, groups, strict=True):
+            title = f"{titles.get(group, group)} ({protocol})"
             sub = res[res["group"] == group]
             per = sub.groupby(["method", "target", "n"])["spearman"].mean()
             if "adapter" in per.index.get_level_values(0):
@@ -81,9 +92,18 @@ def fewshot_figure(res: pd.DataFrame, protocol: str = "siblings"):
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("Spearman over all the target's architectures")
         axes[0].set_ylim(0.6, 1.0)
-        axes[-1].legend(loc="lower right", fontsize=8)
+        axes[-1].legend(*_legend_entries(axes), loc="lower right", fontsize=8)
         fig.tight_layout()
     return fig
+
+
+def _legend_entries(axes) -> tuple[list, list[str]]:
+    """Every labelled line of every panel, once: the last panel may lack some methods."""
+    handles: dict[str, object] = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    return list(handles.values()), list(handles)
 
 
 def write_fewshot(results: str | os.PathLike[str] | pd.DataFrame, out: str | os.PathLike[str]):
@@ -96,10 +116,11 @@ def write_fewshot(results: str | os.PathLike[str] | pd.DataFrame, out: str | os.
     png = save_png(fewshot_figure(res), out / "fewshot.png")
     md = markdown_tables(res)
     write_text(out / "fewshot.md", md + "\n")
+    protocols = ", ".join(f"`{p}`" for p in dict.fromkeys(res["protocol"]))
     body = (
-        'Leave-one-device-out few-shot adaptation (docs/predictors.md, "Few-shot '
-        "adaptation\"): a prior pretrained on the target's sources only, N designed "
-        "measurements, Spearman over every architecture the target has.\n\n"
+        f'Few-shot adaptation, protocol {protocols} (docs/predictors.md, "Few-shot '
+        "adaptation\"): N designed measurements of each target, Spearman over every "
+        "architecture the target has.\n\n"
         f"![Spearman vs N]({png.name})\n\n{md}\n"
     )
     return Section("Few-shot adaptation", body, [png.name, "fewshot.md"])

@@ -35,8 +35,12 @@ def _md(df: pd.DataFrame) -> str:
 
 def markdown_tables(res: pd.DataFrame, n_focus: int = 10) -> str:
     """Markdown: group means (Spearman / within +-10 % per method and N), and per-target
-    Spearman at ``n_focus`` beside HELP's published numbers."""
+    Spearman at ``n_focus`` (else the N run nearest it) beside HELP's published numbers."""
     from latbench.predictors.fewshot.evaluate import group_table
+
+    ns = sorted(int(n) for n in res["n"].unique())
+    if ns and n_focus not in ns:  # the results hold other N: the nearest, smaller first
+        n_focus = min(ns, key=lambda n: (abs(n - n_focus), n))
 
     g = group_table(res)
     g["cell"] = [
