@@ -119,7 +119,7 @@ def write_fewshot(results: str | os.PathLike[str] | pd.DataFrame, out: str | os.
     protocols = ", ".join(f"`{p}`" for p in dict.fromkeys(res["protocol"]))
     body = (
         f'Few-shot adaptation, protocol {protocols} (docs/predictors.md, "Few-shot '
-        "adaptation\"): N designed measurements of each target, Spearman over every "
+        'adaptation"): N designed measurements of each target, Spearman over every '
         "architecture the target has.\n\n"
         f"![Spearman vs N]({png.name})\n\n{md}\n"
     )

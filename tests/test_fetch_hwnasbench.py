@@ -39,6 +39,13 @@ def closed_url():
         return f"http://127.0.0.1:{s.getsockname()[1]}/{FILE_NAME}"
 
 
+def _fetched_once(folder, home, key: str) -> str:
+    """Fetch ``key`` from a served copy of ``folder`` into ``home``; the URL, now gone."""
+    with served(folder) as base:
+        fetch_hwnasbench(home, [key], url=base + FILE_NAME)
+    return base + FILE_NAME
+
+
 def _datasets(home) -> list[str]:
     return sorted(p.name.removesuffix(".parquet") for p in home.glob("hwnasbench-*.parquet"))
 
@@ -66,9 +73,7 @@ def test_a_kept_copy_is_reused_offline_and_a_damaged_one_downloaded_again(
     tmp_path, published, closed_url
 ):
     folder, digest = published
-    with served(folder) as base:
-        url = base + FILE_NAME
-        fetch_hwnasbench(tmp_path, ["hwnasbench-raspi4"], url=url)
+    url = _fetched_once(folder, tmp_path, "hwnasbench-raspi4")
     # the server is gone: the kept copy of that URL still has its recorded digest
     reports, got = fetch_hwnasbench(tmp_path, ["hwnasbench-fpga"], url=url)
     assert got == digest and [r.key for r in reports] == ["hwnasbench-fpga"]
@@ -152,9 +157,7 @@ def test_a_wrong_required_checksum_offline_keeps_the_good_copy_usable(
     tmp_path, published, closed_url
 ):
     folder, digest = published
-    with served(folder) as base:
-        url = base + FILE_NAME
-        fetch_hwnasbench(tmp_path, ["hwnasbench-fpga"], url=url)
+    url = _fetched_once(folder, tmp_path, "hwnasbench-fpga")
     kept = download_dir("hwnasbench", tmp_path)
     wrong = ("0" if digest[0] != "0" else "1") + digest[1:]
     home = ["--data-home", str(tmp_path)]

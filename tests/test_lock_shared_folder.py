@@ -282,27 +282,30 @@ def test_a_private_file_renamed_into_place_keeps_its_mode(tmp_path) -> None:
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600 and kept.read_text() == "s3cr3t"
 
 
-def _held_elsewhere(folder: Path):
+def _refused_while_held_elsewhere(folder: Path) -> Exception:
+    """What our ``hold`` raises while another open file (as another run) holds the lock."""
     from filelock import FileLock
 
-    other = FileLock(folder / ".k.lock")  # another open file: as another run holds it
+    from latbench.lock import KeyLocked
+
+    other = FileLock(folder / ".k.lock")
     other.acquire()
-    return other
-
-
-def test_a_held_lock_without_a_note_is_still_being_written_not_unavailable(tmp_path) -> None:
-    from latbench.lock import KeyLocked, LockUnavailable
-
-    other = _held_elsewhere(tmp_path)
     try:
-        with pytest.raises(KeyLocked) as exc, hold(tmp_path, "k"):
+        with pytest.raises(KeyLocked) as exc, hold(folder, "k"):
             pass
     finally:
         other.release()
-    assert not isinstance(exc.value, LockUnavailable)
+    return exc.value
+
+
+def test_a_held_lock_without_a_note_is_still_being_written_not_unavailable(tmp_path) -> None:
+    from latbench.lock import LockUnavailable
+
+    refused = _refused_while_held_elsewhere(tmp_path)
+    assert not isinstance(refused, LockUnavailable)
     assert (
         "being written by another run (a process holds its lock file and no note names it)"
-        in str(exc.value)
+        in str(refused)
     )
 
 
@@ -310,18 +313,13 @@ def test_a_dead_runs_leftover_note_is_not_named_as_the_holder(tmp_path) -> None:
     import json
     import socket
 
-    from latbench.lock import KeyLocked, pid_namespace
+    from latbench.lock import pid_namespace
 
     dead = {"pid": 2**22 + 12345, "pidns": pid_namespace(), "host": socket.gethostname(),
             "started": "2020-01-01", "command": "a run killed -9 long ago"}  # fmt: skip
     (tmp_path / ".k.lock.json").write_text(json.dumps(dead))
-    other = _held_elsewhere(tmp_path)
-    try:
-        with pytest.raises(KeyLocked) as exc, hold(tmp_path, "k"):
-            pass
-    finally:
-        other.release()
-    assert "long ago" not in str(exc.value) and "no note names it" in str(exc.value)
+    refused = str(_refused_while_held_elsewhere(tmp_path))
+    assert "long ago" not in refused and "no note names it" in refused
 
 
 @pytest.mark.parametrize("planted", ["link", "folder"])
