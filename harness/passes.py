@@ -37,7 +37,7 @@ from latbench.harness.session import (
     keep_earlier,
     measure,
 )
-from latbench.harness.store import GraphResult, RunStore, earlier_selection
+from latbench.harness.store import GraphResult, RunStore, finished_rows
 from latbench.harness.timing import two_stage_filter
 
 __all__ = ["measure_passes"]
@@ -64,9 +64,12 @@ def measure_passes(
             f"= {passes} x {proto.group_size}"
         )
     t0 = time.perf_counter()
+    n_asked = plan.n_archs
     stem = key if plan.shard == (1, 1) else f"{key}.shard{plan.shard[0]}of{plan.shard[1]}"
-    if not kwargs.get("fresh"):  # every pass and the final dataset keep earlier rows
-        plan = keep_earlier(plan, earlier_selection(out_dir, stem), stem)
+    config = {**_run_config(profile, seed), "passes": passes}
+    if not kwargs.get("fresh"):  # the rows of a finished dataset of these settings stay
+        plan = keep_earlier(plan, finished_rows(out_dir, stem, config), stem)
+    kept = plan.n_archs - n_asked
     part = profile.with_protocol(runs=proto.runs // passes)
     work_dir = Path(out_dir) / f"{key}.passes"
     summaries: list[RunSummary] = []
@@ -92,7 +95,6 @@ def measure_passes(
         if executor is not None:
             executor.close()
 
-    config = {**_run_config(profile, seed), "passes": passes}
     final = RunStore(out_dir, stem, config)
     final.open(fresh=True)  # derived wholly from the passes: rebuilt every time
     summary = RunSummary(key=stem, dataset=None, n_archs=plan.n_archs, invalid=len(plan.invalid),
@@ -123,6 +125,7 @@ def measure_passes(
         "selection_digest": plan.selection_digest,
         "artifact_format": profile.artifact_format,
         **(extra_metadata or {}),
+        **({"kept_earlier_rows": kept} if kept else {}),
     }
     if "fleet" in fleet_meta:
         extra["fleet"] = {**fleet_meta["fleet"], "passes_on_other_devices": split}

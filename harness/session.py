@@ -294,16 +294,26 @@ def _record(summary: RunSummary, result: GraphResult) -> None:
 
 
 def _measured(arch_id: int, done: Mapping[str, GraphResult]) -> bool:
-    """Whether a row for ``arch_id`` has what it needs: a stored result of its graph, or
-    nothing at all (an invalid architecture)."""
+    """Whether ``arch_id``'s graph has a stored result (an invalid one has none)."""
     arch = Arch.from_id(arch_id)
-    return not arch.valid or arch.graph.key in done
+    return arch.valid and arch.graph.key in done
 
 
 def keep_earlier(plan: Plan, earlier: set[int], stem: str) -> Plan:
     """``plan`` grown by the architectures earlier runs of dataset ``stem`` selected
-    (:func:`~latbench.harness.plan.with_earlier`), saying so when it grows."""
+    (:func:`~latbench.harness.plan.with_earlier`), saying so when it grows; a shard's is
+    refused instead (:class:`~latbench.harness.store.RunConfigMismatch`): its rows would
+    fall to other shards under the new selection, and merge checks one selection."""
     grown = with_earlier(plan, earlier)
+    if grown is not plan and plan.shard != (1, 1):
+        from latbench.harness.store import RunConfigMismatch
+
+        raise RunConfigMismatch(
+            f"{stem} holds {grown.n_archs - plan.n_archs} architectures outside this"
+            " selection, and the shards of a campaign must share one selection (merge"
+            " checks it): rerun this shard with the selection it was made with, or --fresh"
+            " to replace it"
+        )
     if grown is not plan:
         log.warning(
             "%s: keeping the %d architectures earlier runs of this dataset measured outside"
@@ -362,8 +372,12 @@ def measure(
             executor.close()
         raise
     # rows earlier runs measured; what a crashed larger run had not reached is not added
-    measured = {a for a in store.earlier if _measured(a, done)}
+    # every row of the dataset resumed from; of what crashed runs chose, what they timed
+    from_dataset = store.dataset_rows
+    measured = {a for a in store.earlier if a in from_dataset or _measured(a, done)}
+    n_asked = plan.n_archs
     plan = keep_earlier(plan, measured, stem)
+    kept = plan.n_archs - n_asked
     store.remember(plan.arch_ids)
     todo = [w for w in plan.work if not (w.key in done and done[w.key].status == "ok")]
     summary = RunSummary(key=stem, dataset=None, n_archs=plan.n_archs, invalid=len(plan.invalid))
@@ -407,6 +421,7 @@ def measure(
             **_artifact_reports(cache, plan, fmt, seed, build_options),
             **fleet_meta,
             **(extra_metadata or {}),
+            **({"kept_earlier_rows": kept} if kept else {}),
         },
     )
     summary.dataset = store.finalize(plan, meta)

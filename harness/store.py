@@ -132,6 +132,7 @@ class RunStore:
         self.parts_dir = self.out_dir / f"{stem}.parts"
         self._buffer: list[GraphResult] = []
         self._results: dict[str, GraphResult] = {}
+        self._dataset_rows: list[int] = []
         self.earlier: set[int] = set()
         """Architectures earlier runs of this dataset selected (its rows, and the
         selections its parts record): a rerun keeps them (:func:`~latbench.harness.plan.with_earlier`)."""
@@ -166,8 +167,9 @@ class RunStore:
             for p in [*self.parts_dir.glob("part-*.parquet"), cfg_path, self.selection_path]:
                 p.unlink(missing_ok=True)
         seeded = {} if fresh or cfg_path.exists() else self._from_dataset()
-        if not fresh:
-            self.earlier = earlier_selection(self.out_dir, self.stem)
+        if not fresh:  # rows of the dataset it resumes from, and what its parts' runs chose
+            self.earlier = set(self._dataset_rows) if seeded else set()
+            self.earlier |= _read_selection(self.selection_path)
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         self._remove_killed_part_temps()
         if seeded:
@@ -207,6 +209,11 @@ class RunStore:
             ) from None
         stored = df.attrs["metadata"].get("run_config")
         if stored is None:  # written before run settings were recorded: time again
+            log.warning(
+                "%s records no run settings (an older version's, or a copy): it is measured"
+                " again and replaced (use another --key or --out to keep it)",
+                self.dataset_path,
+            )
             return {}
         details = _config_diff(stored if isinstance(stored, dict) else {"?": stored}, self.config)
         if details:
@@ -215,6 +222,7 @@ class RunStore:
                 "Use another --out or --key, or --fresh to measure it again."
             )
         raw = self._raw_rows()
+        self._dataset_rows = [int(x) for x in df["arch_id"]]
         rows = df[df["valid"] & df["status"].isin(["ok", "failed"])].drop_duplicates("graph_key")
         out: dict[str, GraphResult] = {}
         for r in rows.itertuples(index=False):
@@ -247,6 +255,11 @@ class RunStore:
             str(k): row[row >= 0]  # rows are padded with -1 to the widest
             for k, row in zip(raw["graph_key"], raw["timings_ns"], strict=True)
         }
+
+    @property
+    def dataset_rows(self) -> frozenset[int]:
+        """The architectures of the finished dataset this store resumed from (if any)."""
+        return frozenset(self._dataset_rows)
 
     @property
     def selection_path(self) -> Path:
@@ -467,22 +480,35 @@ SELECTION_FILE = "selection.json"
 """File in a run's parts folder: the architectures its runs selected (a JSON list)."""
 
 
-def earlier_selection(out_dir: str | os.PathLike[str], stem: str) -> set[int]:
-    """The architectures earlier runs of dataset ``stem`` in ``out_dir`` selected: the rows
-    of its dataset file and the selections its parts folder records. What cannot be read
-    counts as none (the run's own checks report a damaged dataset)."""
-    from latbench.dataset import read_dataset
+def _read_selection(path: Path) -> set[int]:
+    """The architectures a parts folder's runs selected; a damaged file counts as none."""
     from latbench.files import read_capped
 
-    out = Path(out_dir)
-    ids: set[int] = set()
-    with contextlib.suppress(Exception), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ids |= {int(x) for x in read_dataset(out / f"{stem}.parquet")["arch_id"]}
-    with contextlib.suppress(OSError, ValueError, TypeError):
-        stored = json.loads(read_capped(out / f"{stem}.parts" / SELECTION_FILE, 1 << 20))
-        ids |= {int(x) for x in stored if isinstance(x, int) and 0 <= x < N_ARCHS}
-    return ids
+    try:
+        stored = json.loads(read_capped(path, 1 << 20))
+    except Exception:  # absent, damaged, nested past recursion: the runs chose nothing more
+        return set()
+    if not isinstance(stored, list):
+        return set()
+    return {x for x in stored if type(x) is int and 0 <= x < N_ARCHS}
+
+
+def finished_rows(out_dir: str | os.PathLike[str], stem: str, config: dict[str, Any]) -> set[int]:
+    """The architectures of the finished dataset ``stem`` in ``out_dir`` if it was written
+    with run settings ``config``, else none (what it cannot read, too)."""
+    from latbench.dataset import read_dataset
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            df = read_dataset(Path(out_dir) / f"{stem}.parquet")
+    except Exception:
+        return set()
+    stored = df.attrs["metadata"].get("run_config")
+    now = json.loads(json.dumps(config, default=str))
+    if not isinstance(stored, dict) or _config_diff(stored, now):
+        return set()
+    return {int(x) for x in df["arch_id"]}
 
 
 def _plausible(latency_ms: float | None) -> bool:

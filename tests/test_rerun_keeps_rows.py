@@ -68,3 +68,67 @@ def test_fresh_still_replaces_the_dataset(tmp_path):
                       cache=ArtifactCache(tmp_path / "cache"), progress=False,
                       executor=_Executor(tmp_path / "out" / "k.parts"))  # fmt: skip
     assert set(read_dataset(summary.dataset)["arch_id"]) == set(small.arch_ids)
+
+
+def test_a_shard_rerun_with_another_selection_is_refused_not_grown(tmp_path):
+    from latbench.harness.artifacts import ArtifactCache
+    from latbench.harness.profiles import load_profile
+    from latbench.harness.session import measure
+    from latbench.harness.store import RunConfigMismatch
+
+    prof = load_profile("cpu-onnxruntime").with_protocol(runs=4, group_size=2, warmup=0)
+
+    def run(plan):
+        return measure(prof, plan, out_dir=tmp_path / "out", key="k",
+                       cache=ArtifactCache(tmp_path / "cache"), progress=False,
+                       executor=_Executor(tmp_path / "out" / "k.shard1of2.parts"))  # fmt: skip
+
+    first = run(make_plan(select_archs(limit=10, seed=1), (1, 2)))
+    before = first.dataset.read_bytes()
+    with pytest.raises(RunConfigMismatch, match="shards of a campaign must share one selection"):
+        run(make_plan(select_archs(limit=4, seed=1), (1, 2)))
+    assert first.dataset.read_bytes() == before  # nothing written
+    again = run(make_plan(select_archs(limit=10, seed=1), (1, 2)))  # its own selection: fine
+    assert (
+        read_dataset(again.dataset)["arch_id"].tolist()
+        == read_dataset(first.dataset)["arch_id"].tolist()
+    )
+
+
+def test_a_damaged_selection_record_adds_nothing(tmp_path):
+    small = make_plan(select_archs(limit=2, seed=5))
+    parts = tmp_path / "out" / "k.parts"
+    parts.mkdir(parents=True)
+    for junk in ('[true, 1e400, -1, 99999, "5", null, 3]', "[" * 100_000, "\xff\xfe", "{}"):
+        (parts / "selection.json").write_text(junk, encoding="utf-8", errors="surrogateescape")
+        summary = _run(tmp_path, small, _Executor(parts))
+        assert set(read_dataset(summary.dataset)["arch_id"]) == set(small.arch_ids)
+        summary.dataset.unlink()
+        (tmp_path / "out" / "k.raw.h5").unlink(missing_ok=True)
+
+
+def test_multi_pass_reruns_keep_rows_only_of_the_same_settings(tmp_path):
+    from latbench.harness.artifacts import ArtifactCache
+    from latbench.harness.passes import measure_passes
+    from latbench.harness.profiles import load_profile
+    from latbench.harness.session import measure
+
+    big, small = make_plan(select_archs(limit=6, seed=1)), make_plan(select_archs(limit=2, seed=5))
+    prof = load_profile("cpu-onnxruntime").with_protocol(runs=4, group_size=2, warmup=0)
+    common = {"out_dir": tmp_path / "out", "key": "k", "progress": False,
+              "cache": ArtifactCache(tmp_path / "cache")}  # fmt: skip
+
+    def run(plan):
+        return measure_passes(prof, plan, passes=2, executor=_Executor(tmp_path / "out"),
+                              **common)  # fmt: skip
+
+    # a one-pass dataset of other threads first: a two-pass rerun does not grow from it
+    measure(prof.with_threads(2), big, executor=_Executor(tmp_path / "out"), **common)
+    assert set(read_dataset(run(small).dataset)["arch_id"]) == set(small.arch_ids)
+    # a finished two-pass dataset of the same settings: kept
+    run(big)
+    kept = run(small)
+    assert set(read_dataset(kept.dataset)["arch_id"]) == set(big.arch_ids) | set(small.arch_ids)
+    assert read_dataset(kept.dataset).attrs["metadata"]["kept_earlier_rows"] == len(
+        set(big.arch_ids) - set(small.arch_ids)
+    )
