@@ -371,7 +371,10 @@ def hold(
     lock_path, info_path = _paths(out_dir, stem)
     # resolved whether or not the folder exists yet: the same key before and after it is
     # made, through a symbolic link or a ".." (else a run would refuse its own inner hold)
-    key = str(lock_path.resolve())
+    try:
+        key = str(lock_path.resolve())
+    except (OSError, RuntimeError):  # a symbolic link loop on the way: filelock says so
+        key = str(lock_path.absolute())
     with _guard:
         mine = _held.get(key)
         if mine is not None:
@@ -417,8 +420,8 @@ def hold(
         from latbench.dataset import remove_stale_temps
 
         # here, once per hold, not on every write: under the lock no writer that takes
-        # it can own a temporary, and the scan of the folder is paid once per run
-        # and the note's, which only a holder writes: under the lock, a killed run's
+        # it can own a temporary, and the scan of the folder is paid once per run; the
+        # note's temporaries too, which only a holder writes (so they are a killed run's)
         remove_stale_temps(out_dir, stem, quiet=[info_path.name[1:]])
         yield
     finally:
