@@ -322,11 +322,9 @@ def _real_folder(root: Path, parts: Sequence[str], *, make: bool = False) -> Pat
             with suppress(FileExistsError):
                 os.mkdir(folder)
         st = os.lstat(folder)
-        mode = st.st_mode
-        # a Windows junction lstat()s as a folder: any reparse point counts as a link
-        if _leads_elsewhere(st):
+        if _leads_elsewhere(st):  # a Windows junction lstat()s as a folder
             raise OSError(errno.ELOOP, "is a symbolic link", str(folder))
-        if not stat.S_ISDIR(mode):
+        if not stat.S_ISDIR(st.st_mode):
             raise OSError(errno.ENOTDIR, "is not a folder", str(folder))
     return folder
 

@@ -56,6 +56,10 @@ it, so it is group-writable; it holds no data. (filelock's own default, 0666 les
 umask, takes the same path on a file system without ``flock``: a soft lock, whose stale
 holders filelock detects.)"""
 
+_PROBE = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_NOFOLLOW", 0)
+"""How a lock file is opened to look at it: read only, following no symbolic link, and
+without waiting on a FIFO someone put in its place."""
+
 MAX_NOTE_BYTES = 16384
 """The holder's note is read only up to this size (its command line is cut at 500
 characters, at most 12 bytes each as JSON escapes)."""
@@ -99,21 +103,29 @@ def open_to_group(lock_path: str | os.PathLike[str]) -> None:
     if not hasattr(os, "fchmod"):
         return
     with contextlib.suppress(OSError):
-        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(lock_path, flags)
+        fd = os.open(lock_path, _PROBE)
         try:
             st = os.fstat(fd)
             mine = not hasattr(os, "geteuid") or st.st_uid == os.geteuid()
-            # a lock file is empty and, from an earlier version, already group-readable:
-            # a private file renamed into its place is neither, and keeps its mode
-            empty = stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size == 0
-            mode = stat.S_IMODE(st.st_mode)
-            widen = mode & stat.S_IRGRP and not mode & stat.S_IWGRP
             # and still the file at that name
-            if empty and mine and widen and os.path.samestat(st, os.lstat(lock_path)):
-                os.fchmod(fd, mode | stat.S_IWGRP)
+            if mine and _widenable(st) and os.path.samestat(st, os.lstat(lock_path)):
+                os.fchmod(fd, stat.S_IMODE(st.st_mode) | stat.S_IWGRP)
         finally:
             os.close(fd)
+
+
+def _widenable(st: os.stat_result) -> bool:
+    """Whether ``st`` is an earlier version's lock file that only lacks group write: an
+    empty, group-readable regular file with one name (a hard link planted there, or a
+    private file renamed into its place, is not)."""
+    mode = stat.S_IMODE(st.st_mode)
+    return (
+        stat.S_ISREG(st.st_mode)
+        and st.st_nlink == 1
+        and st.st_size == 0
+        and bool(mode & stat.S_IRGRP)
+        and not mode & stat.S_IWGRP
+    )
 
 
 def _being_written(out_dir: str | os.PathLike[str], stem: str, option: str | None) -> str:
@@ -162,8 +174,7 @@ def _held_by_another(lock_path: Path) -> bool:
     except ImportError:  # not POSIX
         return False
     try:
-        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(lock_path, flags)
+        fd = os.open(lock_path, _PROBE)
     except OSError:
         return False
     try:
@@ -212,15 +223,8 @@ def _foreign_lock_advice(lock_path: Path) -> str:
         return "its owner can delete it"
     if not folder.st_mode & stat.S_ISVTX:  # who may write a folder may delete in it
         return "delete it (or its owner can)"
-    mode = stat.S_IMODE(st.st_mode)
-    widens = (
-        st.st_size == 0
-        and st.st_nlink == 1
-        and mode & stat.S_IRGRP
-        and not mode & stat.S_IWGRP
-        and hasattr(os, "getgroups")
-        and st.st_gid in {os.getegid(), *os.getgroups()}
-    )
+    ours = hasattr(os, "getgroups") and st.st_gid in {os.getegid(), *os.getgroups()}
+    widens = ours and _widenable(st)
     return (
         "its owner can delete it, or run once more here to open it to the group"
         if widens
