@@ -315,7 +315,9 @@ def _fleet_executor(args: argparse.Namespace, out: Path, key: str, shard, cache)
     from latbench.harness.fleet.executor import FleetExecutor
 
     require_ray()
-    stem = key if shard == (1, 1) else f"{key}.shard{shard[0]}of{shard[1]}"
+    from latbench.harness.lock import run_stem
+
+    stem = run_stem(key, shard)
     if args.passes > 1:  # one state for every pass: a run anchors its devices once
         where = Path(out) / f"{key}.passes"
         suffix = stem[len(key) :]

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from latbench.dataset import read_metadata
-from latbench.harness.lock import one_writer
+from latbench.harness.lock import one_writer, run_stem
 from latbench.harness.plan import Plan
 from latbench.harness.session import (
     RunSummary,
@@ -65,7 +65,7 @@ def measure_passes(
         )
     t0 = time.perf_counter()
     n_asked = plan.n_archs
-    stem = key if plan.shard == (1, 1) else f"{key}.shard{plan.shard[0]}of{plan.shard[1]}"
+    stem = run_stem(key, plan.shard)
     config = {**_run_config(profile, seed), "passes": passes}
     if not kwargs.get("fresh"):  # the rows of a finished dataset of these settings stay
         plan = keep_earlier(plan, finished_rows(out_dir, stem, config), stem)

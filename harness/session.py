@@ -14,7 +14,7 @@ import logging
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,10 +22,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from latbench.harness.host import host_fingerprint
-from latbench.harness.lock import one_writer
+from latbench.harness.lock import one_writer, run_stem
 from latbench.harness.plan import GraphWork, Plan, with_earlier
 from latbench.harness.store import GraphResult, RunStore
-from latbench.space import Arch
 from latbench.terminal import safe_line
 
 __all__ = [
@@ -293,12 +292,6 @@ def _record(summary: RunSummary, result: GraphResult) -> None:
         summary.failures.append(f"{result.graph_key}: {result.error}")
 
 
-def _measured(arch_id: int, done: Mapping[str, GraphResult]) -> bool:
-    """Whether ``arch_id``'s graph has a stored result (an invalid one has none)."""
-    arch = Arch.from_id(arch_id)
-    return arch.valid and arch.graph.key in done
-
-
 def keep_earlier(plan: Plan, earlier: set[int], stem: str) -> Plan:
     """``plan`` grown by the architectures earlier runs of dataset ``stem`` selected
     (:func:`~latbench.harness.plan.with_earlier`), saying so when it grows; a shard's is
@@ -354,7 +347,7 @@ def measure(
 
     t_start = time.perf_counter()
     fmt, build_options = artifact_spec(profile)
-    stem = key if plan.shard == (1, 1) else f"{key}.shard{plan.shard[0]}of{plan.shard[1]}"
+    stem = run_stem(key, plan.shard)
     cache = cache if cache is not None else ArtifactCache()
     local = executor is None
     if executor is None:
@@ -371,12 +364,8 @@ def measure(
         if local:
             executor.close()
         raise
-    # rows earlier runs measured; what a crashed larger run had not reached is not added
-    # every row of the dataset resumed from; of what crashed runs chose, what they timed
-    from_dataset = store.dataset_rows
-    measured = {a for a in store.earlier if a in from_dataset or _measured(a, done)}
     n_asked = plan.n_archs
-    plan = keep_earlier(plan, measured, stem)
+    plan = keep_earlier(plan, store.earlier_rows(), stem)
     kept = plan.n_archs - n_asked
     store.remember(plan.arch_ids)
     todo = [w for w in plan.work if not (w.key in done and done[w.key].status == "ok")]

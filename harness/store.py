@@ -38,7 +38,7 @@ from latbench.dataset import (
 from latbench.harness.plan import Plan
 from latbench.integrity import UnverifiedFileWarning, read_verified, write_verified
 from latbench.safepickle import short_repr
-from latbench.space import N_ARCHS
+from latbench.space import N_ARCHS, Arch
 from latbench.terminal import safe
 
 __all__ = ["GraphResult", "RunConfigMismatch", "RunStore"]
@@ -132,10 +132,8 @@ class RunStore:
         self.parts_dir = self.out_dir / f"{stem}.parts"
         self._buffer: list[GraphResult] = []
         self._results: dict[str, GraphResult] = {}
-        self._dataset_rows: list[int] = []
-        self.earlier: set[int] = set()
-        """Architectures earlier runs of this dataset selected (its rows, and the
-        selections its parts record): a rerun keeps them (:func:`~latbench.harness.plan.with_earlier`)."""
+        self._dataset_rows: set[int] = set()  # of the finished dataset resumed from
+        self._chosen: set[int] = set()  # what the runs of these parts selected
 
     @property
     def dataset_path(self) -> Path:
@@ -167,9 +165,9 @@ class RunStore:
             for p in [*self.parts_dir.glob("part-*.parquet"), cfg_path, self.selection_path]:
                 p.unlink(missing_ok=True)
         seeded = {} if fresh or cfg_path.exists() else self._from_dataset()
-        if not fresh:  # rows of the dataset it resumes from, and what its parts' runs chose
-            self.earlier = set(self._dataset_rows) if seeded else set()
-            self.earlier |= _read_selection(self.selection_path)
+        if not seeded:
+            self._dataset_rows = set()
+        self._chosen = set() if fresh else _read_selection(self.selection_path)
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         self._remove_killed_part_temps()
         if seeded:
@@ -222,7 +220,7 @@ class RunStore:
                 "Use another --out or --key, or --fresh to measure it again."
             )
         raw = self._raw_rows()
-        self._dataset_rows = [int(x) for x in df["arch_id"]]
+        self._dataset_rows = {int(x) for x in df["arch_id"]}
         rows = df[df["valid"] & df["status"].isin(["ok", "failed"])].drop_duplicates("graph_key")
         out: dict[str, GraphResult] = {}
         for r in rows.itertuples(index=False):
@@ -257,20 +255,23 @@ class RunStore:
         }
 
     @property
-    def dataset_rows(self) -> frozenset[int]:
-        """The architectures of the finished dataset this store resumed from (if any)."""
-        return frozenset(self._dataset_rows)
-
-    @property
     def selection_path(self) -> Path:
         return self.parts_dir / SELECTION_FILE
+
+    def earlier_rows(self) -> set[int]:
+        """The architectures a rerun keeps (:func:`~latbench.harness.plan.with_earlier`),
+        after :meth:`open`: every row of the finished dataset it resumed from, and of what
+        the runs of its parts selected, those whose graph was timed (a crashed larger
+        run's unreached ones are not added)."""
+        timed = {a for a in self._chosen - self._dataset_rows if _graph_of(a) in self._results}
+        return self._dataset_rows | timed
 
     def remember(self, arch_ids: Iterable[int]) -> None:
         """Record durably, before any timing, that this run selected ``arch_ids``, so a
         rerun with a smaller selection after a crash still keeps their rows."""
-        self.earlier |= {int(x) for x in arch_ids}
+        self._chosen |= {int(x) for x in arch_ids}
         with atomic_path(self.selection_path) as tmp:
-            tmp.write_text(json.dumps(sorted(self.earlier)))
+            tmp.write_text(json.dumps(sorted(self._chosen)))
 
     def discard_parts(self) -> bool:
         """Remove the parts of a finished run (the dataset and raw file hold it all).
@@ -474,6 +475,12 @@ class RunStore:
             )
         else:  # an earlier run's raw file must not pass for this dataset's
             self.raw_path.unlink(missing_ok=True)
+
+
+def _graph_of(arch_id: int) -> str | None:
+    """The key of ``arch_id``'s pruned graph, or ``None`` for an invalid one."""
+    arch = Arch.from_id(arch_id)
+    return arch.graph.key if arch.valid else None
 
 
 SELECTION_FILE = "selection.json"
