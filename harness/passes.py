@@ -33,6 +33,7 @@ from latbench.harness.plan import Plan
 from latbench.harness.session import (
     RunSummary,
     _run_config,
+    _with_kept,
     dataset_metadata,
     keep_earlier,
     measure,
@@ -67,8 +68,10 @@ def measure_passes(
     n_asked = plan.n_archs
     stem = run_stem(key, plan.shard)
     config = {**_run_config(profile, seed), "passes": passes}
+    earlier: str | None = None
     if not kwargs.get("fresh"):  # the rows of a finished dataset of these settings stay
-        plan = keep_earlier(plan, finished_rows(out_dir, stem, config), stem)
+        rows, earlier = finished_rows(out_dir, stem, config)
+        plan = keep_earlier(plan, rows, stem)
     kept = plan.n_archs - n_asked
     part = profile.with_protocol(runs=proto.runs // passes)
     work_dir = Path(out_dir) / f"{key}.passes"
@@ -124,8 +127,7 @@ def measure_passes(
         "shard": f"{plan.shard[0]}/{plan.shard[1]}",
         "selection_digest": plan.selection_digest,
         "artifact_format": profile.artifact_format,
-        **(extra_metadata or {}),
-        **({"kept_earlier_rows": kept} if kept else {}),
+        **_with_kept(extra_metadata, kept, earlier),
     }
     if "fleet" in fleet_meta:
         extra["fleet"] = {**fleet_meta["fleet"], "passes_on_other_devices": split}

@@ -292,6 +292,19 @@ def _record(summary: RunSummary, result: GraphResult) -> None:
         summary.failures.append(f"{result.graph_key}: {result.error}")
 
 
+def _with_kept(extra: dict[str, Any] | None, kept: int, earlier: str | None) -> dict[str, Any]:
+    """``extra`` metadata with the rows a rerun kept from earlier runs counted
+    (``kept_earlier_rows``) and described in its ``selection`` text."""
+    from latbench.harness.store import describe_kept
+
+    out = dict(extra or {})
+    if kept:
+        out["kept_earlier_rows"] = kept
+        if isinstance(out.get("selection"), str):
+            out["selection"] = describe_kept(out["selection"], kept, earlier)
+    return out
+
+
 def keep_earlier(plan: Plan, earlier: set[int], stem: str) -> Plan:
     """``plan`` grown by the architectures earlier runs of dataset ``stem`` selected
     (:func:`~latbench.harness.plan.with_earlier`), saying so when it grows; a shard's is
@@ -409,8 +422,7 @@ def measure(
             "artifact_format": profile.artifact_format,
             **_artifact_reports(cache, plan, fmt, seed, build_options),
             **fleet_meta,
-            **(extra_metadata or {}),
-            **({"kept_earlier_rows": kept} if kept else {}),
+            **_with_kept(extra_metadata, kept, store.earlier_selection),
         },
     )
     summary.dataset = store.finalize(plan, meta)

@@ -133,6 +133,7 @@ class RunStore:
         self._buffer: list[GraphResult] = []
         self._results: dict[str, GraphResult] = {}
         self._dataset_rows: set[int] = set()  # of the finished dataset resumed from
+        self.earlier_selection: str | None = None  # that dataset's ``selection`` text
         self._chosen: set[int] = set()  # what the runs of these parts selected
 
     @property
@@ -167,6 +168,7 @@ class RunStore:
         seeded = {} if fresh or cfg_path.exists() else self._from_dataset()
         if not seeded:
             self._dataset_rows = set()
+        self.earlier_selection = None if fresh else self._finished_selection()
         self._chosen = set() if fresh else _read_selection(self.selection_path)
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         self._remove_killed_part_temps()
@@ -185,6 +187,19 @@ class RunStore:
                 tmp.write_text(json.dumps(self.config, indent=2, sort_keys=True))
         self._results = self._read_parts()
         return dict(self._results)
+
+    def _finished_selection(self) -> str | None:
+        """The ``selection`` text of this store's finished dataset if it was written with
+        this run's settings (whose rows a rerun keeps), read from its footer alone."""
+        from latbench.dataset import read_metadata
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                meta = read_metadata(self.dataset_path)
+        except Exception:  # absent or unreadable: the run says so where it reads rows
+            return None
+        return _selection_text(meta) if _same_settings(meta, self.config) else None
 
     def _from_dataset(self) -> dict[str, GraphResult]:
         """Results of graphs in this store's finished dataset, if it was written with
@@ -500,9 +515,12 @@ def _read_selection(path: Path) -> set[int]:
     return {x for x in stored if type(x) is int and 0 <= x < N_ARCHS}
 
 
-def finished_rows(out_dir: str | os.PathLike[str], stem: str, config: dict[str, Any]) -> set[int]:
-    """The architectures of the finished dataset ``stem`` in ``out_dir`` if it was written
-    with run settings ``config``, else none (what it cannot read, too)."""
+def finished_rows(
+    out_dir: str | os.PathLike[str], stem: str, config: dict[str, Any]
+) -> tuple[set[int], str | None]:
+    """The architectures of the finished dataset ``stem`` in ``out_dir`` and its
+    ``selection`` text if it was written with run settings ``config``, else none (what it
+    cannot read, too)."""
     from latbench.dataset import read_dataset
 
     try:
@@ -510,12 +528,32 @@ def finished_rows(out_dir: str | os.PathLike[str], stem: str, config: dict[str, 
             warnings.simplefilter("ignore")
             df = read_dataset(Path(out_dir) / f"{stem}.parquet")
     except Exception:
-        return set()
-    stored = df.attrs["metadata"].get("run_config")
+        return set(), None
+    if not _same_settings(df.attrs["metadata"], config):
+        return set(), None
+    return {int(x) for x in df["arch_id"]}, _selection_text(df.attrs["metadata"])
+
+
+def _same_settings(metadata: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Whether a dataset's metadata records run settings ``config`` (as JSON holds them)."""
+    stored = metadata.get("run_config")
     now = json.loads(json.dumps(config, default=str))
-    if not isinstance(stored, dict) or _config_diff(stored, now):
-        return set()
-    return {int(x) for x in df["arch_id"]}
+    return isinstance(stored, dict) and not _config_diff(stored, now)
+
+
+def _selection_text(metadata: dict[str, Any]) -> str | None:
+    text = metadata.get("selection")
+    return text if isinstance(text, str) and text else None
+
+
+def describe_kept(selection: str, kept: int, earlier: str | None) -> str:
+    """``selection`` (this command's) extended by the ``kept`` rows of earlier runs a
+    rerun keeps, and the earlier dataset's own ``selection`` text where it is known, so
+    the dataset says how every row it holds was chosen."""
+    if not kept:
+        return selection
+    was = f": {earlier}" if earlier else ""
+    return f"{selection}; and {kept} architectures kept from earlier runs of this dataset{was}"
 
 
 def _plausible(latency_ms: float | None) -> bool:

@@ -132,3 +132,34 @@ def test_multi_pass_reruns_keep_rows_only_of_the_same_settings(tmp_path):
     assert read_dataset(kept.dataset).attrs["metadata"]["kept_earlier_rows"] == len(
         set(big.arch_ids) - set(small.arch_ids)
     )
+
+
+def test_the_selection_text_says_how_every_kept_row_was_chosen(tmp_path):
+    from latbench.harness.artifacts import ArtifactCache
+    from latbench.harness.passes import measure_passes
+    from latbench.harness.profiles import load_profile
+
+    prof = load_profile("cpu-onnxruntime").with_protocol(runs=4, group_size=2, warmup=0)
+    plans = {s: make_plan(select_archs(limit=n, seed=s)) for s, n in ((1, 6), (5, 2), (9, 1))}
+
+    def run(seed, passes=1):
+        return measure_passes(prof, plans[seed], passes=passes, out_dir=tmp_path / "out",
+                              key=f"k{passes}", progress=False,
+                              cache=ArtifactCache(tmp_path / "cache"),
+                              executor=_Executor(tmp_path / "out" / ("k1.parts", "")[passes - 1]),
+                              extra_metadata={"selection": f"sample {seed}"})  # fmt: skip
+
+    for passes in (1, 2):
+        run(1, passes)
+        meta = read_dataset(run(1, passes).dataset).attrs["metadata"]
+        assert meta["selection"] == "sample 1" and "kept_earlier_rows" not in meta
+        run(5, passes)
+        meta = read_dataset(run(9, passes).dataset).attrs["metadata"]
+        a1, a5, a9 = (set(plans[s].arch_ids) for s in (1, 5, 9))
+        n1, n5 = len(a1 - a5), len((a1 | a5) - a9)
+        assert meta["kept_earlier_rows"] == n5
+        assert meta["selection"] == (
+            f"sample 9; and {n5} architectures kept from earlier runs of this dataset:"
+            f" sample 5; and {n1} architectures kept from earlier runs of this dataset:"
+            " sample 1"
+        )

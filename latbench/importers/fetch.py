@@ -178,7 +178,14 @@ def download(
     :class:`FetchError` naming how to get the file by hand (``source``: ``eagle``,
     ``help``, ``latbench``, ``nb201-accuracy`` or ``hwnasbench``).
     """
-    dest = Path(dest)
+    _download(url, Path(dest), sha256, timeout=timeout, max_bytes=max_bytes, source=source)
+    return Path(dest)
+
+
+def _download(
+    url: str, dest: Path, sha256: str | None, *, timeout: float, max_bytes: int, source: str
+) -> str:
+    """:func:`download`, returning the SHA-256 it computed on the way."""
     digest = hashlib.sha256()
     size = 0
     with atomic_path(dest) as tmp:
@@ -200,7 +207,7 @@ def download(
                 f"{url}: SHA-256 {digest.hexdigest()} does not match the expected {sha256}"
                 " (changed upstream or corrupted in transit); nothing was imported"
             )
-    return dest
+    return digest.hexdigest()
 
 
 def _help_files(keys: Collection[str] | None) -> list[str]:
@@ -311,8 +318,10 @@ def fetch_hwnasbench(
     digest, source = _kept_digest(kept, record, want, url)
     if digest is None:  # a failed download leaves the kept copy and its record as they were
         cache.mkdir(parents=True, exist_ok=True)
-        download(url, kept, want, timeout=timeout, source="hwnasbench")
-        digest, source = sha256_file(kept), url
+        digest = _download(
+            url, kept, want, timeout=timeout, max_bytes=MAX_BYTES, source="hwnasbench"
+        )
+        source = url
         with atomic_path(record) as tmp:
             tmp.write_text(f"{digest} {url}\n", encoding="utf-8")
     try:
