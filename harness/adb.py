@@ -80,12 +80,39 @@ def find_adb(options: Mapping[str, Any]) -> Path | None:
 def list_devices(adb: Path) -> list[tuple[str, str]]:
     """``(serial, state)`` of every device ``adb devices`` lists (state: device, unauthorized, ...)."""
     res = run_tool([adb, "devices"], timeout=60)
+    lines = res.stdout.splitlines()
+    # adb 1.0.36 and older print '* daemon not running. starting it now ... *' on stdout,
+    # above the header: only what follows the header is a device
+    start = next((i + 1 for i, t in enumerate(lines) if t.startswith("List of devices")), 0)
     out = []
-    for line in res.stdout.splitlines()[1:]:
+    for line in lines[start:]:
         parts = line.split()
-        if len(parts) >= 2:
+        if len(parts) >= 2 and not line.startswith("*"):
             out.append((parts[0], " ".join(parts[1:])))
     return out
+
+
+# adb's own failures (its words vary by version: 'error: ...' before 1.0.39, 'adb: ...'
+# since), each with what to do; the rest of its message is advice for other setups
+_ADB_FAILURES = (
+    (re.compile(r"device unauthorized"),
+     "device {serial} is unauthorized: unlock it and accept the USB debugging prompt"),
+    (re.compile(r"device offline"),
+     "device {serial} is offline: replug it or run adb kill-server"),
+    (re.compile(r"device '[^']*' not found|no devices/emulators found|device not found"),
+     "device {serial} is no longer attached: reconnect it (adb devices lists what is)"),
+    (re.compile(r"insufficient permissions for device|no permissions"),
+     "no permission to use device {serial} over USB: add a udev rule for it (e.g. the"
+     " android-sdk-platform-tools-common package) and replug"),
+)  # fmt: skip
+
+
+def adb_failure(text: str, serial: str) -> str | None:
+    """One line for a failure of adb itself that ``text`` (its output) names, else None."""
+    for pattern, line in _ADB_FAILURES:
+        if pattern.search(text):
+            return line.format(serial=serial)
+    return None
 
 
 def stop_command(binary: str) -> str:
@@ -175,8 +202,7 @@ class Adb:
         (:meth:`stop`).
         """
         try:
-            res = run_tool(self.command("shell", f"{script}; echo LATBENCH_RC=$?"),
-                           timeout=self.timeout)  # fmt: skip
+            res = self._run("shell", f"{script}; echo LATBENCH_RC=$?")
         except BaseException as exc:
             if stop is not None:
                 self.stop(stop, exc)
@@ -224,8 +250,18 @@ class Adb:
 
     def push(self, local: str | os.PathLike[str], remote: str) -> None:
         """``adb push LOCAL REMOTE``."""
-        run_tool(self.command("push", local, remote), timeout=self.timeout)
+        self._run("push", local, remote)
 
     def pull(self, remote: str, local: str | os.PathLike[str]) -> None:
         """``adb pull REMOTE LOCAL``."""
-        run_tool(self.command("pull", remote, local), timeout=self.timeout)
+        self._run("pull", remote, local)
+
+    def _run(self, *args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
+        """``adb -s SERIAL args...``; a failure of adb itself (the device unauthorized,
+        offline, gone) as one line saying what to do, rather than adb's advice."""
+        try:
+            return run_tool(self.command(*args), timeout=self.timeout)
+        except ToolError as exc:
+            if "did not finish" not in str(exc) and (line := adb_failure(str(exc), self.serial)):
+                raise ToolError(line) from None
+            raise

@@ -69,12 +69,9 @@ LICENSE = (
 )
 NOTE = "test accuracy [%] after 200 epochs, averaged over training seeds (not seed 888)"
 
-_ALIASES = {
+_ALIASES = {  # spellings with '-', '_' and spaces removed
     "cifar10": "cifar10",
-    "cifar-10": "cifar10",
     "cifar100": "cifar100",
-    "cifar-100": "cifar100",
-    "imagenet16-120": "imagenet16-120",
     "imagenet16120": "imagenet16-120",
     "imagenet": "imagenet16-120",
     "imagenet16": "imagenet16-120",
@@ -99,7 +96,7 @@ def accuracy_dataset_name(name: str) -> str:
     choices)."""
     if not isinstance(name, str):
         raise ValueError(f"accuracy dataset must be a name, got {type(name).__name__}")
-    key = _ALIASES.get(name.strip().lower().replace("_", "-"))
+    key = _ALIASES.get("".join(c for c in name.lower() if c not in "-_ \t"))
     if key is None:
         raise ValueError(
             f"unknown accuracy dataset {name!r}; choose one of {', '.join(ACCURACY_DATASETS)}"

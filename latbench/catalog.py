@@ -353,11 +353,11 @@ def suggest(key: str, candidates: list[str] | None = None, n: int = 6) -> list[s
 class UnknownDatasetError(KeyError):
     """A dataset key that is neither in the catalog nor found on disk."""
 
-    def __init__(self, key: str, candidates: list[str]) -> None:
+    def __init__(self, key: str, candidates: list[str], hint: str | None = None) -> None:
         close = suggest(key, candidates)
         msg = f"unknown dataset key {key!r}"
         msg += f"; did you mean: {', '.join(close)}?" if close else ""
-        msg += " (list them all with `latbench devices`)"
+        msg += f"; {hint}" if hint else " (list them all with `latbench devices`)"
         super().__init__(msg)
         self.key, self.close_matches = key, close
 

@@ -487,6 +487,11 @@ def parse_metadata(path: str | os.PathLike[str], raw: bytes) -> dict[str, Any]:
             " <key>.predicted.parquet, read with latbench.load_predicted)"
         )
     version = meta.get("schema_version")
+    if version is None and Path(path).name.endswith(".layers.parquet"):
+        raise DatasetError(
+            f"{shown}: a per-layer table, not a dataset (read it with"
+            " latbench.predictors.layerwise.read_layers)"
+        )
     if version != SCHEMA_VERSION:
         raise DatasetError(
             f"{shown}: schema version {short_repr(version)}, this LatBench reads {SCHEMA_VERSION}"
@@ -700,7 +705,8 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 def read_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read and validate a dataset file.
 
-    Returns one row per architecture with the :data:`COLUMNS`; the metadata dict is
+    Returns one row per architecture with the :data:`COLUMNS` as the file stores them
+    (``nb201_index`` may be null: :func:`latbench.load` fills it); the metadata dict is
     in ``df.attrs["metadata"]``. The file is bounded before it is decoded
     (:func:`check_bounds`) and every row check runs whatever its digest says: a
     digest anyone can recompute proves the file is undamaged, not that it is sound.

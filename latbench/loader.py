@@ -100,6 +100,17 @@ def _local_keys(home: str | os.PathLike[str] | None) -> dict[str, Path]:
     return found
 
 
+def _require_key(key: object) -> str:
+    """``key`` if it is a string, else a one-line :class:`TypeError` saying what to pass."""
+    if isinstance(key, str):
+        return key
+    several = isinstance(key, list | tuple | set)
+    raise TypeError(
+        f"a dataset key must be a string, got {type(key).__name__}"
+        + ("; load_wide(keys) takes several" if several else "")
+    )
+
+
 def dataset_path(key: str, data_home: str | os.PathLike[str] | None = None) -> Path:
     """Path of the file for ``key`` (a catalog key, alias or measured key).
 
@@ -107,12 +118,14 @@ def dataset_path(key: str, data_home: str | os.PathLike[str] | None = None) -> P
     unknown key and :class:`DatasetNotFoundError` naming the import command for a
     known dataset that is not present.
     """
+    key = _require_key(key)
     local = _local_keys(data_home)
     for candidate in (key, normalize_key(key)):
         if candidate in local:
             return local[candidate]
     canonical = resolve(key)
     if canonical is None:
+        _not_a_key(key, data_home)
         raise UnknownDatasetError(key, sorted({*CATALOG, *local, *_alias_names()}))
     if canonical in local:
         return local[canonical]
@@ -125,6 +138,26 @@ def dataset_path(key: str, data_home: str | os.PathLike[str] | None = None) -> P
         f"dataset {canonical!r} ({entry.name}) is not available locally (looked in {where}). "
         f"Import it with:\n    {entry.import_command}"
     )
+
+
+def _not_a_key(key: str, home: str | os.PathLike[str] | None) -> None:
+    """Raise a pointed error for what users pass instead of a key: a file's path, or the
+    key of a prediction (:func:`load_predicted`)."""
+    from latbench.predicted import PREDICTED_SUFFIX, predicted_path
+
+    if "/" in key or os.sep in key or Path(key).suffix == ".parquet" and Path(key).is_file():
+        raise UnknownDatasetError(
+            key, [], hint="load takes a dataset key; read a file with latbench.read_dataset(path)"
+        )
+    stem = key.removesuffix(PREDICTED_SUFFIX)
+    if any(
+        predicted_path(d, c).is_file()
+        for d in _search_dirs(home)
+        for c in (stem, normalize_key(stem))
+    ):
+        raise UnknownDatasetError(
+            key, [], hint=f"only a few-shot prediction is here: latbench.load_predicted({stem!r})"
+        )
 
 
 def _alias_names() -> list[str]:
@@ -224,21 +257,32 @@ def load_predicted(key: str, *, data_home: str | os.PathLike[str] | None = None)
     One row per architecture: ``arch_id``, ``valid``, ``latency_pred_ms``, ``latency_lo_ms``,
     ``latency_hi_ms``, ``measured``; never mixed into :func:`load`'s measurements.
     """
-    from latbench.predicted import predicted_path, read_predicted
+    from latbench.predicted import PREDICTED_SUFFIX, predicted_path, read_predicted
 
+    key = _require_key(key)
+    if "/" in key or os.sep in key:
+        raise DatasetNotFoundError(
+            f"{key!r}: load_predicted takes a key; read a file with"
+            " latbench.predicted.read_predicted(path)"
+        )
+    stem = key.removesuffix(PREDICTED_SUFFIX)
     for d in _search_dirs(data_home):
-        for candidate in dict.fromkeys((key, normalize_key(key))):
+        for candidate in dict.fromkeys((stem, normalize_key(stem))):
             path = predicted_path(d, candidate)
             if path.is_file():
                 return read_predicted(path)
     raise DatasetNotFoundError(
-        f"no prediction for {key!r} in {_search_dirs(data_home)[-1]}; make one with:\n"
-        f"    latbench-measure --device <profile> --adapt 10 --key {key}"
+        f"no prediction for {stem!r} in {_search_dirs(data_home)[-1]}; make one with:\n"
+        f"    latbench-measure --device <profile> --adapt 10 --key {normalize_key(stem)}"
     )
 
 
+WIDE_VALUES = ("latency_ms", "latency_std_ms", "runs", "flops", "params")
+"""The numeric columns :func:`load_wide` can tabulate."""
+
+
 def load_wide(
-    keys: Iterable[str] | None = None,
+    keys: str | Iterable[str] | None = None,
     *,
     value: str = "latency_ms",
     data_home: str | os.PathLike[str] | None = None,
@@ -247,21 +291,29 @@ def load_wide(
 ) -> pd.DataFrame:
     """Architectures x datasets table of ``value`` (default latency), ``arch_id`` index.
 
-    ``keys=None`` takes every dataset available locally. Entries that are not
-    ``status="ok"`` are NaN. ``index="nb201"`` indexes rows by the official
+    ``keys=None`` takes every dataset available locally (one key is one column; two
+    spellings of one dataset give one). ``value`` is one of :data:`WIDE_VALUES`.
+    Entries that are not ``status="ok"`` are NaN. ``index="nb201"`` indexes rows by the official
     NAS-Bench-201 index instead; ``accuracy="cifar100"`` adds the column
     ``accuracy_cifar100`` (all 15,625 architectures, see :func:`load`).
     """
     if index not in ("arch_id", "nb201"):
         raise ValueError(f"index must be 'arch_id' or 'nb201', got {index!r}")
+    if value not in WIDE_VALUES:
+        raise ValueError(f"value must be one of {', '.join(WIDE_VALUES)}, got {value!r}")
+    if isinstance(keys, str):
+        keys = [keys]
     if keys is None:
         keys = sorted(_local_keys(data_home))
-    cols = {}
+    cols, paths = {}, {}
     for key in keys:
+        path = dataset_path(key, data_home)
+        if path in paths.values():  # two spellings of one dataset: one column
+            continue
         df = load(key, data_home=data_home)
         series = df[value].where(df["status"] == "ok").astype("float64")
         series.index = df["arch_id"].to_numpy()
-        cols[key] = series
+        cols[key], paths[key] = series, path
     wide = pd.DataFrame(cols)
     if accuracy is not None:
         from latbench.accuracy_table import accuracy as _accuracy

@@ -410,3 +410,14 @@ def test_an_unwritable_output_fails_before_any_work(
     err = capsys.readouterr().err
     assert rc == 2 and str(out) in err and len(err.strip().splitlines()) == 1
     assert blocker.read_text() == "kept"
+
+
+def test_a_list_of_six_ids_is_six_architectures_and_a_tuple_is_one_vector():
+    from latbench.predictors.base import arch_ids
+
+    assert arch_ids([150, 151, 152, 153, 154, 155]).tolist() == [150, 151, 152, 153, 154, 155]
+    assert arch_ids([3, 3, 4, 1, 3, 1]).tolist() == [3, 3, 4, 1, 3, 1]  # ids, not a vector
+    assert arch_ids((3, 3, 4, 1, 3, 1)).tolist() == [Arch.from_vector((3, 3, 4, 1, 3, 1)).id]
+    assert arch_ids([(3, 3, 4, 1, 3, 1)]).tolist() == arch_ids((3, 3, 4, 1, 3, 1)).tolist()
+    ids = [int(a) for a in np.flatnonzero(valid_mask())[1000:1006]]
+    assert ProxyPredictor().fit(ids, np.linspace(1, 2, 6)).predict(ids).shape == (6,)

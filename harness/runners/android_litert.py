@@ -27,7 +27,8 @@ CPU threads (``threads``), the affinity mask (``[options] cpu_mask``, run under
 ``taskset MASK``), the delegate (``[options] delegate``: ``xnnpack``, ``none``,
 ``gpu``, ``nnapi``) and extra flags (``[options] benchmark_args``) are recorded. A
 delegate that fails to apply, or that takes no node of the model, fails the model
-with the tool's own message, never a silent CPU fallback.
+with the tool's own message, never a silent CPU fallback; so does one that leaves some
+operations to the CPU (the message names them).
 """
 
 from __future__ import annotations
@@ -108,10 +109,13 @@ def find_benchmark_model(options: dict[str, Any]) -> tuple[Path | None, str]:
 
 class BenchmarkRun(dict):
     """What one ``benchmark_model`` run printed: ``init_us``, ``first_us``, ``warmup_avg_us``,
-    ``inference_avg_us`` (the summary line), ``blocks`` (each ``count=...`` line as a dict,
-    warm-up block first), ``delegated`` (``(nodes, total, delegate)`` per
-    ``Replacing ... node(s) with delegate`` line), ``errors`` (ERROR/failure lines) and
-    ``malformed`` (summary or block fields that are not numbers, as printed)."""
+    ``inference_avg_us`` (the summary line), ``blocks`` (each run block's ``count=...``
+    line as a dict, warm-up block first), ``delegated`` (``(nodes, total or None,
+    delegate)`` per ``Replacing ... node(s) with delegate`` line), ``applied``
+    (``(delegate, "completely" | "partially")`` per ``Explicitly applied`` line),
+    ``unsupported`` (the operations a delegate listed as not supported, as printed),
+    ``errors`` (ERROR/failure lines), ``malformed`` (summary or block fields that are not
+    numbers, as printed) and ``old_summary`` (the pre-2.3 summary line was seen)."""
 
 
 # Values are taken whole (\S+) and must then be numbers: a prefix match would read
@@ -122,7 +126,17 @@ _SUMMARY = re.compile(
 )
 _BLOCK = re.compile(r"(?:^|\s)count=(\d+)(?=\s|$)(.*)")
 _NUMBER = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)", re.IGNORECASE)
-_REPLACING = re.compile(r"Replacing (\d+) out of (\d+) node\(s\) with delegate \((\w+)\) node")
+# 'out of M' came with TF 2.4; older builds print 'Replacing N node(s) with delegate'
+_REPLACING = re.compile(
+    r"Replacing (\d+) (?:out of (\d+) )?node\(s\) with delegate \(([^)\s]+)\) node"
+)
+# benchmark_model's own verdict (tools/benchmark/benchmark_tflite_model.cc); builds whose
+# core logs are off print this line and no 'Replacing' one
+_APPLIED = re.compile(
+    r"Explicitly applied (\w+) delegate, and the model graph will be (completely|partially)"
+)
+_UNSUPPORTED = re.compile(r"Following operations are not supported by (\w+) delegate")
+_OLD_SUMMARY = "Average inference timings in us:"  # TF 2.2 and older
 _ERROR = re.compile(
     r"(^|\s)(ERROR:.*|.*Failed to apply .*delegate.*|Benchmarking failed.*|"
     r".*will not be executed by the delegate.*|.*: not found$|.*Permission denied.*|"
@@ -134,7 +148,9 @@ def parse_benchmark_output(text: str) -> BenchmarkRun:
     """Parse ``benchmark_model``'s log (any version that prints the ``Inference timings in
     us:`` summary; ``INFO:``/logcat prefixes ignored). Never raises: fields it cannot
     find are absent, so the caller decides what is missing."""
-    out = BenchmarkRun(blocks=[], delegated=[], errors=[], malformed=[])
+    out = BenchmarkRun(blocks=[], delegated=[], applied=[], unsupported=[], errors=[],
+                       malformed=[])  # fmt: skip
+    listing = False  # inside a delegate's list of operations it does not support
 
     def number(name: str, text: str) -> float | None:
         if _NUMBER.fullmatch(text):
@@ -143,6 +159,14 @@ def parse_benchmark_output(text: str) -> BenchmarkRun:
         return None
 
     for line in text.replace("\r", "").splitlines():
+        if listing:  # 'MEAN: Operation is not supported.' ... 'N operations will run on'
+            if line.strip() and "operations will run on" not in line:
+                out["unsupported"].append(line.strip()[:200])
+                continue
+            listing = False
+        if _UNSUPPORTED.search(line):
+            listing = True
+            continue
         if m := _SUMMARY.search(line):
             names = ("init_us", "first_us", "warmup_avg_us", "inference_avg_us")
             for name, value in zip(names, m.groups()[:4], strict=True):
@@ -150,9 +174,12 @@ def parse_benchmark_output(text: str) -> BenchmarkRun:
                     out[name] = v
             if m.group(5).strip():  # '2 189' with a space (or NBSP) as thousands separator
                 out["malformed"].append(f"Inference (avg)={m.group(4)}{m.group(5)[:40]}")
-        elif (m := _BLOCK.search(line)) and "Timings (microseconds)" not in line:
+        elif _OLD_SUMMARY in line:
+            out["old_summary"] = True
+        elif (m := _BLOCK.search(line)) and _is_run_block(line, m.group(2)):
             block: dict[str, float] = {"count": int(m.group(1))}
-            for token in m.group(2).split():
+            # a block whose runs all took one time prints 'curr=X(all same)'
+            for token in m.group(2).replace("(all same)", "").split():
                 k, eq, v = token.partition("=")
                 if not eq:  # '2 189' with a space (or NBSP) as thousands separator
                     out["malformed"].append(token[:40])
@@ -160,10 +187,20 @@ def parse_benchmark_output(text: str) -> BenchmarkRun:
                     block[k] = x
             out["blocks"].append(block)
         if m := _REPLACING.search(line):
-            out["delegated"].append((int(m.group(1)), int(m.group(2)), m.group(3)))
+            total = int(m.group(2)) if m.group(2) else None
+            out["delegated"].append((int(m.group(1)), total, m.group(3)))
+        if m := _APPLIED.search(line):
+            out["applied"].append((m.group(1), m.group(2)))
         if m := _ERROR.search(line):
             out["errors"].append(m.group(2).strip())
     return out
+
+
+def _is_run_block(line: str, fields: str) -> bool:
+    """Whether a ``count=`` line is a run block: the op profiler's tables (``Timings
+    (microseconds)``, ``Memory (bytes): count=0``) are not, and every run block has
+    ``curr=`` or ``avg=``."""
+    return "Timings (microseconds)" not in line and bool(re.search(r"(^|\s)(curr|avg)=", fields))
 
 
 def _one_run_us(run: BenchmarkRun, text: str) -> float:
@@ -175,6 +212,12 @@ def _one_run_us(run: BenchmarkRun, text: str) -> float:
             f"2.x log has them (another locale or version?)"
         )
     blocks = run["blocks"]
+    if run.get("old_summary") and "inference_avg_us" not in run:
+        raise ToolError(
+            "benchmark_model printed the 'Average inference timings in us:' summary of "
+            "TensorFlow 2.2 or older, which has no per-run figures to read: use a LiteRT "
+            "benchmark_model of TensorFlow 2.3 or newer (docs/devices.md says where)"
+        )
     if "inference_avg_us" not in run or not blocks:
         tail = "\n".join(text.strip().splitlines()[-12:])
         raise ToolError(
@@ -198,6 +241,32 @@ def _one_run_us(run: BenchmarkRun, text: str) -> float:
             f"{summary:g} us disagree (one run, so they should not): unknown output format"
         )
     return us
+
+
+def _require_delegation(run: BenchmarkRun, delegate: str) -> None:
+    """Refuse a run the ``gpu``/``nnapi`` delegate did not take whole: failed to apply,
+    took no node, or left operations to the CPU (named): never a silent CPU fallback."""
+    if run["unsupported"]:
+        ops = "; ".join(dict.fromkeys(run["unsupported"]))
+        raise ToolError(
+            f"the {delegate} delegate does not support every operation of the model, so "
+            f"part of it would run on the CPU: {ops}"
+        )
+    if run["errors"]:
+        raise ToolError(f"{delegate} delegate: " + "; ".join(dict.fromkeys(run["errors"])))
+    took = any(n > 0 and delegate in name.lower() for n, _, name in run["delegated"])
+    applied = {how for name, how in run["applied"] if name.lower() == delegate}
+    if "partially" in applied:
+        raise ToolError(
+            f"benchmark_model says the {delegate} delegate executes the model only "
+            f"partially: part of it would run on the CPU"
+        )
+    if not (took or applied):
+        raise ToolError(
+            f"the {delegate} delegate took no node of the model (benchmark_model printed "
+            f"neither a 'Replacing N node(s) with delegate' line naming it nor 'Explicitly "
+            f"applied' it): it would run on the CPU"
+        )
 
 
 # ------------------------------------------------------------------------ command
@@ -353,18 +422,13 @@ class AndroidLiteRTRunner(Runner):
             wall = time.perf_counter() - t0
         except ToolError as exc:
             run = parse_benchmark_output(str(exc))
-            reason = "; ".join(dict.fromkeys(run["errors"])) or str(exc).splitlines()[-1]
+            unsupported = [f"not supported by the delegate: {op}" for op in run["unsupported"]]
+            reason = "; ".join(dict.fromkeys([*unsupported, *run["errors"]]))
+            reason = reason or str(exc).splitlines()[-1]
             raise ToolError(f"benchmark_model failed on {adb.serial}: {reason}") from None
         run = parse_benchmark_output(text)
-        if run["errors"] and self.delegate in ("gpu", "nnapi"):
-            raise ToolError(f"{self.delegate} delegate: " + "; ".join(dict.fromkeys(run["errors"])))
-        none_taken = not run["delegated"] or all(n == 0 for n, _, _ in run["delegated"])
-        if self.delegate in ("gpu", "nnapi") and none_taken:
-            raise ToolError(
-                f"the {self.delegate} delegate took no node of the model (benchmark_model "
-                f"printed no 'Replacing N out of M node(s) with delegate' line): it would "
-                f"run on the CPU"
-            )
+        if self.delegate in ("gpu", "nnapi"):
+            _require_delegation(run, self.delegate)
         self._delegated = run["delegated"]
         ns = reported_ns([_one_run_us(run, text)], "us", "benchmark_model")
         check_wall(ns, wall, "benchmark_model")

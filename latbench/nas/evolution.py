@@ -16,10 +16,14 @@ satisfy the limit (by measured latency; what the search delivers) and the best i
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from latbench.nas.inputs import count, per_arch, real
 
 __all__ = ["EvolutionResult", "InfeasibleLimit", "aging_evolution", "iqr_curves", "mutate"]
 
@@ -56,13 +60,6 @@ def mutate(arch_id: int, rng: np.random.Generator) -> int:
     return arch_id + (new - old) * place
 
 
-def _check(name: str, values: ArrayLike) -> np.ndarray:
-    a = np.asarray(values, dtype=np.float64).ravel()
-    if a.shape != (N_ARCHS,):
-        raise ValueError(f"{name} must hold one value per arch_id ({N_ARCHS}), got {a.size}")
-    return a
-
-
 def aging_evolution(
     accuracy: ArrayLike,
     search_latency: ArrayLike,
@@ -72,18 +69,31 @@ def aging_evolution(
     steps: int = 1000,
     population: int = 64,
     sample: int = 16,
-    seeds: int | list[int] = 20,
+    seeds: int | Iterable[int] = 20,
 ) -> EvolutionResult:
     """Run Aging Evolution once per seed (module doc).
 
     Arrays are indexed by ``arch_id`` (15,625 entries): ``accuracy`` (NaN: never
     chosen), ``search_latency`` (what the search believes, NaN: no latency) and
     ``measured_latency`` (the truth, NaN: unknown, never counts as satisfying).
-    ``seeds`` is a count (seeds 0..n-1) or a list of seeds.
+    ``seeds`` is a count (seeds 0..n-1) or a list of seeds. A pandas Series must be
+    indexed by ``arch_id`` in order (:func:`~latbench.nas.inputs.per_arch`).
     """
-    acc = _check("accuracy", accuracy)
-    believed = _check("search_latency", search_latency)
-    truth = _check("measured_latency", measured_latency)
+    acc = per_arch("accuracy", accuracy)
+    believed = per_arch("search_latency", search_latency)
+    truth = per_arch("measured_latency", measured_latency)
+    limit_ms = real("limit_ms", limit_ms)
+    steps, population, sample = (
+        count("steps", steps), count("population", population), count("sample", sample)
+    )  # fmt: skip
+    if isinstance(seeds, numbers.Integral):
+        seed_list = list(range(count("seeds", seeds)))
+    elif isinstance(seeds, str | bytes) or not isinstance(seeds, Iterable):
+        raise ValueError(f"seeds must be a count or a list of seeds, got {seeds!r}")
+    else:
+        seed_list = [count("seed", s, minimum=0) for s in seeds]
+        if not seed_list:
+            raise ValueError("seeds is an empty list: give a count or at least one seed")
     if not 1 <= sample <= population <= steps:
         raise ValueError(
             f"need 1 <= sample <= population <= steps, got {sample}, {population}, {steps}"
@@ -92,7 +102,6 @@ def aging_evolution(
     if not feasible.any():
         raise InfeasibleLimit(f"no architecture is believed to satisfy {limit_ms} ms")
     really = np.isfinite(truth) & (truth <= limit_ms)
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     eff = np.full((len(seed_list), steps), np.nan)
     ass = np.full((len(seed_list), steps), np.nan)
     rejected = np.zeros(len(seed_list), dtype=np.int64)

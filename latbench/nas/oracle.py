@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from latbench.nas.inputs import per_model, same_order
+
 __all__ = ["ORACLE_FIELDS", "OracleResult", "oracle_nas", "threshold_grid"]
 
 ORACLE_FIELDS = (
@@ -87,7 +89,7 @@ def threshold_grid(measured: ArrayLike, lo: float = 2.0, hi: float = 98.0) -> np
     """Thresholds (ms) at every whole percentile from ``lo`` to ``hi`` of ``measured``
     (97 by default), so every device gets a grid spanning its own range; percentiles
     that land on the same latency (architectures sharing a graph) count once."""
-    lat = np.asarray(measured, dtype=np.float64)
+    lat = per_model("measured", measured)
     lat = lat[np.isfinite(lat)]
     if lat.size == 0:
         raise ValueError("no finite measured latency to place thresholds on")
@@ -112,15 +114,16 @@ def oracle_nas(
 
     ``accuracy``, ``measured`` and ``predicted`` hold one finite value per model.
     """
-    acc = np.asarray(accuracy, dtype=np.float64).ravel()
-    lat = np.asarray(measured, dtype=np.float64).ravel()
-    pred = np.asarray(predicted, dtype=np.float64).ravel()
-    th = np.asarray(thresholds, dtype=np.float64).ravel()
+    same_order(accuracy=accuracy, measured=measured, predicted=predicted)
+    acc, lat = per_model("accuracy", accuracy), per_model("measured", measured)
+    pred, th = per_model("predicted", predicted), per_model("thresholds", thresholds)
     if not acc.shape == lat.shape == pred.shape:
         raise ValueError(
             f"need one accuracy, measured and predicted latency per model; got {acc.size},"
             f" {lat.size}, {pred.size}"
         )
+    if acc.size == 0:
+        raise ValueError("no models: accuracy, measured and predicted are empty")
     for name, a in (("accuracy", acc), ("measured", lat), ("predicted", pred), ("thresholds", th)):
         if not np.isfinite(a).all():
             raise ValueError(f"{name} holds NaN or infinite values (drop those models first)")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from latbench.nas.inputs import per_model, same_order
+
 __all__ = ["front_recovery", "pareto_front"]
 
 
 def _pair(latency: ArrayLike, accuracy: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    lat = np.asarray(latency, dtype=np.float64).ravel()
-    acc = np.asarray(accuracy, dtype=np.float64).ravel()
+    same_order(latency=latency, accuracy=accuracy)
+    lat, acc = per_model("latency", latency), per_model("accuracy", accuracy)
     if lat.shape != acc.shape:
         raise ValueError(f"{lat.size} latencies but {acc.size} accuracies")
     if not (np.isfinite(lat).all() and np.isfinite(acc).all()):
@@ -49,6 +51,7 @@ def front_recovery(
     share of the predicted front's models that are truly Pareto-optimal; plus the
     two fronts' sizes and their overlap.
     """
+    same_order(measured=measured, predicted=predicted, accuracy=accuracy)
     m_front = pareto_front(measured, accuracy)
     p_front = pareto_front(predicted, accuracy)
     both = int(np.count_nonzero(m_front & p_front))

@@ -25,8 +25,9 @@ __all__ = [
     "load_predictor",
 ]
 
-ArchLike: TypeAlias = "str | int | Sequence[int] | Arch"
-"""One architecture: NAS-Bench-201 string, ``arch_id``, 6-op vector or :class:`Arch`."""
+ArchLike: TypeAlias = "str | int | tuple[int, ...] | Arch"
+"""One architecture: NAS-Bench-201 string, ``arch_id``, 6-op vector (a tuple) or
+:class:`Arch`."""
 Archs: TypeAlias = "ArchLike | Iterable[ArchLike] | np.ndarray | None"
 """One architecture, many, or ``None`` for all 15,625 in ``arch_id`` order."""
 
@@ -41,7 +42,9 @@ class PredictorError(ValueError):
 def arch_ids(archs: Archs) -> np.ndarray:
     """``arch_id`` array (int64) for ``archs``; ``None`` gives all 15,625 in order.
 
-    A single string, id, vector or :class:`Arch` gives a length-1 array.
+    A single string, id, vector or :class:`Arch` gives a length-1 array. A 6-op vector
+    is a *tuple* of six ints; a list (or array) of ints is that many ``arch_id`` values,
+    six included.
     """
     if archs is None:
         return np.arange(N_ARCHS, dtype=np.int64)
@@ -57,9 +60,10 @@ def arch_ids(archs: Archs) -> np.ndarray:
 
 
 def _is_vector(value: Any) -> bool:
-    # A 6-op vector is a flat sequence of ints; a list of archs holds strings or vectors.
+    # A 6-op vector is a flat tuple of ints (as Arch.vector is). A list of six ints is six
+    # arch_ids: N = 6 measurements passed as a list must not become one architecture.
     return (
-        isinstance(value, tuple | list)
+        isinstance(value, tuple)
         and len(value) == 6
         and all(isinstance(x, int | np.integer) and not isinstance(x, bool) for x in value)
     )

@@ -40,7 +40,7 @@ def layers_path(dataset: str, data_home: str | os.PathLike[str] | None = None) -
             return layers
     raise PredictorError(
         f"dataset {dataset!r} has no per-layer table ({name} not found in "
-        f"{' or '.join(str(c.parent) for c in candidates)}), so the "
+        f"{' or '.join(dict.fromkeys(str(c.parent) for c in candidates))}), so the "
         "layer-wise predictor cannot be used with it. Measure one on the same device with "
         "`latbench-measure --device PROFILE --layers --key KEY --out DIR`."
     )

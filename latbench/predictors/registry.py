@@ -31,8 +31,18 @@ def predictor_class(name: str) -> type[Predictor]:
 
 def make_predictor(name: str, **options: Any) -> Predictor:
     """A new, unfitted predictor: ``make_predictor("gcn", seed=0)``,
-    ``make_predictor("flops")``, ``make_predictor("layerwise", layers=table)``."""
+    ``make_predictor("flops")``, ``make_predictor("layerwise", layers=table)``.
+
+    Names are case-insensitive. ``seed`` is accepted by every predictor, so one loop can
+    pass it to all; the closed-form fits (``flops``, ``params``, ``layerwise``) draw
+    nothing at random and ignore it."""
+    if not isinstance(name, str):
+        raise PredictorError(f"a predictor name must be a string, got {type(name).__name__}")
+    name = name.strip().lower()
     cls = predictor_class(name)
-    if name in ("flops", "params"):
-        return cls(name, **options)
-    return cls(**options)
+    if name != "gcn":
+        options.pop("seed", None)
+    try:
+        return cls(name, **options) if name in ("flops", "params") else cls(**options)
+    except TypeError as exc:  # an option the class does not take
+        raise PredictorError(f"{name}: {exc}") from None

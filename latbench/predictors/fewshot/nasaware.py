@@ -66,18 +66,32 @@ def check_accuracy(accuracy: object) -> np.ndarray:
     """Accuracy per ``arch_id`` as 15,625 floats (NaN: not searched), or a one-line error.
 
     Takes an array of 15,625 values, or a Series or a frame with an ``accuracy``
-    column (and optionally ``valid``: false rows become NaN) indexed by ``arch_id``
-    0..15,624, as :func:`latbench.accuracy` returns it.
+    column (or one ``accuracy_*`` column, as ``load(key, accuracy=...)`` adds it; and
+    optionally ``valid``: false rows become NaN) indexed by ``arch_id`` 0..15,624, as
+    :func:`latbench.accuracy` returns it.
     """
     import pandas as pd
 
     if isinstance(accuracy, pd.DataFrame):
-        if "accuracy" not in accuracy.columns:
-            raise PredictorError("accuracy table has no 'accuracy' column")
-        col = accuracy["accuracy"]
+        named = [c for c in accuracy.columns if str(c).startswith("accuracy_")]
+        if "accuracy" not in accuracy.columns and len(named) != 1:
+            raise PredictorError(
+                "accuracy table has no 'accuracy' column"
+                + (
+                    f" and several accuracy_* columns ({', '.join(named)}): pass one"
+                    if named
+                    else ""
+                )
+            )
+        col = accuracy["accuracy" if "accuracy" in accuracy.columns else named[0]]
         # invalid cells keep their published value in the table; nothing to search there
         accuracy = col.where(accuracy["valid"].astype(bool)) if "valid" in accuracy else col
     if isinstance(accuracy, pd.Series):
+        if accuracy.index.name not in (None, "arch_id"):
+            raise PredictorError(
+                f"accuracy is indexed by {accuracy.index.name!r}; it must be by arch_id (load"
+                " without index=..., or sort by arch_id and reset the index)"
+            )
         idx = accuracy.index.to_numpy()
         if len(idx) != N_ARCHS or not np.array_equal(idx, np.arange(N_ARCHS)):
             raise PredictorError(
