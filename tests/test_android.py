@@ -247,3 +247,90 @@ def test_bad_options_are_refused(tmp_path):
     report = check_profile(load_profile(path), stages=("run",))
     assert any("delegate is 'hexagon'" in p for p in report.problems)
     assert json.dumps(report.problems)  # plain strings
+
+
+# Real output of other benchmark_model versions (tensorflow/tensorflow#43541, #58379,
+# #56301; Stat::OutputToStream in stats_calculator.h; the pre-2.3 tools README).
+FULL_GPU_NO_REPLACING = REAL_LOG.replace(
+    "VERBOSE: Replacing 73 out of 73 node(s) with delegate (TfLiteXNNPackDelegate) node,"
+    " yielding 1 partitions for subgraph 0.\n",
+    "INFO: Created 1 GPU delegate kernels.\nExplicitly applied GPU delegate, and the model"
+    " graph will be completely executed by the delegate.\n",
+)
+PARTIAL_GPU = REAL_LOG.replace(
+    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n",
+    "ERROR: Following operations are not supported by GPU delegate:\nMEAN: Operation is not"
+    " supported.\n30 operations will run on the GPU, and the remaining 1 operations will run"
+    " on the CPU.\n",
+)
+
+
+def test_delegation_read_from_every_version_of_the_log():
+    from latbench.harness.runners.android_litert import _one_run_us, _require_delegation
+    from latbench.harness.tools import ToolError
+
+    _require_delegation(parse_benchmark_output(FULL_GPU_NO_REPLACING), "gpu")  # taken
+    old = REAL_LOG.replace("Replacing 73 out of 73 node(s) with delegate (TfLiteXNNPackDelegate)",
+                           "Replacing 73 node(s) with delegate (TfLiteGpuDelegateV2)")  # fmt: skip
+    assert parse_benchmark_output(old)["delegated"] == [(73, None, "TfLiteGpuDelegateV2")]
+    _require_delegation(parse_benchmark_output(old), "gpu")
+    # XNNPACK taking the nodes is not the GPU taking them
+    with pytest.raises(ToolError, match="gpu delegate took no node"):
+        _require_delegation(parse_benchmark_output(REAL_LOG), "gpu")
+    with pytest.raises(ToolError, match="part of it would run on the CPU: MEAN: Operation"):
+        _require_delegation(parse_benchmark_output(PARTIAL_GPU), "gpu")
+    # a warm-up block of equal runs, and the op profiler's memory line after the run
+    same = REAL_LOG.replace(
+        "count=5 first=6602 curr=2211 min=2190 max=6602 avg=3076.4 std=1760 p5=2190"
+        " median=2211 p95=6602", "count=5 curr=2211(all same) p5=2211 median=2211 p95=2211"
+    ) + "INFO: Memory (bytes): count=0\n"  # fmt: skip
+    run = parse_benchmark_output(same)
+    assert not run["malformed"] and _one_run_us(run, same) == 2189
+    old_summary = OLD_LOG.replace(
+        "Inference timings in us: Init: 17187, First inference: 3512391, Warmup (avg):"
+        " 3.51239e+06, Inference (avg): 2.95034e+06",
+        "Average inference timings in us: Warmup: 3.51239e+06, Init: 17187, Inference: 2.95034e+06",
+    )  # fmt: skip
+    with pytest.raises(ToolError, match="TensorFlow 2.2 or older"):
+        _one_run_us(parse_benchmark_output(old_summary), old_summary)
+
+
+def test_old_adb_daemon_lines_on_stdout_are_not_devices(tmp_path):
+    from latbench.harness.adb import list_devices
+
+    fake = tmp_path / "adb"
+    fake.write_text(
+        "#!/bin/sh\necho '* daemon not running. starting it now on port 5037 *'\n"
+        "echo '* daemon started successfully *'\necho 'List of devices attached '\n"
+        "printf '0123456789ABCDEF\\tdevice\\nEMU\\tunauthorized\\n\\n'\n"
+    )
+    fake.chmod(0o755)
+    assert list_devices(fake) == [("0123456789ABCDEF", "device"), ("EMU", "unauthorized")]
+
+
+@pytest.mark.parametrize(
+    ("stderr", "needle"),
+    [("adb: device unauthorized.\\nThis adb server's $ADB_VENDOR_KEYS is not set\\nTry 'adb"
+      " kill-server' if that seems wrong.\\nOtherwise check for a confirmation dialog on your"
+      " device.", "SER1 is unauthorized: unlock it and accept the USB debugging prompt"),
+     ("error: device offline", "SER1 is offline: replug it"),
+     ("adb: device 'SER1' not found", "SER1 is no longer attached"),
+     ("adb: insufficient permissions for device: user in plugdev group; are your udev rules"
+      " wrong?", "no permission to use device SER1 over USB")],
+)  # fmt: skip
+def test_adb_failures_are_one_line_saying_what_to_do(tmp_path, stderr, needle):
+    from latbench.harness.adb import Adb
+    from latbench.harness.tools import ToolError
+
+    fake = tmp_path / "adb"
+    fake.write_text(f"#!/bin/sh\nprintf '%b\\n' \"{stderr}\" >&2\nexit 1\n")
+    fake.chmod(0o755)
+    adb = Adb({"adb": str(fake), "serial": "SER1"})
+    for call in (
+        lambda: adb.shell("true"),
+        lambda: adb.push(fake, "/x"),
+        lambda: adb.pull("/x", tmp_path / "y"),
+    ):
+        with pytest.raises(ToolError) as err:
+            call()
+        assert needle in str(err.value) and "\n" not in str(err.value), str(err.value)

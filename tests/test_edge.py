@@ -108,6 +108,19 @@ def test_parse_compiler_log():
     )
     assert not failed["compiled"] and len(failed["errors"]) == 2
     assert failed["errors"][0].startswith("ERROR: Attempting to use a delegate")
+    # compiler 15's refusal gives its reason on the next line (google-coral/edgetpu#313)
+    invalid = parse_compiler_log(
+        "Edge TPU Compiler version 15.0.340273435\nInvalid model: model.tflite\n"
+        "Model not quantized\n"
+    )
+    assert invalid["errors"] == ["Invalid model: model.tflite: Model not quantized"]
+    # a successful compile that maps nothing (compiler 16, g.co/coral/model-reqs)
+    nothing = parse_compiler_log(
+        COMPILER_OK.replace("Edge TPU subgraphs: 1", "Edge TPU subgraphs: 0")
+        .replace("run on Edge TPU: 60", "run on Edge TPU: 0")
+        .replace("run on CPU: 2", "run on CPU: 62")
+    )
+    assert nothing["compiled"] and (nothing["tpu_ops"], nothing["cpu_ops"]) == (0, 62)
 
 
 def test_parse_export_times_and_versions():
@@ -542,3 +555,47 @@ def test_cli_check_exits_nonzero_without_traceback(tmp_path):
                           "--check"], capture_output=True, text=True, env=env)  # fmt: skip
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert "adb not found" in res.stdout and "SNPE_ROOT" in res.stdout
+
+
+def test_edgetpu_compile_that_maps_nothing_is_a_failed_row(env, arch_file, edgetpu_profile,
+                                                           monkeypatch):  # fmt: skip
+    monkeypatch.setenv("FAKE_EDGETPU_MAPS_NONE", "1")
+    out = env / "out"
+    assert cli.main(["--device", str(edgetpu_profile), "--archs", str(arch_file), "--out",
+                     str(out), "--key", "none", "--cache", str(env / "cache"),
+                     "--build-workers", "1", *FAST]) == 0  # fmt: skip
+    df = _validated(out / "none.parquet")
+    timed = df.loc[KEYS]
+    assert (timed["status"] == "failed").all() and timed["latency_ms"].isna().all()
+    assert timed["error"].str.contains(
+        "mapped none of the model's 14 operations to the Edge TPU").all()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("help_text", "flag"),
+    [  # trtexec --help of TensorRT 10.3, 8.2 and 7.1 (their option lines, trimmed)
+        ("&&&& RUNNING TensorRT.trtexec [TensorRT v100300] [b17] # trtexec --help\n"
+         "  --saveEngine=<file>         Save the serialized engine\n"
+         "  --skipInference             Exit after the engine has been built and skip"
+         " inference perf measurement (default = disabled)\n", "--skipInference"),
+        ("&&&& RUNNING TensorRT.trtexec [TensorRT v8201] # trtexec --help\n"
+         "  --saveEngine=<file>         Save the serialized engine\n"
+         "  --buildOnly                 Skip inference perf measurement (default ="
+         " disabled)\n", "--buildOnly"),
+        ("&&&& RUNNING TensorRT.trtexec # ./trtexec --help\n"
+         "  --saveEngine=<file>         Save the serialized engine\n"
+         "  --loadEngine=<file>         Load a serialized engine\n", ""),
+        ("Segmentation fault\n", None),
+    ],
+)  # fmt: skip
+def test_the_build_only_flag_comes_from_trtexecs_own_help(tmp_path, help_text, flag):
+    from latbench.harness.build.trt import build_only_flag, trtexec_build_command
+
+    exe = tmp_path / "trtexec"
+    exe.write_text(f"#!/bin/sh\ncat <<'EOF'\n{help_text}EOF\n")
+    exe.chmod(0o755)
+    assert build_only_flag(exe) == flag
+    cmd = trtexec_build_command(exe, Path("m.onnx"), Path("m.engine"), "fp16", "unknown",
+                                build_flag=flag)  # fmt: skip
+    wanted = flag if flag is not None else "--skipInference"  # unreadable: by version
+    assert cmd[-1] == (wanted or "--fp16")

@@ -136,11 +136,17 @@ def parse_compiler_log(text: str) -> dict[str, Any]:
         out["tpu_ops"] = sum(o["count"] for o in ops if o["status"] == "Mapped to Edge TPU")
     if "cpu_ops" not in out and "tpu_ops" in out:
         out["cpu_ops"] = max(out.get("total_ops", out["tpu_ops"]) - out["tpu_ops"], 0)
-    out["errors"] = [
-        line.strip()
-        for line in text.splitlines()
-        if re.match(r"\s*(ERROR:|Compilation failed:|Internal compiler error|Invalid model)", line)
-    ]
+    out["errors"] = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"\s*(ERROR:|Compilation failed:|Internal compiler error|Invalid model)", line):
+            error = line.strip()
+            # 'Invalid model: model.tflite' gives its reason on the next line
+            # ('Model not quantized'; google-coral/edgetpu#313)
+            after = next((t.strip() for t in lines[i + 1 :] if t.strip()), "")
+            if error.startswith("Invalid model") and after:
+                error = f"{error}: {after}"
+            out["errors"].append(error)
     out["compiled"] = "compile_ms" in out or "Compilation succeeded" in text
     return out
 
@@ -177,8 +183,8 @@ def _convert(target: Any, seed: int, options: Mapping[str, Any]) -> bytes:
 def build_edgetpu(target: Any, seed: int, dest: Path, options: Mapping[str, Any]) -> dict[str, Any]:
     """Quantize ``target``, compile it for the Edge TPU into ``dest``; return the compile report.
 
-    Raises :class:`ToolError` when the compiler is missing, rejects the model, or
-    writes no ``*_edgetpu.tflite``.
+    Raises :class:`ToolError` when the compiler is missing, rejects the model, maps none
+    of its operations to the Edge TPU, or writes no ``*_edgetpu.tflite``.
     """
     compiler = find_compiler(options)
     if compiler is None:
@@ -198,6 +204,14 @@ def build_edgetpu(target: Any, seed: int, dest: Path, options: Mapping[str, Any]
             raise ToolError(
                 f"edgetpu_compiler rejected the model (exit status {res.returncode}): "
                 f"{reason if isinstance(reason, str) else reason[0]}"
+            )
+        if report.get("tpu_ops") == 0 or report.get("subgraphs") == 0:
+            # a successful compile can map nothing: the whole model would run on the host
+            # CPU and be recorded as an Edge TPU latency
+            total = report.get("total_ops", "its")
+            raise ToolError(
+                f"edgetpu_compiler mapped none of the model's {total} operations to the Edge"
+                " TPU (every one would run on the host CPU); nothing is timed"
             )
         dest.write_bytes(compiled.read_bytes())
     report.pop("output_model", None)

@@ -3,7 +3,8 @@
 An engine is specific to the GPU and TensorRT version that built it, so build it on
 the device that times it (on a Jetson: ``latbench-measure build`` there, or the
 one-step form). ``trtexec --onnx=M --saveEngine=E [--fp16] --skipInference`` builds it
-(``--buildOnly`` before TensorRT 8.6); without ``trtexec`` the Python API
+(``--buildOnly`` before TensorRT 8.6, neither in TensorRT 7: whichever its ``--help``
+lists); without ``trtexec`` the Python API
 (``tensorrt.Builder`` + ``OnnxParser``) does the same. The artifact key holds the
 TensorRT version and the GPU's name, so a cache never hands an engine to another GPU.
 """
@@ -31,6 +32,7 @@ __all__ = [
     "import_tensorrt",
     "parse_trt_version",
     "trt_version",
+    "build_only_flag",
     "trtexec_build_command",
 ]
 
@@ -132,21 +134,36 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 def trtexec_build_command(
     trtexec: Path, onnx_path: Path, engine: Path, precision: str, version: str,
-    extra: Sequence[str] = (),
+    extra: Sequence[str] = (), *, build_flag: str | None = None,
 ) -> list[str]:  # fmt: skip
     """``trtexec --onnx=M --saveEngine=E [--fp16] --skipInference|--buildOnly [extra...]``.
 
-    ``--buildOnly`` for TensorRT before 8.6 (JetPack 4.6 on a Jetson Nano has 8.2).
+    ``build_flag`` is the flag that stops trtexec after the build, as its ``--help``
+    lists it (:func:`build_only_flag`; ``""``: it has none, as TensorRT 7's). Without
+    it the version decides: ``--buildOnly`` before TensorRT 8.6 (JetPack 4.6 on a
+    Jetson Nano has 8.2).
     """
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"TensorRT engines are built in fp32 or fp16 here, not {precision!r}")
-    old = version not in ("unknown", "missing") and _version_tuple(version) < (8, 6)
+    if build_flag is None:
+        old = version not in ("unknown", "missing") and _version_tuple(version) < (8, 6)
+        build_flag = "--buildOnly" if old else "--skipInference"
     return [
         str(trtexec), f"--onnx={onnx_path}", f"--saveEngine={engine}",
         *(["--fp16"] if precision == "fp16" else []),
-        "--buildOnly" if old else "--skipInference",
+        *([build_flag] if build_flag else []),
         *map(str, extra),
     ]  # fmt: skip
+
+
+def build_only_flag(trtexec: Path) -> str | None:
+    """The flag that makes ``trtexec`` build without timing, read from its ``--help``
+    (``--skipInference`` since TensorRT 8.6, ``--buildOnly`` before; ``""`` when it lists
+    neither, as TensorRT 7 prints no version either); ``None`` when the help is unreadable."""
+    for flag in ("--skipInference", "--buildOnly"):
+        if tool_output(trtexec, ["--help"], rf"(?<![\w-])({flag})\b"):
+            return flag
+    return "" if tool_output(trtexec, ["--help"], r"(--saveEngine)") else None
 
 
 def _build_python(onnx_bytes: bytes, precision: str) -> bytes:
@@ -197,7 +214,8 @@ def build_engine(
         onnx_path.write_bytes(model.SerializeToString())
         engine = Path(tmp) / "model.engine"
         cmd = trtexec_build_command(exe, onnx_path, engine, precision, report["tensorrt"],
-                                    options.get("trtexec_build_args", ()))  # fmt: skip
+                                    options.get("trtexec_build_args", ()),
+                                    build_flag=build_only_flag(exe))  # fmt: skip
         run_tool(cmd, cwd=tmp, timeout=_TIMEOUT_S)
         if not engine.is_file():
             raise ToolError(f"trtexec exited 0 but wrote no engine ({' '.join(cmd)})")
