@@ -20,6 +20,7 @@ from latbench.argparsing import (
     interruptible,
     nonempty,
     nonnegative_int,
+    path_arg,
     positive_int,
 )
 
@@ -37,10 +38,10 @@ DEFAULT_OUT = "latbench-results"
 
 
 def _keys(text: str) -> list[str]:
-    keys = [k.strip() for k in text.split(",") if k.strip()]
+    keys = list(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
     if not keys:
         raise argparse.ArgumentTypeError("expected comma-separated names")
-    return keys
+    return keys  # once each: a name given twice would count its repeats twice
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     every = sub.add_parser("all", parents=[common, pred],
                            help="every result below and OUT/README.md embedding them")  # fmt: skip
-    every.add_argument("--fewshot", type=Path, default=None, metavar="CSV",
+    every.add_argument("--fewshot", type=path_arg, default=None, metavar="CSV",
                        help="also report few-shot adaptation from this "
                             "'latbench-predict evaluate-adapt -o' file")  # fmt: skip
     sub.add_parser("correlation", parents=[common],
@@ -99,7 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("pairs", parents=[common], help="device-pair scatter matrix (Figure S13)")
     sub.add_parser("predictors", parents=[common, pred],
                    help="predictor comparison (Figure 1, Tables 1 and S2)")  # fmt: skip
-    nas = sub.add_parser("nas", parents=[common, pred],
+    nas_pred = argparse.ArgumentParser(add_help=False)  # what NAS reads of `pred`'s options
+    nas_pred.add_argument("--seed", type=nonnegative_int, default=0,
+                          help="seed of splits, training, designs and searches, at least 0"
+                               " (default 0)")  # fmt: skip
+    nas_pred.add_argument("--predictors", type=_keys, default=None, metavar="P1,P2,...",
+                          help="latency estimates to compare (default: flops, layerwise, gcn,"
+                               " fewshot, remeasured)")  # fmt: skip
+    nas_pred.add_argument("--train", type=positive_int, default=None, metavar="N",
+                          help="models the FLOPs/params/layer-wise fits and the GCN train on"
+                               " (default 900)")  # fmt: skip
+    nas_pred.add_argument("--gcn-epochs", type=positive_int, default=None, metavar="N",
+                          help=f"cap on GCN training epochs (default {QUICK_GCN_EPOCHS})")  # fmt: skip
+    nas = sub.add_parser("nas", parents=[common, nas_pred],
                          help="NAS with latency estimates: oracle NAS, Pareto fronts, aging "
                               "evolution (Figures 2, 3, S3); needs `latbench fetch nb201-accuracy`",
                          description="Oracle NAS over latency thresholds (Supplementary S1.3), "
@@ -107,8 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "measured latency and each estimate (--predictors: flops, params, "
                          "layerwise, gcn, fewshot, fewshot-nas, remeasured; default "
                          "flops,layerwise,gcn,fewshot,remeasured; remeasured is the device's own "
-                         "re-measurement of each computation, the noise floor). "
-                         "--repeats and --no-cache do not apply.")  # fmt: skip
+                         "re-measurement of each computation, the noise floor).")  # fmt: skip
     _nas_options(nas)
     _nas_options(every, accuracy_only=True)
     return parser
@@ -191,11 +203,12 @@ def _nas_from_args(args: argparse.Namespace) -> object | None:
     from latbench.analysis.nas import DEFAULT_NAS_PREDICTORS, NasOptions
     from latbench.analysis.nas_sources import source_names
 
-    preds = (
-        tuple(args.predictors)
-        if args.command == "nas" and args.predictors
-        else DEFAULT_NAS_PREDICTORS
-    )
+    if args.command == "nas" and args.predictors:
+        preds = tuple(args.predictors)
+    elif args.predictors:  # `all`: the compared predictors, and the free noise floor
+        preds = (*args.predictors, "remeasured")
+    else:
+        preds = DEFAULT_NAS_PREDICTORS
     from latbench.accuracy_table import accuracy_dataset_name
 
     # the canonical name: the report titles and the README's command line use it
@@ -204,6 +217,8 @@ def _nas_from_args(args: argparse.Namespace) -> object | None:
         "predictors": preds,
         "seed": args.seed,
     }
+    if args.command == "all":
+        kw["fewshot_strict"] = False  # `all` has no --fewshot-n to lower
     if args.command == "nas":
         kw |= {"fewshot_ns": args.fewshot_n, "ae_steps": args.ae_steps,
                "ae_seeds": args.ae_seeds, "limit_ms": args.limit_ms, "prior": args.prior,
@@ -288,12 +303,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         # before hours of analysis, not at the first write
         require_folder(args.out, creatable=True, writable=True)
-        require_folder(home_folder(args.data_home), "the data home", creatable=True)
+        home = home_folder(args.data_home)
+        require_folder(home, "the data home", creatable=True)
         with one_line_warnings(_PROG):  # reading the accuracy table or prior may warn
             nas = _nas_from_args(args)  # after: a file for a data home is named as such
     except (ValueError, *_errors()) as exc:  # an unknown name, a file for a folder, no table
         print(f"{_PROG}: error: {safe_line(str(exc))}", file=sys.stderr)
         return 2
+    if not home.is_dir():  # a mistyped --data-home or $LATBENCH_HOME: say what is left
+        print(f"{_PROG}: warning: the data home {safe_line(str(home))} does not exist;"
+              " only the bundled datasets are here", file=sys.stderr)  # fmt: skip
     try:
         with one_line_warnings(_PROG):
             sections = run(

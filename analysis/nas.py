@@ -94,6 +94,9 @@ class NasOptions:
     fewshot_accept: float = 0.5
     """Few-shot estimates accept a model at ``t`` when ``P(lat <= t)`` reaches this
     (0.5: their median; :func:`~latbench.predictors.fewshot.nasaware.acceptance_estimate`)."""
+    fewshot_strict: bool = True
+    """A few-shot N above a dataset's measured distinct graphs is an error (``nas``, where
+    N was asked for); else that estimate is left out for that dataset, saying why (``all``)."""
 
     def sources(self) -> list[str]:
         """Latency sources compared (predictors, ``fewshot`` expanded per N)."""
@@ -202,9 +205,13 @@ def device_nas(
             "device": key, "predictor": name, "step": np.arange(1, options.ae_steps + 1),
             "q25": q25, "median": med, "q75": q75, "assumed_median": assumed,
         }))  # fmt: skip
-    evolution = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(
-        columns=["device", "predictor", "step", "q25", "median", "q75", "assumed_median"]
-    )  # fmt: skip
+    # typed when empty: concatenated with other devices' curves, object columns would
+    # turn theirs to objects too, which the CSV's float format skips
+    evolution = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame({
+        "device": pd.Series(dtype=object), "predictor": pd.Series(dtype=object),
+        "step": pd.Series(dtype=np.int64),
+        **{c: pd.Series(dtype=np.float64) for c in ("q25", "median", "q75", "assumed_median")},
+    })  # fmt: skip
     return DeviceNAS(
         key=key,
         arch_ids=ids,
@@ -290,9 +297,9 @@ def check_options(data: Datasets, options: NasOptions) -> None:
     first dataset's hours of work: a few-shot N above a dataset's measured distinct
     graphs (the design picks one model per graph), or a latency limit under every
     measured model of every dataset Aging Evolution would search."""
+    from latbench.analysis.nas_sources import distinct_graphs
     from latbench.predictors import usable_rows
     from latbench.predictors.encoding import valid_mask
-    from latbench.predictors.fewshot.selection import graph_index
 
     few = [s for s in options.sources() if s.startswith("fewshot-")]
     n_few = max(options.fewshot_ns) if few else 0
@@ -300,10 +307,8 @@ def check_options(data: Datasets, options: NasOptions) -> None:
     fastest: dict[str, float] = {}
     for key, frame in data.frames.items():
         rows = usable_rows(frame)
-        ids = rows["arch_id"].to_numpy(dtype=np.int64)
-        graphs = graph_index()[ids]
-        distinct = int(np.unique(graphs[graphs >= 0]).size)
-        if n_few > distinct:
+        distinct = distinct_graphs(rows["arch_id"].to_numpy(dtype=np.int64))
+        if n_few > distinct and options.fewshot_strict:
             raise NasError(
                 f"--fewshot-n {n_few}: {key} measured {distinct} distinct pruned graphs (the"
                 f" few-shot design takes one model of each), fewer than {n_few}; lower --fewshot-n"

@@ -40,6 +40,7 @@ __all__ = [
     "BASE_PREDICTORS",
     "LABELS",
     "label",
+    "distinct_graphs",
     "latency_sources",
     "remeasurements",
     "source_names",
@@ -122,7 +123,13 @@ def latency_sources(
     if n_train + n_val < len(rows):
         sp = split_rows(rows, n_train, n_val, split_seed, "models")
     valid = np.flatnonzero(valid_mask())
+    distinct = distinct_graphs(ids)
     for name in sources:
+        if name.startswith("fewshot-"):
+            n = int(name.rsplit("-", 1)[1])
+            if n > distinct:  # the design takes one model of each graph
+                skipped[name] = f"{distinct} distinct measured graphs, fewer than N = {n}"
+                continue
         if name == "remeasured":
             est, why = _remeasured(frame, out["measured"])
             if why:
@@ -139,13 +146,13 @@ def latency_sources(
                 out[name], prior_sources = _fewshot_nas(
                     ids, y, n, seed, prior, accuracy, fewshot_accept
                 )
-            _fewshot_notes(notes, name, key, prior_sources, fewshot_accept)
+            _fewshot_notes(notes, name, key, prior_sources, fewshot_accept, n >= distinct)
             continue
         if name.startswith("fewshot-"):
             n = int(name.split("-", 1)[1])
             with _naming(key, name):
                 out[name], prior_sources = _fewshot(ids, y, n, seed, prior, fewshot_accept)
-            _fewshot_notes(notes, name, key, prior_sources, fewshot_accept)
+            _fewshot_notes(notes, name, key, prior_sources, fewshot_accept, n >= distinct)
             continue
         if sp is None:
             skipped[name] = f"{len(rows)} measured models, too few for {n_train} + {n_val}"
@@ -229,12 +236,23 @@ def _remeasured(frame: pd.DataFrame, measured: np.ndarray) -> tuple[np.ndarray, 
     return np.where(np.isfinite(est), est, measured), ""
 
 
+def distinct_graphs(ids: np.ndarray) -> int:
+    """How many distinct pruned graphs the architectures ``ids`` have."""
+    from latbench.predictors.fewshot.selection import graph_index
+
+    graphs = graph_index()[np.asarray(ids, dtype=np.int64)]
+    return int(np.unique(graphs[graphs >= 0]).size)
+
+
 def _fewshot_notes(
-    notes: dict[str, str], name: str, key: str | None, sources: Sequence[str], accept: float
-) -> None:
+    notes: dict[str, str], name: str, key: str | None, sources: Sequence[str], accept: float,
+    every_graph: bool = False,
+) -> None:  # fmt: skip
     said = []
     if key is not None and key in sources:
         said.append("the few-shot prior was pretrained on this dataset (in-sample)")
+    if every_graph:
+        said.append("its N measurements are every graph this dataset measured (in-sample)")
     if accept != 0.5:
         said.append(f"accepted where P(latency <= threshold) >= {accept:g}, not the median")
     if said:

@@ -212,11 +212,20 @@ def run(
             t0 = time.perf_counter()
             say(f"[{i}/{len(names)}] {name} ...")
             sections.append(steps[name](stage))
+            if result != "all" and not sections[-1].files:
+                # publishing nothing would remove this result's earlier files from ``out``
+                raise NoDatasetsError(
+                    f"{name}: no dataset here had what the options ask for"
+                    f" ({_first_reason(sections[-1].body)}); nothing was written and the"
+                    f" earlier results in {out} are kept"
+                )
             claim(stage, name)
             say(
                 f"[{i}/{len(names)}] {name}: {time.perf_counter() - t0:.0f} s, wrote "
                 + ", ".join(sections[-1].files)
             )
+        if result != "all":
+            _mark_readme_stale(out, stage, result)
         if result == "all":
             command = command_line(
                 "all", devices=devices, out=out, max_pairs=None if max_pairs == MAX_DEVICES else max_pairs,
@@ -230,6 +239,8 @@ def run(
             if left_out:
                 params["left out"] = "; ".join(f"{k} ({why})" for k, why in left_out.items())
             params |= report.predictor_parameters(**pred_kw, gcn_epochs=gcn_epochs)
+            if "nas" in names:
+                params["NAS latency estimates"] = ", ".join(nas_options.sources())
             if no_accuracy:
                 sections.append(report.Section(
                     "NAS with latency estimates", "Not run: no NAS-Bench-201 accuracy in the data "
@@ -239,3 +250,53 @@ def run(
     if result == "all":
         say(f"report: {out / 'README.md'}")
     return sections
+
+
+def _first_reason(body: str) -> str:
+    """The first line of a result's text that says why a dataset was not used."""
+    lines = [t.strip(" -*") for t in body.splitlines()]
+    for word in ("too few", "not run", "no "):
+        why = [t for t in lines if word in t.lower() and not t.endswith(":")]
+        if why:
+            return why[0][:200]
+    return "see the options"
+
+
+STALE = "> **Out of date:** "
+"""How the line begins that a single result's run adds atop an ``all`` README it changed."""
+
+
+def _mark_readme_stale(out: Path, stage: Path, result: str) -> None:
+    """Put ``out``'s README (made by ``all``) into ``stage`` with a line atop saying that
+    ``result`` was rerun since: its section shows the earlier results, and may link
+    figures this run replaced or removed. One such line per result, the latest kept."""
+    import datetime
+    import stat
+
+    from latbench.analysis.publishing import read_manifest
+    from latbench.files import read_capped
+
+    readme = out / "README.md"
+    if read_manifest(out).get("README.md") != "all":
+        return  # none, or not ours
+    try:
+        if not stat.S_ISREG(os.lstat(readme).st_mode):
+            return
+        text = read_capped(readme, 16 << 20).decode("utf-8")
+    except (OSError, ValueError):
+        return
+    lines = text.splitlines(keepends=True)
+    top, rest = [], lines
+    while rest and (rest[0].startswith(STALE) or not rest[0].strip()):
+        top += [rest[0]] if rest[0].startswith(STALE) else []
+        rest = rest[1:]
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    mine = (
+        f"{STALE}`latbench-analysis {result}` ran into this folder on {when}, after this"
+        f" README was made: its section below shows the earlier {result} results and may"
+        " link figures that run replaced or removed. Rerun `latbench-analysis all` to"
+        " rebuild this file.\n"
+    )
+    top = [t for t in top if f"`latbench-analysis {result}`" not in t] + [mine]
+    (stage / "README.md").write_text("\n".join(top) + "\n" + "".join(rest), encoding="utf-8")
+    claim(stage, "all")

@@ -226,7 +226,8 @@ def _groups(names: Sequence[str], plan: Mapping[str, Protocol]) -> list[list[str
 def predictor_table(results: pd.DataFrame) -> pd.DataFrame:
     """Table S2 layout: rows = error bound, columns = dataset x predictor, "mean ± std" in %.
 
-    Std is the sample standard deviation over repeats (0 for one repeat). A last row
+    Std is the sample standard deviation over repeats (a cell of one repeat shows the
+    mean alone). A last row
     ``protocol`` names the protocol behind each column where ``results`` has one.
     """
     from latbench.predictors import BOUNDS, summarize
@@ -246,7 +247,8 @@ def predictor_table(results: pd.DataFrame) -> pd.DataFrame:
         for b in BOUNDS:
             mean = getattr(row, f"within_{b}pct_mean") * 100
             std = getattr(row, f"within_{b}pct_std") * 100
-            cells.append(f"{mean:.1f} ± {std:.1f}")
+            # one repeat has no spread to show: not "± 0.0"
+            cells.append(f"{mean:.1f} ± {std:.1f}" if row.repeats > 1 else f"{mean:.1f}")
         if "protocol" in summary.columns:
             cells.append(row.protocol)
         cols[(row.dataset, LABELS.get(row.predictor, row.predictor))] = cells

@@ -42,6 +42,7 @@ __all__ = [
     "fsync_path",
     "is_mine",
     "next_manifest",
+    "read_manifest",
     "staged_files",
     "write_durably",
 ]
@@ -154,7 +155,7 @@ def _read_claims(stage: Path) -> dict:
     return claims
 
 
-def _read_manifest(out: Path) -> dict[str, str]:
+def read_manifest(out: Path) -> dict[str, str]:
     """The previous manifest's ``{file: result set}``; empty when absent or damaged."""
     path = out / MANIFEST
     try:
@@ -179,7 +180,7 @@ def next_manifest(
     stage: Path, out: Path, files: Sequence[str], results: str
 ) -> tuple[dict, list[str]]:
     """The manifest after this run, and the previous one's files this run removes."""
-    previous = _read_manifest(out)
+    previous = read_manifest(out)
     claims = _read_claims(stage)
     claimed = claims["files"]
     written = {rel: claimed.get(rel, results) for rel in files}

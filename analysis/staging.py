@@ -27,7 +27,7 @@ import stat
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import cache
 from pathlib import Path, PurePosixPath
@@ -49,6 +49,7 @@ from latbench.analysis.publishing import (
     fsync_path,
     is_mine,
     next_manifest,
+    read_manifest,
     staged_files,
     write_durably,
 )
@@ -204,6 +205,7 @@ def publish(stage: Path, out: Path, *, results: str | None = None) -> list[Path]
             )
         moves, remove = list(files), []
         if results is not None:
+            _keep_users_files(out, files)
             manifest, remove = next_manifest(stage, out, files, results)
             (stage / MANIFEST).write_text(dump_json(manifest), encoding="utf-8")
             moves.append(MANIFEST)  # last: it lists the files only once they are there
@@ -217,6 +219,39 @@ def publish(stage: Path, out: Path, *, results: str | None = None) -> list[Path]
                 finish_moves(stage, out, moves, remove)
             raise  # what could not be completed stays for the next run (see staged)
     return [out / rel for rel in files]
+
+
+def _keep_users_files(out: Path, files: Sequence[str]) -> list[Path]:
+    """Rename aside (``NAME.orig``, ``NAME.orig-2``, ...) each regular file of ``out`` that
+    this run would replace and no earlier run published (the manifest does not list it):
+    a user's own ``README.md`` in ``--out .`` is theirs, not an old result. Returns the
+    new names, and warns naming them."""
+    listed = read_manifest(out)
+    kept = []
+    for rel in files:
+        target = out / rel
+        if (
+            rel in listed
+            or not os.path.lexists(target)
+            or not stat.S_ISREG(os.lstat(target).st_mode)
+        ):
+            continue
+        for n in range(1, 1000):
+            aside = target.with_name(f"{target.name}.orig" + (f"-{n}" if n > 1 else ""))
+            if not os.path.lexists(aside):
+                break
+        else:
+            raise FileExistsError(errno.EEXIST, "has 999 renamed copies already", str(target))
+        os.rename(target, aside)
+        kept.append(aside)
+    if kept:
+        shown = ", ".join(p.name for p in kept[:5]) + (", ..." if len(kept) > 5 else "")
+        warnings.warn(
+            f"{out} held {len(kept)} file(s) of a result's name that no earlier"
+            f" latbench-analysis run wrote there; kept as {shown}",
+            stacklevel=5,
+        )
+    return kept
 
 
 def remove_abandoned(out: Path) -> list[Path]:

@@ -4,7 +4,7 @@ argparse prints the whole usage block before ``error: ...``; a script that reads
 last line, or a user who reads the first, then misses the message. Here a bad
 argument prints ``prog: error: <message> (see prog --help)`` and exits with 2. A
 Ctrl-C prints ``prog: interrupted`` and exits with 130, not a traceback from wherever
-it landed (often deep in TensorFlow's import).
+it landed (often deep in TensorFlow's import); SIGTERM and SIGHUP unwind the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from latbench.terminal import safe_line
 
 __all__ = [
     "OneLineParser",
+    "Terminated",
     "folder",
     "interruptible",
     "nonempty",
@@ -39,20 +40,69 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {safe_line(message)} (see {self.prog} --help)\n")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (``kill``, ``timeout``, a batch scheduler, a closed terminal),
+    raised where the program is, so that it unwinds and cleans up as on Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def unwind_on_termination() -> Callable[[], None]:
+    """Make SIGTERM and SIGHUP raise :class:`Terminated`; returns what restores the
+    handlers there were. Python's default for them exits without running ``finally``
+    blocks, which leaves temporary folders and files behind."""
+    import signal
+
+    def stop(signum: int, _frame: object) -> None:
+        raise Terminated(signum)
+
+    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+
+    def restore() -> None:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+    return restore
+
+
 def interruptible(prog: str) -> Callable[[_Main], _Main]:
-    """Decorate a command's ``main``: a Ctrl-C returns 130 with ``prog: interrupted``.
+    """Decorate a command's ``main``: a Ctrl-C returns 130 with ``prog: interrupted``;
+    run as a console script (``main()`` with no ``argv``), SIGTERM and SIGHUP unwind
+    the same way and return 128 + the signal's number. A reader that goes away
+    (``| head``) ends it quietly with status 1.
 
     Only for commands whose writes are atomic, so an interruption loses no finished
     output (every LatBench writer goes through a temporary file and a rename)."""
+    import signal
+    import threading
 
     def wrap(main: _Main) -> _Main:
         @functools.wraps(main)
         def run(*args: object, **kwargs: object) -> int:
+            console = (not args or args[0] is None) and kwargs.get("argv") is None
+            main_thread = threading.current_thread() is threading.main_thread()
+            restore = unwind_on_termination() if console and main_thread else None
             try:
                 return main(*args, **kwargs)
+            except Terminated as exc:
+                name = signal.Signals(exc.signum).name
+                print(f"{prog}: stopped by {name}", file=sys.stderr)
+                return 128 + exc.signum
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted", file=sys.stderr)
                 return 130
+            except BrokenPipeError:
+                # the reader (e.g. `| head`) went away: silence the flush at exit
+                import os
+
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                return 1
+            finally:
+                if restore is not None:
+                    restore()
 
         return run  # type: ignore[return-value]
 

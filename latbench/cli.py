@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import shutil
 import sys
@@ -20,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from latbench.argparsing import OneLineParser, nonempty
+from latbench.argparsing import OneLineParser, interruptible, nonempty
 from latbench.lock import KeyLocked
 from latbench.terminal import one_line_warnings, safe, safe_line
 
@@ -617,6 +616,7 @@ def _one_line(exc: BaseException) -> str:
     return safe_line(text, 1000) or type(exc).__name__
 
 
+@interruptible(_PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``latbench`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -624,10 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with one_line_warnings(_PROG):
             return int(args.func(args))
     except BrokenPipeError:
-        # The reader (e.g. `| head`) went away; silence the flush at interpreter exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
+        raise  # before OSError below: a reader gone is no error (interruptible)
     except ModuleNotFoundError as exc:
         if (exc.name or "").startswith("latbench"):
             raise  # our own module missing is a bug, not an absent extra
@@ -638,9 +635,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, KeyError, OSError, KeyLocked) as exc:
         print(f"{_PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{_PROG}: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

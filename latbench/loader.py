@@ -245,10 +245,28 @@ def load(
         path = fetch_dataset(key, data_home).path
     st = path.stat()
     df = _read_cached(str(path), st.st_mtime_ns, st.st_size)
+    _check_holds(path, df.attrs["metadata"])
     out = df.copy()
     # deep copy: the metadata holds nested dicts that must not alias the cached frame's
     out.attrs = {"metadata": copy.deepcopy(df.attrs["metadata"]), "path": str(path)}
     return _set_index(_add_accuracy(out, accuracy, data_home), index)
+
+
+def _check_holds(path: Path, metadata: dict) -> None:
+    """Refuse a file named for one catalog dataset that holds another (a copy saved
+    under the wrong name): its figures would be reported under the wrong device."""
+    device = metadata.get("device")
+    recorded = metadata.get("key") or (device.get("key") if isinstance(device, dict) else None)
+    if not isinstance(recorded, str):
+        return
+    named, held = resolve(path.name.removesuffix(".parquet")), resolve(recorded)
+    if named is not None and held is not None and named != held:
+        from latbench.dataset import DatasetError
+
+        raise DatasetError(
+            f"{path}: the file holds dataset {held!r}, not {named!r} (a copy saved under"
+            f" the wrong name?); import {named} again, or move the file away"
+        )
 
 
 def load_predicted(key: str, *, data_home: str | os.PathLike[str] | None = None) -> pd.DataFrame:

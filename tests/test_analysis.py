@@ -304,6 +304,9 @@ def test_predictor_table_and_figure_agree_with_the_protocol(bundled, tmp_path):
     table = P.predictor_table(res)
     shares = res["within_10pct"] * 100
     assert table.loc["±10%", (BUNDLED, "FLOPs")] == f"{shares.mean():.1f} ± {shares.std():.1f}"
+    one = P.predictor_table(res[res["repeat"] == 0])  # one repeat: no "± 0.0"
+    first = res.loc[res["repeat"] == 0, "within_10pct"].iloc[0] * 100
+    assert one.loc["±10%", (BUNDLED, "FLOPs")] == f"{first:.1f}"
     # the panel's repeat 0 is the protocol's repeat 0: same split, same fitted model
     pred = P.repeat0_predictions(bundled, "flops", n_train=200, n_val=20)
     ok = (bundled["status"] == "ok").sum()

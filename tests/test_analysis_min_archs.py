@@ -56,3 +56,26 @@ def test_min_archs_default_is_shown_and_passed_on():
     assert analysis_cli.MIN_ARCHS == pipeline.MIN_ARCHS
     assert "--min-archs" not in pipeline.command_line("all")
     assert "--min-archs 5" in pipeline.command_line("all", min_archs=5)
+
+
+def test_all_leaves_out_a_fewshot_estimate_a_small_dataset_cannot_give(tmp_path):
+    from latbench import load
+    from latbench.analysis.data import load_datasets
+    from latbench.analysis.nas import NasError, NasOptions, check_options
+    from latbench.analysis.nas_sources import latency_sources
+
+    home = tmp_path / "home"
+    df = skeleton_frame()
+    ids = df[df["valid"]].drop_duplicates("graph_key").index[:10]  # ten distinct graphs
+    df.loc[ids, ["status", "latency_ms", "runs"]] = ["ok", 1.5, 10]
+    df["latency_ms"] = df["latency_ms"].where(df["status"] != "ok", np.linspace(1, 2, len(df)))
+    write_dataset(df, home / "tiny-cpu-fp32.parquet", {"device": {"key": "tiny-cpu-fp32"}})
+    data = load_datasets(["tiny-cpu-fp32"], data_home=home)
+    with pytest.raises(NasError, match="lower --fewshot-n"):  # `nas`: N was asked for
+        check_options(data, NasOptions(predictors=("fewshot",)))
+    check_options(data, NasOptions(predictors=("fewshot",), fewshot_strict=False))  # `all`
+    frame = load("tiny-cpu-fp32", data_home=home)
+    out, skipped, notes = latency_sources(frame, ["fewshot-20", "fewshot-10"], key="tiny-cpu-fp32")
+    assert skipped == {"fewshot-20": "10 distinct measured graphs, fewer than N = 20"}
+    assert "every graph this dataset measured (in-sample)" in notes["fewshot-10"]
+    assert np.isfinite(out["fewshot-10"]).sum() > 10

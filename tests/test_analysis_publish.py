@@ -388,7 +388,7 @@ def test_a_journal_is_read_under_the_lock_and_completed_once(tmp_path, monkeypat
 
 def test_ctrl_c_between_two_moves_still_publishes_the_whole_set(tmp_path, monkeypatch):
     out = tmp_path / "out"
-    _results(out, {n: f"old {n}\n" for n in NEW})
+    _results(out, {n: f"old {n}\n" for n in NEW}, {n: "r" for n in NEW})
     real, calls = os.replace, []
 
     def replace(src, dst, **kw):
@@ -680,3 +680,24 @@ def test_a_folder_where_the_manifest_goes_stops_the_run_before_any_move(tmp_path
     with staged(out) as s:  # a run that keeps no manifest is not stopped by it
         _results(s, {"a.csv": "new\n"})
     assert (out / "a.csv").read_text() == "new\n"
+
+
+def test_a_users_file_of_a_results_name_is_kept_aside_not_replaced(tmp_path):
+    out = tmp_path / "out"
+    # the user's README and an earlier copy they kept; b.csv an earlier run's result
+    _results(out, {"README.md": "# mine\n", "README.md.orig": "# older\n", "b.csv": "old\n"},
+             {"b.csv": "r"})  # fmt: skip
+    with (
+        pytest.warns(UserWarning, match=r"no earlier latbench-analysis run wrote there; kept as"),
+        staged(out, results="r") as stage,
+    ):
+        for n in ("README.md", "b.csv"):
+            (stage / n).write_text(f"new {n}\n")
+    assert (out / "README.md").read_text() == "new README.md\n"
+    assert (out / "README.md.orig-2").read_text() == "# mine\n"
+    assert (out / "README.md.orig").read_text() == "# older\n"
+    assert (out / "b.csv").read_text() == "new b.csv\n" and not (out / "b.csv.orig").exists()
+    # the next run replaces its README: it is listed now
+    with staged(out, results="r") as stage:
+        (stage / "README.md").write_text("newer\n")
+    assert not (out / "README.md.orig-3").exists()

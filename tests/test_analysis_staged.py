@@ -59,7 +59,7 @@ def results(previous, tmp_path) -> Path:
     out = tmp_path / "results"
     shutil.copytree(previous, out)
     for p in out.iterdir():
-        if p.name != NOTES:
+        if p.name not in (NOTES, ".latbench-results.json"):  # the record of what is ours
             p.write_text(f"old {p.name}\n")
     return out
 
@@ -208,3 +208,63 @@ def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path, home,
     # the owner file stays in the staging folder: never published as a result
     assert not (out / OWNER_FILE).exists()
     assert (out / "README.md").is_file()
+
+
+def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_staging_folder(home, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / NOTES).write_text("my notes\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "latbench.analysis.cli", "predictors", "--data-home", str(home),
+         "--out", str(out), "--devices", DEVICE, "--predictors", "gcn", "--repeats", "1",
+         "--no-cache", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(".latbench-partial-") for p in out.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "latbench-analysis: stopped by SIGTERM" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == [NOTES]  # no staging folder, notes kept
+
+
+def test_a_result_with_nothing_to_write_keeps_the_earlier_one(home, tmp_path, capsys):
+    out = tmp_path / "out"
+    run = ["predictors", "--data-home", str(home), "--out", str(out), *FAST]
+    assert main(run) == 0
+    before = _snapshot(out)
+    assert main([*run, "--train", "20000"]) == 2  # too many for every dataset
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "too few for 20000 training" in err and "earlier results" in err
+    assert _snapshot(out) == before
+
+
+def test_a_single_result_rerun_marks_the_all_readme_out_of_date(home, tmp_path):
+    out = tmp_path / "out"
+    assert _all(home, out) == 0
+    body = (out / "README.md").read_text()
+    for _ in range(2):  # one line per result rerun, the latest kept
+        assert main(["predictors", "--data-home", str(home), "--out", str(out), *FAST]) == 0
+    text = (out / "README.md").read_text()
+    assert text.count("> **Out of date:** `latbench-analysis predictors` ran") == 1
+    assert text.endswith(body)  # the README itself is kept below the line
+    assert _all(home, out) == 0  # `all` rebuilds it, without the line
+    assert "Out of date" not in (out / "README.md").read_text()
+
+
+def test_a_predictor_named_twice_is_run_once(home, tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "out"
+    args = ["predictors", "--data-home", str(home), "--out", str(out), "--devices", DEVICE]
+    assert main([*args, "--predictors", "flops,flops", "--repeats", "1", "--quiet"]) == 0
+    rows = pd.read_csv(out / "predictors.csv")
+    assert len(rows) == len(rows.drop_duplicates(["dataset", "predictor", "repeat"])) == 1

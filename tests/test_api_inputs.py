@@ -130,3 +130,22 @@ def test_nas_tools_refuse_tables_empty_sets_and_wrong_counts():
                                                    **bad})  # fmt: skip
     with pytest.raises(ValueError, match="limit_ms must be a number"):
         aging_evolution(acc, lat, lat, "3", steps=80, population=16, sample=4)
+
+
+def test_a_file_named_for_one_dataset_holding_another_is_refused(tmp_path):
+    from latbench.dataset import skeleton_frame, write_dataset
+
+    df = skeleton_frame()
+    ids = df.index[df["valid"]][:3]
+    df.loc[ids, ["status", "latency_ms", "runs"]] = ["ok", 1.0, 10]
+    # Jetson Nano fp16 measurements saved under the Edge TPU's name
+    write_dataset(df, tmp_path / "edgetpu-int8.parquet", {"device": {"key": "jetson-nano-fp16"}})
+    with pytest.raises(DatasetError, match="holds dataset 'jetson-nano-fp16', not 'edgetpu-int8'"):
+        latbench.load("edgetpu-int8", data_home=tmp_path)
+    # an alias of the same dataset, or a key of the user's own, is fine
+    write_dataset(
+        df, tmp_path / "d-gpu.parquet", {"device": {"key": "desktop-gpu-gtx-1080-ti-fp32"}}
+    )
+    write_dataset(df, tmp_path / "mybox.parquet", {"device": {"key": "mybox-old-name"}})
+    assert len(latbench.load("d-gpu", data_home=tmp_path)) == N_ARCHS
+    assert len(latbench.load("mybox", data_home=tmp_path)) == N_ARCHS
