@@ -98,6 +98,29 @@ def plan_adapt(n: int, prior: str | os.PathLike[str] | None = None, seed: int = 
         raise ValueError(f"--adapt needs at least {MIN_MEASURED} architectures, got {n}")
     path = Path(prior) if prior is not None else default_prior_path()
     loaded = load_prior(path)  # PredictorError is a ValueError: one line, exit 2
+    if loaded.view != "pruned":  # sources as timed: HELP's run their cells' dead branches
+        import warnings
+
+        warnings.warn(
+            f"--prior {path} sees its sources as they were timed ({loaded.view} view), not"
+            " as pruned networks, which is what this harness times: its predictions are"
+            " worse here (`latbench-predict pretrain`, default --view pruned, makes one)",
+            stacklevel=2,
+        )
     criterion = resolve_criterion()
     ids = select_archs(loaded, n, seed=seed, criterion=criterion)
     return AdaptPlan(loaded, path, tuple(int(i) for i in ids), seed, criterion)
+
+
+def summary_line(meta: dict) -> str:
+    """What a user should see of a fit: the model chosen, the nearest source and its
+    distance, and a warning when the device is unlike every source."""
+    line = f"few-shot fit: model {meta.get('model')}"
+    nearest = meta.get("nearest_source")
+    if nearest:
+        d = meta.get("source_distance", {}).get(nearest, {})
+        line += (f"; nearest source {nearest} (RMS log error {d.get('rmse_log')},"
+                 f" Spearman {d.get('spearman')})")  # fmt: skip
+    if meta.get("unlike_sources"):
+        line += "; this device is unlike every source of the prior: treat the bands with care"
+    return line

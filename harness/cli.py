@@ -246,7 +246,8 @@ def _run(args: argparse.Namespace) -> int:
     from latbench.harness.artifacts import ArtifactCache
     from latbench.harness.host import host_name
 
-    key = validate_key(f"{host_name()}-{profile.name}" if args.key is None else args.key)
+    key = validate_key(f"{host_name()}-{profile.name}" if args.key is None else args.key,
+                       shadow_check=args.out is None, catalog_check=True)  # fmt: skip
     cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
     with hold(out, run_stem(key, shard)):  # one writer per key, for the whole run
         return _measure_run(args, profile, plan, out, key, shard, cache, adapt)
@@ -286,7 +287,11 @@ def _measure_run(args, profile, plan, out: Path, key: str, shard, cache, adapt=N
         )  # fmt: skip
         print(f"wrote {path}")
     if adapt is not None and summary.dataset is not None:
+        from latbench.harness.adapt import summary_line
+        from latbench.predicted import read_predicted
+
         pred = adapt.finish(out, key)
+        print(summary_line(read_predicted(pred).attrs["metadata"]))
         print(f"wrote {pred}; load it with: latbench.load_predicted({key!r})")
     if summary.dataset is not None and shard == (1, 1) and args.out is None:
         print(f"load it with: latbench.load({key!r})")

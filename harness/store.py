@@ -221,13 +221,12 @@ class RunStore:
                 " --key, or pass --fresh to measure again and replace it."
             ) from None
         stored = df.attrs["metadata"].get("run_config")
-        if stored is None:  # written before run settings were recorded: time again
-            log.warning(
-                "%s records no run settings (an older version's, or a copy): it is measured"
-                " again and replaced (use another --key or --out to keep it)",
-                self.dataset_path,
+        if stored is None:  # not this harness's run: an import, a copy, an old version's
+            raise RunConfigMismatch(
+                f"{self.dataset_path} holds {len(df)} rows this harness did not measure"
+                f" ({_made_by(df.attrs['metadata'])}, no run settings recorded): a run would"
+                " replace it. Use another --key or --out, or --fresh to replace it."
             )
-            return {}
         details = _config_diff(stored if isinstance(stored, dict) else {"?": stored}, self.config)
         if details:
             raise RunConfigMismatch(
@@ -532,6 +531,12 @@ def finished_rows(
     if not _same_settings(df.attrs["metadata"], config):
         return set(), None
     return {int(x) for x in df["arch_id"]}, _selection_text(df.attrs["metadata"])
+
+
+def _made_by(metadata: dict[str, Any]) -> str:
+    """What made a dataset, as its metadata says, in a few words."""
+    source = metadata.get("source")
+    return f"source: {short_repr(source, 60)}" if isinstance(source, str) else "an import or copy"
 
 
 def _same_settings(metadata: dict[str, Any], config: dict[str, Any]) -> bool:

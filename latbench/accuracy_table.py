@@ -111,6 +111,10 @@ def accuracy_path(data_home: str | os.PathLike[str] | None = None) -> Path:
     return _home(data_home) / "accuracy" / TABLE_NAME
 
 
+_OTHER_SEPARATORS = ((";", "semicolons (';', as Excel writes in many locales)"), ("\t", "tabs"))
+"""Field separators a CSV may use instead of commas, named in the refusal."""
+
+
 def read_nats_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Parse a NATS-Bench accuracy CSV; one row per ``arch_id`` (0..15624), in order.
 
@@ -142,6 +146,13 @@ def read_nats_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise AccuracyFormatError(f"{path}: line 1: {exc}") from None
     header = [h.strip() for h in header]
     absent = [c for c in CSV_COLUMNS if c not in header]
+    if absent and len(header) == 1:  # one field: the columns split by something else
+        sep = next(((c, n) for c, n in _OTHER_SEPARATORS if c in header[0]), None)
+        if sep is not None:
+            raise AccuracyFormatError(
+                f"{path}: line 1: fields separated by {sep[1]}, not commas; save it as a"
+                " comma-separated CSV (with '.' as the decimal mark) and import that"
+            )
     if absent:
         raise AccuracyFormatError(
             f"{path}: line 1: no column(s) {', '.join(absent)}; not a NATS-Bench accuracy CSV"

@@ -408,6 +408,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise ValueError(
             f"cannot tell the format from {safe(out.name)!r}; pass --format csv|parquet"
         )
+    if fmt == "parquet" and not out.name.endswith(".parquet"):
+        # `latbench check` and the data home know a LatBench Parquet file by this ending
+        raise ValueError(
+            f"{safe(out.name)!r}: a Parquet export's name must end in '.parquet' (lower case),"
+            f" which `latbench check` and `load` read; e.g. {safe(out.with_suffix('.parquet'))}"
+        )
     with _export_lock(out, args.data_home):
         check_output(out, args.overwrite)  # never replaces a FIFO, socket or device node
         df = load(args.key, data_home=args.data_home)

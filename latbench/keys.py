@@ -45,14 +45,19 @@ def _bundled_keys() -> set[str]:
     return {normalize_key(k) for k in bundled_datasets()}
 
 
-def validate_key(key: str, option: str = "--key", *, shadow_check: bool = False) -> str:
+def validate_key(
+    key: str, option: str = "--key", *, shadow_check: bool = False, catalog_check: bool = False
+) -> str:
     """Return ``key`` if it is a safe dataset key; raise :class:`InvalidKeyError` naming why not.
 
     Allowed: ASCII letters, digits, ``_ . + -``, starting with a letter or digit (so
     never hidden), at most 128 characters, no ``..``, none of
     :data:`RESERVED_SUFFIXES`, no ``.shardIofN`` / ``.passIofN`` ending (the harness
     adds those itself). With ``shadow_check`` (writes into the data home) a key that
-    names a bundled dataset, in any spelling ``load`` accepts, is refused too.
+    names a bundled dataset, in any spelling ``load`` accepts, is refused too; with
+    ``catalog_check`` (a measurement's key) so is a published catalog dataset's key (the
+    bundled ones were measured by this harness): a measurement of yours filed under it
+    would pass for that dataset, or replace it.
     """
     if not isinstance(key, str) or not key:
         raise InvalidKeyError(f"{option} must not be empty")
@@ -82,6 +87,16 @@ def validate_key(key: str, option: str = "--key", *, shadow_check: bool = False)
             f"{option} {shown} ends like a shard or pass the harness names itself; use"
             " --shard instead, or another name"
         )
+    if catalog_check:
+        from latbench.catalog import CATALOG, normalize_key
+
+        named = normalize_key(key)  # its file would be the published dataset's own
+        if named in CATALOG and named not in _bundled_keys():
+            raise InvalidKeyError(
+                f"{option} {shown} names the published dataset {named!r}"
+                f" ({CATALOG[named].name}); give your measurement a key of its own"
+                " (e.g. <host>-<runtime>-<precision>)"
+            )
     if shadow_check:
         from latbench.catalog import normalize_key, resolve
 

@@ -145,6 +145,8 @@ def _not_a_key(key: str, home: str | os.PathLike[str] | None) -> None:
     key of a prediction (:func:`load_predicted`)."""
     from latbench.predicted import PREDICTED_SUFFIX, predicted_path
 
+    if len(key) > 255:  # no file has such a name: and asking the OS would raise
+        return
     if "/" in key or os.sep in key or Path(key).suffix == ".parquet" and Path(key).is_file():
         raise UnknownDatasetError(
             key, [], hint="load takes a dataset key; read a file with latbench.read_dataset(path)"
@@ -289,9 +291,11 @@ def load_predicted(key: str, *, data_home: str | os.PathLike[str] | None = None)
             path = predicted_path(d, candidate)
             if path.is_file():
                 return read_predicted(path)
+    mine = normalize_key(stem) not in CATALOG  # a published dataset's key is not for yours
     raise DatasetNotFoundError(
         f"no prediction for {stem!r} in {_search_dirs(data_home)[-1]}; make one with:\n"
-        f"    latbench-measure --device <profile> --adapt 10 --key {normalize_key(stem)}"
+        f"    latbench-measure --device <profile> --adapt 10 --key"
+        f" {normalize_key(stem) if mine else '<your key>'}"
     )
 
 

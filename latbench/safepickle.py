@@ -178,14 +178,53 @@ def _numpy_dtype(spec: Any, align: Any = False, copy: Any = False) -> _Dtype:
     return _Dtype(spec)
 
 
+MAX_LATIN1_CHARS = 64
+"""Longest string :func:`_latin1_bytes` turns into bytes (a numpy scalar's payload is at
+most 8 bytes for the builtin codes allowed)."""
+
+_LATIN1 = frozenset({"latin1", "latin-1"})
+
+
+def _latin1_bytes(text: Any, encoding: Any = None, *rest: Any) -> bytes:
+    # Pickle protocols 0-2 have no bytes opcode: they write ``b`` as
+    # ``_codecs.encode(b.decode('latin1'), 'latin1')``, so a numpy scalar re-saved with
+    # them carries its payload that way. Only that call is accepted: a short str, the
+    # latin-1 codec named as pickle names it, no errors argument; the result is bytes.
+    if rest or type(encoding) is not str or encoding not in _LATIN1:
+        raise UnsafePickleError(
+            f"_codecs.encode with arguments {short_repr((encoding, *rest))} refused: only"
+            " (str, 'latin1'), as pickle protocols 0-2 write bytes"
+        )
+    if type(text) is not str:
+        raise UnsafePickleError(
+            f"_codecs.encode of a {type(text).__name__} refused: only a str, as pickle"
+            " protocols 0-2 write bytes"
+        )
+    if len(text) > MAX_LATIN1_CHARS:
+        raise _Refused(
+            f"_codecs.encode of {len(text)} characters (over {MAX_LATIN1_CHARS}: more than"
+            " a numpy scalar's bytes)"
+        )
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise CorruptPickleError(
+            "_codecs.encode of a str holding a character past U+00FF: not bytes pickled by"
+            " protocol 0-2"
+        ) from None
+
+
 NUMPY_SCALARS: Mapping[tuple[str, str], Callable[..., Any]] = {
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
     ("numpy", "dtype"): _numpy_dtype,
+    ("_codecs", "encode"): _latin1_bytes,
 }
 """Allow-list for pickled numpy numeric scalars, under numpy 1 and numpy 2 module names.
 
-The callables are guarded stand-ins for the real ones that accept only numeric dtypes.
+The callables are guarded stand-ins for the real ones that accept only numeric dtypes,
+and (``_codecs.encode``) only the latin-1 round trip by which pickle protocols 0-2
+store a scalar's raw bytes.
 """
 
 

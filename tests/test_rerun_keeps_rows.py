@@ -163,3 +163,34 @@ def test_the_selection_text_says_how_every_kept_row_was_chosen(tmp_path):
             f" sample 5; and {n1} architectures kept from earlier runs of this dataset:"
             " sample 1"
         )
+
+
+def test_a_dataset_this_harness_did_not_measure_is_never_replaced(tmp_path):
+    from latbench.dataset import skeleton_frame, write_dataset
+    from latbench.harness.store import RunConfigMismatch
+
+    out = tmp_path / "out"
+    out.mkdir()
+    df = skeleton_frame()  # an imported dataset: no run settings in its metadata
+    df.loc[df["valid"], ["status", "latency_ms", "runs"]] = ["ok", 2.0, 1]
+    path = write_dataset(df, out / "k.parquet", {"source": "HELP, HayeonLee/HELP"})
+    before = path.read_bytes()
+    with pytest.raises(RunConfigMismatch, match="this harness did not measure .*source: 'HELP"):
+        _run(tmp_path, make_plan(select_archs(limit=2, seed=5)), _Executor(out / "k.parts"))
+    assert path.read_bytes() == before
+
+
+def test_a_measurement_is_never_filed_under_a_published_datasets_key(tmp_path):
+    import subprocess
+    import sys
+
+    for key, why in (("help-fpga", "names the published dataset 'help-fpga'"),
+                     ("xeon2c-tf-fp32", "is a bundled dataset's key")):  # fmt: skip
+        res = subprocess.run(
+            [sys.executable, "-m", "latbench.harness.cli", "--device", "cpu-onnxruntime",
+             "--limit", "2", "--key", key, "--quiet"],
+            capture_output=True, text=True, env={**__import__("os").environ,
+                                                "LATBENCH_HOME": str(tmp_path)},
+        )  # fmt: skip
+        assert res.returncode == 2 and why in res.stderr, res.stderr
+        assert not list(tmp_path.glob("*.parquet"))

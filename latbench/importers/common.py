@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -293,8 +294,15 @@ def write_lock(folder: Path, key: str) -> Iterator[None]:
     except LockUnavailable as exc:  # no process holds it: the folder refuses the file
         raise OSError(f"{exc}; nothing imported".replace("--out", "the data home")) from None
     except KeyLocked as exc:
+        # lock.py's advice is latbench-measure's (--key, --out); an import has neither
+        # (--key is eagle's, for a file's dataset), but every import takes --data-home
+        advice = re.sub(
+            r"wait for it to finish, stop it, or use another --key or \S+$",
+            "wait for it to finish or stop it, or import into another --data-home",
+            str(exc),
+        )
         raise KeyLockedError(
-            f"{key!r} in {folder}: nothing imported, another process holds its write lock: {exc}"
+            f"{key!r} in {folder}: nothing imported, another process holds its write lock: {advice}"
         ) from None
     except OSError as exc:
         if held:  # the write itself failed: its own message names the file

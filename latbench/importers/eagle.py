@@ -3,7 +3,8 @@
 Each release file is a pickle of ``{(o1, ..., o6): latency_seconds}`` over the 15,284
 valid architectures, values numpy float64 scalars. A file's content (SHA-256) selects
 its catalog entry, its name (any published spelling) only as a fallback, recorded in
-the metadata; a file that matches neither is never imported under a made-up key.
+the metadata and checked against the published median where the name is ambiguous; a
+file that matches neither is never imported under a made-up key.
 Latencies become milliseconds; invalid architectures stay ``status="invalid"`` with no
 latency, valid ones the file lacks are ``status="missing"``.
 """
@@ -11,6 +12,7 @@ latency, valid ones the file lacks are ``status="missing"``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import warnings
@@ -30,11 +32,21 @@ from latbench.importers.common import (
     canonical_key,
     catalog_metadata,
     load_source_pickle,
+    packed_kind,
     refuse_duplicates,
     select_keys,
     source_problem,
 )
-from latbench.importers.registry import JETSON_LABEL_HISTORY, Identification, identify
+from latbench.importers.registry import (
+    JETSON_LABEL_HISTORY,
+    MEDIAN_FACTOR,
+    REGISTRY,
+    Identification,
+    by_median,
+    identify,
+    median_fits,
+    median_mismatch,
+)
 from latbench.safepickle import NUMPY_SCALARS, Limits, short_repr
 from latbench.space import N_ARCHS, OPS, format_arch
 
@@ -172,7 +184,8 @@ def _release_files(path: Path) -> tuple[list[Path], list[Path]]:
         refuse_duplicates({f: f.name.casefold() for f in files}, path)
         if not files:
             raise ImportFormatError(
-                f"{path}: no release files ({', '.join(SUFFIXES)}) here" + _hint(path, packed)
+                f"{path}: no release files ({', '.join(SUFFIXES)}) here"
+                + _hint(path, packed, entries)
             )
         return files, packed
     if not path.exists():
@@ -180,9 +193,16 @@ def _release_files(path: Path) -> tuple[list[Path], list[Path]]:
     return [path], []
 
 
-def _hint(path: Path, packed: list[Path]) -> str:
+def _hint(path: Path, packed: list[Path], entries: list[Path]) -> str:
     if packed:
         return f"; {packed[0].name} is compressed: decompress it first"
+    # a Drive "download folder" zip (LatBench-2024...-001.zip) or another archive
+    for f in entries:
+        kind = packed_kind(f)
+        if kind is None and f.suffix.lower() in PACKED_SUFFIXES:
+            kind = ("an archive or compressed file", "extract it and import what it holds")
+        if kind is not None:
+            return f"; {f.name} is {kind[0]}: {kind[1]}"
     # a Drive download unzipped one level deeper than the folder given
     for sub in sorted(p for p in path.iterdir() if p.is_dir()):
         with contextlib.suppress(OSError):
@@ -199,13 +219,77 @@ def _not_release(ident: Identification) -> str:
     )
 
 
-def _identified(path: Path, key: str | None) -> dict[str, Identification]:
-    """Release files under ``path`` by catalog key; unrecognised ones warned about and skipped."""
+def _median_ms(seconds: np.ndarray) -> float:
+    return float(np.nanmedian(seconds) * 1000.0) if np.any(~np.isnan(seconds)) else math.nan
+
+
+def _refuse_key(ident: Identification, key: str, given: str) -> None:
+    """Refuse ``--key`` giving ``ident``'s file a catalog identity it does not have.
+
+    A file whose SHA-256 is a published file's keeps that file's key; a catalog key (or
+    alias) is taken only by a file whose name says it is that dataset (its median then
+    unchecked: the user vouches for it). A key of the user's own is always allowed.
+    """
+    name = ident.path.name
+    if ident.how == "sha256" and ident.entry is not None and ident.entry.key != key:
+        raise ImportFormatError(
+            f"--key {given}: {name} is the published file {ident.entry.name} (its SHA-256"
+            f" matches), dataset {ident.entry.key!r}; drop --key to import it as that"
+        )
+    entry = CATALOG.get(key)
+    if entry is None or ident.how == "sha256":
+        return
+    if ident.how == "name" and key in {c.key for c in ident.candidates}:
+        return
+    if entry.importer != "eagle":
+        what = f"the catalog's {entry.importer or 'measured'} dataset {key!r}"
+    else:
+        published = next((f.name for f in REGISTRY.values() if f.key == key), key)
+        what = f"the catalog's release dataset {key!r} (published as {published}.pickle)"
+    said = (
+        f"its name says {' or '.join(repr(c.key) for c in ident.candidates)}"
+        if ident.how == "name"
+        else "its SHA-256 and name match no published file"
+    )
+    raise ImportFormatError(
+        f"--key {given}: names {what}, but {name} is not that file ({said}); choose a key"
+        " of your own"
+    )
+
+
+def _by_median(
+    ident: Identification, loaded: dict[Path, np.ndarray], alone: bool
+) -> tuple[Identification | None, str]:
+    """A name-only ``ident`` with the entry its median fits, or ``None`` and why not."""
+    seconds = eagle_latencies(
+        load_source_pickle(ident.path, NUMPY_SCALARS, LIMITS), str(ident.path)
+    )
+    loaded[ident.path] = seconds
+    median = _median_ms(seconds)
+    chosen = by_median(ident.candidates, median)
+    if chosen is None:
+        return None, median_mismatch(ident.path.name, ident.candidates, median, alone=alone)
+    return dataclasses.replace(ident, entry=chosen), ""
+
+
+def _identified(
+    path: Path,
+    key: str | None,
+    keys: Collection[str] | None = None,
+    loaded: dict[Path, np.ndarray] | None = None,
+) -> dict[str, Identification]:
+    """Release files under ``path`` by catalog key; unrecognised ones warned about and skipped.
+
+    A file identified by name only is read to check its median (``loaded`` keeps what
+    was read), unless ``keys`` wants none of the datasets its name may mean.
+    """
+    loaded = {} if loaded is None else loaded
     files, packed = _release_files(path)
     if key is not None and len(files) != 1:
         raise ImportFormatError(
             f"--key names the dataset of one file, but {path} holds {len(files)}; give the file"
         )
+    wanted = None if keys is None else {canonical_key(k) for k in keys}
     keyed: dict[str, Identification] = {}
     skipped = []
     unread = [f"skipped {f.name}: compressed, decompress it first" for f in packed]
@@ -218,7 +302,12 @@ def _identified(path: Path, key: str | None) -> dict[str, Identification]:
             continue
         ident = identify(f)
         if key is not None:
-            keyed[canonical_key(key)] = ident
+            k = canonical_key(key)
+            _refuse_key(ident, k, key)
+            named = [c for c in ident.candidates if c.key == k]
+            if ident.how == "name" and named:  # the one of its name's files the key says
+                ident = dataclasses.replace(ident, entry=named[0])
+            keyed[k] = ident
             continue
         if ident.entry is None:
             if path.is_file():
@@ -227,6 +316,17 @@ def _identified(path: Path, key: str | None) -> dict[str, Identification]:
                 )
             skipped.append(ident)
             continue
+        # a name that two published files have had (the older copies' jetson-nono-fp16):
+        # the file's median says which; a single-meaning name's median is noted instead
+        ambiguous = ident.how == "name" and len(ident.candidates) > 1
+        if ambiguous and (wanted is None or wanted & {c.key for c in ident.candidates}):
+            chosen, why = _by_median(ident, loaded, alone=path.is_dir())
+            if chosen is None:
+                if path.is_file():
+                    raise ImportFormatError(why)
+                unread.append(f"skipped {why}")
+                continue
+            ident = chosen
         k = ident.entry.key
         if k in keyed:
             if keyed[k].sha256 == ident.sha256:  # e.g. a .pkl and a .pickle copy
@@ -257,7 +357,7 @@ def _identified(path: Path, key: str | None) -> dict[str, Identification]:
 def _release_metadata(ident: Identification, key: str, seconds: np.ndarray) -> dict[str, Any]:
     entry = ident.entry
     entries = int(np.count_nonzero(~np.isnan(seconds)))
-    median = float(np.nanmedian(seconds) * 1000.0) if entries else None
+    median = _median_ms(seconds) if entries else None
     info: dict[str, Any] = {
         "identified_by": ident.how if key == (entry.key if entry else None) else "key",
         "published_name": entry.name if entry else None,
@@ -266,12 +366,19 @@ def _release_metadata(ident: Identification, key: str, seconds: np.ndarray) -> d
         "matches_published": ident.how == "sha256",
         "published_rows": entry.rows if entry else None,
         "median_ms": median,
+        "published_median_ms": entry.median_ms if entry else None,
     }
     notes = []
     if ident.warning:
         notes.append(ident.warning)
         if entry is not None and entry.rows is not None and entries != entry.rows:
             notes.append(f"{entries} entries where the published file has {entry.rows}")
+        if entry is not None and median is not None and not median_fits(entry, median):
+            notes.append(
+                f"its median latency is {median:.3g} ms where the published file's is"
+                f" {entry.median_ms:g} ms, more than a factor {MEDIAN_FACTOR:g} apart: it may"
+                " not be this device's data"
+            )
     if entry is None:
         notes.append(f"{ident.path.name} differs from every published file; imported as {key!r}")
     if entry is not None and entry.note:
@@ -293,18 +400,24 @@ def read_eagle(
 
     Files are identified by SHA-256 against :data:`~latbench.importers.registry.REGISTRY`,
     then by any published spelling of their name (recorded in the metadata as differing
-    from the published file). A folder's unrecognised pickles are skipped with a
+    from the published file); a name two published files have had (the older copies'
+    ``jetson-nono-fp16``) takes the entry its median fits, and one that fits neither is
+    refused (skipped in a folder). A folder's unrecognised pickles are skipped with a
     :class:`SkippedFileWarning`; a single unrecognised file is refused unless ``key``
-    names the dataset to import it as. ``keys`` restricts a folder import to those
+    names the dataset to import it as: a key of the user's own, or the catalog key its
+    name says (a published file's SHA-256 keeps its own key). ``keys`` restricts a folder import to those
     datasets (catalog keys or aliases). Pickles are read with
     :data:`~latbench.safepickle.NUMPY_SCALARS` as the only allowed globals.
     """
     path = Path(path)
-    found = _identified(path, key)
+    loaded: dict[Path, np.ndarray] = {}
+    found = _identified(path, key, keys, loaded)
     out = []
     for k in select_keys({k: i.path for k, i in found.items()}, keys, path):
         f = found[k].path
-        seconds = eagle_latencies(load_source_pickle(f, NUMPY_SCALARS, LIMITS), str(f))
+        seconds = loaded.get(f)
+        if seconds is None:
+            seconds = eagle_latencies(load_source_pickle(f, NUMPY_SCALARS, LIMITS), str(f))
         fallback = _fallback(k, f.stem)
         protocol = eagle_protocol(CATALOG.get(k, fallback).device_class)
         release = _release_metadata(found[k], k, seconds)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,7 @@ def _index_beside(folder: Path) -> Path:
     )
 
 
-def _latency_files(path: Path) -> tuple[dict[str, Path], Path]:
+def _latency_files(path: Path) -> tuple[dict[str, Path], Path, dict[Path, dict[str, Any]]]:
     if path.is_dir():
         if not any(_is_pt(p) for p in path.iterdir()):  # the checkout's root or data/
             path = next((path / sub for sub in _CHECKOUT_FOLDERS if (path / sub).is_dir()), path)
@@ -195,9 +196,79 @@ def _latency_files(path: Path) -> tuple[dict[str, Path], Path]:
         raise ImportFormatError(
             f"{index} not found: HELP latency files need their {INDEX_FILE} alongside"
         )
-    keyed = {f: help_key(f.stem) for f in files}
+    found = _drop_same_content({f: _identify(f) for f in files})
+    keyed = {f: k for f, (k, _) in found.items()}
     refuse_duplicates(keyed, path)
-    return {k: f for f, k in keyed.items()}, index
+    return {k: f for f, k in keyed.items()}, index, {f: info for f, (_, info) in found.items()}
+
+
+def _drop_same_content(
+    found: dict[Path, tuple[str, dict[str, Any]]],
+) -> dict[Path, tuple[str, dict[str, Any]]]:
+    """``found`` without a second copy of a published file (``pixel2.pt`` and a renamed
+    ``mydevice.pt`` of the same bytes), the copy named for it kept; one warning each."""
+    from latbench.importers.eagle import SkippedFileWarning
+
+    kept: dict[str, Path] = {}
+    for f in sorted(found, key=lambda f: (help_key(f.stem) != found[f][0], f.name)):
+        key, info = found[f]
+        other = kept.setdefault(key, f)
+        if other != f and info["matches_published"] and found[other][1]["matches_published"]:
+            warnings.warn(
+                f"skipped {f.name}: same content as {other.name}", SkippedFileWarning, stacklevel=4
+            )
+            del found[f]
+    return found
+
+
+_MAX_PT_BYTES = 4 * LIMITS.max_bytes + (1 << 20)
+"""Largest ``.pt`` hashed: ``load_torch_zip`` refuses anything larger unread."""
+
+
+def _identify(f: Path) -> tuple[str, dict[str, Any]]:
+    """Dataset key of HELP latency file ``f`` and how it relates to HELP's published files
+    (:data:`~latbench.importers.fetch.HELP_SHA256`): by content first, so a renamed copy
+    keeps its device, then by name, noting a file that differs from the published one.
+
+    Raises :class:`ImportFormatError` for a published file's content under the name of
+    another published device.
+    """
+    from latbench.importers.fetch import HELP_SHA256
+
+    named = help_key(f.stem)
+    digest = sha256_file(f) if f.stat().st_size <= _MAX_PT_BYTES else ""
+    published = next(
+        (n for n, d in HELP_SHA256.items() if d == digest and n.lower() != INDEX_FILE), None
+    )
+    if published is not None:
+        key = help_key(Path(published).stem)
+        if key != named and named in CATALOG:
+            raise ImportFormatError(
+                f"{f}: its content is HELP's published {published} (SHA-256 matches), dataset"
+                f" {key!r}, but its name says {named!r}; rename it {published}"
+            )
+        info = {"identified_by": "sha256", "published_name": published, "matches_published": True}
+        if key != named:
+            info["note"] = f"{f.name} is HELP's published {published} (by SHA-256), renamed"
+        return key, info
+    name = next((n for n in HELP_SHA256 if help_key(Path(n).stem) == named), None)
+    info = {"identified_by": "name", "published_name": name, "matches_published": False}
+    if name is not None:
+        info["warning"] = (
+            f"{f.name}: named like HELP's published {name} but it differs from the published"
+            f" file (SHA-256 {digest[:12]}..., published {HELP_SHA256[name][:12]}...);"
+            " imported by its name"
+        )
+    return named, info
+
+
+def _load_pt(f: Path) -> Any:
+    """``load_torch_zip`` of ``f``, naming a gzip (or other) compressed copy as such: a
+    torch.save file is itself a zip, any other compression is a download's."""
+    packed = packed_kind(f)
+    if packed is not None and not packed[0].startswith("a zip"):
+        raise ImportFormatError(f"{f}: {packed[0]}, not the file itself; {packed[1]}")
+    return load_torch_zip(f, LIMITS)
 
 
 def read_help(path: str | os.PathLike[str], keys: Collection[str] | None = None) -> list[Imported]:
@@ -207,13 +278,13 @@ def read_help(path: str | os.PathLike[str], keys: Collection[str] | None = None)
     is filled from it for every row. ``keys`` restricts a folder import.
     """
     path = Path(path)
-    available, index_path = _latency_files(path)
+    available, index_path, published = _latency_files(path)
     selected = select_keys(available, keys, path)
-    to_arch = nb201_to_arch_id(load_torch_zip(index_path, LIMITS), str(index_path))
+    to_arch = nb201_to_arch_id(_load_pt(index_path), str(index_path))
     index_sha = sha256_file(index_path)
     out = []
     for key, f in selected.items():
-        ms = help_latencies(load_torch_zip(f, LIMITS), str(f))
+        ms = help_latencies(_load_pt(f), str(f))
         meta = catalog_metadata(
             key,
             f,
@@ -221,8 +292,14 @@ def read_help(path: str | os.PathLike[str], keys: Collection[str] | None = None)
             fallback=_fallback(key, f.stem),
             protocol=_PROTOCOL,
             input_shape=[CATALOG[key].batch if key in CATALOG else 1, 3, 32, 32],
-            extra={"index_file": INDEX_FILE, "index_sha256": index_sha},
+            extra={
+                "index_file": INDEX_FILE,
+                "index_sha256": index_sha,
+                "published": {k: v for k, v in published[f].items() if k != "warning"},
+            },
         )
         meta["invalid_rows"] = "status 'invalid' rows keep HELP's measured latency_ms"
+        if "warning" in published[f]:
+            meta["warnings"] = [published[f]["warning"]]
         out.append(Imported(key, _frame(ms, to_arch), meta, f))
     return out

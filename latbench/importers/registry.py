@@ -6,7 +6,10 @@ two spellings: the Eagle README's, with typos (``jetson-nono``, ``embeeded``,
 ``.pkl`` copies, other cases, ``_`` for ``-``, browser suffixes like `` (1)``. So a
 file is identified by **content first** (its SHA-256, as pooch does) and by **name
 only as a fallback**, in which case the import records that it differs from the
-published file.
+published file. A name is not proof: the older copies' ``jetson-nono-fp16`` holds the
+file named ``jetson-nano-fp32`` today, so a name-only file is accepted only when its
+median latency is within :data:`MEDIAN_FACTOR` of a candidate entry's
+(:func:`by_median`).
 
 >>> identify("~/Downloads/embedded-gpu-jetson-nano-fp32.pickle").entry.key  # doctest: +SKIP
 'jetson-nano-fp32'
@@ -25,16 +28,21 @@ from latbench.manifest import sha256_file
 __all__ = [
     "DRIVE_FOLDER_ID",
     "JETSON_LABEL_HISTORY",
+    "MEDIAN_FACTOR",
     "NB201_ACCURACY",
     "REGISTRY",
     "Identification",
     "PinnedFile",
     "ReleaseFile",
+    "by_median",
     "by_name",
     "by_sha256",
+    "candidates_by_name",
     "compact_name",
     "drop_copy_mark",
     "identify",
+    "median_fits",
+    "median_mismatch",
 ]
 
 DRIVE_FOLDER_ID = "1lywFtYt6Y89nYbeDfqobU8TZAdFdZIbd"
@@ -162,6 +170,22 @@ for _f in _FILES:
         _BY_NAME[compact_name(_n)] = _f
 
 
+# Names an older copy of the release gave another file than today's folder gives: the
+# older copies' only Jetson file (14.5 ms, jetson-nano-fp32 today) was called
+# nono-fp16, the name that now spells the 5.27 ms file's. Either entry, first the
+# older copies' meaning; the file's median decides (by_median).
+_SHARED_NAMES = {
+    compact_name("embedded-gpu-jetson-nono-fp16"): (
+        "embedded-gpu-jetson-nano-fp32",
+        "embedded-gpu-jetson-nano-fp16",
+    ),
+}
+
+MEDIAN_FACTOR = 1.5
+"""A file identified by name only must have a median latency within this factor of its
+entry's ``median_ms`` (where one was measured)."""
+
+
 def by_sha256(digest: str) -> ReleaseFile | None:
     """The published file with this SHA-256, or ``None``."""
     return _BY_SHA.get(digest.strip().lower())
@@ -170,6 +194,57 @@ def by_sha256(digest: str) -> ReleaseFile | None:
 def by_name(name: str) -> ReleaseFile | None:
     """The published file this file name is a spelling of, or ``None``."""
     return _BY_NAME.get(compact_name(name))
+
+
+def candidates_by_name(name: str) -> tuple[ReleaseFile, ...]:
+    """Every published file this file name may mean (two for the older copies' Jetson
+    name ``jetson-nono-fp16``), the likeliest first; ``()`` for none."""
+    compact = compact_name(name)
+    shared = _SHARED_NAMES.get(compact)
+    if shared is not None:
+        return tuple(REGISTRY[n] for n in shared)
+    entry = _BY_NAME.get(compact)
+    return () if entry is None else (entry,)
+
+
+def median_fits(entry: ReleaseFile, median_ms: float) -> bool:
+    """Whether ``median_ms`` is within :data:`MEDIAN_FACTOR` of ``entry``'s median (true
+    when the entry has none: no copy was at hand to measure)."""
+    if entry.median_ms is None:
+        return True
+    if not median_ms > 0:  # NaN or no latency at all
+        return False
+    ratio = median_ms / entry.median_ms
+    return 1 / MEDIAN_FACTOR <= ratio <= MEDIAN_FACTOR
+
+
+def by_median(candidates: tuple[ReleaseFile, ...], median_ms: float) -> ReleaseFile | None:
+    """The candidate whose median ``median_ms`` fits (:func:`median_fits`), the closest
+    measured one first; ``None`` when none fits."""
+    import math
+
+    fitting = [c for c in candidates if median_fits(c, median_ms)]
+    if not fitting:
+        return None
+    return min(
+        fitting,
+        key=lambda c: math.inf if c.median_ms is None else abs(math.log(median_ms / c.median_ms)),
+    )
+
+
+def median_mismatch(
+    name: str, candidates: tuple[ReleaseFile, ...], median_ms: float, *, alone: bool = False
+) -> str:
+    """One line refusing a name-only file whose median fits none of its ``candidates``
+    (``alone``: said of a file in a folder, which ``--key`` takes only on its own)."""
+    listed = " or ".join(f"{c.key!r} (median {c.median_ms:g} ms)" for c in candidates)
+    keys = " or ".join(f"--key {c.key}" for c in candidates)
+    how = f"import it alone with {keys}" if alone else f"pass {keys}"
+    return (
+        f"{name}: its SHA-256 matches no published file and its median latency"
+        f" {median_ms:.3g} ms is not within a factor {MEDIAN_FACTOR:g} of the published"
+        f" {listed} its name says it is ({how} if it really is that device)"
+    )
 
 
 @dataclass(frozen=True)
@@ -182,6 +257,9 @@ class Identification:
     """The published file it is (``how="sha256"``) or is named as (``how="name"``)."""
     how: str
     """``sha256`` (content identical), ``name`` (name only: content differs) or ``none``."""
+    candidates: tuple[ReleaseFile, ...] = ()
+    """Every published file its name may mean (:func:`candidates_by_name`); ``entry`` is
+    the first until the file's median picks one (:func:`by_median`)."""
 
     @property
     def warning(self) -> str | None:
@@ -202,8 +280,9 @@ def identify(path: str | os.PathLike[str]) -> Identification:
     entry = by_sha256(digest)
     if entry is not None:
         return Identification(path, digest, entry, "sha256")
-    entry = by_name(path.name)
-    return Identification(path, digest, entry, "name" if entry else "none")
+    candidates = candidates_by_name(path.name)
+    entry = candidates[0] if candidates else None
+    return Identification(path, digest, entry, "name" if entry else "none", candidates)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ class RepeatCache:
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = Path(folder)
+        self._unwritable = False
 
     @staticmethod
     def key(fields: Mapping[str, Any]) -> str:
@@ -84,18 +85,34 @@ class RepeatCache:
 
     def put(self, key: str, result: Mapping[str, Any], predicted: np.ndarray,
             fields: Mapping[str, Any]) -> None:  # fmt: skip
-        """Store one repeat (``fields`` kept in the file, for whoever inspects it)."""
+        """Store one repeat (``fields`` kept in the file, for whoever inspects it).
+
+        A cache that cannot be written (a read-only data home, a full disk) warns once
+        and is not written to again: the result is the run's, the cache only saves time.
+        """
         from latbench.dataset import atomic_path
 
+        if self._unwritable:
+            return
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         clean = {k: (None if v is pd.NA else v) for k, v in result.items()}
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(
-                fh,
-                result=np.array(json.dumps(clean, default=_plain)),
-                fields=np.array(json.dumps(dict(fields), sort_keys=True, default=str)),
-                predicted=np.asarray(predicted, dtype=np.float64),
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                np.savez(
+                    fh,
+                    result=np.array(json.dumps(clean, default=_plain)),
+                    fields=np.array(json.dumps(dict(fields), sort_keys=True, default=str)),
+                    predicted=np.asarray(predicted, dtype=np.float64),
+                )
+        except OSError as exc:
+            import warnings
+
+            self._unwritable = True
+            warnings.warn(
+                f"cannot write the repeat cache in {path.parent} ({exc.strerror or exc});"
+                " going on without caching (--no-cache skips it)",
+                stacklevel=2,
             )
 
 

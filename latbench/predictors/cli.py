@@ -95,10 +95,12 @@ def _gcn_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from latbench.predictors import evaluate, summarize
+    from latbench.predictors import PredictorError, evaluate, summarize
     from latbench.predictors.cache import default_cache_dir
 
-    names = [n.strip() for n in args.predictor.split(",") if n.strip()]
+    names = list(dict.fromkeys(n.strip() for n in args.predictor.split(",") if n.strip()))
+    if not names:
+        raise PredictorError(f"--predictor {args.predictor!r} names no predictor")
     if args.out:
         check_out(args.out, probe=True)  # before minutes of training, not after
     res = evaluate(
@@ -193,7 +195,11 @@ def _predict(args: argparse.Namespace) -> int:
     from latbench.space import format_arch, from_id
 
     if args.all == bool(args.archs):
-        raise PredictorError("give architectures or --all (not both)")
+        raise PredictorError(
+            "give architectures or --all, not both" if args.all else "give architectures or --all"
+        )
+    if args.out:
+        check_out(args.out, probe=True)  # before predicting, not after
     pred = load_predictor(args.model)
     archs = None if args.all else [int(a) if a.isdigit() else a for a in args.archs]
     ids = arch_ids(archs)
@@ -275,6 +281,15 @@ def main(argv: list[str] | None = None) -> int:
         if (exc.name or "").startswith("latbench"):
             raise
         print(missing_extra(exc, "latbench-predict", "analysis"), file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        raise  # a reader gone is not an error (interruptible)
+    except OSError as exc:  # a write refused late: a full disk, a folder turned read-only
+        from latbench.terminal import safe_line
+
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"latbench-predict: error: {safe_line(where + (exc.strerror or str(exc)))}",
+              file=sys.stderr)  # fmt: skip
         return 2
 
 

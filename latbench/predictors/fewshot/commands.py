@@ -12,6 +12,7 @@ import argparse
 import fnmatch
 import sys
 from pathlib import Path
+from typing import Any
 
 from latbench.argparsing import folder, nonnegative_int, positive_int
 from latbench.space import N_ARCHS
@@ -183,6 +184,39 @@ def _absent(option: str, patterns: str, keys: list[str]) -> None:
         raise PredictorError(f"{option} names dataset(s) not available: {', '.join(absent)}")
 
 
+MIN_LATENCIES = 100
+"""Fewest measured latencies a dataset needs to be a source (``pretrain``'s ``min_archs``)."""
+
+
+def _plain(patterns: str | None) -> set[str]:
+    """The plain keys (no glob) in comma-separated ``patterns``."""
+    pats = [p.strip() for p in (patterns or "").split(",")]
+    return {p for p in pats if p and not any(c in p for c in "*?[")}
+
+
+def _drop_small(matrix: Any, named: set[str]) -> Any:
+    """``matrix`` without the datasets of fewer than :data:`MIN_LATENCIES` latencies that a
+    glob or a default chose (a quickstart sample, a few-shot run's handful), saying which;
+    one named plainly stays, and its refusal says how to leave it out."""
+    import numpy as np
+
+    from latbench.predictors import PredictorError
+
+    counts = np.isfinite(matrix.to_numpy(np.float64)).sum(axis=0)
+    small = {
+        str(k): int(n) for k, n in zip(matrix.columns, counts, strict=True) if n < MIN_LATENCIES
+    }
+    for key, n in small.items():
+        if key in named:
+            raise PredictorError(
+                f"{key} has {n} measured latencies, fewer than the {MIN_LATENCIES} a source or"
+                " target needs: leave it out of --sources/--targets"
+            )
+        print(f"leaving out {key}: {n} measured latencies, fewer than {MIN_LATENCIES}",
+              file=sys.stderr)  # fmt: skip
+    return matrix.drop(columns=list(small))
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     from latbench.predictors import PredictorError
     from latbench.predictors.cli import check_out
@@ -191,13 +225,18 @@ def _pretrain(args: argparse.Namespace) -> int:
     check_out(args.out, probe=True)  # a bad -o fails now, not after the fitting
     keys = _available(args.data_home)
     _absent("--sources", args.sources, keys)
+    _absent("--exclude", args.exclude, keys)  # a typo there would exclude nothing
     chosen = [k for k in match_keys(args.sources, keys) if k not in match_keys(args.exclude, keys)]
     if len(chosen) < 2:
         raise PredictorError(
             f"--sources {args.sources!r} matches {len(chosen)} available dataset(s); need 2 "
             "(import some: `latbench import help PATH`, see `latbench devices`)"
         )
-    matrix = source_matrix(chosen, args.data_home, view=args.view)
+    matrix = _drop_small(source_matrix(chosen, args.data_home, view=args.view),
+                         _plain(args.sources))  # fmt: skip
+    chosen = [str(k) for k in matrix.columns]
+    if len(chosen) < 2:
+        raise PredictorError(f"--sources {args.sources!r} leaves {len(chosen)} dataset(s); need 2")
     command = "latbench-predict " + " ".join(sys.argv[1:]) if sys.argv[1:] else "pretrain"
     prior = pretrain(matrix, rank=args.rank, shrink=args.shrink, meta={"command": command},
                      encoder={} if args.encoder else None)  # fmt: skip
@@ -234,6 +273,10 @@ def _evaluate_adapt(args: argparse.Namespace) -> int:
 
     if args.blend and args.model != "auto":  # else it would be silently ignored
         raise PredictorError(f"--blend averages what --model auto chooses, not {args.model}")
+    if args.prior is not None and args.protocol not in ("both", "shipped"):
+        raise PredictorError(  # else the given protocol would be silently replaced
+            f"--prior adapts that prior as is (protocol shipped), not --protocol {args.protocol}"
+        )
     shipped = args.prior is not None or args.protocol == "shipped"
     if args.encoder and shipped:  # likewise: a given prior is used as is
         raise PredictorError(
@@ -279,6 +322,12 @@ def _evaluate_adapt(args: argparse.Namespace) -> int:
     # a shipped prior's baselines need only its own sources: no other file is read
     needed = set(targets) | set(sources or (prior.sources if prior is not None else keys))
     matrix = source_matrix([k for k in keys if k in needed], args.data_home)
+    matrix = _drop_small(matrix, _plain(args.targets) | _plain(args.sources))
+    kept = {str(k) for k in matrix.columns}
+    targets = [t for t in targets if t in kept]
+    sources = None if sources is None else [k for k in sources if k in kept]
+    if not targets:
+        raise PredictorError(f"--targets {args.targets!r} leaves no dataset with enough latencies")
     chosen = {
         protocol: [t for t in targets if t in HELP_META_TEST] if protocol == "help" else targets
         for protocol in protocols

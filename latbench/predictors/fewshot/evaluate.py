@@ -285,6 +285,15 @@ def plan_targets(
             )
         if protocol == "shipped":
             assert prior is not None
+            if view_for(metas.get(t)) != prior.view:  # e.g. a `--view timed` prior on the release
+                import warnings
+
+                warnings.warn(
+                    f"the prior sees its sources in the {prior.view} view, but target {t}"
+                    f" timed {'pruned networks' if prior.view == 'timed' else 'unpruned cells'}:"
+                    f" its figures show that mismatch (pretrain --view {view_for(metas.get(t))})",
+                    stacklevel=2,
+                )
             plan.append((t, [s for s in prior.sources if s in keys], prior.view))
             continue
         srcs = _sources(protocol, t, src_pool, metas, mode)
