@@ -8,6 +8,7 @@ Keys go through :func:`latbench.load`, so an unknown key raises the loader's
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import pandas as pd
 
 import latbench
 from latbench.catalog import resolve
+from latbench.dataset import DatasetError
 from latbench.loader import bundled_dir
 
 __all__ = ["Datasets", "NoDatasetsError", "available_keys", "from_frames", "load_datasets"]
@@ -140,7 +142,7 @@ def load_datasets(
     with ``bundled_only``) for analysis.
 
     Aliases are accepted and reported under their canonical key; duplicates are
-    dropped. Raises the loader's errors for unknown or absent keys and
+    dropped. A default dataset whose file is damaged is left out with a warning. Raises the loader's errors for unknown or absent keys and
     :class:`NoDatasetsError` when nothing is left to analyse.
     """
     if keys is None:
@@ -151,7 +153,18 @@ def load_datasets(
     origins: dict[str, str] = {}
     bundled = bundled_dir().resolve()
     for key in wanted:
-        df = latbench.load(key, data_home=data_home)
+        try:
+            df = latbench.load(key, data_home=data_home)
+        except DatasetError as exc:
+            if keys is not None:  # asked for by name: its error is the run's
+                raise
+            # one damaged file among the defaults must not stop the analysis of the others
+            warnings.warn(
+                f"left out {key}: {exc} (`latbench check` tells more; import or measure it"
+                " again to include it)",
+                stacklevel=2,
+            )
+            continue
         name = _canonical(key)
         if name in frames:
             continue

@@ -452,7 +452,7 @@ def _paper_s2(keys: Sequence[str], results: pd.DataFrame, n_train: int) -> str:
     ran = set(results["predictor"]) if not results.empty else set()
     if every.empty:
         why = ("None of the datasets analysed here is one the paper evaluated (the LatBench "
-               "release, `latbench import eagle PATH`)")  # fmt: skip
+               "release: `latbench fetch latbench`, or `latbench import eagle PATH`)")  # fmt: skip
     elif not ran & set(wanted):
         why = ("The paper's Table S2 holds the GCN and the layer-wise predictor only, and "
                "this run compared neither (`--predictors gcn,layerwise`)")  # fmt: skip

@@ -26,7 +26,7 @@ RANGES: Mapping[str, tuple[int, int]] = {
     "threads": (1, 256),
     "seed": (0, 2**31 - 1),
     "limit": (1, N_ARCHS),
-    "adapt": (1, N_ARCHS),
+    "adapt": (3, N_ARCHS),  # harness.adapt.MIN_MEASURED: the fit needs three
     "build_workers": (1, 256),
     "passes": (1, 1_000),
     "flush_every": (1, 1_000_000),

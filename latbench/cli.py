@@ -377,11 +377,16 @@ def _cmd_arch(args: argparse.Namespace) -> int:
 
 
 def _latencies(aid: int, home: str | None) -> list[dict[str, Any]]:
+    from latbench.dataset import DatasetError
     from latbench.loader import devices, load
 
     out = []
     for key in devices(home).query("available")["key"]:
-        df = load(key, data_home=home).set_index("arch_id")
+        try:
+            df = load(key, data_home=home).set_index("arch_id")
+        except DatasetError:  # one damaged file: marked, the others still answer
+            out.append({"key": key, "status": "unreadable (latbench check)", "latency_ms": None})
+            continue
         if aid not in df.index:  # sampled datasets hold only their selection
             out.append({"key": key, "status": "absent", "latency_ms": None})
             continue

@@ -79,3 +79,21 @@ def test_all_leaves_out_a_fewshot_estimate_a_small_dataset_cannot_give(tmp_path)
     assert skipped == {"fewshot-20": "10 distinct measured graphs, fewer than N = 20"}
     assert "every graph this dataset measured (in-sample)" in notes["fewshot-10"]
     assert np.isfinite(out["fewshot-10"]).sum() > 10
+
+
+def test_a_damaged_default_dataset_is_left_out_with_a_warning(tmp_path):
+    from latbench.dataset import DatasetError
+
+    home = tmp_path / "home"
+    _measured(home, "mybox-cpu-fp32", 200)
+    path = home / "mybox-cpu-fp32.parquet"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a flipped bit in the rows
+    path.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="left out mybox-cpu-fp32: .*latbench check"):
+        pipeline.run("correlation", data_home=home, out=tmp_path / "out")
+    pairs = pd.read_csv(tmp_path / "out" / "correlation_pairs.csv")
+    assert "mybox-cpu-fp32" not in set(pairs.astype(str).to_numpy().ravel())
+    with pytest.raises(DatasetError):  # named: its error is the run's
+        pipeline.run("correlation", devices=["mybox-cpu-fp32", BUNDLED], data_home=home,
+                     out=tmp_path / "out2")  # fmt: skip

@@ -197,6 +197,21 @@ def test_arch_text_and_latencies(home, release, capsys):
         "status": "ok",
         "latency_ms": float(release[parse_arch(ARCH)] * 1000),
     }
+    # one damaged file is marked; the others still answer
+    import shutil
+
+    broken = home.parent / "broken-home"
+    shutil.copytree(home, broken)
+    target = broken / f"{CPU_KEY}.parquet"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    rc, out, _ = _run(capsys, "arch", ARCH, "--latencies", "--json", "--data-home", str(broken))
+    again = {r["key"]: r for r in json.loads(out)["latencies"]}
+    assert rc == 0 and again[CPU_KEY]["status"].startswith("unreadable")
+    assert {k: r for k, r in again.items() if k != CPU_KEY} == {
+        k: r for k, r in rows.items() if k != CPU_KEY
+    }
 
 
 @pytest.mark.parametrize(

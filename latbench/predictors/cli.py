@@ -188,6 +188,12 @@ def write_csv(df: Any, path: Path) -> None:
     print(f"wrote {len(df)} row(s) -> {path}")
 
 
+def _arch_arg(text: str) -> int | str:
+    """An ``arch_id`` when ``text`` is an (ASCII, maybe negative) integer, else the text."""
+    digits = text.removeprefix("-")
+    return int(text) if digits.isascii() and digits.isdigit() else text
+
+
 def _predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -201,7 +207,8 @@ def _predict(args: argparse.Namespace) -> int:
     if args.out:
         check_out(args.out, probe=True)  # before predicting, not after
     pred = load_predictor(args.model)
-    archs = None if args.all else [int(a) if a.isdigit() else a for a in args.archs]
+    # ASCII digits only: str.isdigit() also takes other scripts' digits, int() too
+    archs = None if args.all else [_arch_arg(a) for a in args.archs]
     ids = arch_ids(archs)
     df = pd.DataFrame(
         {
