@@ -224,8 +224,6 @@ def run(
                 f"[{i}/{len(names)}] {name}: {time.perf_counter() - t0:.0f} s, wrote "
                 + ", ".join(sections[-1].files)
             )
-        if result != "all":
-            _mark_readme_stale(out, stage, result)
         if result == "all":
             command = command_line(
                 "all", devices=devices, out=out, max_pairs=None if max_pairs == MAX_DEVICES else max_pairs,
@@ -249,6 +247,8 @@ def run(
             report.write_readme(data, stage, sections, command=command, parameters=params)
     if result == "all":
         say(f"report: {out / 'README.md'}")
+    else:
+        _mark_readme_stale(out, result)
     return sections
 
 
@@ -266,14 +266,24 @@ STALE = "> **Out of date:** "
 """How the line begins that a single result's run adds atop an ``all`` README it changed."""
 
 
-def _mark_readme_stale(out: Path, stage: Path, result: str) -> None:
-    """Put ``out``'s README (made by ``all``) into ``stage`` with a line atop saying that
-    ``result`` was rerun since: its section shows the earlier results, and may link
-    figures this run replaced or removed. One such line per result, the latest kept."""
+def _mark_readme_stale(out: Path, result: str) -> None:
+    """After ``result``'s files are in ``out``: add a line atop ``out``'s README (made by
+    ``all``, which the manifest lists) saying that ``result`` was rerun since, so its
+    section shows the earlier results and may link figures this run replaced or removed.
+    One such line per result, the latest kept. Rewritten in place (atomically, under the
+    folder's lock): it stays the ``all`` run's file in the manifest."""
+    from latbench.analysis.publishing import folder_lock
+
+    with folder_lock(out):
+        _rewrite_stale(out, result)
+
+
+def _rewrite_stale(out: Path, result: str) -> None:
     import datetime
     import stat
 
     from latbench.analysis.publishing import read_manifest
+    from latbench.dataset import atomic_path
     from latbench.files import read_capped
 
     readme = out / "README.md"
@@ -298,5 +308,5 @@ def _mark_readme_stale(out: Path, stage: Path, result: str) -> None:
         " rebuild this file.\n"
     )
     top = [t for t in top if f"`latbench-analysis {result}`" not in t] + [mine]
-    (stage / "README.md").write_text("\n".join(top) + "\n" + "".join(rest), encoding="utf-8")
-    claim(stage, "all")
+    with atomic_path(readme) as tmp:
+        tmp.write_text("\n".join(top) + "\n" + "".join(rest), encoding="utf-8")

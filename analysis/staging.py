@@ -224,33 +224,44 @@ def publish(stage: Path, out: Path, *, results: str | None = None) -> list[Path]
 def _keep_users_files(out: Path, files: Sequence[str]) -> list[Path]:
     """Rename aside (``NAME.orig``, ``NAME.orig-2``, ...) each regular file of ``out`` that
     this run would replace and no earlier run published (the manifest does not list it):
-    a user's own ``README.md`` in ``--out .`` is theirs, not an old result. Returns the
-    new names, and warns naming them."""
+    a user's own ``README.md`` in ``--out .`` is theirs, not an old result. Warns first,
+    naming them; returns the new names. Each is linked to its new name before the old
+    one goes, so a run stopped midway leaves it under one name or both, never none, and
+    an existing ``.orig`` is never overwritten."""
     listed = read_manifest(out)
+    theirs = [
+        out / rel
+        for rel in files
+        if rel not in listed
+        and os.path.lexists(out / rel)
+        and stat.S_ISREG(os.lstat(out / rel).st_mode)
+    ]
+    if not theirs:
+        return []
+    shown = ", ".join(p.name for p in theirs[:5]) + (", ..." if len(theirs) > 5 else "")
+    warnings.warn(
+        f"{out} holds {len(theirs)} file(s) of a result's name that no earlier"
+        f" latbench-analysis run wrote there ({shown}); each is kept as NAME.orig",
+        stacklevel=5,
+    )
     kept = []
-    for rel in files:
-        target = out / rel
-        if (
-            rel in listed
-            or not os.path.lexists(target)
-            or not stat.S_ISREG(os.lstat(target).st_mode)
-        ):
-            continue
+    for target in theirs:
         for n in range(1, 1000):
             aside = target.with_name(f"{target.name}.orig" + (f"-{n}" if n > 1 else ""))
-            if not os.path.lexists(aside):
-                break
+            try:
+                os.link(target, aside)  # fails if the name is taken: nothing overwritten
+            except FileExistsError:
+                continue
+            except OSError:  # no hard links here (some network or FAT file systems)
+                if os.path.lexists(aside):
+                    continue
+                os.rename(target, aside)
+            else:
+                os.unlink(target)
+            kept.append(aside)
+            break
         else:
             raise FileExistsError(errno.EEXIST, "has 999 renamed copies already", str(target))
-        os.rename(target, aside)
-        kept.append(aside)
-    if kept:
-        shown = ", ".join(p.name for p in kept[:5]) + (", ..." if len(kept) > 5 else "")
-        warnings.warn(
-            f"{out} held {len(kept)} file(s) of a result's name that no earlier"
-            f" latbench-analysis run wrote there; kept as {shown}",
-            stacklevel=5,
-        )
     return kept
 
 

@@ -247,7 +247,16 @@ def _run(args: argparse.Namespace) -> int:
     from latbench.harness.host import host_name
 
     key = validate_key(f"{host_name()}-{profile.name}" if args.key is None else args.key,
-                       shadow_check=args.out is None, catalog_check=True)  # fmt: skip
+                       catalog_check=True)  # fmt: skip
+    if args.out is None:
+        try:
+            validate_key(key, shadow_check=True)
+        except ValueError:  # how the bundled sets were made; but `load` finds the bundled one
+            log.warning(
+                "--key %s is a bundled dataset's key: latbench.load(%r) keeps returning the"
+                " bundled file; yours will be %s (latbench.read_dataset reads it)",
+                key, key, out / f"{key}.parquet",
+            )  # fmt: skip
     cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
     with hold(out, run_stem(key, shard)):  # one writer per key, for the whole run
         return _measure_run(args, profile, plan, out, key, shard, cache, adapt)
@@ -360,8 +369,11 @@ def _unwind_on_termination() -> None:
     def stop(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, stop)
+    for name in ("SIGTERM", "SIGHUP"):  # Windows has no SIGHUP
+        sig = getattr(signal, name, None)
+        # `nohup` (or a parent) ignoring it is the user's choice: kept
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, stop)
 
 
 def _dispatch(argv: list[str]) -> int:

@@ -557,8 +557,14 @@ def describe_kept(selection: str, kept: int, earlier: str | None) -> str:
     the dataset says how every row it holds was chosen."""
     if not kept:
         return selection
-    was = f": {earlier}" if earlier else ""
-    return f"{selection}; and {kept} architectures kept from earlier runs of this dataset{was}"
+    was = ""
+    if earlier:  # the last run's own selection: the text must not grow with every rerun
+        own, sep, _ = earlier.partition(_KEPT)
+        was = f": {own}" + (" and earlier ones" if sep else "")
+    return f"{selection}{_KEPT}{kept} architectures kept from earlier runs of this dataset{was}"
+
+
+_KEPT = "; and "
 
 
 def _plausible(latency_ms: float | None) -> bool:

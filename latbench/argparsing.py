@@ -52,13 +52,19 @@ class Terminated(KeyboardInterrupt):
 def unwind_on_termination() -> Callable[[], None]:
     """Make SIGTERM and SIGHUP raise :class:`Terminated`; returns what restores the
     handlers there were. Python's default for them exits without running ``finally``
-    blocks, which leaves temporary folders and files behind."""
+    blocks, which leaves temporary folders and files behind. A signal ignored already
+    (``nohup``) stays ignored; one the platform lacks (SIGHUP on Windows) is skipped."""
     import signal
 
     def stop(signum: int, _frame: object) -> None:
         raise Terminated(signum)
 
-    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    old = {}
+    for name in ("SIGTERM", "SIGHUP"):  # Windows has no SIGHUP
+        sig = getattr(signal, name, None)
+        # `nohup` (or a parent) ignoring it is the user's choice: kept
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+            old[sig] = signal.signal(sig, stop)
 
     def restore() -> None:
         for s, handler in old.items():
@@ -94,6 +100,8 @@ def interruptible(prog: str) -> Callable[[_Main], _Main]:
                 print(f"{prog}: interrupted", file=sys.stderr)
                 return 130
             except BrokenPipeError:
+                if not console:  # a caller's own pipe: theirs to handle
+                    raise
                 # the reader (e.g. `| head`) went away: silence the flush at exit
                 import os
 

@@ -88,10 +88,12 @@ def validate_key(
             " --shard instead, or another name"
         )
     if catalog_check:
-        from latbench.catalog import CATALOG, normalize_key
+        from latbench.catalog import CATALOG, normalize_key, resolve
 
-        named = normalize_key(key)  # its file would be the published dataset's own
-        if named in CATALOG and named not in _bundled_keys():
+        # its file would be the published dataset's own, or (an alias) `load` would
+        # hand it out under the published dataset's name
+        named = resolve(key) or normalize_key(key)
+        if named in CATALOG and normalize_key(named) not in _bundled_keys():
             raise InvalidKeyError(
                 f"{option} {shown} names the published dataset {named!r}"
                 f" ({CATALOG[named].name}); give your measurement a key of its own"

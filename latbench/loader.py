@@ -145,7 +145,7 @@ def _not_a_key(key: str, home: str | os.PathLike[str] | None) -> None:
     key of a prediction (:func:`load_predicted`)."""
     from latbench.predicted import PREDICTED_SUFFIX, predicted_path
 
-    if len(key) > 255:  # no file has such a name: and asking the OS would raise
+    if len(key) > 200:  # no file has such a name (with ".predicted.parquet"): asking would raise
         return
     if "/" in key or os.sep in key or Path(key).suffix == ".parquet" and Path(key).is_file():
         raise UnknownDatasetError(

@@ -202,8 +202,9 @@ def _latin1_bytes(text: Any, encoding: Any = None, *rest: Any) -> bytes:
         )
     if len(text) > MAX_LATIN1_CHARS:
         raise _Refused(
-            f"_codecs.encode of {len(text)} characters (over {MAX_LATIN1_CHARS}: more than"
-            " a numpy scalar's bytes)"
+            f"_codecs.encode of {len(text)} characters (over {MAX_LATIN1_CHARS}): only a"
+            " numpy scalar's few bytes are read from a protocol 0-2 pickle; re-save the file"
+            " with protocol 3 or later"
         )
     try:
         return text.encode("latin-1")

@@ -688,7 +688,10 @@ def test_a_users_file_of_a_results_name_is_kept_aside_not_replaced(tmp_path):
     _results(out, {"README.md": "# mine\n", "README.md.orig": "# older\n", "b.csv": "old\n"},
              {"b.csv": "r"})  # fmt: skip
     with (
-        pytest.warns(UserWarning, match=r"no earlier latbench-analysis run wrote there; kept as"),
+        pytest.warns(
+            UserWarning,
+            match=r"no earlier latbench-analysis run wrote there \(README.md\); each is kept as NAME.orig",
+        ),
         staged(out, results="r") as stage,
     ):
         for n in ("README.md", "b.csv"):

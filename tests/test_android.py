@@ -279,6 +279,12 @@ def test_delegation_read_from_every_version_of_the_log():
         _require_delegation(parse_benchmark_output(REAL_LOG), "gpu")
     with pytest.raises(ToolError, match="part of it would run on the CPU: MEAN: Operation"):
         _require_delegation(parse_benchmark_output(PARTIAL_GPU), "gpu")
+    part = REAL_LOG.replace(
+        "Replacing 73 out of 73 node(s) with delegate (TfLiteXNNPackDelegate)",
+        "Replacing 70 out of 73 node(s) with delegate (TfLiteGpuDelegateV2)",
+    )
+    with pytest.raises(ToolError, match="gpu delegate took 70 of the model's 73 nodes"):
+        _require_delegation(parse_benchmark_output(part), "gpu")
     # a warm-up block of equal runs, and the op profiler's memory line after the run
     same = REAL_LOG.replace(
         "count=5 first=6602 curr=2211 min=2190 max=6602 avg=3076.4 std=1760 p5=2190"

@@ -50,6 +50,12 @@ def test_a_path_or_a_prediction_key_given_to_load_points_to_the_right_call(tmp_p
         latbench.load_predicted(str(tmp_path / "mybox.predicted.parquet"))
 
 
+def test_a_long_unknown_key_is_an_unknown_key():
+    for n in (200, 240, 300):
+        with pytest.raises(UnknownDatasetError):
+            latbench.load("a" * n)
+
+
 def test_load_wide_takes_one_key_collapses_spellings_and_names_its_values():
     one = latbench.load_wide(BUNDLED)
     assert list(one.columns) == [BUNDLED]

@@ -68,3 +68,38 @@ def test_ctrl_c_is_one_line_and_status_130(capsys):
     assert main([]) == 130 and main.__doc__ == "Doc kept."
     assert capsys.readouterr().err == "latbench-x: interrupted\n"
     assert analysis_main.__wrapped__ and predict_main.__wrapped__  # both commands wear it
+
+
+def test_sigterm_unwinds_a_console_main_and_nohup_is_kept(capsys):
+    import os
+    import signal
+
+    from latbench.argparsing import interruptible
+
+    seen = {}
+
+    @interruptible("latbench-x")
+    def main(argv=None):
+        seen["hup"] = signal.getsignal(signal.SIGHUP)
+        os.kill(os.getpid(), signal.SIGTERM)  # raised here, as a Terminated
+        raise AssertionError("not reached")
+
+    before = signal.getsignal(signal.SIGTERM)
+    old_hup = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as `nohup` leaves it
+    try:
+        assert main() == 128 + signal.SIGTERM
+        assert seen["hup"] is signal.SIG_IGN  # still ignored inside the command
+        assert capsys.readouterr().err == "latbench-x: stopped by SIGTERM\n"
+        assert signal.getsignal(signal.SIGTERM) is before  # put back afterwards
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        # called with argv (a library caller, a test): no handler is installed
+        seen.clear()
+
+        @interruptible("latbench-x")
+        def quiet(argv=None):
+            seen["term"] = signal.getsignal(signal.SIGTERM)
+            return 0
+
+        assert quiet([]) == 0 and seen["term"] is before
+    finally:
+        signal.signal(signal.SIGHUP, old_hup)

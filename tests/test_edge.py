@@ -252,7 +252,7 @@ def test_edgetpu_one_step_and_build_run(env, arch_file, edgetpu_profile, monkeyp
             "--out",
             str(out),
             "--key",
-            "etpu",
+            "etpu1",
             "--cache",
             str(env / "cache"),
             "--build-workers",
@@ -266,7 +266,7 @@ def test_edgetpu_one_step_and_build_run(env, arch_file, edgetpu_profile, monkeyp
     for argv in compiles:  # edgetpu_compiler -s -o <tmp>/out <tmp>/model.tflite
         assert argv[:2] == ["-s", "-o"] and len(argv) == 4
         assert Path(argv[2]).name == "out" and argv[3] == str(Path(argv[2]).parent / "model.tflite")
-    df = _validated(out / "etpu.parquet")
+    df = _validated(out / "etpu1.parquet")
     assert df.loc[KEYS[1], "status"] == "failed"
     assert "edgetpu_compiler rejected the model (exit status 1): ERROR: Didn't find op for " \
            "builtin opcode 'AVERAGE_POOL_2D'" in df.loc[KEYS[1], "error"]  # fmt: skip

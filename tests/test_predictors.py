@@ -416,7 +416,8 @@ def test_a_list_of_six_ids_is_six_architectures_and_a_tuple_is_one_vector():
     from latbench.predictors.base import arch_ids
 
     assert arch_ids([150, 151, 152, 153, 154, 155]).tolist() == [150, 151, 152, 153, 154, 155]
-    assert arch_ids([3, 3, 4, 1, 3, 1]).tolist() == [3, 3, 4, 1, 3, 1]  # ids, not a vector
+    with pytest.warns(UserWarning, match="read as six arch_ids; for one 6-op vector pass a tuple"):
+        assert arch_ids([3, 3, 4, 1, 3, 1]).tolist() == [3, 3, 4, 1, 3, 1]  # ids, not a vector
     assert arch_ids((3, 3, 4, 1, 3, 1)).tolist() == [Arch.from_vector((3, 3, 4, 1, 3, 1)).id]
     assert arch_ids([(3, 3, 4, 1, 3, 1)]).tolist() == arch_ids((3, 3, 4, 1, 3, 1)).tolist()
     ids = [int(a) for a in np.flatnonzero(valid_mask())[1000:1006]]

@@ -144,7 +144,8 @@ def parse_compiler_log(text: str) -> dict[str, Any]:
             # 'Invalid model: model.tflite' gives its reason on the next line
             # ('Model not quantized'; google-coral/edgetpu#313)
             after = next((t.strip() for t in lines[i + 1 :] if t.strip()), "")
-            if error.startswith("Invalid model") and after:
+            is_error = re.match(r"(ERROR:|Compilation failed|Internal compiler error)", after)
+            if error.startswith("Invalid model") and after and not is_error:
                 error = f"{error}: {after}"
             out["errors"].append(error)
     out["compiled"] = "compile_ms" in out or "Compilation succeeded" in text

@@ -254,8 +254,15 @@ def _require_delegation(run: BenchmarkRun, delegate: str) -> None:
         )
     if run["errors"]:
         raise ToolError(f"{delegate} delegate: " + "; ".join(dict.fromkeys(run["errors"])))
-    took = any(n > 0 and delegate in name.lower() for n, _, name in run["delegated"])
+    mine = [(n, total) for n, total, name in run["delegated"] if delegate in name.lower()]
+    took = any(n > 0 for n, _ in mine)
     applied = {how for name, how in run["applied"] if name.lower() == delegate}
+    part = next(((n, total) for n, total in mine if total is not None and 0 < n < total), None)
+    if part is not None:
+        raise ToolError(
+            f"the {delegate} delegate took {part[0]} of the model's {part[1]} nodes: the"
+            f" rest would run on the CPU"
+        )
     if "partially" in applied:
         raise ToolError(
             f"benchmark_model says the {delegate} delegate executes the model only "

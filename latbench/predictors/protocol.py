@@ -128,13 +128,22 @@ def evaluate(
 
             threads = max(1, (os.cpu_count() or 1) // jobs)
             # spawn: TensorFlow's thread pools do not survive fork
-            with ProcessPoolExecutor(
+            pool = ProcessPoolExecutor(
                 jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                 initargs=(threads,),
-            ) as pool:  # fmt: skip
+            )  # fmt: skip
+            try:
                 futures = {pool.submit(_run_packed, tasks[i]): i for i in todo}
                 for fut in as_completed(futures):
                     done(futures[fut], fut.result())
+            except BaseException:
+                # an error, Ctrl-C or SIGTERM: the queued repeats (minutes each) must not
+                # run on; the workers (processes of their own) are stopped too
+                pool.shutdown(wait=False, cancel_futures=True)
+                for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                    proc.terminate()
+                raise
+            pool.shutdown()
     frame = pd.DataFrame([results[i] for i in range(len(tasks))])
     frame.insert(0, "dataset", name)
     frame["seed"] = seed
