@@ -21,10 +21,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import secrets
 import shutil
 import socket
 import stat
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -111,11 +111,19 @@ def staged(
     made = not final.is_dir()
     final.mkdir(parents=True, exist_ok=True)
     remove_abandoned(final)
-    stage = Path(tempfile.mkdtemp(prefix=prefix, dir=final))
-    key = _key(stage)
-    _active.add(key)
+    # named first and made inside the try: a signal (SIGTERM) landing right after the
+    # folder is made must not leave it behind
+    stage: Path | None = final / f"{prefix}{secrets.token_hex(6)}"
+    key: tuple[int, int, int] | None = None
     done = False
     try:
+        try:
+            stage.mkdir(mode=0o700)
+        except FileExistsError:  # not ours: never removed below
+            stage = None
+            raise
+        key = _key(stage)
+        _active.add(key)
         owner: dict[str, object] = {"host": socket.gethostname(), "pid": os.getpid()}
         if _boot_id():
             owner["boot"] = _boot_id()
@@ -129,13 +137,13 @@ def staged(
     except OSError as exc:  # name the file where it was going, not the staging folder
         for attr in ("filename", "filename2"):
             name = getattr(exc, attr, None)
-            if isinstance(name, str) and Path(name).is_relative_to(stage):
+            if stage is not None and isinstance(name, str) and Path(name).is_relative_to(stage):
                 setattr(exc, attr, str(final / Path(name).relative_to(stage)))
         raise
     finally:
         _active.discard(key)
         # a publish that began and could not finish: kept for the next run to complete
-        if not os.path.lexists(stage / JOURNAL_FILE):
+        if stage is not None and not os.path.lexists(stage / JOURNAL_FILE):
             shutil.rmtree(stage, ignore_errors=True)
         if made and not done:
             with suppress(OSError):  # only if empty: never a file put there meanwhile

@@ -384,7 +384,10 @@ def _latencies(aid: int, home: str | None) -> list[dict[str, Any]]:
     for key in devices(home).query("available")["key"]:
         try:
             df = load(key, data_home=home).set_index("arch_id")
-        except DatasetError:  # one damaged file: marked, the others still answer
+        except DatasetError as exc:  # one damaged file: marked, the others still answer
+            import warnings
+
+            warnings.warn(str(exc), stacklevel=2)  # one line on stderr, naming the file
             out.append({"key": key, "status": "unreadable (latbench check)", "latency_ms": None})
             continue
         if aid not in df.index:  # sampled datasets hold only their selection
