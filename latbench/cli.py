@@ -348,7 +348,15 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 def _cmd_arch(args: argparse.Namespace) -> int:
     from latbench.network import costs
 
-    arch = parse_arch_arg(args.arch)
+    if args.nb201:
+        from latbench.space import Arch
+
+        text = args.arch.strip()
+        if not (text.isascii() and text.isdigit()):
+            raise ValueError(f"--nb201: {safe(args.arch)!r} is not a NAS-Bench-201 index")
+        arch = Arch.from_nb201_index(int(text))
+    else:
+        arch = parse_arch_arg(args.arch)
     g = arch.graph
     c = costs(g)
     info = {
@@ -559,6 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
         " pruned-graph keys, FLOPs and params.",
     )
     p.add_argument("arch", help="NAS-Bench-201 string, arch_id, or vector like 3,3,4,1,3,1")
+    p.add_argument("--nb201", action="store_true",
+                   help="read ARCH as the official NAS-Bench-201 index (as NAS-Bench-201,"
+                        " NATS-Bench and HELP number the cells), not LatBench's arch_id")  # fmt: skip
     p.add_argument("--latencies", action="store_true", help="also its latency in local datasets")
     _add_data_home(p)
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -259,6 +259,18 @@ class Arch:
         return cls(from_id(aid))
 
     @classmethod
+    def from_nb201_index(cls, index: int) -> Arch:
+        """The architecture with this official NAS-Bench-201 index (0..15624), as
+        NAS-Bench-201, NATS-Bench and HELP number them (not LatBench's ``arch_id``)."""
+        import numpy as np
+
+        if isinstance(index, bool) or not isinstance(index, int | np.integer):
+            raise ArchError(f"a NAS-Bench-201 index is an integer, got {index!r}")
+        if not 0 <= int(index) < N_ARCHS:
+            raise ArchError(f"NAS-Bench-201 index {int(index)} is outside 0..{N_ARCHS - 1}")
+        return cls.from_id(int(np.flatnonzero(_nb201_table() == int(index))[0]))
+
+    @classmethod
     def parse(cls, value: str | int | Sequence[int] | Arch) -> Arch:
         """Accept an :class:`Arch`, a string, an ``arch_id`` or a vector."""
         if isinstance(value, Arch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -300,3 +301,29 @@ def test_accuracy_is_not_bundled():
     from latbench.loader import bundled_dir
 
     assert not list(bundled_dir().rglob("*accuracy*")) and not list(bundled_dir().rglob("*.csv"))
+
+
+def test_an_nb201_index_names_its_architecture_both_ways(capsys):
+    from latbench.cli import main as cli_main
+    from latbench.space import Arch, ArchError
+
+    for i in (0, 1, 9930, N_ARCHS - 1):
+        assert Arch.from_nb201_index(i).nb201_index == i
+    for bad in (-1, N_ARCHS, 2.0, True):
+        with pytest.raises(ArchError):
+            Arch.from_nb201_index(bad)
+    assert cli_main(["arch", "9930", "--nb201", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["nb201_index"] == 9930 and info["arch_id"] == Arch.from_nb201_index(9930).id
+
+
+@needs_csv
+def test_nb201_indices_name_the_csvs_rows():
+    import csv
+
+    from latbench.space import Arch
+
+    with open(ACC_CSV, newline="", encoding="utf-8") as fh:
+        rows = [r["ArchitectureString"] for r in csv.DictReader(fh)]
+    for i in (0, 1, 9930, N_ARCHS - 1):
+        assert Arch.from_nb201_index(i).str == rows[i]
