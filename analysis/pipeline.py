@@ -78,6 +78,12 @@ def enough_archs(data: Datasets, min_archs: int = MIN_ARCHS) -> tuple[Datasets, 
             kept[key] = df
         else:
             left_out[key] = f"{n} measured architecture(s), fewer than {min_archs}"
+            path = Path(df.attrs.get("path", ""))
+            if path.with_name(f"{key}.predicted.parquet").is_file():  # measured only: say so
+                left_out[key] += (
+                    f"; its few-shot prediction ({key}.predicted.parquet) is not analysed:"
+                    " predictions never stand in for measurements"
+                )
     if not kept:
         why = "; ".join(f"{k}: {v}" for k, v in left_out.items())
         raise NoDatasetsError(

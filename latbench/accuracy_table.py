@@ -192,6 +192,12 @@ def read_nats_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
             f"{path}: {missing.size} of {N_ARCHS} architectures missing ({rows} rows), e.g."
             f" {format_arch(from_id(int(missing[0])))}"
         )
+    for j, name in enumerate(ACCURACY_DATASETS.values()):
+        if values[:, j].max() <= 1.0:  # NAS-Bench-201's best cells reach 70-94 %
+            raise AccuracyFormatError(
+                f"{path}: every {name} is at most 1.0: fractions, not the percentages the"
+                " published table holds; multiply them by 100"
+            )
     ids = np.arange(N_ARCHS)
     from latbench.space import from_id
 

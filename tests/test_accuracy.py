@@ -167,6 +167,10 @@ def test_read_nats_csv_keys_rows_by_architecture(synthetic_csv):
         (lambda r: [*r[:3], r[3][:3], *r[4:]], r"line 5: 3 fields"),
         (lambda r: [["1", "101", "3", *r[0][3:]], *r[1:]], r"line 2: .* not a percentage"),
         (lambda r: [["1", "nan", "3", *r[0][3:]], *r[1:]], r"line 2: .* not a percentage"),
+        (  # saved as fractions (0.9386 for 93.86 %)
+            lambda r: [[r_[0], f"{float(r_[1]) / 100:.6f}", *r_[2:]] for r_ in r],
+            r"every CIFAR100.* is at most 1.0: fractions, not the percentages",
+        ),
     ],
 )
 def test_read_nats_csv_refuses_bad_rows(tmp_path, mutate, message):
