@@ -78,8 +78,8 @@ def enough_archs(data: Datasets, min_archs: int = MIN_ARCHS) -> tuple[Datasets, 
             kept[key] = df
         else:
             left_out[key] = f"{n} measured architecture(s), fewer than {min_archs}"
-            path = Path(df.attrs.get("path", ""))
-            if path.with_name(f"{key}.predicted.parquet").is_file():  # measured only: say so
+            where = df.attrs.get("path")  # frames made in memory have none
+            if where and Path(where).with_name(f"{key}.predicted.parquet").is_file():
                 left_out[key] += (
                     f"; its few-shot prediction ({key}.predicted.parquet) is not analysed:"
                     " predictions never stand in for measurements"
@@ -212,7 +212,9 @@ def run(
     # never a README whose tables and figures come from different runs. Each result's
     # files are recorded under its name in ``out``'s manifest (the README under "all"),
     # so the next run of that result removes those it no longer writes, and no other
-    with staged(out, results=result) as stage:
+    # a single result's run marks an `all` README out of date, while it holds the lock
+    stale = None if result == "all" else (lambda: _mark_readme_stale(out, result))
+    with staged(out, results=result, after=stale) as stage:
         sections = []
         for i, name in enumerate(names, 1):
             t0 = time.perf_counter()
@@ -253,8 +255,6 @@ def run(
             report.write_readme(data, stage, sections, command=command, parameters=params)
     if result == "all":
         say(f"report: {out / 'README.md'}")
-    else:
-        _mark_readme_stale(out, result)
     return sections
 
 
@@ -276,15 +276,8 @@ def _mark_readme_stale(out: Path, result: str) -> None:
     """After ``result``'s files are in ``out``: add a line atop ``out``'s README (made by
     ``all``, which the manifest lists) saying that ``result`` was rerun since, so its
     section shows the earlier results and may link figures this run replaced or removed.
-    One such line per result, the latest kept. Rewritten in place (atomically, under the
-    folder's lock): it stays the ``all`` run's file in the manifest."""
-    from latbench.analysis.publishing import folder_lock
-
-    with folder_lock(out):
-        _rewrite_stale(out, result)
-
-
-def _rewrite_stale(out: Path, result: str) -> None:
+    One such line per result, the latest kept. Rewritten in place (atomically, while
+    publishing holds the folder's lock): it stays the ``all`` run's file in the manifest."""
     import datetime
     import stat
 

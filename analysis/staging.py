@@ -27,7 +27,7 @@ import socket
 import stat
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import cache
 from pathlib import Path, PurePosixPath
@@ -85,6 +85,7 @@ def staged(
     *,
     prefix: str = ".latbench-partial-",
     results: str | None = None,
+    after: Callable[[], None] | None = None,
 ) -> Iterator[Path]:
     """Yield a new hidden folder inside ``out`` (made if missing) to write results into.
 
@@ -132,7 +133,7 @@ def staged(
         # on disk before any journal: a folder whose owner is unreadable is never touched
         write_durably(stage / OWNER_FILE, owner)
         yield stage
-        publish(stage, final, results=results)
+        publish(stage, final, results=results, after=after)
         done = True
     except OSError as exc:  # name the file where it was going, not the staging folder
         for attr in ("filename", "filename2"):
@@ -150,7 +151,9 @@ def staged(
                 final.rmdir()
 
 
-def publish(stage: Path, out: Path, *, results: str | None = None) -> list[Path]:
+def publish(
+    stage: Path, out: Path, *, results: str | None = None, after: Callable[[], None] | None = None
+) -> list[Path]:
     """Move every file under ``stage`` to the same place under ``out``; return the targets.
 
     Checks first that none would land on a folder, or under something that is not a
@@ -226,6 +229,11 @@ def publish(stage: Path, out: Path, *, results: str | None = None) -> list[Path]
             with suppress(Exception):  # e.g. Ctrl-C between two moves: complete the set now
                 finish_moves(stage, out, moves, remove)
             raise  # what could not be completed stays for the next run (see staged)
+        if after is not None:  # still under the lock: no other run's files in between
+            try:
+                after()
+            except OSError as exc:  # the results are in: a note on them must not undo that
+                warnings.warn(f"{out}: {error_text(exc)}", stacklevel=4)
     return [out / rel for rel in files]
 
 
@@ -249,7 +257,8 @@ def _keep_users_files(out: Path, files: Sequence[str]) -> list[Path]:
     shown = ", ".join(p.name for p in theirs[:5]) + (", ..." if len(theirs) > 5 else "")
     warnings.warn(
         f"{out} holds {len(theirs)} file(s) of a result's name that no earlier"
-        f" latbench-analysis run wrote there ({shown}); each is kept as NAME.orig",
+        f" latbench-analysis run wrote there ({shown}); each is kept as NAME.orig"
+        " (NAME.orig-2, ... where that is taken)",
         stacklevel=5,
     )
     kept = []

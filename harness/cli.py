@@ -207,7 +207,6 @@ def _merge(argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from latbench.harness.keys import validate_key
     from latbench.harness.lock import hold, run_stem
     from latbench.harness.options import check_ranges, check_shard
     from latbench.harness.plan import make_plan, read_arch_file, select_archs
@@ -244,22 +243,33 @@ def _run(args: argparse.Namespace) -> int:
     plan = make_plan(selection, shard)
 
     from latbench.harness.artifacts import ArtifactCache
-    from latbench.harness.host import host_name
 
-    key = validate_key(f"{host_name()}-{profile.name}" if args.key is None else args.key,
-                       catalog_check=True)  # fmt: skip
-    if args.out is None:
-        try:
-            validate_key(key, shadow_check=True)
-        except ValueError:  # how the bundled sets were made; but `load` finds the bundled one
-            log.warning(
-                "--key %s is a bundled dataset's key: latbench.load(%r) keeps returning the"
-                " bundled file; yours will be %s (latbench.read_dataset reads it)",
-                key, key, out / f"{key}.parquet",
-            )  # fmt: skip
+    key = measurement_key(args.key, profile.name, out, into_home=args.out is None)
     cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
     with hold(out, run_stem(key, shard)):  # one writer per key, for the whole run
         return _measure_run(args, profile, plan, out, key, shard, cache, adapt)
+
+
+def measurement_key(given: str | None, profile: str, out: Path, *, into_home: bool) -> str:
+    """The dataset key of a measurement: ``given`` or ``<host>-<profile>``, checked
+    (:func:`~latbench.keys.validate_key`): never a published dataset's key or alias; a
+    bundled dataset's key into the data home only with a warning (how the bundled sets
+    were made, but ``load`` keeps finding the bundled file)."""
+    from latbench.harness.host import host_name
+    from latbench.harness.keys import validate_key
+
+    key = validate_key(f"{host_name()}-{profile}" if given is None else given,
+                       catalog_check=True)  # fmt: skip
+    if into_home:
+        try:
+            validate_key(key, shadow_check=True)
+        except ValueError:
+            log.warning(
+                "the key %s is a bundled dataset's: latbench.load(%r) keeps returning the"
+                " bundled file; yours will be %s (latbench.read_dataset reads it)",
+                key, key, out / f"{key}.parquet",
+            )  # fmt: skip
+    return key
 
 
 def _measure_run(args, profile, plan, out: Path, key: str, shard, cache, adapt=None) -> int:

@@ -117,8 +117,6 @@ def build_main(argv: list[str]) -> int:
 def run_main(argv: list[str]) -> int:
     """``latbench-measure run``; returns the exit status."""
     from latbench.harness.check import check_profile
-    from latbench.harness.host import host_name
-    from latbench.harness.keys import validate_key
     from latbench.harness.lock import hold, run_stem
     from latbench.harness.manifest import ManifestArtifacts
     from latbench.harness.options import check_ranges
@@ -143,7 +141,9 @@ def run_main(argv: list[str]) -> int:
     ids, shard = source.selection()
     plan = make_plan([Arch.parse(i) for i in ids], shard)
     out = args.out or data_home()
-    key = validate_key(f"{host_name()}-{profile.name}" if args.key is None else args.key)
+    from latbench.harness.cli import measurement_key
+
+    key = measurement_key(args.key, profile.name, out, into_home=args.out is None)
     with hold(out, run_stem(key, plan.shard)):  # one writer per key, for the whole run
         return _run_locked(args, profile, plan, source, out, key)
 

@@ -352,7 +352,7 @@ def _cmd_arch(args: argparse.Namespace) -> int:
         from latbench.space import Arch
 
         text = args.arch.strip()
-        if not (text.isascii() and text.isdigit()):
+        if not (text.isascii() and text.isdigit() and len(text) <= 6):
             raise ValueError(f"--nb201: {safe(args.arch)!r} is not a NAS-Bench-201 index")
         arch = Arch.from_nb201_index(int(text))
     else:

@@ -210,3 +210,21 @@ def test_a_bundled_key_into_the_data_home_is_measured_with_a_warning(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "is a bundled dataset's key: latbench.load('xeon2c-tf-fp32') keeps" in res.stderr
     assert (tmp_path / "xeon2c-tf-fp32.parquet").is_file()
+
+
+def test_one_key_check_for_one_step_and_build_run_measurements(tmp_path, caplog):
+    import inspect
+
+    from latbench.harness import split_cli
+    from latbench.harness.cli import measurement_key
+    from latbench.keys import InvalidKeyError
+
+    for key in ("edgetpu", "help-fpga", "d-gpu"):
+        with pytest.raises(InvalidKeyError, match="names the published dataset"):
+            measurement_key(key, "cpu-onnxruntime", tmp_path, into_home=False)
+    assert measurement_key("mybox-ort", "cpu-onnxruntime", tmp_path, into_home=True) == "mybox-ort"
+    with caplog.at_level("WARNING", logger="latbench.measure"):
+        assert measurement_key("xeon2c-tf-fp32", "x", tmp_path, into_home=True) == "xeon2c-tf-fp32"
+    assert any("bundled dataset's" in r.message for r in caplog.records)
+    # `latbench-measure run` (build on one machine, run on another) uses the same check
+    assert "measurement_key(" in inspect.getsource(split_cli)

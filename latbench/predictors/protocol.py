@@ -138,10 +138,16 @@ def evaluate(
                     done(futures[fut], fut.result())
             except BaseException:
                 # an error, Ctrl-C or SIGTERM: the queued repeats (minutes each) must not
-                # run on; the workers (processes of their own) are stopped too
+                # run on, nor the running ones: the workers (processes of their own) are
+                # stopped. Listed first: shutdown forgets them.
+                procs = list((getattr(pool, "_processes", None) or {}).values())
                 pool.shutdown(wait=False, cancel_futures=True)
-                for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                for proc in procs:
                     proc.terminate()
+                for proc in procs:
+                    proc.join(timeout=5)
+                    if proc.is_alive():
+                        proc.kill()
                 raise
             pool.shutdown()
     frame = pd.DataFrame([results[i] for i in range(len(tasks))])
