@@ -455,7 +455,7 @@ def _paper_s2(keys: Sequence[str], results: pd.DataFrame, n_train: int) -> str:
                "release: `latbench fetch latbench`, or `latbench import eagle PATH`)")  # fmt: skip
     elif not ran & set(wanted):
         why = ("The paper's Table S2 holds the GCN and the layer-wise predictor only, and "
-               "this run compared neither (`--predictors gcn,layerwise`)")  # fmt: skip
+               "this run compared neither (`--predictors gcn,layerwise` would)")  # fmt: skip
     else:
         why = (f"The paper trained its predictors on 900 or 100 models; this run trained"
                f" on {n_train} (`--train`)")  # fmt: skip

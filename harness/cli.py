@@ -313,7 +313,12 @@ def _measure_run(args, profile, plan, out: Path, key: str, shard, cache, adapt=N
         print(summary_line(read_predicted(pred).attrs["metadata"]))
         print(f"wrote {pred}; load it with: latbench.load_predicted({key!r})")
     if summary.dataset is not None and shard == (1, 1) and args.out is None:
-        print(f"load it with: latbench.load({key!r})")
+        from latbench.loader import dataset_path
+
+        if dataset_path(key) == summary.dataset:
+            print(f"load it with: latbench.load({key!r})")
+        else:  # a bundled dataset's key: `load` returns the bundled file
+            print(f"read it with: latbench.read_dataset({str(summary.dataset)!r})")
     return 0
 
 
@@ -377,6 +382,9 @@ def _unwind_on_termination() -> None:
     import signal
 
     def stop(signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        print(f"latbench-measure: stopped by {name}: results so far are stored; rerun the"
+              " same command to resume", file=sys.stderr)  # fmt: skip
         raise SystemExit(128 + signum)
 
     for name in ("SIGTERM", "SIGHUP"):  # Windows has no SIGHUP

@@ -84,7 +84,8 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     if args.available:
         df = df[df["available"]]
     if args.json:
-        print(json.dumps(df.to_dict(orient="records"), indent=2))
+        records = df.astype(object).where(df.notna(), None).to_dict(orient="records")
+        print(json.dumps(records, indent=2))  # null, not NaN: strict JSON readers refuse NaN
         return 0
     table = df[["key", "class", "precision", "available", "name"]].copy()
     table["available"] = table["available"].map({True: "yes", False: "no"})

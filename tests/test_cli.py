@@ -279,3 +279,12 @@ def test_module_entry_point_runs_without_traceback(tmp_path):
         check=False,
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "nope" in bad.stderr
+
+
+def test_devices_json_is_strict_json(capsys, tmp_path):
+    def refuse(constant):  # NaN, Infinity: what strict JSON readers reject
+        raise ValueError(constant)
+
+    rc, out, _ = _run(capsys, "devices", "--json", "--data-home", str(tmp_path))
+    rows = json.loads(out, parse_constant=refuse)
+    assert rc == 0 and any(r["path"] is None and r["available"] is False for r in rows)

@@ -208,8 +208,11 @@ def test_a_bundled_key_into_the_data_home_is_measured_with_a_warning(tmp_path):
         capture_output=True, text=True, env={**os.environ, "LATBENCH_HOME": str(tmp_path)},
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
-    assert "is a bundled dataset's key: latbench.load('xeon2c-tf-fp32') keeps" in res.stderr
+    assert "is a bundled dataset's: latbench.load('xeon2c-tf-fp32') keeps" in res.stderr
     assert (tmp_path / "xeon2c-tf-fp32.parquet").is_file()
+    # and it says how to read this one, not `load`, which returns the bundled file
+    assert f"latbench.read_dataset('{tmp_path / 'xeon2c-tf-fp32.parquet'}')" in res.stdout
+    assert "latbench.load(" not in res.stdout
 
 
 def test_one_key_check_for_one_step_and_build_run_measurements(tmp_path, caplog):
