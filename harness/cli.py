@@ -173,8 +173,10 @@ def _merge_parser() -> argparse.ArgumentParser:
 def _list_devices() -> int:
     from latbench.harness.profiles import list_profiles
 
-    for prof in list_profiles():
-        print(prof.summary())
+    profiles = list_profiles()
+    width = max((len(p.name) for p in profiles), default=0)  # one column for every name
+    for prof in profiles:
+        print(prof.summary(width))
     return 0
 
 

@@ -138,11 +138,12 @@ class Profile:
             "protocol": self.protocol.to_metadata(),
         }
 
-    def summary(self) -> str:
-        """One line for ``--list-devices``: name, runtime, precision, target, protocol."""
+    def summary(self, width: int = 22) -> str:
+        """One line for ``--list-devices``: name (padded to ``width``), runtime,
+        precision, target, protocol."""
         p = self.protocol
         return (
-            f"{self.name:<22} {self.runtime:<12} {self.precision:<5} {self.target:<4} "
+            f"{self.name:<{width}} {self.runtime:<12} {self.precision:<5} {self.target:<4} "
             f"R={p.runs} ({p.groups}x{p.group_size}) warm-up {p.warmup}  {self.description}"
         )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -40,7 +41,9 @@ def usable_rows(
     else:
         from latbench.loader import load
 
-        df, name = load(dataset, data_home=data_home), dataset
+        df = load(dataset, data_home=data_home)
+        # the dataset's own key, not the alias typed (E.GPU is jetson-nano-fp32)
+        name = Path(str(df.attrs.get("path", dataset))).name.removesuffix(".parquet")
     need = {"arch_id", "latency_ms"}
     missing = need - set(df.columns)
     if missing:
