@@ -422,3 +422,15 @@ def test_a_list_of_six_ids_is_six_architectures_and_a_tuple_is_one_vector():
     assert arch_ids([(3, 3, 4, 1, 3, 1)]).tolist() == arch_ids((3, 3, 4, 1, 3, 1)).tolist()
     ids = [int(a) for a in np.flatnonzero(valid_mask())[1000:1006]]
     assert ProxyPredictor().fit(ids, np.linspace(1, 2, 6)).predict(ids).shape == (6,)
+
+
+def test_a_summary_of_one_repeat_shows_no_spread():
+    from latbench.predictors.cli import format_summary
+
+    row = {"dataset": "d", "predictor": "flops", "spearman_mean": 0.9, "kendall_mean": 0.8,
+           "rmse_ms_mean": 1.0, "train_seconds_mean": 0.1}  # fmt: skip
+    for b in (1, 5, 10):
+        row |= {f"within_{b}pct_mean": 0.5, f"within_{b}pct_std": 0.0}
+    one = format_summary(pd.DataFrame([{**row, "repeats": 1}])).splitlines()[1]
+    two = format_summary(pd.DataFrame([{**row, "repeats": 2}])).splitlines()[1]
+    assert "+-" not in one and "50.0+- 0.0" in two

@@ -120,14 +120,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def format_summary(summary: Any) -> str:
-    """Table S2-style text: percentages as mean +- std, correlations, RMSE."""
+    """Table S2-style text: percentages as mean +- std (the mean alone for one repeat),
+    correlations, RMSE."""
     lines = [
         f"{'dataset':<28} {'predictor':<10} {'n':>3} {'+-1%':>11} {'+-5%':>11} {'+-10%':>11} "
         f"{'spearman':>8} {'kendall':>8} {'rmse ms':>9} {'train s':>8}"
     ]
     for _, r in summary.iterrows():
-        pct = [
-            f"{100 * r[f'within_{b}pct_mean']:5.1f}+-{100 * r[f'within_{b}pct_std']:4.1f}"
+        pct = [  # one repeat has no spread to show: not "+- 0.0"
+            f"{100 * r[f'within_{b}pct_mean']:5.1f}"
+            + (f"+-{100 * r[f'within_{b}pct_std']:4.1f}" if r["repeats"] > 1 else "")
             for b in (1, 5, 10)
         ]
         lines.append(
