@@ -258,19 +258,16 @@ def measurement_key(given: str | None, profile: str, out: Path, *, into_home: bo
     bundled dataset's key into the data home only with a warning (how the bundled sets
     were made, but ``load`` keeps finding the bundled file)."""
     from latbench.harness.host import host_name
-    from latbench.harness.keys import validate_key
+    from latbench.keys import names_bundled, validate_key
 
     key = validate_key(f"{host_name()}-{profile}" if given is None else given,
                        catalog_check=True)  # fmt: skip
-    if into_home:
-        try:
-            validate_key(key, shadow_check=True)
-        except ValueError:
-            log.warning(
-                "the key %s is a bundled dataset's: latbench.load(%r) keeps returning the"
-                " bundled file; yours will be %s (latbench.read_dataset reads it)",
-                key, key, out / f"{key}.parquet",
-            )  # fmt: skip
+    if into_home and names_bundled(key):
+        log.warning(
+            "the key %s is a bundled dataset's: latbench.load(%r) keeps returning the"
+            " bundled file; yours will be %s (latbench.read_dataset reads it)",
+            key, key, out / f"{key}.parquet",
+        )  # fmt: skip
     return key
 
 
@@ -383,17 +380,14 @@ def _unwind_on_termination() -> None:
     kills it, and Python's default handling would not unwind."""
     import signal
 
-    def stop(signum: int, _frame: object) -> None:
-        name = signal.Signals(signum).name
-        print(f"latbench-measure: stopped by {name}: results so far are stored; rerun the"
-              " same command to resume", file=sys.stderr)  # fmt: skip
-        raise SystemExit(128 + signum)
+    from latbench.argparsing import unwind_on_termination
 
-    for name in ("SIGTERM", "SIGHUP"):  # Windows has no SIGHUP
-        sig = getattr(signal, name, None)
-        # `nohup` (or a parent) ignoring it is the user's choice: kept
-        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, stop)
+    def stopped(signum: int) -> SystemExit:
+        print(f"latbench-measure: stopped by {signal.Signals(signum).name}: results so far"
+              " are stored; rerun the same command to resume", file=sys.stderr)  # fmt: skip
+        return SystemExit(128 + signum)
+
+    unwind_on_termination(stopped)
 
 
 def _dispatch(argv: list[str]) -> int:

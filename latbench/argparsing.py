@@ -49,15 +49,18 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-def unwind_on_termination() -> Callable[[], None]:
+def unwind_on_termination(
+    stopped: Callable[[int], BaseException] = Terminated,
+) -> Callable[[], None]:
     """Make SIGTERM and SIGHUP raise :class:`Terminated`; returns what restores the
     handlers there were. Python's default for them exits without running ``finally``
     blocks, which leaves temporary folders and files behind. A signal ignored already
-    (``nohup``) stays ignored; one the platform lacks (SIGHUP on Windows) is skipped."""
+    (``nohup``) stays ignored; one the platform lacks (SIGHUP on Windows) is skipped.
+    ``stopped`` makes the exception raised from the signal's number."""
     import signal
 
     def stop(signum: int, _frame: object) -> None:
-        raise Terminated(signum)
+        raise stopped(signum)
 
     old = {}
     for name in ("SIGTERM", "SIGHUP"):  # Windows has no SIGHUP

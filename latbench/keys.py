@@ -22,6 +22,7 @@ __all__ = [
     "RESERVED_SUFFIXES",
     "check_output",
     "file_kind",
+    "names_bundled",
     "validate_file_name",
     "validate_key",
 ]
@@ -43,6 +44,14 @@ def _bundled_keys() -> set[str]:
     from latbench.manifest import bundled_datasets
 
     return {normalize_key(k) for k in bundled_datasets()}
+
+
+def names_bundled(key: str) -> bool:
+    """Whether ``key``, in any spelling ``load`` accepts, names a bundled dataset."""
+    from latbench.catalog import normalize_key, resolve
+
+    bundled = _bundled_keys()
+    return normalize_key(key) in bundled or (resolve(key) or "") in bundled
 
 
 def validate_key(
@@ -99,15 +108,11 @@ def validate_key(
                 f" ({CATALOG[named].name}); give your measurement a key of its own"
                 " (e.g. <host>-<runtime>-<precision>)"
             )
-    if shadow_check:
-        from latbench.catalog import normalize_key, resolve
-
-        bundled = _bundled_keys()
-        if normalize_key(key) in bundled or (resolve(key) or "") in bundled:
-            raise InvalidKeyError(
-                f"{option} {shown} is a bundled dataset's key: `load` would keep returning"
-                " the bundled file; choose another name"
-            )
+    if shadow_check and names_bundled(key):
+        raise InvalidKeyError(
+            f"{option} {shown} is a bundled dataset's key: `load` would keep returning"
+            " the bundled file; choose another name"
+        )
     return key
 
 

@@ -327,15 +327,15 @@ def load_wide(
         keys = [keys]
     if keys is None:
         keys = sorted(_local_keys(data_home))
-    cols, paths = {}, {}
+    cols, paths = {}, set()
     for key in keys:
-        path = dataset_path(key, data_home)
-        if path in paths.values():  # two spellings of one dataset: one column
+        df = load(key, data_home=data_home)  # cached: a second spelling costs a copy
+        if df.attrs["path"] in paths:  # two spellings of one dataset: one column
             continue
-        df = load(key, data_home=data_home)
         series = df[value].where(df["status"] == "ok").astype("float64")
         series.index = df["arch_id"].to_numpy()
-        cols[key], paths[key] = series, path
+        cols[key] = series
+        paths.add(df.attrs["path"])
     wide = pd.DataFrame(cols)
     if accuracy is not None:
         from latbench.accuracy_table import accuracy as _accuracy

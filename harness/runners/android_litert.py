@@ -137,6 +137,7 @@ _APPLIED = re.compile(
 )
 _UNSUPPORTED = re.compile(r"Following operations are not supported by (\w+) delegate")
 _OLD_SUMMARY = "Average inference timings in us:"  # TF 2.2 and older
+_RUN_FIELD = re.compile(r"(^|\s)(curr|avg)=")  # every run block has one
 _ERROR = re.compile(
     r"(^|\s)(ERROR:.*|.*Failed to apply .*delegate.*|Benchmarking failed.*|"
     r".*will not be executed by the delegate.*|.*: not found$|.*Permission denied.*|"
@@ -200,7 +201,7 @@ def _is_run_block(line: str, fields: str) -> bool:
     """Whether a ``count=`` line is a run block: the op profiler's tables (``Timings
     (microseconds)``, ``Memory (bytes): count=0``) are not, and every run block has
     ``curr=`` or ``avg=``."""
-    return "Timings (microseconds)" not in line and bool(re.search(r"(^|\s)(curr|avg)=", fields))
+    return "Timings (microseconds)" not in line and bool(_RUN_FIELD.search(fields))
 
 
 def _one_run_us(run: BenchmarkRun, text: str) -> float:

@@ -234,10 +234,12 @@ def catalog_metadata(
     protocol: Mapping[str, Any],
     input_shape: list[int],
     extra: Mapping[str, Any] | None = None,
+    sha256: str | None = None,
 ) -> dict[str, Any]:
     """File metadata of an imported dataset: device and provenance from the catalog.
 
-    ``fallback`` describes a source the catalog does not know.
+    ``fallback`` describes a source the catalog does not know. ``sha256``: the source's,
+    where the importer hashed it already to identify it (else it is hashed here).
     """
     from latbench import __version__
 
@@ -262,7 +264,7 @@ def catalog_metadata(
         "imported_from": {
             "importer": importer,
             "file": source.name,
-            "sha256": sha256_file(source),
+            "sha256": sha256 or sha256_file(source),
             **dict(extra or {}),
         },
         "citation": entry.citation,

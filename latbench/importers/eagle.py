@@ -433,6 +433,7 @@ def read_eagle(
                 "entries": int(np.count_nonzero(~np.isnan(seconds))),
                 "release": release,
             },
+            sha256=found[k].sha256,  # hashed once, to identify it
         )
         if release.get("warnings"):
             meta["warnings"] = list(release["warnings"])

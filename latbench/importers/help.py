@@ -237,6 +237,7 @@ def _identify(f: Path) -> tuple[str, dict[str, Any]]:
 
     named = help_key(f.stem)
     digest = sha256_file(f) if f.stat().st_size <= _MAX_PT_BYTES else ""
+
     published = next(
         (n for n, d in HELP_SHA256.items() if d == digest and n.lower() != INDEX_FILE), None
     )
@@ -250,7 +251,7 @@ def _identify(f: Path) -> tuple[str, dict[str, Any]]:
         info = {"identified_by": "sha256", "published_name": published, "matches_published": True}
         if key != named:
             info["note"] = f"{f.name} is HELP's published {published} (by SHA-256), renamed"
-        return key, info
+        return key, {**info, "sha256": digest}
     name = next((n for n in HELP_SHA256 if help_key(Path(n).stem) == named), None)
     info = {"identified_by": "name", "published_name": name, "matches_published": False}
     if name is not None:
@@ -259,7 +260,7 @@ def _identify(f: Path) -> tuple[str, dict[str, Any]]:
             f" file (SHA-256 {digest[:12]}..., published {HELP_SHA256[name][:12]}...);"
             " imported by its name"
         )
-    return named, info
+    return named, {**info, "sha256": digest} if digest else info
 
 
 def _load_pt(f: Path) -> Any:
@@ -295,8 +296,11 @@ def read_help(path: str | os.PathLike[str], keys: Collection[str] | None = None)
             extra={
                 "index_file": INDEX_FILE,
                 "index_sha256": index_sha,
-                "published": {k: v for k, v in published[f].items() if k != "warning"},
+                "published": {
+                    k: v for k, v in published[f].items() if k not in ("warning", "sha256")
+                },
             },
+            sha256=published[f].get("sha256"),  # hashed once, to identify it
         )
         meta["invalid_rows"] = "status 'invalid' rows keep HELP's measured latency_ms"
         if "warning" in published[f]:

@@ -56,7 +56,13 @@ def arch_ids(archs: Archs) -> np.ndarray:
         return ids
     if isinstance(archs, str | int | np.integer | Arch) or _is_vector(archs):
         return np.array([Arch.parse(archs).id], dtype=np.int64)
-    if isinstance(archs, list) and _is_vector(tuple(archs)) and all(0 <= x < 5 for x in archs):
+    # len first: lists of thousands of ids pass here, and must not be copied to be checked
+    if (
+        isinstance(archs, list)
+        and len(archs) == 6
+        and _is_vector(tuple(archs))
+        and all(0 <= x < 5 for x in archs)
+    ):
         import warnings
 
         warnings.warn(  # `latbench arch --json` prints vectors as lists: say which reading

@@ -178,14 +178,9 @@ def _absent(option: str, patterns: str, keys: list[str]) -> None:
     not quietly drop a dataset from the figure."""
     from latbench.predictors import PredictorError
 
-    pats = [p.strip() for p in patterns.split(",") if p.strip()]
-    absent = [p for p in pats if not any(c in p for c in "*?[") and p not in keys]
+    absent = sorted(p for p in _plain(patterns) if p not in keys)
     if absent:
         raise PredictorError(f"{option} names dataset(s) not available: {', '.join(absent)}")
-
-
-MIN_LATENCIES = 100
-"""Fewest measured latencies a dataset needs to be a source (``pretrain``'s ``min_archs``)."""
 
 
 def _plain(patterns: str | None) -> set[str]:
@@ -195,12 +190,14 @@ def _plain(patterns: str | None) -> set[str]:
 
 
 def _drop_small(matrix: Any, named: set[str]) -> Any:
-    """``matrix`` without the datasets of fewer than :data:`MIN_LATENCIES` latencies that a
+    """``matrix`` without the datasets of fewer latencies than a source needs
+    (:data:`~latbench.predictors.fewshot.prior.MIN_SOURCE_LATENCIES`) that a
     glob or a default chose (a quickstart sample, a few-shot run's handful), saying which;
     one named plainly stays, and its refusal says how to leave it out."""
     import numpy as np
 
     from latbench.predictors import PredictorError
+    from latbench.predictors.fewshot.prior import MIN_SOURCE_LATENCIES as MIN_LATENCIES
 
     counts = np.isfinite(matrix.to_numpy(np.float64)).sum(axis=0)
     small = {

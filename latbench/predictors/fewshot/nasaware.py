@@ -87,18 +87,12 @@ def check_accuracy(accuracy: object) -> np.ndarray:
         # invalid cells keep their published value in the table; nothing to search there
         accuracy = col.where(accuracy["valid"].astype(bool)) if "valid" in accuracy else col
     if isinstance(accuracy, pd.Series):
-        if accuracy.index.name not in (None, "arch_id"):
-            raise PredictorError(
-                f"accuracy is indexed by {accuracy.index.name!r}; it must be by arch_id (load"
-                " without index=..., or sort by arch_id and reset the index)"
-            )
-        idx = accuracy.index.to_numpy()
-        if len(idx) != N_ARCHS or not np.array_equal(idx, np.arange(N_ARCHS)):
-            raise PredictorError(
-                f"accuracy must be indexed by arch_id 0..{N_ARCHS - 1} in order "
-                f"(got {len(idx)} rows)"
-            )
-        accuracy = accuracy.to_numpy()
+        from latbench.nas.inputs import per_arch
+
+        try:  # the NAS tools' own check: arch_id order, not nb201_index
+            accuracy = per_arch("accuracy", accuracy)
+        except ValueError as exc:
+            raise PredictorError(str(exc)) from None
     if accuracy is None:
         raise PredictorError("NAS-aware selection needs an accuracy table (latbench.accuracy)")
     try:

@@ -451,6 +451,10 @@ def _soft_impute(z: np.ndarray, k: int, iters: int) -> np.ndarray:
     return u * np.sqrt(len(z))
 
 
+MIN_SOURCE_LATENCIES = 100
+"""Fewest measured latencies a source dataset needs (:func:`pretrain`'s ``min_archs``)."""
+
+
 def pretrain(
     matrix: pd.DataFrame,
     *,
@@ -458,7 +462,7 @@ def pretrain(
     shrink: float = 0.1,
     ridge: float = 1e-3,
     iters: int = 15,
-    min_archs: int = 100,
+    min_archs: int = MIN_SOURCE_LATENCIES,
     encoder: Mapping[str, Any] | None = None,
     meta: Mapping[str, Any] | None = None,
 ) -> DevicePrior:
